@@ -1,0 +1,226 @@
+//! Parses one frame at the LAN interface into what accounting needs: which client it belongs
+//! to, how many IP-level bytes it carries and whether the other end is the box itself.
+//! Direct packet access only (`data`/`data_end`); nothing here writes to the packet.
+
+use core::mem::size_of;
+
+use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
+use hotspotd_common::{IpKey, MacKey};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    vlan::VlanHdr,
+};
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const UDP_HDR_LEN: u32 = 8;
+/// 802.1ad outer + 802.1Q inner: QinQ is as deep as access networks go.
+const MAX_VLAN_TAGS: usize = 2;
+/// Enough linear bytes for Ethernet + two tags + IPv6 + a TCP header with options.
+const HEADERS_MAX_LEN: u32 = 14 + 2 * 4 + 40 + 60;
+
+/// Which way a frame crosses the LAN interface, seen from the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client: LAN ingress. The client is the source MAC.
+    Up,
+    /// To the client: LAN egress. The client is the destination MAC.
+    Down,
+}
+
+/// An IP packet of a client.
+pub struct IpPacket {
+    pub client: MacKey,
+    /// IP header included, Ethernet excluded; a GSO packet as the sum of its segments.
+    pub ip_bytes: u64,
+    /// Segments this packet becomes on the wire (1 unless GSO).
+    pub segments: u64,
+    /// The other end is the box itself, or the packet is multicast or broadcast.
+    pub local: bool,
+}
+
+/// What a frame is, for accounting.
+pub enum Frame {
+    /// Not a unicast client frame (multicast source, or sent to a group on egress).
+    NotClient,
+    /// ARP, LLDP and other non-IP frames: never billed.
+    NonIp,
+    /// An IP header that is truncated or inconsistent: never billed.
+    Malformed,
+    Ip(IpPacket),
+}
+
+/// Returns a pointer to a `T` at `offset` if the whole `T` lies in the linear packet data.
+#[inline(always)]
+fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+/// Makes the headers linear so direct access can reach them. Forwarded packets nearly always
+/// are already; the helper runs only when they are not, since it may copy.
+#[inline(always)]
+pub fn make_headers_linear(ctx: &TcContext) {
+    let wanted = ctx.len().min(HEADERS_MAX_LEN);
+    if (ctx.data_end() - ctx.data()) < wanted as usize {
+        // SAFETY: the helper only reads the skb pointer the kernel gave us; failure (ENOMEM)
+        // leaves the packet as it was and the parser then fails open.
+        unsafe {
+            bpf_skb_pull_data(ctx.skb.skb.cast(), wanted);
+        }
+    }
+}
+
+#[inline(always)]
+fn is_group_mac(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 1
+}
+
+/// Segments of a GSO packet, 1 otherwise. Reading `gso_segs` is rewritten by the verifier into
+/// a load from the skb's shared info.
+#[inline(always)]
+fn gso_segments(ctx: &TcContext) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program.
+    let segs = unsafe { (*ctx.skb.skb).gso_segs };
+    if segs > 1 { segs } else { 1 }
+}
+
+/// Length of the TCP or UDP header at `offset`, which GSO replicates in every segment.
+#[inline(always)]
+fn l4_header_len(ctx: &TcContext, offset: usize, proto: u8) -> u32 {
+    match proto {
+        IPPROTO_TCP => match ptr_at::<TcpHdr>(ctx, offset) {
+            // SAFETY: bounds checked by ptr_at.
+            Some(tcp) => u32::from(unsafe { (*tcp).doff() }) * 4,
+            None => size_of::<TcpHdr>() as u32,
+        },
+        IPPROTO_UDP => UDP_HDR_LEN,
+        _ => 0,
+    }
+}
+
+/// IP-level bytes on the wire: for GSO, the payload once plus the headers of every segment.
+#[inline(always)]
+fn gso_ip_bytes(l3_bytes_present: u32, segments: u32, header_len: u32) -> u64 {
+    u64::from(l3_bytes_present) + u64::from(segments - 1) * u64::from(header_len)
+}
+
+pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Frame::NotClient;
+    };
+    // SAFETY: bounds checked by ptr_at; network-types headers are plain byte arrays.
+    let (client_mac, to_group, mut ether_type) = unsafe {
+        let eth = &*eth;
+        match direction {
+            Direction::Up => (eth.src_addr, is_group_mac(&eth.dst_addr), eth.ether_type),
+            Direction::Down => (eth.dst_addr, false, eth.ether_type),
+        }
+    };
+    if is_group_mac(&client_mac) {
+        return Frame::NotClient;
+    }
+
+    let mut offset = EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        let tpid = u16::from_be(ether_type);
+        if tpid != ETH_P_8021Q && tpid != ETH_P_8021AD {
+            break;
+        }
+        let Some(vlan) = ptr_at::<VlanHdr>(ctx, offset) else {
+            return Frame::Malformed;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        ether_type = unsafe { (*vlan).ether_type };
+        offset += VlanHdr::LEN;
+    }
+
+    let client = MacKey::new(client_mac);
+    let packet = match u16::from_be(ether_type) {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset, direction),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset, direction),
+        _ => return Frame::NonIp,
+    };
+    match packet {
+        Some((ip_bytes, segments, remote, group_dst)) => Frame::Ip(IpPacket {
+            client,
+            ip_bytes,
+            segments: u64::from(segments),
+            local: to_group || group_dst || crate::is_local_addr(&remote),
+        }),
+        None => Frame::Malformed,
+    }
+}
+
+/// Returns (IP bytes, segments, remote address, remote is multicast or broadcast).
+#[inline(always)]
+fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u64, u32, IpKey, bool)> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, offset)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let header_len = u32::from(ip.vihl & 0x0f) * 4;
+    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN as u32 {
+        return None;
+    }
+    let present = ctx.len().checked_sub(offset as u32)?;
+    let segments = gso_segments(ctx);
+    let ip_bytes = if segments > 1 {
+        let l4 = l4_header_len(ctx, offset + header_len as usize, ip.proto);
+        gso_ip_bytes(present, segments, header_len + l4)
+    } else {
+        // Ethernet may pad a short frame, so the header's length is the truth; a header that
+        // claims more than arrived is a truncated packet the stack will drop.
+        let total_len = u32::from(u16::from_be_bytes(ip.tot_len));
+        if total_len < header_len || total_len > present {
+            return None;
+        }
+        u64::from(total_len)
+    };
+    let remote = match direction {
+        Direction::Up => ip.dst_addr,
+        Direction::Down => ip.src_addr,
+    };
+    // 224.0.0.0/4 multicast and 255.255.255.255 (DHCP) never leave the LAN.
+    let group = remote[0] & 0xf0 == 0xe0 || remote == [0xff; 4];
+    Some((ip_bytes, segments, IpKey::from_v4(remote), group))
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u64, u32, IpKey, bool)> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return None;
+    }
+    let present = ctx.len().checked_sub(offset as u32)?;
+    let header_len = Ipv6Hdr::LEN as u32;
+    let segments = gso_segments(ctx);
+    let ip_bytes = if segments > 1 {
+        let l4 = l4_header_len(ctx, offset + Ipv6Hdr::LEN, ip.next_hdr);
+        gso_ip_bytes(present, segments, header_len + l4)
+    } else {
+        let total_len = header_len + u32::from(u16::from_be_bytes(ip.payload_len));
+        if total_len > present {
+            return None;
+        }
+        u64::from(total_len)
+    };
+    let remote = match direction {
+        Direction::Up => ip.dst_addr,
+        Direction::Down => ip.src_addr,
+    };
+    // ff00::/8 multicast (neighbour discovery, MLD, mDNS) never leaves the LAN.
+    let group = remote[0] == 0xff;
+    Some((ip_bytes, segments, IpKey::from_v6(remote), group))
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building and testing hotspotd needs, and nothing that is already there.
+# Idempotent: a second run prints nothing but its last line. Needs root (apt, netns).
+set -euo pipefail
+
+BPF_LINKER_VERSION=0.13.0
+LLVM_MAJOR=22
+APT_PACKAGES=(
+  "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" libzstd-dev   # bpf-linker links LLVM
+  iperf3 iproute2 ethtool                                             # namespace harness traffic
+  pkg-config
+)
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (apt-get, network namespaces and eBPF need it): sudo $0"
+command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs) first"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed: check the package mirror in /etc/apt/sources.list*"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+fi
+
+# The eBPF crate is built with nightly (-Z build-std=core needs rust-src).
+if ! rustup toolchain list | grep -q '^nightly'; then
+  say "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || die "rustup toolchain install nightly failed"
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly >/dev/null 2>&1 || die "rustup component add rust-src --toolchain nightly failed"
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  say "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR (about 2 minutes)"
+  LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install --locked --quiet \
+    bpf-linker --version "$BPF_LINKER_VERSION" --no-default-features --features "llvm-${LLVM_MAJOR}" \
+    || die "cargo install bpf-linker failed (is /usr/lib/llvm-${LLVM_MAJOR} complete?)"
+fi
+
+# The BPF filesystem holds the pinned maps; systemd mounts it on most boxes, containers may not.
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf || die "cannot mount the BPF filesystem on /sys/fs/bpf"
+fi
+
+say "ready"
