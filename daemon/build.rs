@@ -5,7 +5,9 @@ use anyhow::Context as _;
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let ebpf_dir = std::path::Path::new(&manifest_dir).join("../ebpf");
-    let ebpf_dir = ebpf_dir.to_str().context("the eBPF crate's path is not UTF-8")?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .context("the eBPF crate's path is not UTF-8")?;
     let package = aya_build::Package {
         name: "hotspotd-ebpf",
         root_dir: ebpf_dir,

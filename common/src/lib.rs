@@ -40,7 +40,7 @@ pub mod stat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacKey {
     pub addr: [u8; 6],
-    pub _pad: [u8; 2],
+    _pad: [u8; 2],
 }
 const _: () = assert!(size_of::<MacKey>() == 8);
 
@@ -53,7 +53,7 @@ impl MacKey {
 
 /// An IPv4 or IPv6 address as 16 bytes; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey {
     pub addr: [u8; 16],
 }
@@ -114,7 +114,9 @@ impl Usage {
             up_local_bytes: self.up_local_bytes.wrapping_add(other.up_local_bytes),
             down_local_bytes: self.down_local_bytes.wrapping_add(other.down_local_bytes),
             up_dropped_bytes: self.up_dropped_bytes.wrapping_add(other.up_dropped_bytes),
-            down_dropped_bytes: self.down_dropped_bytes.wrapping_add(other.down_dropped_bytes),
+            down_dropped_bytes: self
+                .down_dropped_bytes
+                .wrapping_add(other.down_dropped_bytes),
             dropped_packets: self.dropped_packets.wrapping_add(other.dropped_packets),
             last_seen_ns: if self.last_seen_ns > other.last_seen_ns {
                 self.last_seen_ns

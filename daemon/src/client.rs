@@ -1,1 +1,119 @@
-//! todo
+//! A client of hotspotd's API over its Unix socket, for `hotspotctl` and tests: one HTTP/1.1
+//! connection per request, JSON in and out, API errors turned into their sentence.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, body::Bytes};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::api::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach hotspotd at {socket}: {source} (is hotspotd running? try 'systemctl status hotspotd', or pass --socket)"
+    )]
+    Connect {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to hotspotd at {socket} failed: {source}")]
+    Http {
+        socket: PathBuf,
+        source: hyper::Error,
+    },
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "hotspotd answered something this hotspotctl does not understand ({source}); are both the same version?"
+    )]
+    Decode { source: serde_json::Error },
+}
+
+pub struct ApiClient {
+    socket: PathBuf,
+}
+
+impl ApiClient {
+    #[must_use]
+    pub fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_owned(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        self.request(Method::POST, path, Some(body.to_string()))
+            .await
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, ClientError> {
+        let http_error = |source| ClientError::Http {
+            socket: self.socket.clone(),
+            source,
+        };
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    socket: self.socket.clone(),
+                    source,
+                })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_error)?;
+        tokio::spawn(connection);
+
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "hotspotd")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())));
+        // Only a malformed `path` fails here, and every caller passes a literal.
+        let request = request.map_err(|error| ClientError::Api {
+            status: 0,
+            code: "bad_request".to_owned(),
+            message: format!("cannot build the request for {path}: {error}"),
+        })?;
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(http_error)?
+            .to_bytes();
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { source });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+            }),
+            Err(source) => Err(ClientError::Decode { source }),
+        }
+    }
+}

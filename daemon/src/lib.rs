@@ -1,4 +1,4 @@
-//! hotspotd: per-client traffic accounting for WiFi hotspots. The kernel counts every client's
+//! `hotspotd`: per-client traffic accounting for WiFi hotspots. The kernel counts every client's
 //! bytes on the LAN interface (`bpf`); `accounting` turns the counters into per-client totals;
 //! `api` serves them to portals and to `hotspotctl`. `run` wires them together and is what the
 //! `hotspotd` binary calls, so tests can run the daemon with their own shutdown signal.
@@ -8,7 +8,9 @@ pub mod api;
 pub mod bpf;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod mac;
+pub mod net;
 pub mod netlink;
 mod run;
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct MacAddr(pub [u8; 6]);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{input}' is not a MAC address: write six hex pairs separated by ':' or '-', like aa:bb:cc:dd:ee:ff")]
+#[error(
+    "'{input}' is not a MAC address: write six hex pairs separated by ':' or '-', like aa:bb:cc:dd:ee:ff"
+)]
 pub struct ParseMacError {
     pub input: String,
 }
@@ -32,7 +34,9 @@ impl FromStr for MacAddr {
     type Err = ParseMacError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let error = || ParseMacError { input: input.to_owned() };
+        let error = || ParseMacError {
+            input: input.to_owned(),
+        };
         let separator = if input.contains('-') { '-' } else { ':' };
         let mut octets = [0u8; 6];
         let mut parts = input.split(separator);
@@ -52,8 +56,12 @@ impl FromStr for MacAddr {
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+        let octets = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            octets[0], octets[1], octets[2], octets[3], octets[4], octets[5]
+        )
     }
 }
 
@@ -83,7 +91,12 @@ mod tests {
     #[test]
     fn parses_colons_dashes_and_any_case() {
         let expected = MacAddr([0xaa, 0xbb, 0xcc, 0x0d, 0xee, 0xff]);
-        for text in ["aa:bb:cc:0d:ee:ff", "AA:BB:CC:0D:EE:FF", "aa-bb-cc-0d-ee-ff", "Aa-bB-cc-0D-ee-FF"] {
+        for text in [
+            "aa:bb:cc:0d:ee:ff",
+            "AA:BB:CC:0D:EE:FF",
+            "aa-bb-cc-0d-ee-ff",
+            "Aa-bB-cc-0D-ee-FF",
+        ] {
             assert_eq!(text.parse::<MacAddr>(), Ok(expected), "{text}");
         }
         assert_eq!(expected.to_string(), "aa:bb:cc:0d:ee:ff");
@@ -92,8 +105,15 @@ mod tests {
     #[test]
     fn rejects_everything_else() {
         for text in [
-            "", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa:bb:cc:dd:ee:f", "aa:bb:cc:dd:ee:fff",
-            "aa:bb-cc:dd:ee:ff", "gg:bb:cc:dd:ee:ff", "aabbccddeeff", " aa:bb:cc:dd:ee:ff",
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "aa:bb:cc:dd:ee:f",
+            "aa:bb:cc:dd:ee:fff",
+            "aa:bb-cc:dd:ee:ff",
+            "gg:bb:cc:dd:ee:ff",
+            "aabbccddeeff",
+            " aa:bb:cc:dd:ee:ff",
             "+a:bb:cc:dd:ee:ff",
         ] {
             let error = text.parse::<MacAddr>().expect_err(text);
@@ -104,7 +124,10 @@ mod tests {
     #[test]
     fn json_round_trip() {
         let mac: MacAddr = serde_json::from_str("\"AA-BB-CC-DD-EE-01\"").expect("parses");
-        assert_eq!(serde_json::to_string(&mac).expect("serialises"), "\"aa:bb:cc:dd:ee:01\"");
+        assert_eq!(
+            serde_json::to_string(&mac).expect("serialises"),
+            "\"aa:bb:cc:dd:ee:01\""
+        );
         assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
     }
 }

@@ -1,1 +1,108 @@
-//! todo
+//! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
+//! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
+//! of the LAN interface). Read-only: nothing here changes the kernel's state.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use futures::TryStreamExt as _;
+use rtnetlink::{
+    Handle,
+    packet_route::{
+        address::AddressAttribute,
+        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
+    },
+};
+
+use crate::mac::MacAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a routing netlink socket: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("listing {what} over netlink failed: {source}")]
+    Dump {
+        what: &'static str,
+        source: rtnetlink::Error,
+    },
+}
+
+/// A routing netlink connection, driven by a task of its own.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens the socket in the calling thread's network namespace and spawns its driver task.
+    pub fn open() -> Result<Self, NetlinkError> {
+        let (connection, handle, _messages) =
+            rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Every address of every interface of the box, IPv4 and IPv6.
+    pub async fn local_addresses(&self) -> Result<BTreeSet<IpAddr>, NetlinkError> {
+        let dump_error = |source| NetlinkError::Dump {
+            what: "addresses",
+            source,
+        };
+        let mut messages = self.handle.address().get().execute();
+        let mut addrs = BTreeSet::new();
+        while let Some(message) = messages.try_next().await.map_err(dump_error)? {
+            for attribute in message.attributes {
+                // `Local` is the box's own address on point-to-point links, where `Address`
+                // is the peer's; elsewhere both are the same.
+                if let AddressAttribute::Address(addr) | AddressAttribute::Local(addr) = attribute {
+                    addrs.insert(addr);
+                }
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// The IP addresses the box has resolved to each MAC on interface `ifindex`.
+    pub async fn neighbours(
+        &self,
+        ifindex: u32,
+    ) -> Result<BTreeMap<MacAddr, BTreeSet<IpAddr>>, NetlinkError> {
+        let dump_error = |source| NetlinkError::Dump {
+            what: "neighbours",
+            source,
+        };
+        let mut messages = self.handle.neighbours().get().execute();
+        let mut clients: BTreeMap<MacAddr, BTreeSet<IpAddr>> = BTreeMap::new();
+        while let Some(message) = messages.try_next().await.map_err(dump_error)? {
+            if message.header.ifindex != ifindex
+                || matches!(
+                    message.header.state,
+                    NeighbourState::Incomplete | NeighbourState::Failed
+                )
+            {
+                continue;
+            }
+            let mut ip = None;
+            let mut mac = None;
+            for attribute in message.attributes {
+                match attribute {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        ip = Some(IpAddr::V4(v4));
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        ip = Some(IpAddr::V6(v6));
+                    }
+                    NeighbourAttribute::LinkLayerAddress(bytes) => {
+                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr);
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(ip), Some(mac)) = (ip, mac) {
+                clients.entry(mac).or_default().insert(ip);
+            }
+        }
+        Ok(clients)
+    }
+}

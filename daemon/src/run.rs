@@ -1,4 +1,71 @@
-//! todo
+//! Wires the daemon together: eBPF programs → control task (accounting) → API, and takes it
+//! apart again in the reverse order when `shutdown` fires.
+
+use std::sync::Arc;
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    api::{self, ListenError},
+    bpf::{BpfError, Kernel},
+    config::Config,
+    control::{self, Control},
+    net::ip_key,
+    netlink::{Netlink, NetlinkError},
+};
+
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {}
-pub async fn run() -> Result<(), RunError> { Ok(()) }
+pub enum RunError {
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("a hotspotd task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs hotspotd until `shutdown` is cancelled. Returns once the programs are detached and
+/// the API socket is gone.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(), RunError> {
+    let lan = config.network.lan_interface.clone();
+    let lan_ifindex = nix::net::if_::if_nametoindex(lan.as_str())
+        .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
+    let mut kernel = Kernel::load(&config.kernel.pin_dir)?;
+    let netlink = Netlink::open()?;
+    // The box's addresses go in before the programs see a packet, so none is billed wrongly.
+    let local: std::collections::BTreeSet<_> = netlink
+        .local_addresses()
+        .await?
+        .into_iter()
+        .map(ip_key)
+        .collect();
+    kernel.sync_local_addrs(&local)?;
+    kernel.attach(&lan)?;
+    tracing::info!(interface = %lan, "accounting programs attached");
+
+    let listener = api::listen(&config.api.socket).await?;
+    let (commands, command_queue) = control::channel();
+    let control = Control::new(Arc::clone(&config), kernel, netlink, lan_ifindex);
+
+    let tasks = TaskTracker::new();
+    let api_task = tasks.spawn(api::serve(
+        listener,
+        config.api.socket.clone(),
+        commands,
+        shutdown.clone(),
+    ));
+    let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
+    tasks.close();
+    tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
+
+    let kernel = control_task.await?;
+    api_task.await?;
+    if let Err(error) = kernel.remove_pins() {
+        tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
+    }
+    drop(kernel);
+    tracing::info!(interface = %lan, "accounting programs detached");
+    Ok(())
+}

@@ -18,10 +18,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::TcContext,
 };
-use hotspotd_common::{
-    IpKey, MAX_CLIENTS, MAX_LOCAL_ADDRS, MacKey, Usage, stat,
-};
-use packet::{Direction, Frame, IpPacket};
+use hotspotd_common::{IpKey, MAX_CLIENTS, MAX_LOCAL_ADDRS, MacKey, Usage, stat};
+use packet::{Direction, Frame, FrameKind};
 
 #[map(name = "USAGE")]
 static USAGE: PerCpuHashMap<MacKey, Usage> = PerCpuHashMap::pinned(MAX_CLIENTS, 0);
@@ -53,11 +51,12 @@ pub fn bench_empty(_ctx: TcContext) -> i32 {
 #[inline(always)]
 fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
-    match packet::parse(ctx, direction) {
-        Frame::Ip(packet) => account(&packet, direction),
-        Frame::NonIp => count_stat(stat::NON_IP_PACKETS),
-        Frame::Malformed => count_stat(stat::MALFORMED_PACKETS),
-        Frame::NotClient => {}
+    let frame = packet::parse(ctx, direction);
+    match frame.kind {
+        FrameKind::Ip => account(&frame, direction),
+        FrameKind::NonIp => count_stat(stat::NON_IP_PACKETS),
+        FrameKind::Malformed => count_stat(stat::MALFORMED_PACKETS),
+        FrameKind::NotClient => {}
     }
     // TCX_NEXT: let any program attached after us, then the qdisc, decide.
     TC_ACT_UNSPEC
@@ -70,7 +69,7 @@ pub(crate) fn is_local_addr(addr: &IpKey) -> bool {
 }
 
 #[inline(always)]
-fn account(packet: &IpPacket, direction: Direction) {
+fn account(packet: &Frame, direction: Direction) {
     let Some(usage) = usage_of(&packet.client) else {
         count_stat(stat::UNTRACKED_PACKETS);
         return;

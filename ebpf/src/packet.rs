@@ -34,8 +34,23 @@ pub enum Direction {
     Down,
 }
 
-/// An IP packet of a client.
-pub struct IpPacket {
+/// What a frame is, for accounting. A field-less enum on purpose: BTF cannot describe Rust
+/// enums that carry data, and the kernel would reject the object's BTF.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Not a unicast client frame (multicast source, or sent to a group on egress).
+    NotClient,
+    /// ARP, LLDP and other non-IP frames: never billed.
+    NonIp,
+    /// An IP header that is truncated or inconsistent: never billed.
+    Malformed,
+    /// An IP packet of a client, described by the other fields of [`Frame`].
+    Ip,
+}
+
+/// A parsed frame.
+pub struct Frame {
+    pub kind: FrameKind,
     pub client: MacKey,
     /// IP header included, Ethernet excluded; a GSO packet as the sum of its segments.
     pub ip_bytes: u64,
@@ -45,16 +60,34 @@ pub struct IpPacket {
     pub local: bool,
 }
 
-/// What a frame is, for accounting.
-pub enum Frame {
-    /// Not a unicast client frame (multicast source, or sent to a group on egress).
-    NotClient,
-    /// ARP, LLDP and other non-IP frames: never billed.
-    NonIp,
-    /// An IP header that is truncated or inconsistent: never billed.
-    Malformed,
-    Ip(IpPacket),
+impl Frame {
+    const fn of(kind: FrameKind) -> Self {
+        Self {
+            kind,
+            client: MacKey::new([0; 6]),
+            ip_bytes: 0,
+            segments: 0,
+            local: false,
+        }
+    }
 }
+
+/// The IP layer of a packet; `ip_bytes == 0` marks a malformed header (no valid IP packet
+/// is empty), which keeps this a plain struct for the same BTF reason as [`FrameKind`].
+struct IpLayer {
+    ip_bytes: u64,
+    segments: u32,
+    remote: IpKey,
+    /// The remote address is multicast or broadcast.
+    group: bool,
+}
+
+const MALFORMED: IpLayer = IpLayer {
+    ip_bytes: 0,
+    segments: 0,
+    remote: IpKey { addr: [0; 16] },
+    group: false,
+};
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies in the linear packet data.
 #[inline(always)]
@@ -117,7 +150,7 @@ fn gso_ip_bytes(l3_bytes_present: u32, segments: u32, header_len: u32) -> u64 {
 
 pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return Frame::NotClient;
+        return Frame::of(FrameKind::NotClient);
     };
     // SAFETY: bounds checked by ptr_at; network-types headers are plain byte arrays.
     let (client_mac, to_group, mut ether_type) = unsafe {
@@ -128,7 +161,7 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         }
     };
     if is_group_mac(&client_mac) {
-        return Frame::NotClient;
+        return Frame::of(FrameKind::NotClient);
     }
 
     let mut offset = EthHdr::LEN;
@@ -138,7 +171,7 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
             break;
         }
         let Some(vlan) = ptr_at::<VlanHdr>(ctx, offset) else {
-            return Frame::Malformed;
+            return Frame::of(FrameKind::Malformed);
         };
         // SAFETY: bounds checked by ptr_at.
         ether_type = unsafe { (*vlan).ether_type };
@@ -146,33 +179,37 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
     }
 
     let client = MacKey::new(client_mac);
-    let packet = match u16::from_be(ether_type) {
+    let layer = match u16::from_be(ether_type) {
         ETH_P_IPV4 => parse_ipv4(ctx, offset, direction),
         ETH_P_IPV6 => parse_ipv6(ctx, offset, direction),
-        _ => return Frame::NonIp,
+        _ => return Frame::of(FrameKind::NonIp),
     };
-    match packet {
-        Some((ip_bytes, segments, remote, group_dst)) => Frame::Ip(IpPacket {
-            client,
-            ip_bytes,
-            segments: u64::from(segments),
-            local: to_group || group_dst || crate::is_local_addr(&remote),
-        }),
-        None => Frame::Malformed,
+    if layer.ip_bytes == 0 {
+        return Frame::of(FrameKind::Malformed);
+    }
+    Frame {
+        kind: FrameKind::Ip,
+        client,
+        ip_bytes: layer.ip_bytes,
+        segments: u64::from(layer.segments),
+        local: to_group || layer.group || crate::is_local_addr(&layer.remote),
     }
 }
 
-/// Returns (IP bytes, segments, remote address, remote is multicast or broadcast).
 #[inline(always)]
-fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u64, u32, IpKey, bool)> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, offset)?;
+fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, offset) else {
+        return MALFORMED;
+    };
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
     let header_len = u32::from(ip.vihl & 0x0f) * 4;
     if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN as u32 {
-        return None;
+        return MALFORMED;
     }
-    let present = ctx.len().checked_sub(offset as u32)?;
+    let Some(present) = ctx.len().checked_sub(offset as u32) else {
+        return MALFORMED;
+    };
     let segments = gso_segments(ctx);
     let ip_bytes = if segments > 1 {
         let l4 = l4_header_len(ctx, offset + header_len as usize, ip.proto);
@@ -182,7 +219,7 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u
         // claims more than arrived is a truncated packet the stack will drop.
         let total_len = u32::from(u16::from_be_bytes(ip.tot_len));
         if total_len < header_len || total_len > present {
-            return None;
+            return MALFORMED;
         }
         u64::from(total_len)
     };
@@ -192,18 +229,27 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u
     };
     // 224.0.0.0/4 multicast and 255.255.255.255 (DHCP) never leave the LAN.
     let group = remote[0] & 0xf0 == 0xe0 || remote == [0xff; 4];
-    Some((ip_bytes, segments, IpKey::from_v4(remote), group))
+    IpLayer {
+        ip_bytes,
+        segments,
+        remote: IpKey::from_v4(remote),
+        group,
+    }
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u64, u32, IpKey, bool)> {
-    let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
+fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
+    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, offset) else {
+        return MALFORMED;
+    };
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
     if ip.vcf[0] >> 4 != 6 {
-        return None;
+        return MALFORMED;
     }
-    let present = ctx.len().checked_sub(offset as u32)?;
+    let Some(present) = ctx.len().checked_sub(offset as u32) else {
+        return MALFORMED;
+    };
     let header_len = Ipv6Hdr::LEN as u32;
     let segments = gso_segments(ctx);
     let ip_bytes = if segments > 1 {
@@ -212,7 +258,7 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u
     } else {
         let total_len = header_len + u32::from(u16::from_be_bytes(ip.payload_len));
         if total_len > present {
-            return None;
+            return MALFORMED;
         }
         u64::from(total_len)
     };
@@ -222,5 +268,10 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> Option<(u
     };
     // ff00::/8 multicast (neighbour discovery, MLD, mDNS) never leaves the LAN.
     let group = remote[0] == 0xff;
-    Some((ip_bytes, segments, IpKey::from_v6(remote), group))
+    IpLayer {
+        ip_bytes,
+        segments,
+        remote: IpKey::from_v6(remote),
+        group,
+    }
 }

@@ -1,0 +1,96 @@
+//! `hotspotd`: the service. Parses the command line, loads and validates the configuration,
+//! runs the daemon until SIGTERM or SIGINT.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::Parser;
+use hotspotd::config::{Config, DEFAULT_CONFIG_PATH};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Traffic accounting and session enforcement for WiFi hotspots"
+)]
+struct Cli {
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = DEFAULT_CONFIG_PATH,
+        help = "Configuration file (TOML); every key can be overridden with HOTSPOTD__SECTION__KEY"
+    )]
+    config: PathBuf,
+    /// Validate the configuration, print what is wrong, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(Some(&cli.config)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hotspotd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check_config {
+        eprintln!("hotspotd: {} is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // journald shows escape codes as they are; colour only for a person at a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(wait_for_signals(shutdown.clone()));
+        let result = hotspotd::run(Arc::new(config), shutdown.clone()).await;
+        // If run() failed on its own, stop listening for signals too.
+        shutdown.cancel();
+        signals.await.context("signal task")??;
+        result.context("hotspotd stopped")
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT. SIGHUP, which would otherwise kill the process,
+/// is logged: the configuration is read at start only.
+async fn wait_for_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = hangup.recv() => {
+                tracing::warn!("SIGHUP: this version reads its configuration at start only; restart hotspotd to apply changes");
+                continue;
+            }
+        }
+        shutdown.cancel();
+        return Ok(());
+    }
+}
