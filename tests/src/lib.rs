@@ -1,1 +1,44 @@
+//! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
+//! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
+//! exact byte counts, and a handle on a running daemon. Needs root; creates and deletes
+//! namespaces, veths and bridges, and pin folders under /sys/fs/bpf.
+//!
+//! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
+//! and names are unique per process and per call, so tests run in parallel.
 
+mod daemon;
+mod lan;
+mod netns;
+mod traffic;
+
+use std::time::{Duration, Instant};
+
+pub use daemon::{Daemon, hotspotctl_bin, hotspotd_bin, workspace_root};
+pub use lan::{
+    CLIENT_IFACE, Client, GATEWAY_LAN_V4, GATEWAY_LAN_V6, GATEWAY_WAN_V4, GATEWAY_WAN_V6,
+    INTERNET_IFACE, INTERNET_V4, INTERNET_V6, LAN_IFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, Lan,
+    MAX_CLIENTS, WAN_IFACE, WAN_PREFIX_V4, WAN_PREFIX_V6,
+};
+pub use netns::Netns;
+pub use traffic::{
+    TcpSink, TcpSource, UdpEcho, ip_bytes_udp, tcp_receive, tcp_send, udp_ping_pong,
+};
+
+/// Polls `condition` until it returns true or `timeout` passes; returns whether it became
+/// true. Starts polling fast and backs off, so quick conditions cost little and slow ones do
+/// not spin.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if condition() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
