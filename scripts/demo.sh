@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/bootstrap.sh
-cargo build --workspace --bins --locked --quiet
+cargo build --bins --locked --quiet
 exec ./target/debug/demo "$@"

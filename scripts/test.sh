@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 
 echo "== format and lints" >&2
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+cargo clippy --all-targets --locked --quiet -- -D warnings
 
 echo "== build" >&2
 # The end-to-end tests start the real binaries.
-cargo build --workspace --bins --locked --quiet
+cargo build --bins --locked --quiet
 
 echo "== tests" >&2
-cargo test --workspace --locked
+cargo test --locked
