@@ -123,7 +123,7 @@ fn print_clients(clients: &[ClientView]) {
                 human_bytes(client.dropped_bytes),
                 client.last_seen.map_or_else(
                     || "-".to_owned(),
-                    |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    |at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 ),
             ]
         })
