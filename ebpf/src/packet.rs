@@ -119,15 +119,6 @@ fn is_group_mac(mac: &[u8; 6]) -> bool {
     mac[0] & 1 == 1
 }
 
-/// Segments of a GSO packet, 1 otherwise. Reading `gso_segs` is rewritten by the verifier into
-/// a load from the skb's shared info.
-#[inline(always)]
-fn gso_segments(ctx: &TcContext) -> u32 {
-    // SAFETY: `skb` is the context pointer the kernel passed to the program.
-    let segs = unsafe { (*ctx.skb.skb).gso_segs };
-    if segs > 1 { segs } else { 1 }
-}
-
 /// Length of the TCP or UDP header at `offset`, which GSO replicates in every segment.
 #[inline(always)]
 fn l4_header_len(ctx: &TcContext, offset: usize, proto: u8) -> u32 {
@@ -142,10 +133,44 @@ fn l4_header_len(ctx: &TcContext, offset: usize, proto: u8) -> u32 {
     }
 }
 
-/// IP-level bytes on the wire: for GSO, the payload once plus the headers of every segment.
+/// A GSO packet as the segments it becomes; `segments == 0` when the packet is not GSO.
+struct Gso {
+    segments: u32,
+    /// The payload once plus the IP and L4 headers of every segment.
+    ip_bytes: u64,
+}
+
+const NOT_GSO: Gso = Gso {
+    segments: 0,
+    ip_bytes: 0,
+};
+
+/// Describes the GSO packet whose IP header (`ip_header_len` bytes) starts `l3_present` bytes
+/// before the end of the skb, or returns [`NOT_GSO`]. Reading `gso_size`/`gso_segs` is
+/// rewritten by the verifier into loads from the skb's shared info.
 #[inline(always)]
-fn gso_ip_bytes(l3_bytes_present: u32, segments: u32, header_len: u32) -> u64 {
-    u64::from(l3_bytes_present) + u64::from(segments - 1) * u64::from(header_len)
+fn gso(ctx: &TcContext, l3_present: u32, ip_header_len: u32, l4_offset: usize, proto: u8) -> Gso {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program.
+    let (segments, segment_size) = unsafe { ((*ctx.skb.skb).gso_segs, (*ctx.skb.skb).gso_size) };
+    // A non-zero gso_size is what makes an skb GSO (skb_is_gso).
+    if segment_size == 0 {
+        return NOT_GSO;
+    }
+    let headers = ip_header_len + l4_header_len(ctx, l4_offset, proto);
+    // virtio-net, tun and Xen hand over GSO packets with gso_segs still 0 (the stack computes
+    // it only when it segments), so count them from the payload.
+    let segments = if segments > 0 {
+        segments
+    } else {
+        l3_present
+            .saturating_sub(headers)
+            .div_ceil(segment_size)
+            .max(1)
+    };
+    Gso {
+        segments,
+        ip_bytes: u64::from(l3_present) + u64::from(segments - 1) * u64::from(headers),
+    }
 }
 
 pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
@@ -210,10 +235,15 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     let Some(present) = ctx.len().checked_sub(offset as u32) else {
         return MALFORMED;
     };
-    let segments = gso_segments(ctx);
-    let ip_bytes = if segments > 1 {
-        let l4 = l4_header_len(ctx, offset + header_len as usize, ip.proto);
-        gso_ip_bytes(present, segments, header_len + l4)
+    let gso = gso(
+        ctx,
+        present,
+        header_len,
+        offset + header_len as usize,
+        ip.proto,
+    );
+    let (ip_bytes, segments) = if gso.segments > 0 {
+        (gso.ip_bytes, gso.segments)
     } else {
         // Ethernet may pad a short frame, so the header's length is the truth; a header that
         // claims more than arrived is a truncated packet the stack will drop.
@@ -221,14 +251,16 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         if total_len < header_len || total_len > present {
             return MALFORMED;
         }
-        u64::from(total_len)
+        (u64::from(total_len), 1)
     };
     let remote = match direction {
         Direction::Up => ip.dst_addr,
         Direction::Down => ip.src_addr,
     };
-    // 224.0.0.0/4 multicast and 255.255.255.255 (DHCP) never leave the LAN.
-    let group = remote[0] & 0xf0 == 0xe0 || remote == [0xff; 4];
+    // 224.0.0.0/4 multicast and 255.255.255.255 (DHCP) never leave the LAN, also when a
+    // bridge port turned them into unicast frames (multicast-to-unicast on WiFi).
+    let dst = ip.dst_addr;
+    let group = dst[0] & 0xf0 == 0xe0 || dst == [0xff; 4];
     IpLayer {
         ip_bytes,
         segments,
@@ -251,23 +283,22 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         return MALFORMED;
     };
     let header_len = Ipv6Hdr::LEN as u32;
-    let segments = gso_segments(ctx);
-    let ip_bytes = if segments > 1 {
-        let l4 = l4_header_len(ctx, offset + Ipv6Hdr::LEN, ip.next_hdr);
-        gso_ip_bytes(present, segments, header_len + l4)
+    let gso = gso(ctx, present, header_len, offset + Ipv6Hdr::LEN, ip.next_hdr);
+    let (ip_bytes, segments) = if gso.segments > 0 {
+        (gso.ip_bytes, gso.segments)
     } else {
         let total_len = header_len + u32::from(u16::from_be_bytes(ip.payload_len));
         if total_len > present {
             return MALFORMED;
         }
-        u64::from(total_len)
+        (u64::from(total_len), 1)
     };
     let remote = match direction {
         Direction::Up => ip.dst_addr,
         Direction::Down => ip.src_addr,
     };
     // ff00::/8 multicast (neighbour discovery, MLD, mDNS) never leaves the LAN.
-    let group = remote[0] == 0xff;
+    let group = ip.dst_addr[0] == 0xff;
     IpLayer {
         ip_bytes,
         segments,

@@ -7,6 +7,7 @@
 //! and names are unique per process and per call, so tests run in parallel.
 
 mod daemon;
+pub mod frames;
 mod lan;
 mod netns;
 mod traffic;

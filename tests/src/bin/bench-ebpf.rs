@@ -1,0 +1,317 @@
+//! Measures what the accounting programs cost per packet. `BPF_PROG_TEST_RUN` runs
+//! `lan_ingress`, `lan_egress` and the empty `bench_empty` many times on a 1,514-byte IPv4 TCP
+//! frame that is billable (not local), first with 1 client in `USAGE`, then with 10,000, and
+//! prints the medians as a markdown table. Side effects: loads the eBPF object with its maps
+//! pinned in a bpffs folder of its own, removed on exit; attaches nothing. Needs root.
+//!
+//! Usage: `bench-ebpf [--repeat N] [--runs N]`
+#![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
+
+
+use std::{
+    env, fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    process,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, PerCpuHashMap, PerCpuValues},
+    programs::{SchedClassifier, TestRun, TestRunOptions},
+    util::nr_cpus,
+};
+use hotspotd_tests::frames::{ETH_P_IPV4, IPPROTO_TCP, Mac, client_mac, ethernet, ipv4, tcp};
+use hotspotd::bpf::EBPF_OBJECT;
+use hotspotd_common::{IpKey, LOCAL_ADDR_PRESENT, MAP_LOCAL_ADDRS, MAP_USAGE, MacKey, Usage};
+
+const USAGE_TEXT: &str = "usage: bench-ebpf [--repeat N] [--runs N]
+  --repeat N  runs of the program per measurement (default 1000000)
+  --runs N    measurements per program; the median is reported (default 5)";
+
+const EMPTY: &str = "bench_empty";
+const INGRESS: &str = "lan_ingress";
+const EGRESS: &str = "lan_egress";
+
+/// What the accounting programs return for every frame, `TC_ACT_UNSPEC` (-1).
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// A full-size Ethernet frame: 1,500 bytes of IP, as a bulk download or upload sends.
+const TCP_PAYLOAD_LEN: usize = 1_460;
+const CLIENT_PORT: u16 = 40_000;
+const HTTPS_PORT: u16 = 443;
+const GATEWAY: Mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0xfe];
+const CLIENT_V4: [u8; 4] = Ipv4Addr::new(192, 168, 50, 10).octets();
+const REMOTE_V4: [u8; 4] = Ipv4Addr::new(203, 0, 113, 7).octets();
+/// A box's addresses: LAN and WAN, IPv4 and IPv6, loopback and link-local.
+const LOCAL_ADDRS: [IpAddr; 8] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V4(Ipv4Addr::new(192, 168, 50, 1)),
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x50, 0, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+];
+/// Client counts measured, one table block each; the measured client is always among them.
+const CLIENT_COUNTS: [u32; 2] = [1, 10_000];
+
+struct Options {
+    repeat: u32,
+    runs: usize,
+}
+
+impl Options {
+    fn from_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut options = Self {
+            repeat: 1_000_000,
+            runs: 5,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .with_context(|| format!("{name} needs a number\n{USAGE_TEXT}"))
+            };
+            match arg.as_str() {
+                "--repeat" => {
+                    let repeat = value("--repeat")?;
+                    options.repeat = repeat
+                        .parse()
+                        .with_context(|| format!("--repeat {repeat:?} is not a number"))?;
+                }
+                "--runs" => {
+                    let runs = value("--runs")?;
+                    options.runs = runs
+                        .parse()
+                        .with_context(|| format!("--runs {runs:?} is not a number"))?;
+                }
+                "-h" | "--help" => {
+                    println!("{USAGE_TEXT}");
+                    process::exit(0);
+                }
+                other => bail!("unknown argument {other:?}\n{USAGE_TEXT}"),
+            }
+        }
+        ensure!(options.repeat > 0, "--repeat must be at least 1");
+        ensure!(options.runs > 0, "--runs must be at least 1");
+        Ok(options)
+    }
+}
+
+/// A bpffs folder for the benchmark's pinned maps, removed on drop.
+struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    fn create() -> anyhow::Result<Self> {
+        let path = PathBuf::from(format!("/sys/fs/bpf/hotspotd-bench-{}", process::id()));
+        fs::create_dir(&path).with_context(|| {
+            format!(
+                "mkdir {} (needs root and bpffs at /sys/fs/bpf)",
+                path.display()
+            )
+        })?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        // Unpinning removes the names only; each map goes when its last fd closes.
+        if let Err(error) = fs::remove_dir_all(&self.path) {
+            eprintln!("removing {}: {error}", self.path.display());
+        }
+    }
+}
+
+/// One row of the table.
+struct Row {
+    program: &'static str,
+    clients: u32,
+    ns_per_packet: u128,
+    ns_above_empty: u128,
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::from_args(env::args().skip(1))?;
+    let pins = PinDir::create()?;
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&pins.path)
+        .load(EBPF_OBJECT)
+        .context("load the eBPF object")?;
+    for name in [EMPTY, INGRESS, EGRESS] {
+        classifier_mut(&mut ebpf, name)?
+            .load()
+            .with_context(|| format!("the verifier rejected {name}"))?;
+    }
+    insert_local_addrs(&mut ebpf)?;
+
+    let client = client_mac(0);
+    let up = ipv4(
+        CLIENT_V4,
+        REMOTE_V4,
+        IPPROTO_TCP,
+        &tcp(CLIENT_PORT, HTTPS_PORT, TCP_PAYLOAD_LEN),
+    );
+    let down = ipv4(
+        REMOTE_V4,
+        CLIENT_V4,
+        IPPROTO_TCP,
+        &tcp(HTTPS_PORT, CLIENT_PORT, TCP_PAYLOAD_LEN),
+    );
+    let up_frame = ethernet(GATEWAY, client, &[], ETH_P_IPV4, &up);
+    let down_frame = ethernet(client, GATEWAY, &[], ETH_P_IPV4, &down);
+
+    let mut rows = Vec::new();
+    let mut clients_inserted = 0;
+    for clients in CLIENT_COUNTS {
+        while clients_inserted < clients {
+            insert_client(&mut ebpf, client_mac(clients_inserted))?;
+            clients_inserted += 1;
+        }
+        let before = usage_of(&ebpf, client)?;
+        // Round-robin, so that a burst of other load on the machine hits every program alike.
+        let programs = [
+            (EMPTY, &up_frame),
+            (INGRESS, &up_frame),
+            (EGRESS, &down_frame),
+        ];
+        let mut samples = [const { Vec::new() }; 3];
+        for _ in 0..options.runs {
+            for ((name, frame), samples) in programs.iter().zip(&mut samples) {
+                samples.push(ns_per_run(&ebpf, name, frame, options.repeat)?);
+            }
+        }
+        check_billed(before, usage_of(&ebpf, client)?, &options)?;
+        let [empty, ingress, egress] = samples.map(median);
+        for (program, ns_per_packet) in [(EMPTY, empty), (INGRESS, ingress), (EGRESS, egress)] {
+            rows.push(Row {
+                program,
+                clients,
+                ns_per_packet,
+                ns_above_empty: ns_per_packet.saturating_sub(empty),
+            });
+        }
+    }
+
+    print_table(&rows, &options, up_frame.len());
+    Ok(())
+}
+
+fn classifier_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    let program = ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name} in the eBPF object"))?;
+    program
+        .try_into()
+        .with_context(|| format!("{name} is not a tc classifier"))
+}
+
+fn classifier<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a SchedClassifier> {
+    let program = ebpf
+        .program(name)
+        .with_context(|| format!("no program {name} in the eBPF object"))?;
+    program
+        .try_into()
+        .with_context(|| format!("{name} is not a tc classifier"))
+}
+
+fn insert_local_addrs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut(MAP_LOCAL_ADDRS)
+        .context("no LOCAL_ADDRS map")?;
+    let mut map: HashMap<_, IpKey, u32> = HashMap::try_from(map)?;
+    for addr in LOCAL_ADDRS {
+        let key = match addr {
+            IpAddr::V4(v4) => IpKey::from_v4(v4.octets()),
+            IpAddr::V6(v6) => IpKey::from_v6(v6.octets()),
+        };
+        map.insert(key, LOCAL_ADDR_PRESENT, 0)
+            .with_context(|| format!("insert {addr} into LOCAL_ADDRS"))?;
+    }
+    Ok(())
+}
+
+/// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.
+fn insert_client(ebpf: &mut Ebpf, client: Mac) -> anyhow::Result<()> {
+    let map = ebpf.map_mut(MAP_USAGE).context("no USAGE map")?;
+    let mut map: PerCpuHashMap<_, MacKey, Usage> = PerCpuHashMap::try_from(map)?;
+    let cpus = nr_cpus()
+        .map_err(|(_, error)| error)
+        .context("count the possible CPUs")?;
+    let zeros = PerCpuValues::try_from(vec![Usage::default(); cpus])?;
+    map.insert(MacKey::new(client), zeros, 0)
+        .with_context(|| format!("insert client {client:02x?} into USAGE"))
+}
+
+/// The client's counters summed over all CPUs.
+fn usage_of(ebpf: &Ebpf, client: Mac) -> anyhow::Result<Usage> {
+    let map = ebpf.map(MAP_USAGE).context("no USAGE map")?;
+    let map: PerCpuHashMap<_, MacKey, Usage> = PerCpuHashMap::try_from(map)?;
+    let per_cpu = map
+        .get(&MacKey::new(client), 0)
+        .context("read the client from USAGE")?;
+    Ok(per_cpu.iter().fold(Usage::default(), Usage::merged))
+}
+
+/// Runs `program` `repeat` times on `frame`; returns the mean time of one run, in whole ns
+/// (what the kernel reports when it repeats).
+fn ns_per_run(ebpf: &Ebpf, name: &str, frame: &[u8], repeat: u32) -> anyhow::Result<u128> {
+    let result = classifier(ebpf, name)?
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        })
+        .with_context(|| format!("test run of {name}"))?;
+    if name != EMPTY {
+        ensure!(
+            result.return_value.cast_signed() == TC_ACT_UNSPEC,
+            "{name} returned {} instead of TC_ACT_UNSPEC",
+            result.return_value.cast_signed()
+        );
+    }
+    Ok(result.duration.as_nanos())
+}
+
+fn median(mut samples: Vec<u128>) -> u128 {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// Checks that every measured run took the billable path, so the numbers are for accounting
+/// and not for an early exit.
+fn check_billed(before: Usage, after: Usage, options: &Options) -> anyhow::Result<()> {
+    let runs = u64::from(options.repeat) * u64::try_from(options.runs)?;
+    let up_packets = after.up_packets - before.up_packets;
+    let down_packets = after.down_packets - before.down_packets;
+    ensure!(
+        up_packets == runs && down_packets == runs,
+        "expected {runs} billable packets each way, counted {up_packets} up and {down_packets} down"
+    );
+    Ok(())
+}
+
+fn print_table(rows: &[Row], options: &Options, frame_len: usize) {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "BPF_PROG_TEST_RUN, kernel {}, {frame_len}-byte IPv4 TCP frame (billable), \
+         {} local addresses, median of {} runs of {} repeats",
+        kernel.trim(),
+        LOCAL_ADDRS.len(),
+        options.runs,
+        options.repeat,
+    );
+    println!();
+    println!("| program | clients | ns/packet | ns above empty |");
+    println!("|---|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            row.program, row.clients, row.ns_per_packet, row.ns_above_empty
+        );
+    }
+}
