@@ -13,8 +13,20 @@ pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 /// Per-client counters: `PerCpuHashMap<MacKey, Usage>`, written by the kernel only.
 pub const MAP_USAGE: &str = "USAGE";
-/// The box's own addresses: `HashMap<IpKey, u32>`, written by the daemon only.
+/// The box's first addresses of each family, compared inline: `Array<LocalTable>` of two
+/// slots, written by the daemon (the slot not in use, then [`config_word::LOCAL_TABLE_SLOT`]
+/// flips), so a packet never sees a half-written table.
+pub const MAP_LOCAL_TABLE: &str = "LOCAL_TABLE";
+/// All of the box's addresses: `HashMap<IpKey, u32>`, written by the daemon only. Consulted
+/// only when the box has more addresses than [`LocalTable`] holds.
 pub const MAP_LOCAL_ADDRS: &str = "LOCAL_ADDRS";
+/// Words the daemon sets for the programs: `Array<u32>`, indexed by [`config_word`].
+pub const MAP_CONFIG: &str = "CONFIG";
+/// Where [`CLOCK_PROBE`] leaves the kernel's clock: `Array<u64>` of one entry.
+pub const MAP_CLOCK: &str = "CLOCK";
+/// A program the daemon runs with `BPF_PROG_TEST_RUN` to read the kernel's jiffies, the clock
+/// the programs stamp packets with (a plain load, where a `ktime` helper costs ~18 ns).
+pub const CLOCK_PROBE: &str = "clock_probe";
 /// Global counters of what could not be accounted to a client: `PerCpuArray<u64>`.
 pub const MAP_STATS: &str = "STATS";
 
@@ -22,6 +34,16 @@ pub const MAP_STATS: &str = "STATS";
 pub const MAX_CLIENTS: u32 = 16_384;
 /// Addresses of the box itself (every interface, IPv4 and IPv6).
 pub const MAX_LOCAL_ADDRS: u32 = 1_024;
+/// Addresses of each family that [`LocalTable`] holds.
+pub const LOCAL_TABLE_LEN: usize = 16;
+
+/// Indexes into [`MAP_CONFIG`].
+pub mod config_word {
+    /// Which slot (0 or 1) of [`super::MAP_LOCAL_TABLE`] is current.
+    pub const LOCAL_TABLE_SLOT: u32 = 0;
+    /// Number of entries.
+    pub const COUNT: u32 = 4;
+}
 
 /// Indexes into [`MAP_STATS`].
 pub mod stat {
@@ -97,13 +119,13 @@ pub struct Usage {
     pub up_dropped_bytes: u64,
     pub down_dropped_bytes: u64,
     pub dropped_packets: u64,
-    /// `CLOCK_MONOTONIC_COARSE` of the last frame from or to the client, in ns.
-    pub last_seen_ns: u64,
+    /// The kernel's jiffies at the last frame from or to the client.
+    pub last_seen_jiffies: u64,
 }
 const _: () = assert!(size_of::<Usage>() == 80);
 
 impl Usage {
-    /// Adds another CPU's counters to this one (`last_seen_ns` takes the latest).
+    /// Adds another CPU's counters to this one (`last_seen_jiffies` takes the latest).
     #[must_use]
     pub const fn merged(self, other: &Self) -> Self {
         Self {
@@ -118,10 +140,10 @@ impl Usage {
                 .down_dropped_bytes
                 .wrapping_add(other.down_dropped_bytes),
             dropped_packets: self.dropped_packets.wrapping_add(other.dropped_packets),
-            last_seen_ns: if self.last_seen_ns > other.last_seen_ns {
-                self.last_seen_ns
+            last_seen_jiffies: if self.last_seen_jiffies > other.last_seen_jiffies {
+                self.last_seen_jiffies
             } else {
-                other.last_seen_ns
+                other.last_seen_jiffies
             },
         }
     }
@@ -130,6 +152,21 @@ impl Usage {
 /// Value of [`MAP_LOCAL_ADDRS`]: present means "this address is the box".
 pub const LOCAL_ADDR_PRESENT: u32 = 1;
 
+/// The box's addresses as the programs compare them: raw network-order bytes, IPv4 in the
+/// first `v4_count` entries of `v4`, IPv6 in the first `v6_count` of `v6`. `overflow != 0`
+/// means the box has more and [`MAP_LOCAL_ADDRS`] must be asked too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalTable {
+    pub v4: [[u8; 4]; LOCAL_TABLE_LEN],
+    pub v6: [[u8; 16]; LOCAL_TABLE_LEN],
+    pub v4_count: u32,
+    pub v6_count: u32,
+    pub overflow: u32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<LocalTable>() == 4 * 16 + 16 * 16 + 16);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: every type here is `#[repr(C)]`, `Copy`, made only of integers and byte arrays,
@@ -137,4 +174,5 @@ mod pod {
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::IpKey {}
     unsafe impl aya::Pod for super::Usage {}
+    unsafe impl aya::Pod for super::LocalTable {}
 }

@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    time::Duration,
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -54,32 +55,39 @@ pub struct ClientTable {
     clients: BTreeMap<MacAddr, ClientRecord>,
 }
 
-/// A reading of the clock pair that converts the kernel's coarse monotonic timestamps
-/// (`bpf_ktime_get_coarse_ns`) into wall time.
+/// The kernel ticks `HZ` jiffies a second; every kernel is built with one of these.
+const KERNEL_HZ_CHOICES: [u32; 4] = [100, 250, 300, 1_000];
+
+/// The kernel's `HZ`, from `ticks` jiffies counted over `elapsed`: the nearest value a kernel
+/// can be built with, so a sample of a few tens of milliseconds is enough.
+#[must_use]
+pub fn nearest_hz(ticks: u64, elapsed: Duration) -> u32 {
+    #[expect(clippy::cast_precision_loss, reason = "a tick count over milliseconds")]
+    let measured = ticks as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+    KERNEL_HZ_CHOICES
+        .into_iter()
+        .min_by(|a, b| {
+            (f64::from(*a) - measured)
+                .abs()
+                .total_cmp(&(f64::from(*b) - measured).abs())
+        })
+        .unwrap_or(250)
+}
+
+/// A reading of the kernel's jiffies with the wall clock, which turns the programs'
+/// `last_seen_jiffies` into wall time.
 #[derive(Clone, Copy, Debug)]
 pub struct Clocks {
-    pub monotonic_coarse_ns: u64,
+    pub jiffies: u64,
+    pub hz: u32,
     pub wall: DateTime<Utc>,
 }
 
 impl Clocks {
-    /// Reads both clocks now.
-    #[must_use]
-    pub fn now() -> Self {
-        let monotonic_coarse_ns =
-            nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |ts| {
-                u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
-                    + u64::try_from(ts.tv_nsec()).unwrap_or(0)
-            });
-        Self {
-            monotonic_coarse_ns,
-            wall: Utc::now(),
-        }
-    }
-
-    fn wall_time_of(&self, monotonic_ns: u64) -> DateTime<Utc> {
-        let ago_ns = self.monotonic_coarse_ns.saturating_sub(monotonic_ns);
-        self.wall - TimeDelta::nanoseconds(i64::try_from(ago_ns).unwrap_or(i64::MAX))
+    fn wall_time_of(&self, jiffies: u64) -> DateTime<Utc> {
+        let ago_ms =
+            self.jiffies.saturating_sub(jiffies).saturating_mul(1_000) / u64::from(self.hz.max(1));
+        self.wall - TimeDelta::milliseconds(i64::try_from(ago_ms).unwrap_or(i64::MAX))
     }
 }
 
@@ -99,7 +107,7 @@ fn usage_delta(previous: &Usage, now: &Usage) -> Usage {
         up_dropped_bytes: counter_delta(previous.up_dropped_bytes, now.up_dropped_bytes),
         down_dropped_bytes: counter_delta(previous.down_dropped_bytes, now.down_dropped_bytes),
         dropped_packets: counter_delta(previous.dropped_packets, now.dropped_packets),
-        last_seen_ns: now.last_seen_ns,
+        last_seen_jiffies: now.last_seen_jiffies,
     }
 }
 
@@ -123,12 +131,12 @@ impl ClientTable {
             let delta = usage_delta(&record.last_reading, reading);
             record.totals.add(&delta);
             record.last_reading = *reading;
-            if reading.last_seen_ns != 0 {
-                record.last_seen = Some(clocks.wall_time_of(reading.last_seen_ns));
+            if reading.last_seen_jiffies != 0 {
+                record.last_seen = Some(clocks.wall_time_of(reading.last_seen_jiffies));
             }
             if delta
                 != (Usage {
-                    last_seen_ns: delta.last_seen_ns,
+                    last_seen_jiffies: delta.last_seen_jiffies,
                     ..Usage::default()
                 })
             {
@@ -173,17 +181,18 @@ mod tests {
 
     fn clocks() -> Clocks {
         Clocks {
-            monotonic_coarse_ns: 10_000_000_000,
+            jiffies: 10_000,
+            hz: 250,
             wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp"),
         }
     }
 
-    fn usage(up_bytes: u64, down_bytes: u64, last_seen_ns: u64) -> Usage {
+    fn usage(up_bytes: u64, down_bytes: u64, last_seen_jiffies: u64) -> Usage {
         Usage {
             up_bytes,
             down_bytes,
             up_packets: 1,
-            last_seen_ns,
+            last_seen_jiffies,
             ..Usage::default()
         }
     }
@@ -191,11 +200,11 @@ mod tests {
     #[test]
     fn takes_deltas_between_readings() {
         let mut table = ClientTable::default();
-        let first = table.apply(&[(MAC, usage(100, 1_000, 9_000_000_000))], clocks());
+        let first = table.apply(&[(MAC, usage(100, 1_000, 9_000))], clocks());
         assert_eq!(first.len(), 1);
         assert_eq!((first[0].1.up_bytes, first[0].1.down_bytes), (100, 1_000));
 
-        let second = table.apply(&[(MAC, usage(150, 1_500, 9_500_000_000))], clocks());
+        let second = table.apply(&[(MAC, usage(150, 1_500, 9_500))], clocks());
         assert_eq!((second[0].1.up_bytes, second[0].1.down_bytes), (50, 500));
 
         let record = table.records().next().expect("one client");
@@ -260,8 +269,8 @@ mod tests {
     #[test]
     fn last_seen_is_converted_to_wall_time() {
         let mut table = ClientTable::default();
-        // Seen 2.5 s before the clocks were read.
-        table.apply(&[(MAC, usage(1, 1, 7_500_000_000))], clocks());
+        // Seen 625 jiffies (2.5 s at 250 Hz) before the clocks were read.
+        table.apply(&[(MAC, usage(1, 1, 9_375))], clocks());
         let seen = table
             .records()
             .next()
@@ -269,6 +278,15 @@ mod tests {
             .last_seen
             .expect("seen");
         assert_eq!(seen, clocks().wall - TimeDelta::milliseconds(2_500));
+    }
+
+    #[test]
+    fn hz_is_the_nearest_kernel_choice() {
+        assert_eq!(nearest_hz(5, Duration::from_millis(50)), 100);
+        assert_eq!(nearest_hz(13, Duration::from_millis(50)), 250);
+        assert_eq!(nearest_hz(15, Duration::from_millis(50)), 300);
+        assert_eq!(nearest_hz(49, Duration::from_millis(50)), 1_000);
+        assert_eq!(nearest_hz(0, Duration::ZERO), 100);
     }
 
     #[test]

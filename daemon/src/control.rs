@@ -73,6 +73,8 @@ pub struct Control {
     table: ClientTable,
     kernel_stats: KernelStats,
     last_poll: Duration,
+    /// The kernel's `HZ`, to read the programs' jiffies timestamps.
+    hz: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,13 @@ pub enum PollError {
 
 impl Control {
     #[must_use]
-    pub fn new(config: Arc<Config>, kernel: Kernel, netlink: Netlink, lan_ifindex: u32) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        kernel: Kernel,
+        netlink: Netlink,
+        lan_ifindex: u32,
+        hz: u32,
+    ) -> Self {
         Self {
             config,
             kernel,
@@ -94,6 +102,7 @@ impl Control {
             table: ClientTable::default(),
             kernel_stats: KernelStats::default(),
             last_poll: Duration::ZERO,
+            hz,
         }
     }
 
@@ -143,7 +152,12 @@ impl Control {
         let started = Instant::now();
         self.sync_local_addrs().await?;
         let readings = self.kernel.usage()?;
-        let _deltas = self.table.apply(&readings, Clocks::now());
+        let clocks = Clocks {
+            jiffies: self.kernel.jiffies()?,
+            hz: self.hz,
+            wall: chrono::Utc::now(),
+        };
+        let _deltas = self.table.apply(&readings, clocks);
         self.table
             .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
         self.kernel_stats = self.kernel.stats()?;

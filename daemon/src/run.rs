@@ -1,7 +1,10 @@
 //! Wires the daemon together: eBPF programs → control task (accounting) → API, and takes it
 //! apart again in the reverse order when `shutdown` fires.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -13,6 +16,19 @@ use crate::{
     net::ip_key,
     netlink::{Netlink, NetlinkError},
 };
+
+/// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
+/// 300 and 1000 apart by a tick.
+const HZ_SAMPLE: Duration = Duration::from_millis(50);
+
+async fn kernel_hz(kernel: &Kernel) -> Result<u32, BpfError> {
+    let (start_jiffies, started) = (kernel.jiffies()?, Instant::now());
+    tokio::time::sleep(HZ_SAMPLE).await;
+    let ticks = kernel.jiffies()?.saturating_sub(start_jiffies);
+    let hz = crate::accounting::nearest_hz(ticks, started.elapsed());
+    tracing::debug!(hz, "kernel clock");
+    Ok(hz)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,9 +61,11 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
     kernel.attach(&lan)?;
     tracing::info!(interface = %lan, "accounting programs attached");
 
+    let hz = kernel_hz(&kernel).await?;
+
     let listener = api::listen(&config.api.socket).await?;
     let (commands, command_queue) = control::channel();
-    let control = Control::new(Arc::clone(&config), kernel, netlink, lan_ifindex);
+    let control = Control::new(Arc::clone(&config), kernel, netlink, lan_ifindex, hz);
 
     let tasks = TaskTracker::new();
     let api_task = tasks.spawn(api::serve(

@@ -13,12 +13,15 @@ mod packet;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_UNSPEC},
-    helpers::generated::bpf_ktime_get_coarse_ns,
+    helpers::generated::bpf_jiffies64,
     macros::{classifier, map},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::TcContext,
 };
-use hotspotd_common::{IpKey, MAX_CLIENTS, MAX_LOCAL_ADDRS, MacKey, Usage, stat};
+use hotspotd_common::{
+    IpKey, LOCAL_TABLE_LEN, LocalTable, MAX_CLIENTS, MAX_LOCAL_ADDRS, MacKey, Usage, config_word,
+    stat,
+};
 use packet::{Direction, Frame, FrameKind};
 
 #[map(name = "USAGE")]
@@ -26,6 +29,15 @@ static USAGE: PerCpuHashMap<MacKey, Usage> = PerCpuHashMap::pinned(MAX_CLIENTS, 
 
 #[map(name = "LOCAL_ADDRS")]
 static LOCAL_ADDRS: HashMap<IpKey, u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+
+#[map(name = "LOCAL_TABLE")]
+static LOCAL_TABLE: Array<LocalTable> = Array::pinned(2, 0);
+
+#[map(name = "CONFIG")]
+static CONFIG: Array<u32> = Array::pinned(config_word::COUNT, 0);
+
+#[map(name = "CLOCK")]
+static CLOCK: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
@@ -62,10 +74,64 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Reads the kernel's jiffies into `CLOCK`, for the daemon to turn `last_seen_jiffies` into
+/// wall time. Never attached: the daemon runs it with `BPF_PROG_TEST_RUN`.
+#[classifier]
+pub fn clock_probe(_ctx: TcContext) -> i32 {
+    if let Some(now) = CLOCK.get_ptr_mut(0) {
+        // SAFETY: a successful lookup of an array element.
+        unsafe { *now = bpf_jiffies64() };
+    }
+    TC_ACT_OK as i32
+}
+
+/// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.
 #[inline(always)]
-pub(crate) fn is_local_addr(addr: &IpKey) -> bool {
+fn local_table() -> Option<&'static LocalTable> {
+    // SAFETY: array elements always exist and are plain integers.
+    let slot = unsafe { CONFIG.get(config_word::LOCAL_TABLE_SLOT) }
+        .copied()
+        .unwrap_or(0)
+        & 1;
+    // SAFETY: as above.
+    unsafe { LOCAL_TABLE.get(slot) }
+}
+
+/// Whether the IPv4 address is the box's: the inline table first, the hash map only when the
+/// box has more addresses than the table holds (a hash lookup costs ~35 ns per packet).
+#[inline(always)]
+pub(crate) fn is_local_v4(addr: [u8; 4]) -> bool {
+    let Some(table) = local_table() else {
+        return false;
+    };
+    for i in 0..LOCAL_TABLE_LEN {
+        if i as u32 >= table.v4_count {
+            break;
+        }
+        if table.v4[i] == addr {
+            return true;
+        }
+    }
     // SAFETY: the value is only tested for presence, never read.
-    unsafe { LOCAL_ADDRS.get(addr).is_some() }
+    table.overflow != 0 && unsafe { LOCAL_ADDRS.get(IpKey::from_v4(addr)).is_some() }
+}
+
+/// IPv6 counterpart of [`is_local_v4`].
+#[inline(always)]
+pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
+    let Some(table) = local_table() else {
+        return false;
+    };
+    for i in 0..LOCAL_TABLE_LEN {
+        if i as u32 >= table.v6_count {
+            break;
+        }
+        if table.v6[i] == *addr {
+            return true;
+        }
+    }
+    // SAFETY: the value is only tested for presence, never read.
+    table.overflow != 0 && unsafe { LOCAL_ADDRS.get(IpKey::from_v6(*addr)).is_some() }
 }
 
 #[inline(always)]
@@ -90,7 +156,7 @@ fn account(packet: &Frame, direction: Direction) {
             (Direction::Up, true) => usage.up_local_bytes += packet.ip_bytes,
             (Direction::Down, true) => usage.down_local_bytes += packet.ip_bytes,
         }
-        usage.last_seen_ns = bpf_ktime_get_coarse_ns();
+        usage.last_seen_jiffies = bpf_jiffies64();
     }
 }
 

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
-use hotspotd_common::{IpKey, MacKey};
+use hotspotd_common::MacKey;
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -77,7 +77,8 @@ impl Frame {
 struct IpLayer {
     ip_bytes: u64,
     segments: u32,
-    remote: IpKey,
+    /// The other end is one of the box's own addresses.
+    remote_is_local: bool,
     /// The remote address is multicast or broadcast.
     group: bool,
 }
@@ -85,7 +86,7 @@ struct IpLayer {
 const MALFORMED: IpLayer = IpLayer {
     ip_bytes: 0,
     segments: 0,
-    remote: IpKey { addr: [0; 16] },
+    remote_is_local: false,
     group: false,
 };
 
@@ -217,7 +218,7 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         client,
         ip_bytes: layer.ip_bytes,
         segments: u64::from(layer.segments),
-        local: to_group || layer.group || crate::is_local_addr(&layer.remote),
+        local: to_group || layer.group || layer.remote_is_local,
     }
 }
 
@@ -264,7 +265,7 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     IpLayer {
         ip_bytes,
         segments,
-        remote: IpKey::from_v4(remote),
+        remote_is_local: crate::is_local_v4(remote),
         group,
     }
 }
@@ -302,7 +303,7 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     IpLayer {
         ip_bytes,
         segments,
-        remote: IpKey::from_v6(remote),
+        remote_is_local: crate::is_local_v6(&remote),
         group,
     }
 }

@@ -5,7 +5,7 @@
 //! Needs root (`CAP_BPF`, `CAP_NET_ADMIN`) and bpffs at /sys/fs/bpf.
 #![expect(clippy::expect_used, reason = "a test reports failure by panicking")]
 
-
+use std::collections::BTreeSet;
 use std::{
     fs,
     net::{Ipv4Addr, Ipv6Addr},
@@ -16,20 +16,17 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{SchedClassifier, TestRun, TestRunOptions},
     util::nr_cpus,
 };
+use hotspotd::bpf::EBPF_OBJECT;
+use hotspotd_common::{IpKey, MAP_STATS, MAP_USAGE, MAX_CLIENTS, MacKey, Usage, stat};
 use hotspotd_tests::frames::{
     BROADCAST_MAC, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IP_VERSION_AT,
     IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV4_TOTAL_LEN_AT, IPV6_HLEN, IPV6_PAYLOAD_LEN_AT, Mac,
     TCP_HLEN, TCP_TIMESTAMPS, UDP_HLEN, VlanTag, XorShift, arp_request, client_mac, ethernet, ipv4,
     ipv6, padded, random_frame, tcp, tcp_with_options, udp,
-};
-use hotspotd::bpf::EBPF_OBJECT;
-use hotspotd_common::{
-    IpKey, LOCAL_ADDR_PRESENT, MAP_LOCAL_ADDRS, MAP_STATS, MAP_USAGE, MAX_CLIENTS, MacKey, Usage,
-    stat,
 };
 
 /// What both programs return for every frame: `TC_ACT_UNSPEC`, "let whatever comes next
@@ -120,6 +117,8 @@ impl Drop for PinDir {
 /// The eBPF object loaded with its programs verified, ready for test runs.
 struct Harness {
     ebpf: Ebpf,
+    /// The box's addresses told to the programs so far.
+    local_addrs: BTreeSet<IpKey>,
     // Declared after `ebpf` so the maps' fds close before their pins go.
     _pins: PinDir,
 }
@@ -139,7 +138,11 @@ impl Harness {
                 .expect("program is a tc classifier");
             classifier.load().expect("the verifier accepts the program");
         }
-        Self { ebpf, _pins: pins }
+        Self {
+            ebpf,
+            local_addrs: BTreeSet::new(),
+            _pins: pins,
+        }
     }
 
     /// Runs `program` once on `frame` and checks that it let the frame through.
@@ -231,11 +234,9 @@ impl Harness {
 
     /// Tells the programs `addr` is the box itself, as the daemon does.
     fn add_local_addr(&mut self, addr: IpKey) {
-        let mut map: HashMap<_, IpKey, u32> =
-            HashMap::try_from(self.ebpf.map_mut(MAP_LOCAL_ADDRS).expect("LOCAL_ADDRS map"))
-                .expect("LOCAL_ADDRS is a hash map");
-        map.insert(addr, LOCAL_ADDR_PRESENT, 0)
-            .expect("insert into LOCAL_ADDRS");
+        self.local_addrs.insert(addr);
+        hotspotd::bpf::set_local_addrs(&mut self.ebpf, &self.local_addrs)
+            .expect("write the local addresses");
     }
 }
 
@@ -251,10 +252,10 @@ fn sum_cpus(per_cpu: &[Usage]) -> Usage {
     per_cpu.iter().fold(Usage::default(), Usage::merged)
 }
 
-/// The counters without `last_seen_ns`, which is a clock reading.
+/// The counters without `last_seen_jiffies`, which is a clock reading.
 fn counters(usage: Usage) -> Usage {
     Usage {
-        last_seen_ns: 0,
+        last_seen_jiffies: 0,
         ..usage
     }
 }
@@ -320,7 +321,7 @@ fn ipv4_udp_is_billable_ip_bytes() {
         .expect("the client's first packet creates its entry");
     assert_eq!(counters(usage), billable_up(up.len(), 1));
     assert_ne!(
-        usage.last_seen_ns, 0,
+        usage.last_seen_jiffies, 0,
         "last_seen_ns is set by the first packet"
     );
 
@@ -447,6 +448,31 @@ fn traffic_with_the_box_is_local() {
         Usage {
             up_local_bytes: to_u64(v4_up.len() + v6_up.len()),
             down_local_bytes: to_u64(v4_down.len() + v6_down.len()),
+            ..Usage::default()
+        }
+    );
+}
+
+#[test]
+fn addresses_beyond_the_inline_table_are_local_too() {
+    let mut harness = Harness::load();
+    // More IPv4 addresses than the inline table holds: the last ones only the hash map has.
+    let count = u8::try_from(hotspotd_common::LOCAL_TABLE_LEN + 4).expect("fits a u8");
+    for host in 0..count {
+        harness.add_local_addr(IpKey::from_v4([203, 0, 113, host]));
+    }
+    let first = udp_v4(CLIENT_V4, [203, 0, 113, 0], 10);
+    let last = udp_v4(CLIENT_V4, [203, 0, 113, count - 1], 20);
+    let remote = udp_v4(CLIENT_V4, [203, 0, 113, count], 30);
+    harness.run(Program::Ingress, &upload(ETH_P_IPV4, &first));
+    harness.run(Program::Ingress, &upload(ETH_P_IPV4, &last));
+    harness.run(Program::Ingress, &upload(ETH_P_IPV4, &remote));
+    assert_eq!(
+        counters(harness.usage(CLIENT).expect("client entry")),
+        Usage {
+            up_local_bytes: to_u64(first.len() + last.len()),
+            up_bytes: to_u64(remote.len()),
+            up_packets: 1,
             ..Usage::default()
         }
     );

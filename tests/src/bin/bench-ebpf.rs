@@ -7,7 +7,6 @@
 //! Usage: `bench-ebpf [--repeat N] [--runs N]`
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 
-
 use std::{
     env, fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -18,13 +17,13 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, PerCpuHashMap, PerCpuValues},
+    maps::{PerCpuHashMap, PerCpuValues},
     programs::{SchedClassifier, TestRun, TestRunOptions},
     util::nr_cpus,
 };
-use hotspotd_tests::frames::{ETH_P_IPV4, IPPROTO_TCP, Mac, client_mac, ethernet, ipv4, tcp};
 use hotspotd::bpf::EBPF_OBJECT;
-use hotspotd_common::{IpKey, LOCAL_ADDR_PRESENT, MAP_LOCAL_ADDRS, MAP_USAGE, MacKey, Usage};
+use hotspotd_common::{MAP_USAGE, MacKey, Usage};
+use hotspotd_tests::frames::{ETH_P_IPV4, IPPROTO_TCP, Mac, client_mac, ethernet, ipv4, tcp};
 
 const USAGE_TEXT: &str = "usage: bench-ebpf [--repeat N] [--runs N]
   --repeat N  runs of the program per measurement (default 1000000)
@@ -220,19 +219,8 @@ fn classifier<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a SchedClassif
 }
 
 fn insert_local_addrs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    let map = ebpf
-        .map_mut(MAP_LOCAL_ADDRS)
-        .context("no LOCAL_ADDRS map")?;
-    let mut map: HashMap<_, IpKey, u32> = HashMap::try_from(map)?;
-    for addr in LOCAL_ADDRS {
-        let key = match addr {
-            IpAddr::V4(v4) => IpKey::from_v4(v4.octets()),
-            IpAddr::V6(v6) => IpKey::from_v6(v6.octets()),
-        };
-        map.insert(key, LOCAL_ADDR_PRESENT, 0)
-            .with_context(|| format!("insert {addr} into LOCAL_ADDRS"))?;
-    }
-    Ok(())
+    let addrs = LOCAL_ADDRS.into_iter().map(hotspotd::net::ip_key).collect();
+    hotspotd::bpf::set_local_addrs(ebpf, &addrs).context("write the local addresses")
 }
 
 /// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.

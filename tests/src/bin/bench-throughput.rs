@@ -16,7 +16,9 @@ fn main() -> Result<()> {
     let mut bytes_per_run: u64 = 2_000_000_000;
     let mut runs: usize = 5;
     while let Some(arg) = args.next() {
-        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--bytes" => bytes_per_run = value.parse().context("--bytes")?,
             "--runs" => runs = value.parse().context("--runs")?,
@@ -52,7 +54,10 @@ fn main() -> Result<()> {
         daemon.stop()?;
     }
     let (without, with) = (median(&mut without), median(&mut with));
-    println!("| setup | Gbit/s (median of {runs} × {} MB) |", bytes_per_run / 1_000_000);
+    println!(
+        "| setup | Gbit/s (median of {runs} × {} MB) |",
+        bytes_per_run / 1_000_000
+    );
     println!("|---|---|");
     println!("| no programs | {without:.2} |");
     println!("| hotspotd attached | {with:.2} |");
