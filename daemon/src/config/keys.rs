@@ -1,0 +1,257 @@
+//! The key table: every section and key the configuration accepts, the checks its raw merged
+//! values pass before serde sees them, and where each value came from. Pure; no I/O.
+
+use std::collections::HashMap;
+
+use config::{Value, ValueKind};
+
+use super::{ConfigError, QueueOrder, WalledGardenEntry};
+
+/// Where each value came from, so that an error names the variable or file the user must fix.
+pub(super) struct Origins {
+    /// The file as given, or what to name when there is none.
+    pub(super) fallback: String,
+    /// Dotted key (`speed.global_down_mbits`) → the variable that set it.
+    pub(super) env: HashMap<String, String>,
+}
+
+impl Origins {
+    pub(super) fn of(&self, key: &str) -> String {
+        match self.env.get(key) {
+            Some(name) => format!("environment variable {name}"),
+            None => self.fallback.clone(),
+        }
+    }
+}
+
+/// The sections, in the order of `Config`.
+pub(super) const SECTIONS: &[&str] = &[
+    "network",
+    "speed",
+    "accounting",
+    "sessions",
+    "store",
+    "api",
+    "kernel",
+];
+
+/// Every key, and the kind of value it takes. The merged values are checked against this before
+/// serde sees them, so that a wrong value is reported in the user's terms rather than serde's.
+pub(super) const KEYS: &[Key] = &[
+    Key::Text("network.lan_interface"),
+    Key::Text("network.ifb_interface"),
+    Key::WalledGarden("network.walled_garden"),
+    Key::Int(GLOBAL_DOWN_MBITS),
+    Key::Int(GLOBAL_UP_MBITS),
+    Key::Int(POLL_INTERVAL_MS),
+    Key::Int(BYTES_PER_MB),
+    Key::Choice("sessions.queue_order", QueueOrder::NAMES),
+    Key::Int(IDLE_PAUSE_SECS),
+    Key::Text("store.sqlite_path"),
+    Key::Int(SAVE_INTERVAL_SECS),
+    Key::Text("api.socket"),
+    Key::Text("kernel.pin_dir"),
+];
+
+pub(super) const GLOBAL_DOWN_MBITS: IntKey =
+    IntKey::at_least("speed.global_down_mbits", 1, u32::MAX as u64);
+pub(super) const GLOBAL_UP_MBITS: IntKey =
+    IntKey::at_least("speed.global_up_mbits", 1, u32::MAX as u64);
+pub(super) const POLL_INTERVAL_MS: IntKey =
+    IntKey::between("accounting.poll_interval_ms", 10, 60_000);
+pub(super) const BYTES_PER_MB: IntKey = IntKey::at_least("accounting.bytes_per_mb", 1, u64::MAX);
+pub(super) const IDLE_PAUSE_SECS: IntKey =
+    IntKey::at_least("sessions.idle_pause_secs", 0, u64::MAX);
+pub(super) const SAVE_INTERVAL_SECS: IntKey =
+    IntKey::between("store.save_interval_secs", 1, 86_400);
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Key {
+    /// A string: an interface name or a path.
+    Text(&'static str),
+    Int(IntKey),
+    /// One of the given strings.
+    Choice(&'static str, &'static [&'static str]),
+    /// A list of walled-garden entries.
+    WalledGarden(&'static str),
+}
+
+/// An integer key: the values it allows, and the largest its Rust type holds.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IntKey {
+    pub(super) path: &'static str,
+    min: u64,
+    /// `None`: no limit but the type's.
+    max: Option<u64>,
+    type_max: u64,
+}
+
+impl IntKey {
+    const fn at_least(path: &'static str, min: u64, type_max: u64) -> Self {
+        Self {
+            path,
+            min,
+            max: None,
+            type_max,
+        }
+    }
+
+    /// For a `u64` key.
+    const fn between(path: &'static str, min: u64, max: u64) -> Self {
+        Self {
+            path,
+            min,
+            max: Some(max),
+            type_max: u64::MAX,
+        }
+    }
+
+    pub(super) fn check(self, value: i128) -> Result<(), String> {
+        let requirement = match self.max {
+            Some(max) if !(i128::from(self.min)..=i128::from(max)).contains(&value) => {
+                format!("must be between {} and {max}", self.min)
+            }
+            None if value < i128::from(self.min) => match self.min {
+                1 => "must be > 0".to_owned(),
+                min => format!("must be >= {min}"),
+            },
+            _ if value > i128::from(self.type_max) => format!("must be at most {}", self.type_max),
+            _ => return Ok(()),
+        };
+        Err(format!("{requirement} (got {value})"))
+    }
+}
+
+impl Key {
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Self::Text(path) | Self::Choice(path, _) | Self::WalledGarden(path) => path,
+            Self::Int(key) => key.path,
+        }
+    }
+
+    /// Whether `value` has the kind this key takes (and for numbers, choices and entries,
+    /// an allowed value); the error says what is allowed and what was got.
+    fn check(self, value: &Value) -> Result<(), String> {
+        match (self, &value.kind) {
+            (Self::Text(_), ValueKind::String(_)) => Ok(()),
+            (Self::Text(_), _) => Err(format!("must be a string (got {})", shown(value))),
+            (Self::Int(key), kind) => match integer(kind) {
+                Some(number) => key.check(number),
+                None => Err(format!("must be a whole number (got {})", shown(value))),
+            },
+            (Self::Choice(_, names), ValueKind::String(name)) if names.contains(&name.as_str()) => {
+                Ok(())
+            }
+            (Self::Choice(_, names), _) => {
+                let names: Vec<String> = names.iter().map(|name| format!("{name:?}")).collect();
+                Err(format!(
+                    "must be {} (got {})",
+                    names.join(" or "),
+                    shown(value)
+                ))
+            }
+            (Self::WalledGarden(_), ValueKind::Array(items)) => items.iter().try_for_each(|item| {
+                let ValueKind::String(text) = &item.kind else {
+                    return Err(format!(
+                        "must be a list of strings (got {} in it)",
+                        shown(item)
+                    ));
+                };
+                text.parse::<WalledGardenEntry>()
+                    .map(drop)
+                    .map_err(|error| {
+                        format!(
+                            "has an invalid entry {text:?}: {error}; write 10.0.0.0/8, \
+                             192.0.2.1:443 or [2001:db8::/32]:443"
+                        )
+                    })
+            }),
+            (Self::WalledGarden(_), _) => Err(format!(
+                "must be a list of strings like [\"10.0.0.0/8\", \"[2001:db8::/32]:443\"] \
+                 (got {})",
+                shown(value)
+            )),
+        }
+    }
+}
+
+fn integer(kind: &ValueKind) -> Option<i128> {
+    match *kind {
+        ValueKind::I64(number) => Some(number.into()),
+        ValueKind::I128(number) => Some(number),
+        ValueKind::U64(number) => Some(number.into()),
+        ValueKind::U128(number) => number.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// A value as the user wrote it, for "(got ...)".
+fn shown(value: &Value) -> String {
+    match &value.kind {
+        ValueKind::Nil => "nothing".to_owned(),
+        ValueKind::Boolean(flag) => flag.to_string(),
+        ValueKind::I64(number) => number.to_string(),
+        ValueKind::I128(number) => number.to_string(),
+        ValueKind::U64(number) => number.to_string(),
+        ValueKind::U128(number) => number.to_string(),
+        // Debug keeps the ".0" that tells 100.0 from 100.
+        ValueKind::Float(number) => format!("{number:?}"),
+        ValueKind::String(text) => format!("{text:?}"),
+        ValueKind::Table(_) => "a table".to_owned(),
+        ValueKind::Array(_) => "a list".to_owned(),
+    }
+}
+
+/// Rejects unknown sections and keys, and values of the wrong kind or out of range.
+pub(super) fn check_values(root: &Value, origins: &Origins) -> Result<(), ConfigError> {
+    let ValueKind::Table(sections) = &root.kind else {
+        return Ok(());
+    };
+    let mut sections: Vec<_> = sections.iter().collect();
+    sections.sort_by_key(|(name, _)| *name);
+    for (name, section) in sections {
+        let Some(&section_name) = SECTIONS.iter().find(|known| **known == name.as_str()) else {
+            return Err(ConfigError::UnknownSection {
+                origin: origins.of(name),
+                section: name.clone(),
+                allowed: SECTIONS.to_vec(),
+            });
+        };
+        let ValueKind::Table(keys) = &section.kind else {
+            return Err(ConfigError::Invalid {
+                origin: origins.of(name),
+                key: section_name,
+                message: format!("must be a table, [{name}] in TOML (got {})", shown(section)),
+            });
+        };
+        let mut keys: Vec<_> = keys.iter().collect();
+        keys.sort_by_key(|(key, _)| *key);
+        for (key, value) in keys {
+            let path = format!("{name}.{key}");
+            let Some(spec) = KEYS.iter().find(|spec| spec.path() == path) else {
+                return Err(ConfigError::UnknownKey {
+                    origin: origins.of(&path),
+                    key: path,
+                    allowed: keys_of(section_name),
+                });
+            };
+            spec.check(value).map_err(|message| ConfigError::Invalid {
+                origin: origins.of(spec.path()),
+                key: spec.path(),
+                message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The key names (without the section) of one section.
+fn keys_of(section: &str) -> Vec<&'static str> {
+    KEYS.iter()
+        .filter_map(|spec| {
+            let (owner, key) = spec.path().split_once('.')?;
+            (owner == section).then_some(key)
+        })
+        .collect()
+}

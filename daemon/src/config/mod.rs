@@ -1,0 +1,471 @@
+//! Configuration: built-in defaults, then the TOML file, then `HOTSPOTD__SECTION__KEY`
+//! environment variables, checked into typed sections. Reads the file and the environment,
+//! nothing else; every mistake is reported as one sentence naming its key and where it came from.
+
+mod keys;
+mod walled_garden;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use config::{Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+use keys::{
+    BYTES_PER_MB, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key, Origins,
+    POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
+};
+pub use walled_garden::{IpNet, WalledGardenEntry, WalledGardenError};
+
+/// Where `hotspotd` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hotspotd/config.toml";
+
+/// Environment variables named `HOTSPOTD__SECTION__KEY` override the file.
+pub const ENV_PREFIX: &str = "HOTSPOTD";
+/// Between the prefix, the section and the key of an environment variable's name.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// What an error names as the origin of a value when there is no file and no variable to name.
+const NO_FILE_ORIGIN: &str = "defaults/environment";
+
+/// The whole configuration. Every section and key has a default (interface.md), so an empty
+/// file is a valid one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub network: NetworkConfig,
+    pub speed: SpeedConfig,
+    pub accounting: AccountingConfig,
+    pub sessions: SessionsConfig,
+    pub store: StoreConfig,
+    pub api: ApiConfig,
+    pub kernel: KernelConfig,
+}
+
+/// `[network]`: where the clients are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Interface the clients are on.
+    pub lan_interface: String,
+    /// IFB device that upload shaping redirects the LAN's ingress to; created if missing.
+    pub ifb_interface: String,
+    /// Extra destinations reachable without a session.
+    pub walled_garden: Vec<WalledGardenEntry>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            lan_interface: "br-lan".to_owned(),
+            ifb_interface: "ifb-hotspot".to_owned(),
+            walled_garden: Vec::new(),
+        }
+    }
+}
+
+/// `[speed]`: the caps shared by all clients, in Mbit/s (10^6 bit/s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeedConfig {
+    pub global_down_mbits: u32,
+    pub global_up_mbits: u32,
+}
+
+impl Default for SpeedConfig {
+    fn default() -> Self {
+        Self {
+            global_down_mbits: 100,
+            global_up_mbits: 100,
+        }
+    }
+}
+
+/// `[accounting]`: how counters are read and what a megabyte is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountingConfig {
+    /// How often the kernel counters are read.
+    pub poll_interval_ms: u64,
+    /// Bytes in one MB of a session's `data_mb`.
+    pub bytes_per_mb: u64,
+}
+
+impl Default for AccountingConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            bytes_per_mb: 1_000_000,
+        }
+    }
+}
+
+/// `[sessions]`: how a client's sessions follow each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Which of a client's waiting sessions starts when the running one is used up.
+    pub queue_order: QueueOrder,
+    /// Pause a running session after this many seconds without traffic; 0 = never.
+    pub idle_pause_secs: u64,
+}
+
+/// Which waiting session a client uses next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
+impl QueueOrder {
+    /// The names the configuration accepts, as serde spells them.
+    const NAMES: &[&str] = &["oldest_first", "newest_first"];
+}
+
+/// `[store]`: where sessions are saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub sqlite_path: PathBuf,
+    /// How often usage is written to the database; at shutdown it is written regardless.
+    pub save_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            sqlite_path: PathBuf::from("/var/lib/hotspotd/sessions.db"),
+            save_interval_secs: 30,
+        }
+    }
+}
+
+/// `[api]`: where portals and `hotspotctl` reach the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Unix socket of the API.
+    pub socket: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/hotspotd/hotspotd.sock"),
+        }
+    }
+}
+
+/// `[kernel]`: where the eBPF side lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Directory on a BPF filesystem where the maps are pinned, so counters outlive a crash.
+    pub pin_dir: PathBuf,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        Self {
+            pin_dir: PathBuf::from("/sys/fs/bpf/hotspotd"),
+        }
+    }
+}
+
+/// What went wrong loading the configuration. Each displays as one sentence that starts with
+/// where the value came from: the file, or the environment variable that set it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}; pass --config with an existing file", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not TOML; `message` says where (line, column) and what was expected.
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: unknown section '{section}' (allowed: {})", allowed.join(", "))]
+    UnknownSection {
+        origin: String,
+        section: String,
+        allowed: Vec<&'static str>,
+    },
+    #[error("{origin}: unknown key '{key}' (allowed: {})", allowed.join(", "))]
+    UnknownKey {
+        origin: String,
+        key: String,
+        allowed: Vec<&'static str>,
+    },
+    /// A key holds a value it does not allow; `message` says what is allowed and what was got.
+    #[error("{origin}: {key} {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+    #[error("environment variable {name} is not valid UTF-8")]
+    NotUnicode { name: String },
+    /// The `config` crate failed in a way the checks above did not foresee.
+    #[error("{origin}: {source}")]
+    Merge {
+        origin: String,
+        source: config::ConfigError,
+    },
+}
+
+impl Config {
+    /// Loads the built-in defaults, then the file at `path` (which must exist) if given, then
+    /// the `HOTSPOTD__SECTION__KEY` environment variables, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, environment()?)
+    }
+
+    /// [`Config::load`] with the environment given instead of read from the process, so tests
+    /// never touch the process environment. Variables without the `HOTSPOTD__` prefix are ignored.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| env_key(name).is_some())
+            .collect();
+        let origins = Origins {
+            fallback: path.map_or_else(|| NO_FILE_ORIGIN.to_owned(), |p| p.display().to_string()),
+            env: env
+                .keys()
+                .filter_map(|name| Some((env_key(name)?, name.clone())))
+                .collect(),
+        };
+        let merge = |source| ConfigError::Merge {
+            origin: origins.fallback.clone(),
+            source,
+        };
+
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        // try_parsing turns "100" into a number for the numeric keys; the text keys are then
+        // set again from the raw variables, so an interface called "1234" or "nan" stays text.
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .separator(ENV_SEPARATOR)
+                .try_parsing(true)
+                .source(Some(env.clone())),
+        );
+        for (name, raw) in &env {
+            let key = env_key(name);
+            match KEYS.iter().find(|spec| Some(spec.path()) == key.as_deref()) {
+                Some(Key::Text(path)) => {
+                    builder = builder.set_override(*path, raw.as_str()).map_err(merge)?;
+                }
+                Some(Key::WalledGarden(path)) => {
+                    builder = builder
+                        .set_override(*path, split_list(raw))
+                        .map_err(merge)?;
+                }
+                _ => {}
+            }
+        }
+        let merged = builder.build().map_err(|error| match (error, path) {
+            (config::ConfigError::FileParse { cause, .. }, Some(path)) => ConfigError::Parse {
+                path: path.to_owned(),
+                message: toml_message(&cause.to_string()),
+            },
+            (error, _) => merge(error),
+        })?;
+
+        check_values(&merged.cache, &origins)?;
+        let config: Self = merged.try_deserialize().map_err(merge)?;
+        config.check(&origins)?;
+        Ok(config)
+    }
+
+    /// Checks the rules that types cannot express: ranges, interface names, distinct interfaces,
+    /// paths. [`Config::load`] already did this; it is for a `Config` built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(&Origins {
+            fallback: "configuration".to_owned(),
+            env: HashMap::new(),
+        })
+    }
+
+    /// How often the kernel counters are read.
+    #[must_use]
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.accounting.poll_interval_ms)
+    }
+
+    /// How often usage is saved to the database.
+    #[must_use]
+    pub fn save_interval(&self) -> Duration {
+        Duration::from_secs(self.store.save_interval_secs)
+    }
+
+    /// After how long without traffic a running session is paused; `None` = never.
+    #[must_use]
+    pub fn idle_pause(&self) -> Option<Duration> {
+        (self.sessions.idle_pause_secs > 0)
+            .then(|| Duration::from_secs(self.sessions.idle_pause_secs))
+    }
+
+    fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origins.of(key),
+            key,
+            message,
+        };
+        let network = &self.network;
+        for (key, name) in [
+            ("network.lan_interface", &network.lan_interface),
+            ("network.ifb_interface", &network.ifb_interface),
+        ] {
+            check_interface_name(name).map_err(|message| invalid(key, message))?;
+        }
+        if network.lan_interface == network.ifb_interface {
+            // Blame the one the environment changed, if only one was: that is the typo.
+            let (key, other) = match (
+                origins.env.contains_key("network.lan_interface"),
+                origins.env.contains_key("network.ifb_interface"),
+            ) {
+                (true, false) => ("network.lan_interface", "network.ifb_interface"),
+                _ => ("network.ifb_interface", "network.lan_interface"),
+            };
+            return Err(invalid(
+                key,
+                format!(
+                    "must differ from {other} (both are {:?})",
+                    network.lan_interface
+                ),
+            ));
+        }
+        for (key, value) in [
+            (GLOBAL_DOWN_MBITS, u64::from(self.speed.global_down_mbits)),
+            (GLOBAL_UP_MBITS, u64::from(self.speed.global_up_mbits)),
+            (POLL_INTERVAL_MS, self.accounting.poll_interval_ms),
+            (BYTES_PER_MB, self.accounting.bytes_per_mb),
+            (IDLE_PAUSE_SECS, self.sessions.idle_pause_secs),
+            (SAVE_INTERVAL_SECS, self.store.save_interval_secs),
+        ] {
+            key.check(i128::from(value))
+                .map_err(|message| invalid(key.path, message))?;
+        }
+        for (key, path) in [
+            ("store.sqlite_path", &self.store.sqlite_path),
+            ("api.socket", &self.api.socket),
+            ("kernel.pin_dir", &self.kernel.pin_dir),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(key, "must not be empty".to_owned()));
+            }
+        }
+        let socket_len = self.api.socket.as_os_str().len();
+        if socket_len > MAX_SOCKET_PATH_BYTES {
+            return Err(invalid(
+                "api.socket",
+                format!(
+                    "must be at most {MAX_SOCKET_PATH_BYTES} bytes long, the limit of a Unix \
+                     socket path (got {socket_len} bytes)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `sockaddr_un.sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// The kernel's `dev_valid_name`: at most `IFNAMSIZ - 1` = 15 bytes, not "." or "..", and
+/// no '/', ':' (alias syntax) or whitespace. NUL is refused too: the name is passed as a C string.
+fn check_interface_name(name: &str) -> Result<(), String> {
+    let valid = (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a Linux interface name: 1 to 15 bytes, not \".\" or \"..\", without '/', ':' \
+             or whitespace (got {name:?})"
+        ))
+    }
+}
+
+/// The process's `HOTSPOTD__*` variables.
+fn environment() -> Result<Vec<(String, String)>, ConfigError> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            // A name that is not UTF-8 names none of our keys.
+            let name = name
+                .into_string()
+                .ok()
+                .filter(|name| env_key(name).is_some())?;
+            Some(match value.into_string() {
+                Ok(value) => Ok((name, value)),
+                Err(_) => Err(ConfigError::NotUnicode { name }),
+            })
+        })
+        .collect()
+}
+
+/// `HOTSPOTD__SPEED__GLOBAL_DOWN_MBITS` → `speed.global_down_mbits`, as `config` maps it (in
+/// any case); `None` for a variable that is not ours.
+fn env_key(name: &str) -> Option<String> {
+    let (prefix, rest) = name.split_at_checked(ENV_PREFIX.len())?;
+    let rest = rest.strip_prefix(ENV_SEPARATOR)?;
+    prefix
+        .eq_ignore_ascii_case(ENV_PREFIX)
+        .then(|| rest.to_lowercase().replace(ENV_SEPARATOR, "."))
+}
+
+/// A list in one variable: comma-separated, spaces ignored, empty = no entries.
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The TOML parser's multi-line report (position, source excerpt, message) as one line:
+/// `invalid TOML at line 2, column 21: string values must be quoted`.
+fn toml_message(report: &str) -> String {
+    let mut lines = report.lines();
+    let position = lines
+        .next()
+        .and_then(|first| first.strip_prefix("TOML parse error at "));
+    let message: Vec<&str> = lines
+        .map(str::trim)
+        .filter(|line| {
+            // The excerpt's lines are "  |", "2 | text" and "  |   ^".
+            let after_number = line
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !line.is_empty() && !after_number.starts_with('|')
+        })
+        .collect();
+    match position {
+        Some(position) => format!("invalid TOML at {position}: {}", message.join("; ")),
+        None => format!(
+            "invalid TOML: {}",
+            report.lines().collect::<Vec<_>>().join("; ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

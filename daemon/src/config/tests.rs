@@ -1,0 +1,629 @@
+//! Unit tests of loading and validating the configuration: defaults, the file and the
+//! environment in order, and the one-sentence error for each kind of mistake.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    num::NonZeroU16,
+};
+
+use super::keys::{KEYS, SECTIONS};
+use super::*;
+
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// Loads `toml` as a file named `config.toml` in a temporary directory, with the given
+/// variables; also returns the directory, so that messages can be shown without it.
+fn load_toml_in_dir(
+    toml: &str,
+    env: &[(&str, &str)],
+) -> TestResult<(Result<Config, ConfigError>, String)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml)?;
+    let result = Config::load_from(Some(&path), owned(env));
+    Ok((result, format!("{}/", dir.path().display())))
+}
+
+fn load_toml(toml: &str, env: &[(&str, &str)]) -> TestResult<Config> {
+    Ok(load_toml_in_dir(toml, env)?.0?)
+}
+
+/// The error as the user reads it, with the temporary directory taken out.
+fn error_for(toml: &str, env: &[(&str, &str)]) -> TestResult<String> {
+    let (result, dir) = load_toml_in_dir(toml, env)?;
+    Ok(refused(result).to_string().replace(&dir, ""))
+}
+
+fn refused<T: fmt::Debug>(result: Result<T, ConfigError>) -> ConfigError {
+    match result {
+        Ok(accepted) => panic!("accepted: {accepted:?}"),
+        Err(error) => error,
+    }
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn entry(text: &str) -> TestResult<WalledGardenEntry> {
+    Ok(text.parse()?)
+}
+
+#[test]
+fn defaults_are_those_of_interface_md() -> TestResult {
+    let config = Config::default();
+    assert_eq!(config.network.lan_interface, "br-lan");
+    assert_eq!(config.network.ifb_interface, "ifb-hotspot");
+    assert!(config.network.walled_garden.is_empty());
+    assert_eq!(config.speed.global_down_mbits, 100);
+    assert_eq!(config.speed.global_up_mbits, 100);
+    assert_eq!(config.accounting.poll_interval_ms, 1000);
+    assert_eq!(config.accounting.bytes_per_mb, 1_000_000);
+    assert_eq!(config.sessions.queue_order, QueueOrder::OldestFirst);
+    assert_eq!(config.sessions.idle_pause_secs, 0);
+    assert_eq!(
+        config.store.sqlite_path,
+        Path::new("/var/lib/hotspotd/sessions.db")
+    );
+    assert_eq!(config.store.save_interval_secs, 30);
+    assert_eq!(config.api.socket, Path::new("/run/hotspotd/hotspotd.sock"));
+    assert_eq!(config.kernel.pin_dir, Path::new("/sys/fs/bpf/hotspotd"));
+    config.validate()?;
+    assert_eq!(config.poll_interval(), Duration::from_secs(1));
+    assert_eq!(config.save_interval(), Duration::from_secs(30));
+    assert_eq!(config.idle_pause(), None);
+    Ok(())
+}
+
+#[test]
+fn no_file_and_no_variables_give_the_defaults() -> TestResult {
+    let config = Config::load_from(None, Vec::new())?;
+    assert_eq!(config, Config::default());
+    let unrelated = owned(&[
+        ("PATH", "/bin"),
+        ("HOTSPOTD_SPEED", "x"),
+        ("HOTSPOTDX__A", "1"),
+    ]);
+    assert_eq!(Config::load_from(None, unrelated)?, Config::default());
+    Ok(())
+}
+
+#[test]
+fn empty_file_gives_the_defaults() -> TestResult {
+    assert_eq!(load_toml("", &[])?, Config::default());
+    assert_eq!(load_toml("[speed]\n[kernel]\n", &[])?, Config::default());
+    Ok(())
+}
+
+#[test]
+fn the_file_overrides_the_defaults_key_by_key() -> TestResult {
+    let config = load_toml(
+        r#"
+        [network]
+        lan_interface = "wlan0"
+        walled_garden = ["10.0.0.0/8", "192.0.2.1:443", "2001:db8::/32", "[2001:db8::1]:80"]
+        [speed]
+        global_down_mbits = 50
+        [accounting]
+        poll_interval_ms = 250
+        [sessions]
+        queue_order = "newest_first"
+        idle_pause_secs = 90
+        [store]
+        sqlite_path = "/tmp/sessions.db"
+        [kernel]
+        pin_dir = "/sys/fs/bpf/test-1"
+        "#,
+        &[],
+    )?;
+    let mut expected = Config::default();
+    expected.network.lan_interface = "wlan0".to_owned();
+    expected.network.walled_garden = vec![
+        entry("10.0.0.0/8")?,
+        entry("192.0.2.1:443")?,
+        entry("2001:db8::/32")?,
+        entry("[2001:db8::1]:80")?,
+    ];
+    expected.speed.global_down_mbits = 50;
+    expected.accounting.poll_interval_ms = 250;
+    expected.sessions.queue_order = QueueOrder::NewestFirst;
+    expected.sessions.idle_pause_secs = 90;
+    expected.store.sqlite_path = PathBuf::from("/tmp/sessions.db");
+    expected.kernel.pin_dir = PathBuf::from("/sys/fs/bpf/test-1");
+    assert_eq!(config, expected);
+    assert_eq!(config.poll_interval(), Duration::from_millis(250));
+    assert_eq!(config.idle_pause(), Some(Duration::from_secs(90)));
+    Ok(())
+}
+
+#[test]
+fn the_environment_overrides_the_file() -> TestResult {
+    let config = load_toml(
+        "[network]\nlan_interface = \"wlan0\"\nwalled_garden = [\"10.0.0.0/8\"]\n\
+         [accounting]\npoll_interval_ms = 500\n",
+        &[
+            ("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "100"),
+            ("HOTSPOTD__NETWORK__LAN_INTERFACE", "br-guest"),
+            ("HOTSPOTD__SESSIONS__QUEUE_ORDER", "newest_first"),
+            ("HOTSPOTD__API__SOCKET", "/tmp/api.sock"),
+            ("hotspotd__speed__global_up_mbits", "20"),
+        ],
+    )?;
+    assert_eq!(config.accounting.poll_interval_ms, 100);
+    assert_eq!(config.network.lan_interface, "br-guest");
+    assert_eq!(config.network.walled_garden, vec![entry("10.0.0.0/8")?]);
+    assert_eq!(config.sessions.queue_order, QueueOrder::NewestFirst);
+    assert_eq!(config.api.socket, Path::new("/tmp/api.sock"));
+    assert_eq!(config.speed.global_up_mbits, 20);
+    assert_eq!(config.speed.global_down_mbits, 100);
+    Ok(())
+}
+
+#[test]
+fn text_from_the_environment_stays_text() -> TestResult {
+    // try_parsing would make these a number, a float and a boolean.
+    for name in ["1234", "1e5", "nan", "true"] {
+        let env = owned(&[("HOTSPOTD__NETWORK__LAN_INTERFACE", name)]);
+        let config = Config::load_from(None, env)?;
+        assert_eq!(config.network.lan_interface, name);
+    }
+    Ok(())
+}
+
+#[test]
+fn walled_garden_from_the_environment_is_comma_separated() -> TestResult {
+    let env = owned(&[(
+        "HOTSPOTD__NETWORK__WALLED_GARDEN",
+        "10.0.0.0/8, [2001:db8::/32]:443,192.0.2.7",
+    )]);
+    let config = Config::load_from(None, env)?;
+    assert_eq!(
+        config.network.walled_garden,
+        vec![
+            entry("10.0.0.0/8")?,
+            entry("[2001:db8::/32]:443")?,
+            entry("192.0.2.7/32")?
+        ]
+    );
+    // An empty variable empties the file's list.
+    let config = load_toml(
+        "[network]\nwalled_garden = [\"10.0.0.0/8\"]\n",
+        &[("HOTSPOTD__NETWORK__WALLED_GARDEN", "")],
+    )?;
+    assert!(config.network.walled_garden.is_empty());
+    Ok(())
+}
+
+#[test]
+fn each_bad_value_names_its_key_and_what_is_allowed() -> TestResult {
+    for (toml, expected) in [
+        (
+            "[speed]\nglobal_down_mbits = -5",
+            "config.toml: speed.global_down_mbits must be > 0 (got -5)",
+        ),
+        (
+            "[speed]\nglobal_up_mbits = 0",
+            "config.toml: speed.global_up_mbits must be > 0 (got 0)",
+        ),
+        (
+            "[speed]\nglobal_down_mbits = 5000000000",
+            "config.toml: speed.global_down_mbits must be at most 4294967295 (got 5000000000)",
+        ),
+        (
+            "[speed]\nglobal_down_mbits = \"fast\"",
+            "config.toml: speed.global_down_mbits must be a whole number (got \"fast\")",
+        ),
+        (
+            "[speed]\nglobal_up_mbits = 1.5",
+            "config.toml: speed.global_up_mbits must be a whole number (got 1.5)",
+        ),
+        (
+            "[speed]\nglobal_up_mbits = true",
+            "config.toml: speed.global_up_mbits must be a whole number (got true)",
+        ),
+        (
+            "[accounting]\npoll_interval_ms = 5",
+            "config.toml: accounting.poll_interval_ms must be between 10 and 60000 (got 5)",
+        ),
+        (
+            "[accounting]\npoll_interval_ms = 60001",
+            "config.toml: accounting.poll_interval_ms must be between 10 and 60000 (got 60001)",
+        ),
+        (
+            "[accounting]\nbytes_per_mb = 0",
+            "config.toml: accounting.bytes_per_mb must be > 0 (got 0)",
+        ),
+        (
+            "[sessions]\nidle_pause_secs = -1",
+            "config.toml: sessions.idle_pause_secs must be >= 0 (got -1)",
+        ),
+        (
+            "[sessions]\nqueue_order = \"random\"",
+            "config.toml: sessions.queue_order must be \"oldest_first\" or \"newest_first\" \
+             (got \"random\")",
+        ),
+        (
+            "[sessions]\nqueue_order = 1",
+            "config.toml: sessions.queue_order must be \"oldest_first\" or \"newest_first\" \
+             (got 1)",
+        ),
+        (
+            "[store]\nsave_interval_secs = 0",
+            "config.toml: store.save_interval_secs must be between 1 and 86400 (got 0)",
+        ),
+        (
+            "[store]\nsave_interval_secs = 86401",
+            "config.toml: store.save_interval_secs must be between 1 and 86400 (got 86401)",
+        ),
+        (
+            "[store]\nsqlite_path = \"\"",
+            "config.toml: store.sqlite_path must not be empty",
+        ),
+        (
+            "[store]\nsqlite_path = 7",
+            "config.toml: store.sqlite_path must be a string (got 7)",
+        ),
+        (
+            "[kernel]\npin_dir = \"\"",
+            "config.toml: kernel.pin_dir must not be empty",
+        ),
+        (
+            "[network]\nlan_interface = 5",
+            "config.toml: network.lan_interface must be a string (got 5)",
+        ),
+        (
+            "[network]\nifb_interface = \"br-lan\"",
+            "config.toml: network.ifb_interface must differ from network.lan_interface \
+             (both are \"br-lan\")",
+        ),
+        (
+            "[network]\nwalled_garden = \"10.0.0.0/8\"",
+            "config.toml: network.walled_garden must be a list of strings like \
+             [\"10.0.0.0/8\", \"[2001:db8::/32]:443\"] (got \"10.0.0.0/8\")",
+        ),
+        (
+            "[network]\nwalled_garden = [8]",
+            "config.toml: network.walled_garden must be a list of strings (got 8 in it)",
+        ),
+        (
+            "speed = 5",
+            "config.toml: speed must be a table, [speed] in TOML (got 5)",
+        ),
+    ] {
+        assert_eq!(error_for(toml, &[])?, expected, "{toml}");
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_interface_names_are_refused() -> TestResult {
+    for name in [
+        "",
+        "sixteen-bytes-xx",
+        "br/lan",
+        "br lan",
+        "br:0",
+        "br\tlan",
+        ".",
+        "..",
+    ] {
+        let toml = format!("[network]\nlan_interface = {name:?}");
+        let expected = format!(
+            "config.toml: network.lan_interface must be a Linux interface name: 1 to 15 \
+             bytes, not \".\" or \"..\", without '/', ':' or whitespace (got {name:?})"
+        );
+        assert_eq!(error_for(&toml, &[])?, expected, "{name:?}");
+    }
+    assert_eq!(
+        error_for("[network]\nifb_interface = \"a b\"", &[])?,
+        "config.toml: network.ifb_interface must be a Linux interface name: 1 to 15 bytes, \
+         not \".\" or \"..\", without '/', ':' or whitespace (got \"a b\")"
+    );
+    load_toml("[network]\nlan_interface = \"fifteen-bytes-x\"", &[])?;
+    Ok(())
+}
+
+#[test]
+fn bad_walled_garden_entries_are_refused_with_the_reason() -> TestResult {
+    let hint = "; write 10.0.0.0/8, 192.0.2.1:443 or [2001:db8::/32]:443";
+    for (text, reason) in [
+        (
+            "10.0.0.0/33",
+            "the prefix length must be a number from 0 to 32 (got '33')",
+        ),
+        (
+            "2001:db8::/129",
+            "the prefix length must be a number from 0 to 128 (got '129')",
+        ),
+        (
+            "10.0.0.0/x",
+            "the prefix length must be a number from 0 to 32 (got 'x')",
+        ),
+        (
+            "10.0.0.0/",
+            "the prefix length must be a number from 0 to 32 (got '')",
+        ),
+        (
+            "10.0.0.1/8",
+            "the address has bits set past the prefix; did you mean 10.0.0.0/8?",
+        ),
+        (
+            "example.com",
+            "'example.com' is not an IPv4 or IPv6 address",
+        ),
+        ("10.0.0.300", "'10.0.0.300' is not an IPv4 or IPv6 address"),
+        ("", "'' is not an IPv4 or IPv6 address"),
+        (
+            "10.0.0.0/8:0",
+            "the port must be a number from 1 to 65535 (got '0')",
+        ),
+        (
+            "10.0.0.0/8:70000",
+            "the port must be a number from 1 to 65535 (got '70000')",
+        ),
+        (
+            "10.0.0.0/8:",
+            "the port must be a number from 1 to 65535 (got '')",
+        ),
+        (
+            "[2001:db8::/32]443",
+            "the port must be a number from 1 to 65535 (got '443')",
+        ),
+        ("[2001:db8::/32:443", "has a '[' without its ']'"),
+        // A port after an IPv6 network needs brackets.
+        (
+            "2001:db8::/32:443",
+            "the prefix length must be a number from 0 to 128 (got '32:443')",
+        ),
+    ] {
+        let toml = format!("[network]\nwalled_garden = [\"10.1.0.0/16\", {text:?}]");
+        let expected = format!(
+            "config.toml: network.walled_garden has an invalid entry {text:?}: {reason}{hint}"
+        );
+        assert_eq!(error_for(&toml, &[])?, expected, "{text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn walled_garden_entries_parse_and_print_back() -> TestResult {
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    for (text, addr, prefix_len, port, shown) in [
+        ("10.0.0.0/8", v4(10, 0, 0, 0), 8, None, "10.0.0.0/8"),
+        ("192.0.2.1", v4(192, 0, 2, 1), 32, None, "192.0.2.1/32"),
+        (
+            "192.0.2.1:443",
+            v4(192, 0, 2, 1),
+            32,
+            Some(443),
+            "192.0.2.1/32:443",
+        ),
+        ("0.0.0.0/0:53", v4(0, 0, 0, 0), 0, Some(53), "0.0.0.0/0:53"),
+        (
+            "[10.0.0.0/8]:80",
+            v4(10, 0, 0, 0),
+            8,
+            Some(80),
+            "10.0.0.0/8:80",
+        ),
+        (
+            "2001:db8::/32",
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+            32,
+            None,
+            "2001:db8::/32",
+        ),
+        (
+            "2001:db8::1",
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            128,
+            None,
+            "2001:db8::1/128",
+        ),
+        (
+            "[2001:db8::/32]:443",
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+            32,
+            Some(443),
+            "[2001:db8::/32]:443",
+        ),
+        (
+            "[::1]",
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            128,
+            None,
+            "::1/128",
+        ),
+    ] {
+        let parsed = entry(text)?;
+        assert_eq!(parsed.net.addr(), addr, "{text}");
+        assert_eq!(parsed.net.prefix_len(), prefix_len, "{text}");
+        assert_eq!(parsed.port.map(NonZeroU16::get), port, "{text}");
+        assert_eq!(parsed.to_string(), shown, "{text}");
+        assert_eq!(entry(shown)?, parsed, "{text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
+    assert_eq!(
+        error_for("[speed]\nglobal_dwn_mbits = 5", &[])?,
+        "config.toml: unknown key 'speed.global_dwn_mbits' \
+         (allowed: global_down_mbits, global_up_mbits)"
+    );
+    assert_eq!(
+        error_for("[network]\nwalled_gardens = []", &[])?,
+        "config.toml: unknown key 'network.walled_gardens' \
+         (allowed: lan_interface, ifb_interface, walled_garden)"
+    );
+    assert_eq!(
+        error_for("[sped]\nglobal_down_mbits = 5", &[])?,
+        "config.toml: unknown section 'sped' \
+         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+    );
+    assert_eq!(
+        error_for("poll_interval_ms = 5", &[])?,
+        "config.toml: unknown section 'poll_interval_ms' \
+         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+    );
+    assert_eq!(
+        error_for("[Speed]\n", &[])?,
+        "config.toml: unknown section 'Speed' \
+         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+    );
+    Ok(())
+}
+
+#[test]
+fn errors_from_the_environment_name_the_variable() -> TestResult {
+    assert_eq!(
+        error_for("", &[("HOTSPOTD__SPEED__GLOBAL_DOWN_MBITS", "-5")])?,
+        "environment variable HOTSPOTD__SPEED__GLOBAL_DOWN_MBITS: \
+         speed.global_down_mbits must be > 0 (got -5)"
+    );
+    assert_eq!(
+        error_for(
+            "[accounting]\npoll_interval_ms = 100",
+            &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "fast")]
+        )?,
+        "environment variable HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS: \
+         accounting.poll_interval_ms must be a whole number (got \"fast\")"
+    );
+    assert_eq!(
+        error_for("", &[("HOTSPOTD__SPEED__GLOBAL_DWN_MBITS", "5")])?,
+        "environment variable HOTSPOTD__SPEED__GLOBAL_DWN_MBITS: unknown key \
+         'speed.global_dwn_mbits' (allowed: global_down_mbits, global_up_mbits)"
+    );
+    assert_eq!(
+        error_for("", &[("HOTSPOTD__NETWORK__LAN_INTERFACE", "ifb-hotspot")])?,
+        "environment variable HOTSPOTD__NETWORK__LAN_INTERFACE: \
+         network.lan_interface must differ from network.ifb_interface \
+         (both are \"ifb-hotspot\")"
+    );
+    assert_eq!(
+        error_for("", &[("HOTSPOTD__NETWORK__IFB_INTERFACE", "br-lan")])?,
+        "environment variable HOTSPOTD__NETWORK__IFB_INTERFACE: \
+         network.ifb_interface must differ from network.lan_interface (both are \"br-lan\")"
+    );
+    assert_eq!(
+        error_for(
+            "",
+            &[("HOTSPOTD__NETWORK__WALLED_GARDEN", "10.0.0.0/8,10.0.0.0/40")]
+        )?,
+        "environment variable HOTSPOTD__NETWORK__WALLED_GARDEN: network.walled_garden has \
+         an invalid entry \"10.0.0.0/40\": the prefix length must be a number from 0 to 32 \
+         (got '40'); write 10.0.0.0/8, 192.0.2.1:443 or [2001:db8::/32]:443"
+    );
+    // Without a file, a bad variable still names itself.
+    let error = refused(Config::load_from(
+        None,
+        owned(&[("HOTSPOTD__API__SOCKET", "")]),
+    ));
+    assert_eq!(
+        error.to_string(),
+        "environment variable HOTSPOTD__API__SOCKET: api.socket must not be empty"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_missing_file_says_to_pass_an_existing_one() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("missing.toml");
+    let error = refused(Config::load_from(Some(&path), Vec::new()));
+    assert!(
+        matches!(&error, ConfigError::Read { path: p, .. } if *p == path),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: cannot read: No such file or directory (os error 2); pass --config with an \
+             existing file",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_line_with_its_position() -> TestResult {
+    assert_eq!(
+        error_for("[speed]\nglobal_down_mbits = \n", &[])?,
+        "config.toml: invalid TOML at line 2, column 21: string values must be quoted, \
+         expected literal string"
+    );
+    assert_eq!(
+        error_for("[speed\n", &[])?,
+        "config.toml: invalid TOML at line 1, column 7: unclosed table, expected `]`"
+    );
+    Ok(())
+}
+
+#[test]
+fn validate_checks_a_config_built_in_code() -> TestResult {
+    let mut config = Config::default();
+    config.speed.global_down_mbits = 0;
+    let error = refused(config.validate());
+    assert!(
+        matches!(
+            &error,
+            ConfigError::Invalid {
+                key: "speed.global_down_mbits",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "configuration: speed.global_down_mbits must be > 0 (got 0)"
+    );
+
+    let mut config = Config::default();
+    config.api.socket = PathBuf::from(format!("/run/{}", "s".repeat(103)));
+    assert_eq!(
+        refused(config.validate()).to_string(),
+        "configuration: api.socket must be at most 107 bytes long, the limit of a Unix \
+         socket path (got 108 bytes)"
+    );
+    config.api.socket = PathBuf::from(format!("/run/{}", "s".repeat(102)));
+    config.validate()?;
+
+    let mut config = Config::default();
+    config.network.lan_interface = "ifb-hotspot".to_owned();
+    assert_eq!(
+        refused(config.validate()).to_string(),
+        "configuration: network.ifb_interface must differ from network.lan_interface \
+         (both are \"ifb-hotspot\")"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_key_table_matches_the_structs() -> TestResult {
+    let json = serde_json::to_value(Config::default())?;
+    let mut from_structs = Vec::new();
+    let mut sections = Vec::new();
+    for (section, keys) in json.as_object().ok_or("a map")? {
+        sections.push(section.as_str());
+        for key in keys.as_object().ok_or("a map")?.keys() {
+            from_structs.push(format!("{section}.{key}"));
+        }
+    }
+    let mut from_table: Vec<String> = KEYS.iter().map(|key| key.path().to_owned()).collect();
+    from_structs.sort();
+    from_table.sort();
+    assert_eq!(from_table, from_structs);
+    sections.sort_unstable();
+    let mut known = SECTIONS.to_vec();
+    known.sort_unstable();
+    assert_eq!(known, sections);
+    let names = serde_json::to_value([QueueOrder::OldestFirst, QueueOrder::NewestFirst])?;
+    assert_eq!(names, serde_json::json!(QueueOrder::NAMES));
+    Ok(())
+}
