@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs hotspotd's benchmarks and prints their tables (see BENCHMARKS.md for what each measures).
+# Release builds; needs root (eBPF, namespaces). Run on an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/bootstrap.sh
+cargo build --release --locked --quiet --bins
+export HOTSPOTD_BIN=target/release/hotspotd HOTSPOTCTL_BIN=target/release/hotspotctl
+
+echo "## machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo
+echo "## eBPF programs, ns per packet (BPF_PROG_TEST_RUN)"
+./target/release/bench-ebpf
+echo
+echo "## TCP throughput through the gateway"
+./target/release/bench-throughput
