@@ -149,7 +149,10 @@ impl SessionData {
         }
         for (field, value) in [("data_mb", self.data_mb), ("data_cons", self.data_cons)] {
             if !value.is_finite() || value < 0.0 {
-                return Err(InvalidSession::NotANumber { field, value: value.to_string() });
+                return Err(InvalidSession::NotANumber {
+                    field,
+                    value: value.to_string(),
+                });
             }
         }
         if self.kind.counts_time() && (self.time_secs == 0 || self.time_secs > MAX_TIME_SECS) {
@@ -208,7 +211,9 @@ impl SessionData {
     /// Seconds left to run (types 0 and 2); `None` when time does not count.
     #[must_use]
     pub fn time_left_secs(&self) -> Option<u64> {
-        self.kind.counts_time().then(|| self.time_secs.saturating_sub(self.time_cons))
+        self.kind
+            .counts_time()
+            .then(|| self.time_secs.saturating_sub(self.time_cons))
     }
 
     /// Bytes left to use (types 1 and 2), rounded up so a fraction of a byte still allows
@@ -305,7 +310,12 @@ mod tests {
     fn validation_names_what_is_wrong() {
         let mut data = session(SessionType::Data);
         data.data_mb = 0.0;
-        assert!(data.validate().unwrap_err().to_string().contains("--data-mb"));
+        assert!(
+            data.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--data-mb")
+        );
         data.data_mb = f64::NAN;
         assert!(data.validate().unwrap_err().to_string().contains("finite"));
         data.data_mb = -1.0;
@@ -313,11 +323,22 @@ mod tests {
 
         let mut time = session(SessionType::Time);
         time.time_secs = 0;
-        assert!(time.validate().unwrap_err().to_string().contains("--time-secs"));
+        assert!(
+            time.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--time-secs")
+        );
 
         let mut speed = session(SessionType::Time);
         speed.down_mbits = 0;
-        assert!(speed.validate().unwrap_err().to_string().contains("--global-speed"));
+        assert!(
+            speed
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--global-speed")
+        );
         speed.use_global_speed = true;
         assert_eq!(speed.validate(), Ok(()));
 

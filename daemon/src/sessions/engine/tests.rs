@@ -1,0 +1,1306 @@
+//! The rules of `shared/docs/sessions.md`, one test (or a few) each, on a fake clock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::*;
+use crate::{
+    config::QueueOrder,
+    sessions::data::{InvalidSession, SessionData, SessionType},
+};
+
+const A: MacAddr = MacAddr([0xaa, 0, 0, 0, 0, 1]);
+const B: MacAddr = MacAddr([0xaa, 0, 0, 0, 0, 2]);
+const DAY_SECS: u64 = 86_400;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+/// A fake clock: `advance` is time passing (both clocks move), `jump_wall` is NTP stepping the
+/// wall clock alone.
+struct Clock(Now);
+
+impl Clock {
+    fn new() -> Self {
+        Self(Now {
+            mono: Duration::from_secs(5_000),
+            wall: t0(),
+        })
+    }
+
+    fn now(&self) -> Now {
+        self.0
+    }
+
+    fn advance(&mut self, by: Duration) -> Now {
+        self.0.mono += by;
+        self.0.wall += TimeDelta::from_std(by).unwrap();
+        self.0
+    }
+
+    fn secs(&mut self, secs: u64) -> Now {
+        self.advance(Duration::from_secs(secs))
+    }
+
+    fn millis(&mut self, millis: u64) -> Now {
+        self.advance(Duration::from_millis(millis))
+    }
+
+    fn jump_wall(&mut self, by: TimeDelta) -> Now {
+        self.0.wall += by;
+        self.0
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        bytes_per_mb: 1_000_000,
+        queue_order: QueueOrder::OldestFirst,
+        idle_pause: None,
+        global_down_mbits: 100,
+        global_up_mbits: 50,
+    }
+}
+
+/// A 60 s / 10 MB session at 5/2 Mbit/s, created at `t0`, never started.
+fn session(id: SessionId, mac: MacAddr, kind: SessionType) -> Session {
+    Session {
+        id,
+        mac,
+        data: SessionData {
+            provider: "cli".to_owned(),
+            kind,
+            time_secs: if kind.counts_time() { 60 } else { 0 },
+            data_mb: if kind.counts_data() { 10.0 } else { 0.0 },
+            time_cons: 0,
+            data_cons: 0.0,
+            started_at: None,
+            exp_days: None,
+            down_mbits: 5,
+            up_mbits: 2,
+            use_global_speed: false,
+            created_at: t0(),
+        },
+    }
+}
+
+fn with(mut session: Session, change: impl FnOnce(&mut SessionData)) -> Session {
+    change(&mut session.data);
+    session
+}
+
+fn engine(config: EngineConfig, sessions: impl IntoIterator<Item = Session>, now: Now) -> Engine {
+    let mut engine = Engine::new(config);
+    for session in sessions {
+        assert_eq!(engine.add(session, now), Ok(Vec::new()));
+    }
+    engine
+}
+
+fn data(engine: &Engine, id: SessionId) -> &SessionData {
+    &engine.session(id).unwrap().data
+}
+
+fn grant(effects: &[Effect]) -> &Grant {
+    let mut grants = effects.iter().filter_map(|effect| match effect {
+        Effect::Grant(grant) => Some(grant),
+        _ => None,
+    });
+    let first = grants.next().expect("one Grant");
+    assert!(grants.next().is_none(), "exactly one Grant in {effects:?}");
+    first
+}
+
+fn ev(event: Event) -> Effect {
+    Effect::Event(event)
+}
+
+fn own_grant(id: SessionId, mac: MacAddr, run_for_secs: Option<u64>, bytes: Option<u64>) -> Grant {
+    Grant {
+        mac,
+        session_id: id,
+        bytes_left: bytes,
+        run_for: run_for_secs.map(Duration::from_secs),
+        down_mbits: 5,
+        up_mbits: 2,
+    }
+}
+
+// ---- rule 1: consumed per type; rule 8: out of sessions ----
+
+#[test]
+fn time_session_is_consumed_by_time_then_the_client_is_out() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+
+    assert_eq!(
+        engine.connect(A, clock.now()),
+        Ok(vec![
+            Effect::Grant(own_grant(1, A, Some(60), None)),
+            Effect::Save(1),
+            ev(Event::SessionStarted { id: 1, mac: A }),
+            ev(Event::ClientConnected {
+                mac: A,
+                session_id: 1
+            }),
+        ])
+    );
+    assert_eq!(engine.tick(clock.secs(59)), vec![]);
+    assert_eq!(data(&engine, 1).time_cons, 59);
+    assert_eq!(
+        engine.tick(clock.secs(1)),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ]
+    );
+    assert_eq!(engine.client_state(A), ClientState::Disconnected);
+    assert_eq!(engine.running_session(A), None);
+    assert_eq!(
+        engine.state_of(1, clock.now()),
+        Some(SessionState::Consumed)
+    );
+    assert_eq!(engine.tick(clock.secs(10)), vec![], "a session ends once");
+}
+
+#[test]
+fn data_session_is_consumed_by_data_not_time() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Data)], clock.now());
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(grant(&effects), &own_grant(1, A, None, Some(10_000_000)));
+
+    assert_eq!(engine.tick(clock.secs(10 * DAY_SECS)), vec![]);
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        0,
+        "rule 2: time does not move for data"
+    );
+    assert_eq!(engine.traffic(A, 9_999_999, true, clock.now()), vec![]);
+    assert_eq!(
+        engine.traffic(A, 1, true, clock.now()),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ]
+    );
+    assert!((data(&engine, 1).data_cons - 10.0).abs() < 1e-9);
+}
+
+#[test]
+fn time_or_data_ends_on_either() {
+    let mut clock = Clock::new();
+    let mut by_data = engine(
+        config(),
+        [session(1, A, SessionType::TimeOrData)],
+        clock.now(),
+    );
+    by_data.connect(A, clock.now()).unwrap();
+    clock.secs(30);
+    let effects = by_data.traffic(A, 10_000_000, true, clock.now());
+    assert!(effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+    assert_eq!(data(&by_data, 1).time_cons, 30, "time counts too");
+
+    let mut by_time = engine(
+        config(),
+        [session(1, A, SessionType::TimeOrData)],
+        clock.now(),
+    );
+    by_time.connect(A, clock.now()).unwrap();
+    let effects = by_time.traffic(A, 1_000_000, true, clock.now());
+    assert!(effects.is_empty());
+    let effects = by_time.tick(clock.secs(60));
+    assert!(effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+    assert!(
+        (data(&by_time, 1).data_cons - 1.0).abs() < 1e-9,
+        "data counts too"
+    );
+}
+
+// ---- rule 2: which counters move ----
+
+#[test]
+fn data_is_ignored_for_a_time_session() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        engine.traffic(A, 50_000_000_000, true, clock.secs(5)),
+        vec![]
+    );
+    assert!(data(&engine, 1).data_cons.abs() < f64::EPSILON);
+    assert_eq!(data(&engine, 1).time_cons, 5);
+}
+
+// ---- rule 3: started_at ----
+
+#[test]
+fn started_at_is_set_once_at_the_first_start() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    assert_eq!(data(&engine, 1).started_at, None);
+    engine.connect(A, clock.secs(100)).unwrap();
+    let started = t0() + TimeDelta::seconds(100);
+    assert_eq!(data(&engine, 1).started_at, Some(started));
+
+    engine.pause(A, clock.secs(10)).unwrap();
+    let effects = engine.connect(A, clock.secs(1_000)).unwrap();
+    assert!(effects.contains(&ev(Event::SessionResumed { id: 1, mac: A })));
+    assert_eq!(data(&engine, 1).started_at, Some(started));
+
+    let sessions = engine.sessions().cloned().collect();
+    let restored = RestoredClient {
+        mac: A,
+        state: ClientState::Connected,
+        session_id: Some(1),
+        pause_reason: None,
+        credit: Duration::from_secs(3),
+    };
+    let _ = engine.restore(sessions, vec![restored], clock.secs(7));
+    assert_eq!(data(&engine, 1).started_at, Some(started));
+}
+
+// ---- rule 4: expiry ----
+
+/// A 60 s time session valid 1 day: expires at start + 1 day + 60 s.
+fn expiring(id: SessionId) -> Session {
+    with(session(id, A, SessionType::Time), |data| {
+        data.exp_days = Some(1);
+    })
+}
+
+#[test]
+fn expiry_ends_a_running_session_whatever_is_left() {
+    let mut clock = Clock::new();
+    let one_day_data = with(session(1, A, SessionType::Data), |data| {
+        data.exp_days = Some(1);
+    });
+    let mut engine = engine(config(), [one_day_data], clock.now());
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_secs(DAY_SECS)));
+    let _ = engine.traffic(A, 1_000_000, true, clock.now());
+
+    assert_eq!(engine.tick(clock.secs(DAY_SECS - 1)), vec![]);
+    assert_eq!(
+        engine.tick(clock.secs(1)),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionExpired { id: 1, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ]
+    );
+    assert_eq!(engine.state_of(1, clock.now()), Some(SessionState::Expired));
+    assert!(data(&engine, 1).data_cons < 10.0, "it had data left");
+}
+
+#[test]
+fn expiry_runs_while_paused() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [expiring(1)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    engine.pause(A, clock.secs(10)).unwrap();
+
+    assert_eq!(engine.tick(clock.secs(DAY_SECS + 49)), vec![]);
+    assert_eq!(engine.state_of(1, clock.now()), Some(SessionState::Paused));
+    assert_eq!(
+        engine.tick(clock.secs(1)),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionExpired { id: 1, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ]
+    );
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        10,
+        "time did not run while paused"
+    );
+    assert_eq!(engine.client_state(A), ClientState::Disconnected);
+}
+
+#[test]
+fn paused_client_whose_session_expired_connects_to_the_next() {
+    let mut clock = Clock::new();
+    let next = with(session(2, A, SessionType::Time), |data| {
+        data.created_at = t0() + TimeDelta::hours(1);
+    });
+    let mut engine = engine(config(), [expiring(1), next], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    engine.pause(A, clock.secs(10)).unwrap();
+    assert_eq!(
+        engine.tick(clock.secs(2 * DAY_SECS)),
+        vec![Effect::Save(1), ev(Event::SessionExpired { id: 1, mac: A }),]
+    );
+    assert_eq!(
+        engine.client_state(A),
+        ClientState::Paused,
+        "the pause holds"
+    );
+    assert_eq!(
+        engine.state_of(2, clock.now()),
+        Some(SessionState::Available)
+    );
+    assert_eq!(
+        engine.connect(A, clock.now()),
+        Ok(vec![
+            Effect::Grant(own_grant(2, A, Some(60), None)),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ])
+    );
+}
+
+#[test]
+fn expiry_is_checked_on_connect_without_a_tick() {
+    let mut clock = Clock::new();
+    let next = with(session(2, A, SessionType::Time), |data| {
+        data.created_at = t0() + TimeDelta::hours(1);
+    });
+    let mut engine = engine(config(), [expiring(1), next], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    engine.pause(A, clock.secs(10)).unwrap();
+    assert_eq!(
+        engine.connect(A, clock.secs(2 * DAY_SECS)),
+        Ok(vec![
+            Effect::Save(1),
+            ev(Event::SessionExpired { id: 1, mac: A }),
+            Effect::Grant(own_grant(2, A, Some(60), None)),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ])
+    );
+    assert_eq!(
+        engine.tick(clock.now()),
+        vec![],
+        "the expiry is not reported twice"
+    );
+}
+
+#[test]
+fn expiry_is_checked_on_traffic_without_a_tick() {
+    let mut clock = Clock::new();
+    let one_day_data = with(session(1, A, SessionType::Data), |data| {
+        data.exp_days = Some(1);
+    });
+    let mut engine = engine(config(), [one_day_data], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    let effects = engine.traffic(A, 0, true, clock.secs(DAY_SECS));
+    assert_eq!(
+        effects[..2],
+        [Effect::Save(1), ev(Event::SessionExpired { id: 1, mac: A })]
+    );
+    assert_eq!(engine.tick(clock.now()), vec![]);
+}
+
+#[test]
+fn a_session_never_started_never_expires() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [expiring(1)], clock.now());
+    assert_eq!(engine.tick(clock.secs(3_650 * DAY_SECS)), vec![]);
+    assert_eq!(
+        engine.state_of(1, clock.now()),
+        Some(SessionState::Available)
+    );
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_mins(1)));
+}
+
+// ---- rule 5: time, on the monotonic clock only ----
+
+#[test]
+fn fractional_ticks_do_not_drift() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    for _ in 0..10 {
+        assert_eq!(engine.tick(clock.millis(250)), vec![]);
+    }
+    assert_eq!(data(&engine, 1).time_cons, 2);
+    assert_eq!(engine.sessions[&1].carry, Duration::from_millis(500));
+
+    let long = with(session(2, B, SessionType::Time), |data| {
+        data.time_secs = 3_600;
+    });
+    engine.add(long, clock.now()).unwrap();
+    engine.connect(B, clock.now()).unwrap();
+    for _ in 0..3_000 {
+        let _ = engine.tick(clock.millis(333));
+    }
+    assert_eq!(data(&engine, 2).time_cons, 999, "3,000 × 0.333 s");
+    assert_eq!(engine.sessions[&2].carry, Duration::ZERO);
+}
+
+#[test]
+fn pausing_keeps_the_fraction_for_the_resume() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    engine.pause(A, clock.millis(750)).unwrap();
+    assert_eq!(data(&engine, 1).time_cons, 0);
+
+    let effects = engine.connect(A, clock.secs(3_600)).unwrap();
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_millis(59_250)));
+    let _ = engine.tick(clock.millis(250));
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        1,
+        "0.75 s + 0.25 s, the paused hour not billed"
+    );
+}
+
+#[test]
+fn a_late_tick_clamps_time_cons_and_chains() {
+    let mut clock = Clock::new();
+    let next = with(session(2, A, SessionType::Time), |data| {
+        data.created_at = t0() + TimeDelta::hours(1);
+    });
+    let mut engine = engine(
+        config(),
+        [session(1, A, SessionType::Time), next],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    let effects = engine.tick(clock.secs(3_600));
+    assert_eq!(data(&engine, 1).time_cons, 60, "never above time_secs");
+    assert_eq!(engine.running_session(A), Some(2));
+    assert_eq!(
+        data(&engine, 2).time_cons,
+        0,
+        "the late hour is not billed to the next"
+    );
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_mins(1)));
+}
+
+#[test]
+fn wall_clock_jumps_do_not_change_time_consumed() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    let _ = engine.tick(clock.secs(10));
+    clock.jump_wall(-TimeDelta::days(5 * 365));
+    let _ = engine.tick(clock.secs(10));
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        20,
+        "five years back: nothing refunded"
+    );
+    clock.jump_wall(TimeDelta::hours(3));
+    let _ = engine.tick(clock.secs(10));
+    clock.jump_wall(TimeDelta::days(20 * 365));
+    assert_eq!(engine.tick(clock.secs(10)), vec![]);
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        40,
+        "hours and years ahead: nothing billed"
+    );
+}
+
+/// Expiry is wall time by definition (rule 4): a forward jump past it ends the session,
+/// though no time was consumed.
+#[test]
+fn a_forward_wall_jump_can_expire_a_session() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [expiring(1)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    clock.jump_wall(TimeDelta::days(2));
+    let effects = engine.tick(clock.secs(1));
+    assert!(effects.contains(&ev(Event::SessionExpired { id: 1, mac: A })));
+    assert_eq!(data(&engine, 1).time_cons, 1);
+}
+
+// ---- rule 6: data ----
+
+#[test]
+fn data_uses_bytes_per_mb_and_only_while_running() {
+    let mut clock = Clock::new();
+    let mebibyte = EngineConfig {
+        bytes_per_mb: 1_048_576,
+        ..config()
+    };
+    let mut engine = engine(mebibyte, [session(1, A, SessionType::Data)], clock.now());
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(grant(&effects).bytes_left, Some(10 * 1_048_576));
+    assert_eq!(
+        engine.traffic(A, 3 * 1_048_576, true, clock.secs(1)),
+        vec![]
+    );
+    assert!((data(&engine, 1).data_cons - 3.0).abs() < f64::EPSILON);
+
+    engine.pause(A, clock.now()).unwrap();
+    assert_eq!(
+        engine.traffic(A, 5 * 1_048_576, true, clock.secs(1)),
+        vec![]
+    );
+    assert!(
+        (data(&engine, 1).data_cons - 3.0).abs() < f64::EPSILON,
+        "paused: not billed"
+    );
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(grant(&effects).bytes_left, Some(7 * 1_048_576));
+    assert_eq!(
+        engine.traffic(B, 1_000, true, clock.now()),
+        vec![],
+        "unknown client"
+    );
+}
+
+// ---- rule 7: the queue ----
+
+#[test]
+fn the_next_session_starts_at_once_with_its_own_speed() {
+    let mut clock = Clock::new();
+    let fast_data = with(session(2, A, SessionType::Data), |data| {
+        data.created_at = t0() + TimeDelta::minutes(1);
+        data.down_mbits = 20;
+        data.up_mbits = 10;
+    });
+    let mut engine = engine(
+        config(),
+        [session(1, A, SessionType::Time), fast_data],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        engine.tick(clock.secs(60)),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Grant(Grant {
+                mac: A,
+                session_id: 2,
+                bytes_left: Some(10_000_000),
+                run_for: None,
+                down_mbits: 20,
+                up_mbits: 10,
+            }),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ]
+    );
+    assert_eq!(engine.client_state(A), ClientState::Connected);
+    assert_eq!(engine.running(), vec![2]);
+}
+
+/// Sessions 1..=3 created an hour apart, added out of order, plus 4 created with 2 (a tie).
+fn queue(order: QueueOrder, clock: &Clock) -> Engine {
+    let at = |id: SessionId, hours: i64| {
+        with(session(id, A, SessionType::Time), |data| {
+            data.created_at = t0() + TimeDelta::hours(hours);
+        })
+    };
+    let config = EngineConfig {
+        queue_order: order,
+        ..config()
+    };
+    engine(
+        config,
+        [at(3, 2), at(1, 0), at(4, 1), at(2, 1)],
+        clock.now(),
+    )
+}
+
+#[test]
+fn oldest_first_takes_the_oldest_and_ties_by_lower_id() {
+    let mut clock = Clock::new();
+    let mut engine = queue(QueueOrder::OldestFirst, &clock);
+    let mut order = Vec::new();
+    engine.connect(A, clock.now()).unwrap();
+    while let Some(id) = engine.running_session(A) {
+        order.push(id);
+        let _ = engine.tick(clock.secs(60));
+    }
+    assert_eq!(order, [1, 2, 4, 3]);
+}
+
+#[test]
+fn newest_first_takes_the_newest_and_ties_by_higher_id() {
+    let mut clock = Clock::new();
+    let mut engine = queue(QueueOrder::NewestFirst, &clock);
+    let mut order = Vec::new();
+    engine.connect(A, clock.now()).unwrap();
+    while let Some(id) = engine.running_session(A) {
+        order.push(id);
+        let _ = engine.tick(clock.secs(60));
+    }
+    assert_eq!(order, [3, 4, 2, 1]);
+}
+
+#[test]
+fn a_started_session_goes_before_older_unstarted_ones() {
+    let mut clock = Clock::new();
+    for order in [QueueOrder::OldestFirst, QueueOrder::NewestFirst] {
+        let mut engine = queue(order, &clock);
+        let half_used = with(session(9, A, SessionType::Time), |data| {
+            data.created_at = t0() + TimeDelta::hours(5);
+            data.started_at = Some(t0());
+            data.time_cons = 30;
+        });
+        engine.add(half_used, clock.now()).unwrap();
+        assert_eq!(engine.state_of(9, clock.now()), Some(SessionState::Paused));
+        let effects = engine.connect(A, clock.secs(1)).unwrap();
+        assert_eq!(grant(&effects).session_id, 9, "{order:?}");
+        assert!(effects.contains(&ev(Event::SessionResumed { id: 9, mac: A })));
+    }
+}
+
+// ---- rule 9: pause and resume ----
+
+#[test]
+fn pause_freezes_time_and_data_and_connect_resumes_the_same_session() {
+    let mut clock = Clock::new();
+    let mut engine = engine(
+        config(),
+        [session(1, A, SessionType::TimeOrData)],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    let _ = engine.traffic(A, 2_000_000, true, clock.secs(10));
+    assert_eq!(
+        engine.pause(A, clock.now()),
+        Ok(vec![
+            Effect::Revoke { mac: A },
+            Effect::Save(1),
+            ev(Event::SessionPaused {
+                id: 1,
+                mac: A,
+                reason: PauseReason::Operator
+            }),
+        ])
+    );
+    assert_eq!(engine.tick(clock.secs(100)), vec![]);
+    assert_eq!(engine.traffic(A, 5_000_000, true, clock.now()), vec![]);
+    assert_eq!(engine.state_of(1, clock.now()), Some(SessionState::Paused));
+    assert_eq!(
+        engine.clients().collect::<Vec<_>>(),
+        [(A, ClientState::Paused, Some(1))]
+    );
+    assert_eq!(data(&engine, 1).time_cons, 10);
+    assert!((data(&engine, 1).data_cons - 2.0).abs() < f64::EPSILON);
+
+    assert_eq!(
+        engine.connect(A, clock.now()),
+        Ok(vec![
+            Effect::Grant(own_grant(1, A, Some(50), Some(8_000_000))),
+            Effect::Save(1),
+            ev(Event::SessionResumed { id: 1, mac: A }),
+        ])
+    );
+    assert_eq!(
+        engine.connect(A, clock.now()),
+        Ok(vec![]),
+        "already running"
+    );
+}
+
+fn idle_engine(clock: &Clock) -> Engine {
+    let idle = EngineConfig {
+        idle_pause: Some(Duration::from_mins(1)),
+        ..config()
+    };
+    let long = with(session(1, A, SessionType::Time), |data| {
+        data.time_secs = 3_600;
+    });
+    engine(idle, [long], clock.now())
+}
+
+#[test]
+fn idle_clients_pause_and_resume_on_their_next_packet() {
+    let mut clock = Clock::new();
+    let mut engine = idle_engine(&clock);
+    engine.connect(A, clock.now()).unwrap();
+    let _ = engine.traffic(A, 0, true, clock.secs(30));
+    assert_eq!(
+        engine.tick(clock.secs(59)),
+        vec![],
+        "59 s since the last packet"
+    );
+    assert_eq!(
+        engine.tick(clock.secs(1)),
+        vec![
+            Effect::Revoke { mac: A },
+            Effect::Save(1),
+            ev(Event::SessionPaused {
+                id: 1,
+                mac: A,
+                reason: PauseReason::Idle
+            }),
+            ev(Event::ClientIdle { mac: A }),
+        ]
+    );
+    assert_eq!(engine.pause_reason(A), Some(PauseReason::Idle));
+    assert_eq!(
+        engine.traffic(A, 0, false, clock.secs(600)),
+        vec![],
+        "no activity"
+    );
+    assert_eq!(data(&engine, 1).time_cons, 90);
+
+    assert_eq!(
+        engine.traffic(A, 1_000, true, clock.now()),
+        vec![
+            Effect::Grant(own_grant(1, A, Some(3_510), None)),
+            Effect::Save(1),
+            ev(Event::SessionResumed { id: 1, mac: A }),
+        ]
+    );
+    assert_eq!(
+        engine.tick(clock.secs(59)),
+        vec![],
+        "idle counts again from the resume"
+    );
+    assert_eq!(engine.client_state(A), ClientState::Connected);
+}
+
+#[test]
+fn idle_counts_from_the_connect() {
+    let mut clock = Clock::new();
+    let mut engine = idle_engine(&clock);
+    engine.connect(A, clock.now()).unwrap();
+    let effects = engine.tick(clock.secs(60));
+    assert!(effects.contains(&ev(Event::ClientIdle { mac: A })));
+}
+
+#[test]
+fn handing_over_to_the_next_session_is_not_activity() {
+    let mut clock = Clock::new();
+    let mut engine = idle_engine(&clock);
+    let short = with(session(0, A, SessionType::Time), |data| {
+        data.time_secs = 30;
+        data.created_at = t0() - TimeDelta::hours(1);
+    });
+    engine.add(short, clock.now()).unwrap();
+    engine.connect(A, clock.now()).unwrap();
+    let effects = engine.tick(clock.secs(30));
+    assert_eq!(grant(&effects).session_id, 1);
+    let effects = engine.tick(clock.secs(30));
+    assert!(
+        effects.contains(&ev(Event::ClientIdle { mac: A })),
+        "60 s since the connect"
+    );
+}
+
+#[test]
+fn an_operator_pause_does_not_resume_on_traffic() {
+    let mut clock = Clock::new();
+    let mut engine = idle_engine(&clock);
+    engine.connect(A, clock.now()).unwrap();
+    engine.pause(A, clock.secs(5)).unwrap();
+    assert_eq!(engine.traffic(A, 1_000, true, clock.secs(1)), vec![]);
+    assert_eq!(engine.client_state(A), ClientState::Paused);
+
+    // An idle pause confirmed by the operator becomes the operator's.
+    let mut engine = idle_engine(&clock);
+    engine.connect(A, clock.now()).unwrap();
+    let _ = engine.tick(clock.secs(60));
+    assert_eq!(engine.pause(A, clock.now()), Ok(vec![]));
+    assert_eq!(engine.pause_reason(A), Some(PauseReason::Operator));
+    assert_eq!(engine.traffic(A, 1_000, true, clock.secs(1)), vec![]);
+    assert_eq!(engine.client_state(A), ClientState::Paused);
+}
+
+// ---- rule 10: speed ----
+
+#[test]
+fn global_speed_sessions_follow_the_global_limits() {
+    let clock = Clock::new();
+    let global = with(session(1, A, SessionType::Time), |data| {
+        data.use_global_speed = true;
+        data.down_mbits = 0;
+        data.up_mbits = 0;
+    });
+    let mut engine = engine(
+        config(),
+        [global, session(2, B, SessionType::Time)],
+        clock.now(),
+    );
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        (grant(&effects).down_mbits, grant(&effects).up_mbits),
+        (100, 50)
+    );
+    engine.connect(B, clock.now()).unwrap();
+
+    assert_eq!(
+        engine.set_config(config(), clock.now()),
+        vec![],
+        "nothing changed"
+    );
+    let faster = EngineConfig {
+        global_down_mbits: 200,
+        global_up_mbits: 80,
+        ..config()
+    };
+    let effects = engine.set_config(faster, clock.now());
+    assert_eq!(
+        effects,
+        vec![Effect::Grant(Grant {
+            mac: A,
+            session_id: 1,
+            bytes_left: None,
+            run_for: Some(Duration::from_mins(1)),
+            down_mbits: 200,
+            up_mbits: 80,
+        })],
+        "only the global-speed client"
+    );
+}
+
+#[test]
+fn a_new_bytes_per_mb_regrants_data_sessions() {
+    let clock = Clock::new();
+    let mut engine = engine(
+        config(),
+        [
+            session(1, A, SessionType::Data),
+            session(2, B, SessionType::Time),
+        ],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    engine.connect(B, clock.now()).unwrap();
+    let mebibyte = EngineConfig {
+        bytes_per_mb: 1_048_576,
+        ..config()
+    };
+    let effects = engine.set_config(mebibyte, clock.now());
+    assert_eq!(
+        effects,
+        vec![Effect::Grant(own_grant(1, A, None, Some(10_485_760)))]
+    );
+}
+
+#[test]
+fn invalid_sessions_are_rejected_with_the_reason() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let no_speed = with(session(1, A, SessionType::Time), |data| data.down_mbits = 0);
+    let error = engine.add(no_speed, clock.now()).unwrap_err();
+    assert_eq!(
+        error,
+        EngineError::InvalidSession {
+            id: 1,
+            source: InvalidSession::NoSpeed {
+                down_mbits: 0,
+                up_mbits: 2
+            }
+        }
+    );
+    assert!(error.to_string().contains("--global-speed"), "{error}");
+    assert!(engine.session(1).is_none());
+}
+
+// ---- rule 12: saves on every change of state ----
+
+#[test]
+fn every_change_of_state_is_saved() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    let mut saves = 0;
+    let mut count = |effects: &[Effect]| {
+        saves += effects.iter().filter(|e| **e == Effect::Save(1)).count();
+    };
+    count(&engine.connect(A, clock.now()).unwrap());
+    count(&engine.tick(clock.secs(10)));
+    count(&engine.pause(A, clock.now()).unwrap());
+    count(&engine.connect(A, clock.secs(10)).unwrap());
+    count(&engine.tick(clock.secs(50)));
+    assert_eq!(saves, 4, "start, pause, resume, consumed");
+}
+
+// ---- grants ----
+
+#[test]
+fn run_for_is_the_lesser_of_time_left_and_time_to_expiry() {
+    let mut clock = Clock::new();
+    // Started a day and an hour ago, valid 1 day + 7,200 s: it expires in an hour, with 2 hours
+    // of time left.
+    let old = with(session(1, A, SessionType::Time), |data| {
+        data.time_secs = 7_200;
+        data.exp_days = Some(1);
+        data.started_at = Some(t0() - TimeDelta::days(1) - TimeDelta::hours(1));
+    });
+    let mut engine = engine(config(), [old], clock.now());
+    let effects = engine.connect(A, clock.secs(600)).unwrap();
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_mins(50)));
+
+    let fresh = with(session(2, B, SessionType::Time), |data| {
+        data.exp_days = Some(1);
+    });
+    engine.add(fresh, clock.now()).unwrap();
+    let effects = engine.connect(B, clock.now()).unwrap();
+    assert_eq!(grant(&effects).run_for, Some(Duration::from_mins(1)));
+}
+
+// ---- restore ----
+
+fn half_used(clock: &Clock) -> Vec<Session> {
+    let first = with(session(1, A, SessionType::Time), |data| {
+        data.started_at = Some(t0() - TimeDelta::hours(1));
+        data.time_cons = 20;
+    });
+    let second = with(session(2, A, SessionType::Data), |data| {
+        data.created_at = clock.now().wall;
+    });
+    vec![first, second]
+}
+
+fn running_a(credit: Duration) -> Vec<RestoredClient> {
+    vec![RestoredClient {
+        mac: A,
+        state: ClientState::Connected,
+        session_id: Some(1),
+        pause_reason: None,
+        credit,
+    }]
+}
+
+#[test]
+fn restore_credits_the_time_the_kernel_ran() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let credit = Duration::from_millis(30_500);
+    let effects = engine.restore(half_used(&clock), running_a(credit), clock.now());
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Grant(Grant {
+                run_for: Some(Duration::from_millis(9_500)),
+                ..own_grant(1, A, None, None)
+            }),
+            Effect::Save(1),
+        ]
+    );
+    assert_eq!(data(&engine, 1).time_cons, 50);
+    assert_eq!(
+        data(&engine, 1).started_at,
+        Some(t0() - TimeDelta::hours(1))
+    );
+    assert_eq!(engine.running(), vec![1]);
+}
+
+#[test]
+fn restore_after_a_reboot_bills_nothing() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(half_used(&clock), running_a(Duration::ZERO), clock.now());
+    assert_eq!(
+        effects,
+        vec![Effect::Grant(own_grant(1, A, Some(40), None))]
+    );
+    assert_eq!(data(&engine, 1).time_cons, 20);
+}
+
+#[test]
+fn restore_chains_a_session_consumed_while_the_daemon_was_down() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let credit = Duration::from_secs(100);
+    let effects = engine.restore(half_used(&clock), running_a(credit), clock.now());
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Grant(own_grant(2, A, None, Some(10_000_000))),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ]
+    );
+    assert_eq!(data(&engine, 1).time_cons, 60);
+}
+
+#[test]
+fn restore_revokes_paused_and_disconnected_clients() {
+    let mut clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let clients = vec![
+        RestoredClient {
+            mac: B,
+            state: ClientState::Disconnected,
+            session_id: None,
+            pause_reason: None,
+            credit: Duration::ZERO,
+        },
+        RestoredClient {
+            mac: A,
+            state: ClientState::Paused,
+            session_id: Some(1),
+            pause_reason: None,
+            credit: Duration::from_secs(999),
+        },
+    ];
+    let effects = engine.restore(half_used(&clock), clients, clock.now());
+    assert_eq!(
+        effects,
+        vec![Effect::Revoke { mac: A }, Effect::Revoke { mac: B }]
+    );
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        20,
+        "a paused session ran nowhere"
+    );
+    assert_eq!(engine.pause_reason(A), Some(PauseReason::Operator));
+    let effects = engine.connect(A, clock.secs(1)).unwrap();
+    assert_eq!(grant(&effects).session_id, 1, "resumes the same session");
+}
+
+#[test]
+fn restore_ends_a_paused_session_that_expired_while_the_box_was_off() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let stale = with(expiring(1), |data| {
+        data.started_at = Some(t0() - TimeDelta::days(3));
+        data.time_cons = 10;
+    });
+    let paused = RestoredClient {
+        mac: A,
+        state: ClientState::Paused,
+        session_id: Some(1),
+        pause_reason: None,
+        credit: Duration::ZERO,
+    };
+    assert_eq!(
+        engine.restore(vec![stale], vec![paused], clock.now()),
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionExpired { id: 1, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ]
+    );
+    assert_eq!(engine.client_state(A), ClientState::Disconnected);
+}
+
+#[test]
+fn restore_keeps_an_idle_pause_that_resumes_on_traffic() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let idle = RestoredClient {
+        mac: A,
+        state: ClientState::Paused,
+        session_id: Some(1),
+        pause_reason: Some(PauseReason::Idle),
+        credit: Duration::ZERO,
+    };
+    let _ = engine.restore(half_used(&clock), vec![idle], clock.now());
+    assert_eq!(engine.pause_reason(A), Some(PauseReason::Idle));
+    let effects = engine.traffic(A, 100, true, clock.now());
+    assert_eq!(grant(&effects).session_id, 1);
+}
+
+#[test]
+fn restore_marks_sessions_that_ended_unused_without_events() {
+    let clock = Clock::new();
+    let mut engine = Engine::new(config());
+    let used_up = with(session(3, B, SessionType::Time), |data| {
+        data.started_at = Some(t0() - TimeDelta::days(9));
+        data.time_cons = 60;
+    });
+    let effects = engine.restore(vec![used_up], vec![], clock.now());
+    assert_eq!(effects, vec![]);
+    assert_eq!(
+        engine.state_of(3, clock.now()),
+        Some(SessionState::Consumed)
+    );
+    assert_eq!(
+        engine.connect(B, clock.now()),
+        Err(EngineError::NoSessionLeft { mac: B })
+    );
+}
+
+// ---- add, remove, errors ----
+
+#[test]
+fn removing_a_running_session_goes_on_with_the_next() {
+    let mut clock = Clock::new();
+    let next = with(session(2, A, SessionType::Time), |data| {
+        data.created_at = t0() + TimeDelta::hours(1);
+    });
+    let mut engine = engine(
+        config(),
+        [session(1, A, SessionType::Time), next],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        engine.remove(1, clock.secs(5)),
+        Ok(vec![
+            ev(Event::SessionRemoved { id: 1, mac: A }),
+            Effect::Grant(own_grant(2, A, Some(60), None)),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ])
+    );
+    assert_eq!(
+        engine.remove(2, clock.secs(5)),
+        Ok(vec![
+            ev(Event::SessionRemoved { id: 2, mac: A }),
+            Effect::Revoke { mac: A },
+            ev(Event::ClientDisconnected { mac: A }),
+        ])
+    );
+    assert_eq!(engine.clients().count(), 0, "nothing left of the client");
+}
+
+#[test]
+fn removing_a_waiting_session_just_drops_it() {
+    let clock = Clock::new();
+    let mut engine = engine(
+        config(),
+        [
+            session(1, A, SessionType::Time),
+            session(2, A, SessionType::Time),
+        ],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        engine.remove(2, clock.now()),
+        Ok(vec![ev(Event::SessionRemoved { id: 2, mac: A })])
+    );
+    assert!(engine.session(2).is_none());
+    assert_eq!(engine.sessions_of(A).map(|s| s.id).collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        engine.remove(2, clock.now()),
+        Err(EngineError::UnknownSession { id: 2 })
+    );
+}
+
+#[test]
+fn errors_say_what_to_do_and_change_nothing() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    let error = engine.connect(B, clock.now()).unwrap_err();
+    assert_eq!(error, EngineError::NoSessionLeft { mac: B });
+    assert!(
+        error
+            .to_string()
+            .contains("hotspotctl session add --mac aa:00:00:00:00:02")
+    );
+
+    let error = engine.pause(A, clock.now()).unwrap_err();
+    assert_eq!(error, EngineError::NotConnected { mac: A });
+    assert!(error.to_string().contains("hotspotctl connect"), "{error}");
+
+    let error = engine
+        .add(session(1, B, SessionType::Data), clock.now())
+        .unwrap_err();
+    assert_eq!(error, EngineError::DuplicateSession { id: 1 });
+    assert_eq!(engine.session(1).unwrap().mac, A);
+    assert!(matches!(
+        engine.remove(7, clock.now()),
+        Err(EngineError::UnknownSession { id: 7 })
+    ));
+
+    // Connected, its session just ran out, nothing next: refused, and the tick ends it.
+    engine.connect(A, clock.now()).unwrap();
+    clock.secs(60);
+    assert_eq!(
+        engine.connect(A, clock.now()),
+        Err(EngineError::NoSessionLeft { mac: A })
+    );
+    assert_eq!(engine.client_state(A), ClientState::Connected);
+    assert!(
+        engine
+            .tick(clock.now())
+            .contains(&ev(Event::ClientDisconnected { mac: A }))
+    );
+}
+
+#[test]
+fn states_as_hotspotctl_shows_them() {
+    let mut clock = Clock::new();
+    let mut engine = engine(
+        config(),
+        [
+            session(1, A, SessionType::Time),
+            session(2, A, SessionType::Time),
+            expiring(3),
+        ],
+        clock.now(),
+    );
+    let state = |engine: &Engine, id, now| engine.state_of(id, now).unwrap();
+    assert_eq!(state(&engine, 1, clock.now()), SessionState::Available);
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(state(&engine, 1, clock.now()), SessionState::Running);
+    assert_eq!(state(&engine, 2, clock.now()), SessionState::Available);
+    let _ = engine.tick(clock.secs(120));
+    assert_eq!(state(&engine, 1, clock.now()), SessionState::Consumed);
+    engine.pause(A, clock.now()).unwrap();
+    assert_eq!(state(&engine, 2, clock.now()), SessionState::Paused);
+    assert_eq!(engine.state_of(99, clock.now()), None);
+    assert_eq!(
+        serde_json::to_value(SessionState::Available).unwrap(),
+        "available"
+    );
+    assert_eq!(
+        serde_json::to_value(ClientState::Disconnected).unwrap(),
+        "disconnected"
+    );
+}
+
+#[test]
+fn events_serialise_with_their_name() {
+    let event = Event::SessionPaused {
+        id: 4,
+        mac: A,
+        reason: PauseReason::Idle,
+    };
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        serde_json::json!({"event": "session_paused", "id": 4, "mac": "aa:00:00:00:00:01", "reason": "idle"})
+    );
+    let connected = Event::ClientConnected {
+        mac: A,
+        session_id: 4,
+    };
+    assert_eq!(
+        serde_json::to_value(&connected).unwrap()["event"],
+        "client_connected"
+    );
+}
+
+// ---- scale ----
+
+fn mac(index: u32) -> MacAddr {
+    let [high, upper, lower, low] = index.to_be_bytes();
+    MacAddr([2, 0, high, upper, lower, low])
+}
+
+/// 10,000 connected clients: one tick visits each once (per-client indexes, no scan of all
+/// sessions per client).
+#[test]
+fn ten_thousand_clients_tick_in_one_pass() {
+    let mut clock = Clock::new();
+    let mut engine = Engine::new(config());
+    for n in 0..10_000_u32 {
+        let id = SessionId::from(n);
+        let long = with(session(id, mac(n), SessionType::Time), |data| {
+            data.time_secs = 3_600;
+        });
+        engine.add(long, clock.now()).unwrap();
+        engine
+            .add(
+                session(id + 100_000, mac(n), SessionType::Time),
+                clock.now(),
+            )
+            .unwrap();
+        engine.connect(mac(n), clock.now()).unwrap();
+    }
+    assert_eq!(engine.running().len(), 10_000);
+    assert_eq!(engine.tick(clock.secs(1)), vec![]);
+    assert!(
+        engine
+            .sessions()
+            .filter(|s| s.id < 100_000)
+            .all(|s| s.data.time_cons == 1)
+    );
+}
