@@ -14,5 +14,5 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     aya_build::build_ebpf([package], aya_build::Toolchain::default())
-        .context("building the eBPF programs failed: run scripts/bootstrap.sh to install nightly rust-src and bpf-linker")
+        .context("building the eBPF programs (ebpf/) failed; the compiler says why above. If nightly, rust-src or bpf-linker is missing, run scripts/bootstrap.sh")
 }

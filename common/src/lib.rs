@@ -27,6 +27,16 @@ pub const MAP_CLOCK: &str = "CLOCK";
 /// A program the daemon runs with `BPF_PROG_TEST_RUN` to read the kernel's jiffies, the clock
 /// the programs stamp packets with (a plain load, where a `ktime` helper costs ~18 ns).
 pub const CLOCK_PROBE: &str = "clock_probe";
+/// What each client with a running session may use: `HashMap<MacKey, Grant>`, written by the
+/// daemon; the programs decrement `bytes_left` and set `flags`. A client without an entry has
+/// no running session and reaches only the walled garden.
+pub const MAP_GRANTS: &str = "GRANTS";
+/// Extra destinations clients without a session may reach (`network.walled_garden`):
+/// `LpmTrie<[u8; 16], GardenPorts>`, IPv4 IPv4-mapped (prefix + 96).
+pub const MAP_WALLED_GARDEN: &str = "WALLED_GARDEN";
+/// Budget and deadline crossings, for the daemon to chain sessions at once: `RingBuf` of
+/// [`GateEvent`].
+pub const MAP_EVENTS: &str = "EVENTS";
 /// Global counters of what could not be accounted to a client: `PerCpuArray<u64>`.
 pub const MAP_STATS: &str = "STATS";
 
@@ -34,6 +44,10 @@ pub const MAP_STATS: &str = "STATS";
 pub const MAX_CLIENTS: u32 = 16_384;
 /// Addresses of the box itself (every interface, IPv4 and IPv6).
 pub const MAX_LOCAL_ADDRS: u32 = 1_024;
+/// Walled-garden prefixes.
+pub const MAX_GARDEN_ENTRIES: u32 = 1_024;
+/// Size of [`MAP_EVENTS`]: room for thousands of events between two reads.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Addresses of each family that [`LocalTable`] holds.
 pub const LOCAL_TABLE_LEN: usize = 16;
 
@@ -41,6 +55,9 @@ pub const LOCAL_TABLE_LEN: usize = 16;
 pub mod config_word {
     /// Which slot (0 or 1) of [`super::MAP_LOCAL_TABLE`] is current.
     pub const LOCAL_TABLE_SLOT: u32 = 0;
+    /// A random non-zero id the daemon gives the maps when it creates them, so a restarted
+    /// daemon knows whether the counters it saved baselines of are still the same ones.
+    pub const EPOCH: u32 = 1;
     /// Number of entries.
     pub const COUNT: u32 = 4;
 }
@@ -53,8 +70,16 @@ pub mod stat {
     pub const UNTRACKED_PACKETS: u32 = 1;
     /// Frames that are not IPv4 or IPv6 (ARP, LLDP, …): never billed.
     pub const NON_IP_PACKETS: u32 = 2;
+    /// Packets dropped because their client has no running session (not in the garden).
+    pub const DROPPED_NO_SESSION: u32 = 3;
+    /// Packets dropped because the session's data budget was spent.
+    pub const DROPPED_BUDGET: u32 = 4;
+    /// Packets dropped because the session's deadline had passed.
+    pub const DROPPED_DEADLINE: u32 = 5;
+    /// Gate events lost because `EVENTS` was full (the daemon's poll catches up).
+    pub const EVENTS_LOST: u32 = 6;
     /// Number of entries.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 7;
 }
 
 /// A client's MAC address, padded to 8 bytes so the key has no implicit padding.
@@ -149,6 +174,96 @@ impl Usage {
     }
 }
 
+/// A running session's budget in the kernel (value of [`MAP_GRANTS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Billable bytes (up + down) the session may still pass; the programs subtract every
+    /// packet atomically and drop once it is spent. [`UNLIMITED_BYTES`] for time-only sessions.
+    pub bytes_left: i64,
+    /// Jiffies at which the session must stop; [`NO_DEADLINE`] for data-only sessions.
+    pub deadline_jiffies: u64,
+    /// The session this budget belongs to, echoed in [`GateEvent`]s.
+    pub session_id: i64,
+    /// `skb->priority` (HTB class) for the client's download and upload; 0 = none.
+    pub class_down: u32,
+    pub class_up: u32,
+    /// [`grant_flag`] bits the programs set, once each. 64 bits: BPF before ISA v3 has no
+    /// 32-bit atomic OR.
+    pub flags: u64,
+}
+const _: () = assert!(size_of::<Grant>() == 40);
+
+/// `Grant::bytes_left` of a session whose data does not count.
+pub const UNLIMITED_BYTES: i64 = i64::MAX;
+/// `Grant::deadline_jiffies` of a session whose time does not count.
+pub const NO_DEADLINE: u64 = u64::MAX;
+
+impl Grant {
+    #[must_use]
+    pub const fn new(session_id: i64, bytes_left: i64, deadline_jiffies: u64) -> Self {
+        Self {
+            bytes_left,
+            deadline_jiffies,
+            session_id,
+            class_down: 0,
+            class_up: 0,
+            flags: 0,
+        }
+    }
+}
+
+/// Bits of `Grant::flags`: which crossing was already reported, so each is sent once.
+pub mod grant_flag {
+    pub const BUDGET_REPORTED: u64 = 1;
+    pub const DEADLINE_REPORTED: u64 = 2;
+}
+
+/// Ports of a walled-garden prefix (value of [`MAP_WALLED_GARDEN`]), host byte order.
+/// `any_port != 0` allows every port; otherwise the first `count` of `ports`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GardenPorts {
+    pub ports: [u16; GARDEN_PORTS],
+    pub count: u16,
+    pub any_port: u16,
+}
+/// Ports one walled-garden prefix can name.
+pub const GARDEN_PORTS: usize = 14;
+const _: () = assert!(size_of::<GardenPorts>() == 32);
+
+/// Why the programs wrote a [`GateEvent`].
+pub mod gate_event {
+    /// The session's data budget is spent.
+    pub const BUDGET_SPENT: u32 = 1;
+    /// The session's deadline passed.
+    pub const DEADLINE_PASSED: u32 = 2;
+}
+
+/// A record of [`MAP_EVENTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateEvent {
+    pub session_id: i64,
+    pub client: MacKey,
+    /// One of [`gate_event`].
+    pub kind: u32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<GateEvent>() == 24);
+
+impl GateEvent {
+    #[must_use]
+    pub const fn new(client: MacKey, session_id: i64, kind: u32) -> Self {
+        Self {
+            session_id,
+            client,
+            kind,
+            _pad: 0,
+        }
+    }
+}
+
 /// Value of [`MAP_LOCAL_ADDRS`]: present means "this address is the box".
 pub const LOCAL_ADDR_PRESENT: u32 = 1;
 
@@ -175,4 +290,7 @@ mod pod {
     unsafe impl aya::Pod for super::IpKey {}
     unsafe impl aya::Pod for super::Usage {}
     unsafe impl aya::Pod for super::LocalTable {}
+    unsafe impl aya::Pod for super::Grant {}
+    unsafe impl aya::Pod for super::GardenPorts {}
+    unsafe impl aya::Pod for super::GateEvent {}
 }

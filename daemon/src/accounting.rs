@@ -49,6 +49,18 @@ pub struct ClientRecord {
     last_reading: Usage,
 }
 
+impl ClientRecord {
+    fn new(mac: MacAddr) -> Self {
+        Self {
+            mac,
+            ips: BTreeSet::new(),
+            totals: Totals::default(),
+            last_seen: None,
+            last_reading: Usage::default(),
+        }
+    }
+}
+
 /// Every client seen, by MAC.
 #[derive(Debug, Default)]
 pub struct ClientTable {
@@ -121,13 +133,10 @@ impl ClientTable {
         for (key, reading) in readings {
             let mac = MacAddr::from(*key);
             seen.insert(mac);
-            let record = self.clients.entry(mac).or_insert_with(|| ClientRecord {
-                mac,
-                ips: BTreeSet::new(),
-                totals: Totals::default(),
-                last_seen: None,
-                last_reading: Usage::default(),
-            });
+            let record = self
+                .clients
+                .entry(mac)
+                .or_insert_with(|| ClientRecord::new(mac));
             let delta = usage_delta(&record.last_reading, reading);
             record.totals.add(&delta);
             record.last_reading = *reading;
@@ -156,6 +165,32 @@ impl ClientTable {
         for (mac, record) in &mut self.clients {
             record.ips = neighbours.remove(mac).unwrap_or_default();
         }
+    }
+
+    /// The kernel's counters for `mac` at the last poll: what is already accounted. Saved
+    /// with the sessions, so a restarted daemon bills only what came after.
+    #[must_use]
+    pub fn baseline(&self, mac: MacAddr) -> Usage {
+        self.clients
+            .get(&mac)
+            .map(|record| record.last_reading)
+            .unwrap_or_default()
+    }
+
+    /// Starts from saved baselines: the next reading's deltas are the traffic since they
+    /// were taken. Only valid while the kernel's counters are the same ones.
+    pub fn restore_baselines(&mut self, baselines: impl IntoIterator<Item = (MacAddr, Usage)>) {
+        for (mac, baseline) in baselines {
+            self.clients
+                .entry(mac)
+                .or_insert_with(|| ClientRecord::new(mac))
+                .last_reading = baseline;
+        }
+    }
+
+    #[must_use]
+    pub fn record(&self, mac: MacAddr) -> Option<&ClientRecord> {
+        self.clients.get(&mac)
     }
 
     pub fn records(&self) -> impl Iterator<Item = &ClientRecord> {

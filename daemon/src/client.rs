@@ -62,6 +62,11 @@ impl ApiClient {
             .await
     }
 
+    /// For endpoints that answer `204 No Content`.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.request(Method::DELETE, path, None).await
+    }
+
     async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -105,7 +110,9 @@ impl ApiClient {
             .map_err(http_error)?
             .to_bytes();
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { source });
+            // An empty answer (204) is JSON null, which is what `()` reads.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|source| ClientError::Decode { source });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(ErrorBody { error }) => Err(ClientError::Api {

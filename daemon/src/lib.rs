@@ -13,5 +13,7 @@ pub mod mac;
 pub mod net;
 pub mod netlink;
 mod run;
+pub mod sessions;
+pub mod store;
 
 pub use run::{RunError, run};

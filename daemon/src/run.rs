@@ -12,9 +12,10 @@ use crate::{
     api::{self, ListenError},
     bpf::{BpfError, Kernel},
     config::Config,
-    control::{self, Control},
+    control::{self, Control, ControlError},
     net::ip_key,
     netlink::{Netlink, NetlinkError},
+    store::{Store, StoreError},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -38,6 +39,10 @@ pub enum RunError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("a hotspotd task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -50,7 +55,8 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
         .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
     let mut kernel = Kernel::load(&config.kernel.pin_dir)?;
     let netlink = Netlink::open()?;
-    // The box's addresses go in before the programs see a packet, so none is billed wrongly.
+    // The box's addresses and the walled garden go in before the programs see a packet, so
+    // none is billed or blocked wrongly.
     let local: std::collections::BTreeSet<_> = netlink
         .local_addresses()
         .await?
@@ -58,15 +64,27 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
         .map(ip_key)
         .collect();
     kernel.sync_local_addrs(&local)?;
-    kernel.attach(&lan)?;
-    tracing::info!(interface = %lan, "accounting programs attached");
-
+    kernel.set_walled_garden(&config.network.walled_garden)?;
     let hz = kernel_hz(&kernel).await?;
+
+    let sqlite_path = config.store.sqlite_path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??;
+    // Sessions and grants are restored before the programs are attached (or take over from a
+    // previous run's), so the gate is right from the first packet.
+    let mut control = Control::start(
+        Arc::clone(&config),
+        kernel,
+        netlink,
+        lan_ifindex,
+        hz,
+        store.clone(),
+    )
+    .await?;
+    control.kernel_mut().attach(&lan)?;
+    tracing::info!(interface = %lan, "programs attached");
 
     let listener = api::listen(&config.api.socket).await?;
     let (commands, command_queue) = control::channel();
-    let control = Control::new(Arc::clone(&config), kernel, netlink, lan_ifindex, hz);
-
     let tasks = TaskTracker::new();
     let api_task = tasks.spawn(api::serve(
         listener,
@@ -78,12 +96,15 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
     tasks.close();
     tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
 
-    let kernel = control_task.await?;
+    let kernel = control_task.await??;
     api_task.await?;
+    if let Err(error) = store.close().await {
+        tracing::warn!(%error, "closing the store failed");
+    }
+    // A clean exit detaches the programs and forgets the maps; only a crash leaves them.
     if let Err(error) = kernel.remove_pins() {
         tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
     }
-    drop(kernel);
-    tracing::info!(interface = %lan, "accounting programs detached");
+    tracing::info!(interface = %lan, "programs detached");
     Ok(())
 }

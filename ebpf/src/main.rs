@@ -1,26 +1,34 @@
 //! hotspotd's tc programs on the LAN interface. `lan_ingress` sees what clients send (upload),
-//! `lan_egress` what they receive (download). Each parses the frame, finds the client by MAC
-//! and adds the packet to the client's per-CPU counters. They never drop: accounting fails
-//! open, and a frame that cannot be parsed is passed on and counted in `STATS`.
+//! `lan_egress` what they receive (download). Each parses the frame, finds the client by MAC,
+//! lets the gate decide on packets to and from anything but the box itself (`gate.rs`), and
+//! adds the packet to the client's per-CPU counters: billable, local or dropped. Accounting
+//! fails open: a frame that cannot be parsed is passed on and counted in `STATS`; the gate is
+//! the one place that drops.
 #![no_std]
 #![no_main]
+// Atomic fetch-and-add: the BPF target has no compare-and-swap, so core's atomic types lack
+// fetch_add; the intrinsic lowers to BPF's atomic instructions.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, see above")]
 #![expect(
     clippy::cast_possible_truncation,
     reason = "offsets and lengths are bounded by the packet size"
 )]
 
+mod gate;
 mod packet;
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_UNSPEC},
+    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::generated::bpf_jiffies64,
     macros::{classifier, map},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
+use gate::Verdict;
 use hotspotd_common::{
-    IpKey, LOCAL_TABLE_LEN, LocalTable, MAX_CLIENTS, MAX_LOCAL_ADDRS, MacKey, Usage, config_word,
-    stat,
+    EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable, MAX_CLIENTS,
+    MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MacKey, Usage, config_word, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
@@ -38,6 +46,17 @@ static CONFIG: Array<u32> = Array::pinned(config_word::COUNT, 0);
 
 #[map(name = "CLOCK")]
 static CLOCK: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map(name = "GRANTS")]
+static GRANTS: HashMap<MacKey, Grant> = HashMap::pinned(MAX_CLIENTS, 0);
+
+// LPM tries must be created with BPF_F_NO_PREALLOC.
+#[map(name = "WALLED_GARDEN")]
+static WALLED_GARDEN: LpmTrie<[u8; 16], GardenPorts> =
+    LpmTrie::pinned(MAX_GARDEN_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
@@ -64,14 +83,41 @@ pub fn bench_empty(_ctx: TcContext) -> i32 {
 fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
     let frame = packet::parse(ctx, direction);
-    match frame.kind {
-        FrameKind::Ip => account(&frame, direction),
-        FrameKind::NonIp => count_stat(stat::NON_IP_PACKETS),
-        FrameKind::Malformed => count_stat(stat::MALFORMED_PACKETS),
-        FrameKind::NotClient => {}
+    let class = match frame.kind {
+        FrameKind::Ip if frame.local => Class::Local,
+        FrameKind::Ip => match gate::verdict(ctx, &frame, direction) {
+            Verdict::Billable => Class::Billable,
+            Verdict::Garden => Class::Local,
+            Verdict::Drop => Class::Dropped,
+        },
+        FrameKind::NonIp => {
+            // ARP and neighbour discovery must work without a session; the stack routes
+            // nothing that is not IP, so these pass.
+            count_stat(stat::NON_IP_PACKETS);
+            return TC_ACT_UNSPEC;
+        }
+        FrameKind::Malformed => {
+            // The stack drops IP it cannot parse; nothing is billed for it.
+            count_stat(stat::MALFORMED_PACKETS);
+            return TC_ACT_UNSPEC;
+        }
+        FrameKind::NotClient => return TC_ACT_UNSPEC,
+    };
+    account(&frame, direction, class);
+    if class == Class::Dropped {
+        TC_ACT_SHOT as i32
+    } else {
+        // TCX_NEXT: let any program attached after us, then the qdisc, decide.
+        TC_ACT_UNSPEC
     }
-    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
-    TC_ACT_UNSPEC
+}
+
+/// Which counters a client's IP packet goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Billable,
+    Local,
+    Dropped,
 }
 
 /// Reads the kernel's jiffies into `CLOCK`, for the daemon to turn `last_seen_jiffies` into
@@ -88,13 +134,12 @@ pub fn clock_probe(_ctx: TcContext) -> i32 {
 /// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.
 #[inline(always)]
 fn local_table() -> Option<&'static LocalTable> {
-    // SAFETY: array elements always exist and are plain integers.
-    let slot = unsafe { CONFIG.get(config_word::LOCAL_TABLE_SLOT) }
+    let slot = CONFIG
+        .get(config_word::LOCAL_TABLE_SLOT)
         .copied()
         .unwrap_or(0)
         & 1;
-    // SAFETY: as above.
-    unsafe { LOCAL_TABLE.get(slot) }
+    LOCAL_TABLE.get(slot)
 }
 
 /// Whether the IPv4 address is the box's: the inline table first, the hash map only when the
@@ -135,7 +180,7 @@ pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
 }
 
 #[inline(always)]
-fn account(packet: &Frame, direction: Direction) {
+fn account(packet: &Frame, direction: Direction, class: Class) {
     let Some(usage) = usage_of(&packet.client) else {
         count_stat(stat::UNTRACKED_PACKETS);
         return;
@@ -144,17 +189,25 @@ fn account(packet: &Frame, direction: Direction) {
     // read-modify-write is race free; the pointer came from a successful lookup.
     unsafe {
         let usage = &mut *usage;
-        match (direction, packet.local) {
-            (Direction::Up, false) => {
+        match (direction, class) {
+            (Direction::Up, Class::Billable) => {
                 usage.up_bytes += packet.ip_bytes;
                 usage.up_packets += packet.segments;
             }
-            (Direction::Down, false) => {
+            (Direction::Down, Class::Billable) => {
                 usage.down_bytes += packet.ip_bytes;
                 usage.down_packets += packet.segments;
             }
-            (Direction::Up, true) => usage.up_local_bytes += packet.ip_bytes,
-            (Direction::Down, true) => usage.down_local_bytes += packet.ip_bytes,
+            (Direction::Up, Class::Local) => usage.up_local_bytes += packet.ip_bytes,
+            (Direction::Down, Class::Local) => usage.down_local_bytes += packet.ip_bytes,
+            (Direction::Up, Class::Dropped) => {
+                usage.up_dropped_bytes += packet.ip_bytes;
+                usage.dropped_packets += packet.segments;
+            }
+            (Direction::Down, Class::Dropped) => {
+                usage.down_dropped_bytes += packet.ip_bytes;
+                usage.dropped_packets += packet.segments;
+            }
         }
         usage.last_seen_jiffies = bpf_jiffies64();
     }
@@ -173,7 +226,7 @@ fn usage_of(client: &MacKey) -> Option<*mut Usage> {
 }
 
 #[inline(always)]
-fn count_stat(index: u32) {
+pub(crate) fn count_stat(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU value, see `account`.
         unsafe { *counter += 1 };

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
-use hotspotd_common::MacKey;
+use hotspotd_common::{IpKey, MacKey};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -20,6 +20,8 @@ const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const UDP_HDR_LEN: u32 = 8;
+/// The fragment offset bits of IPv4's flags-and-offset field.
+const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
 /// 802.1ad outer + 802.1Q inner: QinQ is as deep as access networks go.
 const MAX_VLAN_TAGS: usize = 2;
 /// Enough linear bytes for Ethernet + two tags + IPv6 + a TCP header with options.
@@ -58,6 +60,13 @@ pub struct Frame {
     pub segments: u64,
     /// The other end is the box itself, or the packet is multicast or broadcast.
     pub local: bool,
+    /// The other end: destination going up, source going down.
+    pub remote: IpKey,
+    /// The IP protocol (IPv6: the first next header) and where its header starts, so the
+    /// walled-garden check can read a port; only clients without a session need it.
+    pub proto: u8,
+    /// At most 14 + 2 × 4 + 60; a `u8` keeps the verifier's bound on it small.
+    pub l4_offset: u8,
 }
 
 impl Frame {
@@ -68,6 +77,9 @@ impl Frame {
             ip_bytes: 0,
             segments: 0,
             local: false,
+            remote: IpKey { addr: [0; 16] },
+            proto: 0,
+            l4_offset: 0,
         }
     }
 }
@@ -81,6 +93,9 @@ struct IpLayer {
     remote_is_local: bool,
     /// The remote address is multicast or broadcast.
     group: bool,
+    remote: IpKey,
+    proto: u8,
+    l4_offset: u8,
 }
 
 const MALFORMED: IpLayer = IpLayer {
@@ -88,6 +103,9 @@ const MALFORMED: IpLayer = IpLayer {
     segments: 0,
     remote_is_local: false,
     group: false,
+    remote: IpKey { addr: [0; 16] },
+    proto: 0,
+    l4_offset: 0,
 };
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies in the linear packet data.
@@ -118,6 +136,25 @@ pub fn make_headers_linear(ctx: &TcContext) {
 #[inline(always)]
 fn is_group_mac(mac: &[u8; 6]) -> bool {
     mac[0] & 1 == 1
+}
+
+/// The port of the remote end (destination going up, source going down) of a TCP or UDP
+/// packet; 0 for other protocols or a header out of reach.
+#[inline(always)]
+pub fn remote_port(ctx: &TcContext, frame: &Frame, direction: Direction) -> u16 {
+    if frame.proto != IPPROTO_TCP && frame.proto != IPPROTO_UDP {
+        return 0;
+    }
+    // Both headers start with the source port, then the destination port.
+    let Some(ports) = ptr_at::<[u8; 4]>(ctx, usize::from(frame.l4_offset)) else {
+        return 0;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { *ports };
+    match direction {
+        Direction::Up => u16::from_be_bytes([ports[2], ports[3]]),
+        Direction::Down => u16::from_be_bytes([ports[0], ports[1]]),
+    }
 }
 
 /// Length of the TCP or UDP header at `offset`, which GSO replicates in every segment.
@@ -174,6 +211,7 @@ fn gso(ctx: &TcContext, l3_present: u32, ip_header_len: u32, l4_offset: usize, p
     }
 }
 
+#[inline(always)]
 pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Frame::of(FrameKind::NotClient);
@@ -219,6 +257,9 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         ip_bytes: layer.ip_bytes,
         segments: u64::from(layer.segments),
         local: to_group || layer.group || layer.remote_is_local,
+        remote: layer.remote,
+        proto: layer.proto,
+        l4_offset: layer.l4_offset,
     }
 }
 
@@ -254,6 +295,7 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         }
         (u64::from(total_len), 1)
     };
+    let first_fragment = u16::from_be_bytes(ip.frags) & IPV4_FRAGMENT_OFFSET == 0;
     let remote = match direction {
         Direction::Up => ip.dst_addr,
         Direction::Down => ip.src_addr,
@@ -267,6 +309,11 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         segments,
         remote_is_local: crate::is_local_v4(remote),
         group,
+        remote: IpKey::from_v4(remote),
+        // A fragment after the first carries no L4 header: its payload must never be read as
+        // ports (a crafted one would pass a port-limited walled garden).
+        proto: if first_fragment { ip.proto } else { 0 },
+        l4_offset: (offset + header_len as usize) as u8,
     }
 }
 
@@ -305,5 +352,8 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         segments,
         remote_is_local: crate::is_local_v6(&remote),
         group,
+        remote: IpKey::from_v6(remote),
+        proto: ip.next_hdr,
+        l4_offset: (offset + Ipv6Hdr::LEN) as u8,
     }
 }

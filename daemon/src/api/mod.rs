@@ -2,84 +2,43 @@
 //! creates the socket file (mode 0660) and its folder, replaces a stale socket left by a dead
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
+mod handlers;
+mod types;
+
 use std::{
-    net::IpAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
 use axum::{
     Json, Router,
-    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    bpf::KernelStats,
-    control::{Commands, ControlGone},
-    mac::MacAddr,
-};
+pub use types::{ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, StatusView};
 
-/// A client's connection state, as `hotspotctl clients` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientState {
-    Connected,
-    Paused,
-    Disconnected,
-}
+use crate::control::{CommandError, Commands, ControlGone};
+use crate::sessions::engine::EngineError;
 
-/// One client in `GET /v1/clients`. Bytes are IP-level; `up`/`down` are billable traffic,
-/// `local_bytes` is traffic with the box itself (never billed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientView {
-    pub mac: MacAddr,
-    pub ips: Vec<IpAddr>,
-    pub state: ClientState,
-    pub session_id: Option<i64>,
-    pub up_bytes: u64,
-    pub down_bytes: u64,
-    pub up_packets: u64,
-    pub down_packets: u64,
-    pub local_bytes: u64,
-    pub dropped_bytes: u64,
-    pub dropped_packets: u64,
-    pub last_seen: Option<DateTime<Utc>>,
-}
-
-/// `GET /v1/status`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StatusView {
-    pub version: String,
-    pub lan_interface: String,
-    pub clients: usize,
-    pub last_poll_ms: f64,
-    pub kernel: KernelStats,
-}
-
-/// Every error the API returns: a stable machine code and a sentence for people.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
-
-/// An error a handler answers with.
+/// An error a handler answers with: HTTP status, stable code, sentence.
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -96,11 +55,36 @@ impl IntoResponse for ApiError {
 
 impl From<ControlGone> for ApiError {
     fn from(gone: ControlGone) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "shutting_down",
-            message: gone.to_string(),
-        }
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            gone.to_string(),
+        )
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        let message = error.to_string();
+        let (status, code) = match &error {
+            CommandError::Engine(EngineError::InvalidSession { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_session")
+            }
+            CommandError::Engine(EngineError::UnknownSession { .. }) => {
+                (StatusCode::NOT_FOUND, "unknown_session")
+            }
+            CommandError::Engine(EngineError::DuplicateSession { .. }) => {
+                (StatusCode::CONFLICT, "duplicate_session")
+            }
+            CommandError::Engine(EngineError::NoSessionLeft { .. }) => {
+                (StatusCode::CONFLICT, "no_session_left")
+            }
+            CommandError::Engine(EngineError::NotConnected { .. }) => {
+                (StatusCode::CONFLICT, "not_connected")
+            }
+            CommandError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        };
+        Self::new(status, code, message)
     }
 }
 
@@ -150,9 +134,19 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
 
 pub fn router(commands: Commands) -> Router {
     Router::new()
-        .route("/v1/clients", get(clients))
-        .route("/v1/status", get(status))
-        .fallback(not_found)
+        .route("/v1/clients", get(handlers::clients))
+        .route("/v1/clients/{mac}/connect", post(handlers::connect))
+        .route("/v1/clients/{mac}/pause", post(handlers::pause))
+        .route(
+            "/v1/sessions",
+            get(handlers::sessions).post(handlers::add_session),
+        )
+        .route(
+            "/v1/sessions/{id}",
+            axum::routing::delete(handlers::remove_session),
+        )
+        .route("/v1/status", get(handlers::status))
+        .fallback(handlers::not_found)
         .with_state(commands)
 }
 
@@ -170,20 +164,4 @@ pub async fn serve(
         tracing::error!(%error, "the API server stopped");
     }
     let _ = std::fs::remove_file(&path);
-}
-
-async fn clients(State(commands): State<Commands>) -> Result<Json<Vec<ClientView>>, ApiError> {
-    Ok(Json(commands.clients().await?))
-}
-
-async fn status(State(commands): State<Commands>) -> Result<Json<StatusView>, ApiError> {
-    Ok(Json(commands.status().await?))
-}
-
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: format!("there is no endpoint {uri}; see docs/api.md"),
-    }
 }

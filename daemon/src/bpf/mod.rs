@@ -11,15 +11,27 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, tc},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::{self, SchedClassifierLink},
+    },
     util::KernelVersion,
 };
 use hotspotd_common::{
-    CLOCK_PROBE, IpKey, LOCAL_ADDR_PRESENT, LOCAL_TABLE_LEN, LocalTable, MAP_CLOCK, MAP_CONFIG,
-    MAP_LAYOUT_VERSION, MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, MAP_STATS, MAP_USAGE, MacKey, Usage,
+    CLOCK_PROBE, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION,
+    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, MAP_STATS, MAP_USAGE, MAP_WALLED_GARDEN, MacKey, Usage,
     config_word, stat,
 };
+
+use crate::config::WalledGardenEntry;
+
+mod gate;
+mod local;
+
+pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
+pub use local::set_local_addrs;
 
 /// The compiled eBPF object (programs `lan_ingress`, `lan_egress`, `bench_empty`; maps in
 /// `hotspotd_common`), built by `build.rs`.
@@ -65,6 +77,16 @@ pub enum BpfError {
         iface: String,
         source: aya::programs::ProgramError,
     },
+    #[error("the link of '{name}' cannot be pinned: {source}")]
+    Link {
+        name: &'static str,
+        source: LinkError,
+    },
+    #[error("cannot pin the link at {path}: {source}")]
+    PinLink {
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
     #[error("map '{name}': {source}")]
     Map {
         name: &'static str,
@@ -76,6 +98,8 @@ pub enum BpfError {
 pub struct Kernel {
     ebpf: Ebpf,
     pin_dir: PathBuf,
+    /// The TCX links, pinned so the programs (and so the gate) outlive a crashed daemon.
+    links: Vec<(PathBuf, PinnedLink)>,
 }
 
 impl Kernel {
@@ -98,31 +122,69 @@ impl Kernel {
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
-        Ok(Self { ebpf, pin_dir })
+        Ok(Self {
+            ebpf,
+            pin_dir,
+            links: Vec::new(),
+        })
     }
 
-    /// Attaches upload accounting to `iface`'s ingress and download accounting to its egress.
+    /// Attaches upload handling to `iface`'s ingress and download handling to its egress.
+    ///
+    /// With TCX (Linux >= 6.6) the links are pinned under the pin folder. A link a previous run
+    /// left pinned is taken over: the new program replaces the old one in place, atomically,
+    /// so no packet passes ungated in between. Older kernels get a clsact qdisc and unpinned
+    /// links, detached when the daemon exits.
     pub fn attach(&mut self, iface: &str) -> Result<(), BpfError> {
         if nix::net::if_::if_nametoindex(iface).is_err() {
             return Err(BpfError::NoInterface {
                 iface: iface.to_owned(),
             });
         }
-        if !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx {
             // Without TCX the programs hang off a clsact qdisc; it may already be there.
             let _ = tc::qdisc_add_clsact(iface);
         }
+        let links_dir = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links_dir).map_err(|source| BpfError::PinDir {
+            path: links_dir.clone(),
+            source,
+        })?;
         for (name, attach_type) in [
             (PROGRAM_INGRESS, TcAttachType::Ingress),
             (PROGRAM_EGRESS, TcAttachType::Egress),
         ] {
-            classifier(&mut self.ebpf, name)?
-                .attach(iface, attach_type)
-                .map_err(|source| BpfError::Attach {
-                    name,
-                    iface: iface.to_owned(),
-                    source,
-                })?;
+            let attach_error = |source| BpfError::Attach {
+                name,
+                iface: iface.to_owned(),
+                source,
+            };
+            let program = classifier(&mut self.ebpf, name)?;
+            if !tcx {
+                program.attach(iface, attach_type).map_err(attach_error)?;
+                continue;
+            }
+            let pin = links_dir.join(name);
+            let id = match take_over(program, &pin) {
+                Some(id) => {
+                    tracing::info!(program = name, "took over the link a previous run pinned");
+                    id
+                }
+                None => program.attach(iface, attach_type).map_err(attach_error)?,
+            };
+            let link: FdLink = program
+                .take_link(id)
+                .map_err(attach_error)?
+                .try_into()
+                .map_err(|source: LinkError| BpfError::Link { name, source })?;
+            // The pin of a previous run (taken over or stale) makes way for this one.
+            let _ = std::fs::remove_file(&pin);
+            let pinned = link.pin(&pin).map_err(|source| BpfError::PinLink {
+                path: pin.clone(),
+                source,
+            })?;
+            self.links.push((pin, pinned));
         }
         Ok(())
     }
@@ -188,12 +250,79 @@ impl Kernel {
             malformed_packets: read(stat::MALFORMED_PACKETS)?,
             untracked_packets: read(stat::UNTRACKED_PACKETS)?,
             non_ip_packets: read(stat::NON_IP_PACKETS)?,
+            dropped_no_session_packets: read(stat::DROPPED_NO_SESSION)?,
+            dropped_budget_packets: read(stat::DROPPED_BUDGET)?,
+            dropped_deadline_packets: read(stat::DROPPED_DEADLINE)?,
+            events_lost: read(stat::EVENTS_LOST)?,
         })
     }
 
-    /// Removes the pinned maps, for a clean exit: the next start begins from zero.
-    pub fn remove_pins(&self) -> io::Result<()> {
+    /// Installs or replaces a running session's grant; see [`gate::set_grant`].
+    pub fn set_grant(&mut self, client: MacKey, grant: Grant) -> Result<(), BpfError> {
+        gate::set_grant(&mut self.ebpf, client, grant)
+    }
+
+    /// Removes a client's grant; see [`gate::remove_grant`].
+    pub fn remove_grant(&mut self, client: MacKey) -> Result<(), BpfError> {
+        gate::remove_grant(&mut self.ebpf, client)
+    }
+
+    /// The maps' epoch (see `config_word::EPOCH`), set to a random one if they are new.
+    pub fn epoch(&mut self) -> Result<u64, BpfError> {
+        let config_error = |source| BpfError::Map {
+            name: MAP_CONFIG,
+            source,
+        };
+        let mut config: Array<&mut MapData, u32> = self.map_mut(MAP_CONFIG)?;
+        let epoch = config.get(&config_word::EPOCH, 0).map_err(config_error)?;
+        if epoch != 0 {
+            return Ok(u64::from(epoch));
+        }
+        let epoch = random_u32().max(1);
+        config
+            .set(config_word::EPOCH, epoch, 0)
+            .map_err(config_error)?;
+        Ok(u64::from(epoch))
+    }
+
+    /// Every grant in the kernel.
+    pub fn grants(&self) -> Result<Vec<(MacKey, Grant)>, BpfError> {
+        gate::grants(&self.ebpf)
+    }
+
+    /// Makes the walled garden exactly `entries`.
+    pub fn set_walled_garden(&mut self, entries: &[WalledGardenEntry]) -> Result<(), BpfError> {
+        gate::set_walled_garden(&mut self.ebpf, entries)
+    }
+
+    /// Hands over the programs' event ring (budget spent, deadline passed), once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(BpfError::MissingMap { name: MAP_EVENTS })?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            name: MAP_EVENTS,
+            source,
+        })
+    }
+
+    /// Detaches the programs and removes every pin (links and maps), for a clean exit: the
+    /// next start begins from zero.
+    pub fn remove_pins(self) -> io::Result<()> {
+        for (path, link) in self.links {
+            // Unpinned, the link's last reference is this fd: dropping it detaches.
+            drop(link.unpin());
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        let _ = std::fs::remove_dir(self.pin_dir.join("links"));
         for name in [
+            MAP_GRANTS,
+            MAP_WALLED_GARDEN,
+            MAP_EVENTS,
             MAP_USAGE,
             MAP_LOCAL_ADDRS,
             MAP_LOCAL_TABLE,
@@ -211,6 +340,13 @@ impl Kernel {
         }
     }
 
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, BpfError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        typed_map_mut(&mut self.ebpf, name)
+    }
+
     fn map<'a, T>(&'a self, name: &'static str) -> Result<T, BpfError>
     where
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
@@ -219,7 +355,7 @@ impl Kernel {
     }
 }
 
-fn typed_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, BpfError>
+pub(crate) fn typed_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, BpfError>
 where
     T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -227,58 +363,12 @@ where
     T::try_from(map).map_err(|source| BpfError::Map { name, source })
 }
 
-fn typed_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, BpfError>
+pub(crate) fn typed_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, BpfError>
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {
     let map = ebpf.map_mut(name).ok_or(BpfError::MissingMap { name })?;
     T::try_from(map).map_err(|source| BpfError::Map { name, source })
-}
-
-/// Makes the box's addresses in the programs' maps exactly `addrs`: `LOCAL_ADDRS` touched only
-/// where it changed, and the inline `LOCAL_TABLE` written to its unused slot and then made
-/// current, so a packet never sees a half-written table. Public for tests that load the
-/// object themselves.
-pub fn set_local_addrs(ebpf: &mut Ebpf, addrs: &BTreeSet<IpKey>) -> Result<(), BpfError> {
-    let hash_error = |source| BpfError::Map {
-        name: MAP_LOCAL_ADDRS,
-        source,
-    };
-    let mut hash: HashMap<&mut MapData, IpKey, u32> = typed_map_mut(ebpf, MAP_LOCAL_ADDRS)?;
-    let present: BTreeSet<IpKey> = hash.keys().filter_map(Result::ok).collect();
-    for stale in present.difference(addrs) {
-        hash.remove(stale).map_err(hash_error)?;
-    }
-    for new in addrs.difference(&present) {
-        hash.insert(new, LOCAL_ADDR_PRESENT, 0)
-            .map_err(hash_error)?;
-    }
-
-    let config_error = |source| BpfError::Map {
-        name: MAP_CONFIG,
-        source,
-    };
-    let table_error = |source| BpfError::Map {
-        name: MAP_LOCAL_TABLE,
-        source,
-    };
-    let config: Array<&MapData, u32> = typed_map(ebpf, MAP_CONFIG)?;
-    let current = config
-        .get(&config_word::LOCAL_TABLE_SLOT, 0)
-        .map_err(config_error)?
-        & 1;
-    let table = local_table(addrs);
-    let mut tables: Array<&mut MapData, LocalTable> = typed_map_mut(ebpf, MAP_LOCAL_TABLE)?;
-    if tables.get(&current, 0).map_err(table_error)? == table {
-        return Ok(());
-    }
-    let unused = current ^ 1;
-    tables.set(unused, table, 0).map_err(table_error)?;
-    let mut config: Array<&mut MapData, u32> = typed_map_mut(ebpf, MAP_CONFIG)?;
-    config
-        .set(config_word::LOCAL_TABLE_SLOT, unused, 0)
-        .map_err(config_error)?;
-    Ok(())
 }
 
 /// Counters of `STATS`, summed over CPUs.
@@ -287,31 +377,44 @@ pub struct KernelStats {
     pub malformed_packets: u64,
     pub untracked_packets: u64,
     pub non_ip_packets: u64,
+    /// Drops by reason: no running session (outside the walled garden), data budget spent,
+    /// deadline passed.
+    pub dropped_no_session_packets: u64,
+    pub dropped_budget_packets: u64,
+    pub dropped_deadline_packets: u64,
+    /// Gate events the ring could not hold (the next poll catches up).
+    pub events_lost: u64,
 }
 
-/// The inline table of the box's addresses: the first [`LOCAL_TABLE_LEN`] of each family, and
-/// `overflow` set when there are more, so the programs ask the hash map too.
-fn local_table(addrs: &BTreeSet<IpKey>) -> LocalTable {
-    let mut table = LocalTable::default();
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
-    for key in addrs {
-        match std::net::Ipv6Addr::from(key.addr).to_ipv4_mapped() {
-            Some(v4_addr) => v4.push(v4_addr.octets()),
-            None => v6.push(key.addr),
+/// A random number from the kernel; the time if that fails (an epoch only needs to differ).
+fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut bytes))
+        .is_ok()
+    {
+        return u32::from_ne_bytes(bytes);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.subsec_nanos())
+}
+
+/// Replaces the program of the link pinned at `pin` with `program`, if there is such a link
+/// and it still works; returns the link's id in `program`.
+fn take_over(
+    program: &mut SchedClassifier,
+    pin: &Path,
+) -> Option<aya::programs::tc::SchedClassifierLinkId> {
+    let pinned = PinnedLink::from_pin(pin).ok()?;
+    let link = SchedClassifierLink::try_from(FdLink::from(pinned)).ok()?;
+    match program.attach_to_link(link) {
+        Ok(id) => Some(id),
+        Err(error) => {
+            tracing::warn!(%error, pin = %pin.display(), "the pinned link is unusable; attaching anew");
+            None
         }
     }
-    for (slot, addr) in table.v4.iter_mut().zip(&v4) {
-        *slot = *addr;
-    }
-    for (slot, addr) in table.v6.iter_mut().zip(&v6) {
-        *slot = *addr;
-    }
-    let fits = |len: usize| u32::try_from(len.min(LOCAL_TABLE_LEN)).unwrap_or(0);
-    table.v4_count = fits(v4.len());
-    table.v6_count = fits(v6.len());
-    table.overflow = u32::from(v4.len() > LOCAL_TABLE_LEN || v6.len() > LOCAL_TABLE_LEN);
-    table
 }
 
 fn classifier<'a>(
@@ -343,43 +446,4 @@ pub fn attached_programs(iface: &str) -> Result<Vec<String>, aya::programs::Prog
         );
     }
     Ok(names)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net::ip_key;
-
-    fn keys(addrs: &[&str]) -> BTreeSet<IpKey> {
-        addrs
-            .iter()
-            .map(|addr| ip_key(addr.parse().expect("valid address")))
-            .collect()
-    }
-
-    #[test]
-    fn local_table_splits_families() {
-        let table = local_table(&keys(&["192.0.2.1", "2001:db8::1", "198.51.100.254"]));
-        assert_eq!((table.v4_count, table.v6_count, table.overflow), (2, 1, 0));
-        assert!(table.v4[..2].contains(&[192, 0, 2, 1]));
-        assert!(table.v4[..2].contains(&[198, 51, 100, 254]));
-        assert_eq!(
-            table.v6[0],
-            "2001:db8::1"
-                .parse::<std::net::Ipv6Addr>()
-                .expect("valid")
-                .octets()
-        );
-    }
-
-    #[test]
-    fn local_table_overflows_to_the_hash_map() {
-        let many: Vec<String> = (0..=LOCAL_TABLE_LEN)
-            .map(|i| format!("10.0.0.{i}"))
-            .collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let table = local_table(&keys(&many));
-        assert_eq!(table.v4_count as usize, LOCAL_TABLE_LEN);
-        assert_eq!(table.overflow, 1);
-    }
 }

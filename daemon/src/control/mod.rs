@@ -1,125 +1,131 @@
-//! The one task that owns the daemon's mutable state — the kernel's maps and the client table —
-//! and takes poll ticks and API commands in turn, so nothing needs a lock. Side effects: reads
-//! the eBPF maps and netlink every `accounting.poll_interval_ms`, keeps `LOCAL_ADDRS` current.
+//! The one task that owns the daemon's mutable state — the kernel's maps, the client table, the
+//! session engine — and takes poll ticks, gate events and API commands in turn, so nothing needs
+//! a lock. The data path: kernel counters → deltas (`accounting`) → the engine → its effects on
+//! the kernel (grants), the store (saves) and the log (events). Side effects: reads the eBPF
+//! maps and netlink every `accounting.poll_interval_ms`, writes grants and the box's addresses
+//! to the kernel, saves sessions.
 
-use std::{sync::Arc, time::Duration};
+mod apply;
+mod commands;
+mod restore;
+mod views;
 
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
 use tokio::{
-    sync::{mpsc, oneshot},
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
     time::{Instant, MissedTickBehavior},
 };
 use tokio_util::sync::CancellationToken;
 
+pub use commands::{Command, CommandError, Commands, ControlGone, channel};
+
 use crate::{
     accounting::{ClientTable, Clocks},
-    api::{ClientState, ClientView, StatusView},
     bpf::{BpfError, Kernel, KernelStats},
     config::Config,
     netlink::{Netlink, NetlinkError},
+    sessions::engine::{Engine, Now, SessionId},
+    store::{StoreError, StoreHandle},
 };
 
-/// What the API asks of the control task; each carries where to send the answer.
-pub enum Command {
-    Clients {
-        reply: oneshot::Sender<Vec<ClientView>>,
-    },
-    Status {
-        reply: oneshot::Sender<StatusView>,
-    },
-}
-
-/// The control task is gone: the daemon is shutting down.
 #[derive(Debug, thiserror::Error)]
-#[error("hotspotd is shutting down")]
-pub struct ControlGone;
-
-/// A cloneable handle for sending [`Command`]s.
-#[derive(Clone)]
-pub struct Commands(mpsc::Sender<Command>);
-
-impl Commands {
-    pub async fn clients(&self) -> Result<Vec<ClientView>, ControlGone> {
-        self.ask(|reply| Command::Clients { reply }).await
-    }
-
-    pub async fn status(&self) -> Result<StatusView, ControlGone> {
-        self.ask(|reply| Command::Status { reply }).await
-    }
-
-    async fn ask<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, ControlGone> {
-        let (reply, answer) = oneshot::channel();
-        self.0.send(command(reply)).await.map_err(|_| ControlGone)?;
-        answer.await.map_err(|_| ControlGone)
-    }
+pub enum ControlError {
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot watch the kernel's gate events: {0}")]
+    Events(#[source] std::io::Error),
 }
 
-/// Commands queued while a poll runs; the API waits when it is full.
-const COMMAND_QUEUE_LEN: usize = 256;
-
-#[must_use]
-pub fn channel() -> (Commands, mpsc::Receiver<Command>) {
-    let (sender, receiver) = mpsc::channel(COMMAND_QUEUE_LEN);
-    (Commands(sender), receiver)
-}
-
+/// The daemon's state and its one owner.
 pub struct Control {
     config: Arc<Config>,
     kernel: Kernel,
     netlink: Netlink,
     lan_ifindex: u32,
     table: ClientTable,
+    engine: Engine,
+    store: StoreHandle,
+    /// The kernel's `HZ`, to turn durations into the programs' jiffies.
+    hz: u32,
+    /// Which pinned maps the counter baselines refer to (see `restore`).
+    kernel_epoch: u64,
+    boot_id: String,
     kernel_stats: KernelStats,
     last_poll: Duration,
-    /// The kernel's `HZ`, to read the programs' jiffies timestamps.
-    hz: u32,
+    last_save: Instant,
+    /// Sessions whose state changed since the last save.
+    unsaved: BTreeSet<SessionId>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    #[error(transparent)]
-    Bpf(#[from] BpfError),
-    #[error(transparent)]
-    Netlink(#[from] NetlinkError),
+/// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
+/// restarted daemon can compare it with the reading of its last save (same boot only).
+#[must_use]
+pub fn now() -> Now {
+    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default();
+    Now {
+        mono,
+        wall: chrono::Utc::now(),
+    }
 }
 
 impl Control {
-    #[must_use]
-    pub fn new(
+    /// Restores the sessions from the store and reconciles the kernel's grants with them
+    /// (see `restore.rs`), before the programs are attached.
+    pub async fn start(
         config: Arc<Config>,
         kernel: Kernel,
         netlink: Netlink,
         lan_ifindex: u32,
         hz: u32,
-    ) -> Self {
-        Self {
+        store: StoreHandle,
+    ) -> Result<Self, ControlError> {
+        let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
+        let mut control = Self {
             config,
             kernel,
             netlink,
             lan_ifindex,
             table: ClientTable::default(),
+            engine,
+            store,
+            hz,
+            kernel_epoch: 0,
+            boot_id: String::new(),
             kernel_stats: KernelStats::default(),
             last_poll: Duration::ZERO,
-            hz,
-        }
+            last_save: Instant::now(),
+            unsaved: BTreeSet::new(),
+        };
+        control.restore().await?;
+        Ok(control)
     }
 
-    /// Tells the kernel which addresses are the box's own, so traffic to them is not billed.
-    pub async fn sync_local_addrs(&mut self) -> Result<(), PollError> {
-        let addrs = self.netlink.local_addresses().await?;
-        let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
-        self.kernel.sync_local_addrs(&keys)?;
-        Ok(())
+    /// The kernel, to attach the programs once the state is restored.
+    pub fn kernel_mut(&mut self) -> &mut Kernel {
+        &mut self.kernel
     }
 
-    /// Runs until `shutdown`, then takes a last reading and hands the kernel back.
+    /// Runs until `shutdown`, then takes a last reading, saves everything and hands the
+    /// kernel back.
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
-    ) -> Kernel {
+    ) -> Result<Kernel, ControlError> {
+        let ring = self.kernel.take_events()?;
+        // SAFETY: the ring owns its map's fd, which stays open and the same for as long as
+        // the ring (now inside the AsyncFd) lives.
+        let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let period = self.config.poll_interval();
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -127,6 +133,15 @@ impl Control {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                ready = events.readable_mut() => {
+                    // A budget or deadline ran out: account now, so the next session starts
+                    // at once rather than at the next tick.
+                    if let Ok(mut guard) = ready {
+                        drain(guard.get_inner_mut());
+                        guard.clear_ready();
+                    }
+                    self.poll_logged().await;
+                }
                 tick = ticks.tick() => {
                     let late = tick.elapsed();
                     if late > period {
@@ -134,73 +149,58 @@ impl Control {
                     }
                     self.poll_logged().await;
                 }
-                Some(command) = commands.recv() => self.handle(command),
+                Some(command) = commands.recv() => self.handle(command).await,
             }
         }
         self.poll_logged().await;
-        self.kernel
+        self.save(true).await;
+        Ok(self.kernel)
     }
 
     async fn poll_logged(&mut self) {
         if let Err(error) = self.poll().await {
             tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
         }
+        if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
+            let periodic = self.last_save.elapsed() >= self.config.save_interval();
+            self.save(periodic).await;
+        }
     }
 
-    /// Reads the counters and turns them into per-client totals.
-    async fn poll(&mut self) -> Result<(), PollError> {
+    /// Reads the counters, turns them into per-client totals and feeds what moved to the
+    /// engine; then lets time pass in the engine and carries out what it decided.
+    async fn poll(&mut self) -> Result<(), ControlError> {
         let started = Instant::now();
-        self.sync_local_addrs().await?;
+        let addrs = self.netlink.local_addresses().await?;
+        let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
+        self.kernel.sync_local_addrs(&keys)?;
+
         let readings = self.kernel.usage()?;
+        let now = now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
             hz: self.hz,
-            wall: chrono::Utc::now(),
+            wall: now.wall,
         };
-        let _deltas = self.table.apply(&readings, clocks);
+        let mut effects = Vec::new();
+        for (mac, delta) in self.table.apply(&readings, clocks) {
+            let billable = delta.up_bytes + delta.down_bytes;
+            // A delta is reported only when a counter moved: the client was active.
+            effects.extend(self.engine.traffic(mac, billable, true, now));
+        }
+        effects.extend(self.engine.tick(now));
+        self.apply(effects, now);
+
         self.table
             .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
         self.kernel_stats = self.kernel.stats()?;
         self.last_poll = started.elapsed();
         Ok(())
     }
+}
 
-    fn handle(&self, command: Command) {
-        // A requester that gave up has dropped its receiver; nothing to do then.
-        match command {
-            Command::Clients { reply } => {
-                let _ = reply.send(self.clients());
-            }
-            Command::Status { reply } => {
-                let _ = reply.send(StatusView {
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    lan_interface: self.config.network.lan_interface.clone(),
-                    clients: self.table.len(),
-                    last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
-                    kernel: self.kernel_stats,
-                });
-            }
-        }
-    }
-
-    fn clients(&self) -> Vec<ClientView> {
-        self.table
-            .records()
-            .map(|record| ClientView {
-                mac: record.mac,
-                ips: record.ips.iter().copied().collect(),
-                // Sessions arrive with the session engine; until then no client has one.
-                state: ClientState::Disconnected,
-                session_id: None,
-                up_bytes: record.totals.up_bytes,
-                down_bytes: record.totals.down_bytes,
-                up_packets: record.totals.up_packets,
-                down_packets: record.totals.down_packets,
-                local_bytes: record.totals.local_bytes,
-                dropped_bytes: record.totals.dropped_bytes,
-                dropped_packets: record.totals.dropped_packets,
-                last_seen: record.last_seen,
-            })
-            .collect()
-    }
+/// Empties the gate-event ring. The events only say "account now"; the poll that follows
+/// reads what happened from the counters.
+fn drain(events: &mut RingBuf<MapData>) {
+    while events.next().is_some() {}
 }

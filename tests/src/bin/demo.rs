@@ -1,7 +1,9 @@
 //! hotspotd's main job on a machine with no hotspot: a LAN of three simulated clients in
 //! network namespaces, hotspotd on the gateway with the repository's `config.toml`, real
-//! traffic, and the clients table as the kernel counts it. Everything is removed at the end,
-//! also on Ctrl-C. Run through `scripts/demo.sh`, which builds the binaries first.
+//! traffic, and the life of a session as the operator sees it: clients blocked before they
+//! pay, a time session running and its queued data session taking over at its end, a data
+//! session cut off at its last byte, a client that only reaches the captive portal.
+//! Everything is removed at the end, also on Ctrl-C. Run through `scripts/demo.sh`.
 #![expect(
     clippy::print_stdout,
     reason = "the demo talks to the person running it"
@@ -17,19 +19,88 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use hotspotd_tests::{
-    Daemon, GATEWAY_LAN_V4, INTERNET_V4, INTERNET_V6, LAN_IFACE, Lan, Netns, TcpSink, UdpEcho,
-    hotspotctl_bin, tcp_send, udp_ping_pong,
+    Daemon, GATEWAY_LAN_V4, INTERNET_V4, INTERNET_V6, LAN_IFACE, Lan, Netns, UdpEcho,
+    hotspotctl_bin, udp_ping_pong,
 };
-
-/// How long traffic runs, and how often the table is shown.
-const DURATION: Duration = Duration::from_secs(10);
-const REFRESH: Duration = Duration::from_secs(2);
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
+
+/// One step of the story: when, what the operator does, and why.
+struct Step {
+    at: Duration,
+    say: &'static str,
+    /// `hotspotctl` arguments; `{A}`, `{B}`, `{C}` stand for the clients' MACs.
+    command: &'static [&'static str],
+}
+
+const STORY: &[Step] = &[
+    Step {
+        at: Duration::from_secs(2),
+        say: "Nobody has paid: the gate drops the clients' internet traffic (DROPPED grows); \
+              the portal on the gateway is reachable (LOCAL).",
+        command: &["sessions"],
+    },
+    Step {
+        at: Duration::from_secs(3),
+        say: "Client A buys 8 seconds, and a 3 MB data session queued behind it.",
+        command: &[
+            "session",
+            "add",
+            "--mac",
+            "{A}",
+            "--type",
+            "time",
+            "--time-secs",
+            "8",
+            "--down-mbits",
+            "10",
+            "--up-mbits",
+            "5",
+            "--connect",
+        ],
+    },
+    Step {
+        at: Duration::from_secs(3),
+        say: "",
+        command: &[
+            "session",
+            "add",
+            "--mac",
+            "{A}",
+            "--type",
+            "data",
+            "--data-mb",
+            "3",
+            "--global-speed",
+            "--provider",
+            "voucher",
+        ],
+    },
+    Step {
+        at: Duration::from_secs(4),
+        say: "Client B buys 4 MB.",
+        command: &[
+            "session",
+            "add",
+            "--mac",
+            "{B}",
+            "--type",
+            "data",
+            "--data-mb",
+            "4",
+            "--global-speed",
+            "--connect",
+        ],
+    },
+];
+
+/// When the clients table and sessions are shown.
+const SHOW_AT: &[u64] = &[1, 5, 8, 11, 14, 18];
+const DURATION: Duration = Duration::from_secs(19);
 
 fn main() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -43,72 +114,111 @@ fn main() -> Result<()> {
 
     println!("Building a LAN: a gateway ({LAN_IFACE}), three clients, an internet behind it…");
     let lan = Lan::new(3)?;
-    for (client, role) in lan.clients.iter().zip(ROLES) {
+    let names = ["A", "B", "C"];
+    let roles = [
+        "streams video over IPv4",
+        "browses over IPv6",
+        "only opens the captive portal on the gateway",
+    ];
+    for ((client, name), role) in lan.clients.iter().zip(names).zip(roles) {
         println!(
-            "  client {}  {}  {}  — {}",
-            client.mac, client.ipv4, client.ipv6, role.describe
+            "  client {name}  {}  {}  {}  — {role}",
+            client.mac, client.ipv4, client.ipv6
         );
     }
     println!("Starting hotspotd on the gateway with config.toml…");
-    let daemon = Daemon::start(&lan, &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "500")])?;
+    let daemon = Daemon::start(&lan, &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "250")])?;
     let internet_v4 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let internet_v6 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
-    let uploads = TcpSink::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let portal = UdpEcho::start(&lan.gateway, SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 0))?;
-    let targets = Targets {
-        internet_v4: internet_v4.addr(),
-        internet_v6: internet_v6.addr(),
-        uploads: uploads.addr(),
-        portal: portal.addr(),
-    };
+    let targets = [internet_v4.addr(), internet_v6.addr(), portal.addr()];
+    let macs: Vec<&str> = lan
+        .clients
+        .iter()
+        .map(|client| client.mac.as_str())
+        .collect();
 
     // The clients' traffic runs on scoped threads that borrow their namespaces, while this
-    // thread shows the table; leaving the scope joins them.
+    // thread tells the story; leaving the scope joins them.
     let running = AtomicBool::new(true);
     thread::scope(|scope| -> Result<()> {
-        for (client, role) in lan.clients.iter().zip(ROLES) {
+        for (client, target) in lan.clients.iter().zip(targets) {
             let running = &running;
-            scope.spawn(move || {
-                while running.load(Ordering::SeqCst) {
-                    if let Err(error) = (role.work)(&client.netns, targets) {
-                        eprintln!("demo: traffic from {} failed: {error:#}", client.mac);
-                        return;
-                    }
-                }
-            });
+            scope.spawn(move || keep_sending(&client.netns, target, running));
         }
-        let started = Instant::now();
-        let shown = (|| {
-            while started.elapsed() < DURATION && !STOP.load(Ordering::SeqCst) {
-                thread::sleep(REFRESH);
-                println!(
-                    "\n── hotspotctl clients, {:>2} s into the demo ──",
-                    started.elapsed().as_secs()
-                );
-                show_clients(&daemon)?;
-            }
-            Ok(())
-        })();
+        let told = tell(&daemon, &macs);
         running.store(false, Ordering::SeqCst);
-        shown
+        told
     })?;
 
-    println!("\nStopping hotspotd (SIGTERM): it detaches its programs and removes its pins.");
+    println!("\nStopping hotspotd (SIGTERM): it saves, detaches its programs, removes its pins.");
     let status = daemon.stop()?;
     println!("hotspotd exited: {status}. Removing the namespaces.");
     drop(lan);
     println!(
-        "\nUP/DOWN are billable bytes (IP headers included) between a client and the internet;\n\
-         LOCAL is traffic with the box itself (portal, DNS, DHCP), never billed."
+        "\nUP/DOWN: billable bytes (IP headers included) between a client and the internet.\n\
+         LOCAL: traffic with the box itself (portal, DNS, DHCP), never billed.\n\
+         DROPPED: what the gate stopped: no running session, or its time or data spent."
     );
     Ok(())
 }
 
-fn show_clients(daemon: &Daemon) -> Result<()> {
+/// Sends 1,200-byte datagrams to `target` and waits for each echo, until told to stop. While
+/// the client has no session the datagrams are dropped and time out; it keeps trying, as a
+/// phone does.
+fn keep_sending(netns: &Netns, target: SocketAddr, running: &AtomicBool) {
+    while running.load(Ordering::SeqCst) {
+        if udp_ping_pong(netns, target, 1_200, 20).is_ok() {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs the story's steps and shows the tables at their times.
+fn tell(daemon: &Daemon, macs: &[&str]) -> Result<()> {
+    let started = Instant::now();
+    let mut steps = STORY.iter().peekable();
+    let mut shows = SHOW_AT.iter().peekable();
+    while started.elapsed() < DURATION && !STOP.load(Ordering::SeqCst) {
+        let elapsed = started.elapsed();
+        if let Some(step) = steps.next_if(|step| step.at <= elapsed) {
+            if !step.say.is_empty() {
+                println!("\n▶ {}", step.say);
+            }
+            let args: Vec<String> = step
+                .command
+                .iter()
+                .map(|arg| match *arg {
+                    "{A}" => macs[0].to_owned(),
+                    "{B}" => macs[1].to_owned(),
+                    "{C}" => macs[2].to_owned(),
+                    other => other.to_owned(),
+                })
+                .collect();
+            hotspotctl(daemon, &args)?;
+            continue;
+        }
+        if shows
+            .next_if(|at| Duration::from_secs(**at) <= elapsed)
+            .is_some()
+        {
+            println!("\n── {:>2} s ──", elapsed.as_secs());
+            hotspotctl(daemon, &["clients".to_owned()])?;
+            println!();
+            hotspotctl(daemon, &["sessions".to_owned()])?;
+            continue;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn hotspotctl(daemon: &Daemon, args: &[String]) -> Result<()> {
+    println!("$ hotspotctl {}", args.join(" "));
     let output = Command::new(hotspotctl_bin())
         .arg("--socket")
         .arg(daemon.socket())
-        .arg("clients")
+        .args(args)
         .output()
         .context("run hotspotctl")?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
@@ -120,46 +230,3 @@ fn show_clients(daemon: &Daemon) -> Result<()> {
     }
     Ok(())
 }
-
-/// Where the simulated clients send their traffic.
-#[derive(Clone, Copy)]
-struct Targets {
-    internet_v4: SocketAddr,
-    internet_v6: SocketAddr,
-    uploads: SocketAddr,
-    portal: SocketAddr,
-}
-
-/// What one simulated client does, over and over.
-struct Role {
-    describe: &'static str,
-    work: fn(&Netns, Targets) -> Result<()>,
-}
-
-const ROLES: [Role; 3] = [
-    Role {
-        describe: "streams video over IPv4 (steady download and upload)",
-        work: |netns, targets| {
-            udp_ping_pong(netns, targets.internet_v4, 1_400, 40)?;
-            thread::sleep(Duration::from_millis(100));
-            Ok(())
-        },
-    },
-    Role {
-        describe: "uploads photos over TCP and browses over IPv6",
-        work: |netns, targets| {
-            tcp_send(netns, targets.uploads, 500_000)?;
-            udp_ping_pong(netns, targets.internet_v6, 600, 10)?;
-            thread::sleep(Duration::from_millis(500));
-            Ok(())
-        },
-    },
-    Role {
-        describe: "only talks to the captive portal on the gateway (local, not billed)",
-        work: |netns, targets| {
-            udp_ping_pong(netns, targets.portal, 300, 5)?;
-            thread::sleep(Duration::from_millis(300));
-            Ok(())
-        },
-    },
-];

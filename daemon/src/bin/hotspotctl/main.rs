@@ -2,12 +2,16 @@
 //! prints tables for people and, with `--json` anywhere on the line, one JSON document.
 #![expect(clippy::print_stdout, reason = "printing is this binary's job")]
 
+mod table;
+
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hotspotd::{
-    api::{ClientView, StatusView},
+    api::{ClientView, SessionView, StatusView},
     client::{ApiClient, ClientError},
+    mac::MacAddr,
+    sessions::SessionType,
 };
 
 /// The API socket when `--socket` is not given (the default of `api.socket`).
@@ -28,10 +32,92 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every client seen on the LAN: addresses, state and traffic.
+    /// Every client: addresses, state, session and traffic.
     Clients,
+    /// Sessions with what they allow, what is used and their state.
+    Sessions {
+        /// Only this client's.
+        #[arg(long, value_parser = parse_mac)]
+        mac: Option<MacAddr>,
+    },
+    /// Add or remove a session.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Start or resume the client's session (an error if it has none left).
+    Connect {
+        #[arg(long, value_parser = parse_mac)]
+        mac: MacAddr,
+    },
+    /// Freeze the client's session and block its traffic; `connect` resumes.
+    Pause {
+        #[arg(long, value_parser = parse_mac)]
+        mac: MacAddr,
+    },
     /// The daemon's version, interface and kernel counters.
     Status,
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Sell a session to a client; prints it with its id.
+    Add(AddSession),
+    /// Delete a session (a running one ends; the client goes on with its next).
+    Remove {
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+#[derive(Args)]
+struct AddSession {
+    #[arg(long, value_parser = parse_mac)]
+    mac: MacAddr,
+    /// time, data or time_or_data (or 0, 1, 2).
+    #[arg(long = "type", value_parser = parse_type)]
+    kind: SessionType,
+    /// Seconds of connected time (time, time_or_data).
+    #[arg(long)]
+    time_secs: Option<u64>,
+    /// Megabytes of traffic, up and down together (data, time_or_data).
+    #[arg(long, value_parser = parse_megabytes)]
+    data_mb: Option<f64>,
+    /// Valid for this many days after it starts (plus its time); never expires without it.
+    #[arg(long)]
+    exp_days: Option<u32>,
+    /// Download limit, Mbit/s.
+    #[arg(long, allow_negative_numbers = true)]
+    down_mbits: Option<i32>,
+    /// Upload limit, Mbit/s.
+    #[arg(long, allow_negative_numbers = true)]
+    up_mbits: Option<i32>,
+    /// Use the global speed limits instead of --down-mbits/--up-mbits.
+    #[arg(long)]
+    global_speed: bool,
+    /// Who sells it (a plugin, a voucher system).
+    #[arg(long, default_value = "cli")]
+    provider: String,
+    /// Start it (or the client's current one) at once.
+    #[arg(long)]
+    connect: bool,
+}
+
+fn parse_mac(text: &str) -> Result<MacAddr, String> {
+    text.parse()
+        .map_err(|error: hotspotd::mac::ParseMacError| error.to_string())
+}
+
+fn parse_type(text: &str) -> Result<SessionType, String> {
+    text.parse()
+        .map_err(|error: hotspotd::sessions::data::UnknownSessionType| error.to_string())
+}
+
+fn parse_megabytes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb > 0.0 => Ok(mb),
+        _ => Err(format!(
+            "'{text}' is not a number of megabytes > 0, like 500 or 1.5"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -57,116 +143,89 @@ fn main() -> ExitCode {
 
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
     let api = ApiClient::new(&cli.socket);
-    match cli.command {
+    match &cli.command {
         Command::Clients => {
             let clients: Vec<ClientView> = api.get("/v1/clients").await?;
+            show(cli, &clients, table::clients);
+        }
+        Command::Sessions { mac } => {
+            let path = mac.map_or_else(
+                || "/v1/sessions".to_owned(),
+                |mac| format!("/v1/sessions?mac={mac}"),
+            );
+            let sessions: Vec<SessionView> = api.get(&path).await?;
+            show(cli, &sessions, table::sessions);
+        }
+        Command::Session(SessionCommand::Add(add)) => {
+            let body = serde_json::json!({
+                "mac": add.mac,
+                "type": add.kind,
+                "time_secs": add.time_secs.unwrap_or(0),
+                "data_mb": add.data_mb.unwrap_or(0.0),
+                "exp_days": add.exp_days,
+                "down_mbits": add.down_mbits.unwrap_or(0),
+                "up_mbits": add.up_mbits.unwrap_or(0),
+                "use_global_speed": add.global_speed,
+                "provider": add.provider,
+                "connect": add.connect,
+            });
+            let session: SessionView = api.post("/v1/sessions", &body).await?;
+            show(cli, std::slice::from_ref(&session), table::sessions);
+        }
+        Command::Session(SessionCommand::Remove { id }) => {
+            api.delete(&format!("/v1/sessions/{id}")).await?;
             if cli.json {
-                print_json(&clients);
+                println!("{}", serde_json::json!({ "removed": id }));
             } else {
-                print_clients(&clients);
+                println!("session {id} removed");
             }
+        }
+        Command::Connect { mac } => {
+            let client: ClientView = api
+                .post(
+                    &format!("/v1/clients/{mac}/connect"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            show(cli, std::slice::from_ref(&client), table::clients);
+        }
+        Command::Pause { mac } => {
+            let client: ClientView = api
+                .post(&format!("/v1/clients/{mac}/pause"), &serde_json::json!({}))
+                .await?;
+            show(cli, std::slice::from_ref(&client), table::clients);
         }
         Command::Status => {
             let status: StatusView = api.get("/v1/status").await?;
             if cli.json {
                 print_json(&status);
             } else {
-                println!("hotspotd {} on {}", status.version, status.lan_interface);
-                println!("clients:            {}", status.clients);
-                println!("last poll:          {:.2} ms", status.last_poll_ms);
-                println!("malformed packets:  {}", status.kernel.malformed_packets);
-                println!("untracked packets:  {}", status.kernel.untracked_packets);
-                println!("non-IP frames:      {}", status.kernel.non_ip_packets);
+                table::status(&status);
             }
         }
     }
     Ok(())
 }
 
+/// Prints rows as a table, or as one JSON document: an array for listings, the object itself
+/// for a command about one thing.
+fn show<T: serde::Serialize>(cli: &Cli, rows: &[T], table: fn(&[T])) {
+    if !cli.json {
+        table(rows);
+        return;
+    }
+    match &cli.command {
+        Command::Clients | Command::Sessions { .. } => print_json(&rows),
+        _ => match rows.first() {
+            Some(row) => print_json(row),
+            None => print_json(&rows),
+        },
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(error) => eprintln!("hotspotctl: cannot print JSON: {error}"),
-    }
-}
-
-fn print_clients(clients: &[ClientView]) {
-    let header = [
-        "MAC",
-        "IPS",
-        "STATE",
-        "SESSION",
-        "UP",
-        "DOWN",
-        "LOCAL",
-        "DROPPED",
-        "LAST SEEN",
-    ];
-    let rows: Vec<[String; 9]> = clients
-        .iter()
-        .map(|client| {
-            let ips: Vec<String> = client.ips.iter().map(ToString::to_string).collect();
-            [
-                client.mac.to_string(),
-                if ips.is_empty() {
-                    "-".to_owned()
-                } else {
-                    ips.join(",")
-                },
-                format!("{:?}", client.state).to_lowercase(),
-                client
-                    .session_id
-                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
-                human_bytes(client.up_bytes),
-                human_bytes(client.down_bytes),
-                human_bytes(client.local_bytes),
-                human_bytes(client.dropped_bytes),
-                client.last_seen.map_or_else(
-                    || "-".to_owned(),
-                    |at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                ),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
-    }
-    if rows.is_empty() {
-        println!("(no clients seen yet)");
-    }
-}
-
-/// Bytes in decimal units, as operators sell them (1 MB = 1,000,000 bytes).
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "three significant digits are shown"
-    )]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
     }
 }

@@ -1,0 +1,121 @@
+//! One function per endpoint: parse and check the request, ask the control task, answer. Bad
+//! input (JSON, MAC, id) is refused here with a sentence and changes nothing.
+
+use axum::{
+    Json,
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, PathRejection},
+    },
+    http::StatusCode,
+};
+use serde::Deserialize;
+
+use super::{ApiError, ClientView, NewSession, SessionView, StatusView};
+use crate::{
+    control::{Command, Commands},
+    mac::MacAddr,
+    sessions::engine::SessionId,
+};
+
+pub(super) async fn clients(
+    State(commands): State<Commands>,
+) -> Result<Json<Vec<ClientView>>, ApiError> {
+    Ok(Json(
+        commands.ask(|reply| Command::Clients { reply }).await?,
+    ))
+}
+
+pub(super) async fn status(State(commands): State<Commands>) -> Result<Json<StatusView>, ApiError> {
+    Ok(Json(commands.ask(|reply| Command::Status { reply }).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SessionsQuery {
+    mac: Option<String>,
+}
+
+pub(super) async fn sessions(
+    State(commands): State<Commands>,
+    query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let mac = query.mac.as_deref().map(parse_mac).transpose()?;
+    Ok(Json(
+        commands
+            .ask(|reply| Command::Sessions { mac, reply })
+            .await?,
+    ))
+}
+
+pub(super) async fn add_session(
+    State(commands): State<Commands>,
+    body: Result<Json<NewSession>, JsonRejection>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    let Json(new) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let (mac, connect) = (new.mac, new.connect);
+    let data = new.into_data(chrono::Utc::now());
+    let view = commands
+        .ask(|reply| Command::AddSession {
+            mac,
+            data,
+            connect,
+            reply,
+        })
+        .await??;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub(super) async fn remove_session(
+    State(commands): State<Commands>,
+    id: Result<Path<SessionId>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id.map_err(|_| bad_request("a session id is a whole number, like 42"))?;
+    commands
+        .ask(|reply| Command::RemoveSession { id, reply })
+        .await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn connect(
+    State(commands): State<Commands>,
+    Path(mac): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(
+        commands
+            .ask(|reply| Command::Connect { mac, reply })
+            .await??,
+    ))
+}
+
+pub(super) async fn pause(
+    State(commands): State<Commands>,
+    Path(mac): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(
+        commands
+            .ask(|reply| Command::Pause { mac, reply })
+            .await??,
+    ))
+}
+
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no endpoint {uri}; see docs/api.md"),
+    )
+}
+
+fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
+    text.parse().map_err(|error: crate::mac::ParseMacError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_mac", error.to_string())
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}

@@ -1,0 +1,136 @@
+//! The API's documents: what it answers (views) and what it takes (requests). These names and
+//! fields are the contract with portals and `hotspotctl` (interface.md).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{
+    bpf::KernelStats,
+    mac::MacAddr,
+    sessions::{
+        SessionData, SessionType,
+        engine::{ClientState, Session, SessionState},
+    },
+};
+
+/// One client in `GET /v1/clients`. Bytes are IP-level; `up`/`down` are billable traffic,
+/// `local_bytes` is traffic with the box itself (never billed), `dropped_bytes` what the gate
+/// stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientView {
+    pub mac: MacAddr,
+    pub ips: Vec<IpAddr>,
+    pub state: ClientState,
+    pub session_id: Option<i64>,
+    pub up_bytes: u64,
+    pub down_bytes: u64,
+    pub up_packets: u64,
+    pub down_packets: u64,
+    pub local_bytes: u64,
+    pub dropped_bytes: u64,
+    pub dropped_packets: u64,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// One session in `GET /v1/sessions`: `id`, `mac`, every `SessionData` field under its Rust
+/// name (`type` as the number 0/1/2), and `state`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub session: Session,
+    pub state: SessionState,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub lan_interface: String,
+    pub clients: usize,
+    pub sessions: usize,
+    pub last_poll_ms: f64,
+    pub kernel: KernelStats,
+}
+
+/// `POST /v1/sessions`: a session to sell to a client. Omitted limits are 0, which validation
+/// refuses where the type needs them, with a sentence saying which.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    pub mac: MacAddr,
+    /// `0`/`"time"`, `1`/`"data"` or `2`/`"time_or_data"`.
+    #[serde(rename = "type", deserialize_with = "type_number_or_name")]
+    pub kind: SessionType,
+    #[serde(default)]
+    pub time_secs: u64,
+    #[serde(default)]
+    pub data_mb: f64,
+    #[serde(default)]
+    pub exp_days: Option<u32>,
+    #[serde(default)]
+    pub down_mbits: i32,
+    #[serde(default)]
+    pub up_mbits: i32,
+    #[serde(default)]
+    pub use_global_speed: bool,
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Start (or resume) the client's session at once.
+    #[serde(default)]
+    pub connect: bool,
+}
+
+fn default_provider() -> String {
+    "api".to_owned()
+}
+
+impl NewSession {
+    /// The record to store: nothing consumed, never started.
+    #[must_use]
+    pub fn into_data(self, now: DateTime<Utc>) -> SessionData {
+        SessionData {
+            provider: self.provider,
+            kind: self.kind,
+            time_secs: self.time_secs,
+            data_mb: self.data_mb,
+            time_cons: 0,
+            data_cons: 0.0,
+            started_at: None,
+            exp_days: self.exp_days,
+            down_mbits: self.down_mbits,
+            up_mbits: self.up_mbits,
+            use_global_speed: self.use_global_speed,
+            created_at: now,
+        }
+    }
+}
+
+fn type_number_or_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SessionType, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrName {
+        Number(u8),
+        Name(String),
+    }
+    match NumberOrName::deserialize(deserializer)? {
+        NumberOrName::Number(number) => SessionType::try_from(number),
+        NumberOrName::Name(name) => name.parse(),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+/// Every error the API returns: a stable machine code and a sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,172 @@
+//! `hotspotctl`'s tables for people: aligned columns, bytes in decimal units (as operators
+//! sell them), times in UTC.
+#![expect(clippy::print_stdout, reason = "printing is this module's job")]
+
+use chrono::{DateTime, Utc};
+use hotspotd::api::{ClientView, SessionView, StatusView};
+
+pub fn clients(clients: &[ClientView]) {
+    let rows: Vec<Vec<String>> = clients
+        .iter()
+        .map(|client| {
+            let ips: Vec<String> = client.ips.iter().map(ToString::to_string).collect();
+            vec![
+                client.mac.to_string(),
+                if ips.is_empty() {
+                    "-".to_owned()
+                } else {
+                    ips.join(",")
+                },
+                snake(&client.state),
+                client
+                    .session_id
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                human_bytes(client.up_bytes),
+                human_bytes(client.down_bytes),
+                human_bytes(client.local_bytes),
+                human_bytes(client.dropped_bytes),
+                client.last_seen.map_or_else(|| "-".to_owned(), utc),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "MAC",
+            "IPS",
+            "STATE",
+            "SESSION",
+            "UP",
+            "DOWN",
+            "LOCAL",
+            "DROPPED",
+            "LAST SEEN",
+        ],
+        &rows,
+        "(no clients seen yet)",
+    );
+}
+
+pub fn sessions(sessions: &[SessionView]) {
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|view| {
+            let data = &view.session.data;
+            let time = if data.kind.counts_time() {
+                format!("{}/{} s", data.time_cons, data.time_secs)
+            } else {
+                "-".to_owned()
+            };
+            let volume = if data.kind.counts_data() {
+                format!("{:.3}/{} MB", data.data_cons, data.data_mb)
+            } else {
+                "-".to_owned()
+            };
+            let speed = if data.use_global_speed {
+                "global".to_owned()
+            } else {
+                format!("{}/{} Mbit/s", data.down_mbits, data.up_mbits)
+            };
+            vec![
+                view.session.id.to_string(),
+                view.session.mac.to_string(),
+                data.kind.name().to_owned(),
+                snake(&view.state),
+                time,
+                volume,
+                speed,
+                data.expires_at().map_or_else(|| "-".to_owned(), utc),
+                data.provider.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID", "MAC", "TYPE", "STATE", "TIME", "DATA", "SPEED", "EXPIRES", "PROVIDER",
+        ],
+        &rows,
+        "(no sessions)",
+    );
+}
+
+pub fn status(status: &StatusView) {
+    println!("hotspotd {} on {}", status.version, status.lan_interface);
+    println!("clients:                 {}", status.clients);
+    println!("sessions:                {}", status.sessions);
+    println!("last poll:               {:.2} ms", status.last_poll_ms);
+    println!(
+        "dropped, no session:     {}",
+        status.kernel.dropped_no_session_packets
+    );
+    println!(
+        "dropped, data spent:     {}",
+        status.kernel.dropped_budget_packets
+    );
+    println!(
+        "dropped, time over:      {}",
+        status.kernel.dropped_deadline_packets
+    );
+    println!(
+        "malformed packets:       {}",
+        status.kernel.malformed_packets
+    );
+    println!(
+        "untracked packets:       {}",
+        status.kernel.untracked_packets
+    );
+    println!("non-IP frames:           {}", status.kernel.non_ip_packets);
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    if rows.is_empty() {
+        println!("{empty}");
+    }
+}
+
+/// An enum's API name (`connected`, `time_or_data`…), from its serde form.
+fn snake(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn utc(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Bytes in decimal units (1 MB = 1,000,000 bytes).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "three significant digits are shown"
+    )]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}

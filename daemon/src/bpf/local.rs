@@ -1,0 +1,125 @@
+//! The box's own addresses in the programs' maps: traffic with them is local, never billed.
+//! Side effects: writes `LOCAL_ADDRS`, `LOCAL_TABLE` and `CONFIG`.
+
+use std::collections::BTreeSet;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData},
+};
+use hotspotd_common::{
+    IpKey, LOCAL_ADDR_PRESENT, LOCAL_TABLE_LEN, LocalTable, MAP_CONFIG, MAP_LOCAL_ADDRS,
+    MAP_LOCAL_TABLE, config_word,
+};
+
+use super::{BpfError, typed_map, typed_map_mut};
+
+/// Makes the box's addresses in the programs' maps exactly `addrs`: `LOCAL_ADDRS` touched only
+/// where it changed, and the inline `LOCAL_TABLE` written to its unused slot and then made
+/// current, so a packet never sees a half-written table. Public for tests that load the
+/// object themselves.
+pub fn set_local_addrs(ebpf: &mut Ebpf, addrs: &BTreeSet<IpKey>) -> Result<(), BpfError> {
+    let hash_error = |source| BpfError::Map {
+        name: MAP_LOCAL_ADDRS,
+        source,
+    };
+    let mut hash: HashMap<&mut MapData, IpKey, u32> = typed_map_mut(ebpf, MAP_LOCAL_ADDRS)?;
+    let present: BTreeSet<IpKey> = hash.keys().filter_map(Result::ok).collect();
+    for stale in present.difference(addrs) {
+        hash.remove(stale).map_err(hash_error)?;
+    }
+    for new in addrs.difference(&present) {
+        hash.insert(new, LOCAL_ADDR_PRESENT, 0)
+            .map_err(hash_error)?;
+    }
+
+    let config_error = |source| BpfError::Map {
+        name: MAP_CONFIG,
+        source,
+    };
+    let table_error = |source| BpfError::Map {
+        name: MAP_LOCAL_TABLE,
+        source,
+    };
+    let config: Array<&MapData, u32> = typed_map(ebpf, MAP_CONFIG)?;
+    let current = config
+        .get(&config_word::LOCAL_TABLE_SLOT, 0)
+        .map_err(config_error)?
+        & 1;
+    let table = local_table(addrs);
+    let mut tables: Array<&mut MapData, LocalTable> = typed_map_mut(ebpf, MAP_LOCAL_TABLE)?;
+    if tables.get(&current, 0).map_err(table_error)? == table {
+        return Ok(());
+    }
+    let unused = current ^ 1;
+    tables.set(unused, table, 0).map_err(table_error)?;
+    let mut config: Array<&mut MapData, u32> = typed_map_mut(ebpf, MAP_CONFIG)?;
+    config
+        .set(config_word::LOCAL_TABLE_SLOT, unused, 0)
+        .map_err(config_error)?;
+    Ok(())
+}
+
+/// The inline table of the box's addresses: the first [`LOCAL_TABLE_LEN`] of each family, and
+/// `overflow` set when there are more, so the programs ask the hash map too.
+fn local_table(addrs: &BTreeSet<IpKey>) -> LocalTable {
+    let mut table = LocalTable::default();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for key in addrs {
+        match std::net::Ipv6Addr::from(key.addr).to_ipv4_mapped() {
+            Some(v4_addr) => v4.push(v4_addr.octets()),
+            None => v6.push(key.addr),
+        }
+    }
+    for (slot, addr) in table.v4.iter_mut().zip(&v4) {
+        *slot = *addr;
+    }
+    for (slot, addr) in table.v6.iter_mut().zip(&v6) {
+        *slot = *addr;
+    }
+    let fits = |len: usize| u32::try_from(len.min(LOCAL_TABLE_LEN)).unwrap_or(0);
+    table.v4_count = fits(v4.len());
+    table.v6_count = fits(v6.len());
+    table.overflow = u32::from(v4.len() > LOCAL_TABLE_LEN || v6.len() > LOCAL_TABLE_LEN);
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::ip_key;
+
+    fn keys(addrs: &[&str]) -> BTreeSet<IpKey> {
+        addrs
+            .iter()
+            .map(|addr| ip_key(addr.parse().expect("valid address")))
+            .collect()
+    }
+
+    #[test]
+    fn local_table_splits_families() {
+        let table = local_table(&keys(&["192.0.2.1", "2001:db8::1", "198.51.100.254"]));
+        assert_eq!((table.v4_count, table.v6_count, table.overflow), (2, 1, 0));
+        assert!(table.v4[..2].contains(&[192, 0, 2, 1]));
+        assert!(table.v4[..2].contains(&[198, 51, 100, 254]));
+        assert_eq!(
+            table.v6[0],
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("valid")
+                .octets()
+        );
+    }
+
+    #[test]
+    fn local_table_overflows_to_the_hash_map() {
+        let many: Vec<String> = (0..=LOCAL_TABLE_LEN)
+            .map(|i| format!("10.0.0.{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let table = local_table(&keys(&many));
+        assert_eq!(table.v4_count as usize, LOCAL_TABLE_LEN);
+        assert_eq!(table.overflow, 1);
+    }
+}

@@ -1,0 +1,140 @@
+//! Carries out what the engine decided: grants into the kernel, saves into the store, events
+//! into the log. Side effects: writes `GRANTS`, saves sessions and clients.
+
+use std::time::Duration;
+
+use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
+
+use super::{Control, now};
+use crate::{
+    sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
+    store::{self, SaveBatch, SavedMeta, StoredClient},
+};
+
+impl Control {
+    /// Carries out `effects` in order. The kernel is told first, so a client is never blocked
+    /// or let through later than the engine decided; saves happen after the batch.
+    pub(super) fn apply(&mut self, effects: Vec<Effect>, now: Now) {
+        for effect in effects {
+            match effect {
+                Effect::Grant(grant) => {
+                    let mac = grant.mac;
+                    match self.kernel_grant(&grant) {
+                        Ok(kernel_grant) => {
+                            if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
+                                tracing::error!(%mac, %error, "cannot let the client through");
+                            }
+                        }
+                        Err(error) => tracing::error!(%mac, %error, "cannot read the kernel clock"),
+                    }
+                }
+                Effect::Revoke { mac } => {
+                    if let Err(error) = self.kernel.remove_grant(mac.key()) {
+                        tracing::error!(%mac, %error, "cannot block the client");
+                    }
+                }
+                Effect::Save(id) => {
+                    self.unsaved.insert(id);
+                }
+                Effect::Event(event) => log_event(&event, now),
+            }
+        }
+    }
+
+    /// The kernel's form of a grant: bytes as a signed budget, the deadline in jiffies.
+    fn kernel_grant(&self, grant: &engine::Grant) -> Result<Grant, crate::bpf::BpfError> {
+        let bytes_left = grant.bytes_left.map_or(UNLIMITED_BYTES, |bytes| {
+            i64::try_from(bytes).unwrap_or(i64::MAX - 1)
+        });
+        let deadline_jiffies = match grant.run_for {
+            None => NO_DEADLINE,
+            Some(run_for) => self.kernel.jiffies()? + jiffies_for(run_for, self.hz),
+        };
+        Ok(Grant::new(grant.session_id, bytes_left, deadline_jiffies))
+    }
+
+    /// Saves the sessions whose state changed and, when `periodic`, every running one (rule
+    /// 12), with every client and the counter baselines, in one transaction. A failed save is
+    /// logged and retried with the next poll: enforcement never waits for the disk.
+    pub(super) async fn save(&mut self, periodic: bool) {
+        let now = now();
+        let mut ids = std::mem::take(&mut self.unsaved);
+        if periodic {
+            ids.extend(self.engine.running());
+        }
+        let sessions = ids
+            .iter()
+            .filter_map(|id| {
+                self.engine
+                    .session(*id)
+                    .map(|session| (*id, session.data.clone()))
+            })
+            .collect();
+        let clients = self
+            .engine
+            .clients()
+            .map(|(mac, state, session_id)| StoredClient {
+                mac,
+                state: stored_state(state, self.engine.pause_reason(mac)),
+                session_id,
+                baseline: self.table.baseline(mac),
+            })
+            .collect();
+        let batch = SaveBatch {
+            sessions,
+            clients,
+            meta: SavedMeta {
+                saved_at_wall: now.wall,
+                saved_at_mono_ns: u64::try_from(now.mono.as_nanos()).unwrap_or(u64::MAX),
+                boot_id: self.boot_id.clone(),
+                kernel_epoch: self.kernel_epoch,
+            },
+        };
+        match self.store.save_batch(batch).await {
+            Ok(()) => self.last_save = tokio::time::Instant::now(),
+            Err(error) => {
+                tracing::error!(%error, "saving sessions failed; retrying with the next poll");
+                self.unsaved.extend(ids);
+            }
+        }
+    }
+}
+
+/// Jiffies that cover `duration`, plus one: jiffies advance in whole ticks, so without the
+/// extra tick the kernel could stop a session up to one tick before the engine's deadline,
+/// and the engine would not yet see it consumed.
+fn jiffies_for(duration: Duration, hz: u32) -> u64 {
+    let ticks = duration
+        .as_nanos()
+        .saturating_mul(u128::from(hz))
+        .div_ceil(1_000_000_000);
+    u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
+}
+
+pub(super) fn stored_state(state: ClientState, reason: Option<PauseReason>) -> store::ClientState {
+    match state {
+        ClientState::Connected => store::ClientState::Connected,
+        ClientState::Disconnected => store::ClientState::Disconnected,
+        ClientState::Paused => store::ClientState::Paused(match reason {
+            Some(PauseReason::Idle) => store::PauseReason::Idle,
+            Some(PauseReason::Operator) | None => store::PauseReason::Operator,
+        }),
+    }
+}
+
+fn log_event(event: &Event, now: Now) {
+    let json = serde_json::to_string(event).unwrap_or_default();
+    tracing::info!(at = %now.wall, event = %json, "event");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jiffies_round_up_and_add_a_tick() {
+        assert_eq!(jiffies_for(Duration::from_secs(5), 250), 1_251);
+        assert_eq!(jiffies_for(Duration::from_millis(1), 250), 2);
+        assert_eq!(jiffies_for(Duration::ZERO, 1_000), 1);
+    }
+}

@@ -1,0 +1,75 @@
+//! What the API shows, built from the control task's state: clients (traffic from the client
+//! table, state from the engine), sessions, status. Read-only.
+
+use super::{Control, now};
+use crate::{
+    accounting::ClientRecord,
+    api::{ClientView, SessionView, StatusView},
+    mac::MacAddr,
+    sessions::engine::SessionId,
+};
+
+impl Control {
+    /// Every client the kernel has seen or that holds a session.
+    pub(super) fn client_views(&self) -> Vec<ClientView> {
+        let mut macs: std::collections::BTreeSet<MacAddr> =
+            self.table.records().map(|record| record.mac).collect();
+        macs.extend(self.engine.clients().map(|(mac, _, _)| mac));
+        macs.into_iter().map(|mac| self.client_view(mac)).collect()
+    }
+
+    pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
+        let record = self.table.record(mac);
+        let totals = record.map(|record| record.totals).unwrap_or_default();
+        ClientView {
+            mac,
+            ips: record
+                .map(|record| record.ips.iter().copied().collect())
+                .unwrap_or_default(),
+            state: self.engine.client_state(mac),
+            session_id: self.engine.running_session(mac),
+            up_bytes: totals.up_bytes,
+            down_bytes: totals.down_bytes,
+            up_packets: totals.up_packets,
+            down_packets: totals.down_packets,
+            local_bytes: totals.local_bytes,
+            dropped_bytes: totals.dropped_bytes,
+            dropped_packets: totals.dropped_packets,
+            last_seen: record.and_then(|record: &ClientRecord| record.last_seen),
+        }
+    }
+
+    pub(super) fn session_views(&self, mac: Option<MacAddr>) -> Vec<SessionView> {
+        let ids: Vec<SessionId> = match mac {
+            Some(mac) => self
+                .engine
+                .sessions_of(mac)
+                .map(|session| session.id)
+                .collect(),
+            None => self.engine.sessions().map(|session| session.id).collect(),
+        };
+        ids.into_iter()
+            .filter_map(|id| self.session_view(id))
+            .collect()
+    }
+
+    pub(super) fn session_view(&self, id: SessionId) -> Option<SessionView> {
+        let session = self.engine.session(id)?;
+        let state = self.engine.state_of(id, now())?;
+        Some(SessionView {
+            session: session.clone(),
+            state,
+        })
+    }
+
+    pub(super) fn status_view(&self) -> StatusView {
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            lan_interface: self.config.network.lan_interface.clone(),
+            clients: self.table.len(),
+            sessions: self.engine.sessions().count(),
+            last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
+            kernel: self.kernel_stats,
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Measures the session store's periodic save: 10,000 running sessions (and their clients) in
+//! one batch, next to an empty batch (one transaction with only the save's time in it: the
+//! cost of the store thread's round trip and of a commit) in the same run. Each is measured
+//! `--runs` times, round robin, through `StoreHandle::save_batch` as the daemon calls it, and
+//! the median is printed as a markdown table. Side effects: a database in a temporary folder,
+//! removed on exit. Needs no root.
+//!
+//! Usage: `bench-store [--runs N] [--sessions N]`
+#![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
+
+use std::{
+    env, process,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use chrono::{DateTime, TimeDelta, Utc};
+use hotspotd::{
+    mac::MacAddr,
+    sessions::data::{SessionData, SessionType},
+    store::{ClientState, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient},
+};
+use hotspotd_common::Usage;
+
+const USAGE_TEXT: &str = "usage: bench-store [--runs N] [--sessions N]
+  --runs N      measurements of each batch; the median is reported (default 21)
+  --sessions N  running sessions in the store and in each full batch (default 10000)";
+
+/// Issue target for saving 10,000 running sessions in one batch.
+const TARGET: Duration = Duration::from_millis(100);
+
+struct Options {
+    runs: usize,
+    sessions: u32,
+}
+
+impl Options {
+    fn from_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut options = Self {
+            runs: 21,
+            sessions: 10_000,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .with_context(|| format!("{name} needs a number\n{USAGE_TEXT}"))
+            };
+            match arg.as_str() {
+                "--runs" => {
+                    options.runs = value("--runs")?
+                        .parse()
+                        .with_context(|| format!("--runs needs a number\n{USAGE_TEXT}"))?;
+                }
+                "--sessions" => {
+                    options.sessions = value("--sessions")?
+                        .parse()
+                        .with_context(|| format!("--sessions needs a number\n{USAGE_TEXT}"))?;
+                }
+                "--help" | "-h" => {
+                    println!("{USAGE_TEXT}");
+                    process::exit(0);
+                }
+                other => anyhow::bail!("unknown argument '{other}'\n{USAGE_TEXT}"),
+            }
+        }
+        ensure!(options.runs > 0, "--runs must be > 0");
+        ensure!(options.sessions > 0, "--sessions must be > 0");
+        Ok(options)
+    }
+}
+
+/// What each measured batch holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Empty,
+    Sessions,
+    SessionsAndClients,
+}
+
+impl Kind {
+    const ALL: [Self; 3] = [Self::Empty, Self::Sessions, Self::SessionsAndClients];
+
+    fn label(self, sessions: u32) -> String {
+        match self {
+            Self::Empty => {
+                "empty batch (baseline: one transaction, the save's time only)".to_owned()
+            }
+            Self::Sessions => format!("{} running sessions", thousands(sessions)),
+            Self::SessionsAndClients => {
+                let sessions = thousands(sessions);
+                format!("{sessions} running sessions + their {sessions} clients")
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::from_args(env::args().skip(1))?;
+    let dir = tempfile::tempdir().context("create a temporary folder")?;
+    let path = dir.path().join("sessions.db");
+    // Opening blocks on the disk, so it happens before the runtime exists.
+    let store = Store::open(&path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    let samples = runtime.block_on(measure(&store, &options))?;
+    runtime.block_on(store.close())?;
+    print_table(&samples, &options);
+    Ok(())
+}
+
+async fn measure(store: &StoreHandle, options: &Options) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut sessions = Vec::new();
+    for n in 0..options.sessions {
+        let data = running(n);
+        sessions.push((store.insert(mac(n), data.clone()).await?, data));
+    }
+    let mut samples = vec![Vec::with_capacity(options.runs); Kind::ALL.len()];
+    for run in 0..options.runs {
+        // Round robin, so that a burst of other load on the machine hits every batch alike.
+        for (kind, samples) in Kind::ALL.into_iter().zip(&mut samples) {
+            // Every run saves new values, as the daemon's saves do.
+            for (_, data) in &mut sessions {
+                data.time_cons += 1;
+                data.data_cons += 0.37;
+            }
+            let batch = batch(kind, &sessions, run);
+            let started = Instant::now();
+            store.save_batch(batch).await?;
+            samples.push(started.elapsed());
+        }
+    }
+    let loaded = store.load_all().await?;
+    ensure!(
+        loaded.sessions.len() == sessions.len()
+            && loaded
+                .sessions
+                .iter()
+                .zip(&sessions)
+                .all(|(stored, (id, data))| { stored.id == *id && stored.data == *data }),
+        "the store does not hold what was saved last"
+    );
+    Ok(samples)
+}
+
+fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveBatch {
+    let run = u64::try_from(run).unwrap_or(u64::MAX);
+    let meta = SavedMeta {
+        saved_at_wall: Utc::now(),
+        saved_at_mono_ns: 1_000_000_000 * (run + 1),
+        boot_id: "3f0b52b4-6a4c-4a0e-9d3e-0c9d1f1c2b7a".to_owned(),
+        kernel_epoch: 1,
+    };
+    let clients = || {
+        sessions
+            .iter()
+            .zip(0..)
+            .map(|(&(id, _), n)| StoredClient {
+                mac: mac(n),
+                state: ClientState::Connected,
+                session_id: Some(id),
+                baseline: Usage {
+                    up_bytes: 1_000_000 * (run + 1),
+                    up_packets: 1_000 * (run + 1),
+                    down_bytes: 9_000_000 * (run + 1),
+                    down_packets: 7_000 * (run + 1),
+                    last_seen_jiffies: 4_294_000_000 + run,
+                    ..Usage::default()
+                },
+            })
+            .collect()
+    };
+    match kind {
+        Kind::Empty => SaveBatch {
+            sessions: Vec::new(),
+            clients: Vec::new(),
+            meta,
+        },
+        Kind::Sessions => SaveBatch {
+            sessions: sessions.to_vec(),
+            clients: Vec::new(),
+            meta,
+        },
+        Kind::SessionsAndClients => SaveBatch {
+            sessions: sessions.to_vec(),
+            clients: clients(),
+            meta,
+        },
+    }
+}
+
+/// A started session with data left, as a running one is.
+fn running(n: u32) -> SessionData {
+    let created_at = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    SessionData {
+        provider: "voucher".to_owned(),
+        kind: SessionType::TimeOrData,
+        time_secs: 86_400,
+        data_mb: 2_048.0,
+        time_cons: u64::from(n % 3_600),
+        data_cons: f64::from(n % 1_000) / 7.0,
+        started_at: Some(created_at + TimeDelta::milliseconds(i64::from(n))),
+        exp_days: Some(30),
+        down_mbits: 10,
+        up_mbits: 5,
+        use_global_speed: false,
+        created_at,
+    }
+}
+
+fn mac(n: u32) -> MacAddr {
+    let mut octets = [0x02, 0x00, 0, 0, 0, 0];
+    octets[2..].copy_from_slice(&n.to_be_bytes());
+    MacAddr(octets)
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: u32) -> String {
+    let digits = n.to_string();
+    let mut text = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2}", duration.as_secs_f64() * 1_000.0)
+}
+
+fn print_table(samples: &[Vec<Duration>], options: &Options) {
+    println!(
+        "Saving running sessions in one batch through the store thread (SQLite WAL, the \
+         batch's commit synced to disk), median of {} runs (min, max beside it).",
+        options.runs
+    );
+    println!();
+    println!("| batch | median ms | min ms | max ms | ms above empty |");
+    println!("|---|---:|---:|---:|---:|");
+    let empty = median(&samples[0]);
+    for (kind, samples) in Kind::ALL.into_iter().zip(samples) {
+        let median = median(samples);
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            kind.label(options.sessions),
+            ms(median),
+            ms(min),
+            ms(max),
+            ms(median.saturating_sub(empty)),
+        );
+    }
+    let full = median(&samples[2]);
+    println!();
+    println!(
+        "Target: {} running sessions in one batch in ≤ {} ms: {}.",
+        thousands(options.sessions),
+        TARGET.as_millis(),
+        if full <= TARGET { "met" } else { "NOT met" }
+    );
+}
