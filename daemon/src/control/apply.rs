@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 
 use super::{Control, now};
@@ -19,6 +21,14 @@ impl Control {
             match effect {
                 Effect::Grant(grant) => {
                     let mac = grant.mac;
+                    match grant.run_for {
+                        Some(run_for) => {
+                            self.deadlines.insert(mac, Instant::now() + run_for + WAKE_AFTER);
+                        }
+                        None => {
+                            self.deadlines.remove(&mac);
+                        }
+                    }
                     match self.kernel_grant(&grant) {
                         Ok(kernel_grant) => {
                             if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
@@ -29,6 +39,7 @@ impl Control {
                     }
                 }
                 Effect::Revoke { mac } => {
+                    self.deadlines.remove(&mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");
                     }
@@ -48,7 +59,9 @@ impl Control {
         });
         let deadline_jiffies = match grant.run_for {
             None => NO_DEADLINE,
-            Some(run_for) => self.kernel.jiffies()? + jiffies_for(run_for, self.hz),
+            Some(run_for) => {
+                self.kernel.jiffies()? + jiffies_for(run_for + KERNEL_DEADLINE_SLACK, self.hz)
+            }
         };
         Ok(Grant::new(grant.session_id, bytes_left, deadline_jiffies))
     }
@@ -99,6 +112,13 @@ impl Control {
         }
     }
 }
+
+/// How long after a session's end the kernel cuts it: the daemon wakes `WAKE_AFTER` after
+/// the end and starts the next session first, so a chain has no gap. Well inside the 100 ms
+/// that sessions.md rule 11 allows.
+const KERNEL_DEADLINE_SLACK: Duration = Duration::from_millis(20);
+/// When the daemon wakes after a session's end to end it and start the next.
+pub(super) const WAKE_AFTER: Duration = Duration::from_millis(2);
 
 /// Jiffies that cover `duration`, plus one: jiffies advance in whole ticks, so without the
 /// extra tick the kernel could stop a session up to one tick before the engine's deadline,

@@ -10,7 +10,11 @@ mod commands;
 mod restore;
 mod views;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -26,6 +30,7 @@ use crate::{
     accounting::{ClientTable, Clocks},
     bpf::{BpfError, Kernel, KernelStats},
     config::Config,
+    mac::MacAddr,
     netlink::{Netlink, NetlinkError},
     sessions::engine::{Engine, Now, SessionId},
     store::{StoreError, StoreHandle},
@@ -62,6 +67,9 @@ pub struct Control {
     last_save: Instant,
     /// Sessions whose state changed since the last save.
     unsaved: BTreeSet<SessionId>,
+    /// When each running session with a deadline ends: the task wakes then and chains to
+    /// the next session before the kernel cuts the client off.
+    deadlines: BTreeMap<MacAddr, Instant>,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -104,6 +112,7 @@ impl Control {
             last_poll: Duration::ZERO,
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
         };
         control.restore().await?;
         Ok(control)
@@ -130,9 +139,17 @@ impl Control {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
+            let next_deadline = self.deadlines.values().min().copied();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                () = sleep_until(next_deadline) => {
+                    self.poll_logged().await;
+                    // A deadline the poll did not replace has been dealt with; a past one left
+                    // in place would wake the loop again at once.
+                    let now = Instant::now();
+                    self.deadlines.retain(|_, at| *at > now);
+                }
                 ready = events.readable_mut() => {
                     // A budget or deadline ran out: account now, so the next session starts
                     // at once rather than at the next tick.
@@ -196,6 +213,14 @@ impl Control {
         self.kernel_stats = self.kernel.stats()?;
         self.last_poll = started.elapsed();
         Ok(())
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
