@@ -41,11 +41,12 @@ const SELECT_SESSION: &str = concat!(select_sessions!(), " WHERE id = ?1");
 
 /// The session a client row names is looked up rather than trusted, so a session removed
 /// while the batch was being built leaves `NULL` instead of failing the whole save on the
-/// foreign key.
+/// foreign key. A MAC twice in one batch keeps the last: one bad row must not stop every
+/// periodic save from then on.
 const INSERT_CLIENT: &str = "
-INSERT INTO clients (mac, state, pause_reason, session_id, up_bytes, up_packets, down_bytes,
-    down_packets, up_local_bytes, down_local_bytes, up_dropped_bytes, down_dropped_bytes,
-    dropped_packets, last_seen_jiffies)
+INSERT OR REPLACE INTO clients (mac, state, pause_reason, session_id, up_bytes, up_packets,
+    down_bytes, down_packets, up_local_bytes, down_local_bytes, up_dropped_bytes,
+    down_dropped_bytes, dropped_packets, last_seen_jiffies)
 VALUES (?1, ?2, ?3, (SELECT id FROM sessions WHERE id = ?4), ?5, ?6, ?7, ?8, ?9, ?10, ?11,
     ?12, ?13, ?14)";
 
@@ -812,10 +813,14 @@ mod tests {
         assert_eq!(loaded.clients[1].session_id, Some(second));
 
         // The next batch replaces the clients; a removed session neither fails the batch nor
-        // comes back, and a client naming it keeps no dangling id.
+        // comes back, a client naming it keeps no dangling id, and a MAC given twice keeps
+        // its last row.
         let batch = SaveBatch {
             sessions: vec![(first, running(9)), (second, running(8))],
-            clients: vec![client(5, ClientState::Connected, Some(first))],
+            clients: vec![
+                client(5, ClientState::Disconnected, None),
+                client(5, ClientState::Connected, Some(first)),
+            ],
             meta: meta(2),
         };
         db.save_batch(&batch).expect("saves");
