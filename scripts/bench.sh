@@ -15,3 +15,9 @@ echo "## eBPF programs, ns per packet (BPF_PROG_TEST_RUN)"
 echo
 echo "## TCP throughput through the gateway"
 ./target/release/bench-throughput
+echo
+echo "## Saving sessions to SQLite"
+./target/release/bench-store
+echo
+echo "## Session engine tick"
+./target/release/bench-engine
