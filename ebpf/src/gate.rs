@@ -78,16 +78,7 @@ unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
         }
         let bytes = frame.ip_bytes as i64;
         if frame.segments > 1 && left < bytes {
-            if left <= 0 {
-                report_once(
-                    grant,
-                    frame,
-                    grant_flag::BUDGET_REPORTED,
-                    gate_event::BUDGET_SPENT,
-                );
-            }
-            count_stat(stat::DROPPED_BUDGET);
-            return Verdict::Drop;
+            return over_budget(grant, frame, left <= 0);
         }
         // SeqCst: LLVM lowers a relaxed fetch-sub whose result is used to a plain XADD that
         // returns nothing (BPF ISA < v3); SeqCst yields BPF_FETCH, which the kernel supports.
@@ -112,17 +103,28 @@ unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
                 &raw mut (*grant).bytes_left,
                 bytes,
             );
-        } else {
+        }
+        over_budget(grant, frame, before <= 0)
+    }
+}
+
+/// Drops a packet the budget cannot carry; `spent` says the budget is gone (not just too
+/// small for this GSO packet), which the daemon hears about once.
+#[inline(always)]
+unsafe fn over_budget(grant: *mut Grant, frame: &Frame, spent: bool) -> Verdict {
+    if spent {
+        // SAFETY: as in `within_grant`.
+        unsafe {
             report_once(
                 grant,
                 frame,
                 grant_flag::BUDGET_REPORTED,
                 gate_event::BUDGET_SPENT,
-            );
-        }
-        count_stat(stat::DROPPED_BUDGET);
-        Verdict::Drop
+            )
+        };
     }
+    count_stat(stat::DROPPED_BUDGET);
+    Verdict::Drop
 }
 
 /// Tells the daemon, once per grant, that it ran out (or is running out), so it can start the

@@ -235,25 +235,34 @@ impl SessionData {
     }
 }
 
+/// A session for tests: an hour and 500 MB at 5/2 Mbit/s, sold by `cli`, never started.
+#[cfg(test)]
+pub(crate) fn example(kind: SessionType, created_at: DateTime<Utc>) -> SessionData {
+    SessionData {
+        provider: "cli".to_owned(),
+        kind,
+        time_secs: 3_600,
+        data_mb: 500.0,
+        time_cons: 0,
+        data_cons: 0.0,
+        started_at: None,
+        exp_days: None,
+        down_mbits: 5,
+        up_mbits: 2,
+        use_global_speed: false,
+        created_at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn session(kind: SessionType) -> SessionData {
-        SessionData {
-            provider: "cli".to_owned(),
+        example(
             kind,
-            time_secs: 3_600,
-            data_mb: 500.0,
-            time_cons: 0,
-            data_cons: 0.0,
-            started_at: None,
-            exp_days: None,
-            down_mbits: 5,
-            up_mbits: 2,
-            use_global_speed: false,
-            created_at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
-        }
+            DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+        )
     }
 
     #[test]

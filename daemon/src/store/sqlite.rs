@@ -555,18 +555,8 @@ mod tests {
     /// no short decimal form, nanoseconds, the integer limits.
     fn edge_sessions() -> Vec<(MacAddr, SessionData)> {
         let never_started = SessionData {
-            provider: "cli".to_owned(),
-            kind: SessionType::Time,
-            time_secs: 3_600,
             data_mb: 0.0,
-            time_cons: 0,
-            data_cons: 0.0,
-            started_at: None,
-            exp_days: None,
-            down_mbits: 5,
-            up_mbits: 2,
-            use_global_speed: false,
-            created_at: time(1_800_000_000, 0),
+            ..crate::sessions::data::example(SessionType::Time, time(1_800_000_000, 0))
         };
         let limits = SessionData {
             provider: "plugin \"café\" ☕'; DROP TABLE sessions; --".to_owned(),

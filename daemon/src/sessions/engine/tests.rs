@@ -70,18 +70,9 @@ fn session(id: SessionId, mac: MacAddr, kind: SessionType) -> Session {
         id,
         mac,
         data: SessionData {
-            provider: "cli".to_owned(),
-            kind,
             time_secs: if kind.counts_time() { 60 } else { 0 },
             data_mb: if kind.counts_data() { 10.0 } else { 0.0 },
-            time_cons: 0,
-            data_cons: 0.0,
-            started_at: None,
-            exp_days: None,
-            down_mbits: 5,
-            up_mbits: 2,
-            use_global_speed: false,
-            created_at: t0(),
+            ..crate::sessions::data::example(kind, t0())
         },
     }
 }
