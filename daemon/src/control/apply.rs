@@ -23,7 +23,8 @@ impl Control {
                     let mac = grant.mac;
                     match grant.run_for {
                         Some(run_for) => {
-                            self.deadlines.insert(mac, Instant::now() + run_for + WAKE_AFTER);
+                            self.deadlines
+                                .insert(mac, Instant::now() + run_for + WAKE_AFTER);
                         }
                         None => {
                             self.deadlines.remove(&mac);
