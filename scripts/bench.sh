@@ -21,3 +21,6 @@ echo "## Saving sessions to SQLite"
 echo
 echo "## Session engine tick"
 ./target/release/bench-engine
+echo
+echo "## Connect to first packet"
+./target/release/bench-connect
