@@ -1,6 +1,7 @@
 //! Measures what the accounting programs cost per packet. `BPF_PROG_TEST_RUN` runs
 //! `lan_ingress`, `lan_egress` and the empty `bench_empty` many times on a 1,514-byte IPv4 TCP
-//! frame that is billable (not local), first with 1 client in `USAGE`, then with 10,000, and
+//! frame that is billable (not local) for a client with a running data session, first with 1
+//! such client in the maps, then with 10,000, and
 //! prints the medians as a markdown table. Side effects: loads the eBPF object with its maps
 //! pinned in a bpffs folder of its own, removed on exit; attaches nothing. Needs root.
 //!
@@ -223,8 +224,12 @@ fn insert_local_addrs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     hotspotd::bpf::set_local_addrs(ebpf, &addrs).context("write the local addresses")
 }
 
-/// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.
+/// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before, and a running
+/// data session whose budget never runs out during the benchmark: the gate's full path (grant
+/// lookup, deadline check, atomic spend) is measured.
 fn insert_client(ebpf: &mut Ebpf, client: Mac) -> anyhow::Result<()> {
+    let grant = hotspotd_common::Grant::new(1, i64::MAX - 1, hotspotd_common::NO_DEADLINE);
+    hotspotd::bpf::set_grant(ebpf, MacKey::new(client), grant).context("write the grant")?;
     let map = ebpf.map_mut(MAP_USAGE).context("no USAGE map")?;
     let mut map: PerCpuHashMap<_, MacKey, Usage> = PerCpuHashMap::try_from(map)?;
     let cpus = nr_cpus()
