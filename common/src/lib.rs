@@ -58,6 +58,8 @@ pub mod config_word {
     /// A random non-zero id the daemon gives the maps when it creates them, so a restarted
     /// daemon knows whether the counters it saved baselines of are still the same ones.
     pub const EPOCH: u32 = 1;
+    /// The IFB device uploads are redirected into for shaping; 0 = no upload shaping.
+    pub const IFB_IFINDEX: u32 = 2;
     /// Number of entries.
     pub const COUNT: u32 = 4;
 }

@@ -26,22 +26,43 @@ pub enum Verdict {
     Drop,
 }
 
+/// The gate's decision, and the HTB class (`skb->priority`) a billable packet goes to: the
+/// grant's download or upload class, 0 for none.
+pub struct Decision {
+    pub verdict: Verdict,
+    pub class: u32,
+}
+
+const fn decided(verdict: Verdict) -> Decision {
+    Decision { verdict, class: 0 }
+}
+
 #[inline(always)]
-pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Verdict {
+pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Decision {
     let Some(grant) = GRANTS.get_ptr_mut(&frame.client) else {
         if in_walled_garden(ctx, frame, direction) {
-            return Verdict::Garden;
+            return decided(Verdict::Garden);
         }
         count_stat(stat::DROPPED_NO_SESSION);
-        return Verdict::Drop;
+        return decided(Verdict::Drop);
     };
     // SAFETY: a successful lookup; the daemon replaces entries whole, never frees one under
     // a running program (hash map values live until an RCU grace period after deletion).
     match unsafe { within_grant(grant, frame) } {
+        Verdict::Billable => Decision {
+            verdict: Verdict::Billable,
+            // SAFETY: as above.
+            class: unsafe {
+                match direction {
+                    Direction::Up => (*grant).class_up,
+                    Direction::Down => (*grant).class_down,
+                }
+            },
+        },
         // A client whose session ran out still reaches the garden (the portal, the payment
         // page), also while the daemon is down and has not removed the spent grant.
-        Verdict::Drop if in_walled_garden(ctx, frame, direction) => Verdict::Garden,
-        verdict => verdict,
+        Verdict::Drop if in_walled_garden(ctx, frame, direction) => decided(Verdict::Garden),
+        verdict => decided(verdict),
     }
 }
 

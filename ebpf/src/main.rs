@@ -20,7 +20,7 @@ mod packet;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::generated::bpf_jiffies64,
+    helpers::generated::{bpf_jiffies64, bpf_redirect},
     macros::{classifier, map},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
@@ -64,6 +64,13 @@ static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
 /// Client upload: frames the LAN interface receives.
 #[classifier]
 pub fn lan_ingress(ctx: TcContext) -> i32 {
+    // A packet the IFB hands back after upload shaping has been through here already: the IFB
+    // re-injects it with itself as the ingress interface.
+    let ifb = config_value(config_word::IFB_IFINDEX);
+    // SAFETY: `skb` is the context pointer the kernel passed to the program.
+    if ifb != 0 && unsafe { (*ctx.skb.skb).ingress_ifindex } == ifb {
+        return TC_ACT_UNSPEC;
+    }
     handle(&ctx, Direction::Up)
 }
 
@@ -83,13 +90,18 @@ pub fn bench_empty(_ctx: TcContext) -> i32 {
 fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
     let frame = packet::parse(ctx, direction);
+    let mut htb_class = 0;
     let class = match frame.kind {
         FrameKind::Ip if frame.local => Class::Local,
-        FrameKind::Ip => match gate::verdict(ctx, &frame, direction) {
-            Verdict::Billable => Class::Billable,
-            Verdict::Garden => Class::Local,
-            Verdict::Drop => Class::Dropped,
-        },
+        FrameKind::Ip => {
+            let decision = gate::verdict(ctx, &frame, direction);
+            htb_class = decision.class;
+            match decision.verdict {
+                Verdict::Billable => Class::Billable,
+                Verdict::Garden => Class::Local,
+                Verdict::Drop => Class::Dropped,
+            }
+        }
         FrameKind::NonIp => {
             // ARP and neighbour discovery must work without a session; the stack routes
             // nothing that is not IP, so these pass.
@@ -105,11 +117,39 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     };
     account(&frame, direction, class);
     if class == Class::Dropped {
-        TC_ACT_SHOT as i32
-    } else {
-        // TCX_NEXT: let any program attached after us, then the qdisc, decide.
-        TC_ACT_UNSPEC
+        return TC_ACT_SHOT as i32;
     }
+    if htb_class != 0 {
+        return shape(ctx, direction, htb_class);
+    }
+    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
+    TC_ACT_UNSPEC
+}
+
+/// Sends a client's packet to its HTB class: `skb->priority` names the class, which HTB
+/// reads without filters. Downloads meet the LAN interface's HTB on the way out; uploads are
+/// redirected into the IFB, whose HTB shapes them before it hands them back.
+#[inline(always)]
+fn shape(ctx: &TcContext, direction: Direction, htb_class: u32) -> i32 {
+    // SAFETY: tc programs may write `priority`; `skb` is the context pointer.
+    unsafe { (*ctx.skb.skb).priority = htb_class };
+    match direction {
+        Direction::Down => TC_ACT_UNSPEC,
+        Direction::Up => {
+            let ifb = config_value(config_word::IFB_IFINDEX);
+            if ifb == 0 {
+                return TC_ACT_UNSPEC;
+            }
+            // SAFETY: a plain helper call; an invalid ifindex makes it return TC_ACT_SHOT.
+            unsafe { bpf_redirect(ifb, 0) as i32 }
+        }
+    }
+}
+
+/// A word of `CONFIG` (0 if unset).
+#[inline(always)]
+fn config_value(index: u32) -> u32 {
+    CONFIG.get(index).copied().unwrap_or(0)
 }
 
 /// Which counters a client's IP packet goes to.
@@ -134,11 +174,7 @@ pub fn clock_probe(_ctx: TcContext) -> i32 {
 /// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.
 #[inline(always)]
 fn local_table() -> Option<&'static LocalTable> {
-    let slot = CONFIG
-        .get(config_word::LOCAL_TABLE_SLOT)
-        .copied()
-        .unwrap_or(0)
-        & 1;
+    let slot = config_value(config_word::LOCAL_TABLE_SLOT) & 1;
     LOCAL_TABLE.get(slot)
 }
 
