@@ -1,0 +1,437 @@
+//! What the tests share: the `Harness` that loads the object and runs its programs, the bpffs
+//! pin folder it cleans up, readers of `USAGE`, `STATS`, `GRANTS` and `EVENTS`, the test
+//! network's addresses and frame builders.
+
+use std::collections::BTreeSet;
+use std::{
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    process,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
+    programs::{SchedClassifier, TestRun, TestRunOptions},
+    util::nr_cpus,
+};
+use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
+use hotspotd_common::{
+    CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_CLOCK, MAP_EVENTS, MAP_STATS, MAP_USAGE, MacKey,
+    NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
+};
+use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
+
+/// The verdict on every frame the gate lets through: `TC_ACT_UNSPEC` (`TCX_NEXT`), "let whatever
+/// comes next decide".
+pub(crate) const TC_ACT_UNSPEC: i32 = -1;
+/// The verdict on a packet the gate drops.
+pub(crate) const TC_ACT_SHOT: i32 = 2;
+
+// Locally administered unicast MACs (second-lowest bit of the first octet set, lowest clear).
+pub(crate) const CLIENT: Mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+pub(crate) const GATEWAY: Mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0xfe];
+
+pub(crate) const CLIENT_V4: [u8; 4] = Ipv4Addr::new(192, 168, 50, 10).octets();
+pub(crate) const BOX_V4: [u8; 4] = Ipv4Addr::new(192, 168, 50, 1).octets();
+pub(crate) const REMOTE_V4: [u8; 4] = Ipv4Addr::new(203, 0, 113, 7).octets();
+pub(crate) const CLIENT_V6: [u8; 16] =
+    Ipv6Addr::new(0x2001, 0xdb8, 0x50, 0, 0, 0, 0, 0x10).octets();
+pub(crate) const BOX_V6: [u8; 16] = Ipv6Addr::new(0x2001, 0xdb8, 0x50, 0, 0, 0, 0, 0x1).octets();
+pub(crate) const REMOTE_V6: [u8; 16] =
+    Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x7).octets();
+
+pub(crate) const CLIENT_PORT: u16 = 40_000;
+pub(crate) const HTTPS_PORT: u16 = 443;
+pub(crate) const DNS_PORT: u16 = 53;
+
+// `struct __sk_buff` of the kernel's uapi `linux/bpf.h`: its size and the offsets of the two
+// fields the GSO test sets. BPF_PROG_TEST_RUN copies these into the skb's shared info and
+// rejects a context with any byte set in a field it does not let a test choose.
+const SK_BUFF_LEN: usize = 192;
+const SK_BUFF_GSO_SEGS: usize = 164;
+const SK_BUFF_GSO_SIZE: usize = 176;
+
+/// The two programs under test.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Program {
+    /// Frames from clients: the client is the source MAC.
+    Ingress,
+    /// Frames to clients: the client is the destination MAC.
+    Egress,
+}
+
+impl Program {
+    pub(crate) const BOTH: [Self; 2] = [Self::Ingress, Self::Egress];
+
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Ingress => "lan_ingress",
+            Self::Egress => "lan_egress",
+        }
+    }
+}
+
+/// A bpffs folder for one test's pinned maps. Dropping it (also when the test panics) unpins
+/// them, so no test sees another's counters and nothing outlives the run.
+struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    fn create() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = PathBuf::from(format!(
+            "/sys/fs/bpf/hotspotd-testrun-{}-{}",
+            process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        if let Err(error) = fs::create_dir(&path) {
+            panic!(
+                "mkdir {}: {error} (needs root and bpffs at /sys/fs/bpf)",
+                path.display()
+            );
+        }
+        Self { path }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        // Unpinning removes the names only; each map goes when its last fd closes.
+        if let Err(error) = fs::remove_dir_all(&self.path) {
+            eprintln!("removing {}: {error}", self.path.display());
+        }
+    }
+}
+
+/// The eBPF object loaded with its programs verified, ready for test runs.
+pub(crate) struct Harness {
+    ebpf: Ebpf,
+    /// The box's addresses told to the programs so far.
+    local_addrs: BTreeSet<IpKey>,
+    // Declared after `ebpf` so the maps' fds close before their pins go.
+    _pins: PinDir,
+}
+
+impl Harness {
+    pub(crate) fn load() -> Self {
+        let pins = PinDir::create();
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&pins.path)
+            .load(EBPF_OBJECT)
+            .expect("load the eBPF object");
+        for name in [Program::Ingress.name(), Program::Egress.name(), CLOCK_PROBE] {
+            let classifier: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .expect("program in the object")
+                .try_into()
+                .expect("program is a tc classifier");
+            classifier.load().expect("the verifier accepts the program");
+        }
+        Self {
+            ebpf,
+            local_addrs: BTreeSet::new(),
+            _pins: pins,
+        }
+    }
+
+    /// A harness where each of `clients` has a running session without limits, so the gate
+    /// lets all its traffic through: for tests about what is counted, not what passes.
+    pub(crate) fn with_sessions(clients: &[Mac]) -> Self {
+        let mut harness = Self::load();
+        for client in clients {
+            harness.grant(*client, unlimited());
+        }
+        harness
+    }
+
+    fn classifier(&self, name: &str) -> &SchedClassifier {
+        self.ebpf
+            .program(name)
+            .expect("program in the object")
+            .try_into()
+            .expect("program is a tc classifier")
+    }
+
+    /// Runs `program` once on `frame` and returns its verdict.
+    pub(crate) fn verdict(&self, program: Program, frame: &[u8], context: Option<&[u8]>) -> i32 {
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: context,
+            ..TestRunOptions::new()
+        };
+        let result = self
+            .classifier(program.name())
+            .test_run(options)
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{} test run of a {}-byte frame: {error:?}",
+                    program.name(),
+                    frame.len()
+                )
+            });
+        result.return_value.cast_signed()
+    }
+
+    /// Runs `program` once on `frame` and checks that it let the frame through.
+    pub(crate) fn run(&self, program: Program, frame: &[u8]) {
+        self.run_with_context(program, frame, None);
+    }
+
+    pub(crate) fn run_with_context(&self, program: Program, frame: &[u8], context: Option<&[u8]>) {
+        assert_eq!(
+            self.verdict(program, frame, context),
+            TC_ACT_UNSPEC,
+            "{} must let this frame through: {frame:02x?}",
+            program.name(),
+        );
+    }
+
+    /// Runs `program` once on `frame` and checks that it dropped the frame.
+    pub(crate) fn run_dropped(&self, program: Program, frame: &[u8]) {
+        self.run_dropped_with_context(program, frame, None);
+    }
+
+    pub(crate) fn run_dropped_with_context(
+        &self,
+        program: Program,
+        frame: &[u8],
+        context: Option<&[u8]>,
+    ) {
+        assert_eq!(
+            self.verdict(program, frame, context),
+            TC_ACT_SHOT,
+            "{} must drop this frame: {frame:02x?}",
+            program.name(),
+        );
+    }
+
+    /// The client's counters summed over all CPUs, `None` when it has no entry.
+    pub(crate) fn usage(&self, client: Mac) -> Option<Usage> {
+        let map: PerCpuHashMap<_, MacKey, Usage> =
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
+                .expect("USAGE is a per-CPU hash map");
+        match map.get(&MacKey::new(client), 0) {
+            Ok(per_cpu) => Some(sum_cpus(&per_cpu)),
+            Err(MapError::KeyNotFound) => None,
+            Err(error) => panic!("reading USAGE: {error}"),
+        }
+    }
+
+    /// Every client's counters summed over all CPUs, in key order.
+    pub(crate) fn all_usage(&self) -> Vec<(Mac, Usage)> {
+        let map: PerCpuHashMap<_, MacKey, Usage> =
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
+                .expect("USAGE is a per-CPU hash map");
+        let mut entries: Vec<(Mac, Usage)> = map
+            .iter()
+            .map(|entry| {
+                let (key, per_cpu) = entry.expect("iterate USAGE");
+                (key.addr, sum_cpus(&per_cpu))
+            })
+            .collect();
+        entries.sort_unstable_by_key(|(mac, _)| *mac);
+        entries
+    }
+
+    /// One `STATS` counter summed over all CPUs.
+    fn stat(&self, index: u32) -> u64 {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).expect("STATS map"))
+                .expect("STATS is a per-CPU array");
+        map.get(&index, 0).expect("read STATS").iter().sum()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            malformed: self.stat(stat::MALFORMED_PACKETS),
+            untracked: self.stat(stat::UNTRACKED_PACKETS),
+            non_ip: self.stat(stat::NON_IP_PACKETS),
+            dropped_no_session: self.stat(stat::DROPPED_NO_SESSION),
+            dropped_budget: self.stat(stat::DROPPED_BUDGET),
+            dropped_deadline: self.stat(stat::DROPPED_DEADLINE),
+            events_lost: self.stat(stat::EVENTS_LOST),
+        }
+    }
+
+    /// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.
+    pub(crate) fn insert_client(&mut self, client: Mac) {
+        let mut map: PerCpuHashMap<_, MacKey, Usage> =
+            PerCpuHashMap::try_from(self.ebpf.map_mut(MAP_USAGE).expect("USAGE map"))
+                .expect("USAGE is a per-CPU hash map");
+        let cpus = nr_cpus().expect("count the possible CPUs");
+        let zeros = PerCpuValues::try_from(vec![Usage::default(); cpus]).expect("one per CPU");
+        map.insert(MacKey::new(client), zeros, 0)
+            .expect("insert into USAGE");
+    }
+
+    /// Tells the programs `addr` is the box itself, as the daemon does.
+    pub(crate) fn add_local_addr(&mut self, addr: IpKey) {
+        self.local_addrs.insert(addr);
+        hotspotd::bpf::set_local_addrs(&mut self.ebpf, &self.local_addrs)
+            .expect("write the local addresses");
+    }
+
+    /// Installs or replaces `client`'s grant, as the daemon does when a session runs.
+    pub(crate) fn grant(&mut self, client: Mac, grant: Grant) {
+        hotspotd::bpf::set_grant(&mut self.ebpf, MacKey::new(client), grant)
+            .expect("write the grant");
+    }
+
+    /// Removes `client`'s grant, as the daemon does when its session stops.
+    pub(crate) fn revoke(&mut self, client: Mac) {
+        hotspotd::bpf::remove_grant(&mut self.ebpf, MacKey::new(client)).expect("remove the grant");
+    }
+
+    /// `client`'s grant as the programs left it, `None` when it has none.
+    pub(crate) fn grant_of(&self, client: Mac) -> Option<Grant> {
+        hotspotd::bpf::grants(&self.ebpf)
+            .expect("read GRANTS")
+            .into_iter()
+            .find_map(|(key, grant)| (key == MacKey::new(client)).then_some(grant))
+    }
+
+    /// Makes the walled garden exactly `entries` (`network.walled_garden` syntax).
+    pub(crate) fn set_walled_garden(&mut self, entries: &[&str]) {
+        let entries: Vec<WalledGardenEntry> = entries
+            .iter()
+            .map(|text| text.parse().expect("a valid walled-garden entry"))
+            .collect();
+        hotspotd::bpf::set_walled_garden(&mut self.ebpf, &entries)
+            .expect("write the walled garden");
+    }
+
+    /// The kernel's jiffies now, the clock of `Grant::deadline_jiffies`: runs the clock probe
+    /// and reads what it left in `CLOCK`, as the daemon does.
+    pub(crate) fn jiffies(&self) -> u64 {
+        // BPF_PROG_TEST_RUN wants at least an Ethernet header; the probe never reads it.
+        let frame = [0u8; ETH_HLEN];
+        self.classifier(CLOCK_PROBE)
+            .test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ..TestRunOptions::new()
+            })
+            .expect("run the clock probe");
+        let clock: Array<_, u64> =
+            Array::try_from(self.ebpf.map(MAP_CLOCK).expect("CLOCK map")).expect("CLOCK array");
+        clock.get(&0, 0).expect("read CLOCK")
+    }
+
+    /// The reader of the programs' gate events. The map leaves the object, so call this once.
+    pub(crate) fn take_events(&mut self) -> Events {
+        let map = self.ebpf.take_map(MAP_EVENTS).expect("EVENTS map");
+        Events(RingBuf::try_from(map).expect("EVENTS is a ring buffer"))
+    }
+}
+
+/// `EVENTS`, read as the daemon reads it.
+pub(crate) struct Events(RingBuf<MapData>);
+
+impl Events {
+    /// Every event written since the last call, oldest first.
+    pub(crate) fn drain(&mut self) -> Vec<GateEvent> {
+        let mut events = Vec::new();
+        while let Some(item) = self.0.next() {
+            events.push(decode_event(&item));
+        }
+        events
+    }
+}
+
+/// A `GateEvent` from the bytes the kernel wrote (`#[repr(C)]`: session id, MAC key, kind).
+fn decode_event(bytes: &[u8]) -> GateEvent {
+    assert_eq!(
+        bytes.len(),
+        size_of::<GateEvent>(),
+        "an EVENTS record is one GateEvent"
+    );
+    let session_id = i64::from_ne_bytes(bytes[0..8].try_into().expect("8 bytes"));
+    let mac: Mac = bytes[8..14].try_into().expect("6 bytes");
+    let kind = u32::from_ne_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    assert_eq!(
+        (&bytes[14..16], &bytes[20..24]),
+        (&[0u8; 2][..], &[0u8; 4][..]),
+        "padding is zero"
+    );
+    GateEvent::new(MacKey::new(mac), session_id, kind)
+}
+
+/// A running session that passes everything: no data limit, no deadline.
+pub(crate) const fn unlimited() -> Grant {
+    Grant::new(1, UNLIMITED_BYTES, NO_DEADLINE)
+}
+
+/// `STATS`, summed over all CPUs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub(crate) malformed: u64,
+    pub(crate) untracked: u64,
+    pub(crate) non_ip: u64,
+    pub(crate) dropped_no_session: u64,
+    pub(crate) dropped_budget: u64,
+    pub(crate) dropped_deadline: u64,
+    pub(crate) events_lost: u64,
+}
+
+fn sum_cpus(per_cpu: &[Usage]) -> Usage {
+    per_cpu.iter().fold(Usage::default(), Usage::merged)
+}
+
+/// The counters without `last_seen_jiffies`, which is a clock reading.
+pub(crate) fn counters(usage: Usage) -> Usage {
+    Usage {
+        last_seen_jiffies: 0,
+        ..usage
+    }
+}
+
+pub(crate) fn billable_up(ip_bytes: usize, packets: u64) -> Usage {
+    Usage {
+        up_bytes: to_u64(ip_bytes),
+        up_packets: packets,
+        ..Usage::default()
+    }
+}
+
+pub(crate) fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).expect("usize fits u64")
+}
+
+pub(crate) fn udp_v4(src: [u8; 4], dst: [u8; 4], payload_len: usize) -> Vec<u8> {
+    ipv4(
+        src,
+        dst,
+        IPPROTO_UDP,
+        &udp(CLIENT_PORT, DNS_PORT, payload_len),
+    )
+}
+
+pub(crate) fn udp_v6(src: [u8; 16], dst: [u8; 16], payload_len: usize) -> Vec<u8> {
+    ipv6(
+        src,
+        dst,
+        IPPROTO_UDP,
+        &udp(CLIENT_PORT, DNS_PORT, payload_len),
+    )
+}
+
+/// A frame from the client through the gateway.
+pub(crate) fn upload(ether_type: u16, packet: &[u8]) -> Vec<u8> {
+    ethernet(GATEWAY, CLIENT, &[], ether_type, packet)
+}
+
+/// A frame from the gateway to the client.
+pub(crate) fn download(ether_type: u16, packet: &[u8]) -> Vec<u8> {
+    ethernet(CLIENT, GATEWAY, &[], ether_type, packet)
+}
+
+/// A `__sk_buff` context saying the skb is a GSO packet of `segments` segments.
+pub(crate) fn gso_context(segments: u32, segment_size: u32) -> [u8; SK_BUFF_LEN] {
+    let mut context = [0; SK_BUFF_LEN];
+    context[SK_BUFF_GSO_SEGS..SK_BUFF_GSO_SEGS + 4].copy_from_slice(&segments.to_ne_bytes());
+    context[SK_BUFF_GSO_SIZE..SK_BUFF_GSO_SIZE + 4].copy_from_slice(&segment_size.to_ne_bytes());
+    context
+}
