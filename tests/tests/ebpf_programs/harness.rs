@@ -19,8 +19,8 @@ use aya::{
 };
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
-    CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_CLOCK, MAP_EVENTS, MAP_STATS, MAP_USAGE, MacKey,
-    NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
+    CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_STATS, MAP_USAGE,
+    MacKey, NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -50,7 +50,10 @@ pub(crate) const DNS_PORT: u16 = 53;
 // `struct __sk_buff` of the kernel's uapi `linux/bpf.h`: its size and the offsets of the two
 // fields the GSO test sets. BPF_PROG_TEST_RUN copies these into the skb's shared info and
 // rejects a context with any byte set in a field it does not let a test choose.
-const SK_BUFF_LEN: usize = 192;
+pub(crate) const SK_BUFF_LEN: usize = 192;
+/// Offsets in `__sk_buff` (uapi linux/bpf.h).
+pub(crate) const SK_BUFF_PRIORITY: usize = 32;
+pub(crate) const SK_BUFF_INGRESS_IFINDEX: usize = 36;
 const SK_BUFF_GSO_SEGS: usize = 164;
 const SK_BUFF_GSO_SIZE: usize = 176;
 
@@ -174,6 +177,35 @@ impl Harness {
                 )
             });
         result.return_value.cast_signed()
+    }
+
+    /// Runs `program` once on `frame` with `context` as its `__sk_buff`, and returns the
+    /// verdict and the `__sk_buff` as the program left it.
+    pub(crate) fn run_skb(
+        &self,
+        program: Program,
+        frame: &[u8],
+        context: &[u8; SK_BUFF_LEN],
+    ) -> (i32, [u8; SK_BUFF_LEN]) {
+        let mut out = [0u8; SK_BUFF_LEN];
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(context),
+            ctx_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        let result = self
+            .classifier(program.name())
+            .test_run(options)
+            .unwrap_or_else(|error| panic!("{} test run: {error:?}", program.name()));
+        (result.return_value.cast_signed(), out)
+    }
+
+    /// Sets a word of `CONFIG`, as the daemon does.
+    pub(crate) fn set_config(&mut self, index: u32, value: u32) {
+        let mut config: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut(MAP_CONFIG).expect("CONFIG map")).expect("an array");
+        config.set(index, value, 0).expect("set a CONFIG word");
     }
 
     /// Runs `program` once on `frame` and checks that it let the frame through.

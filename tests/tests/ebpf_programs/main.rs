@@ -10,3 +10,4 @@ mod accounting;
 mod fuzz;
 mod gate;
 mod harness;
+mod shaping;
