@@ -16,4 +16,4 @@ mod run;
 pub mod sessions;
 pub mod store;
 
-pub use run::{RunError, run};
+pub use run::{RunError, run, run_reloadable};

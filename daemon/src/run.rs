@@ -6,13 +6,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     api::{self, ListenError},
     bpf::{BpfError, Kernel},
     config::Config,
-    control::{self, Control, ControlError},
+    control::{self, Command, Control, ControlError},
     net::ip_key,
     netlink::{Netlink, NetlinkError},
     store::{Store, StoreError},
@@ -50,6 +51,17 @@ pub enum RunError {
 /// Runs hotspotd until `shutdown` is cancelled. Returns once the programs are detached and
 /// the API socket is gone.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(), RunError> {
+    // Nobody sends on it: the configuration never changes.
+    let (_keep, reloads) = watch::channel(Arc::clone(&config));
+    run_reloadable(config, shutdown, reloads).await
+}
+
+/// [`run`], taking new configurations (validated, e.g. on SIGHUP) from `reloads`.
+pub async fn run_reloadable(
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    mut reloads: watch::Receiver<Arc<Config>>,
+) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
     let lan_ifindex = nix::net::if_::if_nametoindex(lan.as_str())
         .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
@@ -85,6 +97,19 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
 
     let listener = api::listen(&config.api.socket).await?;
     let (commands, command_queue) = control::channel();
+    let reload_commands = commands.clone();
+    let forward_reloads = async move {
+        while reloads.changed().await.is_ok() {
+            let config = Arc::clone(&reloads.borrow_and_update());
+            if reload_commands
+                .tell(Command::Reload { config })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
     let tasks = TaskTracker::new();
     let api_task = tasks.spawn(api::serve(
         listener,
@@ -93,10 +118,12 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(),
         shutdown.clone(),
     ));
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
+    let reload_task = tokio::spawn(forward_reloads);
     tasks.close();
     tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
 
     let kernel = control_task.await??;
+    reload_task.abort();
     api_task.await?;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "closing the store failed");

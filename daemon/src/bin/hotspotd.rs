@@ -1,12 +1,19 @@
 //! `hotspotd`: the service. Parses the command line, loads and validates the configuration,
 //! runs the daemon until SIGTERM or SIGINT.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
 use hotspotd::config::{Config, DEFAULT_CONFIG_PATH};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -49,7 +56,7 @@ fn main() -> ExitCode {
         // journald shows escape codes as they are; colour only for a person at a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match serve(config) {
+    match serve(config, &cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -58,15 +65,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = tokio::spawn(wait_for_signals(shutdown.clone()));
-        let result = hotspotd::run(Arc::new(config), shutdown.clone()).await;
+        let config = Arc::new(config);
+        let (reload, reloads) = watch::channel(Arc::clone(&config));
+        let signals = tokio::spawn(wait_for_signals(shutdown.clone(), path.to_owned(), reload));
+        let result = hotspotd::run_reloadable(config, shutdown.clone(), reloads).await;
         // If run() failed on its own, stop listening for signals too.
         shutdown.cancel();
         signals.await.context("signal task")??;
@@ -74,9 +83,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT. SIGHUP, which would otherwise kill the process,
-/// is logged: the configuration is read at start only.
-async fn wait_for_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Cancels `shutdown` on SIGTERM or SIGINT. On SIGHUP reads the configuration file again and,
+/// if it is valid, hands it to the daemon; if not, says why and keeps the running one.
+async fn wait_for_signals(
+    shutdown: CancellationToken,
+    path: PathBuf,
+    reload: watch::Sender<Arc<Config>>,
+) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
@@ -86,7 +99,13 @@ async fn wait_for_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
             _ = hangup.recv() => {
-                tracing::warn!("SIGHUP: this version reads its configuration at start only; restart hotspotd to apply changes");
+                match Config::load(Some(&path)) {
+                    Ok(config) => {
+                        tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                        reload.send_replace(Arc::new(config));
+                    }
+                    Err(error) => tracing::error!("SIGHUP: {error}; keeping the running configuration"),
+                }
                 continue;
             }
         }

@@ -44,6 +44,10 @@ pub enum Command {
         mac: MacAddr,
         reply: oneshot::Sender<Result<ClientView, CommandError>>,
     },
+    /// A new, validated configuration (SIGHUP): applies what can change live.
+    Reload {
+        config: std::sync::Arc<crate::config::Config>,
+    },
 }
 
 /// Why a command was refused.
@@ -74,6 +78,11 @@ pub fn channel() -> (Commands, mpsc::Receiver<Command>) {
 }
 
 impl Commands {
+    /// Sends a command that has no reply.
+    pub async fn tell(&self, command: Command) -> Result<(), ControlGone> {
+        self.0.send(command).await.map_err(|_| ControlGone)
+    }
+
     /// Sends the command `make` builds and waits for its reply.
     pub async fn ask<T>(
         &self,
@@ -118,6 +127,7 @@ impl Control {
                 let result = self.engine.pause(mac, now());
                 let _ = reply.send(self.after(result, mac).await);
             }
+            Command::Reload { config } => self.reload(config).await,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod apply;
 mod commands;
+mod reload;
 mod restore;
 mod views;
 
@@ -135,9 +136,8 @@ impl Control {
         // the ring (now inside the AsyncFd) lives.
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
-        let period = self.config.poll_interval();
-        let mut ticks = tokio::time::interval(period);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut period = self.config.poll_interval();
+        let mut ticks = poll_ticks(period);
         loop {
             let next_deadline = self.deadlines.values().min().copied();
             tokio::select! {
@@ -166,7 +166,14 @@ impl Control {
                     }
                     self.poll_logged().await;
                 }
-                Some(command) = commands.recv() => self.handle(command).await,
+                Some(command) = commands.recv() => {
+                    self.handle(command).await;
+                    // A reload may have changed the poll interval.
+                    if self.config.poll_interval() != period {
+                        period = self.config.poll_interval();
+                        ticks = poll_ticks(period);
+                    }
+                }
             }
         }
         self.poll_logged().await;
@@ -214,6 +221,13 @@ impl Control {
         self.last_poll = started.elapsed();
         Ok(())
     }
+}
+
+/// Poll ticks every `period`; a late tick is skipped, not made up in a burst.
+fn poll_ticks(period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticks
 }
 
 /// Sleeps until `deadline`, or forever without one.
