@@ -1,13 +1,16 @@
 //! A `hotspotd` process for end-to-end tests: started inside a [`Lan`]'s gateway namespace
 //! with its own API socket, `SQLite` file and bpffs pin folder, driven with `hotspotctl`.
-//! On drop it is killed and its pin folder under /sys/fs/bpf is removed.
+//! It can be crashed (SIGKILL), frozen (SIGSTOP) and started again on the same state, and its
+//! kernel state can be wiped to simulate a reboot. On drop it is killed and its pin folder
+//! under /sys/fs/bpf is removed.
 
-use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +66,11 @@ pub struct Daemon {
     socket: PathBuf,
     pin_dir: PathBuf,
     log_path: PathBuf,
+    /// Every `HOTSPOTD__*` variable it was started with, so [`Daemon::restart`] starts the
+    /// same daemon: same database, socket and pin folder.
+    env: Vec<(OsString, OsString)>,
+    /// The command it is started through (see [`Daemon::start_wrapped`]); empty for none.
+    wrapper: Vec<OsString>,
     // Holds the socket, the database and the log; deleted on drop, after the child is gone.
     _dir: tempfile::TempDir,
 }
@@ -73,6 +81,17 @@ impl Daemon {
     /// through `HOTSPOTD__*` variables, plus `extra_env`. Returns once the API socket accepts
     /// connections; on early exit or timeout the error carries the daemon's log.
     pub fn start(lan: &Lan, extra_env: &[(&str, &str)]) -> Result<Daemon> {
+        Self::start_wrapped(lan, extra_env, &[])
+    }
+
+    /// Like [`Daemon::start`], but runs `WRAPPER... hotspotd --config ...`, also on
+    /// [`Daemon::restart`]: e.g. `setpriv` with the capabilities the systemd unit grants. The
+    /// wrapper must exec the daemon in its own process, so signals and the pid reach it.
+    pub fn start_wrapped(
+        lan: &Lan,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Result<Daemon> {
         remove_stale_pin_dirs();
         let (pid, seq) = unique_id();
         let dir = tempfile::Builder::new()
@@ -82,75 +101,92 @@ impl Daemon {
         let socket = dir.path().join("api.sock");
         let log_path = dir.path().join("hotspotd.log");
         let pin_dir = Path::new(PIN_ROOT).join(format!("{PIN_PREFIX}{pid}-{seq}"));
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("HOTSPOTD__NETWORK__LAN_INTERFACE".into(), LAN_IFACE.into()),
+            ("HOTSPOTD__API__SOCKET".into(), socket.clone().into()),
+            ("HOTSPOTD__KERNEL__PIN_DIR".into(), pin_dir.clone().into()),
+            (
+                "HOTSPOTD__STORE__SQLITE_PATH".into(),
+                dir.path().join("hotspotd.sqlite").into(),
+            ),
+            (
+                "HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS".into(),
+                "100".into(),
+            ),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(key, value)| (OsString::from(key), OsString::from(value))),
+        );
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-        let log_for_stdout = log.try_clone().context("duplicate the log file handle")?;
-        let bin = hotspotd_bin();
-        let config = workspace_root().join("config.toml");
-
-        let mut command = lan.gateway.command(&bin);
-        command
-            .arg("--config")
-            .arg(&config)
-            .env("HOTSPOTD__NETWORK__LAN_INTERFACE", LAN_IFACE)
-            .env("HOTSPOTD__API__SOCKET", &socket)
-            .env("HOTSPOTD__KERNEL__PIN_DIR", &pin_dir)
-            .env(
-                "HOTSPOTD__STORE__SQLITE_PATH",
-                dir.path().join("hotspotd.sqlite"),
-            )
-            .env("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "100")
-            .envs(
-                extra_env
-                    .iter()
-                    .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
-            )
-            .stdin(Stdio::null())
-            .stdout(log_for_stdout)
-            .stderr(log);
-        // SAFETY: prctl(2) is async-signal-safe. The daemon dies with the thread that started
-        // it, so a test process killed before its drops run leaves no daemon behind.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("start {} (built? set HOTSPOTD_BIN)", bin.display()))?;
+        let wrapper: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
+        let child = spawn(lan, &wrapper, &env, log)?;
         let mut daemon = Daemon {
             child,
             socket,
             pin_dir,
             log_path,
+            env,
+            wrapper,
             _dir: dir,
         };
+        daemon.wait_until_serving()?;
+        Ok(daemon)
+    }
 
+    /// Starts the daemon again after [`Daemon::kill`] (or a crash), on the same state: the
+    /// same configuration, `SQLite` file, API socket and pin folder, so it restores what the
+    /// first run saved and, if they are still there, takes over the pinned maps and links.
+    /// Its log is appended to the first run's.
+    pub fn restart(&mut self, lan: &Lan) -> Result<()> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            bail!(
+                "hotspotd (pid {}) still runs; kill it before restarting",
+                self.child.id()
+            );
+        }
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("open {}", self.log_path.display()))?;
+        writeln!(log, "----- hotspotd restarted by the test -----")
+            .with_context(|| format!("write {}", self.log_path.display()))?;
+        self.child = spawn(lan, &self.wrapper, &self.env, log)?;
+        self.wait_until_serving()
+    }
+
+    /// Waits until the API socket accepts connections; on early exit or timeout, stops the
+    /// daemon and fails with its log.
+    fn wait_until_serving(&mut self) -> Result<()> {
         let mut exited = None;
         let ready = wait_for(START_TIMEOUT, || {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 exited = Some(status);
                 return true;
             }
-            UnixStream::connect(&daemon.socket).is_ok()
+            // A socket file left by a killed run refuses connections until the new run
+            // replaces it, so this also waits for that.
+            UnixStream::connect(&self.socket).is_ok()
         });
         if let Some(status) = exited {
             bail!(
                 "hotspotd exited during start-up ({status}); log:\n{}",
-                daemon.log()
+                self.log()
             );
         }
         if !ready {
             // Stopped here so the log is complete when read.
-            let _ = daemon.child.kill();
-            let _ = daemon.child.wait();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
             bail!(
                 "hotspotd did not open {} within {START_TIMEOUT:?}; log:\n{}",
-                daemon.socket.display(),
-                daemon.log()
+                self.socket.display(),
+                self.log()
             );
         }
-        Ok(daemon)
+        Ok(())
     }
 
     /// The API socket (reachable from any namespace: it is a filesystem path).
@@ -168,6 +204,17 @@ impl Daemon {
     #[must_use]
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// Runs `hotspotctl --socket SOCKET ARGS...` and returns its exit status and output as
+    /// they are, failure or not: for tests of what it says when it refuses.
+    pub fn ctl(&self, args: &[&str]) -> Result<Output> {
+        Command::new(hotspotctl_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .with_context(|| format!("run {} (set HOTSPOTCTL_BIN)", hotspotctl_bin().display()))
     }
 
     /// Runs `hotspotctl --socket SOCKET ARGS... --json` and parses its stdout as JSON.
@@ -197,12 +244,44 @@ impl Daemon {
             .with_context(|| format!("hotspotctl {} printed no JSON: {stdout}", args.join(" ")))
     }
 
+    /// `hotspotctl session add --mac MAC ARGS...`: the created session, as JSON.
+    pub fn add_session(&self, mac: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let mut full = vec!["session", "add", "--mac", mac];
+        full.extend_from_slice(args);
+        self.ctl_json(&full)
+    }
+
+    /// `hotspotctl sessions`: every session, as JSON objects.
+    pub fn sessions(&self) -> Result<Vec<serde_json::Value>> {
+        let list = self.ctl_json(&["sessions"])?;
+        list.as_array()
+            .cloned()
+            .with_context(|| format!("hotspotctl sessions printed no JSON array: {list}"))
+    }
+
+    /// Session `id` as `hotspotctl sessions` shows it; an error if it is not listed.
+    pub fn session(&self, id: i64) -> Result<serde_json::Value> {
+        self.sessions()?
+            .into_iter()
+            .find(|session| session["id"] == id)
+            .with_context(|| format!("hotspotctl sessions does not list session {id}"))
+    }
+
+    /// Client `mac` as `hotspotctl clients` shows it; an error if it is not listed.
+    pub fn client(&self, mac: &str) -> Result<serde_json::Value> {
+        let table = self.ctl_json(&["clients"])?;
+        table
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|row| row["mac"] == mac)
+            .cloned()
+            .with_context(|| format!("hotspotctl clients does not list {mac}: {table}"))
+    }
+
     /// Sends SIGTERM and waits up to 10 s for the daemon to exit; returns its exit status.
     pub fn stop(mut self) -> Result<ExitStatus> {
-        let pid = Pid::from_raw(
-            i32::try_from(self.child.id()).context("daemon pid does not fit in pid_t")?,
-        );
-        kill(pid, Signal::SIGTERM).context("send SIGTERM to hotspotd")?;
+        self.signal(Signal::SIGTERM)?;
         let mut status = None;
         wait_for(STOP_TIMEOUT, || {
             status = self.child.try_wait().ok().flatten();
@@ -216,6 +295,51 @@ impl Daemon {
                 self.log()
             ),
         }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and waits for it to be gone. Its
+    /// state stays: the database, the socket file, and the pinned maps and links (so the gate
+    /// keeps enforcing in the kernel). [`Daemon::restart`] starts it again.
+    pub fn kill(&mut self) -> Result<()> {
+        self.signal(Signal::SIGKILL)?;
+        self.child.wait().context("wait for the killed hotspotd")?;
+        Ok(())
+    }
+
+    /// Stops the daemon with SIGSTOP: it takes no more polls, timers or commands, while the
+    /// kernel goes on enforcing. [`Daemon::thaw`] resumes it.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// Resumes a daemon stopped by [`Daemon::freeze`] (SIGCONT).
+    pub fn thaw(&self) -> Result<()> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    /// Removes what a killed daemon left in the kernel, as a reboot would: unpins its TCX
+    /// links (with no process holding them, that detaches the programs) and its maps, and
+    /// deletes the pin folder. The database and the socket file stay. Detaching happens in
+    /// the kernel shortly after the pins go; check with `hotspotd::bpf::attached_programs`.
+    pub fn remove_kernel_state(&mut self) -> Result<()> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            bail!(
+                "hotspotd (pid {}) still runs and holds its links; kill it first",
+                self.child.id()
+            );
+        }
+        match fs::remove_dir_all(&self.pin_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("remove {}", self.pin_dir.display())),
+        }
+    }
+
+    fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = Pid::from_raw(
+            i32::try_from(self.child.id()).context("daemon pid does not fit in pid_t")?,
+        );
+        kill(pid, signal).with_context(|| format!("send {signal} to hotspotd"))
     }
 
     /// Everything the daemon wrote to stdout and stderr so far.
@@ -237,6 +361,44 @@ impl Drop for Daemon {
         // Pins keep maps alive in the kernel; a test's pins must not outlive it.
         let _ = fs::remove_dir_all(&self.pin_dir);
     }
+}
+
+/// Starts `hotspotd` in `lan.gateway` (through `wrapper`, if not empty) with `env`, its
+/// stdout and stderr going to `log`.
+fn spawn(
+    lan: &Lan,
+    wrapper: &[OsString],
+    env: &[(OsString, OsString)],
+    log: File,
+) -> Result<Child> {
+    let log_for_stdout = log.try_clone().context("duplicate the log file handle")?;
+    let bin = hotspotd_bin();
+    let config = workspace_root().join("config.toml");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = lan.gateway.command(program);
+            command.args(args).arg(&bin);
+            command
+        }
+        None => lan.gateway.command(&bin),
+    };
+    command
+        .arg("--config")
+        .arg(&config)
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(log_for_stdout)
+        .stderr(log);
+    // SAFETY: prctl(2) is async-signal-safe. The daemon dies with the thread that started
+    // it, so a test process killed before its drops run leaves no daemon behind.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    command
+        .spawn()
+        .with_context(|| format!("start {} (built? set HOTSPOTD_BIN)", bin.display()))
 }
 
 /// Removes pin folders of test processes that no longer run (killed before their drops).

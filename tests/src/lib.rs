@@ -22,7 +22,8 @@ pub use lan::{
 };
 pub use netns::Netns;
 pub use traffic::{
-    TcpSink, TcpSource, UdpEcho, ip_bytes_udp, tcp_receive, tcp_send, udp_ping_pong,
+    Arrival, TcpSink, TcpSource, UdpEcho, UdpSink, UdpStream, ip_bytes_udp, largest_gap,
+    lost_datagrams, tcp_receive, tcp_send, udp_blast, udp_echoes, udp_ping_pong,
 };
 
 /// Polls `condition` until it returns true or `timeout` passes; returns whether it became

@@ -1,13 +1,17 @@
 //! Traffic with known sizes between namespaces, on std sockets created inside them: a UDP
-//! echo and ping-pong (one datagram in flight, so counts are exact), and TCP sinks and sources
-//! for bulk upload and download. Servers run on background threads and stop on drop.
+//! echo and ping-pong (one datagram in flight, so counts are exact), a steady UDP stream and a
+//! full-speed UDP blast into a sink that timestamps every datagram (for cut-off times and
+//! gaps), and TCP sinks and sources for bulk upload and download. Servers run on background
+//! threads and stop on drop.
 
+use std::collections::BTreeSet;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -280,6 +284,341 @@ pub fn tcp_receive(netns: &Netns, from: SocketAddr) -> Result<u64> {
             read_to_end(&mut stream).context("receive")
         })?
         .with_context(|| format!("TCP receive in {name} from {from}"))
+}
+
+/// Asks for this receive buffer on [`UdpSink`] sockets (`SO_RCVBUFFORCE`, root only): a
+/// burst that gets through the gate must land in the socket, not be dropped behind it, or
+/// the test would blame the gate for the socket's losses. The kernel doubles it for its own
+/// bookkeeping; a 1,000-byte datagram costs about 2.3 KB of it, so this holds over 25,000.
+const SINK_RCVBUF: usize = 32 * 1024 * 1024;
+/// Every datagram of [`UdpStream`] and [`udp_blast`] starts with its sequence number
+/// (big-endian), so a receiver can tell lost datagrams from late ones.
+const SEQ_LEN: usize = 8;
+/// The sequence number of [`UdpSink::sync`]'s marker datagram, which is not recorded.
+const MARKER_SEQ: u64 = u64::MAX;
+/// How long [`UdpSink::sync`] waits for its marker.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One datagram as it reached a [`UdpSink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The sender's sequence number (0 if the datagram was too short to carry one).
+    pub seq: u64,
+    /// When the sink's thread got it from the socket.
+    pub at: Instant,
+    /// UDP payload bytes.
+    pub len: usize,
+}
+
+/// A UDP receiver inside a namespace that records every datagram's arrival: sequence number,
+/// time and size. Stops on drop.
+#[derive(Debug)]
+pub struct UdpSink {
+    addr: SocketAddr,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    markers: Arc<AtomicU64>,
+    /// Held for its drop, which stops the server thread.
+    _server: Server,
+}
+
+impl UdpSink {
+    /// Binds `addr` in `netns` (port 0 picks a free one, see [`UdpSink::addr`]) with a
+    /// receive buffer big enough that bursts are not lost in the socket.
+    pub fn start(netns: &Netns, addr: SocketAddr) -> Result<UdpSink> {
+        let socket = netns
+            .run(move || UdpSocket::bind(addr))?
+            .with_context(|| format!("bind UDP sink to {addr} in {}", netns.name()))?;
+        setsockopt(&socket, sockopt::RcvBufForce, &SINK_RCVBUF)
+            .context("enlarge the UDP sink's receive buffer (SO_RCVBUFFORCE needs root)")?;
+        socket.set_read_timeout(Some(STOP_POLL))?;
+        let addr = socket.local_addr()?;
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let markers = Arc::new(AtomicU64::new(0));
+        let (record, marked) = (Arc::clone(&arrivals), Arc::clone(&markers));
+        let server = Server::spawn(&format!("udp-sink-{addr}"), move |stop| {
+            let mut buf = vec![0; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                match socket.recv(&mut buf) {
+                    Ok(len) => {
+                        let at = Instant::now();
+                        let seq = buf
+                            .get(..SEQ_LEN)
+                            .filter(|_| len >= SEQ_LEN)
+                            .and_then(|bytes| bytes.try_into().ok())
+                            .map_or(0, u64::from_be_bytes);
+                        if seq == MARKER_SEQ && len == SEQ_LEN {
+                            marked.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        record
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(Arrival { seq, at, len });
+                    }
+                    Err(e) if is_timeout(&e) => {}
+                    Err(_) => {}
+                }
+            }
+        })?;
+        Ok(UdpSink {
+            addr,
+            arrivals,
+            markers,
+            _server: server,
+        })
+    }
+
+    /// Sends a marker datagram from `from` (a namespace whose path to the sink nothing
+    /// blocks, such as the gateway's) and waits until the sink has read it. A socket delivers
+    /// in order, so everything that reached the socket before the marker has been recorded
+    /// when this returns: the counts are final for traffic that ended before the call.
+    pub fn sync(&self, from: &Netns) -> Result<()> {
+        let socket = connected_udp(from, self.addr)?;
+        let before = self.markers.load(Ordering::Relaxed);
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        // Resent every 200 ms in case the first is lost while a neighbour entry resolves.
+        while Instant::now() < deadline {
+            socket
+                .send(&MARKER_SEQ.to_be_bytes())
+                .with_context(|| format!("send a marker to {}", self.addr))?;
+            let resend = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < resend {
+                if self.markers.load(Ordering::Relaxed) > before {
+                    return Ok(());
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        bail!(
+            "the UDP sink at {} did not see a marker from {} within {SYNC_TIMEOUT:?}",
+            self.addr,
+            from.name()
+        )
+    }
+
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every datagram received so far, in arrival order.
+    #[must_use]
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Datagrams received so far.
+    #[must_use]
+    pub fn received(&self) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// IP-level bytes of everything received so far (what the gate counts): payload plus
+    /// UDP and IP headers.
+    #[must_use]
+    pub fn received_ip_bytes(&self) -> u64 {
+        let ipv6 = self.addr.is_ipv6();
+        self.arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|arrival| ip_bytes_udp(arrival.len, ipv6))
+            .sum()
+    }
+}
+
+/// The longest time between two consecutive arrivals whose sequence numbers both lie in
+/// `seqs`, with the sequence number that ended it; zero if there is no such pair.
+#[must_use]
+pub fn largest_gap(arrivals: &[Arrival], seqs: RangeInclusive<u64>) -> (Duration, u64) {
+    arrivals
+        .windows(2)
+        .filter(|pair| seqs.contains(&pair[0].seq) && seqs.contains(&pair[1].seq))
+        .map(|pair| (pair[1].at - pair[0].at, pair[1].seq))
+        .max_by_key(|(gap, _)| *gap)
+        .unwrap_or_default()
+}
+
+/// Datagrams missing between the first and the last received, as runs of (first missing
+/// sequence number, how many). The sender numbered every one, so these were lost on the way,
+/// whenever they would have arrived.
+#[must_use]
+pub fn lost_datagrams(arrivals: &[Arrival]) -> Vec<(u64, u64)> {
+    let seqs: BTreeSet<u64> = arrivals.iter().map(|arrival| arrival.seq).collect();
+    let mut runs = Vec::new();
+    let mut expected = None;
+    for seq in seqs {
+        if let Some(expected) = expected
+            && seq > expected
+        {
+            runs.push((expected, seq - expected));
+        }
+        expected = Some(seq + 1);
+    }
+    runs
+}
+
+/// A steady UDP stream from inside a namespace: one datagram of a fixed size every `period`,
+/// each carrying its sequence number, for at most a given duration. Sending is scheduled on
+/// absolute times, so a sender that was descheduled catches up at once instead of drifting.
+/// Stops on drop.
+#[derive(Debug)]
+pub struct UdpStream {
+    sent: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    /// Held for its drop, which stops the sending thread.
+    _server: Server,
+}
+
+impl UdpStream {
+    /// Starts sending from `netns` to `to`: `payload_len` bytes (at least 8) every `period`,
+    /// until `duration` has passed or the stream is dropped. Send errors (a full queue, an
+    /// ICMP error) are not retried; [`UdpStream::sent`] counts what left.
+    pub fn start(
+        netns: &Netns,
+        to: SocketAddr,
+        payload_len: usize,
+        period: Duration,
+        duration: Duration,
+    ) -> Result<UdpStream> {
+        ensure!(
+            payload_len >= SEQ_LEN,
+            "a stream's datagrams carry an {SEQ_LEN}-byte sequence number (asked for {payload_len} bytes)"
+        );
+        ensure!(!period.is_zero(), "a stream needs a period > 0");
+        let socket = connected_udp(netns, to)?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (count, finished) = (Arc::clone(&sent), Arc::clone(&done));
+        let server = Server::spawn(&format!("udp-stream-{to}"), move |stop| {
+            let mut payload = vec![0x5a; payload_len];
+            let start = Instant::now();
+            let end = start + duration;
+            let mut next = start;
+            let mut seq: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                if now < next {
+                    thread::sleep((next - now).min(STOP_POLL));
+                    continue;
+                }
+                payload[..SEQ_LEN].copy_from_slice(&seq.to_be_bytes());
+                if socket.send(&payload).is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                seq += 1;
+                next += period;
+            }
+            finished.store(true, Ordering::Relaxed);
+        })?;
+        Ok(UdpStream {
+            sent,
+            done,
+            _server: server,
+        })
+    }
+
+    /// Datagrams sent so far.
+    #[must_use]
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Whether its duration is over.
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+/// From inside `netns`, sends datagrams of `payload_len` bytes (at least 8, each carrying its
+/// sequence number) to `to` in a tight loop for `duration`: a download at the full speed the
+/// path allows. Datagrams the local queue refuses are not retried. Returns how many left.
+pub fn udp_blast(
+    netns: &Netns,
+    to: SocketAddr,
+    payload_len: usize,
+    duration: Duration,
+) -> Result<u64> {
+    ensure!(
+        payload_len >= SEQ_LEN,
+        "a blast's datagrams carry an {SEQ_LEN}-byte sequence number (asked for {payload_len} bytes)"
+    );
+    let socket = connected_udp(netns, to)?;
+    let name = netns.name().to_owned();
+    netns
+        .run(move || {
+            let mut payload = vec![0x5a; payload_len];
+            let end = Instant::now() + duration;
+            let mut seq: u64 = 0;
+            let mut sent = 0;
+            while Instant::now() < end {
+                payload[..SEQ_LEN].copy_from_slice(&seq.to_be_bytes());
+                if socket.send(&payload).is_ok() {
+                    sent += 1;
+                }
+                seq += 1;
+            }
+            sent
+        })
+        .with_context(|| format!("UDP blast from {name} to {to}"))
+}
+
+/// From inside `netns`, sends `count` datagrams of `payload_len` bytes to `to`, one at a time,
+/// each waiting up to `timeout` for its echo, and returns how many came back. Unlike
+/// [`udp_ping_pong`], a lost echo is counted, not an error: for checking that a path is
+/// closed (0 echoes) as well as open.
+pub fn udp_echoes(
+    netns: &Netns,
+    to: SocketAddr,
+    payload_len: usize,
+    count: usize,
+    timeout: Duration,
+) -> Result<usize> {
+    let socket = connected_udp(netns, to)?;
+    socket.set_read_timeout(Some(timeout))?;
+    let payload = vec![0xa5; payload_len];
+    let mut reply = vec![0u8; payload_len + 1];
+    let mut echoed = 0;
+    for _ in 0..count {
+        socket
+            .send(&payload)
+            .with_context(|| format!("send a datagram to {to}"))?;
+        // Drops are silent; an ICMP error (port unreachable) is an answer of sorts but no
+        // echo, so only a matching datagram counts.
+        if let Ok(len) = socket.recv(&mut reply)
+            && reply[..len] == payload[..]
+        {
+            echoed += 1;
+        }
+    }
+    Ok(echoed)
+}
+
+/// A UDP socket created inside `netns` and connected to `to`; usable from any thread.
+fn connected_udp(netns: &Netns, to: SocketAddr) -> Result<UdpSocket> {
+    let local: SocketAddr = if to.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = netns
+        .run(move || -> io::Result<UdpSocket> {
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(to)?;
+            Ok(socket)
+        })?
+        .with_context(|| format!("UDP socket to {to} in {}", netns.name()))?;
+    Ok(socket)
 }
 
 fn listen(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {

@@ -67,7 +67,7 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         let message = error.to_string();
         let (status, code) = match &error {
-            CommandError::Engine(EngineError::InvalidSession { .. }) => {
+            CommandError::Invalid(_) | CommandError::Engine(EngineError::InvalidSession { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_session")
             }
             CommandError::Engine(EngineError::UnknownSession { .. }) => {

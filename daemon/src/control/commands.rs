@@ -53,6 +53,8 @@ pub enum Command {
 /// Why a command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    #[error("the session cannot be sold: {0}")]
+    Invalid(#[from] crate::sessions::InvalidSession),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("the session could not be stored: {0}")]

@@ -31,7 +31,9 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let mut rounds: usize = 1_000;
     while let Some(arg) = args.next() {
-        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--rounds" => rounds = value.parse().context("--rounds")?,
             _ => bail!("usage: bench-connect [--rounds N]"),
@@ -45,7 +47,8 @@ fn main() -> Result<()> {
 
     let receiver = {
         let (arrivals, running) = (Arc::clone(&arrivals), Arc::clone(&running));
-        lan.internet.spawn(move || receive(target, &arrivals, &running))?
+        lan.internet
+            .spawn(move || receive(target, &arrivals, &running))?
     };
     let mut senders = Vec::new();
     for client in &lan.clients {
@@ -53,7 +56,9 @@ fn main() -> Result<()> {
         senders.push(client.netns.spawn(move || send_probes(target, &running))?);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let api = ApiClient::new(daemon.socket());
     let mut latencies = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -67,7 +72,11 @@ fn main() -> Result<()> {
         let session: SessionView = runtime.block_on(api.post("/v1/sessions", &body))?;
         let mut arrived = None;
         wait_for(Duration::from_secs(2), || {
-            arrived = arrivals.lock().ok().and_then(|seen| seen.get(&ip).copied()).filter(|at| *at > asked);
+            arrived = arrivals
+                .lock()
+                .ok()
+                .and_then(|seen| seen.get(&ip).copied())
+                .filter(|at| *at > asked);
             arrived.is_some()
         });
         let arrived = arrived.with_context(|| format!("round {round}: no packet got through"))?;
@@ -93,10 +102,16 @@ fn main() -> Result<()> {
     };
     println!("| from `POST /v1/sessions` (connect) to the first packet through | ms |");
     println!("|---|---:|");
-    println!("| p50 ({rounds} rounds over {CLIENTS} clients) | {:.2} |", at(0.5));
+    println!(
+        "| p50 ({rounds} rounds over {CLIENTS} clients) | {:.2} |",
+        at(0.5)
+    );
     println!("| p99 | {:.2} |", at(0.99));
     println!("| max | {:.2} |", at(1.0));
-    println!("| probe interval (resolution) | {:.2} |", PROBE_EVERY.as_secs_f64() * 1e3);
+    println!(
+        "| probe interval (resolution) | {:.2} |",
+        PROBE_EVERY.as_secs_f64() * 1e3
+    );
     Ok(())
 }
 

@@ -79,7 +79,7 @@ struct AddSession {
     #[arg(long)]
     time_secs: Option<u64>,
     /// Megabytes of traffic, up and down together (data, time_or_data).
-    #[arg(long, value_parser = parse_megabytes)]
+    #[arg(long, value_parser = parse_megabytes, allow_negative_numbers = true)]
     data_mb: Option<f64>,
     /// Valid for this many days after it starts (plus its time); never expires without it.
     #[arg(long)]
