@@ -71,6 +71,8 @@ pub struct Daemon {
     env: Vec<(OsString, OsString)>,
     /// The command it is started through (see [`Daemon::start_wrapped`]); empty for none.
     wrapper: Vec<OsString>,
+    /// The configuration file it runs with.
+    config: PathBuf,
     // Holds the socket, the database and the log; deleted on drop, after the child is gone.
     _dir: tempfile::TempDir,
 }
@@ -84,6 +86,22 @@ impl Daemon {
         Self::start_wrapped(lan, extra_env, &[])
     }
 
+    /// Like [`Daemon::start`], with the configuration file `config` instead of the
+    /// repository's; a test may rewrite it and send SIGHUP ([`Daemon::reload`]).
+    pub fn start_with_config(
+        lan: &Lan,
+        config: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> Result<Daemon> {
+        Self::start_full(lan, extra_env, &[], config)
+    }
+
+    /// Sends SIGHUP: the daemon reads its configuration file again.
+    pub fn reload(&self) -> Result<()> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("pid fits pid_t")?);
+        kill(pid, Signal::SIGHUP).context("send SIGHUP to hotspotd")
+    }
+
     /// Like [`Daemon::start`], but runs `WRAPPER... hotspotd --config ...`, also on
     /// [`Daemon::restart`]: e.g. `setpriv` with the capabilities the systemd unit grants. The
     /// wrapper must exec the daemon in its own process, so signals and the pid reach it.
@@ -91,6 +109,15 @@ impl Daemon {
         lan: &Lan,
         extra_env: &[(&str, &str)],
         wrapper: &[&str],
+    ) -> Result<Daemon> {
+        Self::start_full(lan, extra_env, wrapper, &workspace_root().join("config.toml"))
+    }
+
+    fn start_full(
+        lan: &Lan,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+        config: &Path,
     ) -> Result<Daemon> {
         remove_stale_pin_dirs();
         let (pid, seq) = unique_id();
@@ -122,7 +149,7 @@ impl Daemon {
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let wrapper: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
-        let child = spawn(lan, &wrapper, &env, log)?;
+        let child = spawn(lan, &wrapper, &env, config, log)?;
         let mut daemon = Daemon {
             child,
             socket,
@@ -130,6 +157,7 @@ impl Daemon {
             log_path,
             env,
             wrapper,
+            config: config.to_owned(),
             _dir: dir,
         };
         daemon.wait_until_serving()?;
@@ -153,7 +181,7 @@ impl Daemon {
             .with_context(|| format!("open {}", self.log_path.display()))?;
         writeln!(log, "----- hotspotd restarted by the test -----")
             .with_context(|| format!("write {}", self.log_path.display()))?;
-        self.child = spawn(lan, &self.wrapper, &self.env, log)?;
+        self.child = spawn(lan, &self.wrapper, &self.env, &self.config, log)?;
         self.wait_until_serving()
     }
 
@@ -369,11 +397,11 @@ fn spawn(
     lan: &Lan,
     wrapper: &[OsString],
     env: &[(OsString, OsString)],
+    config: &Path,
     log: File,
 ) -> Result<Child> {
     let log_for_stdout = log.try_clone().context("duplicate the log file handle")?;
     let bin = hotspotd_bin();
-    let config = workspace_root().join("config.toml");
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut command = lan.gateway.command(program);
@@ -384,7 +412,7 @@ fn spawn(
     };
     command
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(log_for_stdout)
