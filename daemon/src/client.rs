@@ -67,12 +67,75 @@ impl ApiClient {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// Reads a streaming endpoint (`/v1/events`) line by line, handing each line to
+    /// `on_line` as it arrives, until the daemon closes the stream.
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let response = self.send(Method::GET, path, None).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|source| self.http_error(source))?
+                .to_bytes();
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| self.http_error(source))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line[..end]).trim_end());
+            }
+        }
+        Ok(())
+    }
+
+    fn http_error(&self, source: hyper::Error) -> ClientError {
+        ClientError::Http {
+            socket: self.socket.clone(),
+            source,
+        }
+    }
+
     async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
     ) -> Result<T, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| self.http_error(source))?
+            .to_bytes();
+        if status.is_success() {
+            // An empty answer (204) is JSON null, which is what `()` reads.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|source| ClientError::Decode { source });
+        }
+        Err(api_error(status.as_u16(), &bytes))
+    }
+
+    /// One request on a connection of its own.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let http_error = |source| ClientError::Http {
             socket: self.socket.clone(),
             source,
@@ -101,26 +164,18 @@ impl ApiClient {
             code: "bad_request".to_owned(),
             message: format!("cannot build the request for {path}: {error}"),
         })?;
-        let response = sender.send_request(request).await.map_err(http_error)?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(http_error)?
-            .to_bytes();
-        if status.is_success() {
-            // An empty answer (204) is JSON null, which is what `()` reads.
-            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|source| ClientError::Decode { source });
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(ErrorBody { error }) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: error.code,
-                message: error.message,
-            }),
-            Err(source) => Err(ClientError::Decode { source }),
-        }
+        sender.send_request(request).await.map_err(http_error)
+    }
+}
+
+/// The API's error document as a [`ClientError`].
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { error }) => ClientError::Api {
+            status,
+            code: error.code,
+            message: error.message,
+        },
+        Err(source) => ClientError::Decode { source },
     }
 }

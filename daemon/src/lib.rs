@@ -9,11 +9,14 @@ pub mod bpf;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod mac;
 pub mod net;
 pub mod netlink;
+mod notify;
 mod run;
 pub mod sessions;
+pub mod shaping;
 pub mod store;
 
 pub use run::{RunError, run, run_reloadable};

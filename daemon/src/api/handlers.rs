@@ -10,10 +10,12 @@ use axum::{
     http::StatusCode,
 };
 use serde::Deserialize;
+use tokio::sync::broadcast;
 
 use super::{ApiError, ClientView, NewSession, SessionView, StatusView};
 use crate::{
     control::{Command, Commands},
+    events::Events,
     mac::MacAddr,
     sessions::engine::SessionId,
 };
@@ -100,6 +102,28 @@ pub(super) async fn pause(
             .ask(|reply| Command::Pause { mac, reply })
             .await??,
     ))
+}
+
+/// `GET /v1/events`: newline-delimited JSON, one event a line, from now on, until the client
+/// goes away. A client too slow to keep up is told how many it missed in a line of its own.
+pub(super) async fn events(State(events): State<Events>) -> axum::response::Response {
+    let stream = futures::stream::unfold(events.subscribe(), |mut receiver| async move {
+        let line = match receiver.recv().await {
+            Ok(record) => serde_json::to_string(&*record).unwrap_or_default(),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                serde_json::json!({ "event": "missed", "count": missed }).to_string()
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(format!("{line}\n")),
+            receiver,
+        ))
+    });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_default()
 }
 
 pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {

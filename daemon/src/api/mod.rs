@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use types::{ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, StatusView};
 
 use crate::control::{CommandError, Commands, ControlGone};
+use crate::events::Events;
 use crate::sessions::engine::EngineError;
 
 /// An error a handler answers with: HTTP status, stable code, sentence.
@@ -132,7 +133,26 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
     Ok(listener)
 }
 
-pub fn router(commands: Commands) -> Router {
+/// What the handlers share: the way to the control task, and the event stream.
+#[derive(Clone)]
+pub struct ApiState {
+    pub commands: Commands,
+    pub events: Events,
+}
+
+impl axum::extract::FromRef<ApiState> for Commands {
+    fn from_ref(state: &ApiState) -> Self {
+        state.commands.clone()
+    }
+}
+
+impl axum::extract::FromRef<ApiState> for Events {
+    fn from_ref(state: &ApiState) -> Self {
+        state.events.clone()
+    }
+}
+
+pub fn router(commands: Commands, events: Events) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
         .route("/v1/clients/{mac}/connect", post(handlers::connect))
@@ -146,8 +166,9 @@ pub fn router(commands: Commands) -> Router {
             axum::routing::delete(handlers::remove_session),
         )
         .route("/v1/status", get(handlers::status))
+        .route("/v1/events", get(handlers::events))
         .fallback(handlers::not_found)
-        .with_state(commands)
+        .with_state(ApiState { commands, events })
 }
 
 /// Serves until `shutdown`, then removes the socket file.
@@ -155,9 +176,10 @@ pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     commands: Commands,
+    events: Events,
     shutdown: CancellationToken,
 ) {
-    let served = axum::serve(listener, router(commands))
+    let served = axum::serve(listener, router(commands, events))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     if let Err(error) = served {

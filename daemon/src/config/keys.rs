@@ -33,6 +33,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "store",
     "api",
     "kernel",
+    "events",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -51,6 +52,8 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(SAVE_INTERVAL_SECS),
     Key::Text("api.socket"),
     Key::Text("kernel.pin_dir"),
+    Key::Text("events.exec"),
+    Key::Int(EXEC_TIMEOUT_MS),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
@@ -64,6 +67,7 @@ pub(super) const IDLE_PAUSE_SECS: IntKey =
     IntKey::at_least("sessions.idle_pause_secs", 0, u64::MAX);
 pub(super) const SAVE_INTERVAL_SECS: IntKey =
     IntKey::between("store.save_interval_secs", 1, 86_400);
+pub(super) const EXEC_TIMEOUT_MS: IntKey = IntKey::between("events.exec_timeout_ms", 100, 600_000);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

@@ -15,8 +15,8 @@ use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
 use keys::{
-    BYTES_PER_MB, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key, Origins,
-    POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
+    BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
+    Origins, POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
 };
 pub use walled_garden::{IpNet, WalledGardenEntry, WalledGardenError};
 
@@ -43,6 +43,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub api: ApiConfig,
     pub kernel: KernelConfig,
+    pub events: EventsConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -174,6 +175,32 @@ impl Default for KernelConfig {
         Self {
             pin_dir: PathBuf::from("/sys/fs/bpf/hotspotd"),
         }
+    }
+}
+
+/// `[events]`: telling others what happens (sessions started, consumed, clients connected…).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// A program run once per event with the event as one JSON object on stdin; empty = none.
+    pub exec: String,
+    /// How long it may run before it is killed.
+    pub exec_timeout_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            exec: String::new(),
+            exec_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl EventsConfig {
+    #[must_use]
+    pub fn exec_timeout(&self) -> Duration {
+        Duration::from_millis(self.exec_timeout_ms)
     }
 }
 
@@ -356,6 +383,7 @@ impl Config {
             (BYTES_PER_MB, self.accounting.bytes_per_mb),
             (IDLE_PAUSE_SECS, self.sessions.idle_pause_secs),
             (SAVE_INTERVAL_SECS, self.store.save_interval_secs),
+            (EXEC_TIMEOUT_MS, self.events.exec_timeout_ms),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;

@@ -463,17 +463,17 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
         "config.toml: unknown section 'sped' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
     );
     assert_eq!(
         error_for("poll_interval_ms = 5", &[])?,
         "config.toml: unknown section 'poll_interval_ms' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
     );
     assert_eq!(
         error_for("[Speed]\n", &[])?,
         "config.toml: unknown section 'Speed' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
     );
     Ok(())
 }

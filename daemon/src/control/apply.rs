@@ -48,7 +48,13 @@ impl Control {
                 Effect::Save(id) => {
                     self.unsaved.insert(id);
                 }
-                Effect::Event(event) => log_event(&event, now),
+                Effect::Event(event) => {
+                    log_event(&event, now);
+                    self.events.send(crate::events::EventRecord {
+                        at: now.wall,
+                        event,
+                    });
+                }
             }
         }
     }

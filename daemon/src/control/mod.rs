@@ -31,6 +31,7 @@ use crate::{
     accounting::{ClientTable, Clocks},
     bpf::{BpfError, Kernel, KernelStats},
     config::Config,
+    events::Events,
     mac::MacAddr,
     netlink::{Netlink, NetlinkError},
     sessions::engine::{Engine, Now, SessionId},
@@ -71,6 +72,8 @@ pub struct Control {
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: BTreeMap<MacAddr, Instant>,
+    /// Where the engine's events go: the API's stream, `events.exec`.
+    events: Events,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -96,6 +99,7 @@ impl Control {
         lan_ifindex: u32,
         hz: u32,
         store: StoreHandle,
+        events: Events,
     ) -> Result<Self, ControlError> {
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
         let mut control = Self {
@@ -114,6 +118,7 @@ impl Control {
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
             deadlines: BTreeMap::new(),
+            events,
         };
         control.restore().await?;
         Ok(control)

@@ -55,6 +55,9 @@ enum Command {
     },
     /// The daemon's version, interface and kernel counters.
     Status,
+    /// Follow what happens (sessions started, consumed, clients connected…) until Ctrl-C;
+    /// with --json, one JSON object per line.
+    Events,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +197,17 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
                 .post(&format!("/v1/clients/{mac}/pause"), &serde_json::json!({}))
                 .await?;
             show(cli, std::slice::from_ref(&client), table::clients);
+        }
+        Command::Events => {
+            let json = cli.json;
+            api.stream_lines("/v1/events", |line| {
+                if json {
+                    println!("{line}");
+                } else {
+                    println!("{}", table::event(line));
+                }
+            })
+            .await?;
         }
         Command::Status => {
             let status: StatusView = api.get("/v1/status").await?;

@@ -116,6 +116,27 @@ pub fn status(status: &StatusView) {
     println!("non-IP frames:           {}", status.kernel.non_ip_packets);
 }
 
+/// One event line for people: `TIME  EVENT  key=value …`.
+pub fn event(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(line) else {
+        return line.to_owned();
+    };
+    let at = fields.get("at").and_then(|at| at.as_str()).unwrap_or("-");
+    let name = fields
+        .get("event")
+        .and_then(|name| name.as_str())
+        .unwrap_or("?");
+    let rest: Vec<String> = fields
+        .iter()
+        .filter(|(key, _)| *key != "at" && *key != "event")
+        .map(|(key, value)| match value.as_str() {
+            Some(text) => format!("{key}={text}"),
+            None => format!("{key}={value}"),
+        })
+        .collect();
+    format!("{at}  {name:<20}  {}", rest.join(" "))
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
     let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in rows {
