@@ -62,6 +62,22 @@ impl ApiClient {
             .await
     }
 
+    /// For endpoints that answer text, like `/metrics`.
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let response = self.send(Method::GET, path, None).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| self.http_error(source))?
+            .to_bytes();
+        if status.is_success() {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Err(api_error(status.as_u16(), &bytes))
+    }
+
     /// For endpoints that answer `204 No Content`.
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.request(Method::DELETE, path, None).await

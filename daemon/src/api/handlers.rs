@@ -104,6 +104,14 @@ pub(super) async fn pause(
     ))
 }
 
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(
+    State(commands): State<Commands>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let text = commands.ask(|reply| Command::Metrics { reply }).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
 /// `GET /v1/events`: newline-delimited JSON, one event a line, from now on, until the client
 /// goes away. A client too slow to keep up is told how many it missed in a line of its own.
 pub(super) async fn events(State(events): State<Events>) -> axum::response::Response {

@@ -167,6 +167,7 @@ pub fn router(commands: Commands, events: Events) -> Router {
         )
         .route("/v1/status", get(handlers::status))
         .route("/v1/events", get(handlers::events))
+        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .with_state(ApiState { commands, events })
 }

@@ -110,8 +110,12 @@ impl Control {
                 kernel_epoch: self.kernel_epoch,
             },
         };
+        let started = Instant::now();
         match self.store.save_batch(batch).await {
-            Ok(()) => self.last_save = tokio::time::Instant::now(),
+            Ok(()) => {
+                self.last_save = Instant::now();
+                self.last_save_took = started.elapsed();
+            }
             Err(error) => {
                 tracing::error!(%error, "saving sessions failed; retrying with the next poll");
                 self.unsaved.extend(ids);

@@ -48,6 +48,10 @@ pub enum Command {
     Reload {
         config: std::sync::Arc<crate::config::Config>,
     },
+    /// The Prometheus text of `/metrics`.
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// Why a command was refused.
@@ -130,6 +134,9 @@ impl Control {
                 let _ = reply.send(self.after(result, mac).await);
             }
             Command::Reload { config } => self.reload(config).await,
+            Command::Metrics { reply } => {
+                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot()));
+            }
         }
     }
 

@@ -74,6 +74,10 @@ pub struct Control {
     deadlines: BTreeMap<MacAddr, Instant>,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
+    /// How long the last save took, and how many clients the kernel's counters held at the
+    /// last poll: for `/metrics`.
+    last_save_took: Duration,
+    usage_entries: usize,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -119,6 +123,8 @@ impl Control {
             unsaved: BTreeSet::new(),
             deadlines: BTreeMap::new(),
             events,
+            last_save_took: Duration::ZERO,
+            usage_entries: 0,
         };
         control.restore().await?;
         Ok(control)
@@ -205,6 +211,7 @@ impl Control {
         self.kernel.sync_local_addrs(&keys)?;
 
         let readings = self.kernel.usage()?;
+        self.usage_entries = readings.len();
         let now = now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,

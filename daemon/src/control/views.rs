@@ -62,6 +62,27 @@ impl Control {
         })
     }
 
+    pub(super) fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let now = now();
+        let mut by_state = std::collections::BTreeMap::new();
+        for session in self.engine.sessions() {
+            if let Some(state) = self.engine.state_of(session.id, now) {
+                // Keyed by name: the states have no order of their own.
+                by_state.entry(format!("{state:?}")).or_insert((state, 0)).1 += 1;
+            }
+        }
+        crate::metrics::Snapshot {
+            clients: self.client_views(),
+            sessions_by_state: by_state.into_values().collect(),
+            kernel: self.kernel_stats,
+            last_poll_seconds: self.last_poll.as_secs_f64(),
+            last_save_seconds: self.last_save_took.as_secs_f64(),
+            usage_entries: self.usage_entries,
+            grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
+            map_capacity: hotspotd_common::MAX_CLIENTS,
+        }
+    }
+
     pub(super) fn status_view(&self) -> StatusView {
         StatusView {
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -1,0 +1,323 @@
+//! Prometheus text exposition of what the daemon knows: per-client traffic and state, sessions
+//! by state, the gate's drops by reason, poll and save durations, map fill, build info. Pure:
+//! renders a [`Snapshot`] the control task takes.
+
+use std::fmt::Write as _;
+
+use crate::{
+    api::ClientView,
+    bpf::KernelStats,
+    sessions::engine::{ClientState, SessionState},
+};
+
+/// What `/metrics` shows, read in one go by the control task.
+pub struct Snapshot {
+    pub clients: Vec<ClientView>,
+    pub sessions_by_state: Vec<(SessionState, usize)>,
+    pub kernel: KernelStats,
+    pub last_poll_seconds: f64,
+    pub last_save_seconds: f64,
+    pub usage_entries: usize,
+    pub grant_entries: usize,
+    pub map_capacity: u32,
+}
+
+/// The snapshot in the Prometheus text format (version 0.0.4).
+#[must_use]
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "hotspotd_build_info",
+        "gauge",
+        "The running hotspotd's version.",
+    );
+    sample(
+        &mut out,
+        "hotspotd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    clients(&mut out, snapshot);
+    gate(&mut out, snapshot);
+    daemon(&mut out, snapshot);
+    out
+}
+
+/// Each client's traffic and state, and sessions by state.
+fn clients(out: &mut String, snapshot: &Snapshot) {
+    metric(
+        out,
+        "hotspotd_client_bytes_total",
+        "counter",
+        "IP-level bytes of each client: billable up and down, local (with the box), dropped by the gate.",
+    );
+    for client in &snapshot.clients {
+        let mac = client.mac.to_string();
+        for (kind, bytes) in [
+            ("up", client.up_bytes),
+            ("down", client.down_bytes),
+            ("local", client.local_bytes),
+            ("dropped", client.dropped_bytes),
+        ] {
+            let labels = [("mac", mac.as_str()), ("kind", kind)];
+            sample(out, "hotspotd_client_bytes_total", &labels, as_f64(bytes));
+        }
+    }
+    metric(
+        out,
+        "hotspotd_client_connected",
+        "gauge",
+        "1 while the client runs a session.",
+    );
+    for client in &snapshot.clients {
+        let connected = if client.state == ClientState::Connected {
+            1.0
+        } else {
+            0.0
+        };
+        let mac = client.mac.to_string();
+        sample(
+            out,
+            "hotspotd_client_connected",
+            &[("mac", &mac)],
+            connected,
+        );
+    }
+    metric(out, "hotspotd_sessions", "gauge", "Sessions by state.");
+    for (state, count) in &snapshot.sessions_by_state {
+        let name = serde_json::to_value(state)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        sample(
+            out,
+            "hotspotd_sessions",
+            &[("state", &name)],
+            as_f64(*count as u64),
+        );
+    }
+}
+
+/// What the kernel dropped or could not account, by reason.
+fn gate(out: &mut String, snapshot: &Snapshot) {
+    let kernel = &snapshot.kernel;
+    metric(
+        out,
+        "hotspotd_gate_drops_total",
+        "counter",
+        "Packets the gate dropped, by reason.",
+    );
+    for (reason, packets) in [
+        ("no_session", kernel.dropped_no_session_packets),
+        ("data_spent", kernel.dropped_budget_packets),
+        ("time_over", kernel.dropped_deadline_packets),
+    ] {
+        sample(
+            out,
+            "hotspotd_gate_drops_total",
+            &[("reason", reason)],
+            as_f64(packets),
+        );
+    }
+    let name = "hotspotd_unaccounted_packets_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Frames not billed to a client, by why.",
+    );
+    for (why, packets) in [
+        ("malformed", kernel.malformed_packets),
+        ("non_ip", kernel.non_ip_packets),
+        ("map_full", kernel.untracked_packets),
+    ] {
+        sample(out, name, &[("why", why)], as_f64(packets));
+    }
+    let name = "hotspotd_events_lost_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Gate events the kernel's ring could not hold.",
+    );
+    sample(out, name, &[], as_f64(kernel.events_lost));
+}
+
+/// The daemon's own work: poll and save durations, map fill.
+fn daemon(out: &mut String, snapshot: &Snapshot) {
+    let name = "hotspotd_poll_duration_seconds";
+    metric(out, name, "gauge", "How long the last counter poll took.");
+    sample(out, name, &[], snapshot.last_poll_seconds);
+    let name = "hotspotd_save_duration_seconds";
+    metric(out, name, "gauge", "How long the last save to SQLite took.");
+    sample(out, name, &[], snapshot.last_save_seconds);
+    let name = "hotspotd_map_entries";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Entries in the kernel's per-client maps.",
+    );
+    sample(
+        out,
+        name,
+        &[("map", "usage")],
+        as_f64(snapshot.usage_entries as u64),
+    );
+    sample(
+        out,
+        name,
+        &[("map", "grants")],
+        as_f64(snapshot.grant_entries as u64),
+    );
+    let name = "hotspotd_map_capacity";
+    metric(out, name, "gauge", "Entries each per-client map can hold.");
+    sample(out, name, &[], f64::from(snapshot.map_capacity));
+}
+
+#[expect(clippy::cast_precision_loss, reason = "Prometheus values are floats")]
+fn as_f64(value: u64) -> f64 {
+    value as f64
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+            .collect();
+        let _ = write!(out, "{{{}}}", labels.join(","));
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape backslash, double quote and newline (the text format's rule).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Checks that `text` is well-formed Prometheus text and returns its samples as
+/// (`name{labels}`, value). For tests, here and end to end.
+pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
+    let mut samples = Vec::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for (number, line) in text.lines().enumerate() {
+        let number = number + 1;
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts
+                .next()
+                .ok_or(format!("line {number}: TYPE without a name"))?;
+            match parts.next() {
+                Some("counter" | "gauge" | "histogram" | "summary" | "untyped") => {}
+                other => return Err(format!("line {number}: unknown type {other:?}")),
+            }
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .ok_or(format!("line {number}: no value"))?;
+        let value: f64 = value
+            .parse()
+            .map_err(|_| format!("line {number}: bad value {value:?}"))?;
+        let name = series.split('{').next().unwrap_or_default();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(format!("line {number}: bad metric name {name:?}"));
+        }
+        if !typed.contains(name) {
+            return Err(format!("line {number}: {name} has no TYPE line before it"));
+        }
+        if series.contains('{') && !series.ends_with('}') {
+            return Err(format!("line {number}: unclosed labels"));
+        }
+        samples.push((series.to_owned(), value));
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mac::MacAddr;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            clients: vec![ClientView {
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                ips: Vec::new(),
+                state: ClientState::Connected,
+                session_id: Some(1),
+                up_bytes: 1_000,
+                down_bytes: 5_000,
+                up_packets: 1,
+                down_packets: 4,
+                local_bytes: 300,
+                dropped_bytes: 64,
+                dropped_packets: 1,
+                last_seen: None,
+            }],
+            sessions_by_state: vec![(SessionState::Running, 1), (SessionState::Consumed, 2)],
+            kernel: KernelStats {
+                dropped_budget_packets: 7,
+                ..KernelStats::default()
+            },
+            last_poll_seconds: 0.002,
+            last_save_seconds: 0.01,
+            usage_entries: 1,
+            grant_entries: 1,
+            map_capacity: 16_384,
+        }
+    }
+
+    #[test]
+    fn renders_parseable_text_with_the_values() {
+        let text = render(&snapshot());
+        let samples = parse(&text).expect("well-formed");
+        let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+        assert_eq!(
+            value(r#"hotspotd_client_bytes_total{mac="02:00:00:00:00:01",kind="down"}"#),
+            Some(5_000.0)
+        );
+        assert_eq!(
+            value(r#"hotspotd_client_connected{mac="02:00:00:00:00:01"}"#),
+            Some(1.0)
+        );
+        assert_eq!(value(r#"hotspotd_sessions{state="consumed"}"#), Some(2.0));
+        assert_eq!(
+            value(r#"hotspotd_gate_drops_total{reason="data_spent"}"#),
+            Some(7.0)
+        );
+        assert_eq!(value("hotspotd_map_capacity"), Some(16_384.0));
+    }
+
+    #[test]
+    fn the_parser_refuses_what_prometheus_would() {
+        assert!(parse("no_type 1").is_err());
+        assert!(parse("# TYPE x gauge\nx{a=\"b\" 1").is_err());
+        assert!(parse("# TYPE x gauge\nx one").is_err());
+        assert!(parse("# TYPE x bogus\nx 1").is_err());
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
