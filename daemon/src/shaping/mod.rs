@@ -1,0 +1,426 @@
+//! Speed limits: two HTB trees kept at a desired state over netlink. Download is shaped on
+//! the LAN interface's egress (root `1:`), upload on the egress of an IFB device (root `2:`)
+//! into which the eBPF ingress program redirects client traffic. Each tree has a parent class
+//! `X:1` capped at the global limit, a default class `X:fffe` for the box's own traffic and
+//! unclassified clients, and one class `X:minor` per client; the eBPF programs put the class
+//! id in `skb->priority`, which HTB reads directly, so there are no tc filters.
+//!
+//! Changes go desired state → [`diff`] → apply: a pure diff (`tree`), a pure plan of
+//! class and leaf operations (`plan`), then ordered netlink batches (`netlink`), never a `tc`
+//! process. Applying the same state twice sends nothing.
+//!
+//! Side effects: [`Shaper::setup`] creates the IFB device if missing and replaces the root
+//! qdiscs of the LAN interface and the IFB (or takes over trees a previous run left, without
+//! touching their traffic); [`Shaper::apply`] creates, changes and deletes classes and their
+//! leaf qdiscs; [`Shaper::teardown`] deletes both roots and the IFB if hotspotd created it.
+
+mod htb;
+mod netlink;
+mod plan;
+mod probe;
+mod setup;
+mod tree;
+
+use std::{collections::BTreeMap, fmt};
+
+pub use netlink::RequestError;
+pub use tree::{
+    Change, Desired, DesiredError, Direction, FIRST_CLIENT_MINOR, LAST_CLIENT_MINOR, Rates, diff,
+};
+
+use htb::LeafSpec;
+use netlink::{Connection, classid};
+use plan::{Op, Params, Tree};
+use setup::ensure_ifb;
+
+/// Handle major of the HTB root on the LAN interface (download).
+pub const LAN_HANDLE: u16 = 1;
+/// Handle major of the HTB root on the IFB device (upload).
+pub const IFB_HANDLE: u16 = 2;
+/// Minor of the default class: the box's own traffic and clients without a class.
+pub const DEFAULT_MINOR: u16 = 0xfffe;
+/// Minor of the parent class that caps everything at the global limit.
+pub const PARENT_MINOR: u16 = 1;
+
+/// `IFLA_IFALIAS` of an IFB device hotspotd created, so a later run knows it may delete it.
+const IFB_ALIAS: &str = "hotspotd";
+
+/// The qdisc under each class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// Flow queueing with `CoDel`: low latency under load, fair between a client's flows.
+    FqCodel,
+    /// A plain packet FIFO, for kernels without `fq_codel`.
+    Pfifo,
+}
+
+impl fmt::Display for Leaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Leaf::FqCodel => "fq_codel",
+            Leaf::Pfifo => "pfifo",
+        })
+    }
+}
+
+/// A tc handle or class id, shown the way tc shows it (`1:fffe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassId(pub u32);
+
+impl fmt::Display for ClassId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == u32::MAX {
+            f.write_str("root")
+        } else {
+            write!(f, "{:x}:{:x}", self.0 >> 16, self.0 & 0xffff)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShapingError {
+    #[error("cannot open a routing netlink socket for shaping: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("cannot shape on {iface}: there is no such interface (check network.lan_interface)")]
+    NoInterface { iface: String },
+    #[error(
+        "{iface} exists but is {} device, not an IFB; set network.ifb_interface to a free name",
+        .kind.as_deref().map_or_else(|| "a physical".to_owned(), |kind| format!("a {kind}"))
+    )]
+    NotIfb { iface: String, kind: Option<String> },
+    #[error("cannot {action} the IFB device {iface}: {source}")]
+    Ifb {
+        iface: String,
+        action: &'static str,
+        source: RequestError,
+    },
+    #[error("cannot {action} the {kind} qdisc at {parent} on {iface}: {source}")]
+    Qdisc {
+        iface: String,
+        action: &'static str,
+        kind: &'static str,
+        /// Where it hangs: `root`, or the class it is the leaf of.
+        parent: ClassId,
+        source: RequestError,
+    },
+    #[error("cannot {action} HTB class {classid} on {iface}: {source}")]
+    Class {
+        iface: String,
+        action: &'static str,
+        classid: ClassId,
+        source: RequestError,
+    },
+    #[error("cannot {what} over netlink: {source}")]
+    Netlink {
+        what: &'static str,
+        source: RequestError,
+    },
+    #[error("cannot shape to this state: {0}")]
+    Desired(#[from] DesiredError),
+}
+
+#[derive(Debug, Clone)]
+struct Iface {
+    name: String,
+    ifindex: u32,
+}
+
+/// The two HTB trees and the netlink socket that keeps them at the desired state.
+#[derive(Debug)]
+pub struct Shaper {
+    connection: Connection,
+    lan: Iface,
+    ifb: Iface,
+    /// Whether teardown deletes the IFB: hotspotd created it (this run or an earlier one).
+    ifb_owned: bool,
+    params: Params,
+    /// What the kernel holds, as far as we know; see [`Shaper::current`].
+    current: Desired,
+}
+
+impl Shaper {
+    /// Creates the IFB if missing (and brings it up), probes the leaf qdisc (`fq_codel`, else
+    /// pfifo; logged), and installs or takes over the two HTB roots (`1:` on the LAN root,
+    /// `2:` on the IFB root) with the parent class `X:1` at the global rate and the default
+    /// class `X:fffe` under it. An HTB root with our handle and default class left by a
+    /// previous run is kept, so its traffic is not disturbed; its client classes are read
+    /// back so the first [`Shaper::apply`] diffs against what is really installed. Must run
+    /// in the network namespace of `lan`; the socket stays there.
+    pub async fn setup(lan: &str, ifb: &str, global: Rates) -> Result<Shaper, ShapingError> {
+        Desired {
+            global,
+            clients: BTreeMap::new(),
+        }
+        .validate()?;
+        let clock = probe::psched_clock();
+        let mut connection = Connection::open().map_err(ShapingError::Open)?;
+        let lan = Iface {
+            name: lan.to_owned(),
+            ifindex: connection
+                .link(lan)
+                .await
+                .map_err(|source| ShapingError::Netlink {
+                    what: "look up the LAN interface",
+                    source,
+                })?
+                .ok_or_else(|| ShapingError::NoInterface {
+                    iface: lan.to_owned(),
+                })?
+                .ifindex,
+        };
+        let (ifb, ifb_owned) = ensure_ifb(&mut connection, ifb).await?;
+
+        let mut shaper = Shaper {
+            connection,
+            lan,
+            ifb,
+            ifb_owned,
+            // Replaced by the probe below, before any leaf is planned.
+            params: Params {
+                leaf: Leaf::Pfifo,
+                clock,
+            },
+            current: Desired::default(),
+        };
+        let taken_over = shaper.install_roots(global).await?;
+        shaper.install_default_leaves(global).await?;
+        shaper.current = Desired {
+            global,
+            clients: BTreeMap::new(),
+        };
+        if !taken_over.is_empty() {
+            let qdiscs =
+                shaper
+                    .connection
+                    .qdiscs()
+                    .await
+                    .map_err(|source| ShapingError::Netlink {
+                        what: "list qdiscs",
+                        source,
+                    })?;
+            for tree in taken_over {
+                shaper.read_back(tree, &qdiscs).await?;
+            }
+        }
+        tracing::info!(
+            lan = %shaper.lan.name,
+            ifb = %shaper.ifb.name,
+            leaf = %shaper.params.leaf,
+            clients = shaper.current.clients.len(),
+            "shaping trees ready"
+        );
+        Ok(shaper)
+    }
+
+    /// Brings the trees to `desired`: the diff against what is installed, as class and leaf
+    /// operations in ordered netlink batches. Sends nothing when nothing changed. If some
+    /// operations fail, the others still happen, [`Shaper::current`] marks what failed as
+    /// unknown (so the next apply retries it), each failure is logged, and the first is
+    /// returned.
+    pub async fn apply(&mut self, desired: &Desired) -> Result<(), ShapingError> {
+        desired.validate()?;
+        let planned = plan::plan(&self.current, desired, self.params);
+        if planned.is_empty() {
+            // Either nothing changed or the change needs no kernel work (a limit whose class
+            // parameters come out the same); either way the kernel holds `desired`.
+            if self.current != *desired {
+                self.current.clone_from(desired);
+            }
+            return Ok(());
+        }
+        let ops: Vec<(Tree, Op)> = planned.iter().map(|p| (p.tree, p.op)).collect();
+        let results = self.run(&ops).await;
+        let mut first_error = None;
+        let mut succeeded = Vec::with_capacity(results.len());
+        for (planned, result) in planned.iter().zip(results) {
+            let error = match result {
+                Ok(()) => None,
+                // Already gone is what a delete wants.
+                Err(error)
+                    if matches!(planned.op, Op::DeleteClass { .. })
+                        && error.errno() == Some(libc::ENOENT) =>
+                {
+                    None
+                }
+                Err(error) => Some(self.op_error(planned.tree, &planned.op, error)),
+            };
+            succeeded.push(error.is_none());
+            if let Some(error) = error {
+                tracing::warn!(%error, "shaping change failed; retried on the next apply");
+                first_error.get_or_insert(error);
+            }
+        }
+        self.current = plan::settle(&self.current, desired, &planned, &succeeded);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes both HTB roots (the LAN interface falls back to its default qdisc) and the IFB
+    /// device if hotspotd created it. Detach the eBPF programs first: the ingress program
+    /// redirects into the IFB. Goes on after a failure and returns the first.
+    pub async fn teardown(mut self) -> Result<(), ShapingError> {
+        let requests = vec![
+            netlink::delete_root(self.lan.ifindex, LAN_HANDLE),
+            // Deleting the IFB takes its tree with it.
+            if self.ifb_owned {
+                netlink::delete_link(self.ifb.ifindex)
+            } else {
+                netlink::delete_root(self.ifb.ifindex, IFB_HANDLE)
+            },
+        ];
+        let results = self.connection.execute(requests).await;
+        let mut first_error = None;
+        for (tree, result) in Tree::BOTH.into_iter().zip(results) {
+            let Err(source) = result else { continue };
+            let iface = self.iface(tree).name.clone();
+            // ENOENT: only the kernel's default root is left; EINVAL: the root is not ours;
+            // ENODEV: the device is gone. Nothing of ours remains in any of these cases.
+            if matches!(
+                source.errno(),
+                Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)
+            ) {
+                tracing::debug!(%iface, %source, "nothing of ours to remove");
+                continue;
+            }
+            let error = if tree == Tree::Ifb && self.ifb_owned {
+                ShapingError::Ifb {
+                    iface,
+                    action: "delete",
+                    source,
+                }
+            } else {
+                ShapingError::Qdisc {
+                    iface,
+                    action: "delete",
+                    kind: "htb",
+                    parent: ClassId(u32::MAX),
+                    source,
+                }
+            };
+            tracing::warn!(%error, "shaping teardown incomplete");
+            first_error.get_or_insert(error);
+        }
+        if first_error.is_none() {
+            tracing::info!(lan = %self.lan.name, ifb = %self.ifb.name, "shaping trees removed");
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The leaf qdisc this kernel gave us.
+    #[must_use]
+    pub fn leaf(&self) -> Leaf {
+        self.params.leaf
+    }
+
+    /// Where the eBPF ingress program redirects upload traffic.
+    #[must_use]
+    pub fn ifb_ifindex(&self) -> u32 {
+        self.ifb.ifindex
+    }
+
+    #[must_use]
+    pub fn lan_ifindex(&self) -> u32 {
+        self.lan.ifindex
+    }
+
+    /// What the kernel holds as far as this shaper knows: the last applied state, where a
+    /// rate of 0 marks a class whose state is unknown (a failed change, or a class found at
+    /// start-up with parameters other than ours) and which the next apply re-sends.
+    #[must_use]
+    pub fn current(&self) -> &Desired {
+        &self.current
+    }
+
+    /// Change requests sent to the kernel so far (reads not counted).
+    #[must_use]
+    pub fn requests_sent(&self) -> u64 {
+        self.connection.changes_sent()
+    }
+
+    fn iface(&self, tree: Tree) -> &Iface {
+        match tree {
+            Tree::Lan => &self.lan,
+            Tree::Ifb => &self.ifb,
+        }
+    }
+
+    fn request(&self, tree: Tree, op: &Op) -> netlink::Request {
+        let ifindex = self.iface(tree).ifindex;
+        let major = tree.major();
+        match *op {
+            Op::Class { minor, opt } => {
+                let parent = if minor == PARENT_MINOR {
+                    u32::MAX
+                } else {
+                    classid(major, PARENT_MINOR)
+                };
+                netlink::upsert_class(ifindex, parent, classid(major, minor), &opt)
+            }
+            Op::DeleteClass { minor } => netlink::delete_class(ifindex, classid(major, minor)),
+            Op::Leaf { minor, spec } => netlink::upsert_leaf(ifindex, classid(major, minor), &spec),
+        }
+    }
+
+    fn class_error(
+        &self,
+        tree: Tree,
+        minor: u16,
+        action: &'static str,
+        source: RequestError,
+    ) -> ShapingError {
+        ShapingError::Class {
+            iface: self.iface(tree).name.clone(),
+            action,
+            classid: ClassId(classid(tree.major(), minor)),
+            source,
+        }
+    }
+
+    fn op_error(&self, tree: Tree, op: &Op, source: RequestError) -> ShapingError {
+        match *op {
+            Op::Class { minor, .. } => self.class_error(tree, minor, "install", source),
+            Op::DeleteClass { minor } => self.class_error(tree, minor, "delete", source),
+            Op::Leaf { minor, spec } => ShapingError::Qdisc {
+                iface: self.iface(tree).name.clone(),
+                action: "install",
+                kind: match spec {
+                    LeafSpec::FqCodel { .. } => "fq_codel",
+                    LeafSpec::Pfifo { .. } => "pfifo",
+                },
+                parent: ClassId(classid(tree.major(), minor)),
+                source,
+            },
+        }
+    }
+
+    /// Sends `ops` in order, in batches, and returns one result per op. An `fq_codel` leaf
+    /// that exists already answers EEXIST (see `netlink::upsert_leaf`); its options are then
+    /// changed in place, in a second round trip that only such leaves need.
+    async fn run(&mut self, ops: &[(Tree, Op)]) -> Vec<Result<(), RequestError>> {
+        let requests = ops
+            .iter()
+            .map(|(tree, op)| self.request(*tree, op))
+            .collect();
+        let mut results = self.connection.execute(requests).await;
+        let mut retries = Vec::new();
+        for (index, ((tree, op), result)) in ops.iter().zip(&results).enumerate() {
+            let exists = result.as_ref().err().and_then(RequestError::errno) == Some(libc::EEXIST);
+            if let (true, Op::Leaf { minor, spec }) = (exists, op) {
+                let class = classid(tree.major(), *minor);
+                if let Some(change) =
+                    netlink::change_fq_codel(self.iface(*tree).ifindex, class, spec)
+                {
+                    retries.push((index, change));
+                }
+            }
+        }
+        if !retries.is_empty() {
+            let (indexes, requests): (Vec<usize>, Vec<netlink::Request>) =
+                retries.into_iter().unzip();
+            let again = self.connection.execute(requests).await;
+            for (index, result) in indexes.into_iter().zip(again) {
+                results[index] = result;
+            }
+        }
+        results
+    }
+}
