@@ -9,6 +9,7 @@ APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" libzstd-dev   # bpf-linker links LLVM
   iperf3 iproute2 ethtool                                             # namespace harness traffic
   pkg-config
+  systemd strace                                                      # the unit's checks (tests/tests/systemd.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

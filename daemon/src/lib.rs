@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod mac;
+pub mod metrics;
 pub mod net;
 pub mod netlink;
 mod notify;

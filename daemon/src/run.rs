@@ -13,7 +13,8 @@ use crate::{
     api::{self, ListenError},
     bpf::{BpfError, Kernel},
     config::Config,
-    control::{self, Command, Control, ControlError},
+    control::{self, Command, Control, ControlError, Parts},
+    events::{self, Events},
     net::ip_key,
     netlink::{Netlink, NetlinkError},
     store::{Store, StoreError},
@@ -83,20 +84,22 @@ pub async fn run_reloadable(
     let store = tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??;
     // Sessions and grants are restored before the programs are attached (or take over from a
     // previous run's), so the gate is right from the first packet.
-    let mut control = Control::start(
-        Arc::clone(&config),
+    let events = Events::default();
+    let parts = Parts {
         kernel,
         netlink,
         lan_ifindex,
         hz,
-        store.clone(),
-    )
-    .await?;
+        store: store.clone(),
+        events: events.clone(),
+    };
+    let mut control = Control::start(Arc::clone(&config), parts).await?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 
     let listener = api::listen(&config.api.socket).await?;
     let (commands, command_queue) = control::channel();
+    let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
     let forward_reloads = async move {
         while reloads.changed().await.is_ok() {
@@ -115,14 +118,26 @@ pub async fn run_reloadable(
         listener,
         config.api.socket.clone(),
         commands,
+        events.clone(),
         shutdown.clone(),
     ));
+    if !config.events.exec.is_empty() {
+        tasks.spawn(events::exec_hooks(
+            config.events.exec.clone(),
+            config.events.exec_timeout(),
+            events.subscribe(),
+            shutdown.clone(),
+        ));
+    }
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
     tasks.close();
     tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
+    let notifier = crate::notify::serving(watchdog_commands, shutdown.clone());
 
     let kernel = control_task.await??;
+    // STOPPING=1 went out when shutdown began; this only makes sure it is not lost.
+    notifier.await?;
     reload_task.abort();
     api_task.await?;
     if let Err(error) = store.close().await {

@@ -110,7 +110,12 @@ impl Daemon {
         extra_env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Result<Daemon> {
-        Self::start_full(lan, extra_env, wrapper, &workspace_root().join("config.toml"))
+        Self::start_full(
+            lan,
+            extra_env,
+            wrapper,
+            &workspace_root().join("config.toml"),
+        )
     }
 
     fn start_full(

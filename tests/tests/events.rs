@@ -174,3 +174,30 @@ fn a_hanging_or_failing_hook_does_not_slow_the_daemon() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_follower_of_the_stream_does_not_hold_up_a_stop() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    let mut follower = Command::new(hotspotctl_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .arg("events")
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = daemon.stop()?;
+    let took = started.elapsed();
+    let _ = follower.kill();
+    ensure!(
+        status.success(),
+        "hotspotd exits cleanly with a follower attached"
+    );
+    ensure!(took < Duration::from_secs(5), "the stop took {took:?}");
+    let ended = wait_for(Duration::from_secs(5), || {
+        follower.try_wait().is_ok_and(|s| s.is_some())
+    });
+    ensure!(ended, "the follower sees the stream end");
+    Ok(())
+}

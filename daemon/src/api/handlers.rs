@@ -109,29 +109,53 @@ pub(super) async fn metrics(
     State(commands): State<Commands>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let text = commands.ask(|reply| Command::Metrics { reply }).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    ))
 }
 
 /// `GET /v1/events`: newline-delimited JSON, one event a line, from now on, until the client
 /// goes away. A client too slow to keep up is told how many it missed in a line of its own.
-pub(super) async fn events(State(events): State<Events>) -> axum::response::Response {
-    let stream = futures::stream::unfold(events.subscribe(), |mut receiver| async move {
-        let line = match receiver.recv().await {
+pub(super) async fn events(
+    State(events): State<Events>,
+    State(shutdown): State<tokio_util::sync::CancellationToken>,
+) -> axum::response::Response {
+    let start = (events.subscribe(), shutdown);
+    let stream = futures::stream::unfold(start, |(mut receiver, shutdown)| async move {
+        let received = tokio::select! {
+            // The stream ends with the daemon, or a graceful shutdown would wait for it.
+            () = shutdown.cancelled() => return None,
+            received = receiver.recv() => received,
+        };
+        let line = match received {
             Ok(record) => serde_json::to_string(&*record).unwrap_or_default(),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 serde_json::json!({ "event": "missed", "count": missed }).to_string()
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((
-            Ok::<_, std::convert::Infallible>(format!("{line}\n")),
-            receiver,
-        ))
+        let line = Ok::<_, std::convert::Infallible>(format!("{line}\n"));
+        Some((line, (receiver, shutdown)))
     });
     axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
         .body(axum::body::Body::from_stream(stream))
         .unwrap_or_default()
+}
+
+pub(super) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{uri} does not take {method}; see docs/api.md"),
+    )
 }
 
 pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {

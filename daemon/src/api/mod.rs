@@ -138,6 +138,14 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
 pub struct ApiState {
     pub commands: Commands,
     pub events: Events,
+    /// Ends the event streams when the daemon stops, so shutdown does not wait on them.
+    pub shutdown: CancellationToken,
+}
+
+impl axum::extract::FromRef<ApiState> for CancellationToken {
+    fn from_ref(state: &ApiState) -> Self {
+        state.shutdown.clone()
+    }
 }
 
 impl axum::extract::FromRef<ApiState> for Commands {
@@ -152,7 +160,7 @@ impl axum::extract::FromRef<ApiState> for Events {
     }
 }
 
-pub fn router(commands: Commands, events: Events) -> Router {
+pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
         .route("/v1/clients/{mac}/connect", post(handlers::connect))
@@ -169,7 +177,12 @@ pub fn router(commands: Commands, events: Events) -> Router {
         .route("/v1/events", get(handlers::events))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
-        .with_state(ApiState { commands, events })
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(ApiState {
+            commands,
+            events,
+            shutdown,
+        })
 }
 
 /// Serves until `shutdown`, then removes the socket file.
@@ -180,7 +193,7 @@ pub async fn serve(
     events: Events,
     shutdown: CancellationToken,
 ) {
-    let served = axum::serve(listener, router(commands, events))
+    let served = axum::serve(listener, router(commands, events, shutdown.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     if let Err(error) = served {

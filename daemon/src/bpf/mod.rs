@@ -55,7 +55,7 @@ pub enum BpfError {
     #[error("cannot create the pin folder {path}: {source}")]
     PinDir { path: PathBuf, source: io::Error },
     #[error(
-        "cannot load the eBPF object: {0} (hotspotd needs root or CAP_BPF + CAP_NET_ADMIN, and a kernel with BTF)"
+        "cannot load the eBPF object: {0} (hotspotd needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a kernel with BTF)"
     )]
     Load(#[from] aya::EbpfError),
     #[error("the eBPF object has no program '{name}'")]

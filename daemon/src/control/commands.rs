@@ -159,8 +159,7 @@ impl Control {
         connect: bool,
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.
-        data.validate()
-            .map_err(|source| EngineError::InvalidSession { id: 0, source })?;
+        data.validate()?;
         let id = self.store.insert(mac, data.clone()).await?;
         let now = now();
         let mut effects = self.engine.add(Session { id, mac, data }, now)?;
@@ -173,11 +172,16 @@ impl Control {
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
     }
 
+    /// Deletes from the store first: if that fails, nothing has changed; the engine then
+    /// forgets the session (and chains or disconnects its client if it was running).
     async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
+        if self.engine.session(id).is_none() {
+            return Err(EngineError::UnknownSession { id }.into());
+        }
+        self.store.remove(id).await?;
         let now = now();
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now);
-        self.store.remove(id).await?;
         self.save(false).await;
         Ok(())
     }

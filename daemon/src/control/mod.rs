@@ -50,6 +50,17 @@ pub enum ControlError {
     Events(#[source] std::io::Error),
 }
 
+/// What the control task is given to own.
+pub struct Parts {
+    pub kernel: Kernel,
+    pub netlink: Netlink,
+    pub lan_ifindex: u32,
+    /// The kernel's `HZ`.
+    pub hz: u32,
+    pub store: StoreHandle,
+    pub events: Events,
+}
+
 /// The daemon's state and its one owner.
 pub struct Control {
     config: Arc<Config>,
@@ -96,15 +107,15 @@ pub fn now() -> Now {
 impl Control {
     /// Restores the sessions from the store and reconciles the kernel's grants with them
     /// (see `restore.rs`), before the programs are attached.
-    pub async fn start(
-        config: Arc<Config>,
-        kernel: Kernel,
-        netlink: Netlink,
-        lan_ifindex: u32,
-        hz: u32,
-        store: StoreHandle,
-        events: Events,
-    ) -> Result<Self, ControlError> {
+    pub async fn start(config: Arc<Config>, parts: Parts) -> Result<Self, ControlError> {
+        let Parts {
+            kernel,
+            netlink,
+            lan_ifindex,
+            hz,
+            store,
+            events,
+        } = parts;
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
         let mut control = Self {
             config,

@@ -12,10 +12,18 @@ use crate::{
 impl Control {
     /// Every client the kernel has seen or that holds a session.
     pub(super) fn client_views(&self) -> Vec<ClientView> {
+        self.client_macs()
+            .into_iter()
+            .map(|mac| self.client_view(mac))
+            .collect()
+    }
+
+    /// Every client: seen by the kernel, or holding a session.
+    fn client_macs(&self) -> std::collections::BTreeSet<MacAddr> {
         let mut macs: std::collections::BTreeSet<MacAddr> =
             self.table.records().map(|record| record.mac).collect();
         macs.extend(self.engine.clients().map(|(mac, _, _)| mac));
-        macs.into_iter().map(|mac| self.client_view(mac)).collect()
+        macs
     }
 
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
@@ -87,7 +95,7 @@ impl Control {
         StatusView {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lan_interface: self.config.network.lan_interface.clone(),
-            clients: self.table.len(),
+            clients: self.client_macs().len(),
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,

@@ -124,6 +124,15 @@ fn parse_megabytes(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader goes away
+    // (`hotspotctl clients | head`): Rust ignores SIGPIPE, and println! then panics.
+    // SAFETY: restoring the default disposition of one signal before any thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
