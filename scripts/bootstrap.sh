@@ -16,6 +16,13 @@ say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (apt-get, network namespaces and eBPF need it): sudo $0"
+
+# Seen on this kind of machine: /dev/null replaced by a regular file, so every "> /dev/null"
+# fills it and every reader (cargo's compiler probe among them) gets garbage. Put it back.
+if [ ! -c /dev/null ]; then
+  say "/dev/null is not a device; recreating it"
+  rm -f /dev/null && mknod -m 666 /dev/null c 1 3 || die "cannot recreate /dev/null (mknod c 1 3)"
+fi
 command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs) first"
 
 missing=()
