@@ -98,6 +98,16 @@ pub async fn run_reloadable(
     tracing::info!(interface = %lan, "programs attached");
 
     let listener = api::listen(&config.api.socket).await?;
+    let tcp = match config.api.tcp_address() {
+        Some(address) => {
+            let token = api::read_token(&config.api.token_file)?;
+            let tcp_listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| api::ListenError::Tcp { address, source })?;
+            Some((tcp_listener, token))
+        }
+        None => None,
+    };
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
@@ -117,10 +127,20 @@ pub async fn run_reloadable(
     let api_task = tasks.spawn(api::serve(
         listener,
         config.api.socket.clone(),
-        commands,
+        commands.clone(),
         events.clone(),
         shutdown.clone(),
     ));
+    if let Some((tcp_listener, token)) = tcp {
+        tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
+        tasks.spawn(api::serve_tcp(
+            tcp_listener,
+            token,
+            commands,
+            events.clone(),
+            shutdown.clone(),
+        ));
+    }
     if !config.events.exec.is_empty() {
         tasks.spawn(events::exec_hooks(
             config.events.exec.clone(),

@@ -147,6 +147,34 @@ pub(super) async fn events(
         .unwrap_or_default()
 }
 
+/// Lets a request through only with `Authorization: Bearer <token>` (the TCP listener).
+pub(super) async fn require_token(
+    State(token): State<std::sync::Arc<String>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if same(presented.as_bytes(), token.as_bytes()) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this listener needs 'Authorization: Bearer <token>' with the token of api.token_file",
+        )),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing says nothing about the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 pub(super) async fn method_not_allowed(
     method: axum::http::Method,
     uri: axum::http::Uri,

@@ -100,6 +100,13 @@ pub enum ListenError {
         "another hotspotd already serves {path}: stop it first, or set api.socket to another path"
     )]
     InUse { path: PathBuf },
+    #[error("api.token_file {path}: {reason}")]
+    Token { path: PathBuf, reason: String },
+    #[error("cannot listen on TCP {address}: {source}")]
+    Tcp {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -185,6 +192,47 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         })
 }
 
+/// Serves the same API on a TCP listener until `shutdown`, every request checked for
+/// `Authorization: Bearer <token>` first: without it the answer is `401` and nothing else.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    token: String,
+    commands: Commands,
+    events: Events,
+    shutdown: CancellationToken,
+) {
+    let guarded = router(commands, events, shutdown.clone()).layer(
+        axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
+    );
+    let served = axum::serve(listener, guarded)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the TCP API server stopped");
+    }
+}
+
+/// Reads the bearer token from the first line of `path`.
+pub fn read_token(path: &Path) -> Result<String, ListenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ListenError::Token {
+        path: path.to_owned(),
+        reason: source.to_string(),
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(ListenError::Token {
+            path: path.to_owned(),
+            reason: format!(
+                "its first line must hold a token of at least {MIN_TOKEN_LEN} characters"
+            ),
+        });
+    }
+    Ok(token)
+}
+
+/// Shorter tokens are guessable; `openssl rand -hex 16` gives 32 characters.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// Serves until `shutdown`, then removes the socket file.
 pub async fn serve(
     listener: UnixListener,
@@ -200,4 +248,30 @@ pub async fn serve(
         tracing::error!(%error, "the API server stopped");
     }
     let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_needs_a_long_enough_first_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        assert!(
+            read_token(&path)
+                .expect_err("missing")
+                .to_string()
+                .contains("api.token_file")
+        );
+        std::fs::write(&path, "short\n").expect("write");
+        assert!(
+            read_token(&path)
+                .expect_err("short")
+                .to_string()
+                .contains("at least 16")
+        );
+        std::fs::write(&path, "  0123456789abcdef  \nignored\n").expect("write");
+        assert_eq!(read_token(&path).expect("read"), "0123456789abcdef");
+    }
 }

@@ -51,6 +51,9 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("store.sqlite_path"),
     Key::Int(SAVE_INTERVAL_SECS),
     Key::Text("api.socket"),
+    Key::Text("api.tcp_listen"),
+    Key::Text("api.token_file"),
+    Key::Bool("api.allow_non_loopback"),
     Key::Text("kernel.pin_dir"),
     Key::Text("events.exec"),
     Key::Int(EXEC_TIMEOUT_MS),
@@ -78,6 +81,8 @@ pub(super) enum Key {
     Choice(&'static str, &'static [&'static str]),
     /// A list of walled-garden entries.
     WalledGarden(&'static str),
+    /// `true` or `false`.
+    Bool(&'static str),
 }
 
 /// An integer key: the values it allows, and the largest its Rust type holds.
@@ -129,7 +134,10 @@ impl IntKey {
 impl Key {
     pub(super) fn path(self) -> &'static str {
         match self {
-            Self::Text(path) | Self::Choice(path, _) | Self::WalledGarden(path) => path,
+            Self::Text(path)
+            | Self::Choice(path, _)
+            | Self::WalledGarden(path)
+            | Self::Bool(path) => path,
             Self::Int(key) => key.path,
         }
     }
@@ -138,7 +146,10 @@ impl Key {
     /// an allowed value); the error says what is allowed and what was got.
     fn check(self, value: &Value) -> Result<(), String> {
         match (self, &value.kind) {
-            (Self::Text(_), ValueKind::String(_)) => Ok(()),
+            (Self::Text(_), ValueKind::String(_)) | (Self::Bool(_), ValueKind::Boolean(_)) => {
+                Ok(())
+            }
+            (Self::Bool(_), _) => Err(format!("must be true or false (got {})", shown(value))),
             (Self::Text(_), _) => Err(format!("must be a string (got {})", shown(value))),
             (Self::Int(key), kind) => match integer(kind) {
                 Some(number) => key.check(number),

@@ -152,13 +152,31 @@ impl Default for StoreConfig {
 pub struct ApiConfig {
     /// Unix socket of the API.
     pub socket: PathBuf,
+    /// Also serve the API over TCP at this address (`127.0.0.1:8080`); empty = socket only.
+    pub tcp_listen: String,
+    /// A file holding the bearer token every TCP request must carry; required with
+    /// `tcp_listen`.
+    pub token_file: PathBuf,
+    /// Allow `tcp_listen` on an address that is not loopback.
+    pub allow_non_loopback: bool,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from("/run/hotspotd/hotspotd.sock"),
+            tcp_listen: String::new(),
+            token_file: PathBuf::new(),
+            allow_non_loopback: false,
         }
+    }
+}
+
+impl ApiConfig {
+    /// The TCP address to serve on, if any (checked by `validate`).
+    #[must_use]
+    pub fn tcp_address(&self) -> Option<std::net::SocketAddr> {
+        self.tcp_listen.parse().ok()
     }
 }
 
@@ -395,6 +413,33 @@ impl Config {
         ] {
             if path.as_os_str().is_empty() {
                 return Err(invalid(key, "must not be empty".to_owned()));
+            }
+        }
+        if !self.api.tcp_listen.is_empty() {
+            let Ok(address) = self.api.tcp_listen.parse::<std::net::SocketAddr>() else {
+                return Err(invalid(
+                    "api.tcp_listen",
+                    format!(
+                        "must be an address and port like 127.0.0.1:8080 or [::1]:8080 (got {:?})",
+                        self.api.tcp_listen
+                    ),
+                ));
+            };
+            if !address.ip().is_loopback() && !self.api.allow_non_loopback {
+                return Err(invalid(
+                    "api.tcp_listen",
+                    format!(
+                        "{address} is not a loopback address, so the LAN could reach the API: \
+                         use 127.0.0.1 or ::1, or set api.allow_non_loopback = true if you mean it"
+                    ),
+                ));
+            }
+            if self.api.token_file.as_os_str().is_empty() {
+                return Err(invalid(
+                    "api.token_file",
+                    "must name the file with the bearer token when api.tcp_listen is set"
+                        .to_owned(),
+                ));
             }
         }
         let socket_len = self.api.socket.as_os_str().len();

@@ -627,3 +627,35 @@ fn the_key_table_matches_the_structs() -> TestResult {
     assert_eq!(names, serde_json::json!(QueueOrder::NAMES));
     Ok(())
 }
+
+#[test]
+fn the_tcp_api_is_loopback_only_and_needs_a_token() -> TestResult {
+    let refused = error_for(
+        "[api]\ntcp_listen = \"192.0.2.1:8080\"\ntoken_file = \"/t\"",
+        &[],
+    )?;
+    assert!(
+        refused.contains("api.tcp_listen") && refused.contains("not a loopback"),
+        "{refused}"
+    );
+    let allowed = load_toml(
+        "[api]\ntcp_listen = \"192.0.2.1:8080\"\ntoken_file = \"/t\"\nallow_non_loopback = true",
+        &[],
+    )?;
+    assert_eq!(allowed.api.tcp_address().map(|a| a.port()), Some(8080));
+    let no_token = error_for("[api]\ntcp_listen = \"127.0.0.1:8080\"", &[])?;
+    assert!(no_token.contains("api.token_file"), "{no_token}");
+    let garbled = error_for(
+        "[api]\ntcp_listen = \"localhost\"\ntoken_file = \"/t\"",
+        &[],
+    )?;
+    assert!(garbled.contains("like 127.0.0.1:8080"), "{garbled}");
+    let not_bool = error_for("[api]\nallow_non_loopback = \"yes\"", &[])?;
+    assert!(not_bool.contains("must be true or false"), "{not_bool}");
+    let v6 = load_toml(
+        "[api]\ntcp_listen = \"[::1]:9000\"\ntoken_file = \"/t\"",
+        &[],
+    )?;
+    assert!(v6.api.tcp_address().is_some_and(|a| a.ip().is_loopback()));
+    Ok(())
+}
