@@ -64,18 +64,8 @@ impl ApiClient {
 
     /// For endpoints that answer text, like `/metrics`.
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let response = self.send(Method::GET, path, None).await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|source| self.http_error(source))?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        Err(api_error(status.as_u16(), &bytes))
+        let bytes = self.successful_body(Method::GET, path, None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// For endpoints that answer `204 No Content`.
@@ -129,6 +119,19 @@ impl ApiClient {
         path: &str,
         body: Option<String>,
     ) -> Result<T, ClientError> {
+        let bytes = self.successful_body(method, path, body).await?;
+        // An empty answer (204) is JSON null, which is what `()` reads.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(body).map_err(|source| ClientError::Decode { source })
+    }
+
+    /// The whole body of a successful answer; an unsuccessful one as its API error.
+    async fn successful_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Bytes, ClientError> {
         let response = self.send(method, path, body).await?;
         let status = response.status();
         let bytes = response
@@ -138,9 +141,7 @@ impl ApiClient {
             .map_err(|source| self.http_error(source))?
             .to_bytes();
         if status.is_success() {
-            // An empty answer (204) is JSON null, which is what `()` reads.
-            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|source| ClientError::Decode { source });
+            return Ok(bytes);
         }
         Err(api_error(status.as_u16(), &bytes))
     }

@@ -84,24 +84,31 @@ pub(super) async fn connect(
     State(commands): State<Commands>,
     Path(mac): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let mac = parse_mac(&mac)?;
-    Ok(Json(
-        commands
-            .ask(|reply| Command::Connect { mac, reply })
-            .await??,
-    ))
+    client_command(&commands, &mac, |mac, reply| Command::Connect {
+        mac,
+        reply,
+    })
+    .await
 }
 
 pub(super) async fn pause(
     State(commands): State<Commands>,
     Path(mac): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let mac = parse_mac(&mac)?;
-    Ok(Json(
-        commands
-            .ask(|reply| Command::Pause { mac, reply })
-            .await??,
-    ))
+    client_command(&commands, &mac, |mac, reply| Command::Pause { mac, reply }).await
+}
+
+/// The answer to a command about one client, named by the MAC in the path.
+type ClientReply = tokio::sync::oneshot::Sender<Result<ClientView, crate::control::CommandError>>;
+
+/// Sends a command about one client and answers with the client as it is afterwards.
+async fn client_command(
+    commands: &Commands,
+    mac: &str,
+    make: impl FnOnce(MacAddr, ClientReply) -> Command,
+) -> Result<Json<ClientView>, ApiError> {
+    let mac = parse_mac(mac)?;
+    Ok(Json(commands.ask(|reply| make(mac, reply)).await??))
 }
 
 /// `GET /metrics`: Prometheus text.
