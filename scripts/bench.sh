@@ -24,3 +24,6 @@ echo "## Session engine tick"
 echo
 echo "## Connect to first packet"
 ./target/release/bench-connect
+echo
+echo "## Speed limits: applying HTB classes"
+./target/release/bench-shaping
