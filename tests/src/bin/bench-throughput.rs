@@ -37,7 +37,14 @@ fn main() -> Result<()> {
         // Through the gate: the client runs a session, so every packet takes the whole path.
         daemon.add_session(
             &client.mac,
-            &["--type", "time", "--time-secs", "3600", "--global-speed", "--connect"],
+            &[
+                "--type",
+                "time",
+                "--time-secs",
+                "3600",
+                "--global-speed",
+                "--connect",
+            ],
         )?;
         with.push(gbit_per_s(&lan, &sink, bytes_per_run)?);
         // The run only counts if hotspotd really accounted the transfer.
