@@ -284,6 +284,26 @@ impl Daemon {
         self.ctl_json(&full)
     }
 
+    /// Sells `mac` an hour at the global speed and connects it, so its traffic passes the
+    /// gate: for tests about what is counted, not about sessions. Errors unless it runs.
+    pub fn connect_for_an_hour(&self, mac: &str) -> Result<serde_json::Value> {
+        let session = self.add_session(
+            mac,
+            &[
+                "--type",
+                "time",
+                "--time-secs",
+                "3600",
+                "--global-speed",
+                "--connect",
+            ],
+        )?;
+        if session["state"] != "running" {
+            bail!("the session of {mac} does not run: {session}");
+        }
+        Ok(session)
+    }
+
     /// `hotspotctl sessions`: every session, as JSON objects.
     pub fn sessions(&self) -> Result<Vec<serde_json::Value>> {
         let list = self.ctl_json(&["sessions"])?;

@@ -17,24 +17,6 @@ use serde_json::Value;
 /// How long the daemon may take to show traffic: a few 100 ms polls.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Sells `mac` an hour and connects it, so its traffic passes the gate.
-fn connect_for_an_hour(daemon: &Daemon, mac: &str) -> Result<()> {
-    let session = daemon.ctl_json(&[
-        "session",
-        "add",
-        "--mac",
-        mac,
-        "--type",
-        "time",
-        "--time-secs",
-        "3600",
-        "--global-speed",
-        "--connect",
-    ])?;
-    ensure!(session["state"] == "running", "the session runs: {session}");
-    Ok(())
-}
-
 /// The clients table, by MAC.
 fn clients(daemon: &Daemon) -> Result<BTreeMap<String, Value>> {
     let table = daemon.ctl_json(&["clients"])?;
@@ -77,7 +59,7 @@ fn udp_to_the_internet_is_billed_to_the_byte() -> Result<()> {
     // Different sizes and counts per client, so a mix-up between clients shows.
     let mut expected = BTreeMap::new();
     for client in &lan.clients {
-        connect_for_an_hour(&daemon, &client.mac)?;
+        daemon.connect_for_an_hour(&client.mac)?;
     }
     for (i, client) in lan.clients.iter().enumerate() {
         let (payload_v4, count_v4) = (100 + 300 * i, 10 + i);
@@ -160,7 +142,7 @@ fn tcp_bulk_with_gso_is_billed_within_three_percent() -> Result<()> {
     one_cpu.set(0)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one_cpu)?;
     let daemon = Daemon::start(&lan, &[])?;
-    connect_for_an_hour(&daemon, &client.mac)?;
+    daemon.connect_for_an_hour(&client.mac)?;
 
     let sink = TcpSink::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let sent = tcp_send(&client.netns, sink.addr(), PAYLOAD_BYTES)?;

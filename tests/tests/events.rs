@@ -29,18 +29,13 @@ fn names_for(lines: &[serde_json::Value], mac: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_sessions_life_is_told_in_order_on_the_stream_and_to_the_hook() -> Result<()> {
-    let lan = Lan::new(1)?;
-    let mac = lan.clients[0].mac.clone();
-    let dir = tempfile::tempdir()?;
-    let hook = dir.path().join("hook.sh");
-    let log = dir.path().join("events.ndjson");
-    script(&hook, &format!("cat >> {}", log.display()))?;
-    let hook_path = hook.to_str().context("a UTF-8 path")?;
-    let daemon = Daemon::start(&lan, &[("HOTSPOTD__EVENTS__EXEC", hook_path)])?;
+/// A client the tests never send traffic for: its events only prove the stream is connected.
+const PROBE_MAC: &str = "02:ff:00:00:00:01";
 
-    // Follow the stream the way an operator would.
+/// Starts `hotspotctl events --json` and returns once it is connected (the stream carries
+/// events from when it is opened): the probe client is paused and connected until one of its
+/// events comes through. Then the lines that follow.
+fn follow(daemon: &Daemon) -> Result<(std::process::Child, mpsc::Receiver<String>)> {
     let mut follower = Command::new(hotspotctl_bin())
         .arg("--socket")
         .arg(daemon.socket())
@@ -56,8 +51,42 @@ fn a_sessions_life_is_told_in_order_on_the_stream_and_to_the_hook() -> Result<()
             }
         }
     });
-    // The stream carries events from when it is opened: let it connect first.
-    std::thread::sleep(Duration::from_millis(300));
+    daemon.add_session(
+        PROBE_MAC,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "3600",
+            "--global-speed",
+            "--connect",
+        ],
+    )?;
+    let connected = wait_for(Duration::from_secs(10), || {
+        let _ = daemon.ctl_json(&["pause", "--mac", PROBE_MAC]);
+        let _ = daemon.ctl_json(&["connect", "--mac", PROBE_MAC]);
+        std::iter::from_fn(|| lines_rx.try_recv().ok()).any(|line| line.contains(PROBE_MAC))
+    });
+    ensure!(
+        connected,
+        "the event stream never showed the probe client's events"
+    );
+    Ok((follower, lines_rx))
+}
+
+#[test]
+fn a_sessions_life_is_told_in_order_on_the_stream_and_to_the_hook() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let mac = lan.clients[0].mac.clone();
+    let dir = tempfile::tempdir()?;
+    let hook = dir.path().join("hook.sh");
+    let log = dir.path().join("events.ndjson");
+    script(&hook, &format!("cat >> {}", log.display()))?;
+    let hook_path = hook.to_str().context("a UTF-8 path")?;
+    let daemon = Daemon::start(&lan, &[("HOTSPOTD__EVENTS__EXEC", hook_path)])?;
+
+    // Follow the stream the way an operator would.
+    let (mut follower, lines_rx) = follow(&daemon)?;
 
     daemon.add_session(
         &mac,
@@ -179,13 +208,7 @@ fn a_hanging_or_failing_hook_does_not_slow_the_daemon() -> Result<()> {
 fn a_follower_of_the_stream_does_not_hold_up_a_stop() -> Result<()> {
     let lan = Lan::new(1)?;
     let daemon = Daemon::start(&lan, &[])?;
-    let mut follower = Command::new(hotspotctl_bin())
-        .arg("--socket")
-        .arg(daemon.socket())
-        .arg("events")
-        .stdout(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut follower, _lines) = follow(&daemon)?;
     let started = Instant::now();
     let status = daemon.stop()?;
     let took = started.elapsed();

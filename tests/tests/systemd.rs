@@ -137,19 +137,7 @@ fn does_its_job(lan: &Lan, daemon: &mut Daemon) -> Result<()> {
     );
 
     let client = &lan.clients[0];
-    let session = daemon.ctl_json(&[
-        "session",
-        "add",
-        "--mac",
-        &client.mac,
-        "--type",
-        "time",
-        "--time-secs",
-        "3600",
-        "--global-speed",
-        "--connect",
-    ])?;
-    ensure!(session["state"] == "running", "the session runs: {session}");
+    daemon.connect_for_an_hour(&client.mac)?;
 
     let echo = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let (payload, count) = (500, 10);

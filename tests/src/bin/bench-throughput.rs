@@ -35,17 +35,7 @@ fn main() -> Result<()> {
         without.push(gbit_per_s(&lan, &sink, bytes_per_run)?);
         let daemon = Daemon::start(&lan, &[])?;
         // Through the gate: the client runs a session, so every packet takes the whole path.
-        daemon.add_session(
-            &client.mac,
-            &[
-                "--type",
-                "time",
-                "--time-secs",
-                "3600",
-                "--global-speed",
-                "--connect",
-            ],
-        )?;
+        daemon.connect_for_an_hour(&client.mac)?;
         with.push(gbit_per_s(&lan, &sink, bytes_per_run)?);
         // The run only counts if hotspotd really accounted the transfer.
         let mut up_bytes = 0;
