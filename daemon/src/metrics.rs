@@ -273,6 +273,8 @@ mod tests {
                 dropped_bytes: 64,
                 dropped_packets: 1,
                 last_seen: None,
+                down_mbits: Some(5),
+                up_mbits: Some(2),
             }],
             sessions_by_state: vec![(SessionState::Running, 1), (SessionState::Consumed, 2)],
             kernel: KernelStats {

@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::watch;
+use tokio::{
+    net::{TcpListener, UnixListener},
+    sync::watch,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -17,6 +20,7 @@ use crate::{
     events::{self, Events},
     net::ip_key,
     netlink::{Netlink, NetlinkError},
+    shaping::{Shaper, ShapingError},
     store::{Store, StoreError},
 };
 
@@ -43,6 +47,8 @@ pub enum RunError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("speed limits cannot be set up: {0}")]
+    Shaping(#[from] ShapingError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("a hotspotd task failed: {0}")]
@@ -64,21 +70,7 @@ pub async fn run_reloadable(
     mut reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
-    let lan_ifindex = nix::net::if_::if_nametoindex(lan.as_str())
-        .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
-    let mut kernel = Kernel::load(&config.kernel.pin_dir)?;
-    let netlink = Netlink::open()?;
-    // The box's addresses and the walled garden go in before the programs see a packet, so
-    // none is billed or blocked wrongly.
-    let local: std::collections::BTreeSet<_> = netlink
-        .local_addresses()
-        .await?
-        .into_iter()
-        .map(ip_key)
-        .collect();
-    kernel.sync_local_addrs(&local)?;
-    kernel.set_walled_garden(&config.network.walled_garden)?;
-    let hz = kernel_hz(&kernel).await?;
+    let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
 
     let sqlite_path = config.store.sqlite_path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??;
@@ -92,22 +84,13 @@ pub async fn run_reloadable(
         hz,
         store: store.clone(),
         events: events.clone(),
+        shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 
-    let listener = api::listen(&config.api.socket).await?;
-    let tcp = match config.api.tcp_address() {
-        Some(address) => {
-            let token = api::read_token(&config.api.token_file)?;
-            let tcp_listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| api::ListenError::Tcp { address, source })?;
-            Some((tcp_listener, token))
-        }
-        None => None,
-    };
+    let (listener, tcp) = listen(&config).await?;
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
@@ -155,7 +138,7 @@ pub async fn run_reloadable(
     tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
     let notifier = crate::notify::serving(watchdog_commands, shutdown.clone());
 
-    let kernel = control_task.await??;
+    let (kernel, shaper) = control_task.await??;
     // STOPPING=1 went out when shutdown began; this only makes sure it is not lost.
     notifier.await?;
     reload_task.abort();
@@ -168,5 +151,54 @@ pub async fn run_reloadable(
         tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
     }
     tracing::info!(interface = %lan, "programs detached");
+    if let Err(error) = shaper.teardown().await {
+        tracing::warn!(%error, "could not remove the speed-limit trees; the next start takes them over");
+    }
     Ok(())
+}
+
+/// What the control loop needs from the kernel before any program is attached: the maps
+/// loaded (or a previous run's taken over), the box's addresses and the walled garden in
+/// them, the kernel's tick rate, and the HTB trees with the IFB that uploads are redirected
+/// into — all before any grant names a class or the programs see a packet, so nothing is
+/// billed, blocked or shaped wrongly.
+async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, Shaper), RunError> {
+    let lan = &config.network.lan_interface;
+    let lan_ifindex = nix::net::if_::if_nametoindex(lan.as_str())
+        .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
+    let mut kernel = Kernel::load(&config.kernel.pin_dir)?;
+    let netlink = Netlink::open()?;
+    let local: std::collections::BTreeSet<_> = netlink
+        .local_addresses()
+        .await?
+        .into_iter()
+        .map(ip_key)
+        .collect();
+    kernel.sync_local_addrs(&local)?;
+    kernel.set_walled_garden(&config.network.walled_garden)?;
+    let hz = kernel_hz(&kernel).await?;
+    let ifb = &config.network.ifb_interface;
+    let shaper = Shaper::setup(lan, ifb, crate::control::global_rates(config)).await?;
+    tracing::info!(interface = %lan, ifb = %ifb, leaf = %shaper.leaf(), "speed limits ready");
+    kernel.set_ifb(shaper.ifb_ifindex())?;
+    Ok((kernel, netlink, lan_ifindex, hz, shaper))
+}
+
+/// The API's listeners: the Unix socket, and the loopback TCP port with its token if
+/// configured.
+async fn listen(
+    config: &Config,
+) -> Result<(UnixListener, Option<(TcpListener, String)>), RunError> {
+    let listener = api::listen(&config.api.socket).await?;
+    let tcp = match config.api.tcp_address() {
+        Some(address) => {
+            let token = api::read_token(&config.api.token_file)?;
+            let tcp_listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| api::ListenError::Tcp { address, source })?;
+            Some((tcp_listener, token))
+        }
+        None => None,
+    };
+    Ok((listener, tcp))
 }

@@ -25,6 +25,14 @@ use crate::wait_for;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a SIGTERM'd daemon may take for its final save.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Global speed caps far above what the veths carry (100 Gbit/s), so that a test not about
+/// speed meets no shaping: HTB queues drop what exceeds a cap, and the gate has billed those
+/// bytes already (data is counted where it is admitted, as `docs/sessions.md` says). Tests of
+/// speed limits pass their own `HOTSPOTD__SPEED__*` (later variables win) or a config file.
+pub const UNSHAPED: [(&str, &str); 2] = [
+    ("HOTSPOTD__SPEED__GLOBAL_DOWN_MBITS", "100000"),
+    ("HOTSPOTD__SPEED__GLOBAL_UP_MBITS", "100000"),
+];
 /// Pin folders are `/sys/fs/bpf/{PIN_PREFIX}{pid}-{seq}`, so a crashed run's leftovers can be
 /// recognised and removed.
 const PIN_ROOT: &str = "/sys/fs/bpf";
@@ -79,9 +87,10 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `hotspotd --config <workspace>/config.toml` in `lan.gateway`, with the LAN
-    /// interface, API socket, pin folder, `SQLite` path and a 100 ms poll interval overridden
-    /// through `HOTSPOTD__*` variables, plus `extra_env`. Returns once the API socket accepts
-    /// connections; on early exit or timeout the error carries the daemon's log.
+    /// interface, API socket, pin folder, `SQLite` path, a 100 ms poll interval and the
+    /// [`UNSHAPED`] global caps set through `HOTSPOTD__*` variables, plus `extra_env`. Returns
+    /// once the API socket accepts connections; on early exit or timeout the error carries the
+    /// daemon's log.
     pub fn start(lan: &Lan, extra_env: &[(&str, &str)]) -> Result<Daemon> {
         Self::start_wrapped(lan, extra_env, &[])
     }
@@ -110,12 +119,8 @@ impl Daemon {
         extra_env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Result<Daemon> {
-        Self::start_full(
-            lan,
-            extra_env,
-            wrapper,
-            &workspace_root().join("config.toml"),
-        )
+        let env: Vec<(&str, &str)> = UNSHAPED.iter().chain(extra_env).copied().collect();
+        Self::start_full(lan, &env, wrapper, &workspace_root().join("config.toml"))
     }
 
     fn start_full(

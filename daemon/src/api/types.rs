@@ -32,6 +32,10 @@ pub struct ClientView {
     pub dropped_bytes: u64,
     pub dropped_packets: u64,
     pub last_seen: Option<DateTime<Utc>>,
+    /// The running session's speed limits in Mbit/s (its own or the global ones); `None`
+    /// while the client has no running session.
+    pub down_mbits: Option<u32>,
+    pub up_mbits: Option<u32>,
 }
 
 /// One session in `GET /v1/sessions`: `id`, `mac`, every `SessionData` field under its Rust

@@ -285,6 +285,17 @@ impl Kernel {
         Ok(u64::from(epoch))
     }
 
+    /// Tells the programs which IFB device uploads are shaped on (0: none).
+    pub fn set_ifb(&mut self, ifindex: u32) -> Result<(), BpfError> {
+        let mut config: Array<&mut MapData, u32> = self.map_mut(MAP_CONFIG)?;
+        config
+            .set(config_word::IFB_IFINDEX, ifindex, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_CONFIG,
+                source,
+            })
+    }
+
     /// Every grant in the kernel.
     pub fn grants(&self) -> Result<Vec<(MacKey, Grant)>, BpfError> {
         gate::grants(&self.ebpf)

@@ -7,16 +7,19 @@ use tokio::time::Instant;
 
 use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 
-use super::{Control, now};
+use super::{Control, now, speed};
 use crate::{
     sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
     store::{self, SaveBatch, SavedMeta, StoredClient},
 };
 
 impl Control {
-    /// Carries out `effects` in order. The kernel is told first, so a client is never blocked
-    /// or let through later than the engine decided; saves happen after the batch.
-    pub(super) fn apply(&mut self, effects: Vec<Effect>, now: Now) {
+    /// Carries out `effects` in order. The speed classes of new grants are put in place first,
+    /// so a client's first packet already meets its limit; then the kernel's grants are set,
+    /// so a client is never blocked or let through later than the engine decided; saves happen
+    /// after the batch.
+    pub(super) async fn apply(&mut self, effects: Vec<Effect>, now: Now) {
+        self.shape(&effects).await;
         for effect in effects {
             match effect {
                 Effect::Grant(grant) => {
@@ -30,6 +33,7 @@ impl Control {
                             self.deadlines.remove(&mac);
                         }
                     }
+                    self.limits.insert(mac, (grant.down_mbits, grant.up_mbits));
                     match self.kernel_grant(&grant) {
                         Ok(kernel_grant) => {
                             if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
@@ -41,6 +45,7 @@ impl Control {
                 }
                 Effect::Revoke { mac } => {
                     self.deadlines.remove(&mac);
+                    self.limits.remove(&mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");
                     }
@@ -59,8 +64,43 @@ impl Control {
         }
     }
 
-    /// The kernel's form of a grant: bytes as a signed budget, the deadline in jiffies.
-    fn kernel_grant(&self, grant: &engine::Grant) -> Result<Grant, crate::bpf::BpfError> {
+    /// Brings the HTB trees in line with the grants and revocations in `effects`. A failure is
+    /// logged: the client is still gated and billed, only its speed is not capped (it falls in
+    /// the default class, under the global cap), and the next change retries.
+    async fn shape(&mut self, effects: &[Effect]) {
+        let mut changed = false;
+        for effect in effects {
+            match effect {
+                Effect::Grant(grant) => {
+                    if let Some(classes) = self.classes.of(grant.mac) {
+                        let rates = speed::rates(grant.down_mbits, grant.up_mbits);
+                        changed |= self.desired.clients.insert(classes.minor, rates) != Some(rates);
+                    }
+                }
+                Effect::Revoke { mac } => {
+                    if let Some(minor) = self.classes.release(*mac) {
+                        self.desired.clients.remove(&minor);
+                        changed = true;
+                    }
+                }
+                Effect::Save(_) | Effect::Event(_) => {}
+            }
+        }
+        if changed {
+            self.sync_speed().await;
+        }
+    }
+
+    /// Hands the desired trees to the shaper.
+    pub(super) async fn sync_speed(&mut self) {
+        if let Err(error) = self.shaper.apply(&self.desired).await {
+            tracing::error!(%error, "speed limits could not all be applied; retrying on the next change");
+        }
+    }
+
+    /// The kernel's form of a grant: bytes as a signed budget, the deadline in jiffies, and
+    /// the client's HTB classes.
+    fn kernel_grant(&mut self, grant: &engine::Grant) -> Result<Grant, crate::bpf::BpfError> {
         let bytes_left = grant.bytes_left.map_or(UNLIMITED_BYTES, |bytes| {
             i64::try_from(bytes).unwrap_or(i64::MAX - 1)
         });
@@ -70,7 +110,12 @@ impl Control {
                 self.kernel.jiffies()? + jiffies_for(run_for + KERNEL_DEADLINE_SLACK, self.hz)
             }
         };
-        Ok(Grant::new(grant.session_id, bytes_left, deadline_jiffies))
+        let mut kernel_grant = Grant::new(grant.session_id, bytes_left, deadline_jiffies);
+        if let Some(classes) = self.classes.of(grant.mac) {
+            kernel_grant.class_down = classes.down;
+            kernel_grant.class_up = classes.up;
+        }
+        Ok(kernel_grant)
     }
 
     /// Saves the sessions whose state changed and, when `periodic`, every running one (rule

@@ -147,7 +147,7 @@ impl Control {
         mac: MacAddr,
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
-        self.apply(effects, now());
+        self.apply(effects, now()).await;
         self.save(false).await;
         Ok(self.client_view(mac))
     }
@@ -166,7 +166,7 @@ impl Control {
         if connect && self.engine.client_state(mac) != ClientState::Connected {
             effects.extend(self.engine.connect(mac, now)?);
         }
-        self.apply(effects, now);
+        self.apply(effects, now).await;
         self.save(false).await;
         self.session_view(id)
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
@@ -181,7 +181,7 @@ impl Control {
         self.store.remove(id).await?;
         let now = now();
         let effects = self.engine.remove(id, now)?;
-        self.apply(effects, now);
+        self.apply(effects, now).await;
         self.save(false).await;
         Ok(())
     }

@@ -9,6 +9,7 @@ mod apply;
 mod commands;
 mod reload;
 mod restore;
+mod speed;
 mod views;
 
 use std::{
@@ -26,6 +27,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub use commands::{Command, CommandError, Commands, ControlGone, channel};
+pub use speed::global as global_rates;
 
 use crate::{
     accounting::{ClientTable, Clocks},
@@ -35,6 +37,7 @@ use crate::{
     mac::MacAddr,
     netlink::{Netlink, NetlinkError},
     sessions::engine::{Engine, Now, SessionId},
+    shaping::{Desired, Shaper},
     store::{StoreError, StoreHandle},
 };
 
@@ -59,6 +62,7 @@ pub struct Parts {
     pub hz: u32,
     pub store: StoreHandle,
     pub events: Events,
+    pub shaper: Shaper,
 }
 
 /// The daemon's state and its one owner.
@@ -89,6 +93,12 @@ pub struct Control {
     /// last poll: for `/metrics`.
     last_save_took: Duration,
     usage_entries: usize,
+    /// Speed limits: the HTB trees, what they should hold, which client has which class,
+    /// and each connected client's limits in Mbit/s (down, up) for the API.
+    shaper: Shaper,
+    desired: Desired,
+    classes: speed::Classes,
+    limits: BTreeMap<MacAddr, (u32, u32)>,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -115,7 +125,9 @@ impl Control {
             hz,
             store,
             events,
+            shaper,
         } = parts;
+        let desired = speed::desired(&config);
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
         let mut control = Self {
             config,
@@ -136,6 +148,10 @@ impl Control {
             events,
             last_save_took: Duration::ZERO,
             usage_entries: 0,
+            shaper,
+            desired,
+            classes: speed::Classes::default(),
+            limits: BTreeMap::new(),
         };
         control.restore().await?;
         Ok(control)
@@ -152,7 +168,7 @@ impl Control {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
-    ) -> Result<Kernel, ControlError> {
+    ) -> Result<(Kernel, Shaper), ControlError> {
         let ring = self.kernel.take_events()?;
         // SAFETY: the ring owns its map's fd, which stays open and the same for as long as
         // the ring (now inside the AsyncFd) lives.
@@ -200,7 +216,7 @@ impl Control {
         }
         self.poll_logged().await;
         self.save(true).await;
-        Ok(self.kernel)
+        Ok((self.kernel, self.shaper))
     }
 
     async fn poll_logged(&mut self) {
@@ -236,7 +252,7 @@ impl Control {
             effects.extend(self.engine.traffic(mac, billable, true, now));
         }
         effects.extend(self.engine.tick(now));
-        self.apply(effects, now);
+        self.apply(effects, now).await;
 
         self.table
             .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);

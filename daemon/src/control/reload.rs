@@ -1,11 +1,12 @@
 //! SIGHUP: takes a new configuration and applies what can change while running — global speed
 //! limits, the walled garden, the poll and save intervals, idle pause, `bytes_per_mb`, the
 //! queue order — and logs what needs a restart instead (interfaces, paths, the socket).
-//! Side effects: the walled-garden map, grants of sessions whose speed or budget changed.
+//! Side effects: the walled-garden map, the HTB trees' global caps, grants of sessions whose
+//! speed or budget changed.
 
 use std::sync::Arc;
 
-use super::{Control, now};
+use super::{Control, now, speed};
 use crate::{config::Config, sessions::engine::EngineConfig};
 
 impl Control {
@@ -51,8 +52,16 @@ impl Control {
         let effects = self
             .engine
             .set_config(EngineConfig::from_config(&merged), now);
+        // The global caps: the trees' parent classes; clients at the global speed get grants
+        // with the new rates among `effects`.
+        let global = speed::global(&merged);
+        let global_changed = self.desired.global != global;
+        self.desired.global = global;
         self.config = Arc::new(merged);
-        self.apply(effects, now);
+        self.apply(effects, now).await;
+        if global_changed {
+            self.sync_speed().await;
+        }
         self.save(false).await;
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");

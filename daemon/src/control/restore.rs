@@ -99,7 +99,7 @@ impl Control {
             })
             .collect();
         let effects = self.engine.restore(sessions, restored, now);
-        self.apply(effects, now);
+        self.apply(effects, now).await;
 
         // Grants of clients the store does not know as running (a crash between a grant and
         // its save) would let them through for free.

@@ -44,6 +44,8 @@ impl Control {
             dropped_bytes: totals.dropped_bytes,
             dropped_packets: totals.dropped_packets,
             last_seen: record.and_then(|record: &ClientRecord| record.last_seen),
+            down_mbits: self.limits.get(&mac).map(|(down, _)| *down),
+            up_mbits: self.limits.get(&mac).map(|(_, up)| *up),
         }
     }
 

@@ -25,6 +25,7 @@ pub fn clients(clients: &[ClientView]) {
                 human_bytes(client.down_bytes),
                 human_bytes(client.local_bytes),
                 human_bytes(client.dropped_bytes),
+                speed(client.down_mbits, client.up_mbits),
                 client.last_seen.map_or_else(|| "-".to_owned(), utc),
             ]
         })
@@ -39,11 +40,20 @@ pub fn clients(clients: &[ClientView]) {
             "DOWN",
             "LOCAL",
             "DROPPED",
+            "SPEED DOWN/UP",
             "LAST SEEN",
         ],
         &rows,
         "(no clients seen yet)",
     );
+}
+
+/// A client's limits, `5/2 Mbit/s`; `-` without a running session.
+fn speed(down_mbits: Option<u32>, up_mbits: Option<u32>) -> String {
+    match (down_mbits, up_mbits) {
+        (Some(down), Some(up)) => format!("{down}/{up} Mbit/s"),
+        _ => "-".to_owned(),
+    }
 }
 
 pub fn sessions(sessions: &[SessionView]) {
