@@ -8,13 +8,16 @@
 
 mod daemon;
 pub mod frames;
+mod goodput;
 mod lan;
 mod netns;
+pub mod tc;
 mod traffic;
 
 use std::time::{Duration, Instant};
 
 pub use daemon::{Daemon, hotspotctl_bin, hotspotd_bin, workspace_root};
+pub use goodput::{Read, TcpMeter, largest_read_gap, mbits_between, mbits_per_second, tcp_push};
 pub use lan::{
     CLIENT_IFACE, Client, GATEWAY_LAN_V4, GATEWAY_LAN_V6, GATEWAY_WAN_V4, GATEWAY_WAN_V6,
     INTERNET_IFACE, INTERNET_V4, INTERNET_V6, LAN_IFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, Lan,

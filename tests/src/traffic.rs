@@ -621,7 +621,7 @@ fn connected_udp(netns: &Netns, to: SocketAddr) -> Result<UdpSocket> {
     Ok(socket)
 }
 
-fn listen(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
+pub(crate) fn listen(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
     let listener = netns
         .run(move || TcpListener::bind(addr))?
         .with_context(|| format!("listen on TCP {addr} in {}", netns.name()))?;
@@ -634,7 +634,7 @@ fn listen(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
 
 /// Accepts connections until stopped; each is handled on its own thread so one slow peer
 /// does not hold up the others.
-fn serve(
+pub(crate) fn serve(
     listener: &TcpListener,
     stop: &AtomicBool,
     handle: impl Fn(TcpStream) + Clone + Send + 'static,
@@ -659,7 +659,7 @@ fn serve(
     }
 }
 
-fn connect(to: SocketAddr) -> Result<TcpStream> {
+pub(crate) fn connect(to: SocketAddr) -> Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&to, TCP_TIMEOUT).context("connect")?;
     stream.set_read_timeout(Some(TCP_TIMEOUT))?;
     stream.set_write_timeout(Some(TCP_TIMEOUT))?;
@@ -695,13 +695,16 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// A background thread with a stop flag; stopped and joined on drop.
 #[derive(Debug)]
-struct Server {
+pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    fn spawn(name: &str, run: impl FnOnce(&AtomicBool) + Send + 'static) -> Result<Server> {
+    pub(crate) fn spawn(
+        name: &str,
+        run: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> Result<Server> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()

@@ -1,5 +1,6 @@
-//! End to end: SIGHUP makes a running hotspotd apply a changed configuration file without
-//! dropping its sessions, and a broken file changes nothing. Needs root.
+//! End to end: SIGHUP makes a running hotspotd apply a changed configuration file (walled
+//! garden, global speed caps) without dropping its sessions, and a broken file changes
+//! nothing. Needs root.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -7,8 +8,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::{Daemon, INTERNET_V4, Lan, UdpEcho, udp_echoes, wait_for, workspace_root};
+use hotspotd_tests::{
+    Daemon, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, tc, udp_echoes, wait_for, workspace_root,
+};
 
+/// The IFB the daemon creates (config.toml's default).
+const IFB: &str = "ifb-hotspot";
 /// How long one echo may take; the namespaces answer in well under a millisecond.
 const ECHO_WAIT: Duration = Duration::from_millis(300);
 
@@ -82,5 +87,88 @@ fn sighup_applies_a_new_walled_garden_and_keeps_sessions() -> Result<()> {
     );
     let status = daemon.stop().context("stop")?;
     ensure!(status.success(), "hotspotd exits cleanly after reloads");
+    Ok(())
+}
+
+/// The repository's configuration with the global caps set to `down`/`up` Mbit/s.
+fn config_with_global_speed(down: u32, up: u32) -> Result<String> {
+    let shipped = std::fs::read_to_string(workspace_root().join("config.toml"))?;
+    ensure!(
+        shipped.contains("global_down_mbits = 100") && shipped.contains("global_up_mbits = 100"),
+        "config.toml has no 'global_down_mbits = 100' / 'global_up_mbits = 100' lines"
+    );
+    Ok(shipped
+        .replace(
+            "global_down_mbits = 100",
+            &format!("global_down_mbits = {down}"),
+        )
+        .replace("global_up_mbits = 100", &format!("global_up_mbits = {up}")))
+}
+
+/// The `rate`/`ceil` words of an HTB class as tc prints it, e.g. `("30Mbit", "30Mbit")`.
+fn class_rates(lan: &Lan, dev: &str, class: &str) -> Option<(String, String)> {
+    let classes = tc::classes(&lan.gateway, dev).ok()?;
+    let words: Vec<String> = classes
+        .get(class)?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let after = |key: &str| {
+        let at = words.iter().position(|word| word == key)?;
+        words.get(at + 1).cloned()
+    };
+    Some((after("rate")?, after("ceil")?))
+}
+
+#[test]
+fn sighup_changes_the_global_caps_on_the_htb_classes_and_keeps_sessions() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_with_global_speed(50, 20)?)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let session = daemon.connect_for_an_hour(&client.mac)?;
+    let parent = |dev: &str, class: &str| class_rates(&lan, dev, class);
+    ensure!(
+        parent(LAN_IFACE, "1:1") == Some(("50Mbit".into(), "50Mbit".into()))
+            && parent(IFB, "2:1") == Some(("20Mbit".into(), "20Mbit".into())),
+        "the trees start at the configured caps: {:?} {:?}",
+        parent(LAN_IFACE, "1:1"),
+        parent(IFB, "2:1")
+    );
+
+    std::fs::write(&config, config_with_global_speed(30, 10)?)?;
+    daemon.reload()?;
+    let applied = wait_for(Duration::from_secs(5), || {
+        parent(LAN_IFACE, "1:1") == Some(("30Mbit".into(), "30Mbit".into()))
+            && parent(IFB, "2:1") == Some(("10Mbit".into(), "10Mbit".into()))
+    });
+    ensure!(
+        applied,
+        "after SIGHUP the parents are capped at 30/10 Mbit/s: {:?} {:?}; log:\n{}",
+        parent(LAN_IFACE, "1:1"),
+        parent(IFB, "2:1"),
+        daemon.log()
+    );
+    // The client at the global speed follows, and keeps its session.
+    let down = tc::classes(&lan.gateway, LAN_IFACE)?;
+    let client_class = down
+        .iter()
+        .find(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
+        .map(|(_, line)| line.clone())
+        .context("the client's class")?;
+    ensure!(
+        client_class.contains("ceil 30Mbit"),
+        "the global-speed client's class follows the new cap: {client_class}"
+    );
+    let row = daemon.client(&client.mac)?;
+    ensure!(
+        row["state"] == "connected"
+            && row["session_id"] == session["id"]
+            && row["down_mbits"] == 30
+            && row["up_mbits"] == 10,
+        "the session runs on at the new global speed: {row}"
+    );
     Ok(())
 }

@@ -20,7 +20,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use hotspotd::shaping::{Desired, Leaf, Rates, Shaper, ShapingError};
-use hotspotd_tests::{GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, Netns, TcpSource, WAN_IFACE};
+use hotspotd_tests::{
+    GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, Netns, TcpSource, WAN_IFACE, tc,
+};
 use nix::sys::socket::{setsockopt, sockopt};
 
 const IFB: &str = "ifb-hotspot";
@@ -70,34 +72,12 @@ fn run(netns: &Netns, program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-/// `tc class show dev DEV`, one line per class id (tc prints each class on one line without
-/// `-s`).
 fn classes(lan: &Lan, dev: &str) -> Result<BTreeMap<String, String>> {
-    let text = run(&lan.gateway, "tc", &["class", "show", "dev", dev])?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let id = line.strip_prefix("class htb ")?.split_whitespace().next()?;
-            Some((id.to_owned(), line.trim().to_owned()))
-        })
-        .collect())
+    tc::classes(&lan.gateway, dev)
 }
 
-/// `tc qdisc show dev DEV`, keyed by parent (`root` for the root).
 fn qdiscs(lan: &Lan, dev: &str) -> Result<BTreeMap<String, String>> {
-    let text = run(&lan.gateway, "tc", &["qdisc", "show", "dev", dev])?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let parent = match words.get(3) {
-                Some(&"root") => "root".to_owned(),
-                Some(&"parent") => (*words.get(4)?).to_owned(),
-                _ => return None,
-            };
-            Some((parent, line.trim().to_owned()))
-        })
-        .collect())
+    tc::qdiscs(&lan.gateway, dev)
 }
 
 fn ifb_exists(lan: &Lan) -> Result<bool> {

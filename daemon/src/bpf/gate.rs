@@ -32,7 +32,13 @@ pub fn set_grant(ebpf: &mut Ebpf, client: MacKey, grant: Grant) -> Result<(), Bp
 pub fn remove_grant(ebpf: &mut Ebpf, client: MacKey) -> Result<(), BpfError> {
     let mut grants: HashMap<&mut MapData, MacKey, Grant> = typed_map_mut(ebpf, MAP_GRANTS)?;
     match grants.remove(&client) {
+        // Already gone is fine; aya reports a missing key as the syscall's ENOENT.
         Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(error))
+            if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
         Err(source) => Err(BpfError::Map {
             name: MAP_GRANTS,
             source,
