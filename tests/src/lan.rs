@@ -160,6 +160,31 @@ impl Lan {
         Ok(())
     }
 
+    /// Builds the LAN bridge again after a test deleted it: same name, MAC and addresses,
+    /// with every client's port back in it, as a network manager restarting the LAN would.
+    pub fn restore_bridge(&self) -> Result<()> {
+        let mut lines = self.bridge_lines();
+        for client in &self.clients {
+            lines.push(format!("link set {} master {LAN_IFACE} up", client.port));
+        }
+        self.gateway.ip_batch(&lines)
+    }
+
+    /// `ip -batch` lines that create the LAN bridge with its MAC and addresses, up.
+    fn bridge_lines(&self) -> Vec<String> {
+        vec![
+            // No STP and no forward delay: ports forward as soon as they are up. No multicast
+            // snooping: without an MLD querier on the LAN it would only delay ND.
+            format!(
+                "link add name {LAN_IFACE} address {} type bridge {}",
+                self.bridge_mac, "stp_state 0 forward_delay 0 mcast_snooping 0"
+            ),
+            format!("addr add {GATEWAY_LAN_V4}/{LAN_PREFIX_V4} dev {LAN_IFACE}"),
+            format!("addr add {GATEWAY_LAN_V6}/{LAN_PREFIX_V6} dev {LAN_IFACE} nodad"),
+            format!("link set {LAN_IFACE} up"),
+        ]
+    }
+
     fn configure(&self) -> Result<()> {
         for ns in self.namespaces() {
             // Set before any interface exists: new interfaces copy `default`.
@@ -189,17 +214,9 @@ impl Lan {
             ("net/ipv6/conf/all/forwarding", "1"),
         ])?;
 
-        let mut gateway = vec![
-            "link set lo up".to_owned(),
-            // No STP and no forward delay: ports forward as soon as they are up. No multicast
-            // snooping: without an MLD querier on the LAN it would only delay ND.
-            format!(
-                "link add name {LAN_IFACE} address {} type bridge {}",
-                self.bridge_mac, "stp_state 0 forward_delay 0 mcast_snooping 0"
-            ),
-            format!("addr add {GATEWAY_LAN_V4}/{LAN_PREFIX_V4} dev {LAN_IFACE}"),
-            format!("addr add {GATEWAY_LAN_V6}/{LAN_PREFIX_V6} dev {LAN_IFACE} nodad"),
-            format!("link set {LAN_IFACE} up"),
+        let mut gateway = vec!["link set lo up".to_owned()];
+        gateway.extend(self.bridge_lines());
+        gateway.extend([
             format!(
                 "link add name {WAN_IFACE} type veth peer name {INTERNET_IFACE} netns {}",
                 self.internet.name()
@@ -207,7 +224,7 @@ impl Lan {
             format!("addr add {GATEWAY_WAN_V4}/{WAN_PREFIX_V4} dev {WAN_IFACE}"),
             format!("addr add {GATEWAY_WAN_V6}/{WAN_PREFIX_V6} dev {WAN_IFACE} nodad"),
             format!("link set {WAN_IFACE} up"),
-        ];
+        ]);
         for client in &self.clients {
             let port = &client.port;
             gateway.push(format!(

@@ -136,6 +136,21 @@ impl Kernel {
     /// so no packet passes ungated in between. Older kernels get a clsact qdisc and unpinned
     /// links, detached when the daemon exits.
     pub fn attach(&mut self, iface: &str) -> Result<(), BpfError> {
+        self.attach_links(iface, true)
+    }
+
+    /// Attaches the programs to `iface` anew after the interface they were on was deleted:
+    /// the old links died with it (and a defunct link must not be taken over, it would
+    /// accept the program and carry no packet), so their pins go and fresh links are made.
+    pub fn reattach(&mut self, iface: &str) -> Result<(), BpfError> {
+        for (path, link) in self.links.drain(..) {
+            drop(link.unpin());
+            let _ = std::fs::remove_file(path);
+        }
+        self.attach_links(iface, false)
+    }
+
+    fn attach_links(&mut self, iface: &str, take_over_pins: bool) -> Result<(), BpfError> {
         if nix::net::if_::if_nametoindex(iface).is_err() {
             return Err(BpfError::NoInterface {
                 iface: iface.to_owned(),
@@ -166,7 +181,12 @@ impl Kernel {
                 continue;
             }
             let pin = links_dir.join(name);
-            let id = match take_over(program, &pin) {
+            let taken = if take_over_pins {
+                take_over(program, &pin)
+            } else {
+                None
+            };
+            let id = match taken {
                 Some(id) => {
                     tracing::info!(program = name, "took over the link a previous run pinned");
                     id

@@ -7,6 +7,7 @@
 
 mod apply;
 mod commands;
+mod links;
 mod reload;
 mod restore;
 mod speed;
@@ -99,6 +100,8 @@ pub struct Control {
     desired: Desired,
     classes: speed::Classes,
     limits: BTreeMap<MacAddr, (u32, u32)>,
+    /// What is wrong with the interfaces, as last checked (see `links.rs`).
+    link_trouble: links::LinkTrouble,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -152,6 +155,7 @@ impl Control {
             desired,
             classes: speed::Classes::default(),
             limits: BTreeMap::new(),
+            link_trouble: links::LinkTrouble::default(),
         };
         control.restore().await?;
         Ok(control)
@@ -176,6 +180,7 @@ impl Control {
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
+        let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
         loop {
             let next_deadline = self.deadlines.values().min().copied();
             tokio::select! {
@@ -204,6 +209,7 @@ impl Control {
                     }
                     self.poll_logged().await;
                 }
+                _ = link_checks.tick() => self.check_links().await,
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
                     // A reload may have changed the poll interval.
@@ -254,8 +260,10 @@ impl Control {
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
 
-        self.table
-            .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
+        if !self.link_trouble.lan_missing {
+            self.table
+                .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
+        }
         self.kernel_stats = self.kernel.stats()?;
         self.last_poll = started.elapsed();
         Ok(())

@@ -1,0 +1,111 @@
+//! Keeps the programs and the speed-limit trees on the interfaces the configuration names,
+//! whatever happens to those interfaces while hotspotd runs. A LAN interface that goes down and
+//! up keeps both (TCX links and qdiscs outlive a link's state); one that is deleted takes them
+//! along, so when an interface of that name is back the programs are attached anew and the
+//! trees rebuilt from the desired state. An IFB deleted behind hotspotd's back is recreated:
+//! meanwhile uploads are not redirected (they would be dropped at a missing device), so they
+//! pass unshaped but gated and counted. Each change is logged once. Side effects: TCX links,
+//! the HTB trees, the IFB device, the programs' IFB word.
+
+use std::time::{Duration, Instant};
+
+use super::Control;
+use crate::shaping::Shaper;
+
+/// How often the interfaces are checked, whatever the poll interval. A LAN interface
+/// recreated by someone else carries no programs until the next check, so this is also the
+/// longest a recreated LAN passes traffic ungated and uncounted; two `if_nametoindex` calls
+/// per check make it cheap to keep short.
+pub(super) const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What the last check found wrong, so each trouble is logged once, not on every tick.
+#[derive(Debug, Default)]
+pub(super) struct LinkTrouble {
+    /// The LAN interface is gone.
+    pub lan_missing: bool,
+    /// The trees could not be rebuilt; retried every tick.
+    pub shaping_broken: bool,
+}
+
+impl Control {
+    /// Checks both interfaces and repairs what changed. Cheap when nothing did: two
+    /// `if_nametoindex` calls.
+    pub(super) async fn check_links(&mut self) {
+        let lan = self.config.network.lan_interface.clone();
+        let ifb = self.config.network.ifb_interface.clone();
+        let Ok(lan_ifindex) = nix::net::if_::if_nametoindex(lan.as_str()) else {
+            if !self.link_trouble.lan_missing {
+                tracing::warn!(
+                    interface = %lan,
+                    "the LAN interface is gone; clients are neither counted nor let through \
+                     until an interface of that name is back"
+                );
+                self.link_trouble.lan_missing = true;
+            }
+            return;
+        };
+        let lan_recreated = lan_ifindex != self.lan_ifindex || self.link_trouble.lan_missing;
+        if lan_recreated {
+            let started = Instant::now();
+            if let Err(error) = self.kernel.reattach(&lan) {
+                tracing::error!(interface = %lan, %error, "cannot attach the programs to the LAN interface; retrying");
+                return;
+            }
+            self.lan_ifindex = lan_ifindex;
+            self.link_trouble.lan_missing = false;
+            tracing::info!(
+                interface = %lan,
+                ifindex = lan_ifindex,
+                took_ms = started.elapsed().as_millis(),
+                "the LAN interface is back; programs attached"
+            );
+        }
+        let ifb_gone =
+            nix::net::if_::if_nametoindex(ifb.as_str()).ok() != Some(self.shaper.ifb_ifindex());
+        if ifb_gone && !self.link_trouble.shaping_broken {
+            tracing::warn!(
+                ifb = %ifb,
+                "the IFB device was deleted behind hotspotd's back; recreating it"
+            );
+        }
+        if lan_recreated || ifb_gone || self.link_trouble.shaping_broken {
+            self.rebuild_shaping(&lan, &ifb).await;
+        }
+    }
+
+    /// Sets the trees up again on the current interfaces (taking over whichever tree is
+    /// still there) and brings them to the desired state.
+    async fn rebuild_shaping(&mut self, lan: &str, ifb: &str) {
+        // Until the IFB is back, a redirect would drop every upload.
+        if let Err(error) = self.kernel.set_ifb(0) {
+            tracing::error!(%error, "cannot stop redirecting uploads to the old IFB");
+        }
+        let started = Instant::now();
+        let rebuilt = match Shaper::setup(lan, ifb, self.desired.global).await {
+            Ok(mut shaper) => shaper.apply(&self.desired).await.map(|()| shaper),
+            Err(error) => Err(error),
+        };
+        match rebuilt {
+            Ok(shaper) => {
+                self.shaper = shaper;
+                if let Err(error) = self.kernel.set_ifb(self.shaper.ifb_ifindex()) {
+                    tracing::error!(%error, "cannot redirect uploads to the new IFB");
+                }
+                self.link_trouble.shaping_broken = false;
+                tracing::info!(
+                    interface = %lan,
+                    ifb = %ifb,
+                    clients = self.desired.clients.len(),
+                    took_ms = started.elapsed().as_millis(),
+                    "speed limits rebuilt"
+                );
+            }
+            Err(error) => {
+                if !self.link_trouble.shaping_broken {
+                    tracing::error!(%error, "cannot rebuild the speed limits; clients pass unshaped until it works, retrying every poll");
+                }
+                self.link_trouble.shaping_broken = true;
+            }
+        }
+    }
+}

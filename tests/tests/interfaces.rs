@@ -1,0 +1,195 @@
+//! End to end: the LAN interface goes down and up, is deleted and recreated, and the IFB is
+//! deleted behind the daemon's back. Each time the daemon puts the programs and the speed
+//! limits back within 2 s, says so once in its log, and accounting and the gate carry on.
+//! Needs root.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use hotspotd_tests::{
+    Client, Daemon, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, tc, udp_echoes, wait_for,
+};
+use serde_json::Value;
+
+/// The IFB the daemon creates (config.toml's default).
+const IFB: &str = "ifb-hotspot";
+/// How long the daemon may take to put things back (issue 6).
+const REPAIR_WITHIN: Duration = Duration::from_secs(2);
+const ECHO_WAIT: Duration = Duration::from_millis(200);
+const PAYLOAD: usize = 200;
+
+fn hour_at_5_2(daemon: &Daemon, client: &Client) -> Result<Value> {
+    daemon.add_session(
+        &client.mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "3600",
+            "--down-mbits",
+            "5",
+            "--up-mbits",
+            "2",
+            "--connect",
+        ],
+    )
+}
+
+fn billable(daemon: &Daemon, client: &Client) -> Result<(u64, u64)> {
+    let row = daemon.client(&client.mac)?;
+    Ok((
+        row["up_bytes"].as_u64().context("up_bytes")?,
+        row["down_bytes"].as_u64().context("down_bytes")?,
+    ))
+}
+
+/// Waits until one echo through the internet works and is counted both ways; returns how
+/// long that took from `since`.
+fn wait_until_counted(
+    daemon: &Daemon,
+    client: &Client,
+    echo: &UdpEcho,
+    since: Instant,
+) -> Result<Duration> {
+    let before = billable(daemon, client)?;
+    let mut through = false;
+    // An echo every round until one is counted: an echo that got through before the
+    // programs were back is not counted, and proves nothing.
+    let counted = wait_for(Duration::from_secs(10), || {
+        through = udp_echoes(&client.netns, echo.addr(), PAYLOAD, 1, ECHO_WAIT)
+            .is_ok_and(|echoes| echoes == 1);
+        through && billable(daemon, client).is_ok_and(|(up, down)| up > before.0 && down > before.1)
+    });
+    let took = since.elapsed();
+    ensure!(
+        counted,
+        "traffic of {} is not through and counted again (an echo came back: {through}; \
+         counted before {before:?}, now {:?}); log:\n{}",
+        client.mac,
+        billable(daemon, client)?,
+        daemon.log()
+    );
+    Ok(took)
+}
+
+/// The client classes' ceilings on `dev` (not the parent `:1` or the default `:fffe`).
+fn client_ceils(lan: &Lan, dev: &str) -> Result<Vec<String>> {
+    Ok(tc::classes(&lan.gateway, dev)?
+        .into_iter()
+        .filter(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
+        .filter_map(|(_, line)| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|word| *word == "ceil")?;
+            Some((*words.get(at + 1)?).to_owned())
+        })
+        .collect())
+}
+
+fn occurrences(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+fn setup() -> Result<(Lan, UdpEcho)> {
+    let lan = Lan::new(2)?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    Ok((lan, echo))
+}
+
+#[test]
+fn lan_down_and_up_keeps_programs_limits_and_counting() -> Result<()> {
+    let (lan, echo) = setup()?;
+    let (paying, other) = (&lan.clients[0], &lan.clients[1]);
+    let daemon = Daemon::start(&lan, &[])?;
+    hour_at_5_2(&daemon, paying)?;
+    wait_until_counted(&daemon, paying, &echo, Instant::now())?;
+
+    lan.gateway.ip(&["link", "set", LAN_IFACE, "down"])?;
+    std::thread::sleep(Duration::from_millis(300));
+    lan.gateway.ip(&["link", "set", LAN_IFACE, "up"])?;
+    let took = wait_until_counted(&daemon, paying, &echo, Instant::now())?;
+    eprintln!("LAN down for 300 ms and up: counted again {took:?} after it came up");
+    ensure!(took <= REPAIR_WITHIN, "took {took:?}");
+    ensure!(
+        client_ceils(&lan, LAN_IFACE)? == ["5Mbit"] && client_ceils(&lan, IFB)? == ["2Mbit"],
+        "the limits are still in place"
+    );
+    ensure!(
+        udp_echoes(&other.netns, echo.addr(), PAYLOAD, 3, ECHO_WAIT)? == 0,
+        "a client without a session is still blocked"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_recreated_lan_gets_programs_and_limits_back_within_2_s() -> Result<()> {
+    let (lan, echo) = setup()?;
+    let (paying, other) = (&lan.clients[0], &lan.clients[1]);
+    let daemon = Daemon::start(&lan, &[])?;
+    hour_at_5_2(&daemon, paying)?;
+    wait_until_counted(&daemon, paying, &echo, Instant::now())?;
+
+    lan.gateway.ip(&["link", "del", LAN_IFACE])?;
+    let gone = wait_for(Duration::from_secs(3), || {
+        daemon.log().contains("the LAN interface is gone")
+    });
+    ensure!(gone, "the daemon notices; log:\n{}", daemon.log());
+    let recreated = Instant::now();
+    lan.restore_bridge()?;
+    let took = wait_until_counted(&daemon, paying, &echo, recreated)?;
+    eprintln!("LAN deleted and recreated: through and counted {took:?} after");
+    ensure!(
+        took <= REPAIR_WITHIN,
+        "took {took:?}; log:\n{}",
+        daemon.log()
+    );
+    ensure!(
+        client_ceils(&lan, LAN_IFACE)? == ["5Mbit"] && client_ceils(&lan, IFB)? == ["2Mbit"],
+        "the limits are back: {:?} {:?}",
+        client_ceils(&lan, LAN_IFACE)?,
+        client_ceils(&lan, IFB)?
+    );
+    ensure!(
+        udp_echoes(&other.netns, echo.addr(), PAYLOAD, 3, ECHO_WAIT)? == 0,
+        "a client without a session is blocked on the new interface"
+    );
+    let log = daemon.log();
+    ensure!(
+        occurrences(&log, "the LAN interface is gone") == 1
+            && occurrences(&log, "the LAN interface is back") == 1,
+        "logged once each:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_deleted_ifb_is_rebuilt_within_2_s() -> Result<()> {
+    let (lan, echo) = setup()?;
+    let paying = &lan.clients[0];
+    let daemon = Daemon::start(&lan, &[])?;
+    hour_at_5_2(&daemon, paying)?;
+    wait_until_counted(&daemon, paying, &echo, Instant::now())?;
+
+    let deleted = Instant::now();
+    lan.gateway.ip(&["link", "del", IFB])?;
+    let rebuilt = wait_for(REPAIR_WITHIN, || {
+        client_ceils(&lan, IFB).is_ok_and(|ceils| ceils == ["2Mbit"])
+    });
+    let took = deleted.elapsed();
+    eprintln!("IFB deleted: rebuilt with the client's class {took:?} after");
+    ensure!(
+        rebuilt,
+        "the IFB and its tree are back within {REPAIR_WITHIN:?}; log:\n{}",
+        daemon.log()
+    );
+    wait_until_counted(&daemon, paying, &echo, Instant::now())?;
+    let log = daemon.log();
+    ensure!(
+        occurrences(&log, "the IFB device was deleted") == 1
+            && occurrences(&log, "speed limits rebuilt") == 1,
+        "logged once:\n{log}"
+    );
+    Ok(())
+}
