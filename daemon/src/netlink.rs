@@ -1,6 +1,7 @@
 //! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
-//! of the LAN interface). Read-only: nothing here changes the kernel's state.
+//! of the LAN interface), and when links change (to put the programs and trees back on a
+//! recreated interface). Read-only: nothing here changes the kernel's state.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -8,6 +9,7 @@ use std::{
 };
 
 use futures::TryStreamExt as _;
+use rtnetlink::sys::AsyncSocket as _;
 use rtnetlink::{
     Handle,
     packet_route::{
@@ -106,3 +108,25 @@ impl Netlink {
         Ok(clients)
     }
 }
+
+/// Link changes anywhere in the box (an interface added, deleted, up or down): one item per
+/// netlink notification, saying only that something changed, so the caller looks again.
+/// Drops with the returned receiver; the socket's driver task ends with it.
+pub fn link_changes() -> Result<LinkChanges, NetlinkError> {
+    let (mut connection, _handle, messages) =
+        rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+    let groups = rtnetlink::sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+    connection
+        .socket_mut()
+        .socket_mut()
+        .bind(&groups)
+        .map_err(NetlinkError::Open)?;
+    tokio::spawn(connection);
+    Ok(messages)
+}
+
+/// See [`link_changes`].
+pub type LinkChanges = futures::channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;

@@ -10,7 +10,8 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
-    Client, Daemon, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, tc, udp_echoes, wait_for,
+    Client, Daemon, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, UdpSink, UdpStream, tc, udp_echoes,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -131,6 +132,16 @@ fn a_recreated_lan_gets_programs_and_limits_back_within_2_s() -> Result<()> {
     hour_at_5_2(&daemon, paying)?;
     wait_until_counted(&daemon, paying, &echo, Instant::now())?;
 
+    // A client without a session sends a datagram every millisecond throughout: what
+    // reaches the internet is what passed while the new interface had no programs yet.
+    let sink = UdpSink::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    let probe = UdpStream::start(
+        &other.netns,
+        sink.addr(),
+        100,
+        Duration::from_millis(1),
+        Duration::from_secs(30),
+    )?;
     lan.gateway.ip(&["link", "del", LAN_IFACE])?;
     let gone = wait_for(Duration::from_secs(3), || {
         daemon.log().contains("the LAN interface is gone")
@@ -154,6 +165,17 @@ fn a_recreated_lan_gets_programs_and_limits_back_within_2_s() -> Result<()> {
     ensure!(
         udp_echoes(&other.netns, echo.addr(), PAYLOAD, 3, ECHO_WAIT)? == 0,
         "a client without a session is blocked on the new interface"
+    );
+    let leaked = sink.received();
+    std::thread::sleep(Duration::from_millis(500));
+    eprintln!(
+        "a sessionless client sending every 1 ms: {leaked} of {} datagrams reached the internet \
+         while the LAN was recreated",
+        probe.sent()
+    );
+    ensure!(
+        sink.received() == leaked,
+        "once the programs are back, nothing more gets through"
     );
     let log = daemon.log();
     ensure!(

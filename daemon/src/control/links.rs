@@ -9,14 +9,42 @@
 
 use std::time::{Duration, Instant};
 
-use super::Control;
-use crate::shaping::Shaper;
+use futures::StreamExt as _;
 
-/// How often the interfaces are checked, whatever the poll interval. A LAN interface
-/// recreated by someone else carries no programs until the next check, so this is also the
-/// longest a recreated LAN passes traffic ungated and uncounted; two `if_nametoindex` calls
-/// per check make it cheap to keep short.
+use super::Control;
+use crate::{
+    netlink::{self, LinkChanges},
+    shaping::Shaper,
+};
+
+/// How often the interfaces are checked besides on every link notification: the fallback
+/// for notifications lost to a full socket buffer. A LAN interface recreated by someone else
+/// carries no programs until the check that notices, so it passes traffic ungated and
+/// uncounted until then: the notification makes that milliseconds, this bounds it.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Link notifications, or `None` (with a warning) if the socket cannot be opened: then the
+/// periodic check alone keeps watch.
+pub(super) fn watch() -> Option<LinkChanges> {
+    match netlink::link_changes() {
+        Ok(changes) => Some(changes),
+        Err(error) => {
+            tracing::warn!(%error, "cannot follow link changes; interfaces are checked every 250 ms instead");
+            None
+        }
+    }
+}
+
+/// The next link notification, with any others already queued (one check covers them all);
+/// never resolves without a watch.
+pub(super) async fn changed(changes: Option<&mut LinkChanges>) -> Option<()> {
+    let Some(changes) = changes else {
+        return std::future::pending().await;
+    };
+    changes.next().await?;
+    while changes.try_recv().is_ok() {}
+    Some(())
+}
 
 /// What the last check found wrong, so each trouble is logged once, not on every tick.
 #[derive(Debug, Default)]

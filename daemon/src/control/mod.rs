@@ -181,6 +181,7 @@ impl Control {
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
+        let mut link_changes = links::watch();
         loop {
             let next_deadline = self.deadlines.values().min().copied();
             tokio::select! {
@@ -209,6 +210,7 @@ impl Control {
                     }
                     self.poll_logged().await;
                 }
+                Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
                 _ = link_checks.tick() => self.check_links().await,
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
