@@ -46,7 +46,8 @@ const STORY: &[Step] = &[
     },
     Step {
         at: Duration::from_secs(3),
-        say: "Client A buys 8 seconds, and a 3 MB data session queued behind it.",
+        say: "Client A buys 8 seconds at 10/5 Mbit/s, and 3 MB at the global speed (20/10 Mbit/s \
+              here) queued behind it: SPEED changes when it takes over.",
         command: &[
             "session",
             "add",
@@ -127,7 +128,14 @@ fn main() -> Result<()> {
         );
     }
     println!("Starting hotspotd on the gateway with config.toml…");
-    let daemon = Daemon::start(&lan, &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "250")])?;
+    let daemon = Daemon::start(
+        &lan,
+        &[
+            ("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "250"),
+            ("HOTSPOTD__SPEED__GLOBAL_DOWN_MBITS", "20"),
+            ("HOTSPOTD__SPEED__GLOBAL_UP_MBITS", "10"),
+        ],
+    )?;
     let internet_v4 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let internet_v6 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
     let portal = UdpEcho::start(&lan.gateway, SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 0))?;
