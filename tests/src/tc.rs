@@ -61,3 +61,23 @@ pub fn filters(netns: &Netns, dev: &str) -> Result<Vec<String>> {
     }
     Ok(lines)
 }
+
+/// The word after `key` in a line tc printed (`rate`, `ceil`, `burst`, …).
+#[must_use]
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut words = line.split_whitespace();
+    words.find(|word| *word == key)?;
+    words.next()
+}
+
+/// The ceilings of hotspotd's client classes on DEV (not the parent `X:1` or the default
+/// `X:fffe`), as tc prints them (`5Mbit`), sorted.
+pub fn client_ceils(netns: &Netns, dev: &str) -> Result<Vec<String>> {
+    let mut ceils: Vec<String> = classes(netns, dev)?
+        .into_iter()
+        .filter(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
+        .filter_map(|(_, line)| field(&line, "ceil").map(str::to_owned))
+        .collect();
+    ceils.sort();
+    Ok(ceils)
+}

@@ -76,17 +76,8 @@ fn wait_until_counted(
     Ok(took)
 }
 
-/// The client classes' ceilings on `dev` (not the parent `:1` or the default `:fffe`).
 fn client_ceils(lan: &Lan, dev: &str) -> Result<Vec<String>> {
-    Ok(tc::classes(&lan.gateway, dev)?
-        .into_iter()
-        .filter(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
-        .filter_map(|(_, line)| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let at = words.iter().position(|word| *word == "ceil")?;
-            Some((*words.get(at + 1)?).to_owned())
-        })
-        .collect())
+    tc::client_ceils(&lan.gateway, dev)
 }
 
 fn occurrences(log: &str, needle: &str) -> usize {

@@ -366,28 +366,14 @@ fn chaining_to_a_faster_session_changes_the_rate_without_a_gap() -> Result<()> {
     Ok(())
 }
 
-/// The client classes (minor ≥ 2, not the default `fffe`) of the download and upload trees, by
-/// ceil as tc prints it.
+/// The client classes' ceilings of the download and upload trees (none once the IFB is gone).
 fn client_ceils(lan: &Lan) -> Result<(Vec<String>, Vec<String>)> {
-    let of = |dev: &str| -> Result<Vec<String>> {
-        Ok(tc::classes(&lan.gateway, dev)?
-            .into_iter()
-            .filter(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
-            .filter_map(|(_, line)| {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                let at = words.iter().position(|word| *word == "ceil")?;
-                Some((*words.get(at + 1)?).to_owned())
-            })
-            .collect())
-    };
-    let mut down = of(LAN_IFACE)?;
-    let mut up = if ifb_exists(lan)? {
-        of(IFB)?
+    let down = tc::client_ceils(&lan.gateway, LAN_IFACE)?;
+    let up = if ifb_exists(lan)? {
+        tc::client_ceils(&lan.gateway, IFB)?
     } else {
         Vec::new()
     };
-    down.sort();
-    up.sort();
     Ok((down, up))
 }
 
