@@ -206,3 +206,58 @@ fn a_deleted_ifb_is_rebuilt_within_2_s() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_tree_removed_behind_the_daemons_back_is_rebuilt_at_the_next_change() -> Result<()> {
+    let (lan, echo) = setup()?;
+    let (first, second) = (&lan.clients[0], &lan.clients[1]);
+    let daemon = Daemon::start(&lan, &[])?;
+    hour_at_5_2(&daemon, first)?;
+    // Someone removes the upload tree; the daemon's next change to it fails.
+    lan.gateway.ip(&["link", "set", IFB, "up"])?;
+    let tc_del = lan
+        .gateway
+        .command("tc")
+        .args(["qdisc", "del", "dev", IFB, "root"])
+        .status()?;
+    ensure!(tc_del.success(), "tc qdisc del");
+    let changed = Instant::now();
+    daemon.add_session(
+        &second.mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "3600",
+            "--down-mbits",
+            "3",
+            "--up-mbits",
+            "1",
+            "--connect",
+        ],
+    )?;
+    let rebuilt = wait_for(REPAIR_WITHIN, || {
+        client_ceils(&lan, IFB).is_ok_and(|ceils| ceils == ["1Mbit", "2Mbit"])
+    });
+    eprintln!(
+        "upload tree removed, then a client connected: both classes back {:?} after",
+        changed.elapsed()
+    );
+    ensure!(
+        rebuilt,
+        "the upload tree is rebuilt with both clients: {:?}; log:\n{}",
+        client_ceils(&lan, IFB)?,
+        daemon.log()
+    );
+    ensure!(
+        client_ceils(&lan, LAN_IFACE)? == ["3Mbit", "5Mbit"],
+        "the download tree is whole"
+    );
+    wait_until_counted(&daemon, second, &echo, Instant::now())?;
+    ensure!(
+        occurrences(&daemon.log(), "speed limits could not all be applied") == 1,
+        "logged once:\n{}",
+        daemon.log()
+    );
+    Ok(())
+}

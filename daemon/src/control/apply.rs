@@ -91,10 +91,15 @@ impl Control {
         }
     }
 
-    /// Hands the desired trees to the shaper.
+    /// Hands the desired trees to the shaper. On failure (a tree changed behind hotspotd's
+    /// back, say) the trees are rebuilt at the next interface check (`links.rs`), which logs
+    /// once; what did go in stays.
     pub(super) async fn sync_speed(&mut self) {
         if let Err(error) = self.shaper.apply(&self.desired).await {
-            tracing::error!(%error, "speed limits could not all be applied; retrying on the next change");
+            if !self.link_trouble.shaping_broken {
+                tracing::error!(%error, "speed limits could not all be applied; rebuilding the trees");
+            }
+            self.link_trouble.shaping_broken = true;
         }
     }
 

@@ -4,8 +4,9 @@
 //! along, so when an interface of that name is back the programs are attached anew and the
 //! trees rebuilt from the desired state. An IFB deleted behind hotspotd's back is recreated:
 //! meanwhile uploads are not redirected (they would be dropped at a missing device), so they
-//! pass unshaped but gated and counted. Each change is logged once. Side effects: TCX links,
-//! the HTB trees, the IFB device, the programs' IFB word.
+//! pass unshaped but gated and counted. A change the kernel refused (a tree altered behind
+//! hotspotd's back) is repaired the same way, by a rebuild. Each trouble is logged once.
+//! Side effects: TCX links, the HTB trees, the IFB device, the programs' IFB word.
 
 use std::time::{Duration, Instant};
 
@@ -51,7 +52,8 @@ pub(super) async fn changed(changes: Option<&mut LinkChanges>) -> Option<()> {
 pub(super) struct LinkTrouble {
     /// The LAN interface is gone.
     pub lan_missing: bool,
-    /// The trees could not be rebuilt; retried every tick.
+    /// The trees are not at the desired state (a change or a rebuild failed): rebuilt at
+    /// every check until it works.
     pub shaping_broken: bool,
 }
 
