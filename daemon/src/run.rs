@@ -17,7 +17,7 @@ use crate::{
     events::{self, Events},
     net::ip_key,
     netlink::{Netlink, NetlinkError},
-    store::{Store, StoreError},
+    store::{Store, StoreError, StoreHandle},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -93,7 +93,7 @@ pub async fn run_reloadable(
         store: store.clone(),
         events: events.clone(),
     };
-    let mut control = Control::start(Arc::clone(&config), parts).await?;
+    let mut control = Control::start(Arc::clone(&config), parts)?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 
@@ -160,13 +160,28 @@ pub async fn run_reloadable(
     notifier.await?;
     reload_task.abort();
     api_task.await?;
-    if let Err(error) = store.close().await {
-        tracing::warn!(%error, "closing the store failed");
-    }
-    // A clean exit detaches the programs and forgets the maps; only a crash leaves them.
-    if let Err(error) = kernel.remove_pins() {
-        tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
-    }
-    tracing::info!(interface = %lan, "programs detached");
+    close(&store, kernel, &lan).await;
     Ok(())
+}
+
+/// Closes the store (its last write) and, if everything is on disk, detaches the programs and
+/// forgets the maps: a clean exit. A crash leaves them, and so does a stop while the disk
+/// fails: what the disk did not take is still in the kernel's counters, budgets and deadlines,
+/// and the next start bills it from there, as after a crash.
+async fn close(store: &StoreHandle, kernel: Kernel, lan: &str) {
+    match store.close().await {
+        Ok(()) => {
+            if let Err(error) = kernel.remove_pins() {
+                tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
+            }
+            tracing::info!(interface = %lan, "programs detached");
+        }
+        Err(error) => {
+            tracing::error!(
+                %error,
+                "stopping with changes the disk did not take: the programs and the kernel's counters are left in place, as after a crash, so the next start bills the traffic and time used since the last save; sessions sold or removed since then are lost"
+            );
+            drop(kernel);
+        }
+    }
 }

@@ -85,9 +85,7 @@ pub struct Control {
     deadlines: BTreeMap<MacAddr, Instant>,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
-    /// How long the last save took, and how many clients the kernel's counters held at the
-    /// last poll: for `/metrics`.
-    last_save_took: Duration,
+    /// How many clients the kernel's counters held at the last poll: for `/metrics`.
     usage_entries: usize,
 }
 
@@ -107,7 +105,7 @@ pub fn now() -> Now {
 impl Control {
     /// Restores the sessions from the store and reconciles the kernel's grants with them
     /// (see `restore.rs`), before the programs are attached.
-    pub async fn start(config: Arc<Config>, parts: Parts) -> Result<Self, ControlError> {
+    pub fn start(config: Arc<Config>, parts: Parts) -> Result<Self, ControlError> {
         let Parts {
             kernel,
             netlink,
@@ -134,10 +132,9 @@ impl Control {
             unsaved: BTreeSet::new(),
             deadlines: BTreeMap::new(),
             events,
-            last_save_took: Duration::ZERO,
             usage_entries: 0,
         };
-        control.restore().await?;
+        control.restore()?;
         Ok(control)
     }
 
@@ -189,7 +186,7 @@ impl Control {
                     self.poll_logged().await;
                 }
                 Some(command) = commands.recv() => {
-                    self.handle(command).await;
+                    self.handle(command);
                     // A reload may have changed the poll interval.
                     if self.config.poll_interval() != period {
                         period = self.config.poll_interval();
@@ -199,7 +196,7 @@ impl Control {
             }
         }
         self.poll_logged().await;
-        self.save(true).await;
+        self.save(true);
         Ok(self.kernel)
     }
 
@@ -209,7 +206,7 @@ impl Control {
         }
         if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
             let periodic = self.last_save.elapsed() >= self.config.save_interval();
-            self.save(periodic).await;
+            self.save(periodic);
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 impl Control {
-    pub(super) async fn restore(&mut self) -> Result<(), ControlError> {
+    pub(super) fn restore(&mut self) -> Result<(), ControlError> {
         let now = now();
         std::fs::read_to_string(BOOT_ID_PATH)
             .unwrap_or_default()
@@ -32,7 +32,7 @@ impl Control {
             sessions,
             clients,
             meta,
-        } = self.store.load_all().await?;
+        } = self.store.load_all();
 
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
@@ -108,7 +108,7 @@ impl Control {
                 self.kernel.remove_grant(*mac)?;
             }
         }
-        self.save(true).await;
+        self.save(true);
         Ok(())
     }
 }

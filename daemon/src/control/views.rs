@@ -79,12 +79,13 @@ impl Control {
                 by_state.entry(format!("{state:?}")).or_insert((state, 0)).1 += 1;
             }
         }
+        let storage = self.store.health();
         crate::metrics::Snapshot {
             clients: self.client_views(),
             sessions_by_state: by_state.into_values().collect(),
             kernel: self.kernel_stats,
             last_poll_seconds: self.last_poll.as_secs_f64(),
-            last_save_seconds: self.last_save_took.as_secs_f64(),
+            last_save_seconds: storage.last_save_ms / 1_000.0,
             usage_entries: self.usage_entries,
             grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
             map_capacity: hotspotd_common::MAX_CLIENTS,

@@ -297,8 +297,8 @@ mod tests {
         mac::MacAddr,
         sessions::data::{SessionData, SessionType},
         store::{
-            ClientState, SaveBatch, SavedMeta, Store, StoreHandle, StoredClient, StoredSession,
-            sqlite::Db,
+            ClientState, SavedMeta, Store, StoreHandle, StoredClient, StoredSession,
+            ledger::Changes, sqlite::Db,
         },
     };
 
@@ -498,17 +498,22 @@ mod tests {
             boot_id: "boot".to_owned(),
             kernel_epoch: 1,
         };
-        db.save_batch(&SaveBatch {
-            sessions: Vec::new(),
-            clients: vec![client.clone()],
-            meta: meta.clone(),
+        assert_eq!(db.last_id().expect("reads"), 4);
+        let sold = StoredSession {
+            id: 5,
+            ..loaded.sessions[0].clone()
+        };
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![sold.clone()],
+            removed: Vec::new(),
+            clients: Some((vec![client.clone()], Some(meta.clone()))),
+            last_id: 5,
         })
         .expect("saves");
-        let id = db
-            .insert(loaded.sessions[0].mac, &loaded.sessions[0].data)
-            .expect("inserts");
-        assert_eq!(id, 5);
         let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions.last(), Some(&sold));
         assert_eq!((loaded.clients, loaded.meta), (vec![client], Some(meta)));
         db.close().expect("closes");
         assert_eq!(pragma(&path, "user_version"), 2);
@@ -604,7 +609,12 @@ mod tests {
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains("is damaged"), "{message}");
-        assert!(message.contains("move it away"), "{message}");
+        assert!(message.contains("left it untouched"), "{message}");
+        assert!(
+            message.contains(&format!("mv {0} {0}.damaged", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("restore a backup"), "{message}");
     }
 
     #[test]
@@ -632,10 +642,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
-        let data = crate::store::tests::running(1);
-        let id = db
-            .insert(crate::store::tests::mac(1), &data)
-            .expect("inserts");
+        let session = StoredSession {
+            id: 1,
+            mac: crate::store::tests::mac(1),
+            data: crate::store::tests::running(1),
+        };
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![session.clone()],
+            removed: Vec::new(),
+            clients: None,
+            last_id: 1,
+        })
+        .expect("writes");
         // What a power cut leaves: the file and its WAL, never checkpointed, and no `-shm`.
         let crashed = tempfile::tempdir().expect("temp dir");
         let copy = crashed.path().join("sessions.db");
@@ -655,9 +675,6 @@ mod tests {
         );
         db.close().expect("closes");
         let db = Db::open(&copy).expect("reopens");
-        assert_eq!(
-            db.reload(id).expect("reloads"),
-            Some((crate::store::tests::mac(1), data))
-        );
+        assert_eq!(db.load_all().expect("loads").sessions, vec![session]);
     }
 }
