@@ -1,5 +1,5 @@
 //! What the API shows, built from the control task's state: clients (traffic from the client
-//! table, state from the engine), sessions, status. Read-only.
+//! table, state from the engine), sessions, status (with the store's health). Read-only.
 
 use super::{Control, now};
 use crate::{
@@ -86,6 +86,7 @@ impl Control {
             kernel: self.kernel_stats,
             last_poll_seconds: self.last_poll.as_secs_f64(),
             last_save_seconds: storage.last_save_ms / 1_000.0,
+            storage,
             usage_entries: self.usage_entries,
             grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
             map_capacity: hotspotd_common::MAX_CLIENTS,
@@ -100,6 +101,7 @@ impl Control {
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
+            storage: self.store.health(),
         }
     }
 }
