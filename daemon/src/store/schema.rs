@@ -11,7 +11,12 @@
 //! nothing. `FULL` throughout would add an fsync to every change of state, which at a busy
 //! hotspot on flash storage is what the store thread would spend its time on.
 
-use std::{fs, io, os::unix::fs::OpenOptionsExt as _, path::Path, time::Duration};
+use std::{
+    fs, io,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
@@ -189,7 +194,19 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
         Ok(_) => {}
     }
     // Read-only: SQLite cannot change a file it opened so, so a refused file stays byte for
-    // byte as it was. It still reads a WAL left by a crash, so our own header is current.
+    // byte as it was. It still reads a WAL left by a crash, so our own header is current; but
+    // for a file in WAL mode it creates an empty `-wal` and a `-shm` beside it, which a refusal
+    // takes away again, so the folder is left as it was found.
+    let left = Companions::look(path);
+    let found = look(path);
+    if found.is_err() {
+        left.remove_new(path);
+    }
+    found
+}
+
+/// Reads the header of the database at `path` and checks its pages.
+fn look(path: &Path) -> Result<Found, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -216,6 +233,39 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
         }
     }
     Ok(found)
+}
+
+/// Which of a database's `-wal` and `-shm` exist.
+struct Companions {
+    wal: bool,
+    shm: bool,
+}
+
+impl Companions {
+    fn look(path: &Path) -> Self {
+        Self {
+            wal: companion(path, "-wal").exists(),
+            shm: companion(path, "-shm").exists(),
+        }
+    }
+
+    /// Removes the `-wal` and `-shm` that a read-only look created: a WAL that was not there
+    /// and is still empty (another program writing the file would have put frames in it), and
+    /// the `-shm` that came with it.
+    fn remove_new(&self, path: &Path) {
+        let wal = companion(path, "-wal");
+        let wal_created = !self.wal && fs::metadata(&wal).is_ok_and(|metadata| metadata.len() == 0);
+        if wal_created && fs::remove_file(&wal).is_ok() && !self.shm {
+            let _ = fs::remove_file(companion(path, "-shm"));
+        }
+    }
+}
+
+/// `path` with `suffix` appended: SQLite's name for a companion file.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn read_header(conn: &Connection) -> rusqlite::Result<Header> {
@@ -615,6 +665,34 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("restore a backup"), "{message}");
+    }
+
+    #[test]
+    fn a_damaged_hotspotd_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let mut db = Db::open(&path).expect("opens");
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![StoredSession {
+                id: 1,
+                mac: crate::store::tests::mac(1),
+                data: crate::store::tests::running(1),
+            }],
+            removed: Vec::new(),
+            clients: None,
+            last_id: 1,
+        })
+        .expect("writes");
+        db.close().expect("closes");
+        // A bad sector in the sessions table's page; the file is in WAL mode, whose companion
+        // files a look would create.
+        let mut bytes = fs::read(&path).expect("reads");
+        bytes[4_096..8_192].fill(0xff);
+        fs::write(&path, bytes).expect("writes");
+        let error = refused(dir.path(), &path);
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     }
 
     #[test]
