@@ -154,13 +154,15 @@ impl Control {
     /// Sends `result` once the change it reports is on disk, so that a sale or a removal a
     /// portal has been told of survives a power cut; or once the store has tried and failed
     /// (the change is in effect and kept, and the status shows the store degraded); or after
-    /// [`SAVED_WAIT`]. The control task goes on meanwhile.
+    /// [`SAVED_WAIT`]. While the store is degraded already it answers at once: the change is
+    /// kept, and waiting for the next attempt would only slow the portal down. The control
+    /// task goes on meanwhile.
     fn answer_once_saved<T: Send + 'static>(
         &self,
         reply: oneshot::Sender<Result<T, CommandError>>,
         result: Result<T, CommandError>,
     ) {
-        if result.is_err() {
+        if result.is_err() || self.store.is_degraded() {
             let _ = reply.send(result);
             return;
         }

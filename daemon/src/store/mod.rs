@@ -326,6 +326,12 @@ impl StoreHandle {
         self.saved(self.ticket()).await
     }
 
+    /// Whether the last write failed: changes wait in memory until the disk works.
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.inner.shared.lock().health.failure.is_some()
+    }
+
     /// Whether writes reach the disk, what waits, and when the next attempt is.
     #[must_use]
     pub fn health(&self) -> StoreHealth {
