@@ -371,6 +371,12 @@ impl Daemon {
 
     /// Sends SIGTERM and waits up to 10 s for the daemon to exit; returns its exit status.
     pub fn stop(mut self) -> Result<ExitStatus> {
+        self.terminate()
+    }
+
+    /// Like [`Daemon::stop`], but keeps the handle and what the daemon left (the database,
+    /// and whatever it left in the kernel), so [`Daemon::restart`] starts it again on them.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
         let mut status = None;
         wait_for(STOP_TIMEOUT, || {
