@@ -1,6 +1,6 @@
 //! Prometheus text exposition of what the daemon knows: per-client traffic and state, sessions
-//! by state, the gate's drops by reason, poll and save durations, map fill, build info. Pure:
-//! renders a [`Snapshot`] the control task takes.
+//! by state, the gate's drops by reason, poll and save durations, the store's health, map
+//! fill, build info. Pure: renders a [`Snapshot`] the control task takes.
 
 use std::fmt::Write as _;
 
@@ -8,6 +8,7 @@ use crate::{
     api::ClientView,
     bpf::KernelStats,
     sessions::engine::{ClientState, SessionState},
+    store::{StorageState, StoreHealth},
 };
 
 /// What `/metrics` shows, read in one go by the control task.
@@ -17,6 +18,7 @@ pub struct Snapshot {
     pub kernel: KernelStats,
     pub last_poll_seconds: f64,
     pub last_save_seconds: f64,
+    pub storage: StoreHealth,
     pub usage_entries: usize,
     pub grant_entries: usize,
     pub map_capacity: u32,
@@ -152,6 +154,36 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
     let name = "hotspotd_save_duration_seconds";
     metric(out, name, "gauge", "How long the last save to SQLite took.");
     sample(out, name, &[], snapshot.last_save_seconds);
+    let storage = &snapshot.storage;
+    let name = "hotspotd_store_degraded";
+    metric(
+        out,
+        name,
+        "gauge",
+        "1 while saves to the database fail: changes are kept in memory and retried.",
+    );
+    let degraded = if storage.state == StorageState::Degraded {
+        1.0
+    } else {
+        0.0
+    };
+    sample(out, name, &[], degraded);
+    let name = "hotspotd_store_pending_saves";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Sessions whose latest change is not in the database yet.",
+    );
+    sample(out, name, &[], as_f64(storage.pending_saves as u64));
+    let name = "hotspotd_store_failed_attempts";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Failed attempts to write the database in a row; 0 while saves work.",
+    );
+    sample(out, name, &[], f64::from(storage.failed_attempts));
     let name = "hotspotd_map_entries";
     metric(
         out,
@@ -283,6 +315,17 @@ mod tests {
             },
             last_poll_seconds: 0.002,
             last_save_seconds: 0.01,
+            storage: StoreHealth {
+                state: StorageState::Degraded,
+                path: "/var/lib/hotspotd/sessions.db".into(),
+                error: Some("database or disk is full".to_owned()),
+                since: None,
+                pending_saves: 3,
+                failed_attempts: 4,
+                next_retry: None,
+                last_saved: None,
+                last_save_ms: 10.0,
+            },
             usage_entries: 1,
             grant_entries: 1,
             map_capacity: 16_384,
@@ -308,6 +351,9 @@ mod tests {
             Some(7.0)
         );
         assert_eq!(value("hotspotd_map_capacity"), Some(16_384.0));
+        assert_eq!(value("hotspotd_store_degraded"), Some(1.0));
+        assert_eq!(value("hotspotd_store_pending_saves"), Some(3.0));
+        assert_eq!(value("hotspotd_store_failed_attempts"), Some(4.0));
     }
 
     #[test]

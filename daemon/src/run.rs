@@ -21,7 +21,7 @@ use crate::{
     net::ip_key,
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
-    store::{Store, StoreError},
+    store::{Store, StoreError, StoreHandle},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -143,18 +143,34 @@ pub async fn run_reloadable(
     notifier.await?;
     reload_task.abort();
     api_task.await?;
-    if let Err(error) = store.close().await {
-        tracing::warn!(%error, "closing the store failed");
-    }
-    // A clean exit detaches the programs and forgets the maps; only a crash leaves them.
-    if let Err(error) = kernel.remove_pins() {
-        tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
-    }
-    tracing::info!(interface = %lan, "programs detached");
-    if let Err(error) = shaper.teardown().await {
-        tracing::warn!(%error, "could not remove the speed-limit trees; the next start takes them over");
-    }
+    close(&store, kernel, shaper, &lan).await;
     Ok(())
+}
+
+/// Closes the store (its last write) and, if everything is on disk, detaches the programs,
+/// forgets the maps and removes the speed-limit trees: a clean exit. A crash leaves them, and
+/// so does a stop while the disk fails: what the disk did not take is still in the kernel's
+/// counters, budgets and deadlines, and the next start bills it from there (and takes the
+/// trees over), as after a crash.
+async fn close(store: &StoreHandle, kernel: Kernel, shaper: Shaper, lan: &str) {
+    match store.close().await {
+        Ok(()) => {
+            if let Err(error) = kernel.remove_pins() {
+                tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
+            }
+            tracing::info!(interface = %lan, "programs detached");
+            if let Err(error) = shaper.teardown().await {
+                tracing::warn!(%error, "could not remove the speed-limit trees; the next start takes them over");
+            }
+        }
+        Err(error) => {
+            tracing::error!(
+                %error,
+                "stopping with changes the disk did not take: the programs, the kernel's counters and the speed-limit trees are left in place, as after a crash, so the next start bills the traffic and time used since the last save; sessions sold or removed since then are lost"
+            );
+            drop((kernel, shaper));
+        }
+    }
 }
 
 /// What the control loop needs from the kernel before any program is attached: the maps

@@ -129,6 +129,40 @@ impl Daemon {
         wrapper: &[&str],
         config: &Path,
     ) -> Result<Daemon> {
+        let mut daemon = Self::launch(lan, extra_env, wrapper, config)?;
+        daemon.wait_until_serving()?;
+        Ok(daemon)
+    }
+
+    /// Starts `hotspotd` as [`Daemon::start`] does, expecting it to refuse to start: waits for
+    /// it to exit and returns its exit status and log. An error if it starts serving instead.
+    pub fn start_expecting_exit(
+        lan: &Lan,
+        extra_env: &[(&str, &str)],
+    ) -> Result<(ExitStatus, String)> {
+        let mut daemon = Self::launch(lan, extra_env, &[], &workspace_root().join("config.toml"))?;
+        let mut exited = None;
+        wait_for(START_TIMEOUT, || {
+            exited = daemon.child.try_wait().ok().flatten();
+            exited.is_some()
+        });
+        match exited {
+            Some(status) => Ok((status, daemon.log())),
+            // Drop kills it.
+            None => bail!(
+                "hotspotd did not exit within {START_TIMEOUT:?}; log:\n{}",
+                daemon.log()
+            ),
+        }
+    }
+
+    /// Spawns the daemon with the harness's environment plus `extra_env`, without waiting.
+    fn launch(
+        lan: &Lan,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+        config: &Path,
+    ) -> Result<Daemon> {
         remove_stale_pin_dirs();
         let (pid, seq) = unique_id();
         let dir = tempfile::Builder::new()
@@ -160,7 +194,7 @@ impl Daemon {
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let wrapper: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
         let child = spawn(lan, &wrapper, &env, config, log)?;
-        let mut daemon = Daemon {
+        Ok(Daemon {
             child,
             socket,
             pin_dir,
@@ -169,9 +203,7 @@ impl Daemon {
             wrapper,
             config: config.to_owned(),
             _dir: dir,
-        };
-        daemon.wait_until_serving()?;
-        Ok(daemon)
+        })
     }
 
     /// Starts the daemon again after [`Daemon::kill`] (or a crash), on the same state: the
@@ -337,8 +369,19 @@ impl Daemon {
             .with_context(|| format!("hotspotctl clients does not list {mac}: {table}"))
     }
 
+    /// `hotspotctl status`, as JSON.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        self.ctl_json(&["status"])
+    }
+
     /// Sends SIGTERM and waits up to 10 s for the daemon to exit; returns its exit status.
     pub fn stop(mut self) -> Result<ExitStatus> {
+        self.terminate()
+    }
+
+    /// Like [`Daemon::stop`], but keeps the handle and what the daemon left (the database,
+    /// and whatever it left in the kernel), so [`Daemon::restart`] starts it again on them.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
         let mut status = None;
         wait_for(STOP_TIMEOUT, || {

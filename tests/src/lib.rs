@@ -1,12 +1,14 @@
 //! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
 //! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
-//! exact byte counts, and a handle on a running daemon. Needs root; creates and deletes
-//! namespaces, veths and bridges, and pin folders under /sys/fs/bpf.
+//! exact byte counts, a handle on a running daemon, and filesystems to break under it. Needs
+//! root; creates and deletes namespaces, veths and bridges, pin folders under /sys/fs/bpf,
+//! mounts and loop devices.
 //!
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
 //! and names are unique per process and per call, so tests run in parallel.
 
 mod daemon;
+mod disks;
 pub mod frames;
 mod goodput;
 mod lan;
@@ -17,6 +19,7 @@ mod traffic;
 use std::time::{Duration, Instant};
 
 pub use daemon::{Daemon, hotspotctl_bin, hotspotd_bin, workspace_root};
+pub use disks::{Ext4Disk, Tmpfs};
 pub use goodput::{Read, TcpMeter, largest_read_gap, mbits_between, mbits_per_second, tcp_push};
 pub use lan::{
     CLIENT_IFACE, Client, GATEWAY_LAN_V4, GATEWAY_LAN_V6, GATEWAY_WAN_V4, GATEWAY_WAN_V6,

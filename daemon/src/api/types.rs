@@ -13,6 +13,7 @@ use crate::{
         SessionData, SessionType,
         engine::{ClientState, Session, SessionState},
     },
+    store::StoreHealth,
 };
 
 /// One client in `GET /v1/clients`. Bytes are IP-level; `up`/`down` are billable traffic,
@@ -56,6 +57,9 @@ pub struct StatusView {
     pub sessions: usize,
     pub last_poll_ms: f64,
     pub kernel: KernelStats,
+    /// Whether saves reach the database: `ok`, or `degraded` with why, since when, what waits
+    /// and when the next attempt is.
+    pub storage: StoreHealth,
 }
 
 /// `POST /v1/sessions`: a session to sell to a client. Omitted limits are 0, which validation

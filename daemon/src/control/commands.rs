@@ -1,6 +1,8 @@
 //! What the API asks of the control task, and how the task answers: each command carries a
 //! one-shot channel for its reply. The handlers run on the control task, between polls.
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Control, now};
@@ -100,6 +102,11 @@ impl Commands {
     }
 }
 
+/// How long an answer that changed something waits for the change to be on disk. A write
+/// takes milliseconds; a failing disk answers at once (the change is kept and saved later);
+/// this bounds the wait on a disk that hangs. The control task never waits.
+const SAVED_WAIT: Duration = Duration::from_secs(5);
+
 impl Control {
     /// Answers one command. A requester that gave up has dropped its receiver; its answer is
     /// then dropped too.
@@ -120,24 +127,57 @@ impl Control {
                 connect,
                 reply,
             } => {
-                let _ = reply.send(self.add_session(mac, data, connect).await);
+                let result = self.add_session(mac, data, connect).await;
+                self.answer_once_saved(reply, result);
             }
             Command::RemoveSession { id, reply } => {
-                let _ = reply.send(self.remove_session(id).await);
+                let result = self.remove_session(id).await;
+                self.answer_once_saved(reply, result);
             }
             Command::Connect { mac, reply } => {
                 let result = self.engine.connect(mac, now());
-                let _ = reply.send(self.after(result, mac).await);
+                let result = self.after(result, mac).await;
+                self.answer_once_saved(reply, result);
             }
             Command::Pause { mac, reply } => {
                 let result = self.engine.pause(mac, now());
-                let _ = reply.send(self.after(result, mac).await);
+                let result = self.after(result, mac).await;
+                self.answer_once_saved(reply, result);
             }
-            Command::Reload { config } => self.reload(config).await,
+            Command::Reload { config } => self.reload(&config).await,
             Command::Metrics { reply } => {
                 let _ = reply.send(crate::metrics::render(&self.metrics_snapshot()));
             }
         }
+    }
+
+    /// Sends `result` once the change it reports is on disk, so that a sale or a removal a
+    /// portal has been told of survives a power cut; or once the store has tried and failed
+    /// (the change is in effect and kept, and the status shows the store degraded); or after
+    /// [`SAVED_WAIT`]. While the store is degraded already it answers at once: the change is
+    /// kept, and waiting for the next attempt would only slow the portal down. The control
+    /// task goes on meanwhile.
+    fn answer_once_saved<T: Send + 'static>(
+        &self,
+        reply: oneshot::Sender<Result<T, CommandError>>,
+        result: Result<T, CommandError>,
+    ) {
+        if result.is_err() || self.store.is_degraded() {
+            let _ = reply.send(result);
+            return;
+        }
+        let store = self.store.clone();
+        let ticket = store.ticket();
+        tokio::spawn(async move {
+            match tokio::time::timeout(SAVED_WAIT, store.saved(ticket)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "answering before the change is on disk"),
+                Err(_) => {
+                    tracing::debug!("answering before the change is on disk: the write takes long");
+                }
+            }
+            let _ = reply.send(result);
+        });
     }
 
     /// Carries out a command's effects, saves, and answers with the client as it is now.
@@ -148,10 +188,12 @@ impl Control {
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
         self.apply(effects, now()).await;
-        self.save(false).await;
+        self.save(false);
         Ok(self.client_view(mac))
     }
 
+    /// Sells a session. The store hands out its id and keeps it even while the disk fails,
+    /// so a portal can go on selling; it is written as soon as the disk works.
     async fn add_session(
         &mut self,
         mac: MacAddr,
@@ -160,29 +202,36 @@ impl Control {
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.
         data.validate()?;
-        let id = self.store.insert(mac, data.clone()).await?;
+        let id = self.store.insert(mac, data.clone())?;
         let now = now();
-        let mut effects = self.engine.add(Session { id, mac, data }, now)?;
+        let mut effects = match self.engine.add(Session { id, mac, data }, now) {
+            Ok(effects) => effects,
+            Err(error) => {
+                // Not sold: nothing of it may stay in the store.
+                let _ = self.store.remove(id);
+                return Err(error.into());
+            }
+        };
         if connect && self.engine.client_state(mac) != ClientState::Connected {
             effects.extend(self.engine.connect(mac, now)?);
         }
         self.apply(effects, now).await;
-        self.save(false).await;
+        self.save(false);
         self.session_view(id)
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
     }
 
-    /// Deletes from the store first: if that fails, nothing has changed; the engine then
-    /// forgets the session (and chains or disconnects its client if it was running).
+    /// Deletes from the store, then the engine forgets the session (and chains or
+    /// disconnects its client if it was running).
     async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
         if self.engine.session(id).is_none() {
             return Err(EngineError::UnknownSession { id }.into());
         }
-        self.store.remove(id).await?;
+        self.store.remove(id)?;
         let now = now();
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now).await;
-        self.save(false).await;
+        self.save(false);
         Ok(())
     }
 }

@@ -90,9 +90,7 @@ pub struct Control {
     deadlines: BTreeMap<MacAddr, Instant>,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
-    /// How long the last save took, and how many clients the kernel's counters held at the
-    /// last poll: for `/metrics`.
-    last_save_took: Duration,
+    /// How many clients the kernel's counters held at the last poll: for `/metrics`.
     usage_entries: usize,
     /// Speed limits: the HTB trees, what they should hold, which client has which class,
     /// and each connected client's limits in Mbit/s (down, up) for the API.
@@ -149,7 +147,6 @@ impl Control {
             unsaved: BTreeSet::new(),
             deadlines: BTreeMap::new(),
             events,
-            last_save_took: Duration::ZERO,
             usage_entries: 0,
             shaper,
             desired,
@@ -223,7 +220,7 @@ impl Control {
             }
         }
         self.poll_logged().await;
-        self.save(true).await;
+        self.save(true);
         Ok((self.kernel, self.shaper))
     }
 
@@ -233,7 +230,7 @@ impl Control {
         }
         if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
             let periodic = self.last_save.elapsed() >= self.config.save_interval();
-            self.save(periodic).await;
+            self.save(periodic);
         }
     }
 

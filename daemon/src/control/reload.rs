@@ -10,11 +10,11 @@ use super::{Control, now, speed};
 use crate::{config::Config, sessions::engine::EngineConfig};
 
 impl Control {
-    pub(super) async fn reload(&mut self, new: Arc<Config>) {
+    pub(super) async fn reload(&mut self, new: &Config) {
         let old = Arc::clone(&self.config);
         // Keys only read at start keep their running values, so what the daemon reports
         // stays true until it is restarted.
-        let mut merged = (*new).clone();
+        let mut merged = new.clone();
         let mut needs_restart = Vec::new();
         if merged.network.lan_interface != old.network.lan_interface {
             needs_restart.push("network.lan_interface");
@@ -62,7 +62,7 @@ impl Control {
         if global_changed {
             self.sync_speed().await;
         }
-        self.save(false).await;
+        self.save(false);
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");
         } else {

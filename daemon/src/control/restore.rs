@@ -32,7 +32,7 @@ impl Control {
             sessions,
             clients,
             meta,
-        } = self.store.load_all().await?;
+        } = self.store.load_all();
 
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
@@ -108,7 +108,7 @@ impl Control {
                 self.kernel.remove_grant(*mac)?;
             }
         }
-        self.save(true).await;
+        self.save(true);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! What the API shows, built from the control task's state: clients (traffic from the client
-//! table, state from the engine), sessions, status. Read-only.
+//! table, state from the engine), sessions, status (with the store's health). Read-only.
 
 use super::{Control, now};
 use crate::{
@@ -81,12 +81,14 @@ impl Control {
                 by_state.entry(format!("{state:?}")).or_insert((state, 0)).1 += 1;
             }
         }
+        let storage = self.store.health();
         crate::metrics::Snapshot {
             clients: self.client_views(),
             sessions_by_state: by_state.into_values().collect(),
             kernel: self.kernel_stats,
             last_poll_seconds: self.last_poll.as_secs_f64(),
-            last_save_seconds: self.last_save_took.as_secs_f64(),
+            last_save_seconds: storage.last_save_ms / 1_000.0,
+            storage,
             usage_entries: self.usage_entries,
             grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
             map_capacity: hotspotd_common::MAX_CLIENTS,
@@ -101,6 +103,7 @@ impl Control {
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
+            storage: self.store.health(),
         }
     }
 }

@@ -1,15 +1,22 @@
 //! The session store: sessions, what each client was doing, and the daemon's last save, kept in
-//! SQLite at `store.sqlite_path`. [`Store::open`] checks the file (a file it does not understand
-//! is refused and left untouched), migrates it to the current schema and starts the one thread
-//! that owns the connection, so no async worker ever waits on the disk; a [`StoreHandle`] sends
-//! that thread commands. [`SqliteSession`] is the seed's [`SessionSource`] on this store.
-//! Side effects: creates and writes the database file and its `-wal`/`-shm` companions, and
-//! spawns the OS thread `hotspotd-store`.
+//! SQLite at `store.sqlite_path` and in memory. [`Store::open`] checks the file (a file it does
+//! not understand, or a damaged one, is refused and left untouched), migrates it to the current
+//! schema, reads it, and starts the one thread that writes it, so no async worker ever waits on
+//! the disk. A [`StoreHandle`] changes what the store holds at once and the thread writes it;
+//! when the disk fails (full, read-only, the file deleted) nothing is lost: every change is
+//! kept in memory, writing is retried with backoff, the file is made again if it was deleted,
+//! and [`StoreHandle::health`] says so. [`SqliteSession`] is the seed's [`SessionSource`] on
+//! this store. Side effects: creates and writes the database file and its `-wal`/`-shm`
+//! companions, and spawns the OS thread `hotspotd-store`.
 
 mod actor;
+mod backoff;
+mod health;
+mod ledger;
 mod schema;
 mod source;
 mod sqlite;
+mod writer;
 
 use std::{
     io,
@@ -19,11 +26,11 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use hotspotd_common::Usage;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::{mac::MacAddr, sessions::data::SessionData};
-use actor::Command;
+use actor::Shared;
 
+pub use health::{StorageState, StoreHealth};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use source::{SessionSource, SourceError, SqliteSession};
 
@@ -85,11 +92,11 @@ pub struct SavedMeta {
     pub kernel_epoch: u64,
 }
 
-/// One periodic (or shutdown) save, written in one transaction (all or nothing) and synced to
-/// disk before it is reported done.
+/// One periodic (or shutdown, or change of state) save: the store takes it at once and writes
+/// it in one synced transaction (all or nothing) with whatever else is pending.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SaveBatch {
-    /// Sessions to update, by id. An id no longer in the database (removed meanwhile) is
+    /// Sessions to update, by id. An id the store no longer holds (removed meanwhile) is
     /// skipped with a warning: a save never brings back a removed session.
     pub sessions: Vec<(SessionId, SessionData)>,
     /// Every client; the stored clients become exactly these.
@@ -97,7 +104,7 @@ pub struct SaveBatch {
     pub meta: SavedMeta,
 }
 
-/// Everything in the store, as [`StoreHandle::load_all`] reads it at startup.
+/// Everything in the store, as [`StoreHandle::load_all`] gives it at startup.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loaded {
     /// By id, so oldest inserted first.
@@ -135,7 +142,7 @@ pub enum StoreError {
     )]
     TooNew { path: PathBuf, version: i64 },
     #[error(
-        "{path} is damaged ({reason}): keep the file for inspection, move it away, and restart; hotspotd will start a new one"
+        "{path} is damaged ({reason}); hotspotd left it untouched: move it aside with its -wal and -shm files (mv {path} {path}.damaged), then either restore a backup to {path} or start hotspotd again to begin an empty database, and sell the customers' remaining sessions again"
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
@@ -167,6 +174,14 @@ pub enum StoreError {
     },
     #[error("cannot start the session store's thread: {source}")]
     Thread { source: io::Error },
+    #[error(
+        "the session database {path} cannot be written ({reason}): the latest changes of {pending} sessions and the clients' counters are kept in memory and saved as soon as it can be written"
+    )]
+    Unsaved {
+        path: PathBuf,
+        pending: usize,
+        reason: String,
+    },
     #[error("the session store has stopped; restart hotspotd")]
     Closed,
 }
@@ -178,90 +193,191 @@ pub struct Store;
 
 impl Store {
     /// Checks the database at `path`, creates it (mode 0600: it holds clients' MACs) or
-    /// migrates it to [`SCHEMA_VERSION`], and starts the store thread. Blocking: call it
-    /// before the runtime starts or inside `spawn_blocking`.
+    /// migrates it to [`SCHEMA_VERSION`], reads it, and starts the store thread. Blocking: call
+    /// it before the runtime starts or inside `spawn_blocking`.
     ///
     /// A file that is not a hotspotd database, or is one from a newer hotspotd, is refused
     /// and not modified; so is a damaged one.
     pub fn open(path: &Path) -> Result<StoreHandle, StoreError> {
         let db = sqlite::Db::open(path)?;
-        let commands = actor::spawn(db)?;
+        let ledger = ledger::Ledger::new(db.load_all()?, db.last_id()?);
+        let shared = Arc::new(Shared::new(path.to_owned(), ledger));
+        actor::spawn(Arc::clone(&shared), writer::Writer::new(path, db))?;
         Ok(StoreHandle {
-            commands,
-            path: path.into(),
+            inner: Arc::new(Inner { shared }),
         })
     }
 }
 
-/// The way to the store thread; cheap to clone, one per task that needs it. Every call
-/// queues one command and waits for its answer. Dropping a call's future stops the waiting,
-/// not the command: a save that was queued still happens.
-#[derive(Clone, Debug)]
+/// The way to the store; cheap to clone, one per task that needs it. Changes take effect in
+/// the store at once and never wait for the disk: the store thread writes them, and
+/// [`saved`](Self::saved) waits for that. When the last handle is dropped the thread writes
+/// what is pending and stops.
+#[derive(Clone)]
 pub struct StoreHandle {
-    commands: mpsc::Sender<Command>,
-    path: Arc<Path>,
+    inner: Arc<Inner>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Shared by a handle's clones; the last one dropped closes the store.
+struct Inner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle")
+            .field("path", &self.inner.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A point in the store's changes: every change made before [`StoreHandle::ticket`] handed
+/// it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
 
 impl StoreHandle {
     /// The database file.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.shared.path
     }
 
-    /// Everything stored, for startup.
-    pub async fn load_all(&self) -> Result<Loaded, StoreError> {
-        self.ask(|reply| Command::LoadAll { reply }).await
+    /// Everything the store holds, for startup.
+    #[must_use]
+    pub fn load_all(&self) -> Loaded {
+        self.inner.shared.lock().ledger.loaded()
     }
 
-    /// Stores a new session for `mac`, synced to disk, and returns its id.
-    pub async fn insert(&self, mac: MacAddr, data: SessionData) -> Result<SessionId, StoreError> {
-        self.ask(|reply| Command::Insert { mac, data, reply }).await
+    /// Takes a new session for `mac` and returns its id, never handed out before. It is
+    /// written at once, or kept and written when the disk works again.
+    pub fn insert(&self, mac: MacAddr, data: SessionData) -> Result<SessionId, StoreError> {
+        self.change(|ledger| ledger.insert(mac, data))
     }
 
-    /// Overwrites one session's record (a change of state); `false` when no session has that
-    /// id. Not synced to disk by itself: the next [`save_batch`](Self::save_batch) makes it
-    /// durable.
-    pub async fn update(&self, id: SessionId, data: SessionData) -> Result<bool, StoreError> {
-        self.ask(|reply| Command::Update { id, data, reply }).await
+    /// Replaces one session's record (a change of state); `false` when the store holds no
+    /// session with that id.
+    pub fn update(&self, id: SessionId, data: SessionData) -> Result<bool, StoreError> {
+        self.change(|ledger| ledger.update(id, data))
     }
 
-    /// Saves sessions, clients and meta in one transaction, synced to disk (sessions.md
-    /// rule 12).
-    pub async fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
-        self.ask(|reply| Command::SaveBatch { batch, reply }).await
+    /// Takes a save of sessions, clients and meta (sessions.md rule 12), written in one
+    /// transaction with whatever else is pending.
+    pub fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
+        let missing = self.change(|ledger| Ok(ledger.merge(batch)))?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "saved sessions that are no longer in the store were skipped"
+            );
+        }
+        Ok(())
     }
 
-    /// Deletes a session, synced to disk; `false` when no session has that id. A client that
-    /// was running it keeps no reference to it.
-    pub async fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
-        self.ask(|reply| Command::Remove { id, reply }).await
+    /// Deletes a session; `false` when the store holds no session with that id. Its id is
+    /// never handed out again, and a client that was running it keeps no reference to it.
+    pub fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.change(|ledger| Ok(ledger.remove(id)))
     }
 
-    /// Reads one session back; `None` when no session has that id.
-    pub async fn reload(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<(MacAddr, SessionData)>, StoreError> {
-        self.ask(|reply| Command::Reload { id, reply }).await
+    /// One session as the store holds it; `None` when there is no such session.
+    #[must_use]
+    pub fn session(&self, id: SessionId) -> Option<(MacAddr, SessionData)> {
+        self.inner.shared.lock().ledger.session(id)
     }
 
-    /// Finishes the commands queued before this one, then closes the database (folding the
-    /// WAL back into the file) and stops the thread. Every later call, from any clone,
-    /// fails with [`StoreError::Closed`].
-    pub async fn close(&self) -> Result<(), StoreError> {
-        self.ask(|reply| Command::Close { reply }).await
+    /// Marks the changes made so far, for [`saved`](Self::saved).
+    #[must_use]
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.inner.shared.lock().ledger.generation())
     }
 
-    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(command(reply))
+    /// Waits until the store has tried to write every change up to `ticket`: `Ok` once they
+    /// are on disk, [`StoreError::Unsaved`] if that attempt failed (they stay in memory and
+    /// are retried). Dropping the future stops the waiting, not the write.
+    pub async fn saved(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let mut progress = self.inner.shared.progress.subscribe();
+        let reached = *progress
+            .wait_for(|progress| progress.attempted >= ticket.0 || progress.stopped)
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        if reached.saved >= ticket.0 {
+            return Ok(());
+        }
+        let state = self.inner.shared.lock();
+        Err(StoreError::Unsaved {
+            path: self.inner.shared.path.clone(),
+            pending: state.ledger.pending(),
+            reason: state.health.failure.as_ref().map_or_else(
+                || "the store has stopped".to_owned(),
+                |failure| failure.error.clone(),
+            ),
+        })
+    }
+
+    /// [`saved`](Self::saved) for every change made so far.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.saved(self.ticket()).await
+    }
+
+    /// Whether the last write failed: changes wait in memory until the disk works.
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.inner.shared.lock().health.failure.is_some()
+    }
+
+    /// Whether writes reach the disk, what waits, and when the next attempt is.
+    #[must_use]
+    pub fn health(&self) -> StoreHealth {
+        let state = self.inner.shared.lock();
+        state
+            .health
+            .view(self.inner.shared.path.clone(), state.ledger.pending())
+    }
+
+    /// Makes a last attempt to write what is pending, closes the database (folding the WAL
+    /// back into the file) and stops the thread. [`StoreError::Unsaved`] when changes could
+    /// not be written: they are lost with the process. Every later change, from any clone,
+    /// fails with [`StoreError::Closed`], and so does a second `close`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        if !self.inner.shared.close() {
+            return Err(StoreError::Closed);
+        }
+        let mut progress = self.inner.shared.progress.subscribe();
+        progress
+            .wait_for(|progress| progress.stopped)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.inner
+            .shared
+            .lock()
+            .closed
+            .take()
+            .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Applies `change` to the ledger and wakes the thread if it changed anything.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut ledger::Ledger) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let shared = &self.inner.shared;
+        let mut state = shared.lock();
+        if state.closing {
+            return Err(StoreError::Closed);
+        }
+        let before = state.ledger.generation();
+        let result = change(&mut state.ledger)?;
+        if state.ledger.generation() != before {
+            shared.changed(&mut state);
+        }
+        Ok(result)
     }
 }
 
@@ -300,25 +416,43 @@ pub(crate) mod tests {
         MacAddr(octets)
     }
 
+    /// What the file holds, read by a second store.
+    pub(crate) fn on_disk(path: &Path) -> Loaded {
+        let db = sqlite::Db::open(path).expect("opens");
+        let loaded = db.load_all().expect("loads");
+        db.close().expect("closes");
+        loaded
+    }
+
     #[tokio::test]
-    async fn the_handle_inserts_updates_reloads_and_removes() {
+    async fn changes_take_effect_at_once_and_reach_the_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
-        let id = store.insert(mac(1), running(1)).await.expect("inserts");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
+        let id = store.insert(mac(1), running(1)).expect("inserts");
+        assert_eq!(store.session(id), Some((mac(1), running(1))));
+        assert!(store.update(id, running(2)).expect("updates"));
+        assert_eq!(store.session(id), Some((mac(1), running(2))));
+        store.sync().await.expect("saved");
         assert_eq!(
-            store.reload(id).await.expect("reloads"),
-            Some((mac(1), running(1)))
+            on_disk(&path).sessions,
+            vec![StoredSession {
+                id,
+                mac: mac(1),
+                data: running(2)
+            }]
         );
-        assert!(store.update(id, running(2)).await.expect("updates"));
-        assert_eq!(
-            store.reload(id).await.expect("reloads"),
-            Some((mac(1), running(2)))
-        );
-        assert!(store.remove(id).await.expect("removes"));
-        assert!(!store.remove(id).await.expect("removes"), "already gone");
-        assert!(!store.update(id, running(3)).await.expect("updates"));
-        assert_eq!(store.reload(id).await.expect("reloads"), None);
-        assert!(store.load_all().await.expect("loads").sessions.is_empty());
+        assert!(store.remove(id).expect("removes"));
+        assert!(!store.remove(id).expect("removes"), "already gone");
+        assert!(!store.update(id, running(3)).expect("updates"));
+        assert_eq!(store.session(id), None);
+        assert!(store.load_all().sessions.is_empty());
+        store.sync().await.expect("saved");
+        assert!(on_disk(&path).sessions.is_empty());
+        let health = store.health();
+        assert_eq!(health.state, StorageState::Ok);
+        assert_eq!(health.pending_saves, 0);
+        assert!(health.last_saved.is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -326,7 +460,8 @@ pub(crate) mod tests {
         const TASKS: u32 = 50;
         const EACH: u32 = 20;
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
         let mut tasks = tokio::task::JoinSet::new();
         for task in 0..TASKS {
             let store = store.clone();
@@ -334,7 +469,8 @@ pub(crate) mod tests {
                 let mut ids = Vec::new();
                 for n in 0..EACH {
                     let n = task * EACH + n;
-                    ids.push((store.insert(mac(n), running(n)).await.expect("inserts"), n));
+                    ids.push((store.insert(mac(n), running(n)).expect("inserts"), n));
+                    store.sync().await.expect("saved");
                 }
                 ids
             });
@@ -343,13 +479,12 @@ pub(crate) mod tests {
         while let Some(inserted) = tasks.join_next().await {
             for (id, n) in inserted.expect("task ran") {
                 assert!(ids.insert(id), "id {id} handed out twice");
-                let (stored_mac, data) = store.reload(id).await.expect("reloads").expect("there");
-                assert_eq!((stored_mac, data), (mac(n), running(n)), "id {id}");
+                assert_eq!(store.session(id), Some((mac(n), running(n))), "id {id}");
             }
         }
-        let loaded = store.load_all().await.expect("loads");
-        assert_eq!(loaded.sessions.len(), (TASKS * EACH) as usize);
-        assert!(loaded.sessions.iter().all(|s| ids.contains(&s.id)));
+        let stored = on_disk(&path).sessions;
+        assert_eq!(stored.len(), (TASKS * EACH) as usize);
+        assert!(stored.iter().all(|s| ids.contains(&s.id)));
     }
 
     #[tokio::test]
@@ -357,21 +492,145 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         let store = Store::open(&path).expect("opens");
-        let id = store.insert(mac(1), running(1)).await.expect("inserts");
+        let id = store.insert(mac(1), running(1)).expect("inserts");
         let other = store.clone();
+        // Closing writes what is pending first.
         store.close().await.expect("closes");
-        let error = other.reload(id).await.expect_err("closed");
+        let error = other.insert(mac(2), running(2)).expect_err("closed");
         assert!(matches!(error, StoreError::Closed), "{error}");
         assert!(error.to_string().contains("restart hotspotd"));
+        assert!(matches!(other.close().await, Err(StoreError::Closed)));
         assert!(
             !dir.path().join("sessions.db-wal").exists(),
             "closing folds the WAL into the file"
         );
         let store = Store::open(&path).expect("reopens");
-        assert_eq!(
-            store.reload(id).await.expect("reloads"),
-            Some((mac(1), running(1)))
+        assert_eq!(store.session(id), Some((mac(1), running(1))));
+        // Ids go on after the highest handed out.
+        assert_eq!(store.insert(mac(2), running(2)).expect("inserts"), id + 1);
+    }
+
+    /// Waits until every change so far is on disk; the store retries on its own schedule.
+    async fn until_saved(store: &StoreHandle) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while store.sync().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never saved: {:?}",
+                store.health()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_loses_nothing_and_everything_is_saved_once_it_works() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
+        let kept = store.insert(mac(1), running(1)).expect("inserts");
+        let removed = store.insert(mac(2), running(2)).expect("inserts");
+        store.sync().await.expect("saved");
+
+        // The path becomes something SQLite cannot open (what a broken disk does to every
+        // write, without needing one): the file is gone and a folder is in its place.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("sessions.db{suffix}")));
+        }
+        std::fs::create_dir(&path).expect("creates a folder");
+        assert!(store.update(kept, running(3)).expect("updates"));
+        let error = store.sync().await.expect_err("cannot be written");
+        assert!(
+            matches!(error, StoreError::Unsaved { pending: 1, .. }),
+            "{error}"
         );
+        let health = store.health();
+        assert_eq!(health.state, StorageState::Degraded, "{health:?}");
+        assert!(
+            health.error.is_some() && health.since.is_some(),
+            "{health:?}"
+        );
+        assert!(health.next_retry > health.since, "{health:?}");
+
+        // Meanwhile everything goes on in memory: changes, a sale, a removal, a batch.
+        for n in 4..10 {
+            assert!(store.update(kept, running(n)).expect("updates"));
+        }
+        let sold = store
+            .insert(mac(3), running(30))
+            .expect("sells while failing");
+        assert_eq!(sold, removed + 1);
+        assert!(store.remove(removed).expect("removes"));
+        let meta = SavedMeta {
+            saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+            saved_at_mono_ns: 1,
+            boot_id: "boot".to_owned(),
+            kernel_epoch: 1,
+        };
+        let client = StoredClient {
+            mac: mac(3),
+            state: ClientState::Connected,
+            session_id: Some(sold),
+            baseline: Usage::default(),
+        };
+        store
+            .save_batch(SaveBatch {
+                sessions: vec![(kept, running(10))],
+                clients: vec![client.clone()],
+                meta: meta.clone(),
+            })
+            .expect("takes the batch");
+        assert!(store.sync().await.is_err());
+        let health = store.health();
+        assert_eq!(health.pending_saves, 3, "kept, sold, removed: {health:?}");
+        assert!(
+            health.failed_attempts >= 2,
+            "a new save is tried: {health:?}"
+        );
+
+        // The disk works again: the next attempt writes it all.
+        std::fs::remove_dir(&path).expect("removes the folder");
+        until_saved(&store).await;
+        let health = store.health();
+        assert_eq!(health.state, StorageState::Ok, "{health:?}");
+        assert_eq!(health.pending_saves, 0);
+        let loaded = on_disk(&path);
+        assert_eq!(
+            loaded.sessions,
+            vec![
+                StoredSession {
+                    id: kept,
+                    mac: mac(1),
+                    data: running(10)
+                },
+                StoredSession {
+                    id: sold,
+                    mac: mac(3),
+                    data: running(30)
+                },
+            ]
+        );
+        assert_eq!((loaded.clients, loaded.meta), (vec![client], Some(meta)));
+        store.close().await.expect("closes");
+        // The removed session's id stays used in the new file.
+        let store = Store::open(&path).expect("reopens");
+        assert_eq!(store.insert(mac(4), running(4)).expect("inserts"), sold + 1);
+    }
+
+    #[tokio::test]
+    async fn closing_while_the_disk_fails_says_what_was_not_saved() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
+        std::fs::remove_file(&path).expect("removes");
+        std::fs::create_dir(&path).expect("creates a folder");
+        store.insert(mac(1), running(1)).expect("inserts");
+        let error = store.close().await.expect_err("unsaved");
+        assert!(
+            matches!(error, StoreError::Unsaved { pending: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("kept in memory"), "{error}");
     }
 
     #[test]
@@ -387,9 +646,8 @@ pub(crate) mod tests {
                 .await
                 .expect("joined")
                 .expect("opens");
-            let loaded = store.load_all().await.expect("loads");
             assert_eq!(
-                loaded,
+                store.load_all(),
                 Loaded {
                     sessions: Vec::new(),
                     clients: Vec::new(),

@@ -11,7 +11,12 @@
 //! nothing. `FULL` throughout would add an fsync to every change of state, which at a busy
 //! hotspot on flash storage is what the store thread would spend its time on.
 
-use std::{fs, io, os::unix::fs::OpenOptionsExt as _, path::Path, time::Duration};
+use std::{
+    fs, io,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
@@ -189,7 +194,19 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
         Ok(_) => {}
     }
     // Read-only: SQLite cannot change a file it opened so, so a refused file stays byte for
-    // byte as it was. It still reads a WAL left by a crash, so our own header is current.
+    // byte as it was. It still reads a WAL left by a crash, so our own header is current; but
+    // for a file in WAL mode it creates an empty `-wal` and a `-shm` beside it, which a refusal
+    // takes away again, so the folder is left as it was found.
+    let left = Companions::look(path);
+    let found = look(path);
+    if found.is_err() {
+        left.remove_new(path);
+    }
+    found
+}
+
+/// Reads the header of the database at `path` and checks its pages.
+fn look(path: &Path) -> Result<Found, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -216,6 +233,39 @@ fn inspect(path: &Path) -> Result<Found, StoreError> {
         }
     }
     Ok(found)
+}
+
+/// Which of a database's `-wal` and `-shm` exist.
+struct Companions {
+    wal: bool,
+    shm: bool,
+}
+
+impl Companions {
+    fn look(path: &Path) -> Self {
+        Self {
+            wal: companion(path, "-wal").exists(),
+            shm: companion(path, "-shm").exists(),
+        }
+    }
+
+    /// Removes the `-wal` and `-shm` that a read-only look created: a WAL that was not there
+    /// and is still empty (another program writing the file would have put frames in it), and
+    /// the `-shm` that came with it.
+    fn remove_new(&self, path: &Path) {
+        let wal = companion(path, "-wal");
+        let wal_created = !self.wal && fs::metadata(&wal).is_ok_and(|metadata| metadata.len() == 0);
+        if wal_created && fs::remove_file(&wal).is_ok() && !self.shm {
+            let _ = fs::remove_file(companion(path, "-shm"));
+        }
+    }
+}
+
+/// `path` with `suffix` appended: SQLite's name for a companion file.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn read_header(conn: &Connection) -> rusqlite::Result<Header> {
@@ -297,8 +347,8 @@ mod tests {
         mac::MacAddr,
         sessions::data::{SessionData, SessionType},
         store::{
-            ClientState, SaveBatch, SavedMeta, Store, StoreHandle, StoredClient, StoredSession,
-            sqlite::Db,
+            ClientState, SavedMeta, Store, StoreHandle, StoredClient, StoredSession,
+            ledger::Changes, sqlite::Db,
         },
     };
 
@@ -498,17 +548,22 @@ mod tests {
             boot_id: "boot".to_owned(),
             kernel_epoch: 1,
         };
-        db.save_batch(&SaveBatch {
-            sessions: Vec::new(),
-            clients: vec![client.clone()],
-            meta: meta.clone(),
+        assert_eq!(db.last_id().expect("reads"), 4);
+        let sold = StoredSession {
+            id: 5,
+            ..loaded.sessions[0].clone()
+        };
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![sold.clone()],
+            removed: Vec::new(),
+            clients: Some((vec![client.clone()], Some(meta.clone()))),
+            last_id: 5,
         })
         .expect("saves");
-        let id = db
-            .insert(loaded.sessions[0].mac, &loaded.sessions[0].data)
-            .expect("inserts");
-        assert_eq!(id, 5);
         let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions.last(), Some(&sold));
         assert_eq!((loaded.clients, loaded.meta), (vec![client], Some(meta)));
         db.close().expect("closes");
         assert_eq!(pragma(&path, "user_version"), 2);
@@ -604,7 +659,40 @@ mod tests {
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains("is damaged"), "{message}");
-        assert!(message.contains("move it away"), "{message}");
+        assert!(message.contains("left it untouched"), "{message}");
+        assert!(
+            message.contains(&format!("mv {0} {0}.damaged", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("restore a backup"), "{message}");
+    }
+
+    #[test]
+    fn a_damaged_hotspotd_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let mut db = Db::open(&path).expect("opens");
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![StoredSession {
+                id: 1,
+                mac: crate::store::tests::mac(1),
+                data: crate::store::tests::running(1),
+            }],
+            removed: Vec::new(),
+            clients: None,
+            last_id: 1,
+        })
+        .expect("writes");
+        db.close().expect("closes");
+        // A bad sector in the sessions table's page; the file is in WAL mode, whose companion
+        // files a look would create.
+        let mut bytes = fs::read(&path).expect("reads");
+        bytes[4_096..8_192].fill(0xff);
+        fs::write(&path, bytes).expect("writes");
+        let error = refused(dir.path(), &path);
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     }
 
     #[test]
@@ -632,10 +720,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
-        let data = crate::store::tests::running(1);
-        let id = db
-            .insert(crate::store::tests::mac(1), &data)
-            .expect("inserts");
+        let session = StoredSession {
+            id: 1,
+            mac: crate::store::tests::mac(1),
+            data: crate::store::tests::running(1),
+        };
+        db.write(&Changes {
+            generation: 1,
+            full: false,
+            sessions: vec![session.clone()],
+            removed: Vec::new(),
+            clients: None,
+            last_id: 1,
+        })
+        .expect("writes");
         // What a power cut leaves: the file and its WAL, never checkpointed, and no `-shm`.
         let crashed = tempfile::tempdir().expect("temp dir");
         let copy = crashed.path().join("sessions.db");
@@ -655,9 +753,6 @@ mod tests {
         );
         db.close().expect("closes");
         let db = Db::open(&copy).expect("reopens");
-        assert_eq!(
-            db.reload(id).expect("reloads"),
-            Some((crate::store::tests::mac(1), data))
-        );
+        assert_eq!(db.load_all().expect("loads").sessions, vec![session]);
     }
 }

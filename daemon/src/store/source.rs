@@ -36,8 +36,9 @@ pub enum SourceError {
     Store(#[from] StoreError),
 }
 
-/// One session row as a [`SessionSource`]: a cached copy of its record, written and read
-/// back through the store thread.
+/// One session row as a [`SessionSource`]: a cached copy of its record, saved through the
+/// store and read back from what the store holds (the database as the store thread writes it,
+/// with what a failing disk has not taken yet).
 #[derive(Debug)]
 pub struct SqliteSession {
     id: SessionId,
@@ -47,13 +48,10 @@ pub struct SqliteSession {
 }
 
 impl SqliteSession {
-    /// Stores a new session for `mac`.
-    pub async fn create(
-        store: StoreHandle,
-        mac: MacAddr,
-        data: SessionData,
-    ) -> Result<Self, StoreError> {
-        let id = store.insert(mac, data.clone()).await?;
+    /// Stores a new session for `mac`. It is written at once, or kept and written when the
+    /// disk works again: the session exists either way.
+    pub fn create(store: StoreHandle, mac: MacAddr, data: SessionData) -> Result<Self, StoreError> {
+        let id = store.insert(mac, data.clone())?;
         Ok(Self {
             id,
             mac,
@@ -96,19 +94,24 @@ impl SessionSource for SqliteSession {
         self.cache().clone()
     }
 
+    /// Waits for the write. When the disk fails the record is still taken (and [`data`]
+    /// returns it) and written later; the error says so.
+    ///
+    /// [`data`]: SessionSource::data
     async fn save(&self, data: SessionData) -> Result<(), SourceError> {
-        if !self.store.update(self.id, data.clone()).await? {
+        if !self.store.update(self.id, data.clone())? {
             return Err(SourceError::Missing { id: self.id });
         }
+        let ticket = self.store.ticket();
         *self.cache() = data;
+        self.store.saved(ticket).await?;
         Ok(())
     }
 
     async fn reload(&self) -> Result<SessionData, SourceError> {
         let (_, data) = self
             .store
-            .reload(self.id)
-            .await?
+            .session(self.id)
             .ok_or(SourceError::Missing { id: self.id })?;
         self.cache().clone_from(&data);
         Ok(data)
@@ -129,9 +132,7 @@ mod tests {
     async fn save_writes_the_row_and_reload_reads_it_back() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
-        let session = SqliteSession::create(store.clone(), mac(7), running(1))
-            .await
-            .expect("creates");
+        let session = SqliteSession::create(store.clone(), mac(7), running(1)).expect("creates");
         assert_eq!(session.mac(), mac(7));
         assert_eq!(session.data(), running(1));
 
@@ -143,18 +144,15 @@ mod tests {
         session.save(changed.clone()).await.expect("saves");
         assert_eq!(session.data(), changed, "the cache follows the save");
         assert_eq!(
-            store.reload(session.id()).await.expect("reloads"),
+            store.session(session.id()),
             Some((mac(7), changed.clone())),
-            "the row holds the save"
+            "the store holds the save"
         );
+        let on_disk = crate::store::tests::on_disk(store.path());
+        assert_eq!(on_disk.sessions[0].data, changed, "the row holds the save");
 
-        // Someone else writes the row; reload picks it up.
-        assert!(
-            store
-                .update(session.id(), running(2))
-                .await
-                .expect("updates")
-        );
+        // Someone else changes the record; reload picks it up.
+        assert!(store.update(session.id(), running(2)).expect("updates"));
         assert_eq!(session.data(), changed, "data() never reads the store");
         assert_eq!(session.reload().await.expect("reloads"), running(2));
         assert_eq!(session.data(), running(2), "the cache follows the reload");
@@ -164,10 +162,8 @@ mod tests {
     async fn a_removed_session_is_missing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
-        let session = SqliteSession::create(store.clone(), mac(1), running(1))
-            .await
-            .expect("creates");
-        assert!(store.remove(session.id()).await.expect("removes"));
+        let session = SqliteSession::create(store.clone(), mac(1), running(1)).expect("creates");
+        assert!(store.remove(session.id()).expect("removes"));
         let error = session.reload().await.expect_err("gone");
         assert!(matches!(error, SourceError::Missing { id } if id == session.id()));
         let error = session.save(running(2)).await.expect_err("gone");
@@ -178,7 +174,7 @@ mod tests {
         );
         assert_eq!(session.data(), running(1), "a failed save leaves the cache");
         assert!(
-            store.reload(session.id()).await.expect("reloads").is_none(),
+            store.session(session.id()).is_none(),
             "a save does not bring a removed session back"
         );
     }
@@ -199,8 +195,8 @@ mod tests {
     async fn sources_work_from_spawned_tasks() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
-        let loaded_from = store.insert(mac(3), running(3)).await.expect("inserts");
-        let loaded = store.load_all().await.expect("loads");
+        let loaded_from = store.insert(mac(3), running(3)).expect("inserts");
+        let loaded = store.load_all();
         let stored = loaded.sessions.into_iter().next().expect("one session");
         assert_eq!(stored.id, loaded_from);
         let session = Arc::new(SqliteSession::from_stored(store, stored));

@@ -9,25 +9,26 @@ use hotspotd_common::Usage;
 use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, types::ToSql};
 
 use super::{
-    ClientState, Loaded, PauseReason, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient,
+    ClientState, Loaded, PauseReason, SavedMeta, SessionId, StoreError, StoredClient,
     StoredSession,
+    ledger::Changes,
     schema::{self, fail},
 };
-use crate::{
-    mac::MacAddr,
-    sessions::data::{SessionData, SessionType},
-};
+use crate::sessions::data::{SessionData, SessionType};
 
-const INSERT_SESSION: &str = "
-INSERT INTO sessions (mac, provider, type, time_secs, data_mb, time_cons, data_cons,
+/// The id is the store's, not SQLite's: the store hands ids out itself, so it can sell a
+/// session while the disk is failing and write it later under the id the portal already has.
+/// An existing row (a changed session) is overwritten.
+const UPSERT_SESSION: &str = "
+INSERT INTO sessions (id, mac, provider, type, time_secs, data_mb, time_cons, data_cons,
     started_at, exp_days, down_mbits, up_mbits, use_global_speed, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
-
-const UPDATE_SESSION: &str = "
-UPDATE sessions SET provider = ?2, type = ?3, time_secs = ?4, data_mb = ?5, time_cons = ?6,
-    data_cons = ?7, started_at = ?8, exp_days = ?9, down_mbits = ?10, up_mbits = ?11,
-    use_global_speed = ?12, created_at = ?13
-WHERE id = ?1";
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+ON CONFLICT (id) DO UPDATE SET mac = excluded.mac, provider = excluded.provider,
+    type = excluded.type, time_secs = excluded.time_secs, data_mb = excluded.data_mb,
+    time_cons = excluded.time_cons, data_cons = excluded.data_cons,
+    started_at = excluded.started_at, exp_days = excluded.exp_days,
+    down_mbits = excluded.down_mbits, up_mbits = excluded.up_mbits,
+    use_global_speed = excluded.use_global_speed, created_at = excluded.created_at";
 
 macro_rules! select_sessions {
     () => {
@@ -37,7 +38,6 @@ macro_rules! select_sessions {
     };
 }
 const SELECT_ALL_SESSIONS: &str = concat!(select_sessions!(), " ORDER BY id");
-const SELECT_SESSION: &str = concat!(select_sessions!(), " WHERE id = ?1");
 
 /// The session a client row names is looked up rather than trusted, so a session removed
 /// while the batch was being built leaves `NULL` instead of failing the whole save on the
@@ -59,6 +59,21 @@ FROM clients ORDER BY mac";
 const SAVE_META: &str = "
 INSERT OR REPLACE INTO saved_state (id, saved_at_wall, saved_at_mono_ns, boot_id, kernel_epoch)
 VALUES (1, ?1, ?2, ?3, ?4)";
+
+/// The highest id ever handed out: AUTOINCREMENT's record of it (which outlives the removal
+/// of that session), or the highest row of a file that never had one.
+const SELECT_LAST_ID: &str = "
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sessions'), 0),
+           coalesce((SELECT max(id) FROM sessions), 0))";
+
+/// Makes the file remember the highest id handed out even when that session never reached
+/// it (sold and removed while the disk failed) or the file is new: a later start must not
+/// hand the id out again. `sqlite_sequence` is AUTOINCREMENT's own table, meant to be written.
+const RAISE_LAST_ID: [&str; 2] = [
+    "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'sessions' AND seq < ?1",
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'sessions', ?1
+     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'sessions')",
+];
 
 /// The open database. Owned by the store thread.
 pub(super) struct Db {
@@ -117,50 +132,21 @@ impl Db {
         })
     }
 
-    /// Stores a sold session, synced: a power loss must not take what a customer paid for.
-    pub(super) fn insert(
-        &mut self,
-        mac: MacAddr,
-        data: &SessionData,
-    ) -> Result<SessionId, StoreError> {
-        let values = SessionValues::new(data)?;
-        let mac = mac.to_string();
-        self.synced(|db| {
-            db.conn
-                .prepare_cached(INSERT_SESSION)
-                .and_then(|mut statement| statement.execute(values.bind(&mac).as_slice()))
-                .map_err(db.fail("insert a session"))?;
-            Ok(db.conn.last_insert_rowid())
-        })
+    /// The highest session id this file has handed out.
+    pub(super) fn last_id(&self) -> Result<SessionId, StoreError> {
+        self.conn
+            .query_row(SELECT_LAST_ID, [], |row| row.get(0))
+            .map_err(self.fail("read the last session id"))
     }
 
-    /// A change of state: unsynced, made durable by the next batch.
-    pub(super) fn update(&self, id: SessionId, data: &SessionData) -> Result<bool, StoreError> {
-        let values = SessionValues::new(data)?;
-        let changed = self
-            .conn
-            .prepare_cached(UPDATE_SESSION)
-            .and_then(|mut statement| statement.execute(values.bind(&id).as_slice()))
-            .map_err(self.fail("save a session"))?;
-        Ok(changed == 1)
-    }
-
-    /// Writes the batch in one transaction whose commit is synced to disk: the periodic save
-    /// is the point up to which a power loss loses nothing (rule 12), and syncing the WAL
-    /// there also makes every cheaper, unsynced commit before it durable.
-    pub(super) fn save_batch(&mut self, batch: &SaveBatch) -> Result<(), StoreError> {
-        self.synced(|db| db.write_batch(batch))
-    }
-
-    /// Runs `write` with its commits synced to disk before they return.
-    fn synced<T>(
-        &mut self,
-        write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    /// Writes `changes` in one transaction whose commit is synced to disk before this returns:
+    /// every save is the point up to which a power loss loses nothing (sessions.md rule 12).
+    /// All or nothing: a failure leaves the file as it was.
+    pub(super) fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(self.fail("turn on syncing"))?;
-        let written = write(self);
+        let written = self.write_changes(changes);
         if let Err(error) = self
             .conn
             .pragma_update(None, "synchronous", "NORMAL")
@@ -172,86 +158,66 @@ impl Db {
         written
     }
 
-    fn write_batch(&mut self, batch: &SaveBatch) -> Result<(), StoreError> {
-        let op = "save a batch";
+    fn write_changes(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        let op = "save";
         let path = &self.path;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail(path, op))?;
-        // An early return drops `tx`, which rolls the whole batch back.
-        let mut missing = Vec::new();
+        // An early return drops `tx`, which rolls the whole write back.
         {
-            let mut update = tx.prepare_cached(UPDATE_SESSION).map_err(fail(path, op))?;
-            for (id, data) in &batch.sessions {
-                let values = SessionValues::new(data)?;
-                let changed = update
-                    .execute(values.bind(id).as_slice())
+            if changes.full {
+                // The file may be an older copy: it keeps exactly the sessions held now.
+                tx.execute_batch("DELETE FROM clients; DELETE FROM sessions;")
                     .map_err(fail(path, op))?;
-                if changed == 0 {
-                    missing.push(*id);
+            }
+            let mut upsert = tx.prepare_cached(UPSERT_SESSION).map_err(fail(path, op))?;
+            for session in &changes.sessions {
+                let values = SessionValues::new(&session.data)?;
+                let mac = session.mac.to_string();
+                upsert
+                    .execute(values.bind(&session.id, &mac).as_slice())
+                    .map_err(fail(path, op))?;
+            }
+            let mut delete = tx
+                .prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                .map_err(fail(path, op))?;
+            for id in &changes.removed {
+                delete.execute([id]).map_err(fail(path, op))?;
+            }
+            if let Some((clients, meta)) = &changes.clients {
+                tx.execute("DELETE FROM clients", [])
+                    .map_err(fail(path, op))?;
+                let mut insert = tx.prepare_cached(INSERT_CLIENT).map_err(fail(path, op))?;
+                for client in clients {
+                    let values = ClientValues::new(client);
+                    insert
+                        .execute(values.bind().as_slice())
+                        .map_err(fail(path, op))?;
+                }
+                if let Some(meta) = meta {
+                    let wall = to_sql_time("saved_at_wall", meta.saved_at_wall)?;
+                    let mono_ns = to_sql_int("saved_at_mono_ns", meta.saved_at_mono_ns)?;
+                    tx.prepare_cached(SAVE_META)
+                        .and_then(|mut statement| {
+                            statement.execute((
+                                wall,
+                                mono_ns,
+                                &meta.boot_id,
+                                meta.kernel_epoch.cast_signed(),
+                            ))
+                        })
+                        .map_err(fail(path, op))?;
                 }
             }
-            tx.execute("DELETE FROM clients", [])
-                .map_err(fail(path, op))?;
-            let mut insert = tx.prepare_cached(INSERT_CLIENT).map_err(fail(path, op))?;
-            for client in &batch.clients {
-                let values = ClientValues::new(client);
-                insert
-                    .execute(values.bind().as_slice())
+            for sql in RAISE_LAST_ID {
+                tx.prepare_cached(sql)
+                    .and_then(|mut statement| statement.execute([changes.last_id]))
                     .map_err(fail(path, op))?;
             }
-            let meta = &batch.meta;
-            let wall = to_sql_time("saved_at_wall", meta.saved_at_wall)?;
-            let mono_ns = to_sql_int("saved_at_mono_ns", meta.saved_at_mono_ns)?;
-            tx.prepare_cached(SAVE_META)
-                .and_then(|mut statement| {
-                    statement.execute((
-                        wall,
-                        mono_ns,
-                        &meta.boot_id,
-                        meta.kernel_epoch.cast_signed(),
-                    ))
-                })
-                .map_err(fail(path, op))?;
         }
-        tx.commit().map_err(fail(path, op))?;
-        if !missing.is_empty() {
-            tracing::warn!(
-                ?missing,
-                "saved sessions that are no longer in the database were skipped"
-            );
-        }
-        Ok(())
-    }
-
-    /// Removes a session, synced: a power loss must not bring back what the operator removed.
-    pub(super) fn remove(&mut self, id: SessionId) -> Result<bool, StoreError> {
-        self.synced(|db| {
-            let removed = db
-                .conn
-                .prepare_cached("DELETE FROM sessions WHERE id = ?1")
-                .and_then(|mut statement| statement.execute([id]))
-                .map_err(db.fail("remove a session"))?;
-            Ok(removed == 1)
-        })
-    }
-
-    pub(super) fn reload(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<(MacAddr, SessionData)>, StoreError> {
-        let op = "reload a session";
-        let mut statement = self
-            .conn
-            .prepare_cached(SELECT_SESSION)
-            .map_err(self.fail(op))?;
-        let mut rows = statement.query([id]).map_err(self.fail(op))?;
-        let Some(row) = rows.next().map_err(self.fail(op))? else {
-            return Ok(None);
-        };
-        let session = self.read_session(row)?;
-        Ok(Some((session.mac, session.data)))
+        tx.commit().map_err(fail(path, op))
     }
 
     /// Closes the connection; the last one to close folds the WAL back into the file.
@@ -417,10 +383,11 @@ impl<'a> SessionValues<'a> {
         })
     }
 
-    /// Parameters `?1` (the row's key: the MAC for an insert, the id for an update) to `?13`.
-    fn bind<'k>(&'k self, key: &'k dyn ToSql) -> [&'k dyn ToSql; 13] {
+    /// Parameters `?1` (the id) to `?14`.
+    fn bind<'k>(&'k self, id: &'k SessionId, mac: &'k dyn ToSql) -> [&'k dyn ToSql; 14] {
         [
-            key,
+            id,
+            mac,
             &self.provider,
             &self.kind,
             &self.time_secs,
@@ -501,6 +468,17 @@ impl ClientValues {
     }
 }
 
+/// Whether the database can hold `data` and give it back as it is.
+pub(super) fn storable(data: &SessionData) -> Result<(), StoreError> {
+    SessionValues::new(data).map(drop)
+}
+
+/// Whether the database can hold `meta` and give it back as it is.
+pub(super) fn storable_meta(meta: &SavedMeta) -> Result<(), StoreError> {
+    to_sql_time("saved_at_wall", meta.saved_at_wall)?;
+    to_sql_int("saved_at_mono_ns", meta.saved_at_mono_ns).map(drop)
+}
+
 /// RFC 3339 in UTC with nanoseconds, fixed width (`2027-01-15T08:00:00.123456789Z`), so the
 /// text sorts as the time does and no precision is lost. RFC 3339 has four-digit years only;
 /// a time outside them would be written but never read back.
@@ -545,6 +523,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+    use crate::mac::MacAddr;
     use crate::store::tests::{mac, running};
 
     fn time(secs: i64, nanos: u32) -> DateTime<Utc> {
@@ -594,16 +573,45 @@ mod tests {
         ]
     }
 
+    /// A write of `sessions` as new or changed, and nothing else.
+    fn sessions(sessions: Vec<StoredSession>) -> Changes {
+        let last_id = sessions.iter().map(|s| s.id).max().unwrap_or(0);
+        Changes {
+            generation: 1,
+            full: false,
+            sessions,
+            removed: Vec::new(),
+            clients: None,
+            last_id,
+        }
+    }
+
+    /// Writes `data` for `mac` as session `id`.
+    fn put(db: &mut Db, id: SessionId, mac: MacAddr, data: SessionData) {
+        db.write(&sessions(vec![StoredSession { id, mac, data }]))
+            .expect("writes");
+    }
+
+    fn ids(db: &Db) -> Vec<SessionId> {
+        db.load_all()
+            .expect("loads")
+            .sessions
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    }
+
     #[test]
     fn every_field_survives_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
-        let mut expected = Vec::new();
-        for (mac, data) in edge_sessions() {
-            let id = db.insert(mac, &data).expect("inserts");
-            expected.push(StoredSession { id, mac, data });
-        }
+        let expected: Vec<StoredSession> = edge_sessions()
+            .into_iter()
+            .zip(1..)
+            .map(|((mac, data), id)| StoredSession { id, mac, data })
+            .collect();
+        db.write(&sessions(expected.clone())).expect("writes");
         db.close().expect("closes");
 
         let db = Db::open(&path).expect("reopens");
@@ -616,12 +624,7 @@ mod tests {
             ] {
                 assert_eq!(got.to_bits(), want.to_bits(), "{field} of {}", expected.id);
             }
-            assert_eq!(
-                db.reload(expected.id).expect("reloads"),
-                Some((expected.mac, expected.data.clone()))
-            );
         }
-        assert_eq!(db.reload(9_999).expect("reloads"), None);
 
         // What another reader of the file sees: lower-case MACs, UTC with nanoseconds.
         let (mac, started_at, created_at): (String, Option<String>, String) = db
@@ -651,7 +654,17 @@ mod tests {
         let mut far = running(1);
         far.created_at = time(253_402_300_800, 0);
         for (field, data) in [("data_cons", nan), ("time_cons", huge), ("created_at", far)] {
-            let error = db.insert(mac(1), &data).expect_err(field);
+            assert!(
+                matches!(storable(&data), Err(StoreError::Unstorable { field: got, .. }) if got == field),
+                "{field}"
+            );
+            let error = db
+                .write(&sessions(vec![StoredSession {
+                    id: 1,
+                    mac: mac(1),
+                    data,
+                }]))
+                .expect_err(field);
             assert!(
                 matches!(error, StoreError::Unstorable { field: got, .. } if got == field),
                 "{error}"
@@ -690,75 +703,68 @@ mod tests {
         }
     }
 
-    /// Inserts `count` running sessions in one transaction: `Db::insert` syncs each one,
-    /// which for thousands is seconds of fsync that the test is not about.
-    fn seed(db: &mut Db, count: u32) -> Vec<SessionId> {
-        let tx = db.conn.transaction().expect("begins");
-        let ids = (0..count)
-            .map(|n| {
-                let data = running(n);
-                let values = SessionValues::new(&data).expect("storable");
-                tx.prepare_cached(INSERT_SESSION)
-                    .expect("prepares")
-                    .execute(values.bind(&mac(n).to_string()).as_slice())
-                    .expect("inserts");
-                tx.last_insert_rowid()
-            })
-            .collect();
-        tx.commit().expect("commits");
-        ids
-    }
-
     #[test]
-    fn a_batch_of_10000_is_saved_in_one_transaction() {
+    fn a_write_of_10000_sessions_and_clients_is_one_transaction() {
         const SESSIONS: u32 = 10_000;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut db = Db::open(&dir.path().join("sessions.db")).expect("opens");
-        let ids = seed(&mut db, SESSIONS);
+        let stored: Vec<StoredSession> = (0..SESSIONS)
+            .map(|n| StoredSession {
+                id: i64::from(n) + 1,
+                mac: mac(n),
+                data: running(n),
+            })
+            .collect();
+        db.write(&sessions(stored.clone())).expect("writes");
 
-        let mut batch = SaveBatch {
-            sessions: ids
+        let mut changes = Changes {
+            generation: 2,
+            full: false,
+            sessions: stored
                 .iter()
-                .zip(0..)
-                .map(|(&id, n)| {
-                    let mut data = running(n);
-                    data.time_cons += 30;
-                    data.data_cons += 0.5;
-                    (id, data)
+                .map(|session| {
+                    let mut session = session.clone();
+                    session.data.time_cons += 30;
+                    session.data.data_cons += 0.5;
+                    session
                 })
                 .collect(),
-            clients: ids
-                .iter()
-                .zip(0..)
-                .map(|(&id, n)| client(n, ClientState::Connected, Some(id)))
-                .collect(),
-            meta: meta(1),
+            removed: Vec::new(),
+            clients: Some((
+                stored
+                    .iter()
+                    .zip(0..)
+                    .map(|(session, n)| client(n, ClientState::Connected, Some(session.id)))
+                    .collect(),
+                Some(meta(1)),
+            )),
+            last_id: i64::from(SESSIONS),
         };
-        db.save_batch(&batch).expect("saves");
+        db.write(&changes).expect("writes");
         let synchronous: i64 = db
             .conn
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .expect("synchronous");
-        assert_eq!(synchronous, 1, "back to NORMAL after the synced batch");
+        assert_eq!(synchronous, 1, "back to NORMAL after the synced write");
         let loaded = db.load_all().expect("loads");
-        let saved: Vec<_> = loaded
-            .sessions
-            .into_iter()
-            .map(|s| (s.id, s.data))
-            .collect();
-        assert_eq!(saved, batch.sessions);
-        assert_eq!(loaded.clients, batch.clients);
-        assert_eq!(loaded.meta, Some(batch.meta.clone()));
+        assert_eq!(loaded.sessions, changes.sessions);
+        let (clients, meta_written) = changes.clients.clone().expect("clients");
+        assert_eq!(loaded.clients, clients);
+        assert_eq!(loaded.meta, meta_written);
 
-        // One unstorable value at the very end: nothing of the batch may be saved.
+        // One unstorable value at the very end: nothing of the write may be saved.
         let before = db.load_all().expect("loads");
-        for (_, data) in &mut batch.sessions {
-            data.time_cons += 30;
+        for session in &mut changes.sessions {
+            session.data.time_cons += 30;
         }
-        batch.clients.truncate(10);
-        batch.meta = meta(2);
-        batch.sessions.last_mut().expect("sessions").1.data_cons = f64::INFINITY;
-        let error = db.save_batch(&batch).expect_err("unstorable");
+        changes.clients = Some((clients[..10].to_vec(), Some(meta(2))));
+        changes
+            .sessions
+            .last_mut()
+            .expect("sessions")
+            .data
+            .data_cons = f64::INFINITY;
+        let error = db.write(&changes).expect_err("unstorable");
         assert!(matches!(
             error,
             StoreError::Unstorable {
@@ -778,42 +784,46 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut db = Db::open(&dir.path().join("sessions.db")).expect("opens");
         assert_eq!(db.load_all().expect("loads").meta, None);
-        let first = db.insert(mac(1), &running(1)).expect("inserts");
-        let second = db.insert(mac(2), &running(2)).expect("inserts");
+        put(&mut db, 1, mac(1), running(1));
+        put(&mut db, 2, mac(2), running(2));
         let clients = vec![
-            client(1, ClientState::Connected, Some(first)),
-            client(2, ClientState::Paused(PauseReason::Operator), Some(second)),
+            client(1, ClientState::Connected, Some(1)),
+            client(2, ClientState::Paused(PauseReason::Operator), Some(2)),
             client(3, ClientState::Paused(PauseReason::Idle), None),
             client(4, ClientState::Disconnected, None),
         ];
-        let batch = SaveBatch {
-            sessions: Vec::new(),
-            clients: clients.clone(),
-            meta: meta(1),
-        };
-        db.save_batch(&batch).expect("saves");
+        let mut changes = sessions(Vec::new());
+        changes.clients = Some((clients.clone(), Some(meta(1))));
+        changes.last_id = 2;
+        db.write(&changes).expect("writes");
         let loaded = db.load_all().expect("loads");
         assert_eq!(loaded.clients, clients);
         assert_eq!(loaded.meta, Some(meta(1)));
 
         // Removing a session clears the client's reference to it.
-        assert!(db.remove(first).expect("removes"));
+        let mut removal = sessions(Vec::new());
+        removal.removed = vec![1];
+        removal.last_id = 2;
+        db.write(&removal).expect("writes");
         let loaded = db.load_all().expect("loads");
         assert_eq!(loaded.clients[0].session_id, None);
-        assert_eq!(loaded.clients[1].session_id, Some(second));
+        assert_eq!(loaded.clients[1].session_id, Some(2));
 
-        // The next batch replaces the clients; a removed session neither fails the batch nor
-        // comes back, a client naming it keeps no dangling id, and a MAC given twice keeps
-        // its last row.
-        let batch = SaveBatch {
-            sessions: vec![(first, running(9)), (second, running(8))],
-            clients: vec![
+        // The next clients replace them; a client naming a session the file does not hold
+        // keeps no dangling id, and a MAC given twice keeps its last row.
+        let mut changes = sessions(vec![StoredSession {
+            id: 2,
+            mac: mac(2),
+            data: running(8),
+        }]);
+        changes.clients = Some((
+            vec![
                 client(5, ClientState::Disconnected, None),
-                client(5, ClientState::Connected, Some(first)),
+                client(5, ClientState::Connected, Some(1)),
             ],
-            meta: meta(2),
-        };
-        db.save_batch(&batch).expect("saves");
+            Some(meta(2)),
+        ));
+        db.write(&changes).expect("writes");
         let loaded = db.load_all().expect("loads");
         assert_eq!(
             loaded.clients,
@@ -825,16 +835,79 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_never_reused() {
+    fn a_full_write_leaves_exactly_what_is_held() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut db = Db::open(&dir.path().join("sessions.db")).expect("opens");
-        let ids: Vec<_> = (0..3)
-            .map(|n| db.insert(mac(n), &running(n)).expect("inserts"))
-            .collect();
-        assert!(db.remove(ids[2]).expect("removes"));
-        assert!(!db.remove(ids[2]).expect("removes"));
-        let next = db.insert(mac(3), &running(3)).expect("inserts");
-        assert!(next > ids[2], "{next} after {ids:?}");
+        for id in 1..=3 {
+            put(&mut db, id, mac(1), running(1));
+        }
+        let mut changes = sessions(Vec::new());
+        changes.clients = Some((vec![client(1, ClientState::Connected, Some(3))], None));
+        db.write(&changes).expect("writes");
+        // What is held now: session 2 changed, 1 and 3 removed, 4 sold.
+        let held = vec![
+            StoredSession {
+                id: 2,
+                mac: mac(1),
+                data: running(7),
+            },
+            StoredSession {
+                id: 4,
+                mac: mac(2),
+                data: running(4),
+            },
+        ];
+        let full = Changes {
+            generation: 9,
+            full: true,
+            sessions: held.clone(),
+            removed: Vec::new(),
+            clients: Some((
+                vec![client(2, ClientState::Connected, Some(4))],
+                Some(meta(1)),
+            )),
+            last_id: 5,
+        };
+        db.write(&full).expect("writes");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions, held);
+        assert_eq!(
+            loaded.clients,
+            vec![client(2, ClientState::Connected, Some(4))]
+        );
+        assert_eq!(
+            db.last_id().expect("reads"),
+            5,
+            "5 was handed out, if never written"
+        );
+    }
+
+    #[test]
+    fn the_last_id_outlives_its_session() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let mut db = Db::open(&path).expect("opens");
+        assert_eq!(db.last_id().expect("reads"), 0);
+        for id in 1..=3 {
+            put(&mut db, id, mac(1), running(1));
+        }
+        let mut removal = sessions(Vec::new());
+        removal.removed = vec![3];
+        removal.last_id = 3;
+        db.write(&removal).expect("writes");
+        assert_eq!(ids(&db), vec![1, 2]);
+        // Sold and removed before it was ever written: the file still learns its id.
+        let mut skipped = sessions(Vec::new());
+        skipped.last_id = 7;
+        db.write(&skipped).expect("writes");
+        db.close().expect("closes");
+        let mut db = Db::open(&path).expect("reopens");
+        assert_eq!(db.last_id().expect("reads"), 7);
+        // An older last id never lowers it.
+        let mut older = sessions(Vec::new());
+        older.last_id = 2;
+        db.write(&older).expect("writes");
+        assert_eq!(db.last_id().expect("reads"), 7);
     }
 
     #[test]
@@ -842,7 +915,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
-        let id = db.insert(mac(1), &running(1)).expect("inserts");
+        put(&mut db, 1, mac(1), running(1));
         db.conn
             .execute("UPDATE sessions SET started_at = 'yesterday'", [])
             .expect("edits");
@@ -855,7 +928,7 @@ mod tests {
         };
         assert_eq!(
             (*table, key.as_str(), *field),
-            ("sessions", id.to_string().as_str(), "started_at")
+            ("sessions", "1", "started_at")
         );
         let message = error.to_string();
         assert!(message.contains("started_at = yesterday"), "{message}");

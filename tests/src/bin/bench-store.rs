@@ -1,8 +1,9 @@
 //! Measures the session store's periodic save: 10,000 running sessions (and their clients) in
 //! one batch, next to an empty batch (one transaction with only the save's time in it: the
 //! cost of the store thread's round trip and of a commit) in the same run. Each is measured
-//! `--runs` times, round robin, through `StoreHandle::save_batch` as the daemon calls it, and
-//! the median is printed as a markdown table. Side effects: a database in a temporary folder,
+//! `--runs` times, round robin, from `StoreHandle::save_batch` as the daemon calls it until the
+//! store thread has it on disk (`StoreHandle::sync`), and the median is printed as a markdown
+//! table. Side effects: a database in a temporary folder,
 //! removed on exit. Needs no root.
 //!
 //! Usage: `bench-store [--runs N] [--sessions N]`
@@ -114,8 +115,9 @@ async fn measure(store: &StoreHandle, options: &Options) -> anyhow::Result<Vec<V
     let mut sessions = Vec::new();
     for n in 0..options.sessions {
         let data = running(n);
-        sessions.push((store.insert(mac(n), data.clone()).await?, data));
+        sessions.push((store.insert(mac(n), data.clone())?, data));
     }
+    store.sync().await?;
     let mut samples = vec![Vec::with_capacity(options.runs); Kind::ALL.len()];
     for run in 0..options.runs {
         // Round robin, so that a burst of other load on the machine hits every batch alike.
@@ -127,11 +129,12 @@ async fn measure(store: &StoreHandle, options: &Options) -> anyhow::Result<Vec<V
             }
             let batch = batch(kind, &sessions, run);
             let started = Instant::now();
-            store.save_batch(batch).await?;
+            store.save_batch(batch)?;
+            store.sync().await?;
             samples.push(started.elapsed());
         }
     }
-    let loaded = store.load_all().await?;
+    let loaded = store.load_all();
     ensure!(
         loaded.sessions.len() == sessions.len()
             && loaded

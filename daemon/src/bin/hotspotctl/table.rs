@@ -3,7 +3,10 @@
 #![expect(clippy::print_stdout, reason = "printing is this module's job")]
 
 use chrono::{DateTime, Utc};
-use hotspotd::api::{ClientView, SessionView, StatusView};
+use hotspotd::{
+    api::{ClientView, SessionView, StatusView},
+    store::{StorageState, StoreHealth},
+};
 
 pub fn clients(clients: &[ClientView]) {
     let rows: Vec<Vec<String>> = clients
@@ -124,6 +127,38 @@ pub fn status(status: &StatusView) {
         status.kernel.untracked_packets
     );
     println!("non-IP frames:           {}", status.kernel.non_ip_packets);
+    storage(&status.storage);
+}
+
+/// The store's health: one line when saves work, what waits and why when they fail.
+fn storage(health: &StoreHealth) {
+    let path = health.path.display();
+    match health.state {
+        StorageState::Ok => {
+            let saved = health.last_saved.map_or_else(
+                || "nothing saved yet".to_owned(),
+                |at| format!("last saved {}", utc(at)),
+            );
+            println!("storage:                 ok ({path}, {saved})");
+        }
+        StorageState::Degraded => {
+            let since = health.since.map_or_else(|| "-".to_owned(), utc);
+            println!("storage:                 DEGRADED since {since}: saves to {path} fail");
+            println!(
+                "  last error:            {}",
+                health.error.as_deref().unwrap_or("-")
+            );
+            println!(
+                "  pending saves:         {} sessions, kept in memory (enforcement and accounting go on)",
+                health.pending_saves
+            );
+            let next = health.next_retry.map_or_else(|| "-".to_owned(), utc);
+            println!(
+                "  next retry:            {next} (failed attempts: {})",
+                health.failed_attempts
+            );
+        }
+    }
 }
 
 /// One event line for people: `TIME  EVENT  key=value …`.

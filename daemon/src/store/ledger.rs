@@ -1,0 +1,467 @@
+//! What the database should hold, kept in memory by the store: every session, the clients, the
+//! last save's time and the next session id, with what of it is not on disk yet. Every change
+//! lands here first, so a write that fails loses nothing: the latest record of each session
+//! wins, and the next write carries everything pending in one transaction. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession, sqlite,
+};
+use crate::{mac::MacAddr, sessions::data::SessionData};
+
+/// The store's memory. Generations number the changes: a write carries every change up to
+/// the generation it was taken at, and only those are marked written when it succeeds.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    sessions: BTreeMap<SessionId, (MacAddr, SessionData)>,
+    clients: Vec<StoredClient>,
+    meta: Option<SavedMeta>,
+    /// The highest id ever handed out (in this file or by this run); never handed out again.
+    last_id: SessionId,
+    /// Sessions whose record, or removal, is not on disk yet, with their last change.
+    dirty: BTreeMap<SessionId, u64>,
+    /// The last change to the clients and meta not on disk yet.
+    clients_dirty: Option<u64>,
+    generation: u64,
+}
+
+/// What one write puts into the database.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Changes {
+    /// The write carries every change up to this one.
+    pub generation: u64,
+    /// The file may lack anything (a new one, or one that missed failed writes): `sessions`
+    /// holds all of them and the file keeps no other.
+    pub full: bool,
+    /// Sessions to write, new or changed.
+    pub sessions: Vec<StoredSession>,
+    /// Sessions to delete.
+    pub removed: Vec<SessionId>,
+    /// The clients (the stored ones become exactly these) and the last save's time, when they
+    /// changed.
+    pub clients: Option<(Vec<StoredClient>, Option<SavedMeta>)>,
+    /// The highest id handed out, for the file to remember even if that session is gone.
+    pub last_id: SessionId,
+}
+
+impl Ledger {
+    /// The ledger of a database that holds `loaded` and has handed out ids up to `last_id`.
+    pub(super) fn new(loaded: Loaded, last_id: SessionId) -> Self {
+        Self {
+            sessions: loaded
+                .sessions
+                .into_iter()
+                .map(|stored| (stored.id, (stored.mac, stored.data)))
+                .collect(),
+            clients: loaded.clients,
+            meta: loaded.meta,
+            last_id,
+            dirty: BTreeMap::new(),
+            clients_dirty: None,
+            generation: 0,
+        }
+    }
+
+    /// Everything held, as a fresh start would read it from the file.
+    pub(super) fn loaded(&self) -> Loaded {
+        Loaded {
+            sessions: self.stored_sessions(),
+            clients: self.clients.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+
+    pub(super) fn session(&self, id: SessionId) -> Option<(MacAddr, SessionData)> {
+        self.sessions.get(&id).cloned()
+    }
+
+    /// The last change's generation: a write taken now carries it.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Sessions whose latest change (a new record, a changed one, a removal) is not on disk.
+    pub(super) fn pending(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Whether anything is not on disk yet.
+    pub(super) fn has_changes(&self) -> bool {
+        !self.dirty.is_empty() || self.clients_dirty.is_some()
+    }
+
+    /// Takes a new session for `mac` and hands out its id, the next after every id ever
+    /// handed out. Refuses what the database could not hold, before it has an id.
+    pub(super) fn insert(
+        &mut self,
+        mac: MacAddr,
+        data: SessionData,
+    ) -> Result<SessionId, StoreError> {
+        sqlite::storable(&data)?;
+        self.last_id += 1;
+        let id = self.last_id;
+        self.sessions.insert(id, (mac, data));
+        self.touch(id);
+        Ok(id)
+    }
+
+    /// Replaces session `id`'s record; `false` when there is no such session.
+    pub(super) fn update(&mut self, id: SessionId, data: SessionData) -> Result<bool, StoreError> {
+        sqlite::storable(&data)?;
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return Ok(false);
+        };
+        entry.1 = data;
+        self.touch(id);
+        Ok(true)
+    }
+
+    /// Takes a periodic save: the sessions' records, and the clients and save time, which
+    /// replace the previous ones. A session no longer held (removed meanwhile) is skipped and
+    /// returned: a save never brings back a removed session. A record the database could not
+    /// hold is skipped too, and logged, so one bad value never blocks every later write.
+    pub(super) fn merge(&mut self, batch: SaveBatch) -> Vec<SessionId> {
+        let mut missing = Vec::new();
+        for (id, data) in batch.sessions {
+            if let Err(error) = sqlite::storable(&data) {
+                tracing::error!(id, %error, "a session's record cannot be saved; its last one is kept");
+                continue;
+            }
+            match self.sessions.get_mut(&id) {
+                Some(entry) => {
+                    entry.1 = data;
+                    self.touch(id);
+                }
+                None => missing.push(id),
+            }
+        }
+        match sqlite::storable_meta(&batch.meta) {
+            Ok(()) => self.meta = Some(batch.meta),
+            Err(error) => {
+                tracing::error!(%error, "the save's time cannot be saved; the last one is kept");
+            }
+        }
+        self.clients = batch.clients;
+        self.generation += 1;
+        self.clients_dirty = Some(self.generation);
+        missing
+    }
+
+    /// Forgets session `id`; `false` when there is no such session. Its id is never handed out
+    /// again. A client that was running it keeps no reference to it once written.
+    pub(super) fn remove(&mut self, id: SessionId) -> bool {
+        if self.sessions.remove(&id).is_none() {
+            return false;
+        }
+        for client in &mut self.clients {
+            if client.session_id == Some(id) {
+                client.session_id = None;
+            }
+        }
+        self.touch(id);
+        true
+    }
+
+    /// What a write taken now must carry: what is not on disk yet, or with `full`, everything.
+    pub(super) fn changes(&self, full: bool) -> Changes {
+        let (sessions, removed) = if full {
+            (self.stored_sessions(), Vec::new())
+        } else {
+            let mut sessions = Vec::new();
+            let mut removed = Vec::new();
+            for id in self.dirty.keys() {
+                match self.sessions.get(id) {
+                    Some((mac, data)) => sessions.push(StoredSession {
+                        id: *id,
+                        mac: *mac,
+                        data: data.clone(),
+                    }),
+                    None => removed.push(*id),
+                }
+            }
+            (sessions, removed)
+        };
+        let clients = (full || self.clients_dirty.is_some())
+            .then(|| (self.clients.clone(), self.meta.clone()));
+        Changes {
+            generation: self.generation,
+            full,
+            sessions,
+            removed,
+            clients,
+            last_id: self.last_id,
+        }
+    }
+
+    /// Marks every change up to `generation` as on disk; later ones stay pending.
+    pub(super) fn written(&mut self, generation: u64) {
+        self.dirty.retain(|_, changed| *changed > generation);
+        if self
+            .clients_dirty
+            .is_some_and(|changed| changed <= generation)
+        {
+            self.clients_dirty = None;
+        }
+    }
+
+    fn stored_sessions(&self) -> Vec<StoredSession> {
+        self.sessions
+            .iter()
+            .map(|(id, (mac, data))| StoredSession {
+                id: *id,
+                mac: *mac,
+                data: data.clone(),
+            })
+            .collect()
+    }
+
+    fn touch(&mut self, id: SessionId) {
+        self.generation += 1;
+        self.dirty.insert(id, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::store::{
+        ClientState,
+        tests::{mac, running},
+    };
+
+    fn meta(n: u64) -> SavedMeta {
+        SavedMeta {
+            saved_at_wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+            saved_at_mono_ns: n,
+            boot_id: "boot".to_owned(),
+            kernel_epoch: 7,
+        }
+    }
+
+    fn client(n: u32, session_id: Option<SessionId>) -> StoredClient {
+        StoredClient {
+            mac: mac(n),
+            state: ClientState::Connected,
+            session_id,
+            baseline: hotspotd_common::Usage::default(),
+        }
+    }
+
+    fn empty() -> Ledger {
+        Ledger::new(
+            Loaded {
+                sessions: Vec::new(),
+                clients: Vec::new(),
+                meta: None,
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn the_latest_record_of_each_session_wins() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        let b = ledger.insert(mac(2), running(2)).expect("storable");
+        for n in 3..10 {
+            assert!(ledger.update(a, running(n)).expect("storable"));
+        }
+        let missing = ledger.merge(SaveBatch {
+            sessions: vec![(b, running(20)), (a, running(21))],
+            clients: vec![client(1, Some(a))],
+            meta: meta(1),
+        });
+        assert!(missing.is_empty());
+        let changes = ledger.changes(false);
+        assert_eq!(
+            changes.sessions,
+            vec![
+                StoredSession {
+                    id: a,
+                    mac: mac(1),
+                    data: running(21)
+                },
+                StoredSession {
+                    id: b,
+                    mac: mac(2),
+                    data: running(20)
+                },
+            ],
+            "one write per session, with its last record"
+        );
+        assert_eq!(
+            changes.clients,
+            Some((vec![client(1, Some(a))], Some(meta(1))))
+        );
+        assert_eq!(ledger.pending(), 2);
+    }
+
+    #[test]
+    fn a_write_marks_only_what_it_carried() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        let b = ledger.insert(mac(2), running(2)).expect("storable");
+        let taken = ledger.changes(false);
+        // While that write runs, a changes again and the clients are saved.
+        assert!(ledger.update(a, running(3)).expect("storable"));
+        ledger.merge(SaveBatch {
+            sessions: Vec::new(),
+            clients: vec![client(2, Some(b))],
+            meta: meta(2),
+        });
+        ledger.written(taken.generation);
+        assert!(ledger.has_changes());
+        let next = ledger.changes(false);
+        assert_eq!(
+            next.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![a]
+        );
+        assert_eq!(next.sessions[0].data, running(3));
+        assert!(next.clients.is_some());
+        ledger.written(next.generation);
+        assert!(!ledger.has_changes());
+        assert_eq!(ledger.pending(), 0);
+        assert_eq!(ledger.changes(false).clients, None);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_everything_pending() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        let first = ledger.changes(false);
+        // The write failed: nothing is marked. More changes come in.
+        assert!(ledger.update(a, running(2)).expect("storable"));
+        let b = ledger.insert(mac(2), running(3)).expect("storable");
+        let retry = ledger.changes(false);
+        assert!(retry.generation > first.generation);
+        let ids: BTreeSet<SessionId> = retry.sessions.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [a, b].into());
+        assert_eq!(retry.sessions[0].data, running(2));
+        ledger.written(retry.generation);
+        assert!(!ledger.has_changes());
+    }
+
+    #[test]
+    fn a_removal_wins_over_a_pending_save_and_a_later_batch() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        let b = ledger.insert(mac(2), running(2)).expect("storable");
+        ledger.merge(SaveBatch {
+            sessions: Vec::new(),
+            clients: vec![client(1, Some(a)), client(2, Some(b))],
+            meta: meta(1),
+        });
+        ledger.written(ledger.generation());
+        assert!(ledger.remove(a));
+        assert!(!ledger.remove(a), "already gone");
+        assert!(!ledger.update(a, running(9)).expect("storable"));
+        // A batch built before the removal names it still.
+        let missing = ledger.merge(SaveBatch {
+            sessions: vec![(a, running(5)), (b, running(6))],
+            clients: vec![client(1, Some(a)), client(2, Some(b))],
+            meta: meta(2),
+        });
+        assert_eq!(missing, vec![a]);
+        let changes = ledger.changes(false);
+        assert_eq!(changes.removed, vec![a]);
+        assert_eq!(
+            changes.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![b]
+        );
+        let held: BTreeSet<SessionId> = ledger.loaded().sessions.iter().map(|s| s.id).collect();
+        assert_eq!(held, [b].into());
+        assert_eq!(ledger.session(a), None);
+    }
+
+    #[test]
+    fn removing_a_session_clears_the_clients_reference() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        ledger.merge(SaveBatch {
+            sessions: Vec::new(),
+            clients: vec![client(1, Some(a))],
+            meta: meta(1),
+        });
+        assert!(ledger.remove(a));
+        assert_eq!(ledger.loaded().clients, vec![client(1, None)]);
+    }
+
+    #[test]
+    fn ids_go_on_after_the_highest_ever_handed_out() {
+        let mut ledger = Ledger::new(
+            Loaded {
+                sessions: vec![StoredSession {
+                    id: 4,
+                    mac: mac(1),
+                    data: running(1),
+                }],
+                clients: Vec::new(),
+                meta: None,
+            },
+            // Session 9 was removed before this start; its id stays used.
+            9,
+        );
+        let id = ledger.insert(mac(2), running(2)).expect("storable");
+        assert_eq!(id, 10);
+        assert!(ledger.remove(id));
+        let next = ledger.insert(mac(3), running(3)).expect("storable");
+        assert_eq!(next, 11, "a removed id is never handed out again");
+        assert_eq!(ledger.changes(false).last_id, 11);
+    }
+
+    #[test]
+    fn a_full_write_carries_every_session_and_the_clients() {
+        let mut ledger = empty();
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        let b = ledger.insert(mac(2), running(2)).expect("storable");
+        ledger.merge(SaveBatch {
+            sessions: Vec::new(),
+            clients: vec![client(1, Some(a))],
+            meta: meta(1),
+        });
+        ledger.written(ledger.generation());
+        let full = ledger.changes(true);
+        assert!(full.full);
+        assert_eq!(
+            full.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![a, b]
+        );
+        assert!(full.removed.is_empty());
+        assert_eq!(
+            full.clients,
+            Some((vec![client(1, Some(a))], Some(meta(1))))
+        );
+        assert_eq!(ledger.loaded().sessions, full.sessions);
+    }
+
+    #[test]
+    fn what_the_database_cannot_hold_is_refused_or_skipped() {
+        let mut ledger = empty();
+        let mut nan = running(1);
+        nan.data_cons = f64::NAN;
+        let error = ledger.insert(mac(1), nan.clone()).expect_err("unstorable");
+        assert!(matches!(
+            error,
+            StoreError::Unstorable {
+                field: "data_cons",
+                ..
+            }
+        ));
+        assert_eq!(ledger.changes(false).last_id, 0, "no id handed out");
+        let a = ledger.insert(mac(1), running(1)).expect("storable");
+        ledger.written(ledger.generation());
+        assert!(ledger.update(a, nan.clone()).is_err());
+        // In a batch, the bad record is skipped and the rest is taken.
+        ledger.merge(SaveBatch {
+            sessions: vec![(a, nan)],
+            clients: vec![client(1, Some(a))],
+            meta: meta(1),
+        });
+        assert_eq!(ledger.session(a), Some((mac(1), running(1))));
+        assert_eq!(ledger.pending(), 0);
+        assert!(ledger.has_changes(), "the clients are still saved");
+    }
+}
