@@ -40,8 +40,11 @@ pub enum Direction {
 /// enums that carry data, and the kernel would reject the object's BTF.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
-    /// Not a unicast client frame (multicast source, or sent to a group on egress).
+    /// Not a frame to one client: sent to a group on egress, or too short for Ethernet.
     NotClient,
+    /// From a group (multicast or broadcast) source address on ingress. No station sends
+    /// from one (IEEE 802), so no client and no session can be behind it.
+    GroupSource,
     /// ARP, LLDP and other non-IP frames: never billed.
     NonIp,
     /// An IP header that is truncated or inconsistent: never billed.
@@ -225,7 +228,13 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         }
     };
     if is_group_mac(&client_mac) {
-        return Frame::of(FrameKind::NotClient);
+        // A bridge drops frames from group sources before they get here, but a LAN interface
+        // that is not a bridge passes them up, and the stack would route the IP inside with
+        // no client to gate: the gate has to see them.
+        return Frame::of(match direction {
+            Direction::Up => FrameKind::GroupSource,
+            Direction::Down => FrameKind::NotClient,
+        });
     }
 
     let mut offset = EthHdr::LEN;

@@ -274,21 +274,54 @@ fn put(frame: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
-/// A frame of [`ETH_HLEN`] to `max_len` random bytes, mostly steered into the parsers: a MAC
-/// of `clients` as both addresses, up to two VLAN tags, an IP ethertype, the right version and
-/// a length that fits, since uniformly random bytes would almost never get past the Ethernet
-/// header. Never shorter than `BPF_PROG_TEST_RUN` accepts.
+/// What [`random_frame`] steers its frames towards, since uniformly random bytes would almost
+/// never get past the Ethernet header.
+pub struct FrameMix<'a> {
+    /// MACs that most frames carry as source and destination.
+    pub clients: &'a [Mac],
+    /// Unicast MACs that some frames carry instead, for clients the test does not follow.
+    pub strangers: &'a [Mac],
+    /// IPv4 addresses some packets carry as source or destination: the box, groups, the
+    /// internet.
+    pub addrs_v4: &'a [[u8; 4]],
+    /// The IPv6 counterpart of `addrs_v4`.
+    pub addrs_v6: &'a [[u8; 16]],
+    /// Longest frame, at least [`ETH_HLEN`] and at most 64 KiB.
+    pub max_len: usize,
+}
+
+/// Offsets of the addresses in the IPv4 and IPv6 headers.
+const IPV4_SRC_AT: usize = 12;
+const IPV4_DST_AT: usize = 16;
+const IPV6_SRC_AT: usize = 8;
+const IPV6_DST_AT: usize = 24;
+
+/// A frame of [`ETH_HLEN`] to `mix.max_len` random bytes, mostly steered into the parsers:
+/// MACs of `mix.clients` (sometimes a stranger's or a group address), up to two VLAN tags, an
+/// IP ethertype, the right version (sometimes the other family's), a header length and a total
+/// length that mostly fit, and addresses of `mix` in some packets. Never shorter than
+/// `BPF_PROG_TEST_RUN` accepts.
 ///
 /// # Panics
-/// If `clients` is empty or `max_len` is below [`ETH_HLEN`] or above 64 KiB.
-pub fn random_frame(rng: &mut XorShift, clients: &[Mac], max_len: usize) -> Vec<u8> {
-    let len = ETH_HLEN + rng.below(max_len - ETH_HLEN + 1);
+/// If `mix.clients` or `mix.strangers` is empty, or `mix.max_len` is below [`ETH_HLEN`] or
+/// above 64 KiB.
+pub fn random_frame(rng: &mut XorShift, mix: &FrameMix<'_>) -> Vec<u8> {
+    let len = ETH_HLEN + rng.below(mix.max_len - ETH_HLEN + 1);
     let mut frame = vec![0; len];
     rng.fill(&mut frame);
-    if !rng.one_in(8) {
-        let client = clients[rng.below(clients.len())];
-        put(&mut frame, ETH_DST_AT, &client);
-        put(&mut frame, ETH_SRC_AT, &client);
+    for at in [ETH_DST_AT, ETH_SRC_AT] {
+        let mac = match rng.below(8) {
+            0 => {
+                // A group address: random bytes with the group bit set.
+                let mut mac = [0; 6];
+                rng.fill(&mut mac);
+                mac[0] |= 1;
+                mac
+            }
+            1 => mix.strangers[rng.below(mix.strangers.len())],
+            _ => mix.clients[rng.below(mix.clients.len())],
+        };
+        put(&mut frame, at, &mac);
     }
     let mut type_at = ETHER_TYPE_AT;
     for _ in 0..rng.below(3) {
@@ -305,22 +338,51 @@ pub fn random_frame(rng: &mut XorShift, clients: &[Mac], max_len: usize) -> Vec<
     match rng.below(5) {
         0 | 1 => {
             put(&mut frame, type_at, &ETH_P_IPV4.to_be_bytes());
-            if !rng.one_in(4) {
-                put(&mut frame, l3 + IP_VERSION_AT, &[0x45]);
+            match rng.below(8) {
+                // Options: a header longer than 20 bytes, which may not fit.
+                0 => {
+                    let words = 5 + u8::try_from(rng.below(11)).unwrap_or(0);
+                    put(&mut frame, l3 + IP_VERSION_AT, &[0x40 | words]);
+                }
+                // IPv6 behind the IPv4 ethertype.
+                1 => put(&mut frame, l3 + IP_VERSION_AT, &[0x60]),
+                2 => {}
+                _ => put(&mut frame, l3 + IP_VERSION_AT, &[0x45]),
             }
             if !rng.one_in(4) {
                 let total_len = len_field(rng.below(present + 1));
                 put(&mut frame, l3 + IPV4_TOTAL_LEN_AT, &total_len);
             }
+            for at in [IPV4_SRC_AT, IPV4_DST_AT] {
+                if rng.one_in(2) {
+                    put(
+                        &mut frame,
+                        l3 + at,
+                        &mix.addrs_v4[rng.below(mix.addrs_v4.len())],
+                    );
+                }
+            }
         }
         2 | 3 => {
             put(&mut frame, type_at, &ETH_P_IPV6.to_be_bytes());
-            if !rng.one_in(4) {
-                put(&mut frame, l3 + IP_VERSION_AT, &[0x60]);
+            match rng.below(8) {
+                // IPv4 behind the IPv6 ethertype.
+                0 => put(&mut frame, l3 + IP_VERSION_AT, &[0x45]),
+                1 => {}
+                _ => put(&mut frame, l3 + IP_VERSION_AT, &[0x60]),
             }
             if !rng.one_in(4) {
                 let payload_len = len_field(rng.below(present.saturating_sub(IPV6_HLEN) + 1));
                 put(&mut frame, l3 + IPV6_PAYLOAD_LEN_AT, &payload_len);
+            }
+            for at in [IPV6_SRC_AT, IPV6_DST_AT] {
+                if rng.one_in(2) {
+                    put(
+                        &mut frame,
+                        l3 + at,
+                        &mix.addrs_v6[rng.below(mix.addrs_v6.len())],
+                    );
+                }
             }
         }
         _ => {}
