@@ -150,6 +150,178 @@ pub fn udp(src_port: u16, dst_port: u16, payload_len: usize) -> Vec<u8> {
     datagram
 }
 
+/// A UDP datagram carrying `payload` (checksum 0: "none" in IPv4; routers never check it).
+///
+/// # Panics
+/// If the datagram is longer than a UDP length can say (65,535 bytes).
+#[must_use]
+pub fn udp_with_payload(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = udp(src_port, dst_port, 0);
+    datagram[4..6].copy_from_slice(&len_field(UDP_HLEN + payload.len()));
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+/// The Internet checksum (RFC 1071) of `bytes`: the one's complement of the one's complement
+/// sum of its 16-bit words.
+#[must_use]
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for word in bytes.chunks(2) {
+        let high = u32::from(word[0]) << 8;
+        sum += high | word.get(1).copied().map_or(0, u32::from);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let Ok(sum) = u16::try_from(sum) else {
+        unreachable!("folded to 16 bits above");
+    };
+    !sum
+}
+
+/// How an IPv4 header of [`ipv4_routable`] is filled in beyond its addresses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ipv4Shape<'a> {
+    /// Options after the fixed header: a whole number of 32-bit words, at most 40 bytes.
+    pub options: &'a [u8],
+    pub id: u16,
+    /// Where this fragment's payload starts in the original datagram: a multiple of 8.
+    pub fragment_offset: usize,
+    pub more_fragments: bool,
+}
+
+/// An IPv4 packet a router forwards: TTL 64, a valid header checksum, and `shape`'s options
+/// and fragment fields, carrying `payload` after the header.
+///
+/// # Panics
+/// If the options are not whole words of at most 40 bytes, the offset is not a multiple of 8
+/// below 65,536, or the packet is longer than 65,535 bytes.
+#[must_use]
+pub fn ipv4_routable(
+    src: [u8; 4],
+    dst: [u8; 4],
+    protocol: u8,
+    shape: &Ipv4Shape<'_>,
+    payload: &[u8],
+) -> Vec<u8> {
+    const MORE_FRAGMENTS: u16 = 0x2000;
+    assert!(
+        shape.options.len().is_multiple_of(4) && shape.options.len() <= 40,
+        "IPv4 options are whole words, at most 40 bytes (got {})",
+        shape.options.len()
+    );
+    let offset_units = u16::try_from(shape.fragment_offset / 8)
+        .ok()
+        .filter(|units| *units <= 0x1fff && shape.fragment_offset.is_multiple_of(8));
+    let Some(offset_units) = offset_units else {
+        panic!("bad fragment offset {}", shape.fragment_offset);
+    };
+    let header_len = IPV4_HLEN + shape.options.len();
+    let Ok(words) = u8::try_from(header_len / 4) else {
+        unreachable!("at most 60 bytes, asserted above");
+    };
+    let flags = offset_units
+        | if shape.more_fragments {
+            MORE_FRAGMENTS
+        } else {
+            0
+        };
+    let mut packet = Vec::with_capacity(header_len + payload.len());
+    packet.push(0x40 | words);
+    packet.push(0); // DSCP, ECN
+    packet.extend_from_slice(&len_field(header_len + payload.len()));
+    packet.extend_from_slice(&shape.id.to_be_bytes());
+    packet.extend_from_slice(&flags.to_be_bytes());
+    packet.push(64); // TTL
+    packet.push(protocol);
+    packet.extend_from_slice(&[0, 0]); // checksum, below
+    packet.extend_from_slice(&src);
+    packet.extend_from_slice(&dst);
+    packet.extend_from_slice(shape.options);
+    let checksum = internet_checksum(&packet[..header_len]);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// An IPv6 hop-by-hop or destination options header holding one `PadN` option (8 bytes), then
+/// `rest`, which starts with the header `next_header` names.
+#[must_use]
+pub fn ipv6_options_header(next_header: u8, rest: &[u8]) -> Vec<u8> {
+    const PADN: u8 = 1;
+    let mut header = vec![next_header, 0, PADN, 4, 0, 0, 0, 0];
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 routing header of `routing_type` (0 the deprecated source route, 4 segment
+/// routing) listing `segments`, `segments_left` of them still to visit, then `rest`.
+///
+/// # Panics
+/// If there are more than 127 segments.
+#[must_use]
+pub fn ipv6_routing_header(
+    next_header: u8,
+    routing_type: u8,
+    segments_left: u8,
+    segments: &[[u8; 16]],
+    rest: &[u8],
+) -> Vec<u8> {
+    const SEGMENT_ROUTING: u8 = 4;
+    let (Ok(units), Ok(last)) = (
+        u8::try_from(segments.len() * 2),
+        u8::try_from(segments.len().saturating_sub(1)),
+    ) else {
+        panic!("{} segments do not fit a routing header", segments.len());
+    };
+    let mut header = vec![next_header, units, routing_type, segments_left];
+    // Type 0: reserved. Segment routing: last entry, flags, tag.
+    let last_entry = if routing_type == SEGMENT_ROUTING {
+        last
+    } else {
+        0
+    };
+    header.extend_from_slice(&[last_entry, 0, 0, 0]);
+    for segment in segments {
+        header.extend_from_slice(segment);
+    }
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 fragment header for a fragment starting `offset` bytes (a multiple of 8) into the
+/// original packet, then `rest`.
+///
+/// # Panics
+/// If `offset` is not a multiple of 8 below 65,536.
+#[must_use]
+pub fn ipv6_fragment_header(
+    next_header: u8,
+    offset: usize,
+    more_fragments: bool,
+    id: u32,
+    rest: &[u8],
+) -> Vec<u8> {
+    let Some(offset) = u16::try_from(offset)
+        .ok()
+        .filter(|offset| offset.is_multiple_of(8))
+    else {
+        panic!("bad fragment offset {offset}");
+    };
+    let field = offset | u16::from(more_fragments);
+    let mut header = vec![next_header, 0];
+    header.extend_from_slice(&field.to_be_bytes());
+    header.extend_from_slice(&id.to_be_bytes());
+    header.extend_from_slice(rest);
+    header
+}
+
 /// The TCP options Linux puts in every segment of a connection: NOP, NOP, timestamps.
 pub const TCP_TIMESTAMPS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 1];
 

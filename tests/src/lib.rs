@@ -1,7 +1,8 @@
 //! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
 //! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
-//! exact byte counts, and a handle on a running daemon. Needs root; creates and deletes
-//! namespaces, veths and bridges, and pin folders under /sys/fs/bpf.
+//! exact byte counts, raw frame injection and capture, and a handle on a running daemon.
+//! Needs root; creates and deletes namespaces, veths and bridges, and pin folders under
+//! /sys/fs/bpf.
 //!
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
 //! and names are unique per process and per call, so tests run in parallel.
@@ -10,6 +11,7 @@ mod daemon;
 pub mod frames;
 mod lan;
 mod netns;
+mod raw;
 mod traffic;
 
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub use lan::{
     MAX_CLIENTS, WAN_IFACE, WAN_PREFIX_V4, WAN_PREFIX_V6,
 };
 pub use netns::Netns;
+pub use raw::{FrameCapture, FrameSender};
 pub use traffic::{
     Arrival, TcpSink, TcpSource, UdpEcho, UdpSink, UdpStream, ip_bytes_udp, largest_gap,
     lost_datagrams, tcp_receive, tcp_send, udp_blast, udp_echoes, udp_ping_pong,

@@ -689,19 +689,22 @@ fn read_to_end(stream: &mut TcpStream) -> io::Result<u64> {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 /// A background thread with a stop flag; stopped and joined on drop.
 #[derive(Debug)]
-struct Server {
+pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    fn spawn(name: &str, run: impl FnOnce(&AtomicBool) + Send + 'static) -> Result<Server> {
+    pub(crate) fn spawn(
+        name: &str,
+        run: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> Result<Server> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
