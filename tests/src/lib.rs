@@ -9,6 +9,7 @@
 
 mod daemon;
 pub mod frames;
+pub mod http;
 mod lan;
 mod netns;
 mod raw;

@@ -37,9 +37,28 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
+}
+
+/// Longest error message answered, in characters. Messages quote what was wrong, and a
+/// request can hold megabytes of it; the head says what, the tail where (serde ends with
+/// "at line 1 column 41").
+const MAX_MESSAGE_CHARS: usize = 400;
+
+/// `message`, with the middle of an overlong one replaced by " … ".
+fn bounded(message: String) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let head: String = message.chars().take(MAX_MESSAGE_CHARS / 2).collect();
+    let tail: String = message
+        .chars()
+        .skip(chars - MAX_MESSAGE_CHARS / 4)
+        .collect();
+    format!("{head} … {tail}")
 }
 
 impl IntoResponse for ApiError {
@@ -167,6 +186,10 @@ impl axum::extract::FromRef<ApiState> for Events {
     }
 }
 
+/// The largest request body read. The largest body any endpoint takes, a new session, is a
+/// few hundred bytes; the cap keeps a client from making the daemon buffer megabytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
@@ -185,6 +208,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ApiState {
             commands,
             events,
@@ -253,6 +277,20 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_message_keeps_its_head_and_tail() {
+        let short = "a short sentence".to_owned();
+        assert_eq!(bounded(short.clone()), short);
+        let long = format!(
+            "'{}' is not a MAC address at line 1 column 9",
+            "a".repeat(5_000)
+        );
+        let shown = bounded(long);
+        assert!(shown.chars().count() < MAX_MESSAGE_CHARS);
+        assert!(shown.starts_with("'aaa") && shown.ends_with("at line 1 column 9"));
+        assert!(shown.contains(" … "));
+    }
 
     #[test]
     fn a_token_file_needs_a_long_enough_first_line() {
