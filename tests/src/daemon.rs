@@ -132,7 +132,14 @@ impl Daemon {
             .prefix("hotspotd-test-")
             .tempdir()
             .context("create a temporary folder for the daemon")?;
-        let socket = dir.path().join("api.sock");
+        // A test may put the socket elsewhere (to check its mode in a folder of its own).
+        let socket = extra_env
+            .iter()
+            .find(|(key, _)| *key == "HOTSPOTD__API__SOCKET")
+            .map_or_else(
+                || dir.path().join("api.sock"),
+                |(_, path)| PathBuf::from(path),
+            );
         let log_path = dir.path().join("hotspotd.log");
         let pin_dir = Path::new(PIN_ROOT).join(format!("{PIN_PREFIX}{pid}-{seq}"));
         let mut env: Vec<(OsString, OsString)> = vec![

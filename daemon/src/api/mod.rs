@@ -153,10 +153,28 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
         path: path.to_owned(),
         source,
     };
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
-    // Owner and group (the portal's) may call the API; nobody else.
+    let listener = bind_private(path).map_err(bind_error)?;
+    // Owner and group (the portal's) may call the API; nobody else. Set again by path in
+    // case the kernel did not take the mode from the socket (see `bind_private`).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_error)?;
     Ok(listener)
+}
+
+/// Binds and listens on a Unix socket whose file is created with mode 0660 (less the umask),
+/// so there is no moment in which another user could connect: Linux creates the file with
+/// the socket's own mode, which `fchmod` sets before `bind`.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o660))?;
+    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    socket::listen(&fd, Backlog::MAXCONN)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
 /// What the handlers share: the way to the control task, and the event stream.
@@ -277,6 +295,17 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_socket_file_is_born_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api.sock");
+        let _listener = bind_private(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        // A plain bind gives 0777 less the umask (0755 under the usual 022): any bit for
+        // others, or the owner's x, means the mode did not come from the socket.
+        assert_eq!(mode & 0o107, 0, "created as {mode:o}");
+    }
 
     #[test]
     fn an_overlong_message_keeps_its_head_and_tail() {
