@@ -43,12 +43,32 @@ impl ApiError {
 }
 
 /// Longest error message answered, in characters. Messages quote what was wrong, and a
-/// request can hold megabytes of it; the head says what, the tail where (serde ends with
-/// "at line 1 column 41").
+/// request can hold megabytes of it.
 const MAX_MESSAGE_CHARS: usize = 400;
+/// Longest word of an overlong message kept whole: longer ones are echoed input.
+const MAX_WORD_CHARS: usize = 64;
 
-/// `message`, with the middle of an overlong one replaced by " … ".
-fn bounded(message: String) -> String {
+/// `message`, or if it is too long, the same with every overlong word (an echoed input)
+/// shortened to its ends, and if that is still too long, its middle replaced by " … ": the
+/// head says what was wrong, the tail where (serde ends with "at line 1 column 41").
+#[must_use]
+pub fn bounded(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let shortened: Vec<String> = message
+        .split(' ')
+        .map(|word| {
+            let chars = word.chars().count();
+            if chars <= MAX_WORD_CHARS {
+                return word.to_owned();
+            }
+            let head: String = word.chars().take(24).collect();
+            let tail: String = word.chars().skip(chars - 8).collect();
+            format!("{head}…{tail}")
+        })
+        .collect();
+    let message = shortened.join(" ");
     let chars = message.chars().count();
     if chars <= MAX_MESSAGE_CHARS {
         return message;
@@ -311,34 +331,19 @@ mod tests {
     fn an_overlong_message_keeps_its_head_and_tail() {
         let short = "a short sentence".to_owned();
         assert_eq!(bounded(short.clone()), short);
-        let long = format!(
+        let echoed = format!(
             "'{}' is not a MAC address at line 1 column 9",
             "a".repeat(5_000)
         );
-        let shown = bounded(long);
-        assert!(shown.chars().count() < MAX_MESSAGE_CHARS);
-        assert!(shown.starts_with("'aaa") && shown.ends_with("at line 1 column 9"));
-        assert!(shown.contains(" … "));
-    }
-
-    #[test]
-    fn a_token_file_needs_a_long_enough_first_line() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("token");
+        let shown = bounded(echoed);
+        assert!(shown.chars().count() < MAX_MESSAGE_CHARS, "{shown}");
         assert!(
-            read_token(&path)
-                .expect_err("missing")
-                .to_string()
-                .contains("api.token_file")
+            shown.contains("is not a MAC address at line 1 column 9"),
+            "{shown}"
         );
-        std::fs::write(&path, "short\n").expect("write");
-        assert!(
-            read_token(&path)
-                .expect_err("short")
-                .to_string()
-                .contains("at least 16")
-        );
-        std::fs::write(&path, "  0123456789abcdef  \nignored\n").expect("write");
-        assert_eq!(read_token(&path).expect("read"), "0123456789abcdef");
+        assert!(shown.starts_with("'aaa") && shown.contains('…'), "{shown}");
+        let many_words = "word ".repeat(1_000);
+        let shown = bounded(many_words);
+        assert!(shown.chars().count() < MAX_MESSAGE_CHARS && shown.contains(" … "));
     }
 }
