@@ -37,48 +37,9 @@ impl ApiError {
         Self {
             status,
             code,
-            message: bounded(message.into()),
+            message: crate::text::bounded(message.into()),
         }
     }
-}
-
-/// Longest error message answered, in characters. Messages quote what was wrong, and a
-/// request can hold megabytes of it.
-const MAX_MESSAGE_CHARS: usize = 400;
-/// Longest word of an overlong message kept whole: longer ones are echoed input.
-const MAX_WORD_CHARS: usize = 64;
-
-/// `message`, or if it is too long, the same with every overlong word (an echoed input)
-/// shortened to its ends, and if that is still too long, its middle replaced by " … ": the
-/// head says what was wrong, the tail where (serde ends with "at line 1 column 41").
-#[must_use]
-pub fn bounded(message: String) -> String {
-    if message.chars().count() <= MAX_MESSAGE_CHARS {
-        return message;
-    }
-    let shortened: Vec<String> = message
-        .split(' ')
-        .map(|word| {
-            let chars = word.chars().count();
-            if chars <= MAX_WORD_CHARS {
-                return word.to_owned();
-            }
-            let head: String = word.chars().take(24).collect();
-            let tail: String = word.chars().skip(chars - 8).collect();
-            format!("{head}…{tail}")
-        })
-        .collect();
-    let message = shortened.join(" ");
-    let chars = message.chars().count();
-    if chars <= MAX_MESSAGE_CHARS {
-        return message;
-    }
-    let head: String = message.chars().take(MAX_MESSAGE_CHARS / 2).collect();
-    let tail: String = message
-        .chars()
-        .skip(chars - MAX_MESSAGE_CHARS / 4)
-        .collect();
-    format!("{head} … {tail}")
 }
 
 impl IntoResponse for ApiError {
@@ -325,25 +286,5 @@ mod tests {
         // A plain bind gives 0777 less the umask (0755 under the usual 022): any bit for
         // others, or the owner's x, means the mode did not come from the socket.
         assert_eq!(mode & 0o107, 0, "created as {mode:o}");
-    }
-
-    #[test]
-    fn an_overlong_message_keeps_its_head_and_tail() {
-        let short = "a short sentence".to_owned();
-        assert_eq!(bounded(short.clone()), short);
-        let echoed = format!(
-            "'{}' is not a MAC address at line 1 column 9",
-            "a".repeat(5_000)
-        );
-        let shown = bounded(echoed);
-        assert!(shown.chars().count() < MAX_MESSAGE_CHARS, "{shown}");
-        assert!(
-            shown.contains("is not a MAC address at line 1 column 9"),
-            "{shown}"
-        );
-        assert!(shown.starts_with("'aaa") && shown.contains('…'), "{shown}");
-        let many_words = "word ".repeat(1_000);
-        let shown = bounded(many_words);
-        assert!(shown.chars().count() < MAX_MESSAGE_CHARS && shown.contains(" … "));
     }
 }

@@ -220,7 +220,7 @@ fn one_sentence(report: &str) -> String {
     for tip in tips {
         sentence = format!("{sentence}; {tip}");
     }
-    hotspotd::api::bounded(format!("{sentence} (see 'hotspotctl --help')"))
+    hotspotd::text::bounded(format!("{sentence} (see 'hotspotctl --help')"))
 }
 
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
