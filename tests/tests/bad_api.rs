@@ -7,11 +7,13 @@
 //! before. Needs root (namespaces, eBPF).
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use hotspotd_tests::frames::XorShift;
-use hotspotd_tests::http::{Answer, exchange, request};
+use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
 use hotspotd_tests::{Daemon, Lan};
 use serde_json::Value;
 
@@ -33,6 +35,7 @@ const DOCUMENTED_CODES: &[&str] = &[
     "method_not_allowed",
     "unauthorized",
     "body_too_large",
+    "request_timeout",
 ];
 /// Codes that would mean the daemon mistook bad input for a failure of its own.
 const NEVER_FOR_BAD_INPUT: &[&str] = &["store_unavailable", "duplicate_session", "shutting_down"];
@@ -514,8 +517,7 @@ fn probe(rng: &mut XorShift, paused_mac: &str) -> Probe {
                 4 => format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(128 * 1024))
                     .into_bytes(),
                 // A chunked body whose chunk size is not hex. (A body shorter than its
-                // Content-Length is not tried: the daemon waits for the rest, see
-                // docs/reliability.md.)
+                // Content-Length makes the daemon wait: see the test of slow clients.)
                 _ => b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
             };
             Probe {
@@ -642,6 +644,69 @@ fn hostile_requests_get_a_json_error_and_change_nothing() -> Result<()> {
         daemon.log().lines().all(|line| !line.contains("panicked")),
         "the daemon logged a panic:\n{}",
         daemon.log()
+    );
+    Ok(())
+}
+
+/// The daemon's limits on a request's headers and its body (api/serve.rs).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The earliest a stalled client may be cut off: the limit, less the test's own delays.
+const CUT_OFF_AFTER: Duration = Duration::from_secs(9);
+
+/// Sends `raw` and then nothing more, holding the connection open; returns the answer (status
+/// 0 when the daemon just closed) and how long it took.
+fn stall(socket: &std::path::Path, raw: &[u8]) -> Result<(Answer, Duration)> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(3 * CLIENT_TIMEOUT))?;
+    stream.write_all(raw)?;
+    let started = Instant::now();
+    let answer = exchange_on(&mut stream, b"")?;
+    Ok((answer, started.elapsed()))
+}
+
+#[test]
+fn a_client_that_stops_half_way_is_cut_off() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    let socket = daemon.socket().to_owned();
+    // Half the headers; and whole headers with half the body they announce.
+    let headers = std::thread::spawn({
+        let socket = socket.clone();
+        move || stall(&socket, b"GET /v1/status HTTP/1.1\r\nHost: hotspotd\r\n")
+    });
+    let body = stall(
+        &socket,
+        b"POST /v1/sessions HTTP/1.1\r\nHost: hotspotd\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mac\":",
+    )?;
+    let headers = headers
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stalling thread panicked"))??;
+
+    let (answer, took) = body;
+    ensure!(
+        answer
+            .json()
+            .is_some_and(|json| json["error"]["code"] == "request_timeout")
+            && answer.status == 408,
+        "half a body: {answer:?}"
+    );
+    ensure!(
+        took >= CUT_OFF_AFTER && took < 2 * CLIENT_TIMEOUT,
+        "half a body was cut off after {took:?}"
+    );
+    let (answer, took) = headers;
+    // hyper closes the connection, with a bare 408 or nothing.
+    ensure!(
+        (answer.status == 0 || answer.status == 408)
+            && took >= CUT_OFF_AFTER
+            && took < 2 * CLIENT_TIMEOUT,
+        "half the headers: {answer:?} after {took:?}"
+    );
+    let status = exchange(&socket, &request("GET", "/v1/status", &[], b""))?;
+    ensure!(status.status == 200, "the daemon still answers: {status:?}");
+    eprintln!(
+        "half a body: 408 after {:?}; half the headers: closed after {took:?}",
+        body.1
     );
     Ok(())
 }

@@ -234,14 +234,18 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 /// Why a JSON body was refused: too large (`body_too_large`, 413), or not the JSON expected.
 fn json_error(rejection: &JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the request body is larger than {} bytes; a session is a few hundred",
-                super::MAX_BODY_BYTES
-            ),
-        );
+        return body_too_large();
     }
     bad_request(rejection.body_text())
+}
+
+pub(super) fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than {} bytes; a session is a few hundred",
+            super::MAX_BODY_BYTES
+        ),
+    )
 }

@@ -3,6 +3,7 @@
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
 mod handlers;
+mod serve;
 mod types;
 
 use std::{
@@ -207,6 +208,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(serve::read_body_in_time))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ApiState {
             commands,
@@ -224,15 +226,12 @@ pub async fn serve_tcp(
     events: Events,
     shutdown: CancellationToken,
 ) {
+    // Outside the router's own layers: the token is checked before the body is read.
     let guarded = router(commands, events, shutdown.clone()).layer(
         axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
     );
-    let served = axum::serve(listener, guarded)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the TCP API server stopped");
-    }
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    serve::serve(accept, guarded, shutdown).await;
 }
 
 /// Reads the bearer token from the first line of `path`.
@@ -264,12 +263,8 @@ pub async fn serve(
     events: Events,
     shutdown: CancellationToken,
 ) {
-    let served = axum::serve(listener, router(commands, events, shutdown.clone()))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the API server stopped");
-    }
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    serve::serve(accept, router(commands, events, shutdown.clone()), shutdown).await;
     let _ = std::fs::remove_file(&path);
 }
 
