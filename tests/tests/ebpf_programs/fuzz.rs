@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use hotspotd_common::{IpKey, Usage};
 use hotspotd_tests::frames::{
-    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, FrameMix, IPV4_HLEN, IPV6_HLEN,
-    Mac, VLAN_HLEN, XorShift, client_mac, random_frame,
+    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, FrameMix, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPV4_HLEN, IPV6_HLEN, Mac, VLAN_HLEN, XorShift, client_mac, random_frame,
 };
 
 use crate::harness::{
@@ -156,9 +156,11 @@ fn ipv4(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
         Program::Egress => src,
     };
     let group = dst[0] & 0xf0 == 0xe0 || dst == BROADCAST_V4;
+    // Options may route it on from the box: only a plain packet is the box's.
+    let plain = header_len == IPV4_HLEN;
     Some(Ip {
         bytes: total_len,
-        local: group || remote == BOX_V4,
+        local: group || (plain && remote == BOX_V4),
     })
 }
 
@@ -176,9 +178,11 @@ fn ipv6(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
         Program::Ingress => dst,
         Program::Egress => src,
     };
+    // Hop-by-hop options and a routing header may route it on from the box.
+    let plain = header[6] != IPPROTO_HOPOPTS && header[6] != IPPROTO_ROUTING;
     Some(Ip {
         bytes: total_len,
-        local: dst[0] == 0xff || remote == BOX_V6,
+        local: dst[0] == 0xff || (plain && remote == BOX_V6),
     })
 }
 
