@@ -72,7 +72,8 @@ pub mod stat {
     pub const UNTRACKED_PACKETS: u32 = 1;
     /// Frames that are not IPv4 or IPv6 (ARP, LLDP, …): never billed.
     pub const NON_IP_PACKETS: u32 = 2;
-    /// Packets dropped because their client has no running session (not in the garden).
+    /// Packets dropped because their client has no running session (not in the garden), and
+    /// frames from a group (multicast or broadcast) source MAC, which no session can belong to.
     pub const DROPPED_NO_SESSION: u32 = 3;
     /// Packets dropped because the session's data budget was spent.
     pub const DROPPED_BUDGET: u32 = 4;

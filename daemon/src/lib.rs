@@ -19,5 +19,6 @@ mod run;
 pub mod sessions;
 pub mod shaping;
 pub mod store;
+pub mod text;
 
 pub use run::{RunError, run, run_reloadable};

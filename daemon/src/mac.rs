@@ -22,6 +22,14 @@ impl MacAddr {
     pub const fn key(self) -> MacKey {
         MacKey::new(self.0)
     }
+
+    /// Whether a device can send from this address: not a group (multicast or broadcast)
+    /// address, whose lowest bit of the first octet is set, and not all zeros. The gate drops
+    /// every frame from a group address, so a session sold to one could never be used.
+    #[must_use]
+    pub const fn is_station(self) -> bool {
+        self.0[0] & 1 == 0 && !matches!(self.0, [0, 0, 0, 0, 0, 0])
+    }
 }
 
 impl From<MacKey> for MacAddr {
@@ -118,6 +126,25 @@ mod tests {
         ] {
             let error = text.parse::<MacAddr>().expect_err(text);
             assert!(error.to_string().contains("is not a MAC address"), "{text}");
+        }
+    }
+
+    #[test]
+    fn group_and_zero_addresses_are_no_station() {
+        for text in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:fb",
+            "33:33:00:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(!text.parse::<MacAddr>().expect(text).is_station(), "{text}");
+        }
+        for text in [
+            "02:00:00:00:00:01",
+            "aa:bb:cc:dd:ee:ff",
+            "00:00:00:00:00:01",
+        ] {
+            assert!(text.parse::<MacAddr>().expect(text).is_station(), "{text}");
         }
     }
 

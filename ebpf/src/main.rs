@@ -113,6 +113,12 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
             count_stat(stat::MALFORMED_PACKETS);
             return TC_ACT_UNSPEC;
         }
+        FrameKind::GroupSource => {
+            // Whatever it carries, nobody can have paid for it; counted with the drops of
+            // clients without a session, since none can hold one under a group address.
+            count_stat(stat::DROPPED_NO_SESSION);
+            return TC_ACT_SHOT as i32;
+        }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
     account(&frame, direction, class);

@@ -19,6 +19,10 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+/// IPv6 hop-by-hop options and routing header: a routing header (alone or behind hop-by-hop
+/// options) can send a packet addressed to the box on to another address.
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
 const UDP_HDR_LEN: u32 = 8;
 /// The fragment offset bits of IPv4's flags-and-offset field.
 const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
@@ -40,8 +44,11 @@ pub enum Direction {
 /// enums that carry data, and the kernel would reject the object's BTF.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
-    /// Not a unicast client frame (multicast source, or sent to a group on egress).
+    /// Not a frame to one client: sent to a group on egress, or too short for Ethernet.
     NotClient,
+    /// From a group (multicast or broadcast) source address on ingress. No station sends
+    /// from one (IEEE 802), so no client and no session can be behind it.
+    GroupSource,
     /// ARP, LLDP and other non-IP frames: never billed.
     NonIp,
     /// An IP header that is truncated or inconsistent: never billed.
@@ -225,7 +232,13 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         }
     };
     if is_group_mac(&client_mac) {
-        return Frame::of(FrameKind::NotClient);
+        // A bridge drops frames from group sources before they get here, but a LAN interface
+        // that is not a bridge passes them up, and the stack would route the IP inside with
+        // no client to gate: the gate has to see them.
+        return Frame::of(match direction {
+            Direction::Up => FrameKind::GroupSource,
+            Direction::Down => FrameKind::NotClient,
+        });
     }
 
     let mut offset = EthHdr::LEN;
@@ -307,7 +320,10 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     IpLayer {
         ip_bytes,
         segments,
-        remote_is_local: crate::is_local_v4(remote),
+        // Options may hold a source route, with which the box would pass a packet addressed
+        // to itself on to the next address (when source routing is on): such a packet goes
+        // through the gate like any other. No traffic a client has with the box uses options.
+        remote_is_local: header_len == Ipv4Hdr::LEN as u32 && crate::is_local_v4(remote),
         group,
         remote: IpKey::from_v4(remote),
         // A fragment after the first carries no L4 header: its payload must never be read as
@@ -350,7 +366,11 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     IpLayer {
         ip_bytes,
         segments,
-        remote_is_local: crate::is_local_v6(&remote),
+        // As for IPv4 options: a routing header (segment routing, when enabled) would send
+        // it on from the box. Neighbour discovery and MLD go to groups, or carry neither.
+        remote_is_local: ip.next_hdr != IPPROTO_HOPOPTS
+            && ip.next_hdr != IPPROTO_ROUTING
+            && crate::is_local_v6(&remote),
         group,
         remote: IpKey::from_v6(remote),
         proto: ip.next_hdr,

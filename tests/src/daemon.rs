@@ -14,6 +14,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use aya::maps::{Map, MapData, MapError, PerCpuHashMap};
+use hotspotd_common::{MAP_LAYOUT_VERSION, MAP_USAGE, MacKey, Usage};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -169,7 +171,14 @@ impl Daemon {
             .prefix("hotspotd-test-")
             .tempdir()
             .context("create a temporary folder for the daemon")?;
-        let socket = dir.path().join("api.sock");
+        // A test may put the socket elsewhere (to check its mode in a folder of its own).
+        let socket = extra_env
+            .iter()
+            .find(|(key, _)| *key == "HOTSPOTD__API__SOCKET")
+            .map_or_else(
+                || dir.path().join("api.sock"),
+                |(_, path)| PathBuf::from(path),
+            );
         let log_path = dir.path().join("hotspotd.log");
         let pin_dir = Path::new(PIN_ROOT).join(format!("{PIN_PREFIX}{pid}-{seq}"));
         let mut env: Vec<(OsString, OsString)> = vec![
@@ -274,6 +283,24 @@ impl Daemon {
     #[must_use]
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// Client `mac`'s counters as the kernel holds them at this moment, summed over CPUs and
+    /// read from the daemon's pinned `USAGE` map, so without waiting for the daemon's poll.
+    /// `None` when the kernel has not seen the client.
+    pub fn kernel_usage(&self, mac: [u8; 6]) -> Result<Option<Usage>> {
+        let path = self
+            .pin_dir
+            .join(format!("v{MAP_LAYOUT_VERSION}"))
+            .join(MAP_USAGE);
+        let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+        let map: PerCpuHashMap<MapData, MacKey, Usage> =
+            PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+        match map.get(&MacKey::new(mac), 0) {
+            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(Usage::default(), Usage::merged))),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("read {}", path.display())),
+        }
     }
 
     /// Runs `hotspotctl --socket SOCKET ARGS...` and returns its exit status and output as

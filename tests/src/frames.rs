@@ -150,6 +150,178 @@ pub fn udp(src_port: u16, dst_port: u16, payload_len: usize) -> Vec<u8> {
     datagram
 }
 
+/// A UDP datagram carrying `payload` (checksum 0: "none" in IPv4; routers never check it).
+///
+/// # Panics
+/// If the datagram is longer than a UDP length can say (65,535 bytes).
+#[must_use]
+pub fn udp_with_payload(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = udp(src_port, dst_port, 0);
+    datagram[4..6].copy_from_slice(&len_field(UDP_HLEN + payload.len()));
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+/// The Internet checksum (RFC 1071) of `bytes`: the one's complement of the one's complement
+/// sum of its 16-bit words.
+#[must_use]
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for word in bytes.chunks(2) {
+        let high = u32::from(word[0]) << 8;
+        sum += high | word.get(1).copied().map_or(0, u32::from);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let Ok(sum) = u16::try_from(sum) else {
+        unreachable!("folded to 16 bits above");
+    };
+    !sum
+}
+
+/// How an IPv4 header of [`ipv4_routable`] is filled in beyond its addresses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ipv4Shape<'a> {
+    /// Options after the fixed header: a whole number of 32-bit words, at most 40 bytes.
+    pub options: &'a [u8],
+    pub id: u16,
+    /// Where this fragment's payload starts in the original datagram: a multiple of 8.
+    pub fragment_offset: usize,
+    pub more_fragments: bool,
+}
+
+/// An IPv4 packet a router forwards: TTL 64, a valid header checksum, and `shape`'s options
+/// and fragment fields, carrying `payload` after the header.
+///
+/// # Panics
+/// If the options are not whole words of at most 40 bytes, the offset is not a multiple of 8
+/// below 65,536, or the packet is longer than 65,535 bytes.
+#[must_use]
+pub fn ipv4_routable(
+    src: [u8; 4],
+    dst: [u8; 4],
+    protocol: u8,
+    shape: &Ipv4Shape<'_>,
+    payload: &[u8],
+) -> Vec<u8> {
+    const MORE_FRAGMENTS: u16 = 0x2000;
+    assert!(
+        shape.options.len().is_multiple_of(4) && shape.options.len() <= 40,
+        "IPv4 options are whole words, at most 40 bytes (got {})",
+        shape.options.len()
+    );
+    let offset_units = u16::try_from(shape.fragment_offset / 8)
+        .ok()
+        .filter(|units| *units <= 0x1fff && shape.fragment_offset.is_multiple_of(8));
+    let Some(offset_units) = offset_units else {
+        panic!("bad fragment offset {}", shape.fragment_offset);
+    };
+    let header_len = IPV4_HLEN + shape.options.len();
+    let Ok(words) = u8::try_from(header_len / 4) else {
+        unreachable!("at most 60 bytes, asserted above");
+    };
+    let flags = offset_units
+        | if shape.more_fragments {
+            MORE_FRAGMENTS
+        } else {
+            0
+        };
+    let mut packet = Vec::with_capacity(header_len + payload.len());
+    packet.push(0x40 | words);
+    packet.push(0); // DSCP, ECN
+    packet.extend_from_slice(&len_field(header_len + payload.len()));
+    packet.extend_from_slice(&shape.id.to_be_bytes());
+    packet.extend_from_slice(&flags.to_be_bytes());
+    packet.push(64); // TTL
+    packet.push(protocol);
+    packet.extend_from_slice(&[0, 0]); // checksum, below
+    packet.extend_from_slice(&src);
+    packet.extend_from_slice(&dst);
+    packet.extend_from_slice(shape.options);
+    let checksum = internet_checksum(&packet[..header_len]);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// An IPv6 hop-by-hop or destination options header holding one `PadN` option (8 bytes), then
+/// `rest`, which starts with the header `next_header` names.
+#[must_use]
+pub fn ipv6_options_header(next_header: u8, rest: &[u8]) -> Vec<u8> {
+    const PADN: u8 = 1;
+    let mut header = vec![next_header, 0, PADN, 4, 0, 0, 0, 0];
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 routing header of `routing_type` (0 the deprecated source route, 4 segment
+/// routing) listing `segments`, `segments_left` of them still to visit, then `rest`.
+///
+/// # Panics
+/// If there are more than 127 segments.
+#[must_use]
+pub fn ipv6_routing_header(
+    next_header: u8,
+    routing_type: u8,
+    segments_left: u8,
+    segments: &[[u8; 16]],
+    rest: &[u8],
+) -> Vec<u8> {
+    const SEGMENT_ROUTING: u8 = 4;
+    let (Ok(units), Ok(last)) = (
+        u8::try_from(segments.len() * 2),
+        u8::try_from(segments.len().saturating_sub(1)),
+    ) else {
+        panic!("{} segments do not fit a routing header", segments.len());
+    };
+    let mut header = vec![next_header, units, routing_type, segments_left];
+    // Type 0: reserved. Segment routing: last entry, flags, tag.
+    let last_entry = if routing_type == SEGMENT_ROUTING {
+        last
+    } else {
+        0
+    };
+    header.extend_from_slice(&[last_entry, 0, 0, 0]);
+    for segment in segments {
+        header.extend_from_slice(segment);
+    }
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 fragment header for a fragment starting `offset` bytes (a multiple of 8) into the
+/// original packet, then `rest`.
+///
+/// # Panics
+/// If `offset` is not a multiple of 8 below 65,536.
+#[must_use]
+pub fn ipv6_fragment_header(
+    next_header: u8,
+    offset: usize,
+    more_fragments: bool,
+    id: u32,
+    rest: &[u8],
+) -> Vec<u8> {
+    let Some(offset) = u16::try_from(offset)
+        .ok()
+        .filter(|offset| offset.is_multiple_of(8))
+    else {
+        panic!("bad fragment offset {offset}");
+    };
+    let field = offset | u16::from(more_fragments);
+    let mut header = vec![next_header, 0];
+    header.extend_from_slice(&field.to_be_bytes());
+    header.extend_from_slice(&id.to_be_bytes());
+    header.extend_from_slice(rest);
+    header
+}
+
 /// The TCP options Linux puts in every segment of a connection: NOP, NOP, timestamps.
 pub const TCP_TIMESTAMPS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 1];
 
@@ -274,21 +446,54 @@ fn put(frame: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
-/// A frame of [`ETH_HLEN`] to `max_len` random bytes, mostly steered into the parsers: a MAC
-/// of `clients` as both addresses, up to two VLAN tags, an IP ethertype, the right version and
-/// a length that fits, since uniformly random bytes would almost never get past the Ethernet
-/// header. Never shorter than `BPF_PROG_TEST_RUN` accepts.
+/// What [`random_frame`] steers its frames towards, since uniformly random bytes would almost
+/// never get past the Ethernet header.
+pub struct FrameMix<'a> {
+    /// MACs that most frames carry as source and destination.
+    pub clients: &'a [Mac],
+    /// Unicast MACs that some frames carry instead, for clients the test does not follow.
+    pub strangers: &'a [Mac],
+    /// IPv4 addresses some packets carry as source or destination: the box, groups, the
+    /// internet.
+    pub addrs_v4: &'a [[u8; 4]],
+    /// The IPv6 counterpart of `addrs_v4`.
+    pub addrs_v6: &'a [[u8; 16]],
+    /// Longest frame, at least [`ETH_HLEN`] and at most 64 KiB.
+    pub max_len: usize,
+}
+
+/// Offsets of the addresses in the IPv4 and IPv6 headers.
+const IPV4_SRC_AT: usize = 12;
+const IPV4_DST_AT: usize = 16;
+const IPV6_SRC_AT: usize = 8;
+const IPV6_DST_AT: usize = 24;
+
+/// A frame of [`ETH_HLEN`] to `mix.max_len` random bytes, mostly steered into the parsers:
+/// MACs of `mix.clients` (sometimes a stranger's or a group address), up to two VLAN tags, an
+/// IP ethertype, the right version (sometimes the other family's), a header length and a total
+/// length that mostly fit, and addresses of `mix` in some packets. Never shorter than
+/// `BPF_PROG_TEST_RUN` accepts.
 ///
 /// # Panics
-/// If `clients` is empty or `max_len` is below [`ETH_HLEN`] or above 64 KiB.
-pub fn random_frame(rng: &mut XorShift, clients: &[Mac], max_len: usize) -> Vec<u8> {
-    let len = ETH_HLEN + rng.below(max_len - ETH_HLEN + 1);
+/// If `mix.clients` or `mix.strangers` is empty, or `mix.max_len` is below [`ETH_HLEN`] or
+/// above 64 KiB.
+pub fn random_frame(rng: &mut XorShift, mix: &FrameMix<'_>) -> Vec<u8> {
+    let len = ETH_HLEN + rng.below(mix.max_len - ETH_HLEN + 1);
     let mut frame = vec![0; len];
     rng.fill(&mut frame);
-    if !rng.one_in(8) {
-        let client = clients[rng.below(clients.len())];
-        put(&mut frame, ETH_DST_AT, &client);
-        put(&mut frame, ETH_SRC_AT, &client);
+    for at in [ETH_DST_AT, ETH_SRC_AT] {
+        let mac = match rng.below(8) {
+            0 => {
+                // A group address: random bytes with the group bit set.
+                let mut mac = [0; 6];
+                rng.fill(&mut mac);
+                mac[0] |= 1;
+                mac
+            }
+            1 => mix.strangers[rng.below(mix.strangers.len())],
+            _ => mix.clients[rng.below(mix.clients.len())],
+        };
+        put(&mut frame, at, &mac);
     }
     let mut type_at = ETHER_TYPE_AT;
     for _ in 0..rng.below(3) {
@@ -305,22 +510,51 @@ pub fn random_frame(rng: &mut XorShift, clients: &[Mac], max_len: usize) -> Vec<
     match rng.below(5) {
         0 | 1 => {
             put(&mut frame, type_at, &ETH_P_IPV4.to_be_bytes());
-            if !rng.one_in(4) {
-                put(&mut frame, l3 + IP_VERSION_AT, &[0x45]);
+            match rng.below(8) {
+                // Options: a header longer than 20 bytes, which may not fit.
+                0 => {
+                    let words = 5 + u8::try_from(rng.below(11)).unwrap_or(0);
+                    put(&mut frame, l3 + IP_VERSION_AT, &[0x40 | words]);
+                }
+                // IPv6 behind the IPv4 ethertype.
+                1 => put(&mut frame, l3 + IP_VERSION_AT, &[0x60]),
+                2 => {}
+                _ => put(&mut frame, l3 + IP_VERSION_AT, &[0x45]),
             }
             if !rng.one_in(4) {
                 let total_len = len_field(rng.below(present + 1));
                 put(&mut frame, l3 + IPV4_TOTAL_LEN_AT, &total_len);
             }
+            for at in [IPV4_SRC_AT, IPV4_DST_AT] {
+                if rng.one_in(2) {
+                    put(
+                        &mut frame,
+                        l3 + at,
+                        &mix.addrs_v4[rng.below(mix.addrs_v4.len())],
+                    );
+                }
+            }
         }
         2 | 3 => {
             put(&mut frame, type_at, &ETH_P_IPV6.to_be_bytes());
-            if !rng.one_in(4) {
-                put(&mut frame, l3 + IP_VERSION_AT, &[0x60]);
+            match rng.below(8) {
+                // IPv4 behind the IPv6 ethertype.
+                0 => put(&mut frame, l3 + IP_VERSION_AT, &[0x45]),
+                1 => {}
+                _ => put(&mut frame, l3 + IP_VERSION_AT, &[0x60]),
             }
             if !rng.one_in(4) {
                 let payload_len = len_field(rng.below(present.saturating_sub(IPV6_HLEN) + 1));
                 put(&mut frame, l3 + IPV6_PAYLOAD_LEN_AT, &payload_len);
+            }
+            for at in [IPV6_SRC_AT, IPV6_DST_AT] {
+                if rng.one_in(2) {
+                    put(
+                        &mut frame,
+                        l3 + at,
+                        &mix.addrs_v6[rng.below(mix.addrs_v6.len())],
+                    );
+                }
             }
         }
         _ => {}

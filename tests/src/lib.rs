@@ -1,8 +1,8 @@
 //! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
 //! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
-//! exact byte counts, a handle on a running daemon, and filesystems to break under it. Needs
-//! root; creates and deletes namespaces, veths and bridges, pin folders under /sys/fs/bpf,
-//! mounts and loop devices.
+//! exact byte counts, raw frame injection and capture, a handle on a running daemon, and
+//! filesystems to break under it. Needs root; creates and deletes namespaces, veths and
+//! bridges, pin folders under /sys/fs/bpf, mounts and loop devices.
 //!
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
 //! and names are unique per process and per call, so tests run in parallel.
@@ -11,8 +11,10 @@ mod daemon;
 mod disks;
 pub mod frames;
 mod goodput;
+pub mod http;
 mod lan;
 mod netns;
+mod raw;
 pub mod tc;
 mod traffic;
 
@@ -27,6 +29,7 @@ pub use lan::{
     MAX_CLIENTS, WAN_IFACE, WAN_PREFIX_V4, WAN_PREFIX_V6,
 };
 pub use netns::Netns;
+pub use raw::{FrameCapture, FrameSender};
 pub use traffic::{
     Arrival, TcpSink, TcpSource, UdpEcho, UdpSink, UdpStream, ip_bytes_udp, largest_gap,
     lost_datagrams, tcp_receive, tcp_send, udp_blast, udp_echoes, udp_ping_pong,

@@ -689,7 +689,7 @@ fn read_to_end(stream: &mut TcpStream) -> io::Result<u64> {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 

@@ -55,8 +55,8 @@ pub(super) async fn add_session(
     State(commands): State<Commands>,
     body: Result<Json<NewSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    let Json(new) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
-    let (mac, connect) = (new.mac, new.connect);
+    let Json(new) = body.map_err(|rejection| json_error(&rejection))?;
+    let (mac, connect) = (station(new.mac)?, new.connect);
     let data = new.into_data(chrono::Utc::now());
     let view = commands
         .ask(|reply| Command::AddSession {
@@ -82,20 +82,16 @@ pub(super) async fn remove_session(
 
 pub(super) async fn connect(
     State(commands): State<Commands>,
-    Path(mac): Path<String>,
+    mac: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ClientView>, ApiError> {
-    client_command(&commands, &mac, |mac, reply| Command::Connect {
-        mac,
-        reply,
-    })
-    .await
+    client_command(&commands, mac, |mac, reply| Command::Connect { mac, reply }).await
 }
 
 pub(super) async fn pause(
     State(commands): State<Commands>,
-    Path(mac): Path<String>,
+    mac: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ClientView>, ApiError> {
-    client_command(&commands, &mac, |mac, reply| Command::Pause { mac, reply }).await
+    client_command(&commands, mac, |mac, reply| Command::Pause { mac, reply }).await
 }
 
 /// The answer to a command about one client, named by the MAC in the path.
@@ -104,10 +100,18 @@ type ClientReply = tokio::sync::oneshot::Sender<Result<ClientView, crate::contro
 /// Sends a command about one client and answers with the client as it is afterwards.
 async fn client_command(
     commands: &Commands,
-    mac: &str,
+    mac: Result<Path<String>, PathRejection>,
     make: impl FnOnce(MacAddr, ClientReply) -> Command,
 ) -> Result<Json<ClientView>, ApiError> {
-    let mac = parse_mac(mac)?;
+    // A path segment that is not UTF-8 once percent-decoded is no MAC either.
+    let Path(mac) = mac.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_mac",
+            "the MAC in the path is not text: write six hex pairs separated by ':' or '-', like aa:bb:cc:dd:ee:ff",
+        )
+    })?;
+    let mac = parse_mac(&mac)?;
     Ok(Json(commands.ask(|reply| make(mac, reply)).await??))
 }
 
@@ -202,11 +206,46 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
-    text.parse().map_err(|error: crate::mac::ParseMacError| {
+    let mac = text.parse().map_err(|error: crate::mac::ParseMacError| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_mac", error.to_string())
-    })
+    })?;
+    station(mac)
+}
+
+/// Refuses a MAC no device sends from: a session for it could never be used.
+fn station(mac: MacAddr) -> Result<MacAddr, ApiError> {
+    if mac.is_station() {
+        return Ok(mac);
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_mac",
+        format!(
+            "{mac} is a multicast, broadcast or all-zero address, which no client sends from: \
+             use the client's own MAC"
+        ),
+    ))
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Why a JSON body was refused: too large (`body_too_large`, 413), or not the JSON expected.
+fn json_error(rejection: &JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return body_too_large();
+    }
+    bad_request(rejection.body_text())
+}
+
+pub(super) fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than {} bytes; a session is a few hundred",
+            super::MAX_BODY_BYTES
+        ),
+    )
 }

@@ -3,6 +3,7 @@
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
 mod handlers;
+mod serve;
 mod types;
 
 use std::{
@@ -37,7 +38,7 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: crate::text::bounded(message.into()),
         }
     }
 }
@@ -134,10 +135,28 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
         path: path.to_owned(),
         source,
     };
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
-    // Owner and group (the portal's) may call the API; nobody else.
+    let listener = bind_private(path).map_err(bind_error)?;
+    // Owner and group (the portal's) may call the API; nobody else. Set again by path in
+    // case the kernel did not take the mode from the socket (see `bind_private`).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_error)?;
     Ok(listener)
+}
+
+/// Binds and listens on a Unix socket whose file is created with mode 0660 (less the umask),
+/// so there is no moment in which another user could connect: Linux creates the file with
+/// the socket's own mode, which `fchmod` sets before `bind`.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o660))?;
+    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    socket::listen(&fd, Backlog::MAXCONN)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
 /// What the handlers share: the way to the control task, and the event stream.
@@ -167,6 +186,10 @@ impl axum::extract::FromRef<ApiState> for Events {
     }
 }
 
+/// The largest request body read. The largest body any endpoint takes, a new session, is a
+/// few hundred bytes; the cap keeps a client from making the daemon buffer megabytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
@@ -185,6 +208,8 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(serve::read_body_in_time))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ApiState {
             commands,
             events,
@@ -201,15 +226,12 @@ pub async fn serve_tcp(
     events: Events,
     shutdown: CancellationToken,
 ) {
+    // Outside the router's own layers: the token is checked before the body is read.
     let guarded = router(commands, events, shutdown.clone()).layer(
         axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
     );
-    let served = axum::serve(listener, guarded)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the TCP API server stopped");
-    }
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    serve::serve(accept, guarded, shutdown).await;
 }
 
 /// Reads the bearer token from the first line of `path`.
@@ -241,12 +263,8 @@ pub async fn serve(
     events: Events,
     shutdown: CancellationToken,
 ) {
-    let served = axum::serve(listener, router(commands, events, shutdown.clone()))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the API server stopped");
-    }
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    serve::serve(accept, router(commands, events, shutdown.clone()), shutdown).await;
     let _ = std::fs::remove_file(&path);
 }
 
@@ -254,24 +272,14 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_file_needs_a_long_enough_first_line() {
+    #[tokio::test]
+    async fn the_socket_file_is_born_private() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("token");
-        assert!(
-            read_token(&path)
-                .expect_err("missing")
-                .to_string()
-                .contains("api.token_file")
-        );
-        std::fs::write(&path, "short\n").expect("write");
-        assert!(
-            read_token(&path)
-                .expect_err("short")
-                .to_string()
-                .contains("at least 16")
-        );
-        std::fs::write(&path, "  0123456789abcdef  \nignored\n").expect("write");
-        assert_eq!(read_token(&path).expect("read"), "0123456789abcdef");
+        let path = dir.path().join("api.sock");
+        let _listener = bind_private(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        // A plain bind gives 0777 less the umask (0755 under the usual 022): any bit for
+        // others, or the owner's x, means the mode did not come from the socket.
+        assert_eq!(mode & 0o107, 0, "created as {mode:o}");
     }
 }

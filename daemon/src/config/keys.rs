@@ -212,10 +212,30 @@ fn shown(value: &Value) -> String {
         ValueKind::U128(number) => number.to_string(),
         // Debug keeps the ".0" that tells 100.0 from 100.
         ValueKind::Float(number) => format!("{number:?}"),
-        ValueKind::String(text) => format!("{text:?}"),
+        ValueKind::String(text) => printable(text),
         ValueKind::Table(_) => "a table".to_owned(),
         ValueKind::Array(_) => "a list".to_owned(),
     }
+}
+
+/// Longest text quoted whole in an error; the rest is an echo of the file.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// `text` quoted and escaped as Rust writes strings (so no control character reaches the
+/// terminal), its first characters only when it is long.
+fn printable(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= MAX_QUOTED_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+    format!("{head:?}… ({chars} characters)")
+}
+
+/// A section or key name as the user wrote it, for "unknown key '…'": control characters
+/// escaped, a long one shortened.
+fn name_shown(name: &str) -> String {
+    crate::text::tidy(name)
 }
 
 /// Rejects unknown sections and keys, and values of the wrong kind or out of range.
@@ -229,7 +249,7 @@ pub(super) fn check_values(root: &Value, origins: &Origins) -> Result<(), Config
         let Some(&section_name) = SECTIONS.iter().find(|known| **known == name.as_str()) else {
             return Err(ConfigError::UnknownSection {
                 origin: origins.of(name),
-                section: name.clone(),
+                section: name_shown(name),
                 allowed: SECTIONS.to_vec(),
             });
         };
@@ -247,14 +267,14 @@ pub(super) fn check_values(root: &Value, origins: &Origins) -> Result<(), Config
             let Some(spec) = KEYS.iter().find(|spec| spec.path() == path) else {
                 return Err(ConfigError::UnknownKey {
                     origin: origins.of(&path),
-                    key: path,
+                    key: name_shown(&path),
                     allowed: keys_of(section_name),
                 });
             };
             spec.check(value).map_err(|message| ConfigError::Invalid {
                 origin: origins.of(spec.path()),
                 key: spec.path(),
-                message,
+                message: crate::text::tidy(&message),
             })?;
         }
     }

@@ -231,6 +231,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{}: is not UTF-8 text from byte {valid_up_to} on; a TOML file must be UTF-8: save it as such", path.display()
+    )]
+    NotUtf8 { path: PathBuf, valid_up_to: usize },
     /// The file is not TOML; `message` says where (line, column) and what was expected.
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
@@ -294,9 +298,13 @@ impl Config {
 
         let mut builder = config::Config::builder();
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
+            })?;
+            let text = String::from_utf8(bytes).map_err(|error| ConfigError::NotUtf8 {
+                path: path.to_owned(),
+                valid_up_to: error.utf8_error().valid_up_to(),
             })?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
@@ -325,7 +333,7 @@ impl Config {
         let merged = builder.build().map_err(|error| match (error, path) {
             (config::ConfigError::FileParse { cause, .. }, Some(path)) => ConfigError::Parse {
                 path: path.to_owned(),
-                message: toml_message(&cause.to_string()),
+                message: crate::text::tidy(&toml_message(&cause.to_string())),
             },
             (error, _) => merge(error),
         })?;
@@ -368,7 +376,8 @@ impl Config {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             origin: origins.of(key),
             key,
-            message,
+            // Messages quote the value, which can be long or hold control characters.
+            message: crate::text::tidy(&message),
         };
         let network = &self.network;
         for (key, name) in [
@@ -441,6 +450,16 @@ impl Config {
                         .to_owned(),
                 ));
             }
+        }
+        // The kernel's trie holds this many prefixes, and the daemon merges entries in
+        // quadratic time: a list beyond it is a mistake, refused before it stalls a start.
+        let garden_len = self.network.walled_garden.len();
+        let max_garden = hotspotd_common::MAX_GARDEN_ENTRIES as usize;
+        if garden_len > max_garden {
+            return Err(invalid(
+                "network.walled_garden",
+                format!("may have at most {max_garden} entries (got {garden_len})"),
+            ));
         }
         let socket_len = self.api.socket.as_os_str().len();
         if socket_len > MAX_SOCKET_PATH_BYTES {

@@ -132,10 +132,33 @@ pub enum InvalidSession {
     TimeOverrun { time_cons: u64, time_secs: u64 },
     #[error("provider must be 1 to 64 characters (got {len})")]
     Provider { len: usize },
+    #[error(
+        "provider must not contain control characters (got one at character {at}): they would reach the operator's terminal"
+    )]
+    ProviderControl { at: usize },
+    #[error(
+        "time_secs must be at most {MAX_TIME_SECS} (100 years), whatever the type (got {time_secs})"
+    )]
+    TimeTooLong { time_secs: u64 },
+    #[error(
+        "data_mb must be at most {MAX_DATA_MB} (a petabyte); sell a time session for unlimited data (got {data_mb})"
+    )]
+    DataTooLarge { data_mb: String },
+    #[error("exp_days must be at most {MAX_EXP_DAYS} (100 years) (got {exp_days})")]
+    ExpiryTooLong { exp_days: u32 },
+    #[error(
+        "down_mbits and up_mbits must not be negative, whatever use_global_speed says (got {down_mbits} and {up_mbits})"
+    )]
+    NegativeSpeed { down_mbits: i32, up_mbits: i32 },
 }
 
 /// A session past this many years would overflow wall-clock arithmetic; nobody sells one.
 const MAX_TIME_SECS: u64 = 100 * 365 * 86_400;
+/// The most data one session sells: a petabyte of the default MB. Beyond that a number is a
+/// mistake or an attempt at "unlimited", which a time session says plainly.
+const MAX_DATA_MB: f64 = 1e9;
+/// The longest validity after the start, like [`MAX_TIME_SECS`].
+const MAX_EXP_DAYS: u32 = 100 * 365;
 /// Longest provider name accepted.
 const MAX_PROVIDER_LEN: usize = 64;
 
@@ -147,6 +170,10 @@ impl SessionData {
         if len == 0 || len > MAX_PROVIDER_LEN {
             return Err(InvalidSession::Provider { len });
         }
+        // `hotspotctl sessions` prints it in a table: an escape sequence would be obeyed.
+        if let Some(at) = self.provider.chars().position(char::is_control) {
+            return Err(InvalidSession::ProviderControl { at });
+        }
         for (field, value) in [("data_mb", self.data_mb), ("data_cons", self.data_cons)] {
             if !value.is_finite() || value < 0.0 {
                 return Err(InvalidSession::NotANumber {
@@ -155,7 +182,29 @@ impl SessionData {
                 });
             }
         }
-        if self.kind.counts_time() && (self.time_secs == 0 || self.time_secs > MAX_TIME_SECS) {
+        // Checked for every type: a limit the type ignores is still stored (as an SQLite
+        // integer) and shown, and a number no session could mean is a mistake.
+        if self.time_secs > MAX_TIME_SECS {
+            return Err(InvalidSession::TimeTooLong {
+                time_secs: self.time_secs,
+            });
+        }
+        if self.data_mb > MAX_DATA_MB {
+            // Scientific notation: `Display` would print all 309 digits of 1e308.
+            return Err(InvalidSession::DataTooLarge {
+                data_mb: format!("{:e}", self.data_mb),
+            });
+        }
+        if let Some(exp_days) = self.exp_days.filter(|days| *days > MAX_EXP_DAYS) {
+            return Err(InvalidSession::ExpiryTooLong { exp_days });
+        }
+        if self.down_mbits < 0 || self.up_mbits < 0 {
+            return Err(InvalidSession::NegativeSpeed {
+                down_mbits: self.down_mbits,
+                up_mbits: self.up_mbits,
+            });
+        }
+        if self.kind.counts_time() && self.time_secs == 0 {
             return Err(InvalidSession::NoTime { kind });
         }
         if self.kind.counts_data() && self.data_mb <= 0.0 {
@@ -359,6 +408,52 @@ mod tests {
         provider.provider = String::new();
         assert!(provider.validate().is_err());
         assert_eq!(session(SessionType::TimeOrData).validate(), Ok(()));
+    }
+
+    #[test]
+    fn limits_a_type_ignores_are_still_sane() {
+        // A data session with an absurd time would be refused by SQLite, not by the rules.
+        let mut data = session(SessionType::Data);
+        data.time_secs = u64::MAX;
+        assert_eq!(
+            data.validate(),
+            Err(InvalidSession::TimeTooLong {
+                time_secs: u64::MAX
+            })
+        );
+        let mut time = session(SessionType::Time);
+        time.data_mb = 1e308;
+        assert!(
+            time.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("petabyte")
+        );
+        let mut expiry = session(SessionType::Time);
+        expiry.exp_days = Some(u32::MAX);
+        assert!(
+            expiry
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("100 years")
+        );
+        let mut speed = session(SessionType::Time);
+        speed.use_global_speed = true;
+        speed.down_mbits = -1;
+        assert!(
+            speed
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
+        speed.down_mbits = 0;
+        assert_eq!(
+            speed.validate(),
+            Ok(()),
+            "0 with the global speed is what the CLI sends"
+        );
     }
 
     #[test]

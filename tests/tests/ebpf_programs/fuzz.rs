@@ -1,167 +1,362 @@
-//! Random frames, seeded: the programs never fail, never count a packet as more than it
-//! carries, and bill nothing without a session.
+//! A million random frames, seeded so a failure reproduces: the programs never fail, every
+//! verdict is pass or drop, and every frame lands in exactly the counter that a model of the
+//! parser and the gate (written here from the documented rules, not from the program) says.
+//! So the counters add up to the frames fed, nothing is billed without a session, and nothing
+//! is counted twice or as more than it carries.
 
-use hotspotd_common::Usage;
-use hotspotd_tests::frames::{ETH_HLEN, Mac, XorShift, client_mac, random_frame};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
-use crate::harness::{Harness, Program, TC_ACT_SHOT, TC_ACT_UNSPEC, to_u64, unlimited};
+use hotspotd_common::{IpKey, Usage};
+use hotspotd_tests::frames::{
+    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, FrameMix, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPV4_HLEN, IPV6_HLEN, Mac, VLAN_HLEN, XorShift, client_mac, random_frame,
+};
 
-/// Clients the random frames are steered to; the rest come from random MACs.
-const RANDOM_CLIENTS: [Mac; 4] = [
-    client_mac(20),
-    client_mac(21),
-    client_mac(22),
-    client_mac(23),
-];
+use crate::harness::{
+    BOX_V4, BOX_V6, Harness, Program, REMOTE_V4, REMOTE_V6, Stats, TC_ACT_SHOT, TC_ACT_UNSPEC,
+    counters, to_u64,
+};
 
-/// What the programs did with a batch of random frames.
-struct RandomRun {
-    harness: Harness,
-    /// Frames dropped, by both programs together.
-    dropped: u64,
-    frames: u64,
+const FRAMES: usize = 1_000_000;
+const SEED: u64 = 0x5eed_f00d_cafe_0001;
+const MAX_FRAME_LEN: usize = 200;
+
+/// Clients with a running session without limits.
+const GRANTED: [Mac; 2] = [client_mac(20), client_mac(21)];
+/// Clients without one (say, with a session that waits in the queue).
+const WAITING: [Mac; 2] = [client_mac(22), client_mac(23)];
+/// Unicast strangers: more MACs, but far fewer than `USAGE` holds, so every one is counted.
+const STRANGERS: usize = 4_096;
+
+const MULTICAST_V4: [u8; 4] = [224, 0, 0, 251];
+const BROADCAST_V4: [u8; 4] = [255, 255, 255, 255];
+const ALL_NODES_V6: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// Where one frame ends up in one program, as the model predicts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// Egress to a group MAC: belongs to no client, passed and counted nowhere.
+    NotClient,
+    /// Ingress from a group MAC: dropped, counted in `STATS` only.
+    GroupSource,
+    NonIp,
+    Malformed,
+    Local {
+        client: Mac,
+        bytes: u64,
+    },
+    Billable {
+        client: Mac,
+        bytes: u64,
+    },
+    Dropped {
+        client: Mac,
+        bytes: u64,
+    },
 }
 
-/// Feeds `FRAMES` seeded random frames to both programs, with `granted` (a subset of
-/// [`RANDOM_CLIENTS`]) holding sessions without limits. Checks every verdict is "pass" or
-/// "drop" and that nothing is counted as more than it carries.
-fn run_random_frames(granted: &[Mac]) -> RandomRun {
-    const FRAMES: usize = 100_000;
-    const RANDOM_FRAME_MAX_LEN: usize = 200;
-    const SEED: u64 = 0x5eed_f00d_cafe_0001;
-    let harness = Harness::with_sessions(granted);
-    let mut rng = XorShift::new(SEED);
-    let mut l3_bytes_fed = 0;
-    let mut dropped = 0;
-    for _ in 0..FRAMES {
-        let frame = random_frame(&mut rng, &RANDOM_CLIENTS, RANDOM_FRAME_MAX_LEN);
-        for program in Program::BOTH {
-            match harness.verdict(program, &frame, None) {
-                TC_ACT_UNSPEC => {}
-                TC_ACT_SHOT => dropped += 1,
-                other => panic!(
-                    "{} returned {other}, neither pass nor drop: frame {frame:02x?}",
-                    program.name()
-                ),
+impl Outcome {
+    fn verdict(self) -> i32 {
+        match self {
+            Self::GroupSource | Self::Dropped { .. } => TC_ACT_SHOT,
+            _ => TC_ACT_UNSPEC,
+        }
+    }
+
+    /// A name for the summary, without the client and the size.
+    fn kind(self) -> &'static str {
+        match self {
+            Self::NotClient => "not a client's",
+            Self::GroupSource => "group source",
+            Self::NonIp => "non-IP",
+            Self::Malformed => "malformed",
+            Self::Local { .. } => "local",
+            Self::Billable { .. } => "billable",
+            Self::Dropped { .. } => "dropped",
+        }
+    }
+}
+
+fn is_group(mac: &[u8]) -> bool {
+    mac[0] & 1 == 1
+}
+
+fn be16(frame: &[u8], at: usize) -> usize {
+    usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]))
+}
+
+/// What the IP layer of a frame says: its IP-level size, and whether the other end is the box
+/// or a group. `None` for a header that is truncated or inconsistent.
+struct Ip {
+    bytes: usize,
+    local: bool,
+}
+
+/// The model: sessions.md's accounting rules and the gate's, for frames without GSO, with
+/// `BOX_V4` and `BOX_V6` as the box's addresses and no walled garden.
+fn predict(frame: &[u8], program: Program) -> Outcome {
+    let (dst, src) = (&frame[0..6], &frame[6..12]);
+    let (client, to_group) = match program {
+        Program::Ingress => (src, is_group(dst)),
+        Program::Egress => (dst, false),
+    };
+    if is_group(client) {
+        return match program {
+            Program::Ingress => Outcome::GroupSource,
+            Program::Egress => Outcome::NotClient,
+        };
+    }
+    let client: Mac = client.try_into().expect("6 bytes");
+    // Up to two VLAN tags (QinQ) are looked through.
+    let mut offset = ETH_HLEN;
+    let mut ether_type = be16(frame, ETH_HLEN - 2);
+    for _ in 0..2 {
+        if ether_type != usize::from(ETH_P_8021Q) && ether_type != usize::from(ETH_P_8021AD) {
+            break;
+        }
+        if offset + VLAN_HLEN > frame.len() {
+            return Outcome::Malformed;
+        }
+        ether_type = be16(frame, offset + 2);
+        offset += VLAN_HLEN;
+    }
+    let ip = match u16::try_from(ether_type).unwrap_or(0) {
+        ETH_P_IPV4 => ipv4(frame, offset, program),
+        ETH_P_IPV6 => ipv6(frame, offset, program),
+        _ => return Outcome::NonIp,
+    };
+    let Some(ip) = ip else {
+        return Outcome::Malformed;
+    };
+    let bytes = to_u64(ip.bytes);
+    if to_group || ip.local {
+        Outcome::Local { client, bytes }
+    } else if GRANTED.contains(&client) {
+        Outcome::Billable { client, bytes }
+    } else {
+        Outcome::Dropped { client, bytes }
+    }
+}
+
+fn ipv4(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
+    let header = frame.get(offset..offset + IPV4_HLEN)?;
+    let header_len = usize::from(header[0] & 0x0f) * 4;
+    if header[0] >> 4 != 4 || header_len < IPV4_HLEN {
+        return None;
+    }
+    // The header's length is the truth (Ethernet pads); more than arrived is truncated.
+    let total_len = be16(header, 2);
+    if total_len < header_len || total_len > frame.len() - offset {
+        return None;
+    }
+    let (src, dst) = (&header[12..16], &header[16..20]);
+    let remote = match program {
+        Program::Ingress => dst,
+        Program::Egress => src,
+    };
+    let group = dst[0] & 0xf0 == 0xe0 || dst == BROADCAST_V4;
+    // Options may route it on from the box: only a plain packet is the box's.
+    let plain = header_len == IPV4_HLEN;
+    Some(Ip {
+        bytes: total_len,
+        local: group || (plain && remote == BOX_V4),
+    })
+}
+
+fn ipv6(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
+    let header = frame.get(offset..offset + IPV6_HLEN)?;
+    if header[0] >> 4 != 6 {
+        return None;
+    }
+    let total_len = IPV6_HLEN + be16(header, 4);
+    if total_len > frame.len() - offset {
+        return None;
+    }
+    let (src, dst) = (&header[8..24], &header[24..40]);
+    let remote = match program {
+        Program::Ingress => dst,
+        Program::Egress => src,
+    };
+    // Hop-by-hop options and a routing header may route it on from the box.
+    let plain = header[6] != IPPROTO_HOPOPTS && header[6] != IPPROTO_ROUTING;
+    Some(Ip {
+        bytes: total_len,
+        local: dst[0] == 0xff || (plain && remote == BOX_V6),
+    })
+}
+
+/// The counters the model expects: per client, and `STATS`.
+#[derive(Default)]
+struct Expected {
+    usage: BTreeMap<Mac, Usage>,
+    stats: Stats,
+    /// Frames per outcome kind, both programs together.
+    outcomes: BTreeMap<&'static str, u64>,
+}
+
+impl Expected {
+    fn add(&mut self, outcome: Outcome, program: Program) {
+        *self.outcomes.entry(outcome.kind()).or_default() += 1;
+        let up = matches!(program, Program::Ingress);
+        let (client, bytes) = match outcome {
+            Outcome::NotClient => return,
+            Outcome::GroupSource => {
+                self.stats.dropped_no_session += 1;
+                return;
+            }
+            Outcome::NonIp => {
+                self.stats.non_ip += 1;
+                return;
+            }
+            Outcome::Malformed => {
+                self.stats.malformed += 1;
+                return;
+            }
+            Outcome::Local { client, bytes }
+            | Outcome::Billable { client, bytes }
+            | Outcome::Dropped { client, bytes } => (client, bytes),
+        };
+        let usage = self.usage.entry(client).or_default();
+        match (outcome, up) {
+            (Outcome::Local { .. }, true) => usage.up_local_bytes += bytes,
+            (Outcome::Local { .. }, false) => usage.down_local_bytes += bytes,
+            (Outcome::Billable { .. }, true) => {
+                usage.up_bytes += bytes;
+                usage.up_packets += 1;
+            }
+            (Outcome::Billable { .. }, false) => {
+                usage.down_bytes += bytes;
+                usage.down_packets += 1;
+            }
+            (_, true) => {
+                usage.up_dropped_bytes += bytes;
+                usage.dropped_packets += 1;
+                self.stats.dropped_no_session += 1;
+            }
+            (_, false) => {
+                usage.down_dropped_bytes += bytes;
+                usage.dropped_packets += 1;
+                self.stats.dropped_no_session += 1;
             }
         }
-        l3_bytes_fed += to_u64(frame.len() - ETH_HLEN);
-    }
-
-    let total = total_usage(&harness);
-    let frames = to_u64(FRAMES);
-    // No packet is counted as more than it carries past its Ethernet header, nor twice.
-    assert!(
-        total.up_bytes + total.up_local_bytes + total.up_dropped_bytes <= l3_bytes_fed,
-        "{total:?}"
-    );
-    assert!(
-        total.down_bytes + total.down_local_bytes + total.down_dropped_bytes <= l3_bytes_fed,
-        "{total:?}"
-    );
-    assert!(
-        total.up_packets <= frames && total.down_packets <= frames,
-        "{total:?}"
-    );
-    assert!(
-        total.up_packets + total.down_packets + total.dropped_packets <= 2 * frames,
-        "{total:?}"
-    );
-    // Every drop is accounted to its client and its reason, and only drops are.
-    let stats = harness.stats();
-    assert_eq!(total.dropped_packets, dropped, "{total:?}");
-    assert_eq!(
-        stats.dropped_no_session + stats.dropped_budget + stats.dropped_deadline,
-        dropped,
-        "{stats:?}"
-    );
-    // The fuzzing reached every outcome, or the bounds above prove little.
-    assert!(
-        total.up_local_bytes > 0 && total.down_local_bytes > 0,
-        "{total:?}"
-    );
-    assert!(
-        stats.malformed > frames / 10 && stats.non_ip > frames / 10,
-        "{stats:?}"
-    );
-    assert_eq!(
-        stats.untracked, 0,
-        "USAGE never fills with a handful of clients"
-    );
-    RandomRun {
-        harness,
-        dropped,
-        frames,
     }
 }
 
-fn total_usage(harness: &Harness) -> Usage {
-    harness
+/// Feeds [`FRAMES`] random frames to both programs, checking each verdict against the model
+/// as it goes, and returns what the model expects the counters to be.
+fn feed_random_frames(harness: &Harness) -> Expected {
+    let strangers: Vec<Mac> = (0..STRANGERS)
+        .map(|n| client_mac(1_000 + u32::try_from(n).expect("u32")))
+        .collect();
+    let clients = [GRANTED, WAITING].concat();
+    let mix = FrameMix {
+        clients: &clients,
+        strangers: &strangers,
+        addrs_v4: &[BOX_V4, MULTICAST_V4, BROADCAST_V4, REMOTE_V4],
+        addrs_v6: &[BOX_V6, ALL_NODES_V6, REMOTE_V6],
+        max_len: MAX_FRAME_LEN,
+    };
+    let mut rng = XorShift::new(SEED);
+    let mut expected = Expected::default();
+    let started = Instant::now();
+    for n in 0..FRAMES {
+        let frame = random_frame(&mut rng, &mix);
+        for program in Program::BOTH {
+            let outcome = predict(&frame, program);
+            let verdict = harness.verdict(program, &frame, None);
+            assert!(
+                verdict == TC_ACT_UNSPEC || verdict == TC_ACT_SHOT,
+                "{} returned {verdict}, neither pass nor drop: frame {n} {frame:02x?}",
+                program.name()
+            );
+            assert_eq!(
+                verdict,
+                outcome.verdict(),
+                "{} on frame {n}, expected {outcome:?}: {frame:02x?}",
+                program.name()
+            );
+            expected.add(outcome, program);
+        }
+    }
+    eprintln!(
+        "{FRAMES} frames through both programs in {:.1?}: {:?}",
+        started.elapsed(),
+        expected.outcomes
+    );
+    expected
+}
+
+#[test]
+fn a_million_random_frames_land_where_the_model_says() {
+    let mut harness = Harness::with_sessions(&GRANTED);
+    harness.add_local_addr(IpKey::from_v4(BOX_V4));
+    harness.add_local_addr(IpKey::from_v6(BOX_V6));
+    let expected = feed_random_frames(&harness);
+
+    // Every frame went to exactly one place, in each program.
+    let fed = 2 * to_u64(FRAMES);
+    assert_eq!(expected.outcomes.values().sum::<u64>(), fed);
+    let kernel: BTreeMap<Mac, Usage> = harness
         .all_usage()
-        .iter()
-        .fold(Usage::default(), |sum, (_, usage)| sum.merged(usage))
-}
-
-#[test]
-fn random_frames_never_fail_and_never_overcount() {
-    let RandomRun {
-        mut harness,
-        dropped,
-        frames,
-    } = run_random_frames(&RANDOM_CLIENTS);
-
-    let total = total_usage(&harness);
-    assert!(
-        total.up_packets > frames / 10 && total.down_packets > frames / 10,
-        "{total:?}"
-    );
-    // Sessions without limits never drop; only the random MACs without one are.
-    for client in RANDOM_CLIENTS {
-        let usage = harness
-            .usage(client)
-            .expect("a steered client has an entry");
-        assert_eq!(
-            (
-                usage.up_dropped_bytes,
-                usage.down_dropped_bytes,
-                usage.dropped_packets
-            ),
-            (0, 0, 0),
-            "{client:02x?} has a session: nothing of it is dropped"
-        );
-        assert_eq!(harness.grant_of(client), Some(unlimited()), "untouched");
-    }
-    assert!(dropped > 0, "random MACs without a session are dropped");
+        .into_iter()
+        .map(|(mac, usage)| (mac, counters(usage)))
+        .collect();
     let stats = harness.stats();
-    assert_eq!((stats.dropped_budget, stats.dropped_deadline), (0, 0));
-    assert_eq!(harness.take_events().drain(), Vec::new(), "no event");
-}
-
-#[test]
-fn random_frames_without_sessions_are_never_billed() {
-    let RandomRun {
-        mut harness,
-        dropped,
-        frames,
-    } = run_random_frames(&[]);
-
-    let total = total_usage(&harness);
+    // The identity in the kernel's own counters: billable and dropped packets of clients,
+    // plus what STATS counts, plus the frames with no packet counter (local traffic is
+    // counted in bytes only; group frames on egress belong to nobody) make every frame fed.
+    let total = kernel.values().fold(Usage::default(), Usage::merged);
+    let uncounted = expected.outcomes["local"] + expected.outcomes["not a client's"];
+    let group_source = stats.dropped_no_session - total.dropped_packets;
     assert_eq!(
-        (
-            total.up_bytes,
-            total.up_packets,
-            total.down_bytes,
-            total.down_packets
-        ),
-        (0, 0, 0, 0),
-        "nothing passes as billable without a session: {total:?}"
+        total.up_packets
+            + total.down_packets
+            + total.dropped_packets
+            + stats.non_ip
+            + stats.malformed
+            + group_source
+            + uncounted,
+        fed,
+        "{total:?} {stats:?}"
     );
-    assert!(dropped > frames / 10, "{dropped} of {frames}");
-    assert!(
-        total.up_dropped_bytes > 0 && total.down_dropped_bytes > 0,
-        "{total:?}"
+    assert_eq!(stats, expected.stats, "STATS");
+    assert_eq!(
+        kernel.len(),
+        expected.usage.len(),
+        "clients in USAGE: kernel and model"
     );
-    let stats = harness.stats();
-    assert_eq!(stats.dropped_no_session, dropped, "{stats:?}");
-    assert_eq!(harness.take_events().drain(), Vec::new(), "no event");
+    for ((mac, got), (model_mac, want)) in kernel.iter().zip(&expected.usage) {
+        assert_eq!((mac, got), (model_mac, want), "counters of {mac:02x?}");
+    }
+    for waiting in WAITING {
+        let usage = &kernel[&waiting];
+        assert_eq!(
+            (usage.up_bytes, usage.down_bytes),
+            (0, 0),
+            "nothing billed without a session"
+        );
+        assert!(usage.dropped_packets > 0, "{usage:?}");
+    }
+    for client in GRANTED {
+        assert_eq!(kernel[&client].dropped_packets, 0, "a session passes all");
+        assert!(kernel[&client].up_packets > 0 && kernel[&client].down_packets > 0);
+    }
+    // The mix reached every outcome, or the equalities above prove little.
+    for kind in [
+        "not a client's",
+        "group source",
+        "non-IP",
+        "malformed",
+        "local",
+        "billable",
+        "dropped",
+    ] {
+        assert!(
+            expected.outcomes.get(kind).is_some_and(|n| *n > fed / 100),
+            "{kind}: {:?}",
+            expected.outcomes
+        );
+    }
+    assert_eq!(stats.untracked, 0, "USAGE never fills with these clients");
 }

@@ -12,14 +12,16 @@ use hotspotd_common::{
     GateEvent, Grant, IpKey, MacKey, NO_DEADLINE, UNLIMITED_BYTES, Usage, gate_event, grant_flag,
 };
 use hotspotd_tests::frames::{
-    BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Mac,
-    TCP_HLEN, UDP_HLEN, arp_request, ethernet, ipv4, ipv6, padded, tcp, udp,
+    BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4Shape, Mac, TCP_HLEN, UDP_HLEN,
+    arp_request, ethernet, ipv4, ipv4_routable, ipv6, ipv6_options_header, ipv6_routing_header,
+    padded, tcp, udp,
 };
 
 use crate::harness::{
-    BOX_V4, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, DNS_PORT, HTTPS_PORT, Harness, Program,
-    REMOTE_V4, REMOTE_V6, Stats, TC_ACT_SHOT, TC_ACT_UNSPEC, billable_up, counters, download,
-    gso_context, to_u64, udp_v4, udp_v6, upload,
+    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, DNS_PORT, HTTPS_PORT, Harness,
+    Program, REMOTE_V4, REMOTE_V6, Stats, TC_ACT_SHOT, TC_ACT_UNSPEC, billable_up, counters,
+    download, gso_context, to_u64, udp_v4, udp_v6, upload,
 };
 
 const HTTP_PORT: u16 = 80;
@@ -124,6 +126,48 @@ fn without_a_session_billable_traffic_is_dropped() {
         }
     );
     assert_eq!(events.drain(), Vec::new(), "no session, no event");
+}
+
+#[test]
+fn a_packet_to_the_box_that_could_be_routed_on_is_gated() {
+    // With source routing on, the box would pass these on to the address they name: they
+    // are not traffic with the box, and a client without a session is stopped at the gate.
+    let mut harness = Harness::load();
+    harness.add_local_addr(IpKey::from_v4(BOX_V4));
+    harness.add_local_addr(IpKey::from_v6(BOX_V6));
+    let [a, b, c, d] = REMOTE_V4;
+    let loose_route = [1, 131, 7, 4, a, b, c, d];
+    let datagram = udp(CLIENT_PORT, DNS_PORT, 20);
+    let shape = Ipv4Shape {
+        options: &loose_route,
+        ..Ipv4Shape::default()
+    };
+    let v4 = ipv4_routable(CLIENT_V4, BOX_V4, IPPROTO_UDP, &shape, &datagram);
+    let routing = ipv6_routing_header(IPPROTO_UDP, 4, 1, &[REMOTE_V6, BOX_V6], &datagram);
+    let v6_routed = ipv6(CLIENT_V6, BOX_V6, IPPROTO_ROUTING, &routing);
+    let hop_by_hop = ipv6_options_header(IPPROTO_ROUTING, &routing);
+    let v6_behind_hop_by_hop = ipv6(CLIENT_V6, BOX_V6, IPPROTO_HOPOPTS, &hop_by_hop);
+    let destination_options = ipv6_options_header(IPPROTO_UDP, &datagram);
+    let v6_options = ipv6(CLIENT_V6, BOX_V6, IPPROTO_DSTOPTS, &destination_options);
+
+    harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV4, &v4));
+    harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV6, &v6_routed));
+    harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV6, &v6_behind_hop_by_hop));
+    // Destination options route nothing: still the box's.
+    harness.run(Program::Ingress, &upload(ETH_P_IPV6, &v6_options));
+    assert_eq!(
+        harness.stats(),
+        Stats {
+            dropped_no_session: 3,
+            ..Stats::default()
+        }
+    );
+
+    // With a session they pass, billed: their destination is wherever the route leads.
+    harness.grant(CLIENT, Grant::new(1, UNLIMITED_BYTES, NO_DEADLINE));
+    harness.run(Program::Ingress, &upload(ETH_P_IPV4, &v4));
+    let usage = harness.usage(CLIENT).expect("client entry");
+    assert_eq!(usage.up_bytes, to_u64(v4.len()), "{usage:?}");
 }
 
 /// A TCP or UDP header between `src_port` and `dst_port`, with a little payload.

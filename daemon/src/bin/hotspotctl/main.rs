@@ -66,7 +66,7 @@ enum SessionCommand {
     Add(AddSession),
     /// Delete a session (a running one ends; the client goes on with its next).
     Remove {
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         id: i64,
     },
 }
@@ -79,13 +79,15 @@ struct AddSession {
     #[arg(long = "type", value_parser = parse_type)]
     kind: SessionType,
     /// Seconds of connected time (time, time_or_data).
-    #[arg(long)]
+    // Negative numbers reach the parser, which says why they are wrong, rather than being
+    // taken for an unknown option.
+    #[arg(long, allow_negative_numbers = true)]
     time_secs: Option<u64>,
     /// Megabytes of traffic, up and down together (data, time_or_data).
     #[arg(long, value_parser = parse_megabytes, allow_negative_numbers = true)]
     data_mb: Option<f64>,
     /// Valid for this many days after it starts (plus its time); never expires without it.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     exp_days: Option<u32>,
     /// Download limit, Mbit/s.
     #[arg(long, allow_negative_numbers = true)]
@@ -133,7 +135,10 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,6 +156,71 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints `--help` and `--version` as clap does; any other mistake on the command line as
+/// one sentence on stderr (clap's own report adds the usage and a blank-line layout), with
+/// clap's exit status 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!(
+                "hotspotctl: {}",
+                missing_command(&error.render().to_string())
+            );
+        }
+        _ => eprintln!("hotspotctl: {}", one_sentence(&error.render().to_string())),
+    }
+    ExitCode::from(2)
+}
+
+/// What clap's help for a command that needs a subcommand comes down to: which command, and
+/// the subcommands it takes.
+fn missing_command(help: &str) -> String {
+    let usage = help
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Usage: "))
+        .unwrap_or("hotspotctl <COMMAND>");
+    let command = usage
+        .split(" <COMMAND>")
+        .next()
+        .unwrap_or("hotspotctl")
+        .replace(" [OPTIONS]", "");
+    let subcommands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| line.trim() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    format!(
+        "'{command}' needs a command: {} (see '{command} --help')",
+        subcommands.join(", ")
+    )
+}
+
+/// clap's report (`error: …`, indented items and tips, `Usage: …`, a pointer to `--help`) as
+/// one line: the error, its items after a colon, its tips after a semicolon.
+fn one_sentence(report: &str) -> String {
+    let mut lines = report
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.starts_with("For more information"));
+    let head = lines.next().unwrap_or("the command line is not valid");
+    let mut sentence = head.trim_start_matches("error: ").to_owned();
+    let (tips, items): (Vec<&str>, Vec<&str>) = lines.partition(|line| line.starts_with("tip:"));
+    if !items.is_empty() {
+        sentence = format!("{}: {}", sentence.trim_end_matches(':'), items.join(", "));
+    }
+    for tip in tips {
+        sentence = format!("{sentence}; {tip}");
+    }
+    hotspotd::text::bounded(format!("{sentence} (see 'hotspotctl --help')"))
 }
 
 async fn execute(cli: &Cli) -> Result<(), ClientError> {

@@ -1,0 +1,121 @@
+//! Raw HTTP/1.1 exchanges with the daemon's API, byte for byte, so a test can send what no
+//! well-behaved client would: malformed request lines, invalid percent-encoding, wrong
+//! content types, bodies larger than allowed, garbage. One request per connection.
+
+use std::fmt::Write as _;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+/// How long an exchange may take: the daemon answers in milliseconds.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the daemon answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code; 0 when the daemon closed the connection without answering.
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The answer's JSON body, if it has one.
+    #[must_use]
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+/// A request: the method, the target (path and query, sent as given), headers, the body.
+/// `Content-Length` is added for a body; `Host` and `Connection: close` always.
+#[must_use]
+pub fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut text = format!("{method} {target} HTTP/1.1\r\nHost: hotspotd\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        let _ = write!(text, "{name}: {value}\r\n");
+    }
+    if !body.is_empty() {
+        let _ = write!(text, "Content-Length: {}\r\n", body.len());
+    }
+    text.push_str("\r\n");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Sends `raw` on a new connection to the Unix socket at `socket` and reads the answer. A
+/// daemon that stops reading (a body too large) may close before all is written; that is
+/// not an error, the answer is still read.
+pub fn exchange(socket: &Path, raw: &[u8]) -> Result<Answer> {
+    let mut stream =
+        UnixStream::connect(socket).with_context(|| format!("connect to {}", socket.display()))?;
+    stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
+    stream.set_write_timeout(Some(EXCHANGE_TIMEOUT))?;
+    exchange_on(&mut stream, raw)
+}
+
+/// [`exchange`] on a stream the caller connected (a TCP one, say).
+pub fn exchange_on(stream: &mut (impl Read + Write), raw: &[u8]) -> Result<Answer> {
+    if let Err(error) = stream.write_all(raw)
+        && !matches!(
+            error.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        )
+    {
+        return Err(error).context("send the request");
+    }
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => {}
+        // What was read before the reset is the answer.
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => {}
+        Err(error) => return Err(error).context("read the answer"),
+    }
+    Ok(parse(&bytes))
+}
+
+fn parse(bytes: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers = head.split_once("\r\n").map_or("", |(_, rest)| rest);
+    Answer {
+        status,
+        headers: headers.to_owned(),
+        body: dechunk(headers, body),
+    }
+}
+
+/// The body without chunked transfer coding, when the answer used it.
+fn dechunk(headers: &str, body: &str) -> String {
+    let chunked = headers
+        .lines()
+        .any(|line| line.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    if !chunked {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        let (Some(chunk), Some(next)) = (after.get(..size), after.get(size..)) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        rest = next.trim_start_matches("\r\n");
+    }
+    out
+}
