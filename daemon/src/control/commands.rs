@@ -148,7 +148,7 @@ impl Control {
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
         self.apply(effects, now()).await;
-        self.save(false).await;
+        self.save().await;
         Ok(self.client_view(mac))
     }
 
@@ -167,7 +167,7 @@ impl Control {
             effects.extend(self.engine.connect(mac, now)?);
         }
         self.apply(effects, now).await;
-        self.save(false).await;
+        self.save().await;
         self.session_view(id)
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
     }
@@ -182,7 +182,7 @@ impl Control {
         let now = now();
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now).await;
-        self.save(false).await;
+        self.save().await;
         Ok(())
     }
 }

@@ -99,6 +99,11 @@ pub struct Control {
     desired: Desired,
     classes: speed::Classes,
     limits: BTreeMap<MacAddr, (u32, u32)>,
+    /// During the restore only: the running sessions whose grant the kernel still holds from
+    /// the previous run, in the classes this run adopted. Those grants stay as they are —
+    /// their budget and deadline are the exact ones — where rewriting them would race with
+    /// the packets passing meanwhile.
+    held_grants: BTreeMap<MacAddr, SessionId>,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -152,6 +157,7 @@ impl Control {
             desired,
             classes: speed::Classes::default(),
             limits: BTreeMap::new(),
+            held_grants: BTreeMap::new(),
         };
         control.restore().await?;
         Ok(control)
@@ -215,7 +221,7 @@ impl Control {
             }
         }
         self.poll_logged().await;
-        self.save(true).await;
+        self.save().await;
         Ok((self.kernel, self.shaper))
     }
 
@@ -224,8 +230,7 @@ impl Control {
             tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
         }
         if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
-            let periodic = self.last_save.elapsed() >= self.config.save_interval();
-            self.save(periodic).await;
+            self.save().await;
         }
     }
 

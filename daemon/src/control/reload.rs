@@ -62,7 +62,7 @@ impl Control {
         if global_changed {
             self.sync_speed().await;
         }
-        self.save(false).await;
+        self.save().await;
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");
         } else {

@@ -215,7 +215,6 @@ impl Engine {
         now: Now,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let bytes_per_mb = self.config.bytes_per_mb.max(1);
         let Some(client) = self.clients.get_mut(&mac) else {
             return effects;
         };
@@ -226,17 +225,8 @@ impl Engine {
                 if active {
                     *active_at = (*active_at).max(now.mono);
                 }
-                if let Some(entry) = self.sessions.get_mut(session)
-                    && entry.ended.is_none()
-                    && entry.session.data.kind.counts_data()
-                {
-                    #[expect(
-                        clippy::cast_precision_loss,
-                        reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
-                    )]
-                    let mb = billable_bytes as f64 / bytes_per_mb as f64;
-                    entry.session.data.data_cons += mb;
-                }
+                let session = *session;
+                self.bill(mac, session, billable_bytes);
                 self.settle(mac, now, &mut effects);
             }
             Status::Paused {
@@ -277,9 +267,10 @@ impl Engine {
     }
 
     /// Replaces the engine's state with what the store and the kernel say after a restart:
-    /// every session, and what each client was doing. A connected client's session is credited
-    /// `credit` (time the kernel ran it meanwhile) and granted again, or ended and followed by
-    /// the next one if it ran out meanwhile. Paused and disconnected clients are revoked; a
+    /// every session, and what each client was doing. Each client's `billed` bytes are added
+    /// to their sessions first. A connected client's session is credited `credit` (time the
+    /// kernel ran it meanwhile) and granted again, or ended and followed by the next one if it
+    /// ran out meanwhile. Paused and disconnected clients are revoked; a
     /// paused one keeps its `pause_reason` (the operator's when unknown). Sessions no client was
     /// using that ended meanwhile are marked so without events.
     #[must_use = "the effects must be carried out"]
@@ -302,6 +293,9 @@ impl Engine {
         let mut effects = Vec::new();
         for (mac, restored) in clients {
             self.clients.entry(mac).or_insert_with(Client::new);
+            for (id, bytes) in &restored.billed {
+                self.bill(mac, *id, *bytes);
+            }
             let session = restored.session_id.filter(|id| {
                 self.sessions
                     .get(id)

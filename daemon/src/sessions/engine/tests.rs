@@ -252,6 +252,7 @@ fn started_at_is_set_once_at_the_first_start() {
         session_id: Some(1),
         pause_reason: None,
         credit: Duration::from_secs(3),
+        billed: Vec::new(),
     };
     let _ = engine.restore(sessions, vec![restored], clock.secs(7));
     assert_eq!(data(&engine, 1).started_at, Some(started));
@@ -950,6 +951,7 @@ fn running_a(credit: Duration) -> Vec<RestoredClient> {
         session_id: Some(1),
         pause_reason: None,
         credit,
+        billed: Vec::new(),
     }]
 }
 
@@ -1008,6 +1010,47 @@ fn restore_chains_a_session_consumed_while_the_daemon_was_down() {
     assert_eq!(data(&engine, 1).time_cons, 60);
 }
 
+/// What the kernel let through while the daemon was down is billed before the grant: a
+/// session that ran out meanwhile ends, and one still running gets only what is left.
+#[test]
+fn restore_bills_what_the_kernel_passed_before_granting() {
+    let clock = Clock::new();
+    let sessions = || {
+        vec![
+            with(session(1, A, SessionType::Data), |data| {
+                data.started_at = Some(t0());
+                data.data_cons = 4.0;
+            }),
+            session(2, A, SessionType::Data),
+        ]
+    };
+    let restored = |bytes| {
+        vec![RestoredClient {
+            billed: vec![(1, bytes)],
+            ..running_a(Duration::ZERO).remove(0)
+        }]
+    };
+
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(sessions(), restored(1_500_000), clock.now());
+    assert_eq!(grant(&effects).bytes_left, Some(4_500_000));
+    assert!((data(&engine, 1).data_cons - 5.5).abs() < 1e-9);
+
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(sessions(), restored(6_000_100), clock.now());
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Grant(own_grant(2, A, None, Some(10_000_000))),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ]
+    );
+    assert!((data(&engine, 1).data_cons - 10.000_1).abs() < 1e-9);
+}
+
 #[test]
 fn restore_revokes_paused_and_disconnected_clients() {
     let mut clock = Clock::new();
@@ -1019,6 +1062,7 @@ fn restore_revokes_paused_and_disconnected_clients() {
             session_id: None,
             pause_reason: None,
             credit: Duration::ZERO,
+            billed: Vec::new(),
         },
         RestoredClient {
             mac: A,
@@ -1026,6 +1070,7 @@ fn restore_revokes_paused_and_disconnected_clients() {
             session_id: Some(1),
             pause_reason: None,
             credit: Duration::from_secs(999),
+            billed: Vec::new(),
         },
     ];
     let effects = engine.restore(half_used(&clock), clients, clock.now());
@@ -1057,6 +1102,7 @@ fn restore_ends_a_paused_session_that_expired_while_the_box_was_off() {
         session_id: Some(1),
         pause_reason: None,
         credit: Duration::ZERO,
+        billed: Vec::new(),
     };
     assert_eq!(
         engine.restore(vec![stale], vec![paused], clock.now()),
@@ -1080,6 +1126,7 @@ fn restore_keeps_an_idle_pause_that_resumes_on_traffic() {
         session_id: Some(1),
         pause_reason: Some(PauseReason::Idle),
         credit: Duration::ZERO,
+        billed: Vec::new(),
     };
     let _ = engine.restore(half_used(&clock), vec![idle], clock.now());
     assert_eq!(engine.pause_reason(A), Some(PauseReason::Idle));
