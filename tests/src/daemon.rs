@@ -338,21 +338,27 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits up to 10 s for the daemon to exit; returns its exit status.
+    /// If it does not exit, dropping it kills it.
     pub fn stop(mut self) -> Result<ExitStatus> {
+        self.terminate()
+    }
+
+    /// Stops the daemon with SIGTERM, as `systemctl stop` would, and waits up to 10 s for it
+    /// to exit, keeping its files: it saves everything and removes its kernel state, and
+    /// [`Daemon::restart`] starts it again on what it saved.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
         let mut status = None;
         wait_for(STOP_TIMEOUT, || {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
-        match status {
-            Some(status) => Ok(status),
-            // Drop kills it.
-            None => bail!(
+        status.with_context(|| {
+            format!(
                 "hotspotd did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
                 self.log()
-            ),
-        }
+            )
+        })
     }
 
     /// Kills the daemon with SIGKILL, as a crash would, and waits for it to be gone. Its
