@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 
-use super::{Control, now, speed};
+use super::{Control, speed};
 use crate::{
     mac::MacAddr,
     sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
@@ -148,7 +148,7 @@ impl Control {
     /// if the daemon then crashed. A failed save is logged and retried with the next poll:
     /// enforcement never waits for the disk.
     pub(super) async fn save(&mut self) {
-        let now = now();
+        let now = self.now();
         let mut ids = std::mem::take(&mut self.unsaved);
         ids.extend(self.engine.running());
         let sessions = ids
@@ -177,6 +177,7 @@ impl Control {
                 saved_at_mono_ns: u64::try_from(now.mono.as_nanos()).unwrap_or(u64::MAX),
                 boot_id: self.boot_id.clone(),
                 kernel_epoch: self.kernel_epoch,
+                clock_ahead_ns: self.clock.ahead().num_nanoseconds().unwrap_or(i64::MAX),
             },
         };
         let started = Instant::now();

@@ -3,13 +3,13 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Control, now};
+use super::Control;
 use crate::{
     api::{ClientView, SessionView, StatusView},
     mac::MacAddr,
     sessions::{
         SessionData,
-        engine::{ClientState, EngineError, Session, SessionId},
+        engine::{ClientState, EngineError, Now, Session, SessionId},
     },
     store::StoreError,
 };
@@ -112,7 +112,8 @@ impl Control {
                 let _ = reply.send(self.status_view());
             }
             Command::Sessions { mac, reply } => {
-                let _ = reply.send(self.session_views(mac));
+                let now = self.now();
+                let _ = reply.send(self.session_views(mac, now));
             }
             Command::AddSession {
                 mac,
@@ -126,16 +127,19 @@ impl Control {
                 let _ = reply.send(self.remove_session(id).await);
             }
             Command::Connect { mac, reply } => {
-                let result = self.engine.connect(mac, now());
-                let _ = reply.send(self.after(result, mac).await);
+                let now = self.now();
+                let result = self.engine.connect(mac, now);
+                let _ = reply.send(self.after(result, mac, now).await);
             }
             Command::Pause { mac, reply } => {
-                let result = self.engine.pause(mac, now());
-                let _ = reply.send(self.after(result, mac).await);
+                let now = self.now();
+                let result = self.engine.pause(mac, now);
+                let _ = reply.send(self.after(result, mac, now).await);
             }
             Command::Reload { config } => self.reload(config).await,
             Command::Metrics { reply } => {
-                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot()));
+                let now = self.now();
+                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot(now)));
             }
         }
     }
@@ -145,9 +149,10 @@ impl Control {
         &mut self,
         result: Result<Vec<crate::sessions::engine::Effect>, EngineError>,
         mac: MacAddr,
+        now: Now,
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
-        self.apply(effects, now()).await;
+        self.apply(effects, now).await;
         self.save().await;
         Ok(self.client_view(mac))
     }
@@ -160,15 +165,20 @@ impl Control {
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.
         data.validate()?;
+        // Sold now by the daemon's clock, which a step of the system clock does not confuse.
+        let now = self.now();
+        let data = SessionData {
+            created_at: now.wall,
+            ..data
+        };
         let id = self.store.insert(mac, data.clone()).await?;
-        let now = now();
         let mut effects = self.engine.add(Session { id, mac, data }, now)?;
         if connect && self.engine.client_state(mac) != ClientState::Connected {
             effects.extend(self.engine.connect(mac, now)?);
         }
         self.apply(effects, now).await;
         self.save().await;
-        self.session_view(id)
+        self.session_view(id, now)
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
     }
 
@@ -179,7 +189,7 @@ impl Control {
             return Err(EngineError::UnknownSession { id }.into());
         }
         self.store.remove(id).await?;
-        let now = now();
+        let now = self.now();
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now).await;
         self.save().await;

@@ -16,13 +16,16 @@ use std::{collections::BTreeMap, time::Duration};
 
 use hotspotd_common::{Grant, MacKey, NO_DEADLINE, UNLIMITED_BYTES};
 
-use super::{Control, ControlError, apply::KERNEL_DEADLINE_SLACK, now};
+use chrono::TimeDelta;
+
+use super::{Control, ControlError, apply::KERNEL_DEADLINE_SLACK};
 use crate::{
     accounting::Clocks,
+    clock::{self, Reading, WallClock},
     mac::MacAddr,
     sessions::SessionData,
     sessions::engine::{ClientState, PauseReason, RestoredClient, Session, SessionId},
-    store::{self, Loaded, StoredClient, StoredSession},
+    store::{self, Loaded, SavedMeta, StoredClient, StoredSession},
 };
 
 /// Where the kernel says which boot this is.
@@ -30,18 +33,19 @@ const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 impl Control {
     pub(super) async fn restore(&mut self) -> Result<(), ControlError> {
-        let now = now();
-        let jiffies = self.kernel.jiffies()?;
         std::fs::read_to_string(BOOT_ID_PATH)
             .unwrap_or_default()
             .trim()
             .clone_into(&mut self.boot_id);
         self.kernel_epoch = self.kernel.epoch()?;
         let Loaded {
-            sessions,
+            mut sessions,
             clients,
             meta,
         } = self.store.load_all().await?;
+        let moved = self.continue_clock(meta.as_ref(), &mut sessions);
+        let now = self.now();
+        let jiffies = self.kernel.jiffies()?;
 
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
@@ -93,6 +97,7 @@ impl Control {
         }
         self.apply(effects, now).await;
         self.held_grants.clear();
+        self.unsaved.extend(moved);
 
         // Grants of clients the store does not know as running (a crash between a grant and
         // its save) would let them through for free.
@@ -107,6 +112,39 @@ impl Control {
 }
 
 impl Control {
+    /// Continues the daemon's wall clock from the last save (see `crate::clock`). If the
+    /// system clock stepped while the daemon was down, or was set since a reboot, the stored
+    /// sessions' moments move with it before anything is decided on them; returns those
+    /// that moved.
+    fn continue_clock(
+        &mut self,
+        meta: Option<&SavedMeta>,
+        sessions: &mut [StoredSession],
+    ) -> Vec<SessionId> {
+        let saved = meta.map(|meta| clock::Saved {
+            wall: meta.saved_at_wall,
+            mono: Duration::from_nanos(meta.saved_at_mono_ns),
+            ahead: TimeDelta::nanoseconds(meta.clock_ahead_ns),
+            same_boot: meta.boot_id == self.boot_id,
+        });
+        let (clock, step) = WallClock::start(Reading::now(), saved);
+        self.clock = clock;
+        let Some(step) = step else {
+            return Vec::new();
+        };
+        let moved: Vec<SessionId> = sessions
+            .iter_mut()
+            .filter_map(|stored| stored.data.follow_step(&step).then_some(stored.id))
+            .collect();
+        tracing::warn!(
+            by_secs = step.by.num_seconds(),
+            only_after = ?step.after,
+            sessions = moved.len(),
+            "the wall clock stepped while hotspotd was down; the sessions' start and sale times move with it"
+        );
+        moved
+    }
+
     /// Billable bytes the kernel let through since the last save, per client; from here on
     /// the client table counts from this reading.
     fn passed_since_save(

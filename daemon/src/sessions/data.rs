@@ -4,6 +4,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Step;
+
 /// What a session sells. The numbers are part of the API and the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -206,6 +208,21 @@ impl SessionData {
     #[must_use]
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// Moves `started_at` and `created_at` with a step of the daemon's wall clock, where the
+    /// step covers them (`crate::clock`), so they name the same instants; whether either
+    /// moved.
+    pub fn follow_step(&mut self, step: &Step) -> bool {
+        let started_at = self.started_at.and_then(|at| step.moved(at));
+        let created_at = step.moved(self.created_at);
+        if started_at.is_some() {
+            self.started_at = started_at;
+        }
+        if let Some(at) = created_at {
+            self.created_at = at;
+        }
+        started_at.is_some() || created_at.is_some()
     }
 
     /// Seconds left to run (types 0 and 2); `None` when time does not count.

@@ -6,8 +6,10 @@
 //!
 //! # Clocks
 //! Time consumption is measured on `Now::mono` only, so a wall-clock jump (NTP, a dead RTC) never
-//! bills or refunds time. `started_at` and expiry are wall time by definition (rule 4): a
-//! forward jump can expire a session early and a backward one delays its expiry.
+//! bills or refunds time. `started_at` and expiry are wall time by definition (rule 4), taken
+//! as given: the caller's clock (`crate::clock`) sees a step of the system clock and hands it
+//! to [`Engine::shift_wall`] before anything else, so that recorded moments keep naming the
+//! same instants and a jump neither expires a session early nor extends it.
 //!
 //! # Order of effects
 //! Within one call, effects come per client (in MAC order when several clients change), and
@@ -38,7 +40,7 @@ pub use self::model::{
     Session, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
-use crate::mac::MacAddr;
+use crate::{clock::Step, mac::MacAddr};
 
 /// The state machine; see the module doc.
 #[derive(Debug)]
@@ -328,6 +330,27 @@ impl Engine {
         for id in ids {
             self.settle_quietly(id, now);
         }
+        effects
+    }
+
+    /// The wall clock stepped (`crate::clock`): moves every `started_at` and `created_at` the
+    /// step covers so that they name the same instants as before, and every expiry with
+    /// them. Time consumed is monotonic and does not move. Returns a `Save` for each session
+    /// that moved.
+    #[must_use = "the effects must be carried out"]
+    pub fn shift_wall(&mut self, step: Step) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (id, entry) in &mut self.sessions {
+            if entry.session.data.follow_step(&step) {
+                effects.push(Effect::Save(*id));
+            }
+        }
+        self.expiries = self
+            .sessions
+            .iter()
+            .filter(|(_, entry)| entry.ended.is_none())
+            .filter_map(|(id, entry)| Some((entry.session.data.expires_at()?, *id)))
+            .collect();
         effects
     }
 

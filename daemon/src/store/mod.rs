@@ -83,6 +83,9 @@ pub struct SavedMeta {
     /// Identifies the pinned kernel maps the baselines came from; another one means the
     /// counters started again from zero.
     pub kernel_epoch: u64,
+    /// How far the daemon's wall clock (`saved_at_wall`) was ahead of the system's, ns
+    /// (`crate::clock`); 0 when the system clock was taken as it is.
+    pub clock_ahead_ns: i64,
 }
 
 /// One periodic (or shutdown) save, written in one transaction (all or nothing) and synced to

@@ -22,7 +22,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -77,9 +77,16 @@ CREATE TABLE saved_state (
 );
 ";
 
+/// Version 3: how far the daemon's wall clock was ahead of the system's at the last save
+/// (`crate::clock`: nonzero while the system clock was not set yet, after booting without a
+/// real-time clock), so that a restart before NTP syncs carries on with the same clock.
+const SCHEMA_V3: &str = "
+ALTER TABLE saved_state ADD COLUMN clock_ahead_ns INTEGER NOT NULL DEFAULT 0;
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -497,6 +504,7 @@ mod tests {
             saved_at_mono_ns: 1,
             boot_id: "boot".to_owned(),
             kernel_epoch: 1,
+            clock_ahead_ns: 0,
         };
         db.save_batch(&SaveBatch {
             sessions: Vec::new(),
@@ -511,7 +519,7 @@ mod tests {
         let loaded = db.load_all().expect("loads");
         assert_eq!((loaded.clients, loaded.meta), (vec![client], Some(meta)));
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 2);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
         assert_eq!(pragma(&path, "application_id"), i64::from(APPLICATION_ID));
     }
 
@@ -615,13 +623,13 @@ mod tests {
             &path,
             &format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};
-                 CREATE TABLE sessions_v3 (id INTEGER PRIMARY KEY);",
+                 CREATE TABLE sessions_next (id INTEGER PRIMARY KEY);",
                 SCHEMA_VERSION + 1
             ),
         );
         let error = refused(dir.path(), &path);
         assert!(
-            matches!(error, StoreError::TooNew { version: 3, .. }),
+            matches!(error, StoreError::TooNew { version, .. } if version == i64::from(SCHEMA_VERSION) + 1),
             "{error}"
         );
         assert!(error.to_string().contains("newer hotspotd"), "{error}");

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::{
+    clock::Step,
     config::QueueOrder,
     sessions::data::{InvalidSession, SessionData, SessionType},
 };
@@ -495,8 +496,9 @@ fn wall_clock_jumps_do_not_change_time_consumed() {
     );
 }
 
-/// Expiry is wall time by definition (rule 4): a forward jump past it ends the session,
-/// though no time was consumed.
+/// Expiry is wall time by definition (rule 4): given a wall time past it, the engine ends the
+/// session, though no time was consumed. (The daemon's clock hands a step of the system
+/// clock to `shift_wall` first; see the next test.)
 #[test]
 fn a_forward_wall_jump_can_expire_a_session() {
     let mut clock = Clock::new();
@@ -506,6 +508,75 @@ fn a_forward_wall_jump_can_expire_a_session() {
     let effects = engine.tick(clock.secs(1));
     assert!(effects.contains(&ev(Event::SessionExpired { id: 1, mac: A })));
     assert_eq!(data(&engine, 1).time_cons, 1);
+}
+
+/// A step of the wall clock handed to `shift_wall` moves `started_at`, `created_at` and the
+/// expiry with it: years forward expire nothing, hours back extend nothing.
+#[test]
+fn a_shifted_wall_step_expires_nothing_early_and_extends_nothing() {
+    let mut clock = Clock::new();
+    let one_day_data = with(session(1, A, SessionType::Data), |data| {
+        data.exp_days = Some(1);
+    });
+    let mut engine = engine(
+        config(),
+        [one_day_data, session(2, A, SessionType::Data)],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    let started_at = data(&engine, 1).started_at.unwrap();
+    let expires_at = data(&engine, 1).expires_at().unwrap();
+
+    let years = TimeDelta::days(20 * 365);
+    clock.jump_wall(years);
+    let saves = engine.shift_wall(Step {
+        by: years,
+        after: None,
+    });
+    assert_eq!(saves, vec![Effect::Save(1), Effect::Save(2)]);
+    assert_eq!(data(&engine, 1).started_at, Some(started_at + years));
+    assert_eq!(data(&engine, 2).created_at, t0() + years);
+    assert_eq!(engine.tick(clock.secs(1)), vec![], "nothing expires");
+
+    clock.jump_wall(-TimeDelta::hours(3));
+    let _ = engine.shift_wall(Step {
+        by: -TimeDelta::hours(3),
+        after: None,
+    });
+    let moved_expiry = expires_at + years - TimeDelta::hours(3);
+    assert_eq!(data(&engine, 1).expires_at(), Some(moved_expiry));
+    // It expires when its real validity runs out, counted from its start.
+    let left = (moved_expiry - clock.now().wall).to_std().unwrap();
+    assert_eq!(
+        left,
+        (expires_at - started_at - TimeDelta::seconds(1))
+            .to_std()
+            .unwrap()
+    );
+    let effects = engine.tick(clock.advance(left));
+    assert!(effects.contains(&ev(Event::SessionExpired { id: 1, mac: A })));
+}
+
+/// A step that covers only moments after a boundary (the clock was set after a reboot)
+/// leaves the earlier ones where they are.
+#[test]
+fn a_shift_after_a_boundary_moves_only_later_moments() {
+    let clock = Clock::new();
+    let old = with(expiring(1), |data| {
+        data.created_at = t0() - TimeDelta::days(1);
+    });
+    let mut engine = engine(
+        config(),
+        [old, session(2, A, SessionType::Data)],
+        clock.now(),
+    );
+    let saves = engine.shift_wall(Step {
+        by: TimeDelta::hours(2),
+        after: Some(t0() - TimeDelta::hours(1)),
+    });
+    assert_eq!(saves, vec![Effect::Save(2)]);
+    assert_eq!(data(&engine, 1).created_at, t0() - TimeDelta::days(1));
+    assert_eq!(data(&engine, 2).created_at, t0() + TimeDelta::hours(2));
 }
 
 // ---- rule 6: data ----
