@@ -10,6 +10,7 @@ APT_PACKAGES=(
   iperf3 iproute2 ethtool                                             # namespace harness traffic
   pkg-config
   systemd strace                                                      # the unit's checks (tests/tests/systemd.rs)
+  faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
