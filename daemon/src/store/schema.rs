@@ -523,6 +523,36 @@ mod tests {
         assert_eq!(pragma(&path, "application_id"), i64::from(APPLICATION_ID));
     }
 
+    /// A version 2 file, as a box running it saved it: its last save is kept, with the clock
+    /// taken as set.
+    #[test]
+    fn the_second_schema_keeps_its_last_save() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} PRAGMA user_version = 2;
+                 INSERT INTO saved_state VALUES
+                    (1, '2027-01-15T08:00:00.000000000Z', 42, 'boot', 7);"
+            ),
+        );
+        let db = Db::open(&path).expect("migrates");
+        let meta = db.load_all().expect("loads").meta.expect("the last save");
+        assert_eq!(
+            meta,
+            SavedMeta {
+                saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+                saved_at_mono_ns: 42,
+                boot_id: "boot".to_owned(),
+                kernel_epoch: 7,
+                clock_ahead_ns: 0,
+            }
+        );
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 3);
+    }
+
     #[test]
     fn a_failed_migration_changes_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
