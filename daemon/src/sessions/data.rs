@@ -102,7 +102,8 @@ pub struct SessionData {
     pub time_cons: u64,
     /// MB consumed (types 1 and 2).
     pub data_cons: f64,
-    /// When it first ran; `None` = never started. Never changes once set.
+    /// When it first ran; `None` = never started. Set once; it moves only with a step of the
+    /// wall clock, to go on naming the same instant (`crate::clock`).
     pub started_at: Option<DateTime<Utc>>,
     /// Valid for this many days after it started (plus `time_secs`); `None` = never expires.
     pub exp_days: Option<u32>,
