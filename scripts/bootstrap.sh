@@ -11,6 +11,7 @@ APT_PACKAGES=(
   pkg-config
   systemd strace                                                      # the unit's checks (tests/tests/systemd.rs)
   e2fsprogs mount                                                     # mkfs.ext4, e2fsck, losetup (tests/tests/storage.rs)
+  faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

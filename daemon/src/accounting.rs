@@ -177,6 +177,16 @@ impl ClientTable {
             .unwrap_or_default()
     }
 
+    /// Billable bytes (up + down) that `reading`, a reading of `mac`'s counters taken since
+    /// the last poll, holds beyond what that poll accounted; `None` for a client the table
+    /// has not seen, whose counters it has no baseline for.
+    #[must_use]
+    pub fn unaccounted_billable(&self, mac: MacAddr, reading: &Usage) -> Option<u64> {
+        let record = self.clients.get(&mac)?;
+        let delta = usage_delta(&record.last_reading, reading);
+        Some(delta.up_bytes + delta.down_bytes)
+    }
+
     /// Starts from saved baselines: the next reading's deltas are the traffic since they
     /// were taken. Only valid while the kernel's counters are the same ones.
     pub fn restore_baselines(&mut self, baselines: impl IntoIterator<Item = (MacAddr, Usage)>) {
@@ -274,6 +284,24 @@ mod tests {
         assert_eq!(
             table.records().next().expect("one client").totals.up_bytes,
             1_040
+        );
+    }
+
+    #[test]
+    fn unaccounted_bytes_are_those_since_the_last_poll() {
+        let mut table = ClientTable::default();
+        let mac = MacAddr::from(MAC);
+        assert_eq!(table.unaccounted_billable(mac, &usage(10, 10, 1)), None);
+        table.apply(&[(MAC, usage(100, 1_000, 1))], clocks());
+        assert_eq!(
+            table.unaccounted_billable(mac, &usage(130, 1_200, 2)),
+            Some(230)
+        );
+        assert_eq!(
+            table.apply(&[(MAC, usage(130, 1_200, 2))], clocks())[0]
+                .1
+                .up_bytes,
+            30
         );
     }
 

@@ -7,6 +7,7 @@ pub mod accounting;
 pub mod api;
 pub mod bpf;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod events;

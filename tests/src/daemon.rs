@@ -402,6 +402,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits up to 10 s for the daemon to exit; returns its exit status.
+    /// If it does not exit, dropping it kills it.
     pub fn stop(mut self) -> Result<ExitStatus> {
         self.terminate()
     }
@@ -415,14 +416,12 @@ impl Daemon {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
-        match status {
-            Some(status) => Ok(status),
-            // Drop kills it.
-            None => bail!(
+        status.with_context(|| {
+            format!(
                 "hotspotd did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
                 self.log()
-            ),
-        }
+            )
+        })
     }
 
     /// Kills the daemon with SIGKILL, as a crash would, and waits for it to be gone. Its

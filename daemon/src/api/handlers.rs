@@ -57,6 +57,7 @@ pub(super) async fn add_session(
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let Json(new) = body.map_err(|rejection| json_error(&rejection))?;
     let (mac, connect) = (station(new.mac)?, new.connect);
+    // The control task stamps `created_at` again with the daemon's clock (`crate::clock`).
     let data = new.into_data(chrono::Utc::now());
     let view = commands
         .ask(|reply| Command::AddSession {

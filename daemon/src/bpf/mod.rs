@@ -222,6 +222,19 @@ impl Kernel {
         Ok(clients)
     }
 
+    /// One client's counters, summed over CPUs; `None` if the kernel has none for it.
+    pub fn usage_of(&self, client: MacKey) -> Result<Option<Usage>, BpfError> {
+        let map: PerCpuHashMap<&MapData, MacKey, Usage> = self.map(MAP_USAGE)?;
+        match map.get(&client, 0) {
+            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(Usage::default(), Usage::merged))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_USAGE,
+                source,
+            }),
+        }
+    }
+
     /// Makes the box's addresses in the kernel exactly `addrs`; see [`set_local_addrs`].
     pub fn sync_local_addrs(&mut self, addrs: &BTreeSet<IpKey>) -> Result<(), BpfError> {
         set_local_addrs(&mut self.ebpf, addrs)

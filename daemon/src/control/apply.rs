@@ -7,8 +7,9 @@ use tokio::time::Instant;
 
 use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 
-use super::{Control, now, speed};
+use super::{Control, speed};
 use crate::{
+    mac::MacAddr,
     sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
     store::{self, SaveBatch, SavedMeta, StoredClient},
 };
@@ -34,7 +35,10 @@ impl Control {
                         }
                     }
                     self.limits.insert(mac, (grant.down_mbits, grant.up_mbits));
-                    match self.kernel_grant(&grant) {
+                    if self.held_grants.remove(&mac) == Some(grant.session_id) {
+                        continue;
+                    }
+                    match self.kernel_grant(&grant, self.unbilled(mac)) {
                         Ok(kernel_grant) => {
                             if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
                                 tracing::error!(%mac, %error, "cannot let the client through");
@@ -103,11 +107,30 @@ impl Control {
         }
     }
 
-    /// The kernel's form of a grant: bytes as a signed budget, the deadline in jiffies, and
-    /// the client's HTB classes.
-    fn kernel_grant(&mut self, grant: &engine::Grant) -> Result<Grant, crate::bpf::BpfError> {
+    /// Billable bytes the client passed since the last poll, under the grant this one
+    /// replaces: the next poll bills them to the session now granted (its time has begun),
+    /// so they are not in its budget — after a time session's end these are the packets of
+    /// the moment before the next one's grant is in place. Zero when unknown.
+    fn unbilled(&self, mac: MacAddr) -> u64 {
+        match self.kernel.usage_of(mac.key()) {
+            Ok(Some(reading)) => self.table.unaccounted_billable(mac, &reading).unwrap_or(0),
+            Ok(None) => 0,
+            Err(error) => {
+                tracing::warn!(%mac, %error, "cannot read the client's counters; its new budget counts from the last poll");
+                0
+            }
+        }
+    }
+
+    /// The kernel's form of a grant: bytes as a signed budget less `unbilled` (see
+    /// [`Self::unbilled`]), the deadline in jiffies, and the client's HTB classes.
+    fn kernel_grant(
+        &mut self,
+        grant: &engine::Grant,
+        unbilled: u64,
+    ) -> Result<Grant, crate::bpf::BpfError> {
         let bytes_left = grant.bytes_left.map_or(UNLIMITED_BYTES, |bytes| {
-            i64::try_from(bytes).unwrap_or(i64::MAX - 1)
+            i64::try_from(bytes.saturating_sub(unbilled)).unwrap_or(i64::MAX - 1)
         });
         let deadline_jiffies = match grant.run_for {
             None => NO_DEADLINE,
@@ -123,16 +146,16 @@ impl Control {
         Ok(kernel_grant)
     }
 
-    /// Saves the sessions whose state changed and, when `periodic`, every running one (rule
-    /// 12), with every client and the counter baselines. The store takes the save at once and
-    /// writes it on its own thread; when the disk fails it keeps it and retries, so
-    /// enforcement never waits for the disk.
-    pub(super) fn save(&mut self, periodic: bool) {
-        let now = now();
+    /// Saves the sessions whose state changed and every running one (rule 12), with every
+    /// client and the counter baselines, in one batch. Running sessions are in every save, not
+    /// only the periodic one: the baselines say which traffic is billed, so a baseline saved
+    /// without the consumption it stands for would lose that traffic's bill if the daemon
+    /// then crashed. The store takes the save at once and writes it on its own thread; when
+    /// the disk fails it keeps it and retries, so enforcement never waits for the disk.
+    pub(super) fn save(&mut self) {
+        let now = self.now();
         let mut ids = std::mem::take(&mut self.unsaved);
-        if periodic {
-            ids.extend(self.engine.running());
-        }
+        ids.extend(self.engine.running());
         let sessions = ids
             .iter()
             .filter_map(|id| {
@@ -159,6 +182,7 @@ impl Control {
                 saved_at_mono_ns: u64::try_from(now.mono.as_nanos()).unwrap_or(u64::MAX),
                 boot_id: self.boot_id.clone(),
                 kernel_epoch: self.kernel_epoch,
+                clock_ahead_ns: self.clock.ahead().num_nanoseconds().unwrap_or(i64::MAX),
             },
         };
         if let Err(error) = self.store.save_batch(batch) {
@@ -172,7 +196,7 @@ impl Control {
 /// How long after a session's end the kernel cuts it: the daemon wakes `WAKE_AFTER` after
 /// the end and starts the next session first, so a chain has no gap. Well inside the 100 ms
 /// that sessions.md rule 11 allows.
-const KERNEL_DEADLINE_SLACK: Duration = Duration::from_millis(20);
+pub(super) const KERNEL_DEADLINE_SLACK: Duration = Duration::from_millis(20);
 /// When the daemon wakes after a session's end to end it and start the next.
 pub(super) const WAKE_AFTER: Duration = Duration::from_millis(2);
 

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Control, now};
+use super::Control;
 use crate::{
     api::{ClientView, SessionView, StatusView},
     mac::MacAddr,
     sessions::{
         SessionData,
-        engine::{ClientState, EngineError, Session, SessionId},
+        engine::{ClientState, EngineError, Now, Session, SessionId},
     },
     store::StoreError,
 };
@@ -119,7 +119,8 @@ impl Control {
                 let _ = reply.send(self.status_view());
             }
             Command::Sessions { mac, reply } => {
-                let _ = reply.send(self.session_views(mac));
+                let now = self.now();
+                let _ = reply.send(self.session_views(mac, now));
             }
             Command::AddSession {
                 mac,
@@ -135,18 +136,21 @@ impl Control {
                 self.answer_once_saved(reply, result);
             }
             Command::Connect { mac, reply } => {
-                let result = self.engine.connect(mac, now());
-                let result = self.after(result, mac).await;
+                let now = self.now();
+                let result = self.engine.connect(mac, now);
+                let result = self.after(result, mac, now).await;
                 self.answer_once_saved(reply, result);
             }
             Command::Pause { mac, reply } => {
-                let result = self.engine.pause(mac, now());
-                let result = self.after(result, mac).await;
+                let now = self.now();
+                let result = self.engine.pause(mac, now);
+                let result = self.after(result, mac, now).await;
                 self.answer_once_saved(reply, result);
             }
             Command::Reload { config } => self.reload(&config).await,
             Command::Metrics { reply } => {
-                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot()));
+                let now = self.now();
+                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot(now)));
             }
         }
     }
@@ -185,10 +189,11 @@ impl Control {
         &mut self,
         result: Result<Vec<crate::sessions::engine::Effect>, EngineError>,
         mac: MacAddr,
+        now: Now,
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
-        self.apply(effects, now()).await;
-        self.save(false);
+        self.apply(effects, now).await;
+        self.save();
         Ok(self.client_view(mac))
     }
 
@@ -202,8 +207,13 @@ impl Control {
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.
         data.validate()?;
+        // Sold now by the daemon's clock, which a step of the system clock does not confuse.
+        let now = self.now();
+        let data = SessionData {
+            created_at: now.wall,
+            ..data
+        };
         let id = self.store.insert(mac, data.clone())?;
-        let now = now();
         let mut effects = match self.engine.add(Session { id, mac, data }, now) {
             Ok(effects) => effects,
             Err(error) => {
@@ -216,8 +226,8 @@ impl Control {
             effects.extend(self.engine.connect(mac, now)?);
         }
         self.apply(effects, now).await;
-        self.save(false);
-        self.session_view(id)
+        self.save();
+        self.session_view(id, now)
             .ok_or(CommandError::Engine(EngineError::UnknownSession { id }))
     }
 
@@ -228,10 +238,10 @@ impl Control {
             return Err(EngineError::UnknownSession { id }.into());
         }
         self.store.remove(id)?;
-        let now = now();
+        let now = self.now();
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now).await;
-        self.save(false);
+        self.save();
         Ok(())
     }
 }

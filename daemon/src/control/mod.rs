@@ -33,11 +33,12 @@ pub use speed::global as global_rates;
 use crate::{
     accounting::{ClientTable, Clocks},
     bpf::{BpfError, Kernel, KernelStats},
+    clock::{Reading, Step, WallClock},
     config::Config,
     events::Events,
     mac::MacAddr,
     netlink::{Netlink, NetlinkError},
-    sessions::engine::{Engine, Now, SessionId},
+    sessions::engine::{Effect, Engine, Now, SessionId},
     shaping::{Desired, Shaper},
     store::{StoreError, StoreHandle},
 };
@@ -100,19 +101,13 @@ pub struct Control {
     limits: BTreeMap<MacAddr, (u32, u32)>,
     /// What is wrong with the interfaces, as last checked (see `links.rs`).
     link_trouble: links::LinkTrouble,
-}
-
-/// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
-/// restarted daemon can compare it with the reading of its last save (same boot only).
-#[must_use]
-pub fn now() -> Now {
-    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(Duration::from)
-        .unwrap_or_default();
-    Now {
-        mono,
-        wall: chrono::Utc::now(),
-    }
+    /// During the restore only: the running sessions whose grant the kernel still holds from
+    /// the previous run, in the classes this run adopted. Those grants stay as they are —
+    /// their budget and deadline are the exact ones — where rewriting them would race with
+    /// the packets passing meanwhile.
+    held_grants: BTreeMap<MacAddr, SessionId>,
+    /// The daemon's wall clock (see `crate::clock`); continued from the last save at restore.
+    clock: WallClock,
 }
 
 impl Control {
@@ -153,9 +148,45 @@ impl Control {
             classes: speed::Classes::default(),
             limits: BTreeMap::new(),
             link_trouble: links::LinkTrouble::default(),
+            held_grants: BTreeMap::new(),
+            clock: WallClock::start(Reading::now(), None).0,
         };
         control.restore().await?;
         Ok(control)
+    }
+
+    /// Reads both clocks the engine works with: `mono` is `CLOCK_MONOTONIC`, absolute, so a
+    /// restarted daemon can compare it with the reading of its last save (same boot only);
+    /// `wall` is the daemon's wall clock. A step of the system clock since the last reading
+    /// moves the sessions' recorded moments first (see `crate::clock`), so that nothing the
+    /// engine then decides is decided on a jumped clock.
+    fn now(&mut self) -> Now {
+        let reading = Reading::now();
+        let (wall, step) = self.clock.read(reading);
+        if let Some(step) = step {
+            self.follow_step(step);
+        }
+        Now {
+            mono: reading.mono,
+            wall,
+        }
+    }
+
+    /// Moves the sessions' recorded moments with a step of the wall clock; they are saved
+    /// with the next save.
+    fn follow_step(&mut self, step: Step) {
+        let effects = self.engine.shift_wall(step);
+        tracing::warn!(
+            by_secs = step.by.num_seconds(),
+            only_after = ?step.after,
+            sessions = effects.len(),
+            "the wall clock stepped; the sessions' start and sale times move with it, so their expiry counts the time that really passed"
+        );
+        for effect in effects {
+            if let Effect::Save(id) = effect {
+                self.unsaved.insert(id);
+            }
+        }
     }
 
     /// The kernel, to attach the programs once the state is restored.
@@ -220,7 +251,7 @@ impl Control {
             }
         }
         self.poll_logged().await;
-        self.save(true);
+        self.save();
         Ok((self.kernel, self.shaper))
     }
 
@@ -229,8 +260,7 @@ impl Control {
             tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
         }
         if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
-            let periodic = self.last_save.elapsed() >= self.config.save_interval();
-            self.save(periodic);
+            self.save();
         }
     }
 
@@ -244,7 +274,7 @@ impl Control {
 
         let readings = self.kernel.usage()?;
         self.usage_entries = readings.len();
-        let now = now();
+        let now = self.now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
             hz: self.hz,

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{Control, now, speed};
+use super::{Control, speed};
 use crate::{config::Config, sessions::engine::EngineConfig};
 
 impl Control {
@@ -48,7 +48,7 @@ impl Control {
         {
             tracing::error!(%error, "the new walled garden could not be applied");
         }
-        let now = now();
+        let now = self.now();
         let effects = self
             .engine
             .set_config(EngineConfig::from_config(&merged), now);
@@ -62,7 +62,7 @@ impl Control {
         if global_changed {
             self.sync_speed().await;
         }
-        self.save(false);
+        self.save();
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");
         } else {

@@ -49,6 +49,37 @@ impl Classes {
         })
     }
 
+    /// Takes over the classes a previous run gave `mac`, read from its grant in the kernel,
+    /// so that a restart leaves every running client in the class it is in. False, changing
+    /// nothing, when they are not classes this daemon hands out or their minor is taken.
+    pub(super) fn adopt(&mut self, mac: MacAddr, class_down: u32, class_up: u32) -> bool {
+        let Ok(minor) = u16::try_from(class_down & 0xffff) else {
+            return false;
+        };
+        let ours = (
+            u32::from(LAN_HANDLE) << 16 | u32::from(minor),
+            u32::from(IFB_HANDLE) << 16 | u32::from(minor),
+        );
+        let first_new = self.next.max(FIRST_CLIENT_MINOR);
+        // Below `first_new` a minor is either in use or freed.
+        let taken = minor < first_new && !self.freed.contains(&minor);
+        if (class_down, class_up) != ours
+            || !(FIRST_CLIENT_MINOR..=LAST_CLIENT_MINOR).contains(&minor)
+            || taken
+            || self.by_mac.contains_key(&mac)
+        {
+            return false;
+        }
+        if minor >= first_new {
+            self.freed.extend(first_new..minor);
+            self.next = minor + 1;
+        } else {
+            self.freed.retain(|freed| *freed != minor);
+        }
+        self.by_mac.insert(mac, minor);
+        true
+    }
+
     /// A free minor: a freed one first, else the lowest never handed out.
     fn take(&mut self) -> Option<u16> {
         if let Some(minor) = self.freed.pop() {
@@ -116,6 +147,34 @@ mod tests {
                 .minor,
             2
         );
+    }
+
+    #[test]
+    fn a_restart_adopts_the_classes_of_the_previous_run() {
+        let mut classes = Classes::default();
+        assert!(classes.adopt(A, 0x0001_0005, 0x0002_0005));
+        assert_eq!(classes.of(A).expect("adopted").minor, 5);
+        assert!(
+            !classes.adopt(B, 0x0001_0005, 0x0002_0005),
+            "a minor is not handed out twice"
+        );
+        assert!(
+            !classes.adopt(B, 0x0001_0006, 0x0002_0007),
+            "not a pair of ours"
+        );
+        assert!(!classes.adopt(B, 0, 0), "no classes");
+        // The minors skipped over are handed out later, and 5 never again.
+        let others: Vec<u16> = (3..=6)
+            .map(|n| {
+                classes
+                    .of(MacAddr([2, 0, 0, 0, 1, n]))
+                    .expect("a minor")
+                    .minor
+            })
+            .collect();
+        let mut sorted = others.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![2, 3, 4, 6], "{others:?}");
     }
 
     #[test]

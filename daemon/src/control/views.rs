@@ -1,12 +1,12 @@
 //! What the API shows, built from the control task's state: clients (traffic from the client
 //! table, state from the engine), sessions, status (with the store's health). Read-only.
 
-use super::{Control, now};
+use super::Control;
 use crate::{
     accounting::ClientRecord,
     api::{ClientView, SessionView, StatusView},
     mac::MacAddr,
-    sessions::engine::SessionId,
+    sessions::engine::{Now, SessionId},
 };
 
 impl Control {
@@ -49,7 +49,7 @@ impl Control {
         }
     }
 
-    pub(super) fn session_views(&self, mac: Option<MacAddr>) -> Vec<SessionView> {
+    pub(super) fn session_views(&self, mac: Option<MacAddr>, now: Now) -> Vec<SessionView> {
         let ids: Vec<SessionId> = match mac {
             Some(mac) => self
                 .engine
@@ -59,21 +59,20 @@ impl Control {
             None => self.engine.sessions().map(|session| session.id).collect(),
         };
         ids.into_iter()
-            .filter_map(|id| self.session_view(id))
+            .filter_map(|id| self.session_view(id, now))
             .collect()
     }
 
-    pub(super) fn session_view(&self, id: SessionId) -> Option<SessionView> {
+    pub(super) fn session_view(&self, id: SessionId, now: Now) -> Option<SessionView> {
         let session = self.engine.session(id)?;
-        let state = self.engine.state_of(id, now())?;
+        let state = self.engine.state_of(id, now)?;
         Some(SessionView {
             session: session.clone(),
             state,
         })
     }
 
-    pub(super) fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
-        let now = now();
+    pub(super) fn metrics_snapshot(&self, now: Now) -> crate::metrics::Snapshot {
         let mut by_state = std::collections::BTreeMap::new();
         for session in self.engine.sessions() {
             if let Some(state) = self.engine.state_of(session.id, now) {

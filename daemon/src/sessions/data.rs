@@ -4,6 +4,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Step;
+
 /// What a session sells. The numbers are part of the API and the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -100,7 +102,8 @@ pub struct SessionData {
     pub time_cons: u64,
     /// MB consumed (types 1 and 2).
     pub data_cons: f64,
-    /// When it first ran; `None` = never started. Never changes once set.
+    /// When it first ran; `None` = never started. Set once; it moves only with a step of the
+    /// wall clock, to go on naming the same instant (`crate::clock`).
     pub started_at: Option<DateTime<Utc>>,
     /// Valid for this many days after it started (plus `time_secs`); `None` = never expires.
     pub exp_days: Option<u32>,
@@ -255,6 +258,21 @@ impl SessionData {
     #[must_use]
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// Moves `started_at` and `created_at` with a step of the daemon's wall clock, where the
+    /// step covers them (`crate::clock`), so they name the same instants; whether either
+    /// moved.
+    pub fn follow_step(&mut self, step: &Step) -> bool {
+        let started_at = self.started_at.and_then(|at| step.moved(at));
+        let created_at = step.moved(self.created_at);
+        if started_at.is_some() {
+            self.started_at = started_at;
+        }
+        if let Some(at) = created_at {
+            self.created_at = at;
+        }
+        started_at.is_some() || created_at.is_some()
     }
 
     /// Seconds left to run (types 0 and 2); `None` when time does not count.

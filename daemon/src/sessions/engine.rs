@@ -6,8 +6,10 @@
 //!
 //! # Clocks
 //! Time consumption is measured on `Now::mono` only, so a wall-clock jump (NTP, a dead RTC) never
-//! bills or refunds time. `started_at` and expiry are wall time by definition (rule 4): a
-//! forward jump can expire a session early and a backward one delays its expiry.
+//! bills or refunds time. `started_at` and expiry are wall time by definition (rule 4), taken
+//! as given: the caller's clock (`crate::clock`) sees a step of the system clock and hands it
+//! to [`Engine::shift_wall`] before anything else, so that recorded moments keep naming the
+//! same instants and a jump neither expires a session early nor extends it.
 //!
 //! # Order of effects
 //! Within one call, effects come per client (in MAC order when several clients change), and
@@ -38,7 +40,7 @@ pub use self::model::{
     Session, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
-use crate::mac::MacAddr;
+use crate::{clock::Step, mac::MacAddr};
 
 /// The state machine; see the module doc.
 #[derive(Debug)]
@@ -215,7 +217,6 @@ impl Engine {
         now: Now,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let bytes_per_mb = self.config.bytes_per_mb.max(1);
         let Some(client) = self.clients.get_mut(&mac) else {
             return effects;
         };
@@ -226,17 +227,8 @@ impl Engine {
                 if active {
                     *active_at = (*active_at).max(now.mono);
                 }
-                if let Some(entry) = self.sessions.get_mut(session)
-                    && entry.ended.is_none()
-                    && entry.session.data.kind.counts_data()
-                {
-                    #[expect(
-                        clippy::cast_precision_loss,
-                        reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
-                    )]
-                    let mb = billable_bytes as f64 / bytes_per_mb as f64;
-                    entry.session.data.data_cons += mb;
-                }
+                let session = *session;
+                self.bill(mac, session, billable_bytes);
                 self.settle(mac, now, &mut effects);
             }
             Status::Paused {
@@ -277,9 +269,10 @@ impl Engine {
     }
 
     /// Replaces the engine's state with what the store and the kernel say after a restart:
-    /// every session, and what each client was doing. A connected client's session is credited
-    /// `credit` (time the kernel ran it meanwhile) and granted again, or ended and followed by
-    /// the next one if it ran out meanwhile. Paused and disconnected clients are revoked; a
+    /// every session, and what each client was doing. Each client's `billed` bytes are added
+    /// to their sessions first. A connected client's session is credited `credit` (time the
+    /// kernel ran it meanwhile) and granted again, or ended and followed by the next one if it
+    /// ran out meanwhile. Paused and disconnected clients are revoked; a
     /// paused one keeps its `pause_reason` (the operator's when unknown). Sessions no client was
     /// using that ended meanwhile are marked so without events.
     #[must_use = "the effects must be carried out"]
@@ -302,6 +295,9 @@ impl Engine {
         let mut effects = Vec::new();
         for (mac, restored) in clients {
             self.clients.entry(mac).or_insert_with(Client::new);
+            for (id, bytes) in &restored.billed {
+                self.bill(mac, *id, *bytes);
+            }
             let session = restored.session_id.filter(|id| {
                 self.sessions
                     .get(id)
@@ -334,6 +330,27 @@ impl Engine {
         for id in ids {
             self.settle_quietly(id, now);
         }
+        effects
+    }
+
+    /// The wall clock stepped (`crate::clock`): moves every `started_at` and `created_at` the
+    /// step covers so that they name the same instants as before, and every expiry with
+    /// them. Time consumed is monotonic and does not move. Returns a `Save` for each session
+    /// that moved.
+    #[must_use = "the effects must be carried out"]
+    pub fn shift_wall(&mut self, step: Step) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (id, entry) in &mut self.sessions {
+            if entry.session.data.follow_step(&step) {
+                effects.push(Effect::Save(*id));
+            }
+        }
+        self.expiries = self
+            .sessions
+            .iter()
+            .filter(|(_, entry)| entry.ended.is_none())
+            .filter_map(|(id, entry)| Some((entry.session.data.expires_at()?, *id)))
+            .collect();
         effects
     }
 

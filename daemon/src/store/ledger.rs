@@ -238,6 +238,7 @@ mod tests {
             saved_at_mono_ns: n,
             boot_id: "boot".to_owned(),
             kernel_epoch: 7,
+            clock_ahead_ns: 0,
         }
     }
 

@@ -90,6 +90,9 @@ pub struct SavedMeta {
     /// Identifies the pinned kernel maps the baselines came from; another one means the
     /// counters started again from zero.
     pub kernel_epoch: u64,
+    /// How far the daemon's wall clock (`saved_at_wall`) was ahead of the system's, ns
+    /// (`crate::clock`); 0 when the system clock was taken as it is.
+    pub clock_ahead_ns: i64,
 }
 
 /// One periodic (or shutdown, or change of state) save: the store takes it at once and writes
@@ -566,6 +569,7 @@ pub(crate) mod tests {
             saved_at_mono_ns: 1,
             boot_id: "boot".to_owned(),
             kernel_epoch: 1,
+            clock_ahead_ns: 0,
         };
         let client = StoredClient {
             mac: mac(3),

@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -82,9 +82,16 @@ CREATE TABLE saved_state (
 );
 ";
 
+/// Version 3: how far the daemon's wall clock was ahead of the system's at the last save
+/// (`crate::clock`: nonzero while the system clock was not set yet, after booting without a
+/// real-time clock), so that a restart before NTP syncs carries on with the same clock.
+const SCHEMA_V3: &str = "
+ALTER TABLE saved_state ADD COLUMN clock_ahead_ns INTEGER NOT NULL DEFAULT 0;
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -547,6 +554,7 @@ mod tests {
             saved_at_mono_ns: 1,
             boot_id: "boot".to_owned(),
             kernel_epoch: 1,
+            clock_ahead_ns: 0,
         };
         assert_eq!(db.last_id().expect("reads"), 4);
         let sold = StoredSession {
@@ -566,8 +574,38 @@ mod tests {
         assert_eq!(loaded.sessions.last(), Some(&sold));
         assert_eq!((loaded.clients, loaded.meta), (vec![client], Some(meta)));
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 2);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
         assert_eq!(pragma(&path, "application_id"), i64::from(APPLICATION_ID));
+    }
+
+    /// A version 2 file, as a box running it saved it: its last save is kept, with the clock
+    /// taken as set.
+    #[test]
+    fn the_second_schema_keeps_its_last_save() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} PRAGMA user_version = 2;
+                 INSERT INTO saved_state VALUES
+                    (1, '2027-01-15T08:00:00.000000000Z', 42, 'boot', 7);"
+            ),
+        );
+        let db = Db::open(&path).expect("migrates");
+        let meta = db.load_all().expect("loads").meta.expect("the last save");
+        assert_eq!(
+            meta,
+            SavedMeta {
+                saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+                saved_at_mono_ns: 42,
+                boot_id: "boot".to_owned(),
+                kernel_epoch: 7,
+                clock_ahead_ns: 0,
+            }
+        );
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 3);
     }
 
     #[test]
@@ -703,13 +741,13 @@ mod tests {
             &path,
             &format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};
-                 CREATE TABLE sessions_v3 (id INTEGER PRIMARY KEY);",
+                 CREATE TABLE sessions_next (id INTEGER PRIMARY KEY);",
                 SCHEMA_VERSION + 1
             ),
         );
         let error = refused(dir.path(), &path);
         assert!(
-            matches!(error, StoreError::TooNew { version: 3, .. }),
+            matches!(error, StoreError::TooNew { version, .. } if version == i64::from(SCHEMA_VERSION) + 1),
             "{error}"
         );
         assert!(error.to_string().contains("newer hotspotd"), "{error}");

@@ -57,8 +57,9 @@ SELECT mac, state, pause_reason, session_id, up_bytes, up_packets, down_bytes, d
 FROM clients ORDER BY mac";
 
 const SAVE_META: &str = "
-INSERT OR REPLACE INTO saved_state (id, saved_at_wall, saved_at_mono_ns, boot_id, kernel_epoch)
-VALUES (1, ?1, ?2, ?3, ?4)";
+INSERT OR REPLACE INTO saved_state (id, saved_at_wall, saved_at_mono_ns, boot_id, kernel_epoch,
+    clock_ahead_ns)
+VALUES (1, ?1, ?2, ?3, ?4, ?5)";
 
 /// The highest id ever handed out: AUTOINCREMENT's record of it (which outlives the removal
 /// of that session), or the highest row of a file that never had one.
@@ -117,9 +118,18 @@ impl Db {
         let meta = self
             .conn
             .query_row(
-                "SELECT saved_at_wall, saved_at_mono_ns, boot_id, kernel_epoch FROM saved_state",
+                "SELECT saved_at_wall, saved_at_mono_ns, boot_id, kernel_epoch, clock_ahead_ns
+                FROM saved_state",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
             )
             .optional()
             .map_err(self.fail(op))?
@@ -206,6 +216,7 @@ impl Db {
                                 mono_ns,
                                 &meta.boot_id,
                                 meta.kernel_epoch.cast_signed(),
+                                meta.clock_ahead_ns,
                             ))
                         })
                         .map_err(fail(path, op))?;
@@ -327,7 +338,7 @@ impl Db {
 
     fn read_meta(
         &self,
-        (wall, mono_ns, boot_id, kernel_epoch): (String, i64, String, i64),
+        (wall, mono_ns, boot_id, kernel_epoch, clock_ahead_ns): (String, i64, String, i64, i64),
     ) -> Result<SavedMeta, StoreError> {
         let bad = |field, value: &dyn ToString| StoreError::BadValue {
             path: self.path.clone(),
@@ -342,6 +353,7 @@ impl Db {
                 .map_err(|_| bad("saved_at_mono_ns", &mono_ns))?,
             boot_id,
             kernel_epoch: kernel_epoch.cast_unsigned(),
+            clock_ahead_ns,
         })
     }
 }
@@ -679,6 +691,7 @@ mod tests {
             saved_at_mono_ns: 5_000_000_000 + n,
             boot_id: "3f0b52b4-6a4c-4a0e-9d3e-0c9d1f1c2b7a".to_owned(),
             kernel_epoch: u64::MAX - n,
+            clock_ahead_ns: -i64::try_from(n).unwrap_or(i64::MAX),
         }
     }
 

@@ -154,6 +154,7 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
         saved_at_mono_ns: 1_000_000_000 * (run + 1),
         boot_id: "3f0b52b4-6a4c-4a0e-9d3e-0c9d1f1c2b7a".to_owned(),
         kernel_epoch: 1,
+        clock_ahead_ns: 0,
     };
     let clients = || {
         sessions

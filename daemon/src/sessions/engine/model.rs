@@ -214,4 +214,8 @@ pub struct RestoredClient {
     /// Time the kernel kept the session running while the daemon was down; zero after a
     /// reboot (downtime of the box is never billed).
     pub credit: Duration,
+    /// Billable bytes the kernel let through while the daemon was down (since the last save),
+    /// by the session they went to: billed before anything is decided, so a session that
+    /// ran out meanwhile ends and its successor gets only what is really left.
+    pub billed: Vec<(SessionId, u64)>,
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::{
+    clock::Step,
     config::QueueOrder,
     sessions::data::{InvalidSession, SessionData, SessionType},
 };
@@ -252,6 +253,7 @@ fn started_at_is_set_once_at_the_first_start() {
         session_id: Some(1),
         pause_reason: None,
         credit: Duration::from_secs(3),
+        billed: Vec::new(),
     };
     let _ = engine.restore(sessions, vec![restored], clock.secs(7));
     assert_eq!(data(&engine, 1).started_at, Some(started));
@@ -494,8 +496,9 @@ fn wall_clock_jumps_do_not_change_time_consumed() {
     );
 }
 
-/// Expiry is wall time by definition (rule 4): a forward jump past it ends the session,
-/// though no time was consumed.
+/// Expiry is wall time by definition (rule 4): given a wall time past it, the engine ends the
+/// session, though no time was consumed. (The daemon's clock hands a step of the system
+/// clock to `shift_wall` first; see the next test.)
 #[test]
 fn a_forward_wall_jump_can_expire_a_session() {
     let mut clock = Clock::new();
@@ -505,6 +508,75 @@ fn a_forward_wall_jump_can_expire_a_session() {
     let effects = engine.tick(clock.secs(1));
     assert!(effects.contains(&ev(Event::SessionExpired { id: 1, mac: A })));
     assert_eq!(data(&engine, 1).time_cons, 1);
+}
+
+/// A step of the wall clock handed to `shift_wall` moves `started_at`, `created_at` and the
+/// expiry with it: years forward expire nothing, hours back extend nothing.
+#[test]
+fn a_shifted_wall_step_expires_nothing_early_and_extends_nothing() {
+    let mut clock = Clock::new();
+    let one_day_data = with(session(1, A, SessionType::Data), |data| {
+        data.exp_days = Some(1);
+    });
+    let mut engine = engine(
+        config(),
+        [one_day_data, session(2, A, SessionType::Data)],
+        clock.now(),
+    );
+    engine.connect(A, clock.now()).unwrap();
+    let started_at = data(&engine, 1).started_at.unwrap();
+    let expires_at = data(&engine, 1).expires_at().unwrap();
+
+    let years = TimeDelta::days(20 * 365);
+    clock.jump_wall(years);
+    let saves = engine.shift_wall(Step {
+        by: years,
+        after: None,
+    });
+    assert_eq!(saves, vec![Effect::Save(1), Effect::Save(2)]);
+    assert_eq!(data(&engine, 1).started_at, Some(started_at + years));
+    assert_eq!(data(&engine, 2).created_at, t0() + years);
+    assert_eq!(engine.tick(clock.secs(1)), vec![], "nothing expires");
+
+    clock.jump_wall(-TimeDelta::hours(3));
+    let _ = engine.shift_wall(Step {
+        by: -TimeDelta::hours(3),
+        after: None,
+    });
+    let moved_expiry = expires_at + years - TimeDelta::hours(3);
+    assert_eq!(data(&engine, 1).expires_at(), Some(moved_expiry));
+    // It expires when its real validity runs out, counted from its start.
+    let left = (moved_expiry - clock.now().wall).to_std().unwrap();
+    assert_eq!(
+        left,
+        (expires_at - started_at - TimeDelta::seconds(1))
+            .to_std()
+            .unwrap()
+    );
+    let effects = engine.tick(clock.advance(left));
+    assert!(effects.contains(&ev(Event::SessionExpired { id: 1, mac: A })));
+}
+
+/// A step that covers only moments after a boundary (the clock was set after a reboot)
+/// leaves the earlier ones where they are.
+#[test]
+fn a_shift_after_a_boundary_moves_only_later_moments() {
+    let clock = Clock::new();
+    let old = with(expiring(1), |data| {
+        data.created_at = t0() - TimeDelta::days(1);
+    });
+    let mut engine = engine(
+        config(),
+        [old, session(2, A, SessionType::Data)],
+        clock.now(),
+    );
+    let saves = engine.shift_wall(Step {
+        by: TimeDelta::hours(2),
+        after: Some(t0() - TimeDelta::hours(1)),
+    });
+    assert_eq!(saves, vec![Effect::Save(2)]);
+    assert_eq!(data(&engine, 1).created_at, t0() - TimeDelta::days(1));
+    assert_eq!(data(&engine, 2).created_at, t0() + TimeDelta::hours(2));
 }
 
 // ---- rule 6: data ----
@@ -950,6 +1022,7 @@ fn running_a(credit: Duration) -> Vec<RestoredClient> {
         session_id: Some(1),
         pause_reason: None,
         credit,
+        billed: Vec::new(),
     }]
 }
 
@@ -1008,6 +1081,47 @@ fn restore_chains_a_session_consumed_while_the_daemon_was_down() {
     assert_eq!(data(&engine, 1).time_cons, 60);
 }
 
+/// What the kernel let through while the daemon was down is billed before the grant: a
+/// session that ran out meanwhile ends, and one still running gets only what is left.
+#[test]
+fn restore_bills_what_the_kernel_passed_before_granting() {
+    let clock = Clock::new();
+    let sessions = || {
+        vec![
+            with(session(1, A, SessionType::Data), |data| {
+                data.started_at = Some(t0());
+                data.data_cons = 4.0;
+            }),
+            session(2, A, SessionType::Data),
+        ]
+    };
+    let restored = |bytes| {
+        vec![RestoredClient {
+            billed: vec![(1, bytes)],
+            ..running_a(Duration::ZERO).remove(0)
+        }]
+    };
+
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(sessions(), restored(1_500_000), clock.now());
+    assert_eq!(grant(&effects).bytes_left, Some(4_500_000));
+    assert!((data(&engine, 1).data_cons - 5.5).abs() < 1e-9);
+
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(sessions(), restored(6_000_100), clock.now());
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Save(1),
+            ev(Event::SessionConsumed { id: 1, mac: A }),
+            Effect::Grant(own_grant(2, A, None, Some(10_000_000))),
+            Effect::Save(2),
+            ev(Event::SessionStarted { id: 2, mac: A }),
+        ]
+    );
+    assert!((data(&engine, 1).data_cons - 10.000_1).abs() < 1e-9);
+}
+
 #[test]
 fn restore_revokes_paused_and_disconnected_clients() {
     let mut clock = Clock::new();
@@ -1019,6 +1133,7 @@ fn restore_revokes_paused_and_disconnected_clients() {
             session_id: None,
             pause_reason: None,
             credit: Duration::ZERO,
+            billed: Vec::new(),
         },
         RestoredClient {
             mac: A,
@@ -1026,6 +1141,7 @@ fn restore_revokes_paused_and_disconnected_clients() {
             session_id: Some(1),
             pause_reason: None,
             credit: Duration::from_secs(999),
+            billed: Vec::new(),
         },
     ];
     let effects = engine.restore(half_used(&clock), clients, clock.now());
@@ -1057,6 +1173,7 @@ fn restore_ends_a_paused_session_that_expired_while_the_box_was_off() {
         session_id: Some(1),
         pause_reason: None,
         credit: Duration::ZERO,
+        billed: Vec::new(),
     };
     assert_eq!(
         engine.restore(vec![stale], vec![paused], clock.now()),
@@ -1080,6 +1197,7 @@ fn restore_keeps_an_idle_pause_that_resumes_on_traffic() {
         session_id: Some(1),
         pause_reason: Some(PauseReason::Idle),
         credit: Duration::ZERO,
+        billed: Vec::new(),
     };
     let _ = engine.restore(half_used(&clock), vec![idle], clock.now());
     assert_eq!(engine.pause_reason(A), Some(PauseReason::Idle));

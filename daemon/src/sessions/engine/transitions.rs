@@ -88,6 +88,24 @@ impl Engine {
         }
     }
 
+    /// Adds `bytes` of billable traffic to session `id` of `mac`, if it counts data (rule 2)
+    /// and has not ended.
+    pub(super) fn bill(&mut self, mac: MacAddr, id: SessionId, bytes: u64) {
+        let bytes_per_mb = self.config.bytes_per_mb.max(1);
+        if let Some(entry) = self.sessions.get_mut(&id)
+            && entry.session.mac == mac
+            && entry.ended.is_none()
+            && entry.session.data.kind.counts_data()
+        {
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
+            )]
+            let mb = bytes as f64 / bytes_per_mb as f64;
+            entry.session.data.data_cons += mb;
+        }
+    }
+
     /// Credits a connected client's running time; if its session is over, ends it and starts
     /// the next one (or disconnects the client).
     pub(super) fn settle(&mut self, mac: MacAddr, now: Now, effects: &mut Vec<Effect>) {
