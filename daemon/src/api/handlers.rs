@@ -28,6 +28,27 @@ pub(super) async fn clients(
     ))
 }
 
+/// `GET /v1/clients/{mac}`: one client, as `GET /v1/clients` lists it; 404 if it is not listed.
+pub(super) async fn client(
+    State(commands): State<Commands>,
+    Path(mac): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    commands
+        .ask(|reply| Command::Client { mac, reply })
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_client",
+                format!(
+                    "hotspotd does not know the client {mac}: the kernel has seen no packet of it and it holds no session"
+                ),
+            )
+        })
+}
+
 pub(super) async fn status(State(commands): State<Commands>) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(commands.ask(|reply| Command::Status { reply }).await?))
 }

@@ -170,6 +170,7 @@ impl axum::extract::FromRef<ApiState> for Events {
 pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
+        .route("/v1/clients/{mac}", get(handlers::client))
         .route("/v1/clients/{mac}/connect", post(handlers::connect))
         .route("/v1/clients/{mac}/pause", post(handlers::pause))
         .route(

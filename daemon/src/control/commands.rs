@@ -19,6 +19,11 @@ pub enum Command {
     Clients {
         reply: oneshot::Sender<Vec<ClientView>>,
     },
+    /// One client; `None` if the daemon does not know it.
+    Client {
+        mac: MacAddr,
+        reply: oneshot::Sender<Option<ClientView>>,
+    },
     Status {
         reply: oneshot::Sender<StatusView>,
     },
@@ -107,6 +112,9 @@ impl Control {
         match command {
             Command::Clients { reply } => {
                 let _ = reply.send(self.client_views());
+            }
+            Command::Client { mac, reply } => {
+                let _ = reply.send(self.known_client_view(mac));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status_view());

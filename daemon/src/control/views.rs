@@ -26,6 +26,12 @@ impl Control {
         macs
     }
 
+    /// The client, if the kernel has seen it or it holds a session (what `client_views` lists).
+    pub(super) fn known_client_view(&self, mac: MacAddr) -> Option<ClientView> {
+        let known = self.table.record(mac).is_some() || self.engine.has_client(mac);
+        known.then(|| self.client_view(mac))
+    }
+
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();

@@ -370,6 +370,12 @@ impl Engine {
         })
     }
 
+    /// Whether the client holds a session or is connected: one `clients` lists.
+    #[must_use]
+    pub fn has_client(&self, mac: MacAddr) -> bool {
+        self.clients.contains_key(&mac)
+    }
+
     /// A client the engine never saw is `Disconnected`.
     #[must_use]
     pub fn client_state(&self, mac: MacAddr) -> ClientState {
