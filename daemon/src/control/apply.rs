@@ -115,6 +115,7 @@ impl Control {
             Ok(()) => {
                 self.last_save = Instant::now();
                 self.last_save_took = started.elapsed();
+                self.save_durations.observe(self.last_save_took);
             }
             Err(error) => {
                 tracing::error!(%error, "saving sessions failed; retrying with the next poll");

@@ -89,6 +89,9 @@ pub struct Control {
     /// last poll: for `/metrics`.
     last_save_took: Duration,
     usage_entries: usize,
+    /// Every poll's and every save's duration, for `/metrics`.
+    poll_durations: crate::metrics::Histogram,
+    save_durations: crate::metrics::Histogram,
 }
 
 /// Reads both clocks the engine works with. `mono` is `CLOCK_MONOTONIC`, absolute, so a
@@ -136,6 +139,8 @@ impl Control {
             events,
             last_save_took: Duration::ZERO,
             usage_entries: 0,
+            poll_durations: crate::metrics::Histogram::default(),
+            save_durations: crate::metrics::Histogram::default(),
         };
         control.restore().await?;
         Ok(control)
@@ -242,6 +247,7 @@ impl Control {
             .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
         self.kernel_stats = self.kernel.stats()?;
         self.last_poll = started.elapsed();
+        self.poll_durations.observe(self.last_poll);
         Ok(())
     }
 }

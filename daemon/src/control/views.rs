@@ -91,6 +91,8 @@ impl Control {
             kernel: self.kernel_stats,
             last_poll_seconds: self.last_poll.as_secs_f64(),
             last_save_seconds: self.last_save_took.as_secs_f64(),
+            poll_durations: self.poll_durations.clone(),
+            save_durations: self.save_durations.clone(),
             usage_entries: self.usage_entries,
             grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
             map_capacity: hotspotd_common::MAX_CLIENTS,
@@ -104,6 +106,7 @@ impl Control {
             clients: self.client_macs().len(),
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
+            last_save_ms: self.last_save_took.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
         }
     }

@@ -2,7 +2,11 @@
 //! by state, the gate's drops by reason, poll and save durations, map fill, build info. Pure:
 //! renders a [`Snapshot`] the control task takes.
 
+mod histogram;
+
 use std::fmt::Write as _;
+
+pub use histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
 
 use crate::{
     api::ClientView,
@@ -17,6 +21,9 @@ pub struct Snapshot {
     pub kernel: KernelStats,
     pub last_poll_seconds: f64,
     pub last_save_seconds: f64,
+    /// Every poll and every save since the daemon started.
+    pub poll_durations: Histogram,
+    pub save_durations: Histogram,
     pub usage_entries: usize,
     pub grant_entries: usize,
     pub map_capacity: u32,
@@ -152,6 +159,12 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
     let name = "hotspotd_save_duration_seconds";
     metric(out, name, "gauge", "How long the last save to SQLite took.");
     sample(out, name, &[], snapshot.last_save_seconds);
+    let name = "hotspotd_poll_seconds";
+    metric(out, name, "histogram", "How long each counter poll took.");
+    snapshot.poll_durations.render(out, name);
+    let name = "hotspotd_save_seconds";
+    metric(out, name, "histogram", "How long each save to SQLite took.");
+    snapshot.save_durations.render(out, name);
     let name = "hotspotd_map_entries";
     metric(
         out,
@@ -211,6 +224,7 @@ fn escape(value: &str) -> String {
 pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
     let mut samples = Vec::new();
     let mut typed = std::collections::BTreeSet::new();
+    let mut histograms = std::collections::BTreeSet::new();
     for (number, line) in text.lines().enumerate() {
         let number = number + 1;
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -219,10 +233,14 @@ pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
                 .next()
                 .ok_or(format!("line {number}: TYPE without a name"))?;
             match parts.next() {
-                Some("counter" | "gauge" | "histogram" | "summary" | "untyped") => {}
+                Some("histogram") => {
+                    histograms.insert(name.to_owned());
+                }
+                Some("counter" | "gauge" | "summary" | "untyped") => {
+                    typed.insert(name.to_owned());
+                }
                 other => return Err(format!("line {number}: unknown type {other:?}")),
             }
-            typed.insert(name.to_owned());
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
@@ -242,7 +260,12 @@ pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
         {
             return Err(format!("line {number}: bad metric name {name:?}"));
         }
-        if !typed.contains(name) {
+        // A histogram's samples are its name with `_bucket`, `_sum` or `_count`.
+        let histogram_of = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| histograms.contains(*base));
+        if !typed.contains(name) && histogram_of.is_none() {
             return Err(format!("line {number}: {name} has no TYPE line before it"));
         }
         if series.contains('{') && !series.ends_with('}') {
@@ -281,6 +304,12 @@ mod tests {
             },
             last_poll_seconds: 0.002,
             last_save_seconds: 0.01,
+            poll_durations: {
+                let mut polls = Histogram::default();
+                polls.observe(std::time::Duration::from_millis(3));
+                polls
+            },
+            save_durations: Histogram::default(),
             usage_entries: 1,
             grant_entries: 1,
             map_capacity: 16_384,
@@ -306,6 +335,12 @@ mod tests {
             Some(7.0)
         );
         assert_eq!(value("hotspotd_map_capacity"), Some(16_384.0));
+        assert_eq!(
+            value(r#"hotspotd_poll_seconds_bucket{le="0.005"}"#),
+            Some(1.0)
+        );
+        assert_eq!(value("hotspotd_poll_seconds_count"), Some(1.0));
+        assert_eq!(value("hotspotd_save_seconds_count"), Some(0.0));
     }
 
     #[test]
@@ -314,6 +349,8 @@ mod tests {
         assert!(parse("# TYPE x gauge\nx{a=\"b\" 1").is_err());
         assert!(parse("# TYPE x gauge\nx one").is_err());
         assert!(parse("# TYPE x bogus\nx 1").is_err());
+        assert!(parse("# TYPE x gauge\nx_count 1").is_err());
+        assert!(parse("# TYPE x histogram\nx_count 1\nx_bucket{le=\"+Inf\"} 1").is_ok());
     }
 
     #[test]
