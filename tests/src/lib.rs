@@ -6,14 +6,17 @@
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
 //! and names are unique per process and per call, so tests run in parallel.
 
+pub mod crowd;
 mod daemon;
 pub mod frames;
 mod lan;
 mod netns;
+pub mod process;
 mod traffic;
 
 use std::time::{Duration, Instant};
 
+pub use crowd::{Crowd, CrowdSender};
 pub use daemon::{Daemon, hotspotctl_bin, hotspotd_bin, workspace_root};
 pub use lan::{
     CLIENT_IFACE, Client, GATEWAY_LAN_V4, GATEWAY_LAN_V6, GATEWAY_WAN_V4, GATEWAY_WAN_V6,
