@@ -47,6 +47,8 @@ pub struct ClientRecord {
     pub last_seen: Option<DateTime<Utc>>,
     /// The kernel's counters at the last poll.
     last_reading: Usage,
+    /// The [`ClientTable`] reading that last held this client.
+    read_in: u64,
 }
 
 impl ClientRecord {
@@ -57,6 +59,7 @@ impl ClientRecord {
             totals: Totals::default(),
             last_seen: None,
             last_reading: Usage::default(),
+            read_in: 0,
         }
     }
 }
@@ -65,6 +68,9 @@ impl ClientRecord {
 #[derive(Debug, Default)]
 pub struct ClientTable {
     clients: BTreeMap<MacAddr, ClientRecord>,
+    /// Readings applied so far: each record notes the last one that held it, which tells the
+    /// clients missing from a reading without a set of the ones in it.
+    readings: u64,
 }
 
 /// The kernel ticks `HZ` jiffies a second; every kernel is built with one of these.
@@ -129,14 +135,14 @@ impl ClientTable {
     /// counts from zero again.
     pub fn apply(&mut self, readings: &[(MacKey, Usage)], clocks: Clocks) -> Vec<(MacAddr, Usage)> {
         let mut deltas = Vec::with_capacity(readings.len());
-        let mut seen = BTreeSet::new();
+        self.readings += 1;
         for (key, reading) in readings {
             let mac = MacAddr::from(*key);
-            seen.insert(mac);
             let record = self
                 .clients
                 .entry(mac)
                 .or_insert_with(|| ClientRecord::new(mac));
+            record.read_in = self.readings;
             let delta = usage_delta(&record.last_reading, reading);
             record.totals.add(&delta);
             record.last_reading = *reading;
@@ -152,8 +158,8 @@ impl ClientTable {
                 deltas.push((mac, delta));
             }
         }
-        for (mac, record) in &mut self.clients {
-            if !seen.contains(mac) {
+        for record in self.clients.values_mut() {
+            if record.read_in != self.readings {
                 record.last_reading = Usage::default();
             }
         }

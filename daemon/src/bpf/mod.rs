@@ -6,6 +6,7 @@
 use std::{
     collections::BTreeSet,
     io,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
@@ -27,9 +28,11 @@ use hotspotd_common::{
 
 use crate::config::WalledGardenEntry;
 
+mod batch;
 mod gate;
 mod local;
 
+pub use batch::{BatchError, BatchReader};
 pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
 pub use local::set_local_addrs;
 
@@ -92,7 +95,16 @@ pub enum BpfError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("map '{name}': {source}")]
+    Batch {
+        name: &'static str,
+        source: BatchError,
+    },
 }
+
+/// Entries of `USAGE` read per syscall: 1,024 clients are 80 KiB of counters per possible CPU,
+/// and 10,000 clients take 10 syscalls.
+const USAGE_BATCH_ENTRIES: usize = 1_024;
 
 /// The loaded programs and their maps; the programs stay attached while this lives.
 pub struct Kernel {
@@ -100,6 +112,9 @@ pub struct Kernel {
     pin_dir: PathBuf,
     /// The TCX links, pinned so the programs (and so the gate) outlive a crashed daemon.
     links: Vec<(PathBuf, PinnedLink)>,
+    /// Reads `USAGE` in batches; `None` on a kernel without batch reads (before 5.6), which
+    /// walks the map entry by entry instead.
+    usage_reader: Option<BatchReader<MacKey, Usage>>,
 }
 
 impl Kernel {
@@ -122,10 +137,14 @@ impl Kernel {
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
+        let usage_reader = aya::util::nr_cpus()
+            .ok()
+            .and_then(|cpus| BatchReader::new(USAGE_BATCH_ENTRIES, cpus).ok());
         Ok(Self {
             ebpf,
             pin_dir,
             links: Vec::new(),
+            usage_reader,
         })
     }
 
@@ -189,17 +208,44 @@ impl Kernel {
         Ok(())
     }
 
-    /// Every client the kernel has seen, with its counters summed over CPUs.
-    pub fn usage(&self) -> Result<Vec<(MacKey, Usage)>, BpfError> {
+    /// Every client the kernel has seen, with its counters summed over CPUs, into `clients`
+    /// (emptied first; the caller keeps it from one poll to the next so it is not allocated
+    /// anew).
+    pub fn usage(&mut self, clients: &mut Vec<(MacKey, Usage)>) -> Result<(), BpfError> {
+        clients.clear();
+        if let Some(reader) = &mut self.usage_reader {
+            let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
+                return Err(BpfError::MissingMap { name: MAP_USAGE });
+            };
+            let read = reader.read(map.fd().as_fd(), |mac, per_cpu| {
+                let usage = per_cpu.iter().fold(Usage::default(), Usage::merged);
+                clients.push((*mac, usage));
+            });
+            match read {
+                Ok(()) => return Ok(()),
+                Err(BatchError::Unsupported) => {
+                    tracing::info!(
+                        "this kernel cannot read maps in batches; reading the counters entry by entry"
+                    );
+                    self.usage_reader = None;
+                    clients.clear();
+                }
+                Err(source) => {
+                    return Err(BpfError::Batch {
+                        name: MAP_USAGE,
+                        source,
+                    });
+                }
+            }
+        }
         let map: PerCpuHashMap<&MapData, MacKey, Usage> = self.map(MAP_USAGE)?;
-        let mut clients = Vec::new();
         for entry in &map {
             // An entry deleted between the key walk and its lookup is simply skipped.
             let Ok((mac, per_cpu)) = entry else { continue };
             let usage = per_cpu.iter().fold(Usage::default(), Usage::merged);
             clients.push((mac, usage));
         }
-        Ok(clients)
+        Ok(())
     }
 
     /// Makes the box's addresses in the kernel exactly `addrs`; see [`set_local_addrs`].

@@ -89,6 +89,8 @@ pub struct Control {
     /// last poll: for `/metrics`.
     last_save_took: Duration,
     usage_entries: usize,
+    /// The last poll's reading of the kernel's counters, kept so each poll reuses its room.
+    readings: Vec<(hotspotd_common::MacKey, hotspotd_common::Usage)>,
     /// Every poll's and every save's duration, for `/metrics`.
     poll_durations: crate::metrics::Histogram,
     save_durations: crate::metrics::Histogram,
@@ -139,6 +141,7 @@ impl Control {
             events,
             last_save_took: Duration::ZERO,
             usage_entries: 0,
+            readings: Vec::new(),
             poll_durations: crate::metrics::Histogram::default(),
             save_durations: crate::metrics::Histogram::default(),
         };
@@ -226,8 +229,8 @@ impl Control {
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
         self.kernel.sync_local_addrs(&keys)?;
 
-        let readings = self.kernel.usage()?;
-        self.usage_entries = readings.len();
+        self.kernel.usage(&mut self.readings)?;
+        self.usage_entries = self.readings.len();
         let now = now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
@@ -235,7 +238,7 @@ impl Control {
             wall: now.wall,
         };
         let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&readings, clocks) {
+        for (mac, delta) in self.table.apply(&self.readings, clocks) {
             let billable = delta.up_bytes + delta.down_bytes;
             // A delta is reported only when a counter moved: the client was active.
             effects.extend(self.engine.traffic(mac, billable, true, now));
