@@ -9,8 +9,9 @@ use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 
 use super::{Control, now};
 use crate::{
-    sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
-    store::{self, SaveBatch, SavedMeta, StoredClient},
+    mac::MacAddr,
+    sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason, SessionId},
+    store::{self, ClientsSave, SaveBatch, SavedMeta, StoredClient},
 };
 
 impl Control {
@@ -21,6 +22,7 @@ impl Control {
             match effect {
                 Effect::Grant(grant) => {
                     let mac = grant.mac;
+                    self.unsaved_clients.insert(mac);
                     match grant.run_for {
                         Some(run_for) => {
                             self.deadlines
@@ -40,6 +42,7 @@ impl Control {
                     }
                 }
                 Effect::Revoke { mac } => {
+                    self.unsaved_clients.insert(mac);
                     self.deadlines.remove(&mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");
@@ -47,8 +50,12 @@ impl Control {
                 }
                 Effect::Save(id) => {
                     self.unsaved.insert(id);
+                    if let Some(session) = self.engine.session(id) {
+                        self.unsaved_clients.insert(session.mac);
+                    }
                 }
                 Effect::Event(event) => {
+                    self.unsaved_clients.insert(event.mac());
                     log_event(&event, now);
                     self.events.send(crate::events::EventRecord {
                         at: now.wall,
@@ -73,31 +80,43 @@ impl Control {
         Ok(Grant::new(grant.session_id, bytes_left, deadline_jiffies))
     }
 
-    /// Saves the sessions whose state changed and, when `periodic`, every running one (rule
-    /// 12), with every client and the counter baselines, in one transaction. A failed save is
-    /// logged and retried with the next poll: enforcement never waits for the disk.
+    /// Saves the sessions and clients whose state changed and, when `periodic`, every running
+    /// session and every client (rule 12), with the counter baselines, in one transaction. A
+    /// changed client is saved with its session, so its baseline and what the session used
+    /// stay in step. A failed save is logged and retried with the next poll: enforcement
+    /// never waits for the disk.
     pub(super) async fn save(&mut self, periodic: bool) {
         let now = now();
         let mut ids = std::mem::take(&mut self.unsaved);
-        if periodic {
+        let unsaved_clients = std::mem::take(&mut self.unsaved_clients);
+        let clients = if periodic {
             ids.extend(self.engine.running());
-        }
+            ClientsSave::All(
+                self.engine
+                    .clients()
+                    .map(|(mac, state, session_id)| self.stored_client(mac, state, session_id))
+                    .collect(),
+            )
+        } else {
+            let mut changed = Vec::new();
+            let mut forget = Vec::new();
+            for mac in &unsaved_clients {
+                match self.engine.client(*mac) {
+                    Some((state, session_id)) => {
+                        ids.extend(session_id);
+                        changed.push(self.stored_client(*mac, state, session_id));
+                    }
+                    None => forget.push(*mac),
+                }
+            }
+            ClientsSave::Changed { changed, forget }
+        };
         let sessions = ids
             .iter()
             .filter_map(|id| {
                 self.engine
                     .session(*id)
                     .map(|session| (*id, session.data.clone()))
-            })
-            .collect();
-        let clients = self
-            .engine
-            .clients()
-            .map(|(mac, state, session_id)| StoredClient {
-                mac,
-                state: stored_state(state, self.engine.pause_reason(mac)),
-                session_id,
-                baseline: self.table.baseline(mac),
             })
             .collect();
         let batch = SaveBatch {
@@ -120,7 +139,24 @@ impl Control {
             Err(error) => {
                 tracing::error!(%error, "saving sessions failed; retrying with the next poll");
                 self.unsaved.extend(ids);
+                self.unsaved_clients.extend(unsaved_clients);
             }
+        }
+    }
+}
+
+impl Control {
+    fn stored_client(
+        &self,
+        mac: MacAddr,
+        state: ClientState,
+        session_id: Option<SessionId>,
+    ) -> StoredClient {
+        StoredClient {
+            mac,
+            state: stored_state(state, self.engine.pause_reason(mac)),
+            session_id,
+            baseline: self.table.baseline(mac),
         }
     }
 }

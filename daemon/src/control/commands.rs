@@ -155,6 +155,8 @@ impl Control {
         mac: MacAddr,
     ) -> Result<ClientView, CommandError> {
         let effects = result?;
+        // Also when there are no effects: pausing a paused client changes whose pause it is.
+        self.unsaved_clients.insert(mac);
         self.apply(effects, now());
         self.save(false).await;
         Ok(self.client_view(mac))
@@ -174,6 +176,7 @@ impl Control {
         if connect && self.engine.client_state(mac) != ClientState::Connected {
             effects.extend(self.engine.connect(mac, now)?);
         }
+        self.unsaved_clients.insert(mac);
         self.apply(effects, now);
         self.save(false).await;
         self.session_view(id)
@@ -183,12 +186,14 @@ impl Control {
     /// Deletes from the store first: if that fails, nothing has changed; the engine then
     /// forgets the session (and chains or disconnects its client if it was running).
     async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
-        if self.engine.session(id).is_none() {
+        let Some(mac) = self.engine.session(id).map(|session| session.mac) else {
             return Err(EngineError::UnknownSession { id }.into());
-        }
+        };
         self.store.remove(id).await?;
         let now = now();
         let effects = self.engine.remove(id, now)?;
+        // A client left with no session is forgotten by the engine, and so by the save.
+        self.unsaved_clients.insert(mac);
         self.apply(effects, now);
         self.save(false).await;
         Ok(())

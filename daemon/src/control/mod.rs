@@ -80,6 +80,9 @@ pub struct Control {
     last_save: Instant,
     /// Sessions whose state changed since the last save.
     unsaved: BTreeSet<SessionId>,
+    /// Clients whose state changed since the last save: a save that is not periodic writes
+    /// only these.
+    unsaved_clients: BTreeSet<MacAddr>,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: BTreeMap<MacAddr, Instant>,
@@ -137,6 +140,7 @@ impl Control {
             last_poll: Duration::ZERO,
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
+            unsaved_clients: BTreeSet::new(),
             deadlines: BTreeMap::new(),
             events,
             last_save_took: Duration::ZERO,
@@ -215,7 +219,10 @@ impl Control {
         if let Err(error) = self.poll().await {
             tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
         }
-        if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
+        if self.last_save.elapsed() >= self.config.save_interval()
+            || !self.unsaved.is_empty()
+            || !self.unsaved_clients.is_empty()
+        {
             let periodic = self.last_save.elapsed() >= self.config.save_interval();
             self.save(periodic).await;
         }

@@ -28,7 +28,7 @@ impl Control {
 
     /// The client, if the kernel has seen it or it holds a session (what `client_views` lists).
     pub(super) fn known_client_view(&self, mac: MacAddr) -> Option<ClientView> {
-        let known = self.table.record(mac).is_some() || self.engine.has_client(mac);
+        let known = self.table.record(mac).is_some() || self.engine.client(mac).is_some();
         known.then(|| self.client_view(mac))
     }
 

@@ -370,12 +370,6 @@ impl Engine {
         })
     }
 
-    /// Whether the client holds a session or is connected: one `clients` lists.
-    #[must_use]
-    pub fn has_client(&self, mac: MacAddr) -> bool {
-        self.clients.contains_key(&mac)
-    }
-
     /// A client the engine never saw is `Disconnected`.
     #[must_use]
     pub fn client_state(&self, mac: MacAddr) -> ClientState {
@@ -405,13 +399,17 @@ impl Engine {
     /// Every client holding a session or connected, by MAC: its state and its session (the
     /// running one, or the one a paused client resumes).
     pub fn clients(&self) -> impl Iterator<Item = (MacAddr, ClientState, Option<SessionId>)> {
-        self.clients
-            .iter()
-            .map(|(mac, client)| match client.status {
-                Status::Disconnected => (*mac, ClientState::Disconnected, None),
-                Status::Connected { session, .. } => (*mac, ClientState::Connected, Some(session)),
-                Status::Paused { session, .. } => (*mac, ClientState::Paused, session),
-            })
+        self.clients.iter().map(|(mac, client)| {
+            let (state, session) = client.state_and_session();
+            (*mac, state, session)
+        })
+    }
+
+    /// One client of [`Engine::clients`]: its state and session; `None` if it holds no
+    /// session and is not connected.
+    #[must_use]
+    pub fn client(&self, mac: MacAddr) -> Option<(ClientState, Option<SessionId>)> {
+        self.clients.get(&mac).map(Client::state_and_session)
     }
 
     /// Sessions running now, for the periodic batch save.

@@ -85,16 +85,29 @@ pub struct SavedMeta {
     pub kernel_epoch: u64,
 }
 
-/// One periodic (or shutdown) save, written in one transaction (all or nothing) and synced to
-/// disk before it is reported done.
+/// One save, periodic or of what changed, written in one transaction (all or nothing) and
+/// synced to disk before it is reported done.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SaveBatch {
     /// Sessions to update, by id. An id no longer in the database (removed meanwhile) is
     /// skipped with a warning: a save never brings back a removed session.
     pub sessions: Vec<(SessionId, SessionData)>,
-    /// Every client; the stored clients become exactly these.
-    pub clients: Vec<StoredClient>,
+    pub clients: ClientsSave,
     pub meta: SavedMeta,
+}
+
+/// Which clients a [`SaveBatch`] writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientsSave {
+    /// Every client; the stored clients become exactly these (the periodic save).
+    All(Vec<StoredClient>),
+    /// Only the clients that changed since the last save: `changed` are written (added or
+    /// replaced), the clients of `forget` removed; every other stored client stays as it is.
+    /// Writing all of them after every sale would cost the time of a periodic save each.
+    Changed {
+        changed: Vec<StoredClient>,
+        forget: Vec<MacAddr>,
+    },
 }
 
 /// Everything in the store, as [`StoreHandle::load_all`] reads it at startup.

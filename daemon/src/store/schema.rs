@@ -500,7 +500,7 @@ mod tests {
         };
         db.save_batch(&SaveBatch {
             sessions: Vec::new(),
-            clients: vec![client.clone()],
+            clients: crate::store::ClientsSave::All(vec![client.clone()]),
             meta: meta.clone(),
         })
         .expect("saves");

@@ -9,8 +9,8 @@ use hotspotd_common::Usage;
 use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, types::ToSql};
 
 use super::{
-    ClientState, Loaded, PauseReason, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient,
-    StoredSession,
+    ClientState, ClientsSave, Loaded, PauseReason, SaveBatch, SavedMeta, SessionId, StoreError,
+    StoredClient, StoredSession,
     schema::{self, fail},
 };
 use crate::{
@@ -192,10 +192,25 @@ impl Db {
                     missing.push(*id);
                 }
             }
-            tx.execute("DELETE FROM clients", [])
-                .map_err(fail(path, op))?;
+            let clients = match &batch.clients {
+                ClientsSave::All(clients) => {
+                    tx.execute("DELETE FROM clients", [])
+                        .map_err(fail(path, op))?;
+                    clients
+                }
+                ClientsSave::Changed { changed, forget } => {
+                    let mut delete = tx
+                        .prepare_cached("DELETE FROM clients WHERE mac = ?1")
+                        .map_err(fail(path, op))?;
+                    for mac in forget {
+                        delete.execute([mac.to_string()]).map_err(fail(path, op))?;
+                    }
+                    changed
+                }
+            };
+            // INSERT OR REPLACE: a changed client's row is replaced whole.
             let mut insert = tx.prepare_cached(INSERT_CLIENT).map_err(fail(path, op))?;
-            for client in &batch.clients {
+            for client in clients {
                 let values = ClientValues::new(client);
                 insert
                     .execute(values.bind().as_slice())
@@ -727,11 +742,12 @@ mod tests {
                     (id, data)
                 })
                 .collect(),
-            clients: ids
-                .iter()
-                .zip(0..)
-                .map(|(&id, n)| client(n, ClientState::Connected, Some(id)))
-                .collect(),
+            clients: ClientsSave::All(
+                ids.iter()
+                    .zip(0..)
+                    .map(|(&id, n)| client(n, ClientState::Connected, Some(id)))
+                    .collect(),
+            ),
             meta: meta(1),
         };
         db.save_batch(&batch).expect("saves");
@@ -747,7 +763,7 @@ mod tests {
             .map(|s| (s.id, s.data))
             .collect();
         assert_eq!(saved, batch.sessions);
-        assert_eq!(loaded.clients, batch.clients);
+        assert_eq!(ClientsSave::All(loaded.clients), batch.clients);
         assert_eq!(loaded.meta, Some(batch.meta.clone()));
 
         // One unstorable value at the very end: nothing of the batch may be saved.
@@ -755,7 +771,9 @@ mod tests {
         for (_, data) in &mut batch.sessions {
             data.time_cons += 30;
         }
-        batch.clients.truncate(10);
+        if let ClientsSave::All(clients) = &mut batch.clients {
+            clients.truncate(10);
+        }
         batch.meta = meta(2);
         batch.sessions.last_mut().expect("sessions").1.data_cons = f64::INFINITY;
         let error = db.save_batch(&batch).expect_err("unstorable");
@@ -788,7 +806,7 @@ mod tests {
         ];
         let batch = SaveBatch {
             sessions: Vec::new(),
-            clients: clients.clone(),
+            clients: ClientsSave::All(clients.clone()),
             meta: meta(1),
         };
         db.save_batch(&batch).expect("saves");
@@ -807,10 +825,10 @@ mod tests {
         // its last row.
         let batch = SaveBatch {
             sessions: vec![(first, running(9)), (second, running(8))],
-            clients: vec![
+            clients: ClientsSave::All(vec![
                 client(5, ClientState::Disconnected, None),
                 client(5, ClientState::Connected, Some(first)),
-            ],
+            ]),
             meta: meta(2),
         };
         db.save_batch(&batch).expect("saves");
@@ -822,6 +840,47 @@ mod tests {
         assert_eq!(loaded.meta, Some(meta(2)));
         assert_eq!(loaded.sessions.len(), 1);
         assert_eq!(loaded.sessions[0].data, running(8));
+    }
+
+    #[test]
+    fn a_save_of_what_changed_leaves_the_other_clients_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = Db::open(&dir.path().join("sessions.db")).expect("opens");
+        let first = db.insert(mac(1), &running(1)).expect("inserts");
+        let everyone = vec![
+            client(1, ClientState::Connected, Some(first)),
+            client(2, ClientState::Disconnected, None),
+            client(3, ClientState::Paused(PauseReason::Idle), None),
+        ];
+        db.save_batch(&SaveBatch {
+            sessions: Vec::new(),
+            clients: ClientsSave::All(everyone.clone()),
+            meta: meta(1),
+        })
+        .expect("saves");
+
+        let mut paused = client(1, ClientState::Paused(PauseReason::Operator), Some(first));
+        paused.baseline.up_bytes = 4_242;
+        db.save_batch(&SaveBatch {
+            sessions: vec![(first, running(7))],
+            clients: ClientsSave::Changed {
+                changed: vec![paused.clone(), client(4, ClientState::Disconnected, None)],
+                forget: vec![mac(2)],
+            },
+            meta: meta(2),
+        })
+        .expect("saves");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(
+            loaded.clients,
+            vec![
+                paused,
+                everyone[2].clone(),
+                client(4, ClientState::Disconnected, None)
+            ]
+        );
+        assert_eq!(loaded.sessions[0].data, running(7));
+        assert_eq!(loaded.meta, Some(meta(2)));
     }
 
     #[test]

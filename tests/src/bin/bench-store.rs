@@ -18,7 +18,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hotspotd::{
     mac::MacAddr,
     sessions::data::{SessionData, SessionType},
-    store::{ClientState, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient},
+    store::{
+        ClientState, ClientsSave, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient,
+    },
 };
 use hotspotd_common::Usage;
 
@@ -174,17 +176,17 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
     match kind {
         Kind::Empty => SaveBatch {
             sessions: Vec::new(),
-            clients: Vec::new(),
+            clients: ClientsSave::All(Vec::new()),
             meta,
         },
         Kind::Sessions => SaveBatch {
             sessions: sessions.to_vec(),
-            clients: Vec::new(),
+            clients: ClientsSave::All(Vec::new()),
             meta,
         },
         Kind::SessionsAndClients => SaveBatch {
             sessions: sessions.to_vec(),
-            clients: clients(),
+            clients: ClientsSave::All(clients()),
             meta,
         },
     }
