@@ -26,10 +26,10 @@ impl Control {
                     match grant.run_for {
                         Some(run_for) => {
                             self.deadlines
-                                .insert(mac, Instant::now() + run_for + WAKE_AFTER);
+                                .set(mac, Instant::now() + run_for + WAKE_AFTER);
                         }
                         None => {
-                            self.deadlines.remove(&mac);
+                            self.deadlines.remove(mac);
                         }
                     }
                     match self.kernel_grant(&grant) {
@@ -43,7 +43,7 @@ impl Control {
                 }
                 Effect::Revoke { mac } => {
                     self.unsaved_clients.insert(mac);
-                    self.deadlines.remove(&mac);
+                    self.deadlines.remove(mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");
                     }

@@ -7,15 +7,12 @@
 
 mod apply;
 mod commands;
+mod deadlines;
 mod reload;
 mod restore;
 mod views;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -85,7 +82,7 @@ pub struct Control {
     unsaved_clients: BTreeSet<MacAddr>,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
-    deadlines: BTreeMap<MacAddr, Instant>,
+    deadlines: deadlines::Deadlines,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
     /// How long the last save took, and how many clients the kernel's counters held at the
@@ -141,7 +138,7 @@ impl Control {
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
             unsaved_clients: BTreeSet::new(),
-            deadlines: BTreeMap::new(),
+            deadlines: deadlines::Deadlines::default(),
             events,
             last_save_took: Duration::ZERO,
             usage_entries: 0,
@@ -173,7 +170,7 @@ impl Control {
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         loop {
-            let next_deadline = self.deadlines.values().min().copied();
+            let next_deadline = self.deadlines.first();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -181,8 +178,7 @@ impl Control {
                     self.poll_logged().await;
                     // A deadline the poll did not replace has been dealt with; a past one left
                     // in place would wake the loop again at once.
-                    let now = Instant::now();
-                    self.deadlines.retain(|_, at| *at > now);
+                    self.deadlines.remove_passed(Instant::now());
                 }
                 ready = events.readable_mut() => {
                     // A budget or deadline ran out: account now, so the next session starts

@@ -32,6 +32,14 @@ impl Control {
         known.then(|| self.client_view(mac))
     }
 
+    /// How many clients `client_views` lists, counted without building the list.
+    fn client_count(&self) -> usize {
+        union_len(
+            self.table.records().map(|record| record.mac),
+            self.engine.clients().map(|(mac, _, _)| mac),
+        )
+    }
+
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();
@@ -103,11 +111,58 @@ impl Control {
         StatusView {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lan_interface: self.config.network.lan_interface.clone(),
-            clients: self.client_macs().len(),
+            clients: self.client_count(),
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             last_save_ms: self.last_save_took.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
         }
+    }
+}
+
+/// The number of distinct items in two ascending sequences, in one merging pass.
+fn union_len<T: Ord>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> usize {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut count = 0;
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return count,
+            (Some(x), Some(y)) => match x.cmp(y) {
+                std::cmp::Ordering::Less => {
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some(_), None) => {
+                a.next();
+            }
+            (None, Some(_)) => {
+                b.next();
+            }
+        }
+        count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::union_len;
+
+    #[test]
+    fn the_union_counts_shared_items_once() {
+        assert_eq!(
+            union_len([1, 3, 5].into_iter(), [2, 3, 6, 7].into_iter()),
+            6
+        );
+        assert_eq!(union_len([1, 2].into_iter(), std::iter::empty()), 2);
+        assert_eq!(union_len(std::iter::empty(), [4].into_iter()), 1);
+        assert_eq!(union_len([1, 2].into_iter(), [1, 2].into_iter()), 2);
+        assert_eq!(union_len(std::iter::empty::<u8>(), std::iter::empty()), 0);
     }
 }
