@@ -68,6 +68,22 @@ impl Engine {
 
     /// Credits the running time since the last credit to the client's running session.
     pub(super) fn credit(&mut self, mac: MacAddr, now: Now) {
+        self.credit_and_check(mac, now);
+    }
+
+    /// Credits a connected client's running time; if its session is over, ends it and starts
+    /// the next one (or disconnects the client).
+    pub(super) fn settle(&mut self, mac: MacAddr, now: Now, effects: &mut Vec<Effect>) {
+        if let Some((id, false)) = self.credit_and_check(mac, now) {
+            self.finish_at(id, now, effects);
+            self.chain(mac, now, effects);
+        }
+    }
+
+    /// Credits the running time since the last credit to the client's running session and
+    /// says which session that is and whether it is still usable; `None` if the client is not
+    /// connected. One lookup in each map: every poll does this for every running client.
+    fn credit_and_check(&mut self, mac: MacAddr, now: Now) -> Option<(SessionId, bool)> {
         let Some(Client {
             status:
                 Status::Connected {
@@ -78,27 +94,16 @@ impl Engine {
             ..
         }) = self.clients.get_mut(&mac)
         else {
-            return;
+            return None;
         };
         let elapsed = now.mono.saturating_sub(*credited_to);
         // `max`: a reading older than the last one must not credit the same time twice.
         *credited_to = (*credited_to).max(now.mono);
-        if let Some(entry) = self.sessions.get_mut(session) {
+        let usable = self.sessions.get_mut(session).is_some_and(|entry| {
             entry.credit(elapsed);
-        }
-    }
-
-    /// Credits a connected client's running time; if its session is over, ends it and starts
-    /// the next one (or disconnects the client).
-    pub(super) fn settle(&mut self, mac: MacAddr, now: Now, effects: &mut Vec<Effect>) {
-        self.credit(mac, now);
-        let Some(id) = self.running_session(mac) else {
-            return;
-        };
-        if !self.usable(id, now) {
-            self.finish_at(id, now, effects);
-            self.chain(mac, now, effects);
-        }
+            entry.end_at(now.wall).is_none()
+        });
+        Some((*session, usable))
     }
 
     /// Ends a session that is over at `now` (once): `Save`, then its event.
