@@ -56,7 +56,7 @@ impl<K: Pod + Default, V: Pod + Default> BatchReader<K, V> {
     /// `V` must be a whole number of 8-byte words: the kernel lays per-CPU values out at
     /// 8-byte strides, so only then are they a plain `[V]`.
     pub fn new(chunk: usize, cpus: usize) -> Result<Self, BatchError> {
-        if size_of::<V>() % 8 != 0 || size_of::<V>() == 0 || size_of::<K>() > TOKEN_LEN {
+        if !size_of::<V>().is_multiple_of(8) || size_of::<V>() == 0 || size_of::<K>() > TOKEN_LEN {
             return Err(BatchError::Layout {
                 key_len: size_of::<K>(),
                 value_len: size_of::<V>(),

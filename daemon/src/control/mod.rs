@@ -91,6 +91,8 @@ pub struct Control {
     usage_entries: usize,
     /// The last poll's reading of the kernel's counters, kept so each poll reuses its room.
     readings: Vec<(hotspotd_common::MacKey, hotspotd_common::Usage)>,
+    /// The last poll's reading of the LAN's neighbour table, kept for the same reason.
+    neighbours: Vec<(MacAddr, std::net::IpAddr)>,
     /// Every poll's and every save's duration, for `/metrics`.
     poll_durations: crate::metrics::Histogram,
     save_durations: crate::metrics::Histogram,
@@ -143,6 +145,7 @@ impl Control {
             last_save_took: Duration::ZERO,
             usage_entries: 0,
             readings: Vec::new(),
+            neighbours: Vec::new(),
             poll_durations: crate::metrics::Histogram::default(),
             save_durations: crate::metrics::Histogram::default(),
         };
@@ -241,7 +244,7 @@ impl Control {
             wall: now.wall,
         };
         let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&self.readings, clocks) {
+        for (mac, delta) in self.table.apply(&mut self.readings, clocks) {
             let billable = delta.up_bytes + delta.down_bytes;
             // A delta is reported only when a counter moved: the client was active.
             effects.extend(self.engine.traffic(mac, billable, true, now));
@@ -249,8 +252,9 @@ impl Control {
         effects.extend(self.engine.tick(now));
         self.apply(effects, now);
 
-        self.table
-            .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
+        self.netlink
+            .neighbours(self.lan_ifindex, &mut self.neighbours)?;
+        self.table.set_addresses(&mut self.neighbours);
         self.kernel_stats = self.kernel.stats()?;
         self.last_poll = started.elapsed();
         self.poll_durations.observe(self.last_poll);

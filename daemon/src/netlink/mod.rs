@@ -2,21 +2,15 @@
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
 //! of the LAN interface). Read-only: nothing here changes the kernel's state.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+mod neighbours;
+
+use std::{collections::BTreeSet, net::IpAddr};
 
 use futures::TryStreamExt as _;
-use rtnetlink::{
-    Handle,
-    packet_route::{
-        address::AddressAttribute,
-        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
-    },
-};
+use rtnetlink::{Handle, packet_route::address::AddressAttribute};
 
 use crate::mac::MacAddr;
+use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -27,11 +21,14 @@ pub enum NetlinkError {
         what: &'static str,
         source: rtnetlink::Error,
     },
+    #[error("listing the neighbours over netlink failed: {0}")]
+    Neighbours(#[source] std::io::Error),
 }
 
-/// A routing netlink connection, driven by a task of its own.
+/// A routing netlink connection, driven by a task of its own, and a socket for neighbour dumps.
 pub struct Netlink {
     handle: Handle,
+    neighbours: NeighbourReader,
 }
 
 impl Netlink {
@@ -39,8 +36,9 @@ impl Netlink {
     pub fn open() -> Result<Self, NetlinkError> {
         let (connection, handle, _messages) =
             rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+        let neighbours = NeighbourReader::open().map_err(NetlinkError::Open)?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        Ok(Self { handle, neighbours })
     }
 
     /// Every address of every interface of the box, IPv4 and IPv6.
@@ -63,46 +61,15 @@ impl Netlink {
         Ok(addrs)
     }
 
-    /// The IP addresses the box has resolved to each MAC on interface `ifindex`.
-    pub async fn neighbours(
-        &self,
+    /// Every (MAC, address) pair the box has resolved on interface `ifindex`, into `out`
+    /// (emptied first; kept by the caller from one poll to the next).
+    pub fn neighbours(
+        &mut self,
         ifindex: u32,
-    ) -> Result<BTreeMap<MacAddr, BTreeSet<IpAddr>>, NetlinkError> {
-        let dump_error = |source| NetlinkError::Dump {
-            what: "neighbours",
-            source,
-        };
-        let mut messages = self.handle.neighbours().get().execute();
-        let mut clients: BTreeMap<MacAddr, BTreeSet<IpAddr>> = BTreeMap::new();
-        while let Some(message) = messages.try_next().await.map_err(dump_error)? {
-            if message.header.ifindex != ifindex
-                || matches!(
-                    message.header.state,
-                    NeighbourState::Incomplete | NeighbourState::Failed
-                )
-            {
-                continue;
-            }
-            let mut ip = None;
-            let mut mac = None;
-            for attribute in message.attributes {
-                match attribute {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        ip = Some(IpAddr::V4(v4));
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        ip = Some(IpAddr::V6(v6));
-                    }
-                    NeighbourAttribute::LinkLayerAddress(bytes) => {
-                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr);
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(ip), Some(mac)) = (ip, mac) {
-                clients.entry(mac).or_default().insert(ip);
-            }
-        }
-        Ok(clients)
+        out: &mut Vec<(MacAddr, IpAddr)>,
+    ) -> Result<(), NetlinkError> {
+        self.neighbours
+            .read(ifindex, out)
+            .map_err(NetlinkError::Neighbours)
     }
 }
