@@ -38,6 +38,7 @@ pub use self::model::{
     Session, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
+use self::transitions::credit_running;
 use crate::mac::MacAddr;
 
 /// The state machine; see the module doc.
@@ -264,7 +265,24 @@ impl Engine {
             self.expire(id, now, &mut effects);
         }
         let idle_pause = self.config.idle_pause.filter(|idle| !idle.is_zero());
-        for (mac, _) in self.connected() {
+        // One pass in MAC order credits every running client; only a client whose session
+        // is over or who may be idle takes the full path below (its credit is then 0).
+        let mut due = Vec::new();
+        for (mac, client) in &mut self.clients {
+            let Some((_, usable)) = credit_running(&mut client.status, &mut self.sessions, now)
+            else {
+                continue;
+            };
+            let idle = matches!(
+                (idle_pause, client.status),
+                (Some(idle), Status::Connected { active_at, .. })
+                    if now.mono.saturating_sub(active_at) >= idle
+            );
+            if !usable || idle {
+                due.push(*mac);
+            }
+        }
+        for mac in due {
             self.settle(mac, now, &mut effects);
             if let (Some(idle), Status::Connected { active_at, .. }) =
                 (idle_pause, self.status(mac))

@@ -2,7 +2,7 @@
 //! pausing, resuming, granting. Each pushes its effects in the order the engine's module doc
 //! gives; none has a side effect of its own.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use super::{
     Effect, Engine, Event, Grant, Now, PauseReason, Session, SessionId,
@@ -84,26 +84,8 @@ impl Engine {
     /// says which session that is and whether it is still usable; `None` if the client is not
     /// connected. One lookup in each map: every poll does this for every running client.
     fn credit_and_check(&mut self, mac: MacAddr, now: Now) -> Option<(SessionId, bool)> {
-        let Some(Client {
-            status:
-                Status::Connected {
-                    session,
-                    credited_to,
-                    ..
-                },
-            ..
-        }) = self.clients.get_mut(&mac)
-        else {
-            return None;
-        };
-        let elapsed = now.mono.saturating_sub(*credited_to);
-        // `max`: a reading older than the last one must not credit the same time twice.
-        *credited_to = (*credited_to).max(now.mono);
-        let usable = self.sessions.get_mut(session).is_some_and(|entry| {
-            entry.credit(elapsed);
-            entry.end_at(now.wall).is_none()
-        });
-        Some((*session, usable))
+        let client = self.clients.get_mut(&mac)?;
+        credit_running(&mut client.status, &mut self.sessions, now)
     }
 
     /// Ends a session that is over at `now` (once): `Save`, then its event.
@@ -377,4 +359,29 @@ impl Engine {
             up_mbits,
         }));
     }
+}
+
+/// If `status` is running a session: credits it the running time since the last credit, and
+/// says which session it is and whether it is still usable at `now`.
+pub(super) fn credit_running(
+    status: &mut Status,
+    sessions: &mut BTreeMap<SessionId, Entry>,
+    now: Now,
+) -> Option<(SessionId, bool)> {
+    let Status::Connected {
+        session,
+        credited_to,
+        ..
+    } = status
+    else {
+        return None;
+    };
+    let elapsed = now.mono.saturating_sub(*credited_to);
+    // `max`: a reading older than the last one must not credit the same time twice.
+    *credited_to = (*credited_to).max(now.mono);
+    let usable = sessions.get_mut(session).is_some_and(|entry| {
+        entry.credit(elapsed);
+        entry.end_at(now.wall).is_none()
+    });
+    Some((*session, usable))
 }
