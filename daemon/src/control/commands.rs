@@ -128,9 +128,11 @@ impl Control {
                 connect,
                 reply,
             } => {
+                self.client_count.set(None);
                 let _ = reply.send(self.add_session(mac, data, connect).await);
             }
             Command::RemoveSession { id, reply } => {
+                self.client_count.set(None);
                 let _ = reply.send(self.remove_session(id).await);
             }
             Command::Connect { mac, reply } => {

@@ -89,6 +89,10 @@ pub struct Control {
     /// last poll: for `/metrics`.
     last_save_took: Duration,
     usage_entries: usize,
+    /// How many clients `/v1/status` counts, once counted: forgotten by every poll and by
+    /// every command that adds or removes a session (nothing else adds or removes a client),
+    /// so a status request costs a count of every client at most once a poll.
+    client_count: std::cell::Cell<Option<usize>>,
     /// The last poll's reading of the kernel's counters, kept so each poll reuses its room.
     readings: Vec<(hotspotd_common::MacKey, hotspotd_common::Usage)>,
     /// The last poll's reading of the LAN's neighbour table, kept for the same reason.
@@ -144,6 +148,7 @@ impl Control {
             events,
             last_save_took: Duration::ZERO,
             usage_entries: 0,
+            client_count: std::cell::Cell::new(None),
             readings: Vec::new(),
             neighbours: Vec::new(),
             poll_durations: crate::metrics::Histogram::default(),
@@ -249,6 +254,8 @@ impl Control {
             // A delta is reported only when a counter moved: the client was active.
             effects.extend(self.engine.traffic(mac, billable, true, now));
         }
+        // The reading may have brought new clients.
+        self.client_count.set(None);
         effects.extend(self.engine.tick(now));
         self.apply(effects, now);
 

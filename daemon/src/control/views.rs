@@ -34,10 +34,15 @@ impl Control {
 
     /// How many clients `client_views` lists, counted without building the list.
     fn client_count(&self) -> usize {
-        union_len(
+        if let Some(count) = self.client_count.get() {
+            return count;
+        }
+        let count = union_len(
             self.table.records().map(|record| record.mac),
             self.engine.clients().map(|(mac, _, _)| mac),
-        )
+        );
+        self.client_count.set(Some(count));
+        count
     }
 
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
