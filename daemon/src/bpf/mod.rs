@@ -6,13 +6,12 @@
 use std::{
     collections::BTreeSet,
     io,
-    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
         links::{FdLink, LinkError, PinnedLink},
@@ -22,8 +21,8 @@ use aya::{
 };
 use hotspotd_common::{
     CLOCK_PROBE, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION,
-    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, MAP_STATS, MAP_USAGE, MAP_WALLED_GARDEN, MacKey, Usage,
-    config_word, stat,
+    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, MAP_STATS, MAP_USAGE, MAP_WALLED_GARDEN, MacKey, config_word,
+    stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -31,10 +30,12 @@ use crate::config::WalledGardenEntry;
 mod batch;
 mod gate;
 mod local;
+mod usage;
 
 pub use batch::{BatchError, BatchReader};
 pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
 pub use local::set_local_addrs;
+pub use usage::UsageReader;
 
 /// The compiled eBPF object (programs `lan_ingress`, `lan_egress`, `bench_empty`; maps in
 /// `hotspotd_common`), built by `build.rs`.
@@ -95,6 +96,11 @@ pub enum BpfError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("cannot duplicate the file descriptor of map '{name}': {source}")]
+    MapFd {
+        name: &'static str,
+        source: io::Error,
+    },
     #[error("map '{name}': {source}")]
     Batch {
         name: &'static str,
@@ -102,19 +108,12 @@ pub enum BpfError {
     },
 }
 
-/// Entries of `USAGE` read per syscall: 1,024 clients are 80 KiB of counters per possible CPU,
-/// and 10,000 clients take 10 syscalls.
-const USAGE_BATCH_ENTRIES: usize = 1_024;
-
 /// The loaded programs and their maps; the programs stay attached while this lives.
 pub struct Kernel {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     /// The TCX links, pinned so the programs (and so the gate) outlive a crashed daemon.
     links: Vec<(PathBuf, PinnedLink)>,
-    /// Reads `USAGE` in batches; `None` on a kernel without batch reads (before 5.6), which
-    /// walks the map entry by entry instead.
-    usage_reader: Option<BatchReader<MacKey, Usage>>,
 }
 
 impl Kernel {
@@ -137,14 +136,10 @@ impl Kernel {
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
-        let usage_reader = aya::util::nr_cpus()
-            .ok()
-            .and_then(|cpus| BatchReader::new(USAGE_BATCH_ENTRIES, cpus).ok());
         Ok(Self {
             ebpf,
             pin_dir,
             links: Vec::new(),
-            usage_reader,
         })
     }
 
@@ -208,44 +203,13 @@ impl Kernel {
         Ok(())
     }
 
-    /// Every client the kernel has seen, with its counters summed over CPUs, into `clients`
-    /// (emptied first; the caller keeps it from one poll to the next so it is not allocated
-    /// anew).
-    pub fn usage(&mut self, clients: &mut Vec<(MacKey, Usage)>) -> Result<(), BpfError> {
-        clients.clear();
-        if let Some(reader) = &mut self.usage_reader {
-            let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
-                return Err(BpfError::MissingMap { name: MAP_USAGE });
-            };
-            let read = reader.read(map.fd().as_fd(), |mac, per_cpu| {
-                let usage = per_cpu.iter().fold(Usage::default(), Usage::merged);
-                clients.push((*mac, usage));
-            });
-            match read {
-                Ok(()) => return Ok(()),
-                Err(BatchError::Unsupported) => {
-                    tracing::info!(
-                        "this kernel cannot read maps in batches; reading the counters entry by entry"
-                    );
-                    self.usage_reader = None;
-                    clients.clear();
-                }
-                Err(source) => {
-                    return Err(BpfError::Batch {
-                        name: MAP_USAGE,
-                        source,
-                    });
-                }
-            }
-        }
-        let map: PerCpuHashMap<&MapData, MacKey, Usage> = self.map(MAP_USAGE)?;
-        for entry in &map {
-            // An entry deleted between the key walk and its lookup is simply skipped.
-            let Ok((mac, per_cpu)) = entry else { continue };
-            let usage = per_cpu.iter().fold(Usage::default(), Usage::merged);
-            clients.push((mac, usage));
-        }
-        Ok(())
+    /// A reader of every client's counters with a file descriptor of its own on `USAGE`, for
+    /// the thread that reads them.
+    pub fn usage_reader(&self) -> Result<UsageReader, BpfError> {
+        let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
+            return Err(BpfError::MissingMap { name: MAP_USAGE });
+        };
+        UsageReader::new(map)
     }
 
     /// Makes the box's addresses in the kernel exactly `addrs`; see [`set_local_addrs`].

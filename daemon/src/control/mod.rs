@@ -2,12 +2,14 @@
 //! session engine — and takes poll ticks, gate events and API commands in turn, so nothing needs
 //! a lock. The data path: kernel counters → deltas (`accounting`) → the engine → its effects on
 //! the kernel (grants), the store (saves) and the log (events). Side effects: reads the eBPF
-//! maps and netlink every `accounting.poll_interval_ms`, writes grants and the box's addresses
-//! to the kernel, saves sessions.
+//! maps and netlink every `accounting.poll_interval_ms` (the counters and the neighbour table
+//! on the thread of `reader`, so the task answers the API meanwhile), writes grants and the
+//! box's addresses to the kernel, saves sessions.
 
 mod apply;
 mod commands;
 mod deadlines;
+mod reader;
 mod reload;
 mod restore;
 mod views;
@@ -30,7 +32,7 @@ use crate::{
     config::Config,
     events::Events,
     mac::MacAddr,
-    netlink::{Netlink, NetlinkError},
+    netlink::{NeighbourReader, Netlink, NetlinkError},
     sessions::engine::{Engine, Now, SessionId},
     store::{StoreError, StoreHandle},
 };
@@ -45,6 +47,10 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error("cannot watch the kernel's gate events: {0}")]
     Events(#[source] std::io::Error),
+    #[error(transparent)]
+    Read(#[from] reader::ReadError),
+    #[error("cannot start the thread that reads the kernel's counters: {0}")]
+    ReaderThread(#[source] std::io::Error),
 }
 
 /// What the control task is given to own.
@@ -63,7 +69,6 @@ pub struct Control {
     config: Arc<Config>,
     kernel: Kernel,
     netlink: Netlink,
-    lan_ifindex: u32,
     table: ClientTable,
     engine: Engine,
     store: StoreHandle,
@@ -93,10 +98,13 @@ pub struct Control {
     /// every command that adds or removes a session (nothing else adds or removes a client),
     /// so a status request costs a count of every client at most once a poll.
     client_count: std::cell::Cell<Option<usize>>,
-    /// The last poll's reading of the kernel's counters, kept so each poll reuses its room.
-    readings: Vec<(hotspotd_common::MacKey, hotspotd_common::Usage)>,
-    /// The last poll's reading of the LAN's neighbour table, kept for the same reason.
-    neighbours: Vec<(MacAddr, std::net::IpAddr)>,
+    /// Reads the counters and the neighbour table for each poll, on a thread of its own.
+    reader: reader::Reader,
+    /// Where the reader's readings arrive; taken by `run`.
+    readings: Option<mpsc::Receiver<reader::Reading>>,
+    /// A poll was asked for while a reading was in flight: one more follows it, so what
+    /// asked (a gate event, a deadline) sees counters read after it.
+    poll_again: bool,
     /// Every poll's and every save's duration, for `/metrics`.
     poll_durations: crate::metrics::Histogram,
     save_durations: crate::metrics::Histogram,
@@ -128,11 +136,15 @@ impl Control {
             events,
         } = parts;
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
+        let neighbours = NeighbourReader::open()
+            .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
+        let (reader, readings) =
+            reader::Reader::spawn(kernel.usage_reader()?, neighbours, lan_ifindex)
+                .map_err(ControlError::ReaderThread)?;
         let mut control = Self {
             config,
             kernel,
             netlink,
-            lan_ifindex,
             table: ClientTable::default(),
             engine,
             store,
@@ -149,8 +161,9 @@ impl Control {
             last_save_took: Duration::ZERO,
             usage_entries: 0,
             client_count: std::cell::Cell::new(None),
-            readings: Vec::new(),
-            neighbours: Vec::new(),
+            reader,
+            readings: Some(readings),
+            poll_again: false,
             poll_durations: crate::metrics::Histogram::default(),
             save_durations: crate::metrics::Histogram::default(),
         };
@@ -175,6 +188,7 @@ impl Control {
         // the ring (now inside the AsyncFd) lives.
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
+        let mut readings = self.readings.take().ok_or(reader::ReadError::Gone)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         loop {
@@ -182,9 +196,10 @@ impl Control {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(reading) = readings.recv() => self.account_logged(reading).await,
                 () = sleep_until(next_deadline) => {
-                    self.poll_logged().await;
-                    // A deadline the poll did not replace has been dealt with; a past one left
+                    self.poll();
+                    // A deadline the poll does not replace has been dealt with; a past one left
                     // in place would wake the loop again at once.
                     self.deadlines.remove_passed(Instant::now());
                 }
@@ -195,14 +210,14 @@ impl Control {
                         drain(guard.get_inner_mut());
                         guard.clear_ready();
                     }
-                    self.poll_logged().await;
+                    self.poll();
                 }
                 tick = ticks.tick() => {
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");
                     }
-                    self.poll_logged().await;
+                    self.poll();
                 }
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
@@ -214,14 +229,58 @@ impl Control {
                 }
             }
         }
-        self.poll_logged().await;
+        // The last reading is taken after everything before the shutdown: the one in flight
+        // is accounted first.
+        self.poll_again = false;
+        if self.reader.in_flight()
+            && let Some(reading) = readings.recv().await
+        {
+            self.account_logged(reading).await;
+        }
+        if self.start_reading()
+            && let Some(reading) = readings.recv().await
+        {
+            self.account_logged(reading).await;
+        }
         self.save(true).await;
         Ok(self.kernel)
     }
 
-    async fn poll_logged(&mut self) {
-        if let Err(error) = self.poll().await {
+    /// Asks the reader for a poll's reading; accounting follows when it arrives. One asked
+    /// for while a reading is in flight follows that one.
+    fn poll(&mut self) {
+        if self.reader.in_flight() {
+            self.poll_again = true;
+        } else {
+            self.start_reading();
+        }
+    }
+
+    /// Returns whether a reading started.
+    fn start_reading(&mut self) -> bool {
+        match self.reader.start() {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the kernel's counters");
+                false
+            }
+        }
+    }
+
+    /// Accounts a reading, then saves what needs saving.
+    async fn account_logged(&mut self, mut reading: reader::Reading) {
+        let result = match std::mem::replace(&mut reading.result, Ok(())) {
+            Ok(()) => self.account(&mut reading).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = result {
             tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
+        }
+        self.last_poll = reading.started.elapsed();
+        self.poll_durations.observe(self.last_poll);
+        self.reader.recycle(reading);
+        if std::mem::take(&mut self.poll_again) {
+            self.poll();
         }
         if self.last_save.elapsed() >= self.config.save_interval()
             || !self.unsaved.is_empty()
@@ -232,16 +291,14 @@ impl Control {
         }
     }
 
-    /// Reads the counters, turns them into per-client totals and feeds what moved to the
-    /// engine; then lets time pass in the engine and carries out what it decided.
-    async fn poll(&mut self) -> Result<(), ControlError> {
-        let started = Instant::now();
+    /// Turns a reading into per-client totals and feeds what moved to the engine; then lets
+    /// time pass in the engine and carries out what it decided.
+    async fn account(&mut self, reading: &mut reader::Reading) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
         self.kernel.sync_local_addrs(&keys)?;
 
-        self.kernel.usage(&mut self.readings)?;
-        self.usage_entries = self.readings.len();
+        self.usage_entries = reading.usage.len();
         let now = now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
@@ -249,7 +306,7 @@ impl Control {
             wall: now.wall,
         };
         let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&mut self.readings, clocks) {
+        for (mac, delta) in self.table.apply(&mut reading.usage, clocks) {
             let billable = delta.up_bytes + delta.down_bytes;
             // A delta is reported only when a counter moved: the client was active.
             effects.extend(self.engine.traffic(mac, billable, true, now));
@@ -259,12 +316,8 @@ impl Control {
         effects.extend(self.engine.tick(now));
         self.apply(effects, now);
 
-        self.netlink
-            .neighbours(self.lan_ifindex, &mut self.neighbours)?;
-        self.table.set_addresses(&mut self.neighbours);
+        self.table.set_addresses(&mut reading.neighbours);
         self.kernel_stats = self.kernel.stats()?;
-        self.last_poll = started.elapsed();
-        self.poll_durations.observe(self.last_poll);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
-//! of the LAN interface). Read-only: nothing here changes the kernel's state.
+//! of the LAN interface, see [`NeighbourReader`]). Read-only: nothing here changes the kernel's
+//! state.
 
 mod neighbours;
 
@@ -9,8 +10,7 @@ use std::{collections::BTreeSet, net::IpAddr};
 use futures::TryStreamExt as _;
 use rtnetlink::{Handle, packet_route::address::AddressAttribute};
 
-use crate::mac::MacAddr;
-use neighbours::NeighbourReader;
+pub use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -25,10 +25,9 @@ pub enum NetlinkError {
     Neighbours(#[source] std::io::Error),
 }
 
-/// A routing netlink connection, driven by a task of its own, and a socket for neighbour dumps.
+/// A routing netlink connection, driven by a task of its own.
 pub struct Netlink {
     handle: Handle,
-    neighbours: NeighbourReader,
 }
 
 impl Netlink {
@@ -36,9 +35,8 @@ impl Netlink {
     pub fn open() -> Result<Self, NetlinkError> {
         let (connection, handle, _messages) =
             rtnetlink::new_connection().map_err(NetlinkError::Open)?;
-        let neighbours = NeighbourReader::open().map_err(NetlinkError::Open)?;
         tokio::spawn(connection);
-        Ok(Self { handle, neighbours })
+        Ok(Self { handle })
     }
 
     /// Every address of every interface of the box, IPv4 and IPv6.
@@ -59,17 +57,5 @@ impl Netlink {
             }
         }
         Ok(addrs)
-    }
-
-    /// Every (MAC, address) pair the box has resolved on interface `ifindex`, into `out`
-    /// (emptied first; kept by the caller from one poll to the next).
-    pub fn neighbours(
-        &mut self,
-        ifindex: u32,
-        out: &mut Vec<(MacAddr, IpAddr)>,
-    ) -> Result<(), NetlinkError> {
-        self.neighbours
-            .read(ifindex, out)
-            .map_err(NetlinkError::Neighbours)
     }
 }
