@@ -101,7 +101,7 @@ pub struct Control {
     /// Reads the counters and the neighbour table for each poll, on a thread of its own.
     reader: reader::Reader,
     /// Where the reader's readings arrive; taken by `run`.
-    readings: Option<mpsc::Receiver<reader::Reading>>,
+    readings: Option<mpsc::Receiver<reader::Read>>,
     /// A poll was asked for while a reading was in flight: one more follows it, so what
     /// asked (a gate event, a deadline) sees counters read after it.
     poll_again: bool,
@@ -196,7 +196,7 @@ impl Control {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(reading) = readings.recv() => self.account_logged(reading).await,
+                Some(read) = readings.recv() => self.take_read(read).await,
                 () = sleep_until(next_deadline) => {
                     self.poll();
                     // A deadline the poll does not replace has been dealt with; a past one left
@@ -232,15 +232,16 @@ impl Control {
         // The last reading is taken after everything before the shutdown: the one in flight
         // is accounted first.
         self.poll_again = false;
-        if self.reader.in_flight()
-            && let Some(reading) = readings.recv().await
-        {
-            self.account_logged(reading).await;
-        }
-        if self.start_reading()
-            && let Some(reading) = readings.recv().await
-        {
-            self.account_logged(reading).await;
+        for fresh in [false, true] {
+            if fresh && !self.start_reading() {
+                break;
+            }
+            while self.reader.in_flight() {
+                let Some(read) = readings.recv().await else {
+                    break;
+                };
+                self.take_read(read).await;
+            }
         }
         self.save(true).await;
         Ok(self.kernel)
@@ -267,38 +268,52 @@ impl Control {
         }
     }
 
-    /// Accounts a reading, then saves what needs saving.
-    async fn account_logged(&mut self, mut reading: reader::Reading) {
-        let result = match std::mem::replace(&mut reading.result, Ok(())) {
-            Ok(()) => self.account(&mut reading).await,
-            Err(error) => Err(error.into()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
-        }
-        self.last_poll = reading.started.elapsed();
-        self.poll_durations.observe(self.last_poll);
-        self.reader.recycle(reading);
-        if std::mem::take(&mut self.poll_again) {
-            self.poll();
-        }
-        if self.last_save.elapsed() >= self.config.save_interval()
-            || !self.unsaved.is_empty()
-            || !self.unsaved_clients.is_empty()
-        {
-            let periodic = self.last_save.elapsed() >= self.config.save_interval();
-            self.save(periodic).await;
+    /// Carries out what the reader read: counters are accounted (then what needs saving is
+    /// saved), the neighbour table becomes the clients' addresses.
+    async fn take_read(&mut self, read: reader::Read) {
+        match read {
+            reader::Read::Counters(mut counters) => {
+                let result = match std::mem::replace(&mut counters.result, Ok(())) {
+                    Ok(()) => self.account(&mut counters).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
+                }
+                self.last_poll = counters.started.elapsed();
+                self.poll_durations.observe(self.last_poll);
+                self.reader.recycle(reader::Read::Counters(counters));
+                if std::mem::take(&mut self.poll_again) {
+                    self.poll();
+                }
+                if self.last_save.elapsed() >= self.config.save_interval()
+                    || !self.unsaved.is_empty()
+                    || !self.unsaved_clients.is_empty()
+                {
+                    let periodic = self.last_save.elapsed() >= self.config.save_interval();
+                    self.save(periodic).await;
+                }
+            }
+            reader::Read::Neighbours(mut neighbours) => {
+                match std::mem::replace(&mut neighbours.result, Ok(())) {
+                    Ok(()) => self.table.set_addresses(&mut neighbours.pairs),
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the neighbour table failed; retrying next poll");
+                    }
+                }
+                self.reader.recycle(reader::Read::Neighbours(neighbours));
+            }
         }
     }
 
-    /// Turns a reading into per-client totals and feeds what moved to the engine; then lets
+    /// Turns a reading of the counters into per-client totals and feeds what moved to the engine; then lets
     /// time pass in the engine and carries out what it decided.
-    async fn account(&mut self, reading: &mut reader::Reading) -> Result<(), ControlError> {
+    async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
         self.kernel.sync_local_addrs(&keys)?;
 
-        self.usage_entries = reading.usage.len();
+        self.usage_entries = counters.usage.len();
         let now = now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
@@ -306,7 +321,7 @@ impl Control {
             wall: now.wall,
         };
         let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&mut reading.usage, clocks) {
+        for (mac, delta) in self.table.apply(&mut counters.usage, clocks) {
             let billable = delta.up_bytes + delta.down_bytes;
             // A delta is reported only when a counter moved: the client was active.
             effects.extend(self.engine.traffic(mac, billable, true, now));
@@ -316,7 +331,6 @@ impl Control {
         effects.extend(self.engine.tick(now));
         self.apply(effects, now);
 
-        self.table.set_addresses(&mut reading.neighbours);
         self.kernel_stats = self.kernel.stats()?;
         Ok(())
     }

@@ -1,9 +1,10 @@
-//! The kernel reads of a poll — every client's counters (`USAGE`) and the LAN's neighbour
+//! The kernel reads of a poll — every client's counters (`USAGE`), then the LAN's neighbour
 //! table — on a thread of their own, `hotspotd-reader`, so the control task goes on answering
-//! the API while they run (~6 ms at 10,000 clients) and only the accounting itself holds it.
-//! The control task hands the thread the buffers of a [`Reading`] and gets them back filled,
-//! so nothing is allocated per poll once they have grown. Side effects: the thread, which ends
-//! when the [`Reader`] is dropped.
+//! the API while they run and only the accounting itself holds it. The counters come back
+//! first, so accounting does not wait for the neighbour table (the clients' addresses, shown
+//! by the API, billed to nobody). The thread also puts both in MAC order, the order the control
+//! task merges them in. Buffers go back and forth, so nothing is allocated per poll once they
+//! have grown. Side effects: the thread, which ends when the [`Reader`] is dropped.
 
 use std::{net::IpAddr, sync::mpsc as std_mpsc};
 
@@ -16,13 +17,25 @@ use crate::{
     netlink::{NeighbourReader, NetlinkError},
 };
 
-/// One poll's reads.
-pub(super) struct Reading {
+/// One poll's reading of the counters.
+pub(super) struct Counters {
+    /// In MAC order.
     pub(super) usage: Vec<(MacKey, Usage)>,
-    pub(super) neighbours: Vec<(MacAddr, IpAddr)>,
     /// When the thread started reading: a poll's duration counts from here.
     pub(super) started: Instant,
     pub(super) result: Result<(), ReadError>,
+}
+
+/// A reading of the neighbour table: every (MAC, address) pair, in order.
+pub(super) struct Neighbours {
+    pub(super) pairs: Vec<(MacAddr, IpAddr)>,
+    pub(super) result: Result<(), ReadError>,
+}
+
+/// What the thread sends back.
+pub(super) enum Read {
+    Counters(Counters),
+    Neighbours(Neighbours),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,79 +50,93 @@ pub enum ReadError {
 
 /// The way to the reading thread.
 pub(super) struct Reader {
-    requests: std_mpsc::Sender<Reading>,
-    /// The buffers, while no read is in flight.
-    idle: Option<Reading>,
+    requests: std_mpsc::Sender<(Counters, Option<Neighbours>)>,
+    /// The buffers, while no read of each is in flight.
+    counters: Option<Counters>,
+    neighbours: Option<Neighbours>,
 }
 
 impl Reader {
-    /// Starts the thread; the filled readings come back on the receiver.
+    /// Starts the thread; what it reads comes back on the receiver.
     pub(super) fn spawn(
         usage: UsageReader,
         neighbours: NeighbourReader,
         lan_ifindex: u32,
-    ) -> std::io::Result<(Self, mpsc::Receiver<Reading>)> {
+    ) -> std::io::Result<(Self, mpsc::Receiver<Read>)> {
         let (requests, queue) = std_mpsc::channel();
-        let (filled, readings) = mpsc::channel(1);
+        // Room for one poll's two answers, so the thread never waits on the control task.
+        let (filled, reads) = mpsc::channel(2);
         std::thread::Builder::new()
             .name("hotspotd-reader".to_owned())
             .spawn(move || serve(usage, neighbours, lan_ifindex, &queue, &filled))?;
-        let idle = Reading {
-            usage: Vec::new(),
-            neighbours: Vec::new(),
-            started: Instant::now(),
-            result: Ok(()),
-        };
         let reader = Self {
             requests,
-            idle: Some(idle),
+            counters: Some(Counters {
+                usage: Vec::new(),
+                started: Instant::now(),
+                result: Ok(()),
+            }),
+            neighbours: Some(Neighbours {
+                pairs: Vec::new(),
+                result: Ok(()),
+            }),
         };
-        Ok((reader, readings))
+        Ok((reader, reads))
     }
 
-    /// Starts a read unless one is in flight. Returns false if one was.
+    /// Starts a read of the counters (and of the neighbour table, unless the last one is still
+    /// under way) unless one is in flight. Returns false if one was.
     pub(super) fn start(&mut self) -> Result<bool, ReadError> {
-        let Some(reading) = self.idle.take() else {
+        let Some(counters) = self.counters.take() else {
             return Ok(false);
         };
-        match self.requests.send(reading) {
+        match self.requests.send((counters, self.neighbours.take())) {
             Ok(()) => Ok(true),
-            Err(std_mpsc::SendError(reading)) => {
-                self.idle = Some(reading);
+            Err(std_mpsc::SendError((counters, neighbours))) => {
+                self.counters = Some(counters);
+                self.neighbours = neighbours;
                 Err(ReadError::Gone)
             }
         }
     }
 
+    /// Whether a read of the counters is under way.
     pub(super) const fn in_flight(&self) -> bool {
-        self.idle.is_none()
+        self.counters.is_none()
     }
 
-    /// Takes back the buffers of a reading that has been accounted.
-    pub(super) fn recycle(&mut self, reading: Reading) {
-        self.idle = Some(reading);
+    /// Takes back buffers that have been used.
+    pub(super) fn recycle(&mut self, read: Read) {
+        match read {
+            Read::Counters(counters) => self.counters = Some(counters),
+            Read::Neighbours(neighbours) => self.neighbours = Some(neighbours),
+        }
     }
 }
 
 fn serve(
     mut usage: UsageReader,
-    mut neighbours: NeighbourReader,
+    mut neighbour_reader: NeighbourReader,
     lan_ifindex: u32,
-    queue: &std_mpsc::Receiver<Reading>,
-    filled: &mpsc::Sender<Reading>,
+    queue: &std_mpsc::Receiver<(Counters, Option<Neighbours>)>,
+    filled: &mpsc::Sender<Read>,
 ) {
-    // Ends when the control task drops its `Reader` (or its receiver of readings).
-    while let Ok(mut reading) = queue.recv() {
-        reading.started = Instant::now();
-        reading.result = usage
-            .read(&mut reading.usage)
-            .map_err(ReadError::from)
-            .and_then(|()| {
-                neighbours
-                    .read(lan_ifindex, &mut reading.neighbours)
-                    .map_err(|source| ReadError::Netlink(NetlinkError::Neighbours(source)))
-            });
-        if filled.blocking_send(reading).is_err() {
+    // Ends when the control task drops its `Reader` (or its receiver).
+    while let Ok((mut counters, neighbours)) = queue.recv() {
+        counters.started = Instant::now();
+        counters.result = usage.read(&mut counters.usage).map_err(ReadError::from);
+        counters.usage.sort_unstable_by_key(|(key, _)| key.addr);
+        if filled.blocking_send(Read::Counters(counters)).is_err() {
+            break;
+        }
+        let Some(mut neighbours) = neighbours else {
+            continue;
+        };
+        neighbours.result = neighbour_reader
+            .read(lan_ifindex, &mut neighbours.pairs)
+            .map_err(|source| ReadError::Netlink(NetlinkError::Neighbours(source)));
+        neighbours.pairs.sort_unstable();
+        if filled.blocking_send(Read::Neighbours(neighbours)).is_err() {
             break;
         }
     }
