@@ -320,12 +320,14 @@ impl Control {
             hz: self.hz,
             wall: now.wall,
         };
-        let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&mut counters.usage, clocks) {
-            let billable = delta.up_bytes + delta.down_bytes;
-            // A delta is reported only when a counter moved: the client was active.
-            effects.extend(self.engine.traffic(mac, billable, true, now));
-        }
+        // A delta is reported only when a counter moved: every client in it was active.
+        let traffic: Vec<(MacAddr, u64)> = self
+            .table
+            .apply(&mut counters.usage, clocks)
+            .into_iter()
+            .map(|(mac, delta)| (mac, delta.up_bytes + delta.down_bytes))
+            .collect();
+        let mut effects = self.engine.traffic_sorted(&traffic, now);
         // The reading may have brought new clients.
         self.client_count.set(None);
         effects.extend(self.engine.tick(now));

@@ -252,6 +252,64 @@ impl Engine {
         effects
     }
 
+    /// [`Engine::traffic`] for many active clients at once: `traffic` is each one's billable
+    /// bytes, in MAC order, each MAC once (what a poll of the counters gives). The same
+    /// decisions and effects as calling `traffic` for each in turn, with one pass over the
+    /// clients instead of lookups by MAC; only a client whose session ended or who resumes
+    /// from an idle pause takes the full path.
+    #[must_use = "the effects must be carried out"]
+    pub fn traffic_sorted(&mut self, traffic: &[(MacAddr, u64)], now: Now) -> Vec<Effect> {
+        let bytes_per_mb = self.config.bytes_per_mb.max(1);
+        let mut due = Vec::new();
+        let mut clients = self.clients.iter_mut().peekable();
+        for (mac, billable_bytes) in traffic {
+            while clients.next_if(|(known, _)| *known < mac).is_some() {}
+            let Some((_, client)) = clients.next_if(|(known, _)| *known == mac) else {
+                continue;
+            };
+            match &mut client.status {
+                Status::Connected {
+                    session, active_at, ..
+                } => {
+                    *active_at = (*active_at).max(now.mono);
+                    if let Some(entry) = self.sessions.get_mut(session)
+                        && entry.ended.is_none()
+                        && entry.session.data.kind.counts_data()
+                    {
+                        #[expect(
+                            clippy::cast_precision_loss,
+                            reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
+                        )]
+                        let mb = *billable_bytes as f64 / bytes_per_mb as f64;
+                        entry.session.data.data_cons += mb;
+                    }
+                    if let Some((_, false)) =
+                        credit_running(&mut client.status, &mut self.sessions, now)
+                    {
+                        due.push(*mac);
+                    }
+                }
+                Status::Paused {
+                    reason: PauseReason::Idle,
+                    ..
+                } => due.push(*mac),
+                _ => {}
+            }
+        }
+        let mut effects = Vec::new();
+        for mac in due {
+            match self.status(mac) {
+                // Credited above: this ends the session and starts the next.
+                Status::Connected { .. } => self.settle(mac, now, &mut effects),
+                Status::Paused { .. } => {
+                    self.resume(mac, now, &mut effects);
+                }
+                Status::Disconnected => {}
+            }
+        }
+        effects
+    }
+
     /// Periodic work: ends sessions whose expiry came (running or not: expiry runs while
     /// paused), credits running time, ends consumed sessions and starts the next, and pauses
     /// clients idle for `idle_pause`.
