@@ -51,6 +51,8 @@ pub enum ControlError {
     Read(#[from] reader::ReadError),
     #[error("cannot start the thread that reads the kernel's counters: {0}")]
     ReaderThread(#[source] std::io::Error),
+    #[error("the control task's channels were taken by an earlier run")]
+    Channels,
 }
 
 /// What the control task is given to own.
@@ -102,6 +104,11 @@ pub struct Control {
     reader: reader::Reader,
     /// Where the reader's readings arrive; taken by `run`.
     readings: Option<mpsc::Receiver<reader::Read>>,
+    /// Where background saves report, and whether one is under way (see
+    /// `save_in_background`); the receiver is taken by `run`.
+    saves_done: mpsc::Sender<apply::SaveDone>,
+    saves_done_receiver: Option<mpsc::Receiver<apply::SaveDone>>,
+    save_in_flight: bool,
     /// A poll was asked for while a reading was in flight: one more follows it, so what
     /// asked (a gate event, a deadline) sees counters read after it.
     poll_again: bool,
@@ -136,6 +143,8 @@ impl Control {
             events,
         } = parts;
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
+        // One save at a time is under way in the background.
+        let (saves_done, saves_done_receiver) = mpsc::channel(1);
         let neighbours = NeighbourReader::open()
             .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
         let (reader, readings) =
@@ -164,6 +173,9 @@ impl Control {
             reader,
             readings: Some(readings),
             poll_again: false,
+            saves_done,
+            saves_done_receiver: Some(saves_done_receiver),
+            save_in_flight: false,
             poll_durations: crate::metrics::Histogram::default(),
             save_durations: crate::metrics::Histogram::default(),
         };
@@ -188,7 +200,11 @@ impl Control {
         // the ring (now inside the AsyncFd) lives.
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
-        let mut readings = self.readings.take().ok_or(reader::ReadError::Gone)?;
+        let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
+        let mut saves_done = self
+            .saves_done_receiver
+            .take()
+            .ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         loop {
@@ -197,6 +213,10 @@ impl Control {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some(read) = readings.recv() => self.take_read(read).await,
+                Some(done) = saves_done.recv() => {
+                    self.save_in_flight = false;
+                    self.saved(done);
+                }
                 () = sleep_until(next_deadline) => {
                     self.poll();
                     // A deadline the poll does not replace has been dealt with; a past one left
@@ -291,7 +311,7 @@ impl Control {
                     || !self.unsaved_clients.is_empty()
                 {
                     let periodic = self.last_save.elapsed() >= self.config.save_interval();
-                    self.save(periodic).await;
+                    self.save_in_background(periodic).await;
                 }
             }
             reader::Read::Neighbours(mut neighbours) => {

@@ -247,6 +247,20 @@ impl StoreHandle {
         self.ask(|reply| Command::SaveBatch { batch, reply }).await
     }
 
+    /// Queues a save like [`save_batch`](Self::save_batch) and returns once it is queued,
+    /// with a future that waits for its answer: for a caller that goes on meanwhile.
+    pub async fn queue_batch(
+        &self,
+        batch: SaveBatch,
+    ) -> Result<impl Future<Output = Result<(), StoreError>> + Send + 'static, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::SaveBatch { batch, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
+    }
+
     /// Deletes a session, synced to disk; `false` when no session has that id. A client that
     /// was running it keeps no reference to it.
     pub async fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
