@@ -148,13 +148,15 @@ impl Window {
             .map(|bits| f64::from_bits(*bits))
             .collect()
     }
+}
 
-    fn saves(&self) -> Vec<f64> {
-        self.saves_ms
-            .iter()
-            .map(|bits| f64::from_bits(*bits))
-            .collect()
-    }
+/// Every save seen in either window, once (the same save may show in both).
+fn saves(run: &Run) -> Vec<f64> {
+    run.quiet
+        .saves_ms
+        .union(&run.loaded.saves_ms)
+        .map(|bits| f64::from_bits(*bits))
+        .collect()
 }
 
 /// Request latencies, ms, sorted when read.
@@ -499,12 +501,7 @@ fn mib(kib: u64) -> f64 {
 
 fn print_run(run: &Run) {
     let polls = run.quiet.polls();
-    let saves: Vec<f64> = run
-        .quiet
-        .saves()
-        .into_iter()
-        .chain(run.loaded.saves())
-        .collect();
+    let saves = saves(run);
     println!();
     println!("### {} clients", run.clients);
     println!();
@@ -517,6 +514,8 @@ fn print_run(run: &Run) {
         polls.len(),
         run.polls_counted
     );
+    let listed: Vec<String> = saves.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!("saves seen in /v1/status, ms: {}", listed.join(", "));
     println!();
     println!("| what | n | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
@@ -562,12 +561,7 @@ fn print_summary(runs: &[Run], args: &Args) {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for run in runs {
         let polls = run.quiet.polls();
-        let saves: Vec<f64> = run
-            .quiet
-            .saves()
-            .into_iter()
-            .chain(run.loaded.saves())
-            .collect();
+        let saves = saves(run);
         let api = all_requests(run);
         println!(
             "| {} | {:.2} / {:.2} / {:.2} | {:.1} | {:.1} / {:.1} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} |",
