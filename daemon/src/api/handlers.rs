@@ -136,7 +136,18 @@ async fn client_command(
 pub(super) async fn metrics(
     State(commands): State<Commands>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let text = commands.ask(|reply| Command::Metrics { reply }).await?;
+    let snapshot = commands.ask(|reply| Command::Metrics { reply }).await?;
+    // Megabytes of text at thousands of clients: rendered on a blocking thread, so neither
+    // the control task nor an API worker waits for it.
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&snapshot))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("rendering the metrics failed: {error}"),
+            )
+        })?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,4 +1,4 @@
-//! Reads a whole per-CPU hash map in a few syscalls with `BPF_MAP_LOOKUP_BATCH` (Linux >= 5.6),
+//! Reads a whole hash map, per-CPU or not, in a few syscalls with `BPF_MAP_LOOKUP_BATCH` (Linux >= 5.6),
 //! which aya 0.14 does not expose. Walking the map entry by entry costs two syscalls per entry
 //! (next key, lookup) and an allocation for each entry's per-CPU values: at 10,000 clients,
 //! 20,000 syscalls every poll. A batch read copies up to [`BatchReader`]'s chunk of entries per
@@ -51,7 +51,8 @@ pub struct BatchReader<K, V> {
 }
 
 impl<K: Pod + Default, V: Pod + Default> BatchReader<K, V> {
-    /// A reader of `chunk` entries per syscall for a kernel with `cpus` possible CPUs.
+    /// A reader of `chunk` entries per syscall for a kernel with `cpus` possible CPUs; with
+    /// `cpus` = 1 it reads a plain (not per-CPU) hash map, whose values are one per entry.
     ///
     /// `V` must be a whole number of 8-byte words: the kernel lays per-CPU values out at
     /// 8-byte strides, so only then are they a plain `[V]`.

@@ -53,9 +53,9 @@ pub enum Command {
     Reload {
         config: std::sync::Arc<crate::config::Config>,
     },
-    /// The Prometheus text of `/metrics`.
+    /// What `/metrics` shows; the API renders it, off this task.
     Metrics {
-        reply: oneshot::Sender<String>,
+        reply: oneshot::Sender<crate::metrics::Snapshot>,
     },
 }
 
@@ -145,7 +145,7 @@ impl Control {
             }
             Command::Reload { config } => self.reload(config).await,
             Command::Metrics { reply } => {
-                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot()));
+                let _ = reply.send(self.metrics_snapshot());
             }
         }
     }

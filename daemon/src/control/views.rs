@@ -107,7 +107,7 @@ impl Control {
             poll_durations: self.poll_durations.clone(),
             save_durations: self.save_durations.clone(),
             usage_entries: self.usage_entries,
-            grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
+            grant_entries: self.kernel.grant_count().unwrap_or(0),
             map_capacity: hotspotd_common::MAX_CLIENTS,
         }
     }

@@ -1,13 +1,15 @@
 //! `BatchReader`, hotspotd's `BPF_MAP_LOOKUP_BATCH` wrapper, against the real `USAGE` map: it
 //! must read exactly what aya's entry-by-entry walk reads, every CPU's values in their place,
-//! whatever its chunk size.
+//! whatever its chunk size; and against `GRANTS`, a plain hash map, as `/metrics` counts it.
 
 use aya::util::nr_cpus;
 use hotspotd::bpf::BatchReader;
 use hotspotd_common::{MacKey, Usage};
 use hotspotd_tests::frames::client_mac;
 
-use crate::harness::{CLIENT, CLIENT_V4, Harness, Program, REMOTE_V4, to_u64, udp_v4, upload};
+use crate::harness::{
+    CLIENT, CLIENT_V4, Harness, Program, REMOTE_V4, to_u64, udp_v4, unlimited, upload,
+};
 
 /// Distinct counters for client `n` on CPU `cpu`, so a value in the wrong slot shows.
 fn counters(n: u32, cpu: usize) -> Usage {
@@ -82,4 +84,27 @@ fn sees_what_the_programs_counted() {
     assert_eq!(read[0].0, MacKey::new(client));
     assert_eq!(Some(summed), harness.usage(client));
     assert_eq!(summed.up_packets, 3);
+}
+
+#[test]
+fn reads_a_plain_hash_map_with_one_cpu() {
+    // What the daemon does to count the grants for /metrics: values of a plain hash map are
+    // one per entry, so `cpus` = 1; the bytes of each grant are not looked at.
+    const CLIENTS: u32 = 1_500;
+    let mut harness = Harness::load();
+    for n in 0..CLIENTS {
+        harness.grant(client_mac(n), unlimited());
+    }
+    let mut reader = BatchReader::<MacKey, [u64; 5]>::new(64, 1).expect("a valid layout");
+    let mut keys = Vec::new();
+    reader
+        .read(harness.grants_fd(), |key, values| {
+            assert_eq!(values.len(), 1);
+            keys.push(*key);
+        })
+        .expect("a batch read");
+    keys.sort_unstable();
+    let mut expected: Vec<MacKey> = (0..CLIENTS).map(|n| MacKey::new(client_mac(n))).collect();
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
 }

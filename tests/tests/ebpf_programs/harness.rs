@@ -322,6 +322,19 @@ impl Harness {
         entries
     }
 
+    /// The file descriptor of `GRANTS`, a plain hash map.
+    pub(crate) fn grants_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        match self
+            .ebpf
+            .map(hotspotd_common::MAP_GRANTS)
+            .expect("GRANTS map")
+        {
+            aya::maps::Map::HashMap(map) => map.fd().as_fd(),
+            _ => panic!("GRANTS is a hash map"),
+        }
+    }
+
     /// The file descriptor of `USAGE`.
     pub(crate) fn usage_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
