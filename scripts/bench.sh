@@ -27,3 +27,6 @@ echo "## Connect to first packet"
 echo
 echo "## Speed limits: applying HTB classes"
 ./target/release/bench-shaping
+echo
+echo "## Scale: 0, 1,000 and 10,000 clients with running sessions"
+./target/release/bench-scale

@@ -7,6 +7,7 @@
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
 //! and names are unique per process and per call, so tests run in parallel.
 
+pub mod crowd;
 mod daemon;
 mod disks;
 pub mod frames;
@@ -14,12 +15,14 @@ mod goodput;
 pub mod http;
 mod lan;
 mod netns;
+pub mod process;
 mod raw;
 pub mod tc;
 mod traffic;
 
 use std::time::{Duration, Instant};
 
+pub use crowd::{Crowd, CrowdSender};
 pub use daemon::{Daemon, hotspotctl_bin, hotspotd_bin, workspace_root};
 pub use disks::{Ext4Disk, Tmpfs};
 pub use goodput::{Read, TcpMeter, largest_read_gap, mbits_between, mbits_per_second, tcp_push};

@@ -248,3 +248,61 @@ fn daemon_serves_clients_and_detaches_on_sigterm() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn one_client_is_its_row_of_the_listing() -> Result<()> {
+    use hotspotd::client::{ApiClient, ClientError};
+
+    let lan = Lan::new(2)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    let paying = &lan.clients[0];
+    daemon.connect_for_an_hour(&paying.mac)?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    udp_ping_pong(&paying.netns, echo.addr(), 100, 3)?;
+    wait_for_table(&daemon, |table| {
+        table
+            .get(&paying.mac)
+            .is_some_and(|row| counter(row, "up_bytes") > 0)
+    })?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let api = ApiClient::new(daemon.socket());
+    // Background traffic (neighbour discovery) may move a counter between the two reads;
+    // they must agree once nothing moves.
+    let mut last = (Value::Null, None);
+    let agree = wait_for(SETTLE, || {
+        let one: Option<Value> = runtime
+            .block_on(api.get(&format!("/v1/clients/{}", paying.mac)))
+            .ok();
+        let row = clients(&daemon)
+            .ok()
+            .and_then(|mut table| table.remove(&paying.mac));
+        last = (one.unwrap_or_default(), row);
+        last.1.as_ref() == Some(&last.0)
+    });
+    ensure!(
+        agree,
+        "GET /v1/clients/{{mac}} {} is not the listing's row {:?}",
+        last.0,
+        last.1
+    );
+
+    let unknown = "02:ff:ff:ff:ff:01";
+    match runtime.block_on(api.get::<Value>(&format!("/v1/clients/{unknown}"))) {
+        Err(ClientError::Api { status, code, .. }) => ensure!(
+            status == 404 && code == "unknown_client",
+            "an unknown client: {status} {code}"
+        ),
+        other => anyhow::bail!("an unknown client was answered {other:?}"),
+    }
+    match runtime.block_on(api.get::<Value>("/v1/clients/not-a-mac")) {
+        Err(ClientError::Api { status, code, .. }) => ensure!(
+            status == 400 && code == "bad_mac",
+            "a bad MAC: {status} {code}"
+        ),
+        other => anyhow::bail!("a bad MAC was answered {other:?}"),
+    }
+    Ok(())
+}

@@ -28,6 +28,27 @@ pub(super) async fn clients(
     ))
 }
 
+/// `GET /v1/clients/{mac}`: one client, as `GET /v1/clients` lists it; 404 if it is not listed.
+pub(super) async fn client(
+    State(commands): State<Commands>,
+    Path(mac): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    commands
+        .ask(|reply| Command::Client { mac, reply })
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_client",
+                format!(
+                    "hotspotd does not know the client {mac}: the kernel has seen no packet of it and it holds no session"
+                ),
+            )
+        })
+}
+
 pub(super) async fn status(State(commands): State<Commands>) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(commands.ask(|reply| Command::Status { reply }).await?))
 }
@@ -120,7 +141,18 @@ async fn client_command(
 pub(super) async fn metrics(
     State(commands): State<Commands>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let text = commands.ask(|reply| Command::Metrics { reply }).await?;
+    let snapshot = commands.ask(|reply| Command::Metrics { reply }).await?;
+    // Megabytes of text at thousands of clients: rendered on a blocking thread, so neither
+    // the control task nor an API worker waits for it.
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&snapshot))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("rendering the metrics failed: {error}"),
+            )
+        })?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -193,6 +193,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/clients", get(handlers::clients))
+        .route("/v1/clients/{mac}", get(handlers::client))
         .route("/v1/clients/{mac}/connect", post(handlers::connect))
         .route("/v1/clients/{mac}/pause", post(handlers::pause))
         .route(

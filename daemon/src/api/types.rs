@@ -56,6 +56,9 @@ pub struct StatusView {
     pub clients: usize,
     pub sessions: usize,
     pub last_poll_ms: f64,
+    /// How long the last save to SQLite took. Absent from an older daemon's answer.
+    #[serde(default)]
+    pub last_save_ms: f64,
     pub kernel: KernelStats,
     /// Whether saves reach the database: `ok`, or `degraded` with why, since when, what waits
     /// and when the next attempt is.

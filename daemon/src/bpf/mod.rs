@@ -27,11 +27,15 @@ use hotspotd_common::{
 
 use crate::config::WalledGardenEntry;
 
+mod batch;
 mod gate;
 mod local;
+mod usage;
 
+pub use batch::{BatchError, BatchReader};
 pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
 pub use local::set_local_addrs;
+pub use usage::UsageReader;
 
 /// The compiled eBPF object (programs `lan_ingress`, `lan_egress`, `bench_empty`; maps in
 /// `hotspotd_common`), built by `build.rs`.
@@ -42,6 +46,12 @@ pub static EBPF_OBJECT: &[u8] =
 pub const PROGRAM_INGRESS: &str = "lan_ingress";
 pub const PROGRAM_EGRESS: &str = "lan_egress";
 pub const PROGRAM_EMPTY: &str = "bench_empty";
+
+/// Grants read per syscall when counting them: 40 KiB of buffer.
+const GRANT_COUNT_BATCH_ENTRIES: usize = 1_024;
+/// Room for one grant when only counting them: the bytes are not looked at.
+type GrantBytes = [u64; size_of::<Grant>() / 8];
+const _: () = assert!(size_of::<Grant>().is_multiple_of(8));
 
 /// `statfs` magic of the BPF filesystem.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -91,6 +101,16 @@ pub enum BpfError {
     Map {
         name: &'static str,
         source: aya::maps::MapError,
+    },
+    #[error("cannot duplicate the file descriptor of map '{name}': {source}")]
+    MapFd {
+        name: &'static str,
+        source: io::Error,
+    },
+    #[error("map '{name}': {source}")]
+    Batch {
+        name: &'static str,
+        source: BatchError,
     },
 }
 
@@ -209,17 +229,22 @@ impl Kernel {
         Ok(())
     }
 
-    /// Every client the kernel has seen, with its counters summed over CPUs.
+    /// Every client the kernel has seen, with its counters summed over CPUs, in MAC order:
+    /// one read, for the restore (polls read on the reader's thread, see
+    /// [`usage_reader`](Self::usage_reader)).
     pub fn usage(&self) -> Result<Vec<(MacKey, Usage)>, BpfError> {
-        let map: PerCpuHashMap<&MapData, MacKey, Usage> = self.map(MAP_USAGE)?;
         let mut clients = Vec::new();
-        for entry in &map {
-            // An entry deleted between the key walk and its lookup is simply skipped.
-            let Ok((mac, per_cpu)) = entry else { continue };
-            let usage = per_cpu.iter().fold(Usage::default(), Usage::merged);
-            clients.push((mac, usage));
-        }
+        self.usage_reader()?.read(&mut clients)?;
         Ok(clients)
+    }
+
+    /// A reader of every client's counters with a file descriptor of its own on `USAGE`, for
+    /// the thread that reads them.
+    pub fn usage_reader(&self) -> Result<UsageReader, BpfError> {
+        let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
+            return Err(BpfError::MissingMap { name: MAP_USAGE });
+        };
+        UsageReader::new(map)
     }
 
     /// One client's counters, summed over CPUs; `None` if the kernel has none for it.
@@ -332,6 +357,27 @@ impl Kernel {
     /// Every grant in the kernel.
     pub fn grants(&self) -> Result<Vec<(MacKey, Grant)>, BpfError> {
         gate::grants(&self.ebpf)
+    }
+
+    /// How many grants the kernel holds: counted with batch reads where the kernel has them,
+    /// since `/metrics` asks on every scrape and walking 10,000 grants takes 20,000 syscalls.
+    pub fn grant_count(&self) -> Result<usize, BpfError> {
+        let Some(aya::maps::Map::HashMap(map)) = self.ebpf.map(MAP_GRANTS) else {
+            return Err(BpfError::MissingMap { name: MAP_GRANTS });
+        };
+        let mut count = 0;
+        let counted = BatchReader::<MacKey, GrantBytes>::new(GRANT_COUNT_BATCH_ENTRIES, 1)
+            .and_then(|mut reader| {
+                reader.read(std::os::fd::AsFd::as_fd(map.fd()), |_, _| count += 1)
+            });
+        match counted {
+            Ok(()) => Ok(count),
+            Err(BatchError::Unsupported) => self.grants().map(|grants| grants.len()),
+            Err(source) => Err(BpfError::Batch {
+                name: MAP_GRANTS,
+                source,
+            }),
+        }
     }
 
     /// Makes the walled garden exactly `entries`.

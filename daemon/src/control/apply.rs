@@ -28,10 +28,10 @@ impl Control {
                     match grant.run_for {
                         Some(run_for) => {
                             self.deadlines
-                                .insert(mac, Instant::now() + run_for + WAKE_AFTER);
+                                .set(mac, Instant::now() + run_for + WAKE_AFTER);
                         }
                         None => {
-                            self.deadlines.remove(&mac);
+                            self.deadlines.remove(mac);
                         }
                     }
                     self.limits.insert(mac, (grant.down_mbits, grant.up_mbits));
@@ -48,7 +48,7 @@ impl Control {
                     }
                 }
                 Effect::Revoke { mac } => {
-                    self.deadlines.remove(&mac);
+                    self.deadlines.remove(mac);
                     self.limits.remove(&mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");

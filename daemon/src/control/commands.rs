@@ -21,6 +21,11 @@ pub enum Command {
     Clients {
         reply: oneshot::Sender<Vec<ClientView>>,
     },
+    /// One client; `None` if the daemon does not know it.
+    Client {
+        mac: MacAddr,
+        reply: oneshot::Sender<Option<ClientView>>,
+    },
     Status {
         reply: oneshot::Sender<StatusView>,
     },
@@ -50,9 +55,9 @@ pub enum Command {
     Reload {
         config: std::sync::Arc<crate::config::Config>,
     },
-    /// The Prometheus text of `/metrics`.
+    /// What `/metrics` shows; the API renders it, off this task.
     Metrics {
-        reply: oneshot::Sender<String>,
+        reply: oneshot::Sender<crate::metrics::Snapshot>,
     },
 }
 
@@ -115,6 +120,9 @@ impl Control {
             Command::Clients { reply } => {
                 let _ = reply.send(self.client_views());
             }
+            Command::Client { mac, reply } => {
+                let _ = reply.send(self.known_client_view(mac));
+            }
             Command::Status { reply } => {
                 let _ = reply.send(self.status_view());
             }
@@ -128,10 +136,12 @@ impl Control {
                 connect,
                 reply,
             } => {
+                self.client_count.set(None);
                 let result = self.add_session(mac, data, connect).await;
                 self.answer_once_saved(reply, result);
             }
             Command::RemoveSession { id, reply } => {
+                self.client_count.set(None);
                 let result = self.remove_session(id).await;
                 self.answer_once_saved(reply, result);
             }
@@ -150,7 +160,7 @@ impl Control {
             Command::Reload { config } => self.reload(&config).await,
             Command::Metrics { reply } => {
                 let now = self.now();
-                let _ = reply.send(crate::metrics::render(&self.metrics_snapshot(now)));
+                let _ = reply.send(self.metrics_snapshot(now));
             }
         }
     }

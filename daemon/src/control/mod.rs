@@ -2,12 +2,15 @@
 //! session engine — and takes poll ticks, gate events and API commands in turn, so nothing needs
 //! a lock. The data path: kernel counters → deltas (`accounting`) → the engine → its effects on
 //! the kernel (grants), the store (saves) and the log (events). Side effects: reads the eBPF
-//! maps and netlink every `accounting.poll_interval_ms`, writes grants and the box's addresses
-//! to the kernel, saves sessions.
+//! maps and netlink every `accounting.poll_interval_ms` (the counters and the neighbour table
+//! on the thread of `reader`, so the task answers the API meanwhile), writes grants and the
+//! box's addresses to the kernel, saves sessions.
 
 mod apply;
 mod commands;
+mod deadlines;
 mod links;
+mod reader;
 mod reload;
 mod restore;
 mod speed;
@@ -37,7 +40,7 @@ use crate::{
     config::Config,
     events::Events,
     mac::MacAddr,
-    netlink::{Netlink, NetlinkError},
+    netlink::{NeighbourReader, Netlink, NetlinkError},
     sessions::engine::{Effect, Engine, Now, SessionId},
     shaping::{Desired, Shaper},
     store::{StoreError, StoreHandle},
@@ -53,6 +56,12 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error("cannot watch the kernel's gate events: {0}")]
     Events(#[source] std::io::Error),
+    #[error(transparent)]
+    Read(#[from] reader::ReadError),
+    #[error("cannot start the thread that reads the kernel's counters: {0}")]
+    ReaderThread(#[source] std::io::Error),
+    #[error("the control task's channels were taken by an earlier run")]
+    Channels,
 }
 
 /// What the control task is given to own.
@@ -72,6 +81,8 @@ pub struct Control {
     config: Arc<Config>,
     kernel: Kernel,
     netlink: Netlink,
+    /// The LAN interface's index, followed when it is recreated (`links.rs`); the reader
+    /// reads its neighbour table.
     lan_ifindex: u32,
     table: ClientTable,
     engine: Engine,
@@ -88,7 +99,7 @@ pub struct Control {
     unsaved: BTreeSet<SessionId>,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
-    deadlines: BTreeMap<MacAddr, Instant>,
+    deadlines: deadlines::Deadlines,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
     /// How many clients the kernel's counters held at the last poll: for `/metrics`.
@@ -108,6 +119,19 @@ pub struct Control {
     held_grants: BTreeMap<MacAddr, SessionId>,
     /// The daemon's wall clock (see `crate::clock`); continued from the last save at restore.
     clock: WallClock,
+    /// How many clients `/v1/status` counts, once counted: forgotten by every poll and by
+    /// every command that adds or removes a session (nothing else adds or removes a client),
+    /// so a status request costs a count of every client at most once a poll.
+    client_count: std::cell::Cell<Option<usize>>,
+    /// Reads the counters and the neighbour table for each poll, on a thread of its own.
+    reader: reader::Reader,
+    /// Where the reader's readings arrive; taken by `run`.
+    readings: Option<mpsc::Receiver<reader::Read>>,
+    /// A poll was asked for while a reading was in flight: one more follows it, so what
+    /// asked (a gate event, a deadline) sees counters read after it.
+    poll_again: bool,
+    /// Every poll's duration, for `/metrics` (every save's is the store's).
+    poll_durations: crate::metrics::Histogram,
 }
 
 impl Control {
@@ -125,6 +149,10 @@ impl Control {
         } = parts;
         let desired = speed::desired(&config);
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
+        let neighbours = NeighbourReader::open()
+            .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
+        let (reader, readings) = reader::Reader::spawn(kernel.usage_reader()?, neighbours)
+            .map_err(ControlError::ReaderThread)?;
         let mut control = Self {
             config,
             kernel,
@@ -140,7 +168,7 @@ impl Control {
             last_poll: Duration::ZERO,
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
-            deadlines: BTreeMap::new(),
+            deadlines: deadlines::Deadlines::default(),
             events,
             usage_entries: 0,
             shaper,
@@ -150,6 +178,11 @@ impl Control {
             link_trouble: links::LinkTrouble::default(),
             held_grants: BTreeMap::new(),
             clock: WallClock::start(Reading::now(), None).0,
+            client_count: std::cell::Cell::new(None),
+            reader,
+            readings: Some(readings),
+            poll_again: false,
+            poll_durations: crate::metrics::Histogram::default(),
         };
         control.restore().await?;
         Ok(control)
@@ -206,21 +239,22 @@ impl Control {
         // the ring (now inside the AsyncFd) lives.
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
+        let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
         let mut link_changes = links::watch();
         loop {
-            let next_deadline = self.deadlines.values().min().copied();
+            let next_deadline = self.deadlines.first();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(read) = readings.recv() => self.take_read(read).await,
                 () = sleep_until(next_deadline) => {
-                    self.poll_logged().await;
-                    // A deadline the poll did not replace has been dealt with; a past one left
+                    self.poll();
+                    // A deadline the poll does not replace has been dealt with; a past one left
                     // in place would wake the loop again at once.
-                    let now = Instant::now();
-                    self.deadlines.retain(|_, at| *at > now);
+                    self.deadlines.remove_passed(Instant::now());
                 }
                 ready = events.readable_mut() => {
                     // A budget or deadline ran out: account now, so the next session starts
@@ -229,14 +263,14 @@ impl Control {
                         drain(guard.get_inner_mut());
                         guard.clear_ready();
                     }
-                    self.poll_logged().await;
+                    self.poll();
                 }
                 tick = ticks.tick() => {
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");
                     }
-                    self.poll_logged().await;
+                    self.poll();
                 }
                 Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
                 _ = link_checks.tick() => self.check_links().await,
@@ -250,51 +284,111 @@ impl Control {
                 }
             }
         }
-        self.poll_logged().await;
+        // The last reading is taken after everything before the shutdown: the one in flight
+        // is accounted first.
+        self.poll_again = false;
+        for fresh in [false, true] {
+            if fresh && !self.start_reading() {
+                break;
+            }
+            while self.reader.in_flight() {
+                let Some(read) = readings.recv().await else {
+                    break;
+                };
+                self.take_read(read).await;
+            }
+        }
         self.save();
         Ok((self.kernel, self.shaper))
     }
 
-    async fn poll_logged(&mut self) {
-        if let Err(error) = self.poll().await {
-            tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
-        }
-        if self.last_save.elapsed() >= self.config.save_interval() || !self.unsaved.is_empty() {
-            self.save();
+    /// Asks the reader for a poll's reading; accounting follows when it arrives. One asked
+    /// for while a reading is in flight follows that one.
+    fn poll(&mut self) {
+        if self.reader.in_flight() {
+            self.poll_again = true;
+        } else {
+            self.start_reading();
         }
     }
 
-    /// Reads the counters, turns them into per-client totals and feeds what moved to the
-    /// engine; then lets time pass in the engine and carries out what it decided.
-    async fn poll(&mut self) -> Result<(), ControlError> {
-        let started = Instant::now();
+    /// Returns whether a reading started. The neighbour table is read from the LAN interface
+    /// as it is now, and not at all while it is missing (`links.rs`).
+    fn start_reading(&mut self) -> bool {
+        let neighbours_of = (!self.link_trouble.lan_missing).then_some(self.lan_ifindex);
+        match self.reader.start(neighbours_of) {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the kernel's counters");
+                false
+            }
+        }
+    }
+
+    /// Carries out what the reader read: counters are accounted (then what needs saving is
+    /// saved), the neighbour table becomes the clients' addresses.
+    async fn take_read(&mut self, read: reader::Read) {
+        match read {
+            reader::Read::Counters(mut counters) => {
+                let result = match std::mem::replace(&mut counters.result, Ok(())) {
+                    Ok(()) => self.account(&mut counters).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
+                }
+                self.last_poll = counters.started.elapsed();
+                self.poll_durations.observe(self.last_poll);
+                self.reader.recycle(reader::Read::Counters(counters));
+                if std::mem::take(&mut self.poll_again) {
+                    self.poll();
+                }
+                if self.last_save.elapsed() >= self.config.save_interval()
+                    || !self.unsaved.is_empty()
+                {
+                    self.save();
+                }
+            }
+            reader::Read::Neighbours(mut neighbours) => {
+                match std::mem::replace(&mut neighbours.result, Ok(())) {
+                    Ok(()) => self.table.set_addresses(&mut neighbours.pairs),
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the neighbour table failed; retrying next poll");
+                    }
+                }
+                self.reader.recycle(reader::Read::Neighbours(neighbours));
+            }
+        }
+    }
+
+    /// Turns a reading of the counters into per-client totals and feeds what moved to the engine; then lets
+    /// time pass in the engine and carries out what it decided.
+    async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
         self.kernel.sync_local_addrs(&keys)?;
 
-        let readings = self.kernel.usage()?;
-        self.usage_entries = readings.len();
+        self.usage_entries = counters.usage.len();
         let now = self.now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
             hz: self.hz,
             wall: now.wall,
         };
-        let mut effects = Vec::new();
-        for (mac, delta) in self.table.apply(&readings, clocks) {
-            let billable = delta.up_bytes + delta.down_bytes;
-            // A delta is reported only when a counter moved: the client was active.
-            effects.extend(self.engine.traffic(mac, billable, true, now));
-        }
+        // A delta is reported only when a counter moved: every client in it was active.
+        let traffic: Vec<(MacAddr, u64)> = self
+            .table
+            .apply(&mut counters.usage, clocks)
+            .into_iter()
+            .map(|(mac, delta)| (mac, delta.up_bytes + delta.down_bytes))
+            .collect();
+        let mut effects = self.engine.traffic_sorted(&traffic, now);
+        // The reading may have brought new clients.
+        self.client_count.set(None);
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
 
-        if !self.link_trouble.lan_missing {
-            self.table
-                .set_addresses(self.netlink.neighbours(self.lan_ifindex).await?);
-        }
         self.kernel_stats = self.kernel.stats()?;
-        self.last_poll = started.elapsed();
         Ok(())
     }
 }

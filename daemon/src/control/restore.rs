@@ -155,7 +155,7 @@ impl Control {
     ) -> Result<BTreeMap<MacAddr, u64>, ControlError> {
         self.table
             .restore_baselines(clients.iter().map(|client| (client.mac, client.baseline)));
-        let readings = self.kernel.usage()?;
+        let mut readings = self.kernel.usage()?;
         let clocks = Clocks {
             jiffies,
             hz: self.hz,
@@ -163,7 +163,7 @@ impl Control {
         };
         Ok(self
             .table
-            .apply(&readings, clocks)
+            .apply(&mut readings, clocks)
             .into_iter()
             .map(|(mac, delta)| (mac, delta.up_bytes + delta.down_bytes))
             .collect())

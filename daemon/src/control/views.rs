@@ -26,6 +26,25 @@ impl Control {
         macs
     }
 
+    /// The client, if the kernel has seen it or it holds a session (what `client_views` lists).
+    pub(super) fn known_client_view(&self, mac: MacAddr) -> Option<ClientView> {
+        let known = self.table.record(mac).is_some() || self.engine.client(mac).is_some();
+        known.then(|| self.client_view(mac))
+    }
+
+    /// How many clients `client_views` lists, counted without building the list.
+    fn client_count(&self) -> usize {
+        if let Some(count) = self.client_count.get() {
+            return count;
+        }
+        let count = union_len(
+            self.table.records().map(|record| record.mac),
+            self.engine.clients().map(|(mac, _, _)| mac),
+        );
+        self.client_count.set(Some(count));
+        count
+    }
+
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();
@@ -88,21 +107,72 @@ impl Control {
             last_poll_seconds: self.last_poll.as_secs_f64(),
             last_save_seconds: storage.last_save_ms / 1_000.0,
             storage,
+            poll_durations: self.poll_durations.clone(),
+            save_durations: self.store.save_durations(),
             usage_entries: self.usage_entries,
-            grant_entries: self.kernel.grants().map_or(0, |grants| grants.len()),
+            grant_entries: self.kernel.grant_count().unwrap_or(0),
             map_capacity: hotspotd_common::MAX_CLIENTS,
         }
     }
 
     pub(super) fn status_view(&self) -> StatusView {
+        let storage = self.store.health();
         StatusView {
+            last_save_ms: storage.last_save_ms,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lan_interface: self.config.network.lan_interface.clone(),
-            clients: self.client_macs().len(),
+            clients: self.client_count(),
             sessions: self.engine.sessions().count(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
-            storage: self.store.health(),
+            storage,
         }
+    }
+}
+
+/// The number of distinct items in two ascending sequences, in one merging pass.
+fn union_len<T: Ord>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> usize {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut count = 0;
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return count,
+            (Some(x), Some(y)) => match x.cmp(y) {
+                std::cmp::Ordering::Less => {
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some(_), None) => {
+                a.next();
+            }
+            (None, Some(_)) => {
+                b.next();
+            }
+        }
+        count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::union_len;
+
+    #[test]
+    fn the_union_counts_shared_items_once() {
+        assert_eq!(
+            union_len([1, 3, 5].into_iter(), [2, 3, 6, 7].into_iter()),
+            6
+        );
+        assert_eq!(union_len([1, 2].into_iter(), std::iter::empty()), 2);
+        assert_eq!(union_len(std::iter::empty(), [4].into_iter()), 1);
+        assert_eq!(union_len([1, 2].into_iter(), [1, 2].into_iter()), 2);
+        assert_eq!(union_len(std::iter::empty::<u8>(), std::iter::empty()), 0);
     }
 }

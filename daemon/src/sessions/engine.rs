@@ -40,6 +40,7 @@ pub use self::model::{
     Session, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
+use self::transitions::credit_running;
 use crate::{clock::Step, mac::MacAddr};
 
 /// The state machine; see the module doc.
@@ -243,6 +244,64 @@ impl Engine {
         effects
     }
 
+    /// [`Engine::traffic`] for many active clients at once: `traffic` is each one's billable
+    /// bytes, in MAC order, each MAC once (what a poll of the counters gives). The same
+    /// decisions and effects as calling `traffic` for each in turn, with one pass over the
+    /// clients instead of lookups by MAC; only a client whose session ended or who resumes
+    /// from an idle pause takes the full path.
+    #[must_use = "the effects must be carried out"]
+    pub fn traffic_sorted(&mut self, traffic: &[(MacAddr, u64)], now: Now) -> Vec<Effect> {
+        let bytes_per_mb = self.config.bytes_per_mb.max(1);
+        let mut due = Vec::new();
+        let mut clients = self.clients.iter_mut().peekable();
+        for (mac, billable_bytes) in traffic {
+            while clients.next_if(|(known, _)| *known < mac).is_some() {}
+            let Some((_, client)) = clients.next_if(|(known, _)| *known == mac) else {
+                continue;
+            };
+            match &mut client.status {
+                Status::Connected {
+                    session, active_at, ..
+                } => {
+                    *active_at = (*active_at).max(now.mono);
+                    if let Some(entry) = self.sessions.get_mut(session)
+                        && entry.ended.is_none()
+                        && entry.session.data.kind.counts_data()
+                    {
+                        #[expect(
+                            clippy::cast_precision_loss,
+                            reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
+                        )]
+                        let mb = *billable_bytes as f64 / bytes_per_mb as f64;
+                        entry.session.data.data_cons += mb;
+                    }
+                    if let Some((_, false)) =
+                        credit_running(&mut client.status, &mut self.sessions, now)
+                    {
+                        due.push(*mac);
+                    }
+                }
+                Status::Paused {
+                    reason: PauseReason::Idle,
+                    ..
+                } => due.push(*mac),
+                _ => {}
+            }
+        }
+        let mut effects = Vec::new();
+        for mac in due {
+            match self.status(mac) {
+                // Credited above: this ends the session and starts the next.
+                Status::Connected { .. } => self.settle(mac, now, &mut effects),
+                Status::Paused { .. } => {
+                    self.resume(mac, now, &mut effects);
+                }
+                Status::Disconnected => {}
+            }
+        }
+        effects
+    }
+
     /// Periodic work: ends sessions whose expiry came (running or not: expiry runs while
     /// paused), credits running time, ends consumed sessions and starts the next, and pauses
     /// clients idle for `idle_pause`.
@@ -256,7 +315,24 @@ impl Engine {
             self.expire(id, now, &mut effects);
         }
         let idle_pause = self.config.idle_pause.filter(|idle| !idle.is_zero());
-        for (mac, _) in self.connected() {
+        // One pass in MAC order credits every running client; only a client whose session
+        // is over or who may be idle takes the full path below (its credit is then 0).
+        let mut due = Vec::new();
+        for (mac, client) in &mut self.clients {
+            let Some((_, usable)) = credit_running(&mut client.status, &mut self.sessions, now)
+            else {
+                continue;
+            };
+            let idle = matches!(
+                (idle_pause, client.status),
+                (Some(idle), Status::Connected { active_at, .. })
+                    if now.mono.saturating_sub(active_at) >= idle
+            );
+            if !usable || idle {
+                due.push(*mac);
+            }
+        }
+        for mac in due {
             self.settle(mac, now, &mut effects);
             if let (Some(idle), Status::Connected { active_at, .. }) =
                 (idle_pause, self.status(mac))
@@ -416,13 +492,17 @@ impl Engine {
     /// Every client holding a session or connected, by MAC: its state and its session (the
     /// running one, or the one a paused client resumes).
     pub fn clients(&self) -> impl Iterator<Item = (MacAddr, ClientState, Option<SessionId>)> {
-        self.clients
-            .iter()
-            .map(|(mac, client)| match client.status {
-                Status::Disconnected => (*mac, ClientState::Disconnected, None),
-                Status::Connected { session, .. } => (*mac, ClientState::Connected, Some(session)),
-                Status::Paused { session, .. } => (*mac, ClientState::Paused, session),
-            })
+        self.clients.iter().map(|(mac, client)| {
+            let (state, session) = client.state_and_session();
+            (*mac, state, session)
+        })
+    }
+
+    /// One client of [`Engine::clients`]: its state and session; `None` if it holds no
+    /// session and is not connected.
+    #[must_use]
+    pub fn client(&self, mac: MacAddr) -> Option<(ClientState, Option<SessionId>)> {
+        self.clients.get(&mac).map(Client::state_and_session)
     }
 
     /// Sessions running now, for the periodic batch save.

@@ -228,6 +228,7 @@ fn record(shared: &Shared, state: &mut State, backoff: &mut Backoff, attempt: At
             backoff.succeeded();
             state.health.last_saved = Some(now);
             state.health.last_save = attempt.took;
+            state.health.save_durations.observe(attempt.took);
             if let Some(failure) = state.health.failure.take() {
                 tracing::info!(
                     %path,

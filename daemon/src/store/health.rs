@@ -44,6 +44,8 @@ pub(super) struct Health {
     pub failure: Option<Failure>,
     pub last_saved: Option<DateTime<Utc>>,
     pub last_save: Duration,
+    /// Every write that reached the disk, for `/metrics`.
+    pub save_durations: crate::metrics::Histogram,
 }
 
 /// The writes have been failing since `since`.

@@ -344,6 +344,12 @@ impl StoreHandle {
             .view(self.inner.shared.path.clone(), state.ledger.pending())
     }
 
+    /// How long every write that reached the disk took, since this start.
+    #[must_use]
+    pub fn save_durations(&self) -> crate::metrics::Histogram {
+        self.inner.shared.lock().health.save_durations.clone()
+    }
+
     /// Makes a last attempt to write what is pending, closes the database (folding the WAL
     /// back into the file) and stops the thread. [`StoreError::Unsaved`] when changes could
     /// not be written: they are lost with the process. Every later change, from any clone,

@@ -291,13 +291,57 @@ impl Harness {
 
     /// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.
     pub(crate) fn insert_client(&mut self, client: Mac) {
+        let cpus = nr_cpus().expect("count the possible CPUs");
+        self.set_usage(client, vec![Usage::default(); cpus]);
+    }
+
+    /// Makes `client`'s counters in `USAGE` exactly `per_cpu`, one `Usage` per possible CPU.
+    pub(crate) fn set_usage(&mut self, client: Mac, per_cpu: Vec<Usage>) {
         let mut map: PerCpuHashMap<_, MacKey, Usage> =
             PerCpuHashMap::try_from(self.ebpf.map_mut(MAP_USAGE).expect("USAGE map"))
                 .expect("USAGE is a per-CPU hash map");
-        let cpus = nr_cpus().expect("count the possible CPUs");
-        let zeros = PerCpuValues::try_from(vec![Usage::default(); cpus]).expect("one per CPU");
-        map.insert(MacKey::new(client), zeros, 0)
+        let values = PerCpuValues::try_from(per_cpu).expect("one per CPU");
+        map.insert(MacKey::new(client), values, 0)
             .expect("insert into USAGE");
+    }
+
+    /// Every entry of `USAGE` with its per-CPU values as they are, walked entry by entry with
+    /// aya, in key order.
+    pub(crate) fn usage_per_cpu(&self) -> Vec<(MacKey, Vec<Usage>)> {
+        let map: PerCpuHashMap<_, MacKey, Usage> =
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
+                .expect("USAGE is a per-CPU hash map");
+        let mut entries: Vec<(MacKey, Vec<Usage>)> = map
+            .iter()
+            .map(|entry| {
+                let (key, per_cpu) = entry.expect("iterate USAGE");
+                (key, per_cpu.to_vec())
+            })
+            .collect();
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        entries
+    }
+
+    /// The file descriptor of `GRANTS`, a plain hash map.
+    pub(crate) fn grants_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        match self
+            .ebpf
+            .map(hotspotd_common::MAP_GRANTS)
+            .expect("GRANTS map")
+        {
+            aya::maps::Map::HashMap(map) => map.fd().as_fd(),
+            _ => panic!("GRANTS is a hash map"),
+        }
+    }
+
+    /// The file descriptor of `USAGE`.
+    pub(crate) fn usage_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        match self.ebpf.map(MAP_USAGE).expect("USAGE map") {
+            aya::maps::Map::PerCpuHashMap(map) => map.fd().as_fd(),
+            _ => panic!("USAGE is a per-CPU hash map"),
+        }
     }
 
     /// Tells the programs `addr` is the box itself, as the daemon does.

@@ -1,12 +1,14 @@
 //! `BPF_PROG_TEST_RUN` tests of the tc programs `lan_ingress` (client upload) and `lan_egress`
 //! (client download): crafted frames go in; the verdict, the client counters in `USAGE`, the
-//! global `STATS`, the grants in `GRANTS` and the events in `EVENTS` come out. Each test loads
+//! global `STATS`, the grants in `GRANTS` and the events in `EVENTS` come out; and the daemon's
+//! batch reader of `USAGE` against the real map. Each test loads
 //! its own copy of the object with its maps pinned in a fresh bpffs folder, which is removed
 //! when the test ends; nothing is attached to an interface.
 //! Needs root (`CAP_BPF`, `CAP_NET_ADMIN`) and bpffs at /sys/fs/bpf.
 #![expect(clippy::expect_used, reason = "a test reports failure by panicking")]
 
 mod accounting;
+mod batch;
 mod fuzz;
 mod gate;
 mod harness;

@@ -106,6 +106,7 @@ pub fn status(status: &StatusView) {
     println!("clients:                 {}", status.clients);
     println!("sessions:                {}", status.sessions);
     println!("last poll:               {:.2} ms", status.last_poll_ms);
+    println!("last save:               {:.2} ms", status.last_save_ms);
     println!(
         "dropped, no session:     {}",
         status.kernel.dropped_no_session_packets

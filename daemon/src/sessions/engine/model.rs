@@ -177,6 +177,24 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The client the event is about.
+    #[must_use]
+    pub const fn mac(&self) -> MacAddr {
+        match self {
+            Self::SessionStarted { mac, .. }
+            | Self::SessionResumed { mac, .. }
+            | Self::SessionPaused { mac, .. }
+            | Self::SessionConsumed { mac, .. }
+            | Self::SessionExpired { mac, .. }
+            | Self::SessionRemoved { mac, .. }
+            | Self::ClientConnected { mac, .. }
+            | Self::ClientDisconnected { mac }
+            | Self::ClientIdle { mac } => *mac,
+        }
+    }
+}
+
 /// Why the engine refused a command; each message says what to do instead.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {

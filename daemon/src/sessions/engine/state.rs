@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 
-use super::{EngineConfig, PauseReason, Session, SessionId};
+use super::{ClientState, EngineConfig, PauseReason, Session, SessionId};
 use crate::sessions::data::SessionData;
 
 /// How a session ended.
@@ -95,6 +95,16 @@ impl Client {
         Self {
             sessions: BTreeSet::new(),
             status: Status::Disconnected,
+        }
+    }
+
+    /// Its state as the engine shows it, and its session: the running one, or the one it
+    /// resumes when paused.
+    pub(super) const fn state_and_session(&self) -> (ClientState, Option<SessionId>) {
+        match self.status {
+            Status::Disconnected => (ClientState::Disconnected, None),
+            Status::Connected { session, .. } => (ClientState::Connected, Some(session)),
+            Status::Paused { session, .. } => (ClientState::Paused, session),
         }
     }
 }

@@ -1413,3 +1413,76 @@ fn ten_thousand_clients_tick_in_one_pass() {
             .all(|s| s.data.time_cons == 1)
     );
 }
+
+#[test]
+fn traffic_of_many_clients_at_once_is_traffic_of_each_in_turn() {
+    const C: MacAddr = MacAddr([0xaa, 0, 0, 0, 0, 3]);
+    const D: MacAddr = MacAddr([0xaa, 0, 0, 0, 0, 4]);
+    const E: MacAddr = MacAddr([0xaa, 0, 0, 0, 0, 5]);
+    let build = |clock: &Clock| {
+        let idle = EngineConfig {
+            idle_pause: Some(Duration::from_mins(1)),
+            ..config()
+        };
+        let mut engine = engine(
+            idle,
+            [
+                // A: a data session about to run out, and the next one.
+                session(1, A, SessionType::Data),
+                session(2, A, SessionType::Data),
+                // B: a long time session, runs on.
+                with(session(3, B, SessionType::Time), |data| {
+                    data.time_secs = 3_600;
+                }),
+                // C: will be idle, then resumes on traffic.
+                with(session(4, C, SessionType::Time), |data| {
+                    data.time_secs = 3_600;
+                }),
+                // D: paused by the operator: traffic changes nothing.
+                with(session(5, D, SessionType::TimeOrData), |data| {
+                    data.time_secs = 3_600;
+                }),
+            ],
+            clock.now(),
+        );
+        for mac in [A, B, C, D] {
+            engine.connect(mac, clock.now()).unwrap();
+        }
+        engine.pause(D, clock.now()).unwrap();
+        engine
+    };
+    let mut clock = Clock::new();
+    let mut one_by_one = build(&clock);
+    let mut at_once = build(&clock);
+    // A and B stay active (A uses half its first session); C goes idle.
+    let now = clock.secs(30);
+    for engine in [&mut one_by_one, &mut at_once] {
+        let _ = engine.traffic(A, 5_000_000, true, now);
+        let _ = engine.traffic(B, 10, true, now);
+    }
+    let now = clock.secs(31);
+    assert_eq!(one_by_one.tick(now), at_once.tick(now));
+    assert_eq!(one_by_one.client_state(C), ClientState::Paused);
+
+    let now = clock.millis(1_500);
+    // E is unknown; 5 MB more end A's first session.
+    let traffic = [(A, 5_000_000), (B, 1_000), (C, 10), (D, 500), (E, 7)];
+    let mut expected = Vec::new();
+    for (mac, bytes) in traffic {
+        expected.extend(one_by_one.traffic(mac, bytes, true, now));
+    }
+    assert_eq!(at_once.traffic_sorted(&traffic, now), expected);
+    assert!(expected.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+    assert!(expected.contains(&ev(Event::SessionResumed { id: 4, mac: C })));
+    for id in 1..=5 {
+        assert_eq!(data(&at_once, id), data(&one_by_one, id), "session {id}");
+    }
+    for mac in [A, B, C, D, E] {
+        assert_eq!(at_once.client_state(mac), one_by_one.client_state(mac));
+        assert_eq!(
+            at_once.running_session(mac),
+            one_by_one.running_session(mac)
+        );
+    }
+    assert_eq!(at_once.tick(clock.secs(5)), one_by_one.tick(clock.now()));
+}

@@ -2,7 +2,7 @@
 //! pausing, resuming, granting. Each pushes its effects in the order the engine's module doc
 //! gives; none has a side effect of its own.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use super::{
     Effect, Engine, Event, Grant, Now, PauseReason, Session, SessionId,
@@ -68,24 +68,7 @@ impl Engine {
 
     /// Credits the running time since the last credit to the client's running session.
     pub(super) fn credit(&mut self, mac: MacAddr, now: Now) {
-        let Some(Client {
-            status:
-                Status::Connected {
-                    session,
-                    credited_to,
-                    ..
-                },
-            ..
-        }) = self.clients.get_mut(&mac)
-        else {
-            return;
-        };
-        let elapsed = now.mono.saturating_sub(*credited_to);
-        // `max`: a reading older than the last one must not credit the same time twice.
-        *credited_to = (*credited_to).max(now.mono);
-        if let Some(entry) = self.sessions.get_mut(session) {
-            entry.credit(elapsed);
-        }
+        self.credit_and_check(mac, now);
     }
 
     /// Adds `bytes` of billable traffic to session `id` of `mac`, if it counts data (rule 2)
@@ -109,14 +92,18 @@ impl Engine {
     /// Credits a connected client's running time; if its session is over, ends it and starts
     /// the next one (or disconnects the client).
     pub(super) fn settle(&mut self, mac: MacAddr, now: Now, effects: &mut Vec<Effect>) {
-        self.credit(mac, now);
-        let Some(id) = self.running_session(mac) else {
-            return;
-        };
-        if !self.usable(id, now) {
+        if let Some((id, false)) = self.credit_and_check(mac, now) {
             self.finish_at(id, now, effects);
             self.chain(mac, now, effects);
         }
+    }
+
+    /// Credits the running time since the last credit to the client's running session and
+    /// says which session that is and whether it is still usable; `None` if the client is not
+    /// connected. One lookup in each map: every poll does this for every running client.
+    fn credit_and_check(&mut self, mac: MacAddr, now: Now) -> Option<(SessionId, bool)> {
+        let client = self.clients.get_mut(&mac)?;
+        credit_running(&mut client.status, &mut self.sessions, now)
     }
 
     /// Ends a session that is over at `now` (once): `Save`, then its event.
@@ -390,4 +377,29 @@ impl Engine {
             up_mbits,
         }));
     }
+}
+
+/// If `status` is running a session: credits it the running time since the last credit, and
+/// says which session it is and whether it is still usable at `now`.
+pub(super) fn credit_running(
+    status: &mut Status,
+    sessions: &mut BTreeMap<SessionId, Entry>,
+    now: Now,
+) -> Option<(SessionId, bool)> {
+    let Status::Connected {
+        session,
+        credited_to,
+        ..
+    } = status
+    else {
+        return None;
+    };
+    let elapsed = now.mono.saturating_sub(*credited_to);
+    // `max`: a reading older than the last one must not credit the same time twice.
+    *credited_to = (*credited_to).max(now.mono);
+    let usable = sessions.get_mut(session).is_some_and(|entry| {
+        entry.credit(elapsed);
+        entry.end_at(now.wall).is_none()
+    });
+    Some((*session, usable))
 }

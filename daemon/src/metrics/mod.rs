@@ -2,7 +2,11 @@
 //! by state, the gate's drops by reason, poll and save durations, the store's health, map
 //! fill, build info. Pure: renders a [`Snapshot`] the control task takes.
 
+mod histogram;
+
 use std::fmt::Write as _;
+
+pub use histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
 
 use crate::{
     api::ClientView,
@@ -19,6 +23,9 @@ pub struct Snapshot {
     pub last_poll_seconds: f64,
     pub last_save_seconds: f64,
     pub storage: StoreHealth,
+    /// Every poll and every save since the daemon started.
+    pub poll_durations: Histogram,
+    pub save_durations: Histogram,
     pub usage_entries: usize,
     pub grant_entries: usize,
     pub map_capacity: u32,
@@ -184,6 +191,12 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
         "Failed attempts to write the database in a row; 0 while saves work.",
     );
     sample(out, name, &[], f64::from(storage.failed_attempts));
+    let name = "hotspotd_poll_seconds";
+    metric(out, name, "histogram", "How long each counter poll took.");
+    snapshot.poll_durations.render(out, name);
+    let name = "hotspotd_save_seconds";
+    metric(out, name, "histogram", "How long each save to SQLite took.");
+    snapshot.save_durations.render(out, name);
     let name = "hotspotd_map_entries";
     metric(
         out,
@@ -243,6 +256,7 @@ fn escape(value: &str) -> String {
 pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
     let mut samples = Vec::new();
     let mut typed = std::collections::BTreeSet::new();
+    let mut histograms = std::collections::BTreeSet::new();
     for (number, line) in text.lines().enumerate() {
         let number = number + 1;
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -251,10 +265,14 @@ pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
                 .next()
                 .ok_or(format!("line {number}: TYPE without a name"))?;
             match parts.next() {
-                Some("counter" | "gauge" | "histogram" | "summary" | "untyped") => {}
+                Some("histogram") => {
+                    histograms.insert(name.to_owned());
+                }
+                Some("counter" | "gauge" | "summary" | "untyped") => {
+                    typed.insert(name.to_owned());
+                }
                 other => return Err(format!("line {number}: unknown type {other:?}")),
             }
-            typed.insert(name.to_owned());
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
@@ -274,7 +292,12 @@ pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
         {
             return Err(format!("line {number}: bad metric name {name:?}"));
         }
-        if !typed.contains(name) {
+        // A histogram's samples are its name with `_bucket`, `_sum` or `_count`.
+        let histogram_of = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| histograms.contains(*base));
+        if !typed.contains(name) && histogram_of.is_none() {
             return Err(format!("line {number}: {name} has no TYPE line before it"));
         }
         if series.contains('{') && !series.ends_with('}') {
@@ -326,6 +349,12 @@ mod tests {
                 last_saved: None,
                 last_save_ms: 10.0,
             },
+            poll_durations: {
+                let mut polls = Histogram::default();
+                polls.observe(std::time::Duration::from_millis(3));
+                polls
+            },
+            save_durations: Histogram::default(),
             usage_entries: 1,
             grant_entries: 1,
             map_capacity: 16_384,
@@ -354,6 +383,12 @@ mod tests {
         assert_eq!(value("hotspotd_store_degraded"), Some(1.0));
         assert_eq!(value("hotspotd_store_pending_saves"), Some(3.0));
         assert_eq!(value("hotspotd_store_failed_attempts"), Some(4.0));
+        assert_eq!(
+            value(r#"hotspotd_poll_seconds_bucket{le="0.005"}"#),
+            Some(1.0)
+        );
+        assert_eq!(value("hotspotd_poll_seconds_count"), Some(1.0));
+        assert_eq!(value("hotspotd_save_seconds_count"), Some(0.0));
     }
 
     #[test]
@@ -362,6 +397,8 @@ mod tests {
         assert!(parse("# TYPE x gauge\nx{a=\"b\" 1").is_err());
         assert!(parse("# TYPE x gauge\nx one").is_err());
         assert!(parse("# TYPE x bogus\nx 1").is_err());
+        assert!(parse("# TYPE x gauge\nx_count 1").is_err());
+        assert!(parse("# TYPE x histogram\nx_count 1\nx_bucket{le=\"+Inf\"} 1").is_ok());
     }
 
     #[test]

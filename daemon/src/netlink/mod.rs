@@ -1,24 +1,17 @@
 //! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
-//! of the LAN interface), and when links change (to put the programs and trees back on a
-//! recreated interface). Read-only: nothing here changes the kernel's state.
+//! of the LAN interface, see [`NeighbourReader`]), and when links change (to put the programs and
+//! trees back on a recreated interface). Read-only: nothing here changes the kernel's state.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+mod neighbours;
+
+use std::{collections::BTreeSet, net::IpAddr};
 
 use futures::TryStreamExt as _;
 use rtnetlink::sys::AsyncSocket as _;
-use rtnetlink::{
-    Handle,
-    packet_route::{
-        address::AddressAttribute,
-        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
-    },
-};
+use rtnetlink::{Handle, packet_route::address::AddressAttribute};
 
-use crate::mac::MacAddr;
+pub use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -29,6 +22,8 @@ pub enum NetlinkError {
         what: &'static str,
         source: rtnetlink::Error,
     },
+    #[error("listing the neighbours over netlink failed: {0}")]
+    Neighbours(#[source] std::io::Error),
 }
 
 /// A routing netlink connection, driven by a task of its own.
@@ -63,49 +58,6 @@ impl Netlink {
             }
         }
         Ok(addrs)
-    }
-
-    /// The IP addresses the box has resolved to each MAC on interface `ifindex`.
-    pub async fn neighbours(
-        &self,
-        ifindex: u32,
-    ) -> Result<BTreeMap<MacAddr, BTreeSet<IpAddr>>, NetlinkError> {
-        let dump_error = |source| NetlinkError::Dump {
-            what: "neighbours",
-            source,
-        };
-        let mut messages = self.handle.neighbours().get().execute();
-        let mut clients: BTreeMap<MacAddr, BTreeSet<IpAddr>> = BTreeMap::new();
-        while let Some(message) = messages.try_next().await.map_err(dump_error)? {
-            if message.header.ifindex != ifindex
-                || matches!(
-                    message.header.state,
-                    NeighbourState::Incomplete | NeighbourState::Failed
-                )
-            {
-                continue;
-            }
-            let mut ip = None;
-            let mut mac = None;
-            for attribute in message.attributes {
-                match attribute {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        ip = Some(IpAddr::V4(v4));
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        ip = Some(IpAddr::V6(v6));
-                    }
-                    NeighbourAttribute::LinkLayerAddress(bytes) => {
-                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr);
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(ip), Some(mac)) = (ip, mac) {
-                clients.entry(mac).or_default().insert(ip);
-            }
-        }
-        Ok(clients)
     }
 }
 
