@@ -46,6 +46,8 @@ const TIME_BEHIND_MS: i64 = 2_000;
 /// How long the daemon may take to bill what the kernel counted once traffic has stopped
 /// (its poll is 100 ms here; a loaded machine only delays it).
 const SETTLE: Duration = Duration::from_secs(10);
+/// How long the bills must stay the same to count as settled: five of the test's 100 ms polls.
+const BILLS_STABLE: Duration = Duration::from_millis(500);
 
 /// `splitmix64`: small, good enough to spread crash moments, and the same on every machine
 /// for a given seed.
@@ -330,12 +332,27 @@ fn crash_repeatedly(lan: &Lan, daemon: &mut Daemon, rng: &mut Rng) -> Result<Dur
 fn check_bills(daemon: &Daemon, payers: &[Payer<'_>]) -> Result<Vec<Value>> {
     // Everything the kernel counted is billed at the daemon's next poll; a bill that stays
     // short is reported below with the numbers.
+    // Settled means within a packet *and* unchanged for a few polls: a bill one packet short
+    // may still have that packet's poll to come, and a clean stop's last poll would then
+    // bill it after the check.
     let mut live = Vec::new();
+    let mut last_bills = Vec::new();
+    let mut unchanged_since = Instant::now();
     wait_for(SETTLE, || {
         live = daemon.sessions().unwrap_or_default();
-        payers
+        let bills: Vec<f64> = payers
             .iter()
-            .all(|payer| billed(&live, &payer.sessions) >= bytes(payer.let_through()) - PACKET)
+            .map(|payer| billed(&live, &payer.sessions))
+            .collect();
+        if bills != last_bills {
+            last_bills.clone_from(&bills);
+            unchanged_since = Instant::now();
+        }
+        let within = payers
+            .iter()
+            .zip(&bills)
+            .all(|(payer, billed)| *billed >= bytes(payer.let_through()) - PACKET);
+        within && unchanged_since.elapsed() >= BILLS_STABLE
     });
     let checked_at = chrono::Utc::now();
     let mut report = Vec::new();
