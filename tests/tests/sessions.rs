@@ -492,8 +492,11 @@ fn queued_takeover(first: &[&str], second: &[&str], switch: Switch) -> Result<()
         stream.sent(),
         arrivals.len()
     );
+    // A silence is lost connectivity only if datagrams were lost in it; without a loss the
+    // datagrams all passed and only reached the sink late (its thread scheduled late on a
+    // loaded machine, as the whole stream's largest gap then shows).
     ensure!(
-        gap <= MAX_SWITCH_GAP,
+        gap <= MAX_SWITCH_GAP || lost_around == 0,
         "the client lost connectivity for {gap:?} when the second session took over"
     );
     // Losses show a closed gate even when the threads' scheduling blurs arrival times: at
