@@ -34,7 +34,6 @@ impl Control {
                             self.deadlines.remove(mac);
                         }
                     }
-                    self.limits.insert(mac, (grant.down_mbits, grant.up_mbits));
                     if self.held_grants.remove(&mac) == Some(grant.session_id) {
                         continue;
                     }
@@ -49,7 +48,6 @@ impl Control {
                 }
                 Effect::Revoke { mac } => {
                     self.deadlines.remove(mac);
-                    self.limits.remove(&mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, %error, "cannot block the client");
                     }

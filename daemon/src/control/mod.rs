@@ -104,12 +104,10 @@ pub struct Control {
     events: Events,
     /// How many clients the kernel's counters held at the last poll: for `/metrics`.
     usage_entries: usize,
-    /// Speed limits: the HTB trees, what they should hold, which client has which class,
-    /// and each connected client's limits in Mbit/s (down, up) for the API.
+    /// Speed limits: the HTB trees, what they should hold, which client has which class.
     shaper: Shaper,
     desired: Desired,
     classes: speed::Classes,
-    limits: BTreeMap<MacAddr, (u32, u32)>,
     /// What is wrong with the interfaces, as last checked (see `links.rs`).
     link_trouble: links::LinkTrouble,
     /// During the restore only: the running sessions whose grant the kernel still holds from
@@ -174,7 +172,6 @@ impl Control {
             shaper,
             desired,
             classes: speed::Classes::default(),
-            limits: BTreeMap::new(),
             link_trouble: links::LinkTrouble::default(),
             held_grants: BTreeMap::new(),
             clock: WallClock::start(Reading::now(), None).0,

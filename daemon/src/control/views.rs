@@ -48,6 +48,7 @@ impl Control {
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();
+        let speed = self.engine.speed_of(mac);
         ClientView {
             mac,
             ips: record
@@ -63,8 +64,8 @@ impl Control {
             dropped_bytes: totals.dropped_bytes,
             dropped_packets: totals.dropped_packets,
             last_seen: record.and_then(|record: &ClientRecord| record.last_seen),
-            down_mbits: self.limits.get(&mac).map(|(down, _)| *down),
-            up_mbits: self.limits.get(&mac).map(|(_, up)| *up),
+            down_mbits: speed.map(|(down, _)| down),
+            up_mbits: speed.map(|(_, up)| up),
         }
     }
 

@@ -481,6 +481,14 @@ impl Engine {
         }
     }
 
+    /// The speed limits (down, up) in Mbit/s the client's running session grants it: its own,
+    /// or the global ones (rule 10); `None` unless it is connected.
+    #[must_use]
+    pub fn speed_of(&self, mac: MacAddr) -> Option<(u32, u32)> {
+        let session = self.session(self.running_session(mac)?)?;
+        Some(speed_mbits(&self.config, &session.data))
+    }
+
     #[must_use]
     pub fn running_session(&self, mac: MacAddr) -> Option<SessionId> {
         match self.status(mac) {
