@@ -144,8 +144,7 @@ fn flows(lan: &Lan, wanted: &[(&Client, Way)]) -> Result<Vec<Flow>> {
             })
             .collect::<Result<Vec<_>>>()
     })?;
-    // The last bytes in flight arrive after the sender stops.
-    thread::sleep(Duration::from_millis(300));
+    // Bytes still in flight when the senders stop would land after the measured window.
     Ok(starts
         .into_iter()
         .zip(&meters)
@@ -344,7 +343,6 @@ fn chaining_to_a_faster_session_changes_the_rate_without_a_gap() -> Result<()> {
         wait_for(Duration::from_secs(FIRST_SECS + 10), || stream.finished()),
         "the stream ends"
     );
-    thread::sleep(Duration::from_millis(300));
     let row = daemon.client(&client.mac)?;
     ensure!(
         limits(&row) == (Some(10), Some(10)),
@@ -487,6 +485,7 @@ fn classes_follow_running_sessions_and_nothing_is_left_over() -> Result<()> {
         &["2Mbit", "7Mbit"],
         "after SIGKILL",
     )?;
+    // Dead for longer than b's 1 s session, which ends meanwhile (the duration under test).
     thread::sleep(Duration::from_millis(1_500));
     daemon.restart(&lan)?;
     expect_ceils(&lan, &["5Mbit"], &["2Mbit"], "after the restart")?;
