@@ -51,17 +51,7 @@ fn follow(daemon: &Daemon) -> Result<(std::process::Child, mpsc::Receiver<String
             }
         }
     });
-    daemon.add_session(
-        PROBE_MAC,
-        &[
-            "--type",
-            "time",
-            "--time-secs",
-            "3600",
-            "--global-speed",
-            "--connect",
-        ],
-    )?;
+    daemon.connect_for_an_hour(PROBE_MAC)?;
     let connected = wait_for(Duration::from_secs(10), || {
         let _ = daemon.ctl_json(&["pause", "--mac", PROBE_MAC]);
         let _ = daemon.ctl_json(&["connect", "--mac", PROBE_MAC]);
