@@ -576,3 +576,79 @@ fn a_damaged_database_is_refused_at_start_and_left_as_it_was() -> Result<()> {
     fs::write(&db, noise)?;
     refused(&lan, &db)
 }
+
+/// A row out of the range the rules work on — written by hand or by another program, which
+/// skips the daemon's validation — is set aside at start: listed by `status`, left in the
+/// file, never loaded into arithmetic that would abort every start. A time of 10^16 s once
+/// panicked the expiry's arithmetic at every start: a crash loop.
+#[test]
+fn an_out_of_range_row_is_set_aside_and_the_rest_is_served() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("sessions.db");
+    let mac = lan.clients[0].mac.clone();
+    let daemon = start(&lan, &db)?;
+    let spoiled = id_of(&daemon.add_session(
+        &mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "600",
+            "--exp-days",
+            "1",
+            "--global-speed",
+            "--connect",
+        ],
+    )?)?;
+    let kept = id_of(&daemon.add_session(
+        &mac,
+        &["--type", "data", "--data-mb", "5", "--global-speed"],
+    )?)?;
+    ensure!(daemon.stop()?.success(), "a clean stop");
+
+    let connection = Connection::open(&db)?;
+    let changed = connection.execute(
+        "UPDATE sessions SET time_secs = 10000000000000000 WHERE id = ?1",
+        [spoiled],
+    )?;
+    ensure!(changed == 1, "the row to spoil is there");
+    drop(connection);
+
+    let daemon = start(&lan, &db)?;
+    let status = daemon.status()?;
+    let set_aside = status["sessions_set_aside"]
+        .as_array()
+        .context("status lists the sessions set aside")?;
+    ensure!(
+        set_aside.len() == 1
+            && set_aside[0]["id"] == spoiled
+            && set_aside[0]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("time_secs")),
+        "the spoiled row is listed with its reason: {status}"
+    );
+    ensure!(
+        daemon.log().contains("was set aside"),
+        "the log says so:\n{}",
+        daemon.log()
+    );
+    ensure!(
+        daemon.session(kept)?["state"] == "running",
+        "the client goes on with the session that is left: {:?}",
+        daemon.sessions()?
+    );
+    let text = String::from_utf8(daemon.ctl(&["status"])?.stdout)?;
+    ensure!(
+        text.contains(&format!(
+            "set aside:               session {spoiled} of {mac}"
+        )),
+        "hotspotctl status shows it:\n{text}"
+    );
+    let rows = on_disk(&db)?;
+    ensure!(
+        rows.contains_key(&spoiled),
+        "the row stays in the file: {rows:?}"
+    );
+    Ok(())
+}

@@ -20,7 +20,9 @@ use axum::{
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-pub use types::{ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, StatusView};
+pub use types::{
+    ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, SetAsideView, StatusView,
+};
 
 use crate::control::{CommandError, Commands, ControlGone};
 use crate::events::Events;

@@ -11,7 +11,7 @@ use crate::{
     mac::MacAddr,
     sessions::{
         SessionData, SessionType,
-        engine::{ClientState, Session, SessionState},
+        engine::{ClientState, Session, SessionId, SessionState},
     },
     store::StoreHealth,
 };
@@ -63,6 +63,20 @@ pub struct StatusView {
     /// Whether saves reach the database: `ok`, or `degraded` with why, since when, what waits
     /// and when the next attempt is.
     pub storage: StoreHealth,
+    /// Stored sessions not loaded at start because a value is out of range. Absent from an
+    /// older daemon's answer.
+    #[serde(default)]
+    pub sessions_set_aside: Vec<SetAsideView>,
+}
+
+/// A stored session the daemon did not load: it stays in the database, unserved, until the
+/// row is corrected or removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAsideView {
+    pub id: SessionId,
+    pub mac: MacAddr,
+    /// Which value is out of range, as one sentence.
+    pub reason: String,
 }
 
 /// `POST /v1/sessions`: a session to sell to a client. Omitted limits are 0, which validation

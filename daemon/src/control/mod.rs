@@ -130,6 +130,8 @@ pub struct Control {
     poll_again: bool,
     /// Every poll's duration, for `/metrics` (every save's is the store's).
     poll_durations: crate::metrics::Histogram,
+    /// Stored sessions not loaded at start because a value was out of range (`restore`).
+    set_aside: Vec<crate::api::SetAsideView>,
 }
 
 impl Control {
@@ -180,6 +182,7 @@ impl Control {
             readings: Some(readings),
             poll_again: false,
             poll_durations: crate::metrics::Histogram::default(),
+            set_aside: Vec::new(),
         };
         control.restore().await?;
         Ok(control)

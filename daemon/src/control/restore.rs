@@ -39,10 +39,11 @@ impl Control {
             .clone_into(&mut self.boot_id);
         self.kernel_epoch = self.kernel.epoch()?;
         let Loaded {
-            mut sessions,
+            sessions,
             clients,
             meta,
         } = self.store.load_all();
+        let mut sessions = self.set_aside_out_of_range(sessions);
         let moved = self.continue_clock(meta.as_ref(), &mut sessions);
         let now = self.now();
         let jiffies = self.kernel.jiffies()?;
@@ -112,6 +113,36 @@ impl Control {
 }
 
 impl Control {
+    /// Keeps the stored sessions the rules can work on, and sets aside (in the store, not
+    /// loaded, shown by `/v1/status`) any with a value out of range — written by hand or by
+    /// another program into the database — so that no record can stop the daemon from
+    /// starting.
+    fn set_aside_out_of_range(&mut self, sessions: Vec<StoredSession>) -> Vec<StoredSession> {
+        let (usable, out_of_range): (Vec<_>, Vec<_>) = sessions
+            .into_iter()
+            .partition(|stored| stored.data.check_ranges().is_ok());
+        for stored in out_of_range {
+            let reason = stored
+                .data
+                .check_ranges()
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            tracing::error!(
+                id = stored.id,
+                mac = %stored.mac,
+                %reason,
+                "a stored session is out of range and was set aside: it stays in the database but is not served; correct or remove the row (hotspotctl status lists it)"
+            );
+            self.set_aside.push(crate::api::SetAsideView {
+                id: stored.id,
+                mac: stored.mac,
+                reason,
+            });
+        }
+        usable
+    }
+
     /// Continues the daemon's wall clock from the last save (see `crate::clock`). If the
     /// system clock stepped while the daemon was down, or was set since a reboot, the stored
     /// sessions' moments move with it before anything is decided on them; returns those
@@ -282,7 +313,10 @@ fn billed_to(
     let granted = sessions
         .iter()
         .find(|stored| stored.id == grant.session_id && stored.mac == client.mac)
-        .and_then(|stored| stored.data.bytes_left(bytes_per_mb))
+        .and_then(|stored| {
+            let data = &stored.data;
+            data.bytes_left(data.data_cons_bytes(bytes_per_mb), bytes_per_mb)
+        })
         .filter(|_| grant.bytes_left != UNLIMITED_BYTES);
     let spent = match (granted, client.session_id) {
         // The stored session's data went on until the new grant; what the grant spent is

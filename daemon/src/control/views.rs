@@ -127,6 +127,7 @@ impl Control {
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
             storage,
+            sessions_set_aside: self.set_aside.clone(),
         }
     }
 }

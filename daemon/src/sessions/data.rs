@@ -153,6 +153,16 @@ pub enum InvalidSession {
         "down_mbits and up_mbits must not be negative, whatever use_global_speed says (got {down_mbits} and {up_mbits})"
     )]
     NegativeSpeed { down_mbits: i32, up_mbits: i32 },
+    #[error(
+        "a data session has no time limit, so time_secs must be 0 (got {time_secs}); leave out --time-secs, or sell a time_or_data session"
+    )]
+    TimeOnData { time_secs: u64 },
+    #[error("time_cons must be at most {MAX_TIME_SECS} (100 years) (got {time_cons})")]
+    TimeConsTooLong { time_cons: u64 },
+    #[error("data_cons must be at most {MAX_DATA_MB} (a petabyte) (got {data_cons})")]
+    DataConsTooLarge { data_cons: String },
+    #[error("{field} must lie between the years 1770 and 2170 (got {at})")]
+    MomentOutOfRange { field: &'static str, at: String },
 }
 
 /// A session past this many years would overflow wall-clock arithmetic; nobody sells one.
@@ -166,9 +176,46 @@ const MAX_EXP_DAYS: u32 = 100 * 365;
 const MAX_PROVIDER_LEN: usize = 64;
 
 impl SessionData {
-    /// Checks the rules a new session must meet (sessions.md rule 10 and the field meanings).
+    /// Checks the rules a new session must meet (sessions.md rule 10 and the field meanings):
+    /// every range of [`Self::check_ranges`], and what a sale must say.
     pub fn validate(&self) -> Result<(), InvalidSession> {
+        self.check_ranges()?;
         let kind = self.kind.name();
+        if self.kind.counts_time() && self.time_secs == 0 {
+            return Err(InvalidSession::NoTime { kind });
+        }
+        if self.kind == SessionType::Data && self.time_secs != 0 {
+            return Err(InvalidSession::TimeOnData {
+                time_secs: self.time_secs,
+            });
+        }
+        if self.kind.counts_data() && self.data_mb <= 0.0 {
+            return Err(InvalidSession::NoData { kind });
+        }
+        if !self.use_global_speed && (self.down_mbits <= 0 || self.up_mbits <= 0) {
+            return Err(InvalidSession::NoSpeed {
+                down_mbits: self.down_mbits,
+                up_mbits: self.up_mbits,
+            });
+        }
+        if self.exp_days == Some(0) {
+            return Err(InvalidSession::ZeroExpiry);
+        }
+        if self.kind.counts_time() && self.time_cons > self.time_secs {
+            return Err(InvalidSession::TimeOverrun {
+                time_cons: self.time_cons,
+                time_secs: self.time_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that every field is in the range the arithmetic on sessions is defined for, so
+    /// that no rule can overflow or panic on this record. Every record passes this, whether
+    /// sold now or read back from a store: a stored record that fails it is set aside at
+    /// start, never loaded. (A stored record of an older release may break a sale rule of
+    /// [`Self::validate`] and still be served, such as a data session with `time_secs`.)
+    pub fn check_ranges(&self) -> Result<(), InvalidSession> {
         let len = self.provider.chars().count();
         if len == 0 || len > MAX_PROVIDER_LEN {
             return Err(InvalidSession::Provider { len });
@@ -207,36 +254,82 @@ impl SessionData {
                 up_mbits: self.up_mbits,
             });
         }
-        if self.kind.counts_time() && self.time_secs == 0 {
-            return Err(InvalidSession::NoTime { kind });
-        }
-        if self.kind.counts_data() && self.data_mb <= 0.0 {
-            return Err(InvalidSession::NoData { kind });
-        }
-        if !self.use_global_speed && (self.down_mbits <= 0 || self.up_mbits <= 0) {
-            return Err(InvalidSession::NoSpeed {
-                down_mbits: self.down_mbits,
-                up_mbits: self.up_mbits,
-            });
-        }
-        if self.exp_days == Some(0) {
-            return Err(InvalidSession::ZeroExpiry);
-        }
-        if self.kind.counts_time() && self.time_cons > self.time_secs {
-            return Err(InvalidSession::TimeOverrun {
+        if self.time_cons > MAX_TIME_SECS {
+            return Err(InvalidSession::TimeConsTooLong {
                 time_cons: self.time_cons,
-                time_secs: self.time_secs,
             });
+        }
+        if self.data_cons > MAX_DATA_MB {
+            return Err(InvalidSession::DataConsTooLarge {
+                data_cons: format!("{:e}", self.data_cons),
+            });
+        }
+        for (field, at) in [
+            ("created_at", Some(self.created_at)),
+            ("started_at", self.started_at),
+        ] {
+            if let Some(at) = at.filter(|at| !moment_in_range(*at)) {
+                return Err(InvalidSession::MomentOutOfRange {
+                    field,
+                    at: at.to_rfc3339(),
+                });
+            }
         }
         Ok(())
     }
 
-    /// Rule 1: time sessions end when `time_cons >= time_secs`, data sessions when
-    /// `data_cons >= data_mb`, `time_or_data` on either.
+    /// The data the session sells, in whole bytes: `data_mb × bytes_per_mb`, rounded up (a
+    /// fraction of a byte still allows one), saturating. The kernel's budget and "consumed"
+    /// are both decided against this one number.
     #[must_use]
-    pub fn is_consumed(&self) -> bool {
+    pub fn data_bytes(&self, bytes_per_mb: u64) -> u64 {
+        #[expect(clippy::cast_precision_loss, reason = "bytes_per_mb is far below 2^52")]
+        let bytes = (self.data_mb * bytes_per_mb as f64).ceil();
+        // `as` saturates: NaN and negatives become 0, huge values u64::MAX.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a float-to-int cast saturates, which is the clamping wanted"
+        )]
+        let bytes = bytes as u64;
+        bytes
+    }
+
+    /// `data_cons` in whole bytes. The engine counts consumption in whole bytes and writes
+    /// `data_cons` as that count over `bytes_per_mb`; the nearest integer gives the count back
+    /// exactly for every count below 2^51 bytes (2 PB), far beyond the largest session.
+    #[must_use]
+    pub fn data_cons_bytes(&self, bytes_per_mb: u64) -> u64 {
+        #[expect(clippy::cast_precision_loss, reason = "see the doc: exact below 2^51")]
+        let bytes = (self.data_cons * bytes_per_mb as f64).round();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a float-to-int cast saturates, which is the clamping wanted"
+        )]
+        let bytes = bytes as u64;
+        bytes
+    }
+
+    /// Sets `data_cons` from a count of whole bytes (see [`Self::data_cons_bytes`]).
+    pub fn set_data_cons_bytes(&mut self, bytes: u64, bytes_per_mb: u64) {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "MB are fractional by definition"
+        )]
+        let mb = bytes as f64 / bytes_per_mb.max(1) as f64;
+        self.data_cons = mb;
+    }
+
+    /// Rule 1, decided in whole numbers: time sessions end when `time_cons >= time_secs`,
+    /// data sessions when `data_cons_bytes >= data_bytes` (consumed and sold data in bytes of
+    /// `bytes_per_mb`), `time_or_data` on either. In bytes, because a sum of per-poll MB in
+    /// floating point can land one step under `data_mb` after the kernel spent the budget to
+    /// the byte, and the session would never end.
+    #[must_use]
+    pub fn is_consumed(&self, data_cons_bytes: u64, bytes_per_mb: u64) -> bool {
         let time_out = self.time_cons >= self.time_secs;
-        let data_out = self.data_cons >= self.data_mb;
+        let data_out = data_cons_bytes >= self.data_bytes(bytes_per_mb);
         match self.kind {
             SessionType::Time => time_out,
             SessionType::Data => data_out,
@@ -245,13 +338,20 @@ impl SessionData {
     }
 
     /// Rule 4: a started session with `exp_days` expires at
-    /// `started_at + exp_days × 86400 s + time_secs s`; one never started never expires.
+    /// `started_at + exp_days × 86400 s + time_secs s`, where `time_secs` counts only for the
+    /// types that sell time (a data session has none); one never started never expires.
+    /// Saturates: a moment past what the clock can name never comes, like no expiry.
     #[must_use]
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         let started_at = self.started_at?;
         let days = self.exp_days?;
-        let valid = TimeDelta::days(i64::from(days))
-            + TimeDelta::seconds(i64::try_from(self.time_secs).unwrap_or(i64::MAX / 2_000));
+        let time_secs = if self.kind.counts_time() {
+            self.time_secs
+        } else {
+            0
+        };
+        let valid = TimeDelta::try_days(i64::from(days))?
+            .checked_add(&TimeDelta::try_seconds(i64::try_from(time_secs).ok()?)?)?;
         started_at.checked_add_signed(valid)
     }
 
@@ -283,32 +383,32 @@ impl SessionData {
             .then(|| self.time_secs.saturating_sub(self.time_cons))
     }
 
-    /// Bytes left to use (types 1 and 2), rounded up so a fraction of a byte still allows
-    /// one; `None` when data does not count.
+    /// Bytes left to use (types 1 and 2) after `data_cons_bytes` consumed: the sold
+    /// [`Self::data_bytes`] less them, never negative; `None` when data does not count.
     #[must_use]
-    pub fn bytes_left(&self, bytes_per_mb: u64) -> Option<u64> {
+    pub fn bytes_left(&self, data_cons_bytes: u64, bytes_per_mb: u64) -> Option<u64> {
         self.kind.counts_data().then(|| {
-            #[expect(clippy::cast_precision_loss, reason = "bytes_per_mb is far below 2^52")]
-            let left = (self.data_mb - self.data_cons) * bytes_per_mb as f64;
-            // `as` saturates: NaN and negatives become 0, huge values u64::MAX.
-            #[expect(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "a float-to-int cast saturates, which is the clamping wanted"
-            )]
-            let left = left.ceil().max(0.0) as u64;
-            left
+            self.data_bytes(bytes_per_mb)
+                .saturating_sub(data_cons_bytes)
         })
     }
 }
 
-/// A session for tests: an hour and 500 MB at 5/2 Mbit/s, sold by `cli`, never started.
+/// Whether `at` lies within 200 years of 1970 (a box without a clock starts there), where
+/// adding any valid session's time and expiry stays far inside what `chrono` can name.
+fn moment_in_range(at: DateTime<Utc>) -> bool {
+    const LIMIT_SECS: i64 = 200 * 365 * 86_400;
+    (-LIMIT_SECS..=LIMIT_SECS).contains(&at.timestamp())
+}
+
+/// A session for tests: an hour (unless it sells data only) and 500 MB at 5/2 Mbit/s, sold by
+/// `cli`, never started.
 #[cfg(test)]
 pub(crate) fn example(kind: SessionType, created_at: DateTime<Utc>) -> SessionData {
     SessionData {
         provider: "cli".to_owned(),
         kind,
-        time_secs: 3_600,
+        time_secs: if kind.counts_time() { 3_600 } else { 0 },
         data_mb: 500.0,
         time_cons: 0,
         data_cons: 0.0,
@@ -345,26 +445,84 @@ mod tests {
         assert_eq!(json["type"], 1);
     }
 
+    /// Whether `data` is consumed with its `data_cons` as the engine would count it.
+    fn consumed(data: &SessionData) -> bool {
+        data.is_consumed(data.data_cons_bytes(MB), MB)
+    }
+
+    const MB: u64 = 1_000_000;
+
     #[test]
     fn consumed_follows_the_type() {
         let mut time = session(SessionType::Time);
         time.data_cons = 1_000.0;
-        assert!(!time.is_consumed(), "data does not end a time session");
+        assert!(!consumed(&time), "data does not end a time session");
         time.time_cons = 3_600;
-        assert!(time.is_consumed());
+        assert!(consumed(&time));
 
         let mut data = session(SessionType::Data);
         data.time_cons = 10_000;
-        assert!(!data.is_consumed(), "time does not end a data session");
+        assert!(!consumed(&data), "time does not end a data session");
         data.data_cons = 500.0;
-        assert!(data.is_consumed());
+        assert!(consumed(&data));
 
         let mut either = session(SessionType::TimeOrData);
         either.data_cons = 500.0;
-        assert!(either.is_consumed(), "data alone ends time_or_data");
+        assert!(consumed(&either), "data alone ends time_or_data");
         let mut either = session(SessionType::TimeOrData);
         either.time_cons = 3_600;
-        assert!(either.is_consumed(), "time alone ends time_or_data");
+        assert!(consumed(&either), "time alone ends time_or_data");
+    }
+
+    #[test]
+    fn consumed_is_decided_in_whole_bytes() {
+        // Per-poll MB added as floats land one step under 5 MB: 4.999999999999999.
+        let polls = [2_187_000_u64, 147_000, 2_364_000, 302_000];
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "the float sum the bug came from"
+        )]
+        let float_sum: f64 = polls.iter().map(|bytes| *bytes as f64 / 1e6).sum();
+        assert!(float_sum < 5.0, "the float sum falls short: {float_sum}");
+
+        let mut data = session(SessionType::Data);
+        data.data_mb = 5.0;
+        let mut bytes = 0;
+        for poll in polls {
+            bytes += poll;
+            data.set_data_cons_bytes(bytes, MB);
+        }
+        assert_eq!(data.data_cons_bytes(MB), 5_000_000);
+        assert_eq!(data.bytes_left(bytes, MB), Some(0));
+        assert!(data.is_consumed(bytes, MB));
+        assert!(
+            !data.is_consumed(bytes - 1, MB),
+            "one byte short is not consumed"
+        );
+        assert_eq!(data.bytes_left(bytes - 1, MB), Some(1));
+    }
+
+    #[test]
+    fn data_cons_gives_back_the_bytes_it_was_set_from() {
+        // Every count a session can reach at the default MB and at a binary one, and the
+        // counts around every power of two up to 2^51.
+        let mut counts: Vec<u64> = (0..20_000).chain(999_990..1_000_010).collect();
+        for shift in 0..=51 {
+            let power = 1_u64 << shift;
+            counts.extend([power.saturating_sub(1), power, power + 1]);
+        }
+        counts.push(1_000_000_000_000_000); // the largest session at the default MB
+        let mut data = session(SessionType::Data);
+        for bytes_per_mb in [1, 1_000, 1_000_000, 1_048_576] {
+            for bytes in &counts {
+                data.set_data_cons_bytes(*bytes, bytes_per_mb);
+                assert_eq!(
+                    data.data_cons_bytes(bytes_per_mb),
+                    *bytes,
+                    "{bytes} at {bytes_per_mb}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -380,6 +538,92 @@ mod tests {
         assert!(data.is_expired(at));
         data.exp_days = None;
         assert_eq!(data.expires_at(), None);
+    }
+
+    #[test]
+    fn a_data_session_has_no_time_in_its_expiry_and_sells_none() {
+        let start = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let mut data = session(SessionType::Data);
+        data.exp_days = Some(1);
+        data.started_at = Some(start);
+        // A record of an older release may carry time_secs: it is ignored.
+        data.time_secs = 3_600;
+        assert_eq!(data.expires_at(), Some(start + TimeDelta::days(1)));
+        assert_eq!(
+            data.validate(),
+            Err(InvalidSession::TimeOnData { time_secs: 3_600 })
+        );
+        assert_eq!(data.check_ranges(), Ok(()), "a stored one is still served");
+        data.time_secs = 0;
+        assert_eq!(data.validate(), Ok(()));
+    }
+
+    #[test]
+    fn no_field_value_panics_the_rules() {
+        // The whole domain's edges of every field the arithmetic touches, combined.
+        let times = [
+            0,
+            1,
+            3_600,
+            MAX_TIME_SECS,
+            MAX_TIME_SECS + 1,
+            i64::MAX as u64,
+            u64::MAX,
+        ];
+        let mbs = [
+            0.0,
+            0.1,
+            1e9,
+            1e9 + 1.0,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -1.0,
+        ];
+        let days = [None, Some(0), Some(1), Some(MAX_EXP_DAYS), Some(u32::MAX)];
+        let moments = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::from_timestamp(0, 0).expect("valid"),
+            DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        let bytes_per_mb = [1, 1_000_000, u64::MAX];
+        for kind in [
+            SessionType::Time,
+            SessionType::Data,
+            SessionType::TimeOrData,
+        ] {
+            for time in times {
+                for mb in mbs {
+                    for exp_days in days {
+                        for at in moments {
+                            let mut data = session(kind);
+                            data.time_secs = time;
+                            data.time_cons = time;
+                            data.data_mb = mb;
+                            data.data_cons = mb;
+                            data.exp_days = exp_days;
+                            data.started_at = Some(at);
+                            data.created_at = at;
+                            let _ = data.validate();
+                            let ranged = data.check_ranges().is_ok();
+                            let expiry = data.expires_at();
+                            let _ = data.is_expired(at);
+                            let _ = data.time_left_secs();
+                            for per_mb in bytes_per_mb {
+                                let cons = data.data_cons_bytes(per_mb);
+                                let _ = data.is_consumed(cons, per_mb);
+                                let _ = data.bytes_left(cons, per_mb);
+                                data.clone().set_data_cons_bytes(u64::MAX, per_mb);
+                            }
+                            if ranged && exp_days.is_some() {
+                                assert!(expiry.is_some(), "a valid record always has its expiry");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -478,12 +722,15 @@ mod tests {
     fn bytes_left_rounds_up_and_never_goes_negative() {
         let mut data = session(SessionType::Data);
         data.data_mb = 5.0;
-        assert_eq!(data.bytes_left(1_000_000), Some(5_000_000));
-        data.data_cons = 4.999_999_5;
-        assert_eq!(data.bytes_left(1_000_000), Some(1));
-        data.data_cons = 6.0;
-        assert_eq!(data.bytes_left(1_000_000), Some(0));
-        assert_eq!(session(SessionType::Time).bytes_left(1_000_000), None);
+        assert_eq!(data.bytes_left(0, MB), Some(5_000_000));
+        data.data_mb = 4.999_999_5;
+        assert_eq!(
+            data.bytes_left(4_999_999, MB),
+            Some(1),
+            "half a byte allows one"
+        );
+        assert_eq!(data.bytes_left(6_000_000, MB), Some(0));
+        assert_eq!(session(SessionType::Time).bytes_left(0, MB), None);
         assert_eq!(session(SessionType::Data).time_left_secs(), None);
     }
 }

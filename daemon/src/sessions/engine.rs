@@ -75,6 +75,13 @@ impl Engine {
     #[must_use = "the effects must be carried out"]
     pub fn set_config(&mut self, config: EngineConfig, now: Now) -> Vec<Effect> {
         let old = std::mem::replace(&mut self.config, config);
+        if old.bytes_per_mb != self.config.bytes_per_mb {
+            // The MB consumed stay what was sold and used; their bytes follow the new MB.
+            for entry in self.sessions.values_mut() {
+                entry.data_cons_bytes =
+                    entry.session.data.data_cons_bytes(self.config.bytes_per_mb);
+            }
+        }
         let mut effects = Vec::new();
         for (mac, id) in self.connected() {
             let Some(entry) = self.sessions.get(&id) else {
@@ -251,7 +258,7 @@ impl Engine {
     /// from an idle pause takes the full path.
     #[must_use = "the effects must be carried out"]
     pub fn traffic_sorted(&mut self, traffic: &[(MacAddr, u64)], now: Now) -> Vec<Effect> {
-        let bytes_per_mb = self.config.bytes_per_mb.max(1);
+        let bytes_per_mb = self.config.bytes_per_mb;
         let mut due = Vec::new();
         let mut clients = self.clients.iter_mut().peekable();
         for (mac, billable_bytes) in traffic {
@@ -264,19 +271,11 @@ impl Engine {
                     session, active_at, ..
                 } => {
                     *active_at = (*active_at).max(now.mono);
-                    if let Some(entry) = self.sessions.get_mut(session)
-                        && entry.ended.is_none()
-                        && entry.session.data.kind.counts_data()
-                    {
-                        #[expect(
-                            clippy::cast_precision_loss,
-                            reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
-                        )]
-                        let mb = *billable_bytes as f64 / bytes_per_mb as f64;
-                        entry.session.data.data_cons += mb;
+                    if let Some(entry) = self.sessions.get_mut(session) {
+                        entry.bill(*billable_bytes, bytes_per_mb);
                     }
                     if let Some((_, false)) =
-                        credit_running(&mut client.status, &mut self.sessions, now)
+                        credit_running(&mut client.status, &mut self.sessions, now, bytes_per_mb)
                     {
                         due.push(*mac);
                     }
@@ -318,8 +317,10 @@ impl Engine {
         // One pass in MAC order credits every running client; only a client whose session
         // is over or who may be idle takes the full path below (its credit is then 0).
         let mut due = Vec::new();
+        let bytes_per_mb = self.config.bytes_per_mb;
         for (mac, client) in &mut self.clients {
-            let Some((_, usable)) = credit_running(&mut client.status, &mut self.sessions, now)
+            let Some((_, usable)) =
+                credit_running(&mut client.status, &mut self.sessions, now, bytes_per_mb)
             else {
                 continue;
             };
@@ -454,7 +455,7 @@ impl Engine {
     #[must_use]
     pub fn state_of(&self, id: SessionId, now: Now) -> Option<SessionState> {
         let entry = self.sessions.get(&id)?;
-        Some(match entry.end_at(now.wall) {
+        Some(match entry.end_at(now.wall, self.config.bytes_per_mb) {
             Some(End::Consumed) => SessionState::Consumed,
             Some(End::Expired) => SessionState::Expired,
             None if self.running_session(entry.session.mac) == Some(id) => SessionState::Running,

@@ -98,7 +98,7 @@ impl Ledger {
         mac: MacAddr,
         data: SessionData,
     ) -> Result<SessionId, StoreError> {
-        sqlite::storable(&data)?;
+        in_range(&data)?;
         self.last_id += 1;
         let id = self.last_id;
         self.sessions.insert(id, (mac, data));
@@ -108,7 +108,7 @@ impl Ledger {
 
     /// Replaces session `id`'s record; `false` when there is no such session.
     pub(super) fn update(&mut self, id: SessionId, data: SessionData) -> Result<bool, StoreError> {
-        sqlite::storable(&data)?;
+        in_range(&data)?;
         let Some(entry) = self.sessions.get_mut(&id) else {
             return Ok(false);
         };
@@ -220,6 +220,15 @@ impl Ledger {
         self.generation += 1;
         self.dirty.insert(id, self.generation);
     }
+}
+
+/// Refuses a record that the database could not hold or that is out of the range the session
+/// rules are defined for: every path that writes a session passes here (a sale, and
+/// `SessionSource::save`, which takes any record).
+fn in_range(data: &SessionData) -> Result<(), StoreError> {
+    data.check_ranges()
+        .map_err(|source| StoreError::OutOfRange { source })?;
+    sqlite::storable(data)
 }
 
 #[cfg(test)]
@@ -446,9 +455,11 @@ mod tests {
         let error = ledger.insert(mac(1), nan.clone()).expect_err("unstorable");
         assert!(matches!(
             error,
-            StoreError::Unstorable {
-                field: "data_cons",
-                ..
+            StoreError::OutOfRange {
+                source: crate::sessions::InvalidSession::NotANumber {
+                    field: "data_cons",
+                    ..
+                }
             }
         ));
         assert_eq!(ledger.changes(false).last_id, 0, "no id handed out");

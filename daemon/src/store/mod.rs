@@ -170,6 +170,11 @@ pub enum StoreError {
         "cannot save {field} = {value}: the session database keeps finite numbers, integers up to 2^63 - 1 and years 0 to 9999"
     )]
     Unstorable { field: &'static str, value: String },
+    #[error("cannot save the session: {source}")]
+    OutOfRange {
+        #[source]
+        source: crate::sessions::InvalidSession,
+    },
     #[error("session database: {op} failed: {source}")]
     Sql {
         op: &'static str,

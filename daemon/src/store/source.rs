@@ -179,6 +179,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_record_out_of_range_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
+        let session = SqliteSession::create(store.clone(), mac(1), running(1)).expect("creates");
+        // Once a crash loop: expiry arithmetic on 10^16 seconds panicked at every start.
+        let mut spoiled = running(1);
+        spoiled.time_secs = 10_u64.pow(16);
+        let error = session.save(spoiled.clone()).await.expect_err("refused");
+        assert!(error.to_string().contains("time_secs"), "{error}");
+        assert_eq!(session.data(), running(1), "the cache is unchanged");
+        assert_eq!(store.session(session.id()), Some((mac(1), running(1))));
+        assert!(
+            SqliteSession::create(store.clone(), mac(1), spoiled).is_err(),
+            "nor is it sold"
+        );
+    }
+
     /// Generic, as the engine will hold it: the futures must be `Send` to be spawned.
     async fn bump<S: SessionSource + 'static>(source: Arc<S>) -> SessionData {
         tokio::spawn(async move {

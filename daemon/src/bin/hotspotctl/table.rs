@@ -129,6 +129,12 @@ pub fn status(status: &StatusView) {
     );
     println!("non-IP frames:           {}", status.kernel.non_ip_packets);
     storage(&status.storage);
+    for set_aside in &status.sessions_set_aside {
+        println!(
+            "set aside:               session {} of {}: {}",
+            set_aside.id, set_aside.mac, set_aside.reason
+        );
+    }
 }
 
 /// The store's health: one line when saves work, what waits and why when they fail.

@@ -25,14 +25,48 @@ pub(super) struct Entry {
     /// Set once the engine has ended the session and said so, so it ends (and is saved and
     /// announced) exactly once.
     pub(super) ended: Option<End>,
+    /// Billable bytes consumed, the count of record for data (rule 6): whole bytes, so that
+    /// "consumed" and the kernel's budget are decided on the same integer. `data_cons` is
+    /// derived from it at every bill.
+    pub(super) data_cons_bytes: u64,
 }
 
 impl Entry {
+    /// A session as it arrives (sold or restored), with what it consumed in bytes of
+    /// `bytes_per_mb`.
+    pub(super) fn new(session: Session, bytes_per_mb: u64) -> Self {
+        let data_cons_bytes = session.data.data_cons_bytes(bytes_per_mb);
+        Self {
+            session,
+            carry: Duration::ZERO,
+            ended: None,
+            data_cons_bytes,
+        }
+    }
+
+    /// Adds `bytes` of billable traffic if the session counts data (rule 2) and has not
+    /// ended; `data_cons` follows.
+    pub(super) fn bill(&mut self, bytes: u64, bytes_per_mb: u64) {
+        if self.ended.is_none() && self.session.data.kind.counts_data() {
+            self.data_cons_bytes = self.data_cons_bytes.saturating_add(bytes);
+            self.session
+                .data
+                .set_data_cons_bytes(self.data_cons_bytes, bytes_per_mb);
+        }
+    }
+
+    /// Bytes the session may still pass; `None` when data does not count.
+    pub(super) fn bytes_left(&self, bytes_per_mb: u64) -> Option<u64> {
+        self.session
+            .data
+            .bytes_left(self.data_cons_bytes, bytes_per_mb)
+    }
+
     /// Whether the session is over at `wall`, and how; consumption wins over expiry.
-    pub(super) fn end_at(&self, wall: DateTime<Utc>) -> Option<End> {
+    pub(super) fn end_at(&self, wall: DateTime<Utc>, bytes_per_mb: u64) -> Option<End> {
         let data = &self.session.data;
         self.ended.or_else(|| {
-            if data.is_consumed() {
+            if data.is_consumed(self.data_cons_bytes, bytes_per_mb) {
                 Some(End::Consumed)
             } else if data.is_expired(wall) {
                 Some(End::Expired)

@@ -185,6 +185,87 @@ fn data_session_is_consumed_by_data_not_time() {
     assert!((data(&engine, 1).data_cons - 10.0).abs() < 1e-9);
 }
 
+/// The sums of per-poll MB that land one float step under the session's 5 MB.
+const UNDER_BY_A_STEP: [u64; 4] = [2_187_000, 147_000, 2_364_000, 302_000];
+
+#[test]
+fn a_data_session_spent_to_the_byte_ends_and_the_next_takes_over() {
+    for sorted in [false, true] {
+        let mut clock = Clock::new();
+        let five_mb = |session| with(session, |data| data.data_mb = 5.0);
+        let mut engine = engine(
+            config(),
+            [
+                five_mb(session(1, A, SessionType::Data)),
+                session(2, A, SessionType::Data),
+            ],
+            clock.now(),
+        );
+        let effects = engine.connect(A, clock.now()).unwrap();
+        assert_eq!(grant(&effects).bytes_left, Some(5_000_000));
+        let mut last = Vec::new();
+        for bytes in UNDER_BY_A_STEP {
+            let now = clock.millis(100);
+            last = if sorted {
+                engine.traffic_sorted(&[(A, bytes)], now)
+            } else {
+                engine.traffic(A, bytes, true, now)
+            };
+        }
+        assert!(
+            last.contains(&ev(Event::SessionConsumed { id: 1, mac: A })),
+            "the budget is spent to the byte: {last:?}"
+        );
+        assert_eq!(grant(&last).session_id, 2);
+        assert_eq!(grant(&last).bytes_left, Some(10_000_000));
+        assert_eq!(
+            data(&engine, 1).data_cons.to_bits(),
+            5.0_f64.to_bits(),
+            "exactly"
+        );
+        assert_eq!(engine.running_session(A), Some(2));
+    }
+}
+
+#[test]
+fn one_byte_short_of_the_budget_is_not_consumed() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Data)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    assert_eq!(engine.traffic(A, 9_999_999, true, clock.millis(10)), vec![]);
+    assert_eq!(engine.state_of(1, clock.now()), Some(SessionState::Running));
+    let effects = engine.set_config(config(), clock.now());
+    assert_eq!(effects, vec![], "nothing changed");
+    engine.pause(A, clock.now()).unwrap();
+    let effects = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(
+        grant(&effects).bytes_left,
+        Some(1),
+        "one byte left, exactly"
+    );
+}
+
+#[test]
+fn a_new_mb_keeps_the_mb_consumed_and_counts_their_bytes_anew() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Data)], clock.now());
+    engine.connect(A, clock.now()).unwrap();
+    let _ = engine.traffic(A, 4_000_000, true, clock.millis(10));
+    let binary = EngineConfig {
+        bytes_per_mb: 1_048_576,
+        ..config()
+    };
+    let effects = engine.set_config(binary, clock.now());
+    assert_eq!(grant(&effects).bytes_left, Some(6 * 1_048_576));
+    assert_eq!(
+        data(&engine, 1).data_cons.to_bits(),
+        4.0_f64.to_bits(),
+        "exactly"
+    );
+    let effects = engine.traffic(A, 6 * 1_048_576, true, clock.millis(10));
+    assert!(effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+}
+
 #[test]
 fn time_or_data_ends_on_either() {
     let mut clock = Clock::new();

@@ -43,11 +43,7 @@ impl Engine {
             .or_insert_with(Client::new)
             .sessions
             .insert(id);
-        let entry = Entry {
-            session,
-            carry: Duration::ZERO,
-            ended: None,
-        };
+        let entry = Entry::new(session, self.config.bytes_per_mb);
         self.sessions.insert(id, entry);
     }
 
@@ -56,14 +52,14 @@ impl Engine {
         if let Some(entry) = self.sessions.get_mut(&id)
             && entry.ended.is_none()
         {
-            entry.ended = entry.end_at(now.wall);
+            entry.ended = entry.end_at(now.wall, self.config.bytes_per_mb);
         }
     }
 
     pub(super) fn usable(&self, id: SessionId, now: Now) -> bool {
         self.sessions
             .get(&id)
-            .is_some_and(|entry| entry.end_at(now.wall).is_none())
+            .is_some_and(|entry| entry.end_at(now.wall, self.config.bytes_per_mb).is_none())
     }
 
     /// Credits the running time since the last credit to the client's running session.
@@ -74,18 +70,10 @@ impl Engine {
     /// Adds `bytes` of billable traffic to session `id` of `mac`, if it counts data (rule 2)
     /// and has not ended.
     pub(super) fn bill(&mut self, mac: MacAddr, id: SessionId, bytes: u64) {
-        let bytes_per_mb = self.config.bytes_per_mb.max(1);
         if let Some(entry) = self.sessions.get_mut(&id)
             && entry.session.mac == mac
-            && entry.ended.is_none()
-            && entry.session.data.kind.counts_data()
         {
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "MB are fractional by definition; f64 is exact to 2^53 bytes"
-            )]
-            let mb = bytes as f64 / bytes_per_mb as f64;
-            entry.session.data.data_cons += mb;
+            entry.bill(bytes, self.config.bytes_per_mb);
         }
     }
 
@@ -103,7 +91,12 @@ impl Engine {
     /// connected. One lookup in each map: every poll does this for every running client.
     fn credit_and_check(&mut self, mac: MacAddr, now: Now) -> Option<(SessionId, bool)> {
         let client = self.clients.get_mut(&mac)?;
-        credit_running(&mut client.status, &mut self.sessions, now)
+        credit_running(
+            &mut client.status,
+            &mut self.sessions,
+            now,
+            self.config.bytes_per_mb,
+        )
     }
 
     /// Ends a session that is over at `now` (once): `Save`, then its event.
@@ -114,7 +107,7 @@ impl Engine {
         if entry.ended.is_some() {
             return;
         }
-        let Some(end) = entry.end_at(now.wall) else {
+        let Some(end) = entry.end_at(now.wall, self.config.bytes_per_mb) else {
             return;
         };
         entry.ended = Some(end);
@@ -212,7 +205,7 @@ impl Engine {
             .sessions
             .iter()
             .filter_map(|id| self.sessions.get(id))
-            .filter(|entry| entry.end_at(now.wall).is_none());
+            .filter(|entry| entry.end_at(now.wall, self.config.bytes_per_mb).is_none());
         for entry in usable {
             let key = entry.queue_key();
             if entry.session.data.started_at.is_some() {
@@ -360,9 +353,11 @@ impl Engine {
         let time_left = data
             .time_left_secs()
             .map(|secs| Duration::from_secs(secs).saturating_sub(entry.carry));
-        let until_expiry = data
-            .expires_at()
-            .map(|at| (at - now.wall).to_std().unwrap_or(Duration::ZERO));
+        let until_expiry = data.expires_at().map(|at| {
+            at.signed_duration_since(now.wall)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        });
         let run_for = match (time_left, until_expiry) {
             (Some(left), Some(until)) => Some(left.min(until)),
             (left, until) => left.or(until),
@@ -371,7 +366,7 @@ impl Engine {
         effects.push(Effect::Grant(Grant {
             mac,
             session_id: id,
-            bytes_left: data.bytes_left(self.config.bytes_per_mb),
+            bytes_left: entry.bytes_left(self.config.bytes_per_mb),
             run_for,
             down_mbits,
             up_mbits,
@@ -385,6 +380,7 @@ pub(super) fn credit_running(
     status: &mut Status,
     sessions: &mut BTreeMap<SessionId, Entry>,
     now: Now,
+    bytes_per_mb: u64,
 ) -> Option<(SessionId, bool)> {
     let Status::Connected {
         session,
@@ -399,7 +395,7 @@ pub(super) fn credit_running(
     *credited_to = (*credited_to).max(now.mono);
     let usable = sessions.get_mut(session).is_some_and(|entry| {
         entry.credit(elapsed);
-        entry.end_at(now.wall).is_none()
+        entry.end_at(now.wall, bytes_per_mb).is_none()
     });
     Some((*session, usable))
 }
