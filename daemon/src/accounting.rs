@@ -6,7 +6,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -47,11 +47,25 @@ pub struct ClientRecord {
     pub last_seen: Option<DateTime<Utc>>,
     /// The kernel's counters at the last poll.
     last_reading: Usage,
+    /// When this client alone was read last ([`ClientTable::apply_one`]), while a poll's
+    /// reading taken before then may still be on its way: that reading's counters for it
+    /// are older than `last_reading`, and must not be mistaken for a recreated entry.
+    read_alone_at: Option<Instant>,
 }
 
 impl ClientRecord {
-    /// Accounts one reading of this client's counters; what moved goes into `deltas`.
+    /// Whether a reading begun at `read_at` is older than what this record already holds.
+    fn is_stale(&self, read_at: Instant) -> bool {
+        self.read_alone_at.is_some_and(|alone| read_at < alone)
+    }
+
+    /// Accounts one reading of this client's counters; what moved goes into `deltas`. A
+    /// reading older than the record's last one is skipped.
     fn account(&mut self, reading: &Usage, clocks: Clocks, deltas: &mut Vec<(MacAddr, Usage)>) {
+        if self.is_stale(clocks.read_at) {
+            return;
+        }
+        self.read_alone_at = None;
         let delta = usage_delta(&self.last_reading, reading);
         self.totals.add(&delta);
         self.last_reading = *reading;
@@ -74,6 +88,15 @@ impl ClientRecord {
             totals: Totals::default(),
             last_seen: None,
             last_reading: Usage::default(),
+            read_alone_at: None,
+        }
+    }
+
+    /// A client missing from a reading begun at `read_at`: if its entry comes back, it
+    /// counts from zero — unless the reading is older than the record.
+    fn missing(&mut self, read_at: Instant) {
+        if !self.is_stale(read_at) {
+            self.last_reading = Usage::default();
         }
     }
 }
@@ -104,12 +127,15 @@ pub fn nearest_hz(ticks: u64, elapsed: Duration) -> u32 {
 }
 
 /// A reading of the kernel's jiffies with the wall clock, which turns the programs'
-/// `last_seen_jiffies` into wall time.
+/// `last_seen_jiffies` into wall time, and when the counters were read.
 #[derive(Clone, Copy, Debug)]
 pub struct Clocks {
     pub jiffies: u64,
     pub hz: u32,
     pub wall: DateTime<Utc>,
+    /// When the reading of the counters began: readings arrive in the order they began, but
+    /// a client read alone meanwhile holds newer counters than a poll begun before it.
+    pub read_at: Instant,
 }
 
 impl Clocks {
@@ -160,7 +186,7 @@ impl ClientTable {
         for (key, reading) in readings.iter() {
             let mac = MacAddr::from(*key);
             while let Some((_, missing)) = records.next_if(|(known, _)| **known < mac) {
-                missing.last_reading = Usage::default();
+                missing.missing(clocks.read_at);
             }
             match records.next_if(|(known, _)| **known == mac) {
                 Some((_, record)) => record.account(reading, clocks, &mut deltas),
@@ -168,7 +194,7 @@ impl ClientTable {
             }
         }
         for (_, missing) in records {
-            missing.last_reading = Usage::default();
+            missing.missing(clocks.read_at);
         }
         if !newcomers.is_empty() {
             for (mac, reading) in &newcomers {
@@ -180,6 +206,21 @@ impl ClientTable {
             deltas.sort_by_key(|(mac, _)| *mac);
         }
         deltas
+    }
+
+    /// Accounts a reading of one client's counters taken outside the polls (at
+    /// `clocks.read_at`), so that what it passed up to now can be billed before its grant
+    /// changes; returns what moved, if anything. A poll's reading begun before this one is
+    /// then skipped for this client.
+    pub fn apply_one(&mut self, mac: MacAddr, reading: &Usage, clocks: Clocks) -> Option<Usage> {
+        let record = self
+            .clients
+            .entry(mac)
+            .or_insert_with(|| ClientRecord::new(mac));
+        let mut deltas = Vec::with_capacity(1);
+        record.account(reading, clocks, &mut deltas);
+        record.read_alone_at = Some(clocks.read_at);
+        deltas.pop().map(|(_, delta)| delta)
     }
 
     /// Replaces every client's learned addresses with the neighbour table's: `neighbours` is
@@ -265,6 +306,7 @@ mod tests {
 
     fn clocks() -> Clocks {
         Clocks {
+            read_at: Instant::now(),
             jiffies: 10_000,
             hz: 250,
             wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp"),
@@ -279,6 +321,39 @@ mod tests {
             last_seen_jiffies,
             ..Usage::default()
         }
+    }
+
+    #[test]
+    fn a_client_read_alone_skips_the_older_poll_and_counts_once() {
+        let mut table = ClientTable::default();
+        let mac = MacAddr::from(MAC);
+        let poll_begun = clocks();
+        table.apply(&mut [(MAC, usage(100, 1_000, 1))], poll_begun);
+        // A poll begins (and reads 150/1,500); before it arrives, a pause reads the client
+        // alone, later and further.
+        let stale_poll = clocks();
+        let alone = clocks();
+        let delta = table
+            .apply_one(mac, &usage(200, 2_000, 2), alone)
+            .expect("moved");
+        assert_eq!((delta.up_bytes, delta.down_bytes), (100, 1_000));
+        // The older poll's counters are lower: no "recreated entry", no double count.
+        assert_eq!(
+            table.apply(&mut [(MAC, usage(150, 1_500, 2))], stale_poll),
+            vec![]
+        );
+        assert_eq!(table.apply(&mut [], stale_poll), vec![], "nor when missing");
+        assert_eq!(table.baseline(mac).up_bytes, 200);
+        // The next poll, begun after, counts from the reading alone.
+        let next = table.apply(&mut [(MAC, usage(210, 2_100, 3))], clocks());
+        assert_eq!((next[0].1.up_bytes, next[0].1.down_bytes), (10, 100));
+        let totals = table.record(mac).expect("known").totals;
+        assert_eq!((totals.up_bytes, totals.down_bytes), (210, 2_100));
+        assert_eq!(
+            table.apply_one(mac, &usage(210, 2_100, 3), clocks()),
+            None,
+            "nothing moved"
+        );
     }
 
     #[test]

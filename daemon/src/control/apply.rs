@@ -105,6 +105,44 @@ impl Control {
         }
     }
 
+    /// Takes a connected client's grant away and bills what it passed since the last poll,
+    /// before a command revokes it (a pause, the removal of its running session): the grant
+    /// goes first, so nothing passes after its counters are read, and what they hold is
+    /// billed to the session it ran. Without this, each pause from a portal would give up to
+    /// a poll interval of traffic for free. Carries out what the bill decided (a session
+    /// consumed by it ends, and the next starts) before the command runs.
+    pub(super) async fn bill_before_revoke(&mut self, mac: MacAddr, now: Now) {
+        if self.engine.client_state(mac) != ClientState::Connected {
+            return;
+        }
+        if let Err(error) = self.kernel.remove_grant(mac.key()) {
+            tracing::error!(%mac, %error, "cannot block the client");
+        }
+        let read_at = std::time::Instant::now();
+        let reading = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
+            (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
+            (Ok(None), _) => return,
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%mac, %error, "cannot read the client's counters; what it passed since the last poll is not billed");
+                return;
+            }
+        };
+        let (reading, jiffies) = reading;
+        let clocks = crate::accounting::Clocks {
+            jiffies,
+            hz: self.hz,
+            wall: now.wall,
+            read_at,
+        };
+        let Some(delta) = self.table.apply_one(mac, &reading, clocks) else {
+            return;
+        };
+        let effects = self
+            .engine
+            .traffic(mac, delta.up_bytes + delta.down_bytes, true, now);
+        self.apply(effects, now).await;
+    }
+
     /// Billable bytes the client passed since the last poll, under the grant this one
     /// replaces: the next poll bills them to the session now granted (its time has begun),
     /// so they are not in its budget — after a time session's end these are the packets of

@@ -153,6 +153,7 @@ impl Control {
             }
             Command::Pause { mac, reply } => {
                 let now = self.now();
+                self.bill_before_revoke(mac, now).await;
                 let result = self.engine.pause(mac, now);
                 let result = self.after(result, mac, now).await;
                 self.answer_once_saved(reply, result);
@@ -242,13 +243,17 @@ impl Control {
     }
 
     /// Deletes from the store, then the engine forgets the session (and chains or
-    /// disconnects its client if it was running).
+    /// disconnects its client if it was running, once what it passed is billed).
     async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
-        if self.engine.session(id).is_none() {
+        let Some(mac) = self.engine.session(id).map(|session| session.mac) else {
             return Err(EngineError::UnknownSession { id }.into());
-        }
+        };
         self.store.remove(id)?;
         let now = self.now();
+        if self.engine.running_session(mac) == Some(id) {
+            // Billed to the session that carried it, so the next one does not pay for it.
+            self.bill_before_revoke(mac, now).await;
+        }
         let effects = self.engine.remove(id, now)?;
         self.apply(effects, now).await;
         self.save();

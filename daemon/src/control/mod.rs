@@ -374,6 +374,7 @@ impl Control {
             jiffies: self.kernel.jiffies()?,
             hz: self.hz,
             wall: now.wall,
+            read_at: counters.started.into_std(),
         };
         // A delta is reported only when a counter moved: every client in it was active.
         let traffic: Vec<(MacAddr, u64)> = self

@@ -186,11 +186,13 @@ impl Control {
     ) -> Result<BTreeMap<MacAddr, u64>, ControlError> {
         self.table
             .restore_baselines(clients.iter().map(|client| (client.mac, client.baseline)));
+        let read_at = std::time::Instant::now();
         let mut readings = self.kernel.usage()?;
         let clocks = Clocks {
             jiffies,
             hz: self.hz,
             wall,
+            read_at,
         };
         Ok(self
             .table
