@@ -208,6 +208,7 @@ impl Control {
                 state: stored_state(state, self.engine.pause_reason(mac)),
                 session_id,
                 baseline: self.table.baseline(mac),
+                totals: self.table.totals(mac),
             })
             .collect();
         let batch = SaveBatch {

@@ -48,6 +48,8 @@ impl Control {
         let now = self.now();
         let jiffies = self.kernel.jiffies()?;
 
+        self.table
+            .restore_totals(clients.iter().map(|client| (client.mac, client.totals)));
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
         });
@@ -407,6 +409,7 @@ mod tests {
             state: StoredState::Connected,
             session_id,
             baseline: hotspotd_common::Usage::default(),
+            totals: crate::accounting::Totals::default(),
         }
     }
 

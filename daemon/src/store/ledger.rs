@@ -257,6 +257,7 @@ mod tests {
             state: ClientState::Connected,
             session_id,
             baseline: hotspotd_common::Usage::default(),
+            totals: crate::accounting::Totals::default(),
         }
     }
 

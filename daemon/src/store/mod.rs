@@ -27,7 +27,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use hotspotd_common::Usage;
 
-use crate::{mac::MacAddr, sessions::data::SessionData};
+use crate::{accounting::Totals, mac::MacAddr, sessions::data::SessionData};
 use actor::Shared;
 
 pub use health::{StorageState, StoreHealth};
@@ -75,6 +75,9 @@ pub struct StoredClient {
     /// its sessions: a restarted daemon bills only what the kernel counted beyond them, if
     /// [`SavedMeta`] says the counters are still the same ones.
     pub baseline: Usage,
+    /// What the client moved in its lifetime, as `hotspotctl clients` shows it: a restart
+    /// counts on from here.
+    pub totals: Totals,
 }
 
 /// When the last save was taken, in the terms a restarted daemon needs to decide whether the
@@ -587,6 +590,7 @@ pub(crate) mod tests {
             state: ClientState::Connected,
             session_id: Some(sold),
             baseline: Usage::default(),
+            totals: Totals::default(),
         };
         store
             .save_batch(SaveBatch {
