@@ -8,7 +8,8 @@
 //!
 //! A stop (SIGTERM: `systemctl stop`, the first half of a restart or an upgrade) leaves the
 //! kernel as a crash does; the last tests stop and start the daemon under traffic, once with a
-//! start in between that fails on a bad configuration, and hold it to the same promises.
+//! start in between that fails on a bad configuration, once on pins of another layout version
+//! (an upgrade that changed a map), and hold it to the same promises.
 //!
 //! The moments are drawn from a seeded generator; the seed is printed, and
 //! `HOTSPOTD_CRASH_SEED=<seed>` replays a run.
@@ -20,7 +21,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::{Client, Daemon, INTERNET_V4, INTERNET_V6, Lan, UdpSink, UdpStream, wait_for};
+use hotspotd_tests::{
+    Client, Daemon, INTERNET_V4, INTERNET_V6, LAN_IFACE, Lan, UdpEcho, UdpSink, UdpStream,
+    udp_ping_pong, wait_for,
+};
 use serde_json::Value;
 
 /// How many times the daemon is killed.
@@ -578,6 +582,73 @@ fn stop_and_start_under_traffic(failed_start: bool) -> Result<()> {
             "client {} was billed {billed:.0} bytes for {passed:.0} that reached its receivers",
             payer.name
         );
+    }
+    Ok(())
+}
+
+/// An upgrade (or downgrade) that changes a map's layout: the stopped daemon's pins are in
+/// another layout's folder (`v0` here, renamed from this version's), which the new daemon
+/// cannot read. It takes over their links, so the gate never opens and the old programs do not
+/// stay chained in front of the new ones, and removes that folder. A client without a session
+/// gets nothing through across it; a client who pays after it gets through.
+#[test]
+fn a_start_on_pins_of_another_layout_takes_over_the_gate() -> Result<()> {
+    let lan = Lan::new(2)?;
+    lan.pin_neighbors()?;
+    let mut daemon = Daemon::start(&lan, &[])?;
+    let (paying, waiting) = (&lan.clients[0], &lan.clients[1]);
+    daemon.connect_for_an_hour(&paying.mac)?;
+    let knocked = UdpSink::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    let knocks = UdpStream::start(&waiting.netns, knocked.addr(), 100, KNOCK_EVERY, STREAM_FOR)?;
+
+    let status = daemon.terminate()?;
+    ensure!(
+        status.success(),
+        "hotspotd exits cleanly on SIGTERM: {status}"
+    );
+    let current = daemon
+        .pin_dir()
+        .join(format!("v{}", hotspotd_common::MAP_LAYOUT_VERSION));
+    let other = daemon.pin_dir().join("v0");
+    std::fs::rename(&current, &other).context("move the pins to another layout's folder")?;
+    daemon.restart(&lan)?;
+    let log = daemon.log();
+    ensure!(
+        log.contains("took over the link of another pin layout")
+            && log.contains("removed the pins of another layout"),
+        "the start says it took over another layout's links and removed its pins:\n{log}"
+    );
+    ensure!(!other.exists(), "the other layout's pins are removed");
+    let attached = lan
+        .gateway
+        .run(|| hotspotd::bpf::attached_programs(LAN_IFACE))??;
+    ensure!(
+        attached.len() == 2,
+        "the new programs replaced the old ones in their links: {attached:?}"
+    );
+
+    let sent = knocks.sent();
+    drop(knocks);
+    knocked.sync(&lan.internet)?;
+    eprintln!(
+        "across the change of layout the client without a session got {} of {sent} datagrams \
+         through",
+        knocked.received()
+    );
+    ensure!(
+        knocked.received() == 0,
+        "the client without a session got {} of {sent} datagrams through",
+        knocked.received()
+    );
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    daemon.connect_for_an_hour(&waiting.mac)?;
+    for (who, client) in [
+        ("the client who paid before", paying),
+        ("the new payer", waiting),
+    ] {
+        let echoed = udp_ping_pong(&client.netns, echo.addr(), 500, 10)
+            .with_context(|| format!("{who} gets through"))?;
+        ensure!(echoed == 10, "{who}: {echoed} of 10 came back");
     }
     Ok(())
 }

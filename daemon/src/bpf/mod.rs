@@ -135,6 +135,9 @@ pub enum BpfError {
 /// gone, until the next run takes them over or [`release`] detaches them.
 pub struct Kernel {
     ebpf: Ebpf,
+    /// `kernel.pin_dir` as configured: it holds one folder per pin layout (`v1`, ...).
+    base_dir: PathBuf,
+    /// This version's folder in it, `v{MAP_LAYOUT_VERSION}`.
     pin_dir: PathBuf,
     /// The TCX links, pinned so the programs (and so the gate) outlive a crashed daemon.
     links: Vec<(PathBuf, PinnedLink)>,
@@ -146,8 +149,8 @@ pub struct Kernel {
 impl Kernel {
     /// Loads the object, reusing maps pinned under `pin_dir` by an earlier run (so no count
     /// is lost across a crash), and loads the programs into the kernel without attaching them.
-    pub fn load(pin_dir: &Path) -> Result<Self, BpfError> {
-        let pin_dir = pin_dir.join(format!("v{MAP_LAYOUT_VERSION}"));
+    pub fn load(base_dir: &Path) -> Result<Self, BpfError> {
+        let pin_dir = base_dir.join(layout_folder(MAP_LAYOUT_VERSION));
         std::fs::create_dir_all(&pin_dir).map_err(|source| BpfError::PinDir {
             path: pin_dir.clone(),
             source,
@@ -165,6 +168,7 @@ impl Kernel {
         }
         Ok(Self {
             ebpf,
+            base_dir: base_dir.to_owned(),
             pin_dir,
             links: Vec::new(),
             filters: Vec::new(),
@@ -177,8 +181,31 @@ impl Kernel {
     /// left pinned is taken over: the new program replaces the old one in place, atomically,
     /// so no packet passes ungated in between. Older kernels get a clsact qdisc and filters,
     /// which stay attached after the daemon exits too ([`Kernel::leave_attached`]).
+    ///
+    /// Links pinned by a daemon of another pin layout (an upgrade or a downgrade that changed
+    /// a map: `pin_dir/vN` with another N) are taken over the same way, so the gate stays
+    /// closed across the change; that layout's folder is then removed. Its maps cannot be read
+    /// by this version, so what its counters held since the last save is not billed, as after
+    /// a reboot (the new maps have a new epoch, which the restore sees).
     pub fn attach(&mut self, iface: &str) -> Result<(), BpfError> {
-        self.attach_links(iface, true)
+        self.attach_links(iface, true)?;
+        for (version, dir) in other_layouts(&self.base_dir) {
+            // Unpinning also detaches any of its links not taken over above.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::warn!(
+                    layout = version,
+                    current = MAP_LAYOUT_VERSION,
+                    path = %dir.display(),
+                    "removed the pins of another layout; what its counters held since the last save is not billed"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    path = %dir.display(),
+                    "cannot remove the pins of another layout; 'hotspotd --release' with the daemon stopped removes them"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Attaches the programs to `iface` anew after the interface they were on was deleted:
@@ -237,11 +264,24 @@ impl Kernel {
                 continue;
             }
             let pin = links_dir.join(name);
-            let taken = if take_over_pins {
-                take_over(program, &pin)
-            } else {
-                None
-            };
+            let mut taken = None;
+            if take_over_pins {
+                taken = take_over(program, &pin);
+                for (version, dir) in other_layouts(&self.base_dir) {
+                    if taken.is_some() {
+                        break;
+                    }
+                    taken = take_over(program, &dir.join("links").join(name));
+                    if taken.is_some() {
+                        tracing::warn!(
+                            program = name,
+                            layout = version,
+                            current = MAP_LAYOUT_VERSION,
+                            "took over the link of another pin layout"
+                        );
+                    }
+                }
+            }
             let id = match taken {
                 Some(id) => {
                     tracing::info!(program = name, "took over the link a previous run pinned");
@@ -566,6 +606,34 @@ pub fn attached_programs(iface: &str) -> Result<Vec<String>, aya::programs::Prog
     Ok(names)
 }
 
+/// The folder of pin layout `version` under `kernel.pin_dir`.
+fn layout_folder(version: u32) -> String {
+    format!("v{version}")
+}
+
+/// The layout version a folder under `kernel.pin_dir` is named for (`v7` → 7).
+fn layout_version(name: &std::ffi::OsStr) -> Option<u32> {
+    let digits = name.to_str()?.strip_prefix('v')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The folders of pin layouts other than this version's under `base_dir`, with their
+/// versions, in version order; none if it cannot be read.
+fn other_layouts(base_dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(base_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((layout_version(&entry.file_name())?, entry.path())))
+        .filter(|(version, _)| *version != MAP_LAYOUT_VERSION)
+        .collect();
+    found.sort();
+    found
+}
+
 /// Detaches the programs a stopped or crashed hotspotd left on `iface` and removes every pin
 /// under `pin_dir` (links, grants, counters; every layout version), then `pin_dir` itself if
 /// nothing else is in it: what `hotspotd --release` does to the kernel. No daemon may run on
@@ -612,12 +680,7 @@ pub fn release(pin_dir: &Path, iface: &str) -> Result<bool, BpfError> {
         })?;
         // Only the layout folders (`v1`, ...) are ours: `kernel.pin_dir` may be a folder that
         // holds other programs' pins too.
-        let name = entry.file_name();
-        let is_layout = name
-            .to_str()
-            .and_then(|n| n.strip_prefix('v'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if !is_layout {
+        if layout_version(&entry.file_name()).is_none() {
             continue;
         }
         let path = entry.path();
@@ -633,5 +696,21 @@ pub fn release(pin_dir: &Path, iface: &str) -> Result<bool, BpfError> {
             path: pin_dir.to_owned(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::{layout_folder, layout_version};
+
+    #[test]
+    fn only_layout_folders_have_a_version() {
+        assert_eq!(layout_version(OsStr::new(&layout_folder(1))), Some(1));
+        assert_eq!(layout_version(OsStr::new("v12")), Some(12));
+        for other in ["v", "links", "va", "v-1", "v1x", "1", "V1"] {
+            assert_eq!(layout_version(OsStr::new(other)), None, "{other}");
+        }
     }
 }
