@@ -497,8 +497,9 @@ fn a_deleted_database_is_made_again_with_everything_and_a_restart_loses_nothing(
         "no save was lost on the way, so the store never degraded:\n{log}"
     );
 
-    // A stop and a new start: the kernel's state goes with the stop, so all the new daemon
-    // knows is in the file.
+    // A stop and a new start of another daemon: a stop leaves the kernel's state, but the
+    // harness removes the stopped daemon's pins and the new one has a pin folder of its own,
+    // so all the new daemon knows is in the file.
     let before = daemon.sessions()?;
     let status = daemon.stop()?;
     ensure!(status.success(), "a clean stop: {status}");
