@@ -90,8 +90,9 @@ ALTER TABLE saved_state ADD COLUMN clock_ahead_ns INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Version 4: each client's lifetime totals (what `hotspotctl clients` shows), so a restart
-/// goes on counting from them instead of from zero. A file of version 3 has none: its
-/// clients start from 0.
+/// goes on counting from them instead of from zero (a file of version 3 has none: its
+/// clients start from 0); and when each client's row was saved, since a change of state
+/// saves only the clients it changed (0: at the last save's time).
 const SCHEMA_V4: &str = "
 ALTER TABLE clients ADD COLUMN total_up_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN total_up_packets INTEGER NOT NULL DEFAULT 0;
@@ -100,6 +101,7 @@ ALTER TABLE clients ADD COLUMN total_down_packets INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN total_local_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN total_dropped_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN total_dropped_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN saved_at_mono_ns INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
@@ -562,6 +564,7 @@ mod tests {
             session_id: Some(1),
             baseline: hotspotd_common::Usage::default(),
             totals: crate::accounting::Totals::default(),
+            saved_at_mono_ns: 0,
         };
         let meta = SavedMeta {
             saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
@@ -581,6 +584,7 @@ mod tests {
             sessions: vec![sold.clone()],
             removed: Vec::new(),
             clients: Some((vec![client.clone()], Some(meta.clone()))),
+            replace_clients: true,
             last_id: 5,
         })
         .expect("saves");
@@ -761,6 +765,7 @@ mod tests {
             }],
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id: 1,
         })
         .expect("writes");
@@ -810,6 +815,7 @@ mod tests {
             sessions: vec![session.clone()],
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id: 1,
         })
         .expect("writes");

@@ -51,15 +51,15 @@ INSERT OR REPLACE INTO clients (mac, state, pause_reason, session_id, up_bytes, 
     down_bytes, down_packets, up_local_bytes, down_local_bytes, up_dropped_bytes,
     down_dropped_bytes, dropped_packets, last_seen_jiffies, total_up_bytes, total_up_packets,
     total_down_bytes, total_down_packets, total_local_bytes, total_dropped_bytes,
-    total_dropped_packets)
+    total_dropped_packets, saved_at_mono_ns)
 VALUES (?1, ?2, ?3, (SELECT id FROM sessions WHERE id = ?4), ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 const SELECT_CLIENTS: &str = "
 SELECT mac, state, pause_reason, session_id, up_bytes, up_packets, down_bytes, down_packets,
     up_local_bytes, down_local_bytes, up_dropped_bytes, down_dropped_bytes, dropped_packets,
     last_seen_jiffies, total_up_bytes, total_up_packets, total_down_bytes, total_down_packets,
-    total_local_bytes, total_dropped_bytes, total_dropped_packets
+    total_local_bytes, total_dropped_bytes, total_dropped_packets, saved_at_mono_ns
 FROM clients ORDER BY mac";
 
 const SAVE_META: &str = "
@@ -203,8 +203,10 @@ impl Db {
                 delete.execute([id]).map_err(fail(path, op))?;
             }
             if let Some((clients, meta)) = &changes.clients {
-                tx.execute("DELETE FROM clients", [])
-                    .map_err(fail(path, op))?;
+                if changes.replace_clients {
+                    tx.execute("DELETE FROM clients", [])
+                        .map_err(fail(path, op))?;
+                }
                 let mut insert = tx.prepare_cached(INSERT_CLIENT).map_err(fail(path, op))?;
                 for client in clients {
                     let values = ClientValues::new(client);
@@ -349,6 +351,7 @@ impl Db {
             session_id: row.get(3).map_err(&sql)?,
             baseline,
             totals,
+            saved_at_mono_ns: counter(21).map_err(&sql)?,
         })
     }
 
@@ -438,7 +441,7 @@ struct ClientValues {
     state: &'static str,
     pause_reason: Option<&'static str>,
     session_id: Option<SessionId>,
-    counters: [i64; 17],
+    counters: [i64; 18],
 }
 
 impl ClientValues {
@@ -472,6 +475,7 @@ impl ClientValues {
             totals.local_bytes,
             totals.dropped_bytes,
             totals.dropped_packets,
+            client.saved_at_mono_ns,
         ]
         .map(u64::cast_signed);
         Self {
@@ -483,7 +487,7 @@ impl ClientValues {
         }
     }
 
-    fn bind(&self) -> [&dyn ToSql; 21] {
+    fn bind(&self) -> [&dyn ToSql; 22] {
         let [
             c0,
             c1,
@@ -502,6 +506,7 @@ impl ClientValues {
             c14,
             c15,
             c16,
+            c17,
         ] = &self.counters;
         [
             &self.mac,
@@ -525,6 +530,7 @@ impl ClientValues {
             c14,
             c15,
             c16,
+            c17,
         ]
     }
 }
@@ -643,6 +649,7 @@ mod tests {
             sessions,
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id,
         }
     }
@@ -771,6 +778,7 @@ mod tests {
                 dropped_bytes: 4 * n64,
                 dropped_packets: 5 * n64,
             },
+            saved_at_mono_ns: 7_000_000_000 + n64,
         }
     }
 
@@ -809,6 +817,7 @@ mod tests {
                     .collect(),
                 Some(meta(1)),
             )),
+            replace_clients: true,
             last_id: i64::from(SESSIONS),
         };
         db.write(&changes).expect("writes");
@@ -937,6 +946,7 @@ mod tests {
                 vec![client(2, ClientState::Connected, Some(4))],
                 Some(meta(1)),
             )),
+            replace_clients: true,
             last_id: 5,
         };
         db.write(&full).expect("writes");

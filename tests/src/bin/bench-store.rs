@@ -180,6 +180,7 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
                     down_packets: 14_000 * (run + 1),
                     ..Totals::default()
                 },
+                saved_at_mono_ns: 5_000_000_000,
             })
             .collect()
     };
