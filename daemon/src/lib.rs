@@ -1,7 +1,18 @@
-//! `hotspotd`: per-client traffic accounting for WiFi hotspots. The kernel counts every client's
-//! bytes on the LAN interface (`bpf`); `accounting` turns the counters into per-client totals;
-//! `api` serves them to portals and to `hotspotctl`. `run` wires them together and is what the
-//! `hotspotd` binary calls, so tests can run the daemon with their own shutdown signal.
+//! `hotspotd`: per-client traffic accounting for WiFi hotspots. `run` wires the parts together
+//! and is what the `hotspotd` binary calls, so tests can run the daemon with their own
+//! shutdown signal. The data path, stage by stage (docs/architecture.md):
+//!
+//! | stage | module |
+//! |---|---|
+//! | packet → gate, budget, count, class | the `ebpf` crate; maps and attach in [`bpf`] |
+//! | kernel counters → a poll's reading | `control::reader`, [`bpf`], [`netlink`] |
+//! | reading → per-client deltas and totals | [`accounting`] |
+//! | deltas → consumed time and data, what runs next | [`sessions`] (the engine, pure) |
+//! | decisions → kernel budgets | `control::apply` |
+//! | decisions → tc classes | `control::speed`, [`shaping`] |
+//! | decisions → saves | `control::save` → [`store`] (through `store::SessionStore`) |
+//! | decisions → events | [`events`] |
+//! | state → API, `hotspotctl`, `/metrics` | `control::views`, [`api`], [`metrics`] |
 
 pub mod accounting;
 pub mod api;

@@ -24,7 +24,7 @@ use crate::{
     net::ip_key,
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
-    store::{Store, StoreError, StoreHandle},
+    store::{SessionStore, Store, StoreError},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -76,7 +76,8 @@ pub async fn run_reloadable(
     let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
 
     let sqlite_path = config.store.sqlite_path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??;
+    let store: Arc<dyn SessionStore> =
+        Arc::new(tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??);
     // Sessions and grants are restored before the programs are attached (or take over from a
     // previous run's), so the gate is right from the first packet.
     let events = Events::default();
@@ -157,7 +158,7 @@ pub async fn run_reloadable(
 /// detaching would let every client through for free until a daemon is back, and forever if
 /// none comes. The next start takes all of it over and bills what passed meanwhile from the
 /// counters, as after a crash. `hotspotd --release` frees the LAN on purpose.
-async fn close(store: &StoreHandle, kernel: Kernel, shaper: Shaper, lan: &str) {
+async fn close(store: &Arc<dyn SessionStore>, kernel: Kernel, shaper: Shaper, lan: &str) {
     if let Err(error) = store.close().await {
         tracing::error!(
             %error,

@@ -44,7 +44,7 @@ use crate::{
     netlink::{NeighbourReader, Netlink, NetlinkError},
     sessions::engine::{Effect, Engine, Now, SessionId},
     shaping::{Desired, Shaper},
-    store::{StoreError, StoreHandle},
+    store::{SessionStore, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,8 @@ pub struct Parts {
     pub lan_ifindex: u32,
     /// The kernel's `HZ`.
     pub hz: u32,
-    pub store: StoreHandle,
+    /// Where the sessions live (SQLite, or any other [`SessionStore`]).
+    pub store: Arc<dyn SessionStore>,
     pub events: Events,
     pub shaper: Shaper,
 }
@@ -87,7 +88,7 @@ pub struct Control {
     lan_ifindex: u32,
     table: ClientTable,
     engine: Engine,
-    store: StoreHandle,
+    store: Arc<dyn SessionStore>,
     /// The kernel's `HZ`, to turn durations into the programs' jiffies.
     hz: u32,
     /// Which pinned maps the counter baselines refer to (see `restore`).

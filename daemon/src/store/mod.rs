@@ -14,6 +14,7 @@ mod backoff;
 mod health;
 mod ledger;
 mod schema;
+mod seam;
 mod source;
 mod sqlite;
 mod writer;
@@ -32,6 +33,7 @@ use actor::Shared;
 
 pub use health::{StorageState, StoreHealth};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use seam::{MemoryStore, SessionStore};
 pub use source::{SessionSource, SourceError, SqliteSession};
 
 /// A session's identity: its row id in the `sessions` table, never reused.
@@ -212,6 +214,17 @@ pub enum StoreError {
     Closed,
 }
 
+/// Says which sessions of a save the store no longer held (removed meanwhile): a save never
+/// brings back a removed session.
+fn warn_skipped(missing: &[SessionId]) {
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "saved sessions that are no longer in the store were skipped"
+        );
+    }
+}
+
 /// Opens the store. A namespace for [`Store::open`]; the store itself is the thread it
 /// starts, reached through a [`StoreHandle`].
 #[derive(Debug)]
@@ -297,24 +310,14 @@ impl StoreHandle {
     /// transaction with whatever else is pending.
     pub fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
         let missing = self.change(|ledger| Ok(ledger.merge(batch)))?;
-        if !missing.is_empty() {
-            tracing::warn!(
-                ?missing,
-                "saved sessions that are no longer in the store were skipped"
-            );
-        }
+        warn_skipped(&missing);
         Ok(())
     }
 
     /// Takes a save of what changed ([`ChangeBatch`]), like [`Self::save_batch`].
     pub fn save_changes(&self, batch: ChangeBatch) -> Result<(), StoreError> {
         let missing = self.change(|ledger| Ok(ledger.merge_changes(batch)))?;
-        if !missing.is_empty() {
-            tracing::warn!(
-                ?missing,
-                "saved sessions that are no longer in the store were skipped"
-            );
-        }
+        warn_skipped(&missing);
         Ok(())
     }
 

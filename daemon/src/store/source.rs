@@ -2,29 +2,28 @@
 //! source"), and [`SqliteSession`], its implementation on this store. Side effects: through
 //! the store thread only.
 
-use std::{
-    future::Future,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use futures::future::BoxFuture;
 
 use super::{SessionId, StoreError, StoreHandle, StoredSession};
 use crate::{mac::MacAddr, sessions::data::SessionData};
 
 /// Where a session's record lives: this SQLite store, or another (a remote server, a central
 /// database). Go's `context.Context` is Rust's dropping of the future; wrap a call in
-/// `tokio::time::timeout` for a deadline. The futures are `Send` so a spawned task can hold
-/// them.
+/// `tokio::time::timeout` for a deadline. The futures are boxed and `Send`, so a source can
+/// be held as `Arc<dyn SessionSource>` and used from a spawned task.
 pub trait SessionSource: Send + Sync {
     /// The record as last saved or reloaded (the seed's `Data()`); never waits.
     fn data(&self) -> SessionData;
 
     /// Writes `data` to the source (`Save(ctx, data)`); afterwards [`data`](Self::data)
     /// returns it.
-    fn save(&self, data: SessionData) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn save(&self, data: SessionData) -> BoxFuture<'_, Result<(), SourceError>>;
 
     /// Reads the record back from the source (`Reload(ctx)`); afterwards
     /// [`data`](Self::data) returns it.
-    fn reload(&self) -> impl Future<Output = Result<SessionData, SourceError>> + Send;
+    fn reload(&self) -> BoxFuture<'_, Result<SessionData, SourceError>>;
 }
 
 /// Why a [`SessionSource`] call failed.
@@ -98,23 +97,27 @@ impl SessionSource for SqliteSession {
     /// returns it) and written later; the error says so.
     ///
     /// [`data`]: SessionSource::data
-    async fn save(&self, data: SessionData) -> Result<(), SourceError> {
-        if !self.store.update(self.id, data.clone())? {
-            return Err(SourceError::Missing { id: self.id });
-        }
-        let ticket = self.store.ticket();
-        *self.cache() = data;
-        self.store.saved(ticket).await?;
-        Ok(())
+    fn save(&self, data: SessionData) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(async move {
+            if !self.store.update(self.id, data.clone())? {
+                return Err(SourceError::Missing { id: self.id });
+            }
+            let ticket = self.store.ticket();
+            *self.cache() = data;
+            self.store.saved(ticket).await?;
+            Ok(())
+        })
     }
 
-    async fn reload(&self) -> Result<SessionData, SourceError> {
-        let (_, data) = self
-            .store
-            .session(self.id)
-            .ok_or(SourceError::Missing { id: self.id })?;
-        self.cache().clone_from(&data);
-        Ok(data)
+    fn reload(&self) -> BoxFuture<'_, Result<SessionData, SourceError>> {
+        Box::pin(async move {
+            let (_, data) = self
+                .store
+                .session(self.id)
+                .ok_or(SourceError::Missing { id: self.id })?;
+            self.cache().clone_from(&data);
+            Ok(data)
+        })
     }
 }
 
@@ -198,7 +201,8 @@ mod tests {
     }
 
     /// Generic, as the engine will hold it: the futures must be `Send` to be spawned.
-    async fn bump<S: SessionSource + 'static>(source: Arc<S>) -> SessionData {
+    /// As the daemon holds a source: a trait object, its futures spawned.
+    async fn bump(source: Arc<dyn SessionSource>) -> SessionData {
         tokio::spawn(async move {
             let mut data = source.data();
             data.time_cons += 1;
@@ -218,7 +222,7 @@ mod tests {
         let stored = loaded.sessions.into_iter().next().expect("one session");
         assert_eq!(stored.id, loaded_from);
         let session = Arc::new(SqliteSession::from_stored(store, stored));
-        let data = bump(Arc::clone(&session)).await;
+        let data = bump(Arc::clone(&session) as Arc<dyn SessionSource>).await;
         assert_eq!(data.time_cons, running(3).time_cons + 1);
         assert_eq!(session.data(), data);
     }
