@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod histogram;
 pub mod mac;
 pub mod metrics;
 pub mod net;

@@ -134,7 +134,7 @@ pub struct Control {
     /// asked (a gate event, a deadline) sees counters read after it.
     poll_again: bool,
     /// Every poll's duration, for `/metrics` (every save's is the store's).
-    poll_durations: crate::metrics::Histogram,
+    poll_durations: crate::histogram::Histogram,
     /// Stored sessions not loaded at start because a value was out of range (`restore`).
     set_aside: Vec<crate::api::SetAsideView>,
 }
@@ -187,7 +187,7 @@ impl Control {
             reader,
             readings: Some(readings),
             poll_again: false,
-            poll_durations: crate::metrics::Histogram::default(),
+            poll_durations: crate::histogram::Histogram::default(),
             set_aside: Vec::new(),
         };
         control.restore().await?;

@@ -2,11 +2,10 @@
 //! by state, the gate's drops by reason, poll and save durations, the store's health, map
 //! fill, build info. Pure: renders a [`Snapshot`] the control task takes.
 
-mod histogram;
 
 use std::fmt::Write as _;
 
-pub use histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
+pub use crate::histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
 
 use crate::{
     api::ClientView,

@@ -45,7 +45,7 @@ pub(super) struct Health {
     pub last_saved: Option<DateTime<Utc>>,
     pub last_save: Duration,
     /// Every write that reached the disk, for `/metrics`.
-    pub save_durations: crate::metrics::Histogram,
+    pub save_durations: crate::histogram::Histogram,
 }
 
 /// The writes have been failing since `since`.

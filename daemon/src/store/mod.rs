@@ -384,7 +384,7 @@ impl StoreHandle {
 
     /// How long every write that reached the disk took, since this start.
     #[must_use]
-    pub fn save_durations(&self) -> crate::metrics::Histogram {
+    pub fn save_durations(&self) -> crate::histogram::Histogram {
         self.inner.shared.lock().health.save_durations.clone()
     }
 

@@ -13,7 +13,7 @@ use super::{
     ChangeBatch, Loaded, SaveBatch, SessionId, StoreError, StoreHandle, StoreHealth, Ticket,
     health::StorageState, ledger::Ledger,
 };
-use crate::{mac::MacAddr, metrics::Histogram, sessions::data::SessionData};
+use crate::{histogram::Histogram, mac::MacAddr, sessions::data::SessionData};
 
 /// Where the daemon's sessions, its clients' rows and its last save's time are kept. Every
 /// change is taken at once and never waits for a disk or a network: an implementation that
