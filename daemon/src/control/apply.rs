@@ -207,10 +207,7 @@ pub(super) fn stored_state(state: ClientState, reason: Option<PauseReason>) -> s
     match state {
         ClientState::Connected => store::ClientState::Connected,
         ClientState::Disconnected => store::ClientState::Disconnected,
-        ClientState::Paused => store::ClientState::Paused(match reason {
-            Some(PauseReason::Idle) => store::PauseReason::Idle,
-            Some(PauseReason::Operator) | None => store::PauseReason::Operator,
-        }),
+        ClientState::Paused => store::ClientState::Paused(reason.unwrap_or(PauseReason::Operator)),
     }
 }
 

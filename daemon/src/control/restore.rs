@@ -24,7 +24,7 @@ use crate::{
     clock::{self, Reading, WallClock},
     mac::MacAddr,
     sessions::SessionData,
-    sessions::engine::{ClientState, PauseReason, RestoredClient, Session, SessionId},
+    sessions::engine::{ClientState, RestoredClient, Session, SessionId},
     store::{self, Loaded, SavedMeta, StoredClient, StoredSession},
 };
 
@@ -260,8 +260,7 @@ impl Meanwhile<'_> {
     /// let it use meanwhile.
     fn client(&self, client: &StoredClient) -> RestoredClient {
         let pause_reason = match client.state {
-            store::ClientState::Paused(store::PauseReason::Idle) => Some(PauseReason::Idle),
-            store::ClientState::Paused(store::PauseReason::Operator) => Some(PauseReason::Operator),
+            store::ClientState::Paused(reason) => Some(reason),
             _ => None,
         };
         let grant = self.kernel_grants.get(&client.mac.key());

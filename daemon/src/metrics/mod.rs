@@ -2,7 +2,6 @@
 //! by state, the gate's drops by reason, poll and save durations, the store's health, map
 //! fill, build info. Pure: renders a [`Snapshot`] the control task takes.
 
-
 use std::fmt::Write as _;
 
 pub use crate::histogram::{BUCKET_BOUNDS_SECONDS, Histogram};

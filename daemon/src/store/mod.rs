@@ -47,14 +47,8 @@ pub struct StoredSession {
     pub data: SessionData,
 }
 
-/// Why a client is paused (sessions.md rule 9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PauseReason {
-    /// The operator or a portal paused it; it stays paused until told to resume.
-    Operator,
-    /// Its traffic stopped for `sessions.idle_pause_secs`; its next packet resumes it.
-    Idle,
-}
+/// Why a client is paused: the engine's own type, stored as it is.
+pub use crate::sessions::engine::PauseReason;
 
 /// What a client was doing at the last save.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -94,7 +94,7 @@ pub enum ClientState {
 }
 
 /// Why a client was paused: decides whether its next packet resumes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseReason {
     /// `hotspotctl pause` or the API: only `connect` resumes.
