@@ -12,7 +12,7 @@
 //! | decisions → tc classes | `control::speed`, [`shaping`] |
 //! | decisions → saves | `control::save` → [`store`] (through `store::SessionStore`) |
 //! | decisions → events | [`events`] |
-//! | state → API, `hotspotctl`, `/metrics` | `control::views`, [`api`], [`metrics`] |
+//! | state → API, `hotspotctl`, `/metrics` | `control::views` builds the [`views`]; [`api`], [`metrics`] serve them |
 
 pub mod accounting;
 pub mod api;
@@ -33,5 +33,6 @@ pub mod sessions;
 pub mod shaping;
 pub mod store;
 pub mod text;
+pub mod views;
 
 pub use run::{ReleaseError, RunError, release, run, run_reloadable};

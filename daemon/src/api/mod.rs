@@ -4,7 +4,6 @@
 
 mod handlers;
 mod serve;
-mod types;
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -20,7 +19,7 @@ use axum::{
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-pub use types::{
+pub use crate::views::{
     ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, SetAsideView, StatusView,
 };
 

@@ -7,13 +7,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Control;
 use crate::{
-    api::{ClientView, SessionView, StatusView},
     mac::MacAddr,
     sessions::{
         SessionData,
         engine::{ClientState, EngineError, Now, Session, SessionId},
     },
     store::StoreError,
+    views::{ClientView, SessionView, StatusView},
 };
 
 /// A request to the control task.

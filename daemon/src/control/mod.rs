@@ -136,7 +136,7 @@ pub struct Control {
     /// Every poll's duration, for `/metrics` (every save's is the store's).
     poll_durations: crate::histogram::Histogram,
     /// Stored sessions not loaded at start because a value was out of range (`restore`).
-    set_aside: Vec<crate::api::SetAsideView>,
+    set_aside: Vec<crate::views::SetAsideView>,
 }
 
 impl Control {

@@ -133,7 +133,7 @@ impl Control {
                 %reason,
                 "a stored session is out of range and was set aside: it stays in the database but is not served; correct or remove the row (hotspotctl status lists it)"
             );
-            self.set_aside.push(crate::api::SetAsideView {
+            self.set_aside.push(crate::views::SetAsideView {
                 id: stored.id,
                 mac: stored.mac,
                 reason,

@@ -4,9 +4,9 @@
 use super::Control;
 use crate::{
     accounting::ClientRecord,
-    api::{ClientView, SessionView, StatusView},
     mac::MacAddr,
     sessions::engine::{Now, SessionId},
+    views::{ClientView, SessionView, StatusView},
 };
 
 impl Control {

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 pub use crate::histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
 
 use crate::{
-    api::ClientView,
     bpf::KernelStats,
     sessions::engine::{ClientState, SessionState},
     store::{StorageState, StoreHealth},
+    views::ClientView,
 };
 
 /// What `/metrics` shows, read in one go by the control task.

@@ -1,5 +1,7 @@
 //! The API's documents: what it answers (views) and what it takes (requests). These names and
-//! fields are the contract with portals and `hotspotctl` (interface.md).
+//! fields are the contract with portals and `hotspotctl` (interface.md). Plain data on the
+//! lowest floor of the daemon: the control task builds them, the API serves them, `/metrics`
+//! and `hotspotctl` read them, and none of those needs another to name them. Pure.
 
 use std::net::IpAddr;
 
