@@ -47,11 +47,11 @@ pub enum RunError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Control(#[from] ControlError),
-    #[error("speed limits cannot be set up: {0}")]
+    #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a hotspotd task failed: {0}")]
+    #[error("a hotspotd task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -156,16 +156,16 @@ async fn close(store: &StoreHandle, kernel: Kernel, shaper: Shaper, lan: &str) {
     match store.close().await {
         Ok(()) => {
             if let Err(error) = kernel.remove_pins() {
-                tracing::warn!(%error, "could not remove the pinned maps; the next start reuses them");
+                tracing::warn!(error = %crate::text::chain(&error), "could not remove the pinned maps; the next start reuses them");
             }
             tracing::info!(interface = %lan, "programs detached");
             if let Err(error) = shaper.teardown().await {
-                tracing::warn!(%error, "could not remove the speed-limit trees; the next start takes them over");
+                tracing::warn!(error = %crate::text::chain(&error), "could not remove the speed-limit trees; the next start takes them over");
             }
         }
         Err(error) => {
             tracing::error!(
-                %error,
+                error = %crate::text::chain(&error),
                 "stopping with changes the disk did not take: the programs, the kernel's counters and the speed-limit trees are left in place, as after a crash, so the next start bills the traffic and time used since the last save; sessions sold or removed since then are lost"
             );
             drop((kernel, shaper));

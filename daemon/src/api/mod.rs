@@ -69,7 +69,8 @@ impl From<ControlGone> for ApiError {
 
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
-        let message = error.to_string();
+        // The whole chain: the variants name what failed, their sources say why.
+        let message = crate::text::chain_string(&error);
         let (status, code) = match &error {
             CommandError::Invalid(_) | CommandError::Engine(EngineError::InvalidSession { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_session")
@@ -94,7 +95,7 @@ impl From<CommandError> for ApiError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("cannot create the API socket's folder {path}: {source}")]
+    #[error("cannot create the API socket's folder {path}")]
     Folder {
         path: PathBuf,
         source: std::io::Error,
@@ -105,12 +106,12 @@ pub enum ListenError {
     InUse { path: PathBuf },
     #[error("api.token_file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
-    #[error("cannot listen on TCP {address}: {source}")]
+    #[error("cannot listen on TCP {address}")]
     Tcp {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot listen on {path}: {source}")]
+    #[error("cannot listen on {path}")]
     Bind {
         path: PathBuf,
         source: std::io::Error,

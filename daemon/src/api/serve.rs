@@ -44,7 +44,7 @@ where
             accepted = accept() => match accepted {
                 Ok(stream) => stream,
                 Err(error) => {
-                    tracing::warn!(%error, "the API cannot accept a connection");
+                    tracing::warn!(error = %crate::text::chain(&error), "the API cannot accept a connection");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -68,7 +68,7 @@ where
             };
             // A client that went away or timed out; nothing to tell anyone.
             if let Err(error) = served {
-                tracing::debug!(%error, "an API connection ended with an error");
+                tracing::debug!(error = %crate::text::chain(&error), "an API connection ended with an error");
             }
         });
     }
@@ -91,7 +91,10 @@ pub(super) async fn read_body_in_time(request: Request, next: Next) -> Response 
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("the request body could not be read: {error}"),
+                format!(
+                    "the request body could not be read: {}",
+                    crate::text::chain(&error)
+                ),
             )
             .into_response();
         }

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let config = match Config::load(Some(&cli.config)) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hotspotd: {error}");
+            eprintln!("hotspotd: {}", hotspotd::text::chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -59,7 +59,9 @@ fn main() -> ExitCode {
     match serve(config, &cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // The whole chain, each cause once: anyhow's `{:#}` would repeat a cause that an
+            // error of another crate also writes into its own message.
+            tracing::error!("{}", hotspotd::text::chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -104,7 +106,10 @@ async fn wait_for_signals(
                         tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
                         reload.send_replace(Arc::new(config));
                     }
-                    Err(error) => tracing::error!("SIGHUP: {error}; keeping the running configuration"),
+                    Err(error) => tracing::error!(
+                        "SIGHUP: {}; keeping the running configuration",
+                        hotspotd::text::chain(&error)
+                    ),
                 }
                 continue;
             }

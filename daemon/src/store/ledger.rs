@@ -125,7 +125,7 @@ impl Ledger {
         let mut missing = Vec::new();
         for (id, data) in batch.sessions {
             if let Err(error) = sqlite::storable(&data) {
-                tracing::error!(id, %error, "a session's record cannot be saved; its last one is kept");
+                tracing::error!(id, error = %crate::text::chain(&error), "a session's record cannot be saved; its last one is kept");
                 continue;
             }
             match self.sessions.get_mut(&id) {
@@ -139,7 +139,7 @@ impl Ledger {
         match sqlite::storable_meta(&batch.meta) {
             Ok(()) => self.meta = Some(batch.meta),
             Err(error) => {
-                tracing::error!(%error, "the save's time cannot be saved; the last one is kept");
+                tracing::error!(error = %crate::text::chain(&error), "the save's time cannot be saved; the last one is kept");
             }
         }
         self.clients = batch.clients;
