@@ -235,7 +235,7 @@ pub async fn serve_tcp(
         axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
     );
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    serve::serve(accept, guarded, shutdown).await;
+    serve::serve(accept, guarded, shutdown, serve::MAX_CONNECTIONS).await;
 }
 
 /// Reads the bearer token from the first line of `path`.
@@ -268,7 +268,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    serve::serve(accept, router(commands, events, shutdown.clone()), shutdown).await;
+    serve::serve(
+        accept,
+        router(commands, events, shutdown.clone()),
+        shutdown,
+        serve::MAX_CONNECTIONS,
+    )
+    .await;
     let _ = std::fs::remove_file(&path);
 }
 
