@@ -6,7 +6,8 @@
 # has exactly the unit's capabilities, watchdog pings arrive, the socket is root:hotspotd 0660
 # (a user in the group may call it, another may not), reload (SIGHUP), a crash is restarted and
 # takes over the pinned state, a frozen daemon is killed by the watchdog and restarted, stop is
-# clean, and dpkg --purge (prerm stops the service) leaves nothing.
+# clean and keeps the gate pinned, and dpkg --purge (prerm stops the service and runs
+# 'hotspotd --release') leaves nothing.
 #
 # Not part of scripts/test.sh: it downloads a Debian base system (about 35 s, cached in
 # $SMOKE_ROOT for the next run) and takes about two minutes, most of it the watchdog's 30 s
@@ -158,7 +159,9 @@ pass "a frozen daemon is killed by the watchdog and restarted"
 inside systemctl stop hotspotd
 [ "$(prop Result)" = success ] || die "stop: $(prop Result): $(journal)"
 inside test ! -e /run/hotspotd || die "/run/hotspotd is left after stop"
-pass "stops cleanly; the runtime folder goes"
+# A stop leaves the gate as a crash does; only 'hotspotd --release' (prerm on removal) frees it.
+inside test -e /sys/fs/bpf/hotspotd/v1/links/lan_ingress || die "the stop removed the pinned links"
+pass "stops cleanly; the runtime folder goes, the gate stays pinned"
 
 inside systemctl start hotspotd
 inside dpkg --purge hotspotd >/dev/null

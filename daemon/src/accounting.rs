@@ -14,7 +14,8 @@ use hotspotd_common::{MacKey, Usage};
 
 use crate::mac::MacAddr;
 
-/// Traffic accounted to one client since the daemon first saw it.
+/// Traffic accounted to one client in its lifetime: continued from the last save at start
+/// (`ClientTable::restore_totals`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub up_bytes: u64,
@@ -255,6 +256,26 @@ impl ClientTable {
             .get(&mac)
             .map(|record| record.last_reading)
             .unwrap_or_default()
+    }
+
+    /// What `mac` moved in its lifetime (zero for a client never seen).
+    #[must_use]
+    pub fn totals(&self, mac: MacAddr) -> Totals {
+        self.clients
+            .get(&mac)
+            .map(|record| record.totals)
+            .unwrap_or_default()
+    }
+
+    /// Continues each client's lifetime totals from a previous run's, before anything is
+    /// accounted: the counts a restart shows go on from there, not from zero.
+    pub fn restore_totals(&mut self, totals: impl IntoIterator<Item = (MacAddr, Totals)>) {
+        for (mac, totals) in totals {
+            self.clients
+                .entry(mac)
+                .or_insert_with(|| ClientRecord::new(mac))
+                .totals = totals;
+        }
     }
 
     /// Billable bytes (up + down) that `reading`, a reading of `mac`'s counters taken since

@@ -11,7 +11,7 @@ use crate::{
     config::ConfigError,
     control::{CommandError, ControlError},
     netlink::NetlinkError,
-    run::RunError,
+    run::{ReleaseError, RunError},
     sessions::{EngineError, InvalidSession},
     shaping::{ClassId, DesiredError, RequestError, ShapingError},
     store::{SourceError, StoreError},
@@ -243,6 +243,9 @@ async fn every_error_with_a_cause() -> Vec<(Box<dyn Error + Send + Sync>, String
     add(Box::new(RunError::Store(store())));
     add(Box::new(RunError::Task(join_error().await)));
 
+    add(Box::new(ReleaseError::Bpf(bpf())));
+    add(Box::new(ReleaseError::Shaping(shaping())));
+
     add(Box::new(BatchError::Syscall(cause())));
 
     add(Box::new(BpfError::PinDir {
@@ -265,6 +268,15 @@ async fn every_error_with_a_cause() -> Vec<(Box<dyn Error + Send + Sync>, String
     add(Box::new(BpfError::Link {
         name: "lan_ingress",
         source: aya::programs::links::LinkError::SyscallError(syscall()),
+    }));
+    add(Box::new(BpfError::Detach {
+        name: "lan_ingress",
+        iface: "wlan0".to_owned(),
+        source: aya::programs::tc::TcError::IoError(cause()),
+    }));
+    add(Box::new(BpfError::Release {
+        path: path(),
+        source: cause(),
     }));
     add(Box::new(BpfError::PinLink {
         path: path(),

@@ -24,4 +24,4 @@ pub mod shaping;
 pub mod store;
 pub mod text;
 
-pub use run::{RunError, run, run_reloadable};
+pub use run::{ReleaseError, RunError, release, run, run_reloadable};

@@ -1,7 +1,10 @@
-//! Wires the daemon together: eBPF programs → control task (accounting) → API, and takes it
-//! apart again in the reverse order when `shutdown` fires.
+//! Wires the daemon together: eBPF programs → control task (accounting) → API, and takes the
+//! daemon apart again in the reverse order when `shutdown` fires, leaving the kernel's state
+//! (programs, grants, counters, speed-limit trees) to enforce until the next start.
+//! [`release`] is the one way to take that state away (`hotspotd --release`).
 
 use std::{
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -55,8 +58,8 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Runs hotspotd until `shutdown` is cancelled. Returns once the programs are detached and
-/// the API socket is gone.
+/// Runs hotspotd until `shutdown` is cancelled. Returns once the last save is done and the API
+/// socket is gone; the programs stay attached (see [`release`]).
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<(), RunError> {
     // Nobody sends on it: the configuration never changes.
     let (_keep, reloads) = watch::channel(Arc::clone(&config));
@@ -147,30 +150,64 @@ pub async fn run_reloadable(
     Ok(())
 }
 
-/// Closes the store (its last write) and, if everything is on disk, detaches the programs,
-/// forgets the maps and removes the speed-limit trees: a clean exit. A crash leaves them, and
-/// so does a stop while the disk fails: what the disk did not take is still in the kernel's
-/// counters, budgets and deadlines, and the next start bills it from there (and takes the
-/// trees over), as after a crash.
+/// Closes the store (its last write) and leaves the kernel's state as a crash would: the
+/// programs stay attached through their pinned links, grants and counters stay pinned, and the
+/// speed-limit trees and the IFB stay. A stop is most often the first half of a restart (an
+/// upgrade, `systemctl restart`) or is followed by a start that fails (a bad configuration):
+/// detaching would let every client through for free until a daemon is back, and forever if
+/// none comes. The next start takes all of it over and bills what passed meanwhile from the
+/// counters, as after a crash. `hotspotd --release` frees the LAN on purpose.
 async fn close(store: &StoreHandle, kernel: Kernel, shaper: Shaper, lan: &str) {
-    match store.close().await {
-        Ok(()) => {
-            if let Err(error) = kernel.remove_pins() {
-                tracing::warn!(error = %crate::text::chain(&error), "could not remove the pinned maps; the next start reuses them");
-            }
-            tracing::info!(interface = %lan, "programs detached");
-            if let Err(error) = shaper.teardown().await {
-                tracing::warn!(error = %crate::text::chain(&error), "could not remove the speed-limit trees; the next start takes them over");
-            }
-        }
-        Err(error) => {
-            tracing::error!(
-                error = %crate::text::chain(&error),
-                "stopping with changes the disk did not take: the programs, the kernel's counters and the speed-limit trees are left in place, as after a crash, so the next start bills the traffic and time used since the last save; sessions sold or removed since then are lost"
-            );
-            drop((kernel, shaper));
-        }
+    if let Err(error) = store.close().await {
+        tracing::error!(
+            error = %crate::text::chain(&error),
+            "stopping with changes the disk did not take: the next start bills the traffic and time used since the last save from the kernel's counters; sessions sold or removed since then are lost"
+        );
     }
+    kernel.leave_attached();
+    drop(shaper);
+    tracing::info!(
+        interface = %lan,
+        "stopped; the programs stay attached and enforce the sessions until the next start ('hotspotd --release' detaches them)"
+    );
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(
+        "hotspotd is running (its API answers on {socket}): stop it first ('systemctl stop hotspotd'), then run 'hotspotd --release' again"
+    )]
+    Running { socket: PathBuf },
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error(
+        "the programs are detached, but the speed-limit trees cannot be removed: run 'hotspotd --release' again"
+    )]
+    Shaping(#[source] ShapingError),
+}
+
+/// Frees the LAN of what stopped or crashed daemons left in the kernel: detaches the programs
+/// (so every client gets through, ungated and uncounted), removes the pinned grants and
+/// counters and the speed-limit trees, and deletes the IFB if hotspotd made it. For removing
+/// hotspotd from a box; a restart must not do this. Refuses while a daemon serves
+/// `api.socket`. Returns whether any pinned state was found.
+pub async fn release(config: &Config) -> Result<bool, ReleaseError> {
+    // A socket file a killed daemon left refuses connections: only a running daemon answers.
+    if tokio::net::UnixStream::connect(&config.api.socket)
+        .await
+        .is_ok()
+    {
+        return Err(ReleaseError::Running {
+            socket: config.api.socket.clone(),
+        });
+    }
+    let lan = &config.network.lan_interface;
+    // Programs first: the ingress program redirects uploads into the IFB.
+    let found = crate::bpf::release(&config.kernel.pin_dir, lan)?;
+    Shaper::release(lan, &config.network.ifb_interface)
+        .await
+        .map_err(ReleaseError::Shaping)?;
+    Ok(found)
 }
 
 /// What the control loop needs from the kernel before any program is attached: the maps

@@ -1,8 +1,8 @@
 //! A `hotspotd` process for end-to-end tests: started inside a [`Lan`]'s gateway namespace
 //! with its own API socket, `SQLite` file and bpffs pin folder, driven with `hotspotctl`.
-//! It can be crashed (SIGKILL), frozen (SIGSTOP) and started again on the same state, and its
-//! kernel state can be wiped to simulate a reboot. On drop it is killed and its pin folder
-//! under /sys/fs/bpf is removed.
+//! It can be stopped (SIGTERM), crashed (SIGKILL), frozen (SIGSTOP) and started again on the
+//! same state; its kernel state can be released (`hotspotd --release`) or wiped to simulate a
+//! reboot. On drop it is killed and its pin folder under /sys/fs/bpf is removed.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -408,7 +408,8 @@ impl Daemon {
     }
 
     /// Like [`Daemon::stop`], but keeps the handle and what the daemon left (the database,
-    /// and whatever it left in the kernel), so [`Daemon::restart`] starts it again on them.
+    /// and its programs, pins and trees in the kernel, which a stop leaves as a crash does), so
+    /// [`Daemon::restart`] starts it again on them and [`Daemon::release`] can free them.
     pub fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
         let mut status = None;
@@ -442,6 +443,23 @@ impl Daemon {
     /// Resumes a daemon stopped by [`Daemon::freeze`] (SIGCONT).
     pub fn thaw(&self) -> Result<()> {
         self.signal(Signal::SIGCONT)
+    }
+
+    /// Runs `hotspotd --release` in the gateway with the daemon's configuration (same pin
+    /// folder, socket and interfaces) and returns its exit status and output as they are: it
+    /// detaches the programs and removes the pins, the speed-limit trees and the IFB that a
+    /// stopped or crashed daemon left. Refused while the daemon runs.
+    pub fn release(&self, lan: &Lan) -> Result<Output> {
+        let bin = hotspotd_bin();
+        lan.gateway
+            .command(&bin)
+            .arg("--release")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {} --release (set HOTSPOTD_BIN)", bin.display()))
     }
 
     /// Removes what a killed daemon left in the kernel, as a reboot would: unpins its TCX
@@ -485,7 +503,10 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        // Pins keep maps alive in the kernel; a test's pins must not outlive it.
+        // Pins keep maps alive in the kernel, and a stop leaves them (and the programs
+        // attached through them): a test's pins must not outlive it. Removing them releases
+        // what `hotspotd --release` would in the kernel; the trees and the IFB go with the
+        // test's namespaces. Every test has a pin folder of its own, so none sees another's.
         let _ = fs::remove_dir_all(&self.pin_dir);
     }
 }

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
     Daemon, GATEWAY_LAN_V4, GATEWAY_LAN_V6, INTERNET_V4, INTERNET_V6, LAN_IFACE, Lan, TcpSink,
-    TcpSource, UdpEcho, ip_bytes_udp, tcp_receive, tcp_send, udp_ping_pong, wait_for,
+    TcpSource, UdpEcho, ip_bytes_udp, tc, tcp_receive, tcp_send, udp_ping_pong, wait_for,
 };
 use serde_json::Value;
 
@@ -207,17 +207,25 @@ fn traffic_with_the_gateway_itself_is_local_and_never_billed() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn daemon_serves_clients_and_detaches_on_sigterm() -> Result<()> {
-    let lan = Lan::new(1)?;
-    let daemon = Daemon::start(&lan, &[])?;
-    let attached = lan
+/// The TCX programs on the gateway's LAN bridge.
+fn attached(lan: &Lan) -> Result<Vec<String>> {
+    Ok(lan
         .gateway
-        .run(|| hotspotd::bpf::attached_programs(LAN_IFACE))??;
+        .run(|| hotspotd::bpf::attached_programs(LAN_IFACE))??)
+}
+
+/// The IFB the daemon shapes uploads on (`network.ifb_interface` in config.toml).
+const IFB: &str = "ifb-hotspot";
+
+#[test]
+fn a_stop_keeps_the_gate_and_release_frees_the_lan() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let mut daemon = Daemon::start(&lan, &[])?;
+    let names = attached(&lan)?;
     ensure!(
-        attached.iter().any(|name| name == "lan_ingress")
-            && attached.iter().any(|name| name == "lan_egress"),
-        "both programs attached to {LAN_IFACE}: {attached:?}"
+        names.iter().any(|name| name == "lan_ingress")
+            && names.iter().any(|name| name == "lan_egress"),
+        "both programs attached to {LAN_IFACE}: {names:?}"
     );
     ensure!(
         daemon.ctl_json(&["clients"])?.is_array(),
@@ -226,25 +234,90 @@ fn daemon_serves_clients_and_detaches_on_sigterm() -> Result<()> {
     let status = daemon.ctl_json(&["status"])?;
     ensure!(status["lan_interface"] == LAN_IFACE, "status: {status}");
 
+    let refused = daemon.release(&lan)?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success()
+            && said.contains("hotspotd is running")
+            && said.contains("stop it first"),
+        "--release refuses while the daemon runs ({}): {said}",
+        refused.status
+    );
+    ensure!(
+        attached(&lan)?.len() == 2,
+        "a refused release detaches nothing"
+    );
+
     let pin_dir = daemon.pin_dir().to_owned();
     let socket = daemon.socket().to_owned();
-    let log_hint = daemon.log();
-    let exit = daemon.stop()?;
+    let exit = daemon.terminate()?;
     ensure!(
         exit.success(),
-        "hotspotd exited with {exit}; log:\n{log_hint}"
-    );
-    let attached = lan
-        .gateway
-        .run(|| hotspotd::bpf::attached_programs(LAN_IFACE))??;
-    ensure!(
-        attached.is_empty(),
-        "programs left attached after SIGTERM: {attached:?}"
+        "hotspotd exited with {exit}; log:\n{}",
+        daemon.log()
     );
     ensure!(!socket.exists(), "the API socket is removed on exit");
+    // A stop leaves the kernel as a crash does, so the gate holds until the next start.
     ensure!(
-        !pin_dir.join("v1").exists(),
-        "pinned maps removed on a clean exit"
+        attached(&lan)?.len() == 2,
+        "programs detached by SIGTERM: {:?}",
+        attached(&lan)?
+    );
+    ensure!(
+        pin_dir
+            .join("v1")
+            .join("links")
+            .join("lan_ingress")
+            .exists(),
+        "the links stay pinned after a stop"
+    );
+    let root = tc::qdiscs(&lan.gateway, LAN_IFACE)?;
+    ensure!(
+        root.get("root").is_some_and(|line| line.contains("htb 1:")),
+        "the download tree stays after a stop: {root:?}"
+    );
+    ensure!(
+        lan.gateway.ip(&["link", "show", IFB]).is_ok(),
+        "the IFB stays after a stop"
+    );
+
+    let released = daemon.release(&lan)?;
+    let said = String::from_utf8_lossy(&released.stderr);
+    ensure!(
+        released.status.success() && said.contains("released"),
+        "hotspotd --release ({}): {said}",
+        released.status
+    );
+    eprintln!("{}", said.trim());
+    ensure!(
+        !pin_dir.exists(),
+        "--release removes the pin folder {}",
+        pin_dir.display()
+    );
+    // The kernel frees an unpinned link shortly after, not at once.
+    let detached = wait_for(SETTLE, || {
+        attached(&lan).is_ok_and(|names| names.is_empty())
+    });
+    ensure!(
+        detached,
+        "programs left attached after --release: {:?}",
+        attached(&lan)?
+    );
+    let root = tc::qdiscs(&lan.gateway, LAN_IFACE)?;
+    ensure!(
+        !root.values().any(|line| line.contains("htb")),
+        "--release removes the download tree: {root:?}"
+    );
+    ensure!(
+        lan.gateway.ip(&["link", "show", IFB]).is_err(),
+        "--release deletes the IFB it made"
+    );
+
+    let again = daemon.release(&lan)?;
+    ensure!(
+        again.status.success(),
+        "a second --release finds nothing and succeeds: {}",
+        String::from_utf8_lossy(&again.stderr)
     );
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! `scripts/package.sh --dev` (the debug binaries `cargo build --bins` built, stripped),
 //! installs it on this machine with `dpkg -i`, checks where each file went with its owner and
 //! mode, the conffile and the group, runs the installed `hotspotd --check-config` on the
-//! installed configuration and `systemd-analyze verify` on the installed unit, then purges it
-//! and checks that nothing is left.
+//! installed configuration and `systemd-analyze verify` on the installed unit, runs and stops
+//! the installed daemon (which leaves its gate in the kernel), then purges it and checks that
+//! its prerm released the LAN and that nothing is left.
 //!
 //! Needs root and dpkg. It refuses to touch a machine where hotspotd is installed or has run
 //! for real; a package a crashed run of this test left behind (revision `0debug`) is purged
@@ -209,10 +210,11 @@ fn check_installed() -> Result<()> {
 }
 
 /// Runs the installed daemon on the installed configuration in `lan`, whose bridge is the
-/// configuration's br-lan: it serves the default socket, then crashes (SIGKILL), leaving what a
-/// purge has to take away: its database, its socket folder, and its programs attached through
-/// pinned links (which would block every client with nobody left to sell sessions).
-fn run_and_crash_the_installed_daemon(lan: &Lan) -> Result<()> {
+/// configuration's br-lan: it serves the default socket, then is stopped (SIGTERM, as prerm's
+/// `systemctl stop` would), leaving what a purge has to take away: its database, and its
+/// programs attached through pinned links (which would block every client with nobody left
+/// to sell sessions). A crash leaves the same.
+fn run_and_stop_the_installed_daemon(lan: &Lan) -> Result<()> {
     // As the unit's StateDirectory= would; the daemon makes the socket's folder itself.
     fs::create_dir_all("/var/lib/hotspotd")?;
     let log = tempfile::NamedTempFile::new()?;
@@ -237,15 +239,21 @@ fn run_and_crash_the_installed_daemon(lan: &Lan) -> Result<()> {
     );
     run_ok("/usr/bin/hotspotctl", &["clients"])
         .with_context(|| format!("hotspotctl on the default socket; log:\n{}", log_text()))?;
-    daemon.0.kill()?;
-    daemon.0.wait()?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let status = daemon.0.wait()?;
+    ensure!(
+        status.success(),
+        "the installed hotspotd stops cleanly ({status}); log:\n{}",
+        log_text()
+    );
     ensure!(
         attached(lan)?.len() == 2,
-        "a crash leaves both programs attached: {:?}",
+        "a stop leaves both programs attached: {:?}",
         attached(lan)?
     );
     for path in ["/var/lib/hotspotd/sessions.db", "/sys/fs/bpf/hotspotd"] {
-        ensure!(Path::new(path).exists(), "the crashed daemon left {path}");
+        ensure!(Path::new(path).exists(), "the stopped daemon left {path}");
     }
     Ok(())
 }
@@ -272,9 +280,19 @@ fn the_deb_installs_runs_and_purges_without_a_trace() -> Result<()> {
     run_ok("dpkg", &["--install", deb])?;
     check_installed()?;
     let lan = Lan::new(1)?;
-    run_and_crash_the_installed_daemon(&lan)?;
+    run_and_stop_the_installed_daemon(&lan)?;
 
-    run_ok("dpkg", &["--purge", PACKAGE])?;
+    let purge = run("dpkg", &["--purge", PACKAGE])?;
+    let said = String::from_utf8_lossy(&purge.stderr);
+    ensure!(
+        purge.status.success(),
+        "dpkg --purge failed ({}): {said}",
+        purge.status
+    );
+    ensure!(
+        said.contains("hotspotd: released"),
+        "prerm ran 'hotspotd --release', which found the pins: {said}"
+    );
     drop(installed);
     ensure!(
         installed_version()?.is_none(),
@@ -292,7 +310,7 @@ fn the_deb_installs_runs_and_purges_without_a_trace() -> Result<()> {
     });
     ensure!(
         detached,
-        "the purge detached the crashed daemon's programs: {:?}",
+        "the purge detached the stopped daemon's programs: {:?}",
         attached(&lan)?
     );
     Ok(())

@@ -1,7 +1,8 @@
 //! End to end: hotspotd as systemd runs it. The unit's capability set is what the daemon needs,
 //! found by running the real daemon with exactly that set (it starts, serves `hotspotctl
 //! clients`, counts traffic, grants a session, takes over its pinned state after a crash) and
-//! with each capability removed (it fails); the daemon speaks the `sd_notify` protocol
+//! with each capability removed (it fails); `systemctl restart` (SIGTERM, then a start with the
+//! same capabilities) under traffic lets no client without a session through; the daemon speaks the `sd_notify` protocol
 //! (`READY=1`, watchdog pings, `STOPPING=1`) to a socket of the test's own; and the unit passes
 //! `systemd-analyze verify` and keeps its sandbox score.
 //!
@@ -23,8 +24,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use hotspotd_tests::{
-    Daemon, INTERNET_V4, Lan, UdpEcho, hotspotd_bin, ip_bytes_udp, udp_ping_pong, wait_for,
-    workspace_root,
+    Daemon, INTERNET_V4, Lan, UdpEcho, UdpSink, UdpStream, hotspotd_bin, ip_bytes_udp,
+    udp_ping_pong, wait_for, workspace_root,
 };
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::PassCred};
 
@@ -210,6 +211,58 @@ fn the_daemon_does_its_job_with_exactly_the_units_capabilities() -> Result<()> {
     ensure!(
         status.success(),
         "hotspotd exits cleanly on SIGTERM: {status}"
+    );
+    Ok(())
+}
+
+/// `systemctl restart hotspotd` as the unit does it: SIGTERM, wait for the exit, start again
+/// with the unit's capabilities. A client without a session knocks every 2 ms all along and
+/// gets nothing through; the paying client is served before and after.
+#[test]
+fn systemctl_restart_under_traffic_keeps_the_gate_closed() -> Result<()> {
+    let caps = unit_capabilities()?;
+    let lan = Lan::new(2)?;
+    lan.pin_neighbors()?;
+    let mut daemon = start_with(&lan, &caps)?;
+    let paying = &lan.clients[0];
+    daemon.connect_for_an_hour(&paying.mac)?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    let knocked = UdpSink::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    let knocks = UdpStream::start(
+        &lan.clients[1].netns,
+        knocked.addr(),
+        100,
+        Duration::from_millis(2),
+        Duration::from_mins(1),
+    )?;
+    let count = 10;
+    for run in ["before the restart", "after the restart"] {
+        let echoed = udp_ping_pong(&paying.netns, echo.addr(), 500, count)
+            .with_context(|| format!("{run}: the paying client gets through"))?;
+        ensure!(echoed == count, "{run}: {echoed} of {count} came back");
+        if run == "before the restart" {
+            let status = daemon.terminate()?;
+            ensure!(
+                status.success(),
+                "hotspotd exits cleanly on SIGTERM: {status}; log:\n{}",
+                daemon.log()
+            );
+            daemon
+                .restart(&lan)
+                .context("the start half of the restart")?;
+        }
+    }
+    let sent = knocks.sent();
+    drop(knocks);
+    knocked.sync(&lan.internet)?;
+    eprintln!(
+        "across the restart the client without a session got {} of {sent} datagrams through",
+        knocked.received()
+    );
+    ensure!(
+        knocked.received() == 0,
+        "the client without a session got {} of {sent} datagrams through across the restart",
+        knocked.received()
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `hotspotd`: the service. Parses the command line, loads and validates the configuration,
-//! runs the daemon until SIGTERM or SIGINT.
+//! runs the daemon until SIGTERM or SIGINT; or, with `--release`, frees the LAN of what
+//! stopped daemons left in the kernel.
 
 use std::{
     path::{Path, PathBuf},
@@ -30,8 +31,14 @@ struct Cli {
     )]
     config: PathBuf,
     /// Validate the configuration, print what is wrong, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "release")]
     check_config: bool,
+    /// Detach the programs, remove the pinned grants and counters, the speed-limit trees and
+    /// the IFB that stopped daemons left, and exit: every client then gets through, uncounted.
+    /// A stop keeps them, so the gate holds across restarts; this is for removing hotspotd.
+    /// Refuses while a daemon runs.
+    #[arg(long)]
+    release: bool,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,18 @@ fn main() -> ExitCode {
     if cli.check_config {
         eprintln!("hotspotd: {} is valid", cli.config.display());
         return ExitCode::SUCCESS;
+    }
+    if cli.release {
+        return match release(&config) {
+            Ok(message) => {
+                eprintln!("hotspotd: {message}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("hotspotd: {}", hotspotd::text::chain(error.as_ref()));
+                ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -65,6 +84,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--release`: what it did, in a sentence.
+fn release(config: &Config) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let found = runtime.block_on(hotspotd::release(config))?;
+    let pins = config.kernel.pin_dir.display();
+    Ok(if found {
+        format!(
+            "released {}: the programs are detached, {pins} and the speed-limit trees are removed",
+            config.network.lan_interface
+        )
+    } else {
+        format!(
+            "nothing pinned under {pins}; speed-limit trees on {} removed if there were any",
+            config.network.lan_interface
+        )
+    })
 }
 
 fn serve(config: Config, path: &Path) -> anyhow::Result<()> {

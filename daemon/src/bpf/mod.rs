@@ -1,7 +1,8 @@
 //! Loads hotspotd's eBPF programs, attaches them to the LAN interface and gives typed access to
 //! their maps. Side effects: pins the maps under `kernel.pin_dir` (so counters outlive a
-//! crashed daemon), attaches two tc programs with TCX (clsact on kernels before 6.6). Dropping
-//! [`Kernel`] detaches the programs; [`Kernel::remove_pins`] forgets the maps on a clean exit.
+//! crashed daemon), attaches two tc programs with TCX (clsact on kernels before 6.6). A stop
+//! leaves all of it in place ([`Kernel::leave_attached`]), so the gate holds while no daemon
+//! runs; only [`release`] (`hotspotd --release`) detaches the programs and removes the pins.
 
 use std::{
     collections::BTreeSet,
@@ -21,8 +22,7 @@ use aya::{
 };
 use hotspotd_common::{
     CLOCK_PROBE, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION,
-    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, MAP_STATS, MAP_USAGE, MAP_WALLED_GARDEN, MacKey, Usage,
-    config_word, stat,
+    MAP_STATS, MAP_USAGE, MacKey, Usage, config_word, stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -92,6 +92,23 @@ pub enum BpfError {
         name: &'static str,
         source: LinkError,
     },
+    #[error(
+        "cannot detach '{name}' from {iface}: remove the filter with 'tc filter del dev {iface} ingress' (or egress)"
+    )]
+    Detach {
+        name: &'static str,
+        iface: String,
+        #[source]
+        source: tc::TcError,
+    },
+    #[error(
+        "cannot remove the pins under {path}: remove them with 'rm -r {path}' (that detaches the programs)"
+    )]
+    Release {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot pin the link at {path}")]
     PinLink {
         path: PathBuf,
@@ -114,19 +131,26 @@ pub enum BpfError {
     },
 }
 
-/// The loaded programs and their maps; the programs stay attached while this lives.
+/// The loaded programs and their maps. The programs it attached stay attached after it is
+/// gone, until the next run takes them over or [`release`] detaches them.
 pub struct Kernel {
     ebpf: Ebpf,
+    /// `kernel.pin_dir` as configured: it holds one folder per pin layout (`v1`, ...).
+    base_dir: PathBuf,
+    /// This version's folder in it, `v{MAP_LAYOUT_VERSION}`.
     pin_dir: PathBuf,
     /// The TCX links, pinned so the programs (and so the gate) outlive a crashed daemon.
     links: Vec<(PathBuf, PinnedLink)>,
+    /// The clsact filters on kernels without TCX. They cannot be pinned; see
+    /// [`Kernel::leave_attached`] for how they outlive the daemon.
+    filters: Vec<SchedClassifierLink>,
 }
 
 impl Kernel {
     /// Loads the object, reusing maps pinned under `pin_dir` by an earlier run (so no count
     /// is lost across a crash), and loads the programs into the kernel without attaching them.
-    pub fn load(pin_dir: &Path) -> Result<Self, BpfError> {
-        let pin_dir = pin_dir.join(format!("v{MAP_LAYOUT_VERSION}"));
+    pub fn load(base_dir: &Path) -> Result<Self, BpfError> {
+        let pin_dir = base_dir.join(layout_folder(MAP_LAYOUT_VERSION));
         std::fs::create_dir_all(&pin_dir).map_err(|source| BpfError::PinDir {
             path: pin_dir.clone(),
             source,
@@ -144,8 +168,10 @@ impl Kernel {
         }
         Ok(Self {
             ebpf,
+            base_dir: base_dir.to_owned(),
             pin_dir,
             links: Vec::new(),
+            filters: Vec::new(),
         })
     }
 
@@ -153,10 +179,33 @@ impl Kernel {
     ///
     /// With TCX (Linux >= 6.6) the links are pinned under the pin folder. A link a previous run
     /// left pinned is taken over: the new program replaces the old one in place, atomically,
-    /// so no packet passes ungated in between. Older kernels get a clsact qdisc and unpinned
-    /// links, detached when the daemon exits.
+    /// so no packet passes ungated in between. Older kernels get a clsact qdisc and filters,
+    /// which stay attached after the daemon exits too ([`Kernel::leave_attached`]).
+    ///
+    /// Links pinned by a daemon of another pin layout (an upgrade or a downgrade that changed
+    /// a map: `pin_dir/vN` with another N) are taken over the same way, so the gate stays
+    /// closed across the change; that layout's folder is then removed. Its maps cannot be read
+    /// by this version, so what its counters held since the last save is not billed, as after
+    /// a reboot (the new maps have a new epoch, which the restore sees).
     pub fn attach(&mut self, iface: &str) -> Result<(), BpfError> {
-        self.attach_links(iface, true)
+        self.attach_links(iface, true)?;
+        for (version, dir) in other_layouts(&self.base_dir) {
+            // Unpinning also detaches any of its links not taken over above.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::warn!(
+                    layout = version,
+                    current = MAP_LAYOUT_VERSION,
+                    path = %dir.display(),
+                    "removed the pins of another layout; what its counters held since the last save is not billed"
+                ),
+                Err(error) => tracing::warn!(
+                    error = %crate::text::chain(&error),
+                    path = %dir.display(),
+                    "cannot remove the pins of another layout; 'hotspotd --release' with the daemon stopped removes them"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Attaches the programs to `iface` anew after the interface they were on was deleted:
@@ -167,6 +216,9 @@ impl Kernel {
             drop(link.unpin());
             let _ = std::fs::remove_file(path);
         }
+        // The filters died with the interface; detaching them (on drop) finds nothing, and
+        // cannot hit a new interface of the same name, which has another ifindex.
+        self.filters.clear();
         self.attach_links(iface, false)
     }
 
@@ -197,15 +249,39 @@ impl Kernel {
             };
             let program = classifier(&mut self.ebpf, name)?;
             if !tcx {
-                program.attach(iface, attach_type).map_err(attach_error)?;
+                // A previous run's filter is still there: a stop or a crash leaves it. Our
+                // programs hand a packet on with TC_ACT_UNSPEC, so a filter behind ours would
+                // count it and spend its budget a second time: the old one goes first. Packets
+                // pass ungated between the two calls (microseconds); TCX, which replaces the
+                // program in its link atomically, has no such gap.
+                if tc::qdisc_detach_program(iface, attach_type, name).is_ok() {
+                    tracing::info!(program = name, "replaced the filter a previous run left");
+                }
+                let id = program.attach(iface, attach_type).map_err(attach_error)?;
+                // Taken out of the program, so that dropping the `Ebpf` does not detach it.
+                let filter = program.take_link(id).map_err(attach_error)?;
+                self.filters.push(filter);
                 continue;
             }
             let pin = links_dir.join(name);
-            let taken = if take_over_pins {
-                take_over(program, &pin)
-            } else {
-                None
-            };
+            let mut taken = None;
+            if take_over_pins {
+                taken = take_over(program, &pin);
+                for (version, dir) in other_layouts(&self.base_dir) {
+                    if taken.is_some() {
+                        break;
+                    }
+                    taken = take_over(program, &dir.join("links").join(name));
+                    if taken.is_some() {
+                        tracing::warn!(
+                            program = name,
+                            layout = version,
+                            current = MAP_LAYOUT_VERSION,
+                            "took over the link of another pin layout"
+                        );
+                    }
+                }
+            }
             let id = match taken {
                 Some(id) => {
                     tracing::info!(program = name, "took over the link a previous run pinned");
@@ -397,37 +473,18 @@ impl Kernel {
         })
     }
 
-    /// Detaches the programs and removes every pin (links and maps), for a clean exit: the
-    /// next start begins from zero.
-    pub fn remove_pins(self) -> io::Result<()> {
-        for (path, link) in self.links {
-            // Unpinned, the link's last reference is this fd: dropping it detaches.
-            drop(link.unpin());
-            match std::fs::remove_file(&path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
-        }
-        let _ = std::fs::remove_dir(self.pin_dir.join("links"));
-        for name in [
-            MAP_GRANTS,
-            MAP_WALLED_GARDEN,
-            MAP_EVENTS,
-            MAP_USAGE,
-            MAP_LOCAL_ADDRS,
-            MAP_LOCAL_TABLE,
-            MAP_CONFIG,
-            MAP_STATS,
-        ] {
-            match std::fs::remove_file(self.pin_dir.join(name)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
-        }
-        match std::fs::remove_dir(&self.pin_dir) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
+    /// Lets go of the programs without detaching them, for a stop: the gate keeps enforcing
+    /// with the pinned grants and counting into the pinned counters until the next start
+    /// takes them over, exactly as after a crash. The TCX links live on through their pins.
+    ///
+    /// Without TCX (Linux before 6.6) there is nothing to pin: a clsact filter is owned by the
+    /// qdisc, and only aya's link handle would remove it, on drop. The handles are forgotten,
+    /// so the filters stay, as they do after a crash, until the next start replaces them (see
+    /// `attach_links`: not atomically) or `hotspotd --release` removes them.
+    /// Any other way the daemon ends (an error after the programs were attached) leaves them
+    /// the same way: see the `Drop` of [`Kernel`].
+    pub fn leave_attached(self) {
+        drop(self);
     }
 
     fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, BpfError>
@@ -442,6 +499,17 @@ impl Kernel {
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
         typed_map(&self.ebpf, name)
+    }
+}
+
+impl Drop for Kernel {
+    /// Closing the pinned links' file descriptors leaves the pins, and so the links; the
+    /// clsact filters' handles would detach them, so they are forgotten
+    /// ([`Kernel::leave_attached`] says why).
+    fn drop(&mut self) {
+        for filter in self.filters.drain(..) {
+            std::mem::forget(filter);
+        }
     }
 }
 
@@ -536,4 +604,113 @@ pub fn attached_programs(iface: &str) -> Result<Vec<String>, aya::programs::Prog
         );
     }
     Ok(names)
+}
+
+/// The folder of pin layout `version` under `kernel.pin_dir`.
+fn layout_folder(version: u32) -> String {
+    format!("v{version}")
+}
+
+/// The layout version a folder under `kernel.pin_dir` is named for (`v7` → 7).
+fn layout_version(name: &std::ffi::OsStr) -> Option<u32> {
+    let digits = name.to_str()?.strip_prefix('v')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The folders of pin layouts other than this version's under `base_dir`, with their
+/// versions, in version order; none if it cannot be read.
+fn other_layouts(base_dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(base_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((layout_version(&entry.file_name())?, entry.path())))
+        .filter(|(version, _)| *version != MAP_LAYOUT_VERSION)
+        .collect();
+    found.sort();
+    found
+}
+
+/// Detaches the programs a stopped or crashed hotspotd left on `iface` and removes every pin
+/// under `pin_dir` (links, grants, counters; every layout version), then `pin_dir` itself if
+/// nothing else is in it: what `hotspotd --release` does to the kernel. No daemon may run on
+/// `pin_dir`: its open links would keep the programs attached.
+///
+/// A TCX link whose pin goes is detached by the kernel as soon as nothing else holds it;
+/// without TCX, the clsact filters of hotspotd's programs are removed from `iface` by name.
+/// Returns whether anything was there.
+pub fn release(pin_dir: &Path, iface: &str) -> Result<bool, BpfError> {
+    let mut found = false;
+    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    if !tcx && nix::net::if_::if_nametoindex(iface).is_ok() {
+        for (name, attach_type) in [
+            (PROGRAM_INGRESS, TcAttachType::Ingress),
+            (PROGRAM_EGRESS, TcAttachType::Egress),
+        ] {
+            match tc::qdisc_detach_program(iface, attach_type, name) {
+                Ok(()) => found = true,
+                Err(tc::TcError::IoError(error)) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(BpfError::Detach {
+                        name,
+                        iface: iface.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    let entries = match std::fs::read_dir(pin_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(source) => {
+            return Err(BpfError::Release {
+                path: pin_dir.to_owned(),
+                source,
+            });
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| BpfError::Release {
+            path: pin_dir.to_owned(),
+            source,
+        })?;
+        // Only the layout folders (`v1`, ...) are ours: `kernel.pin_dir` may be a folder that
+        // holds other programs' pins too.
+        if layout_version(&entry.file_name()).is_none() {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_dir_all(&path).map_err(|source| BpfError::Release { path, source })?;
+        found = true;
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Ok(()) => Ok(found),
+        // Something else is pinned there: not ours to remove.
+        Err(error) if error.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(found),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(found),
+        Err(source) => Err(BpfError::Release {
+            path: pin_dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::{layout_folder, layout_version};
+
+    #[test]
+    fn only_layout_folders_have_a_version() {
+        assert_eq!(layout_version(OsStr::new(&layout_folder(1))), Some(1));
+        assert_eq!(layout_version(OsStr::new("v12")), Some(12));
+        for other in ["v", "links", "va", "v-1", "v1x", "1", "V1"] {
+            assert_eq!(layout_version(OsStr::new(other)), None, "{other}");
+        }
+    }
 }

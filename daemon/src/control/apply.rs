@@ -11,7 +11,7 @@ use super::{Control, speed};
 use crate::{
     mac::MacAddr,
     sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
-    store::{self, SaveBatch, SavedMeta, StoredClient},
+    store,
 };
 
 impl Control {
@@ -25,6 +25,7 @@ impl Control {
             match effect {
                 Effect::Grant(grant) => {
                     let mac = grant.mac;
+                    self.unsaved_clients.insert(mac);
                     match grant.run_for {
                         Some(run_for) => {
                             self.deadlines
@@ -49,6 +50,7 @@ impl Control {
                     }
                 }
                 Effect::Revoke { mac } => {
+                    self.unsaved_clients.insert(mac);
                     self.deadlines.remove(mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
@@ -182,52 +184,6 @@ impl Control {
             kernel_grant.class_up = classes.up;
         }
         Ok(kernel_grant)
-    }
-
-    /// Saves the sessions whose state changed and every running one (rule 12), with every
-    /// client and the counter baselines, in one batch. Running sessions are in every save, not
-    /// only the periodic one: the baselines say which traffic is billed, so a baseline saved
-    /// without the consumption it stands for would lose that traffic's bill if the daemon
-    /// then crashed. The store takes the save at once and writes it on its own thread; when
-    /// the disk fails it keeps it and retries, so enforcement never waits for the disk.
-    pub(super) fn save(&mut self) {
-        let now = self.now();
-        let mut ids = std::mem::take(&mut self.unsaved);
-        ids.extend(self.engine.running());
-        let sessions = ids
-            .iter()
-            .filter_map(|id| {
-                self.engine
-                    .session(*id)
-                    .map(|session| (*id, session.data.clone()))
-            })
-            .collect();
-        let clients = self
-            .engine
-            .clients()
-            .map(|(mac, state, session_id)| StoredClient {
-                mac,
-                state: stored_state(state, self.engine.pause_reason(mac)),
-                session_id,
-                baseline: self.table.baseline(mac),
-            })
-            .collect();
-        let batch = SaveBatch {
-            sessions,
-            clients,
-            meta: SavedMeta {
-                saved_at_wall: now.wall,
-                saved_at_mono_ns: u64::try_from(now.mono.as_nanos()).unwrap_or(u64::MAX),
-                boot_id: self.boot_id.clone(),
-                kernel_epoch: self.kernel_epoch,
-                clock_ahead_ns: self.clock.ahead().num_nanoseconds().unwrap_or(i64::MAX),
-            },
-        };
-        if let Err(error) = self.store.save_batch(batch) {
-            // Only a closed store refuses, and it is closed after this task ends.
-            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
-        }
-        self.last_save = Instant::now();
     }
 }
 

@@ -13,6 +13,7 @@ mod links;
 mod reader;
 mod reload;
 mod restore;
+mod save;
 mod speed;
 mod views;
 
@@ -94,9 +95,12 @@ pub struct Control {
     boot_id: String,
     kernel_stats: KernelStats,
     last_poll: Duration,
+    /// When everything was last saved (see `save.rs`).
     last_save: Instant,
     /// Sessions whose state changed since the last save.
     unsaved: BTreeSet<SessionId>,
+    /// Clients whose state or grant changed since the last save.
+    unsaved_clients: BTreeSet<MacAddr>,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: deadlines::Deadlines,
@@ -168,6 +172,7 @@ impl Control {
             last_poll: Duration::ZERO,
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
+            unsaved_clients: BTreeSet::new(),
             deadlines: deadlines::Deadlines::default(),
             events,
             usage_entries: 0,
@@ -298,7 +303,7 @@ impl Control {
                 self.take_read(read).await;
             }
         }
-        self.save();
+        self.save_all();
         Ok((self.kernel, self.shaper))
     }
 
@@ -343,9 +348,7 @@ impl Control {
                 if std::mem::take(&mut self.poll_again) {
                     self.poll();
                 }
-                if self.last_save.elapsed() >= self.config.save_interval()
-                    || !self.unsaved.is_empty()
-                {
+                if self.last_save.elapsed() >= self.config.save_interval() || self.has_unsaved() {
                     self.save();
                 }
             }

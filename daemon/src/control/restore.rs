@@ -48,6 +48,8 @@ impl Control {
         let now = self.now();
         let jiffies = self.kernel.jiffies()?;
 
+        self.table
+            .restore_totals(clients.iter().map(|client| (client.mac, client.totals)));
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
         });
@@ -66,13 +68,8 @@ impl Control {
         );
         let meanwhile = Meanwhile {
             survived,
-            downtime: meta
-                .as_ref()
-                .map(|meta| {
-                    now.mono
-                        .saturating_sub(Duration::from_nanos(meta.saved_at_mono_ns))
-                })
-                .unwrap_or_default(),
+            now_mono: now.mono,
+            last_save_mono_ns: meta.as_ref().map(|meta| meta.saved_at_mono_ns),
             jiffies,
             hz: self.hz,
             passed,
@@ -107,7 +104,9 @@ impl Control {
                 self.kernel.remove_grant(*mac)?;
             }
         }
-        self.save();
+        // Every client's row anew: a row this run does not rewrite must not keep a baseline
+        // of the counters of another boot or of maps gone since.
+        self.save_all();
         Ok(())
     }
 }
@@ -231,8 +230,11 @@ impl Control {
 struct Meanwhile<'a> {
     /// The kernel's maps are the ones the last save's baselines refer to.
     survived: bool,
-    /// `CLOCK_MONOTONIC` since the last save.
-    downtime: Duration,
+    /// `CLOCK_MONOTONIC` now.
+    now_mono: Duration,
+    /// `CLOCK_MONOTONIC` at the last save, for a client row of an older release that has no
+    /// time of its own.
+    last_save_mono_ns: Option<u64>,
     jiffies: u64,
     hz: u32,
     /// Billable bytes each client passed since the last save.
@@ -243,6 +245,17 @@ struct Meanwhile<'a> {
 }
 
 impl Meanwhile<'_> {
+    /// `CLOCK_MONOTONIC` since the client's row (and its running session's record) was
+    /// saved: a change of state saves only the clients it changed, so each row has its own.
+    fn downtime(&self, client: &StoredClient) -> Duration {
+        let saved_ns = Some(client.saved_at_mono_ns)
+            .filter(|ns| *ns != 0)
+            .or(self.last_save_mono_ns);
+        saved_ns.map_or(Duration::ZERO, |ns| {
+            self.now_mono.saturating_sub(Duration::from_nanos(ns))
+        })
+    }
+
     /// A stored client as the engine takes it back, with the time and traffic the kernel
     /// let it use meanwhile.
     fn client(&self, client: &StoredClient) -> RestoredClient {
@@ -268,7 +281,7 @@ impl Meanwhile<'_> {
                     .iter()
                     .find(|stored| stored.id == grant.session_id)
                     .map(|stored| &stored.data);
-                kept_running_credit(grant, data, self.downtime, self.jiffies, self.hz)
+                kept_running_credit(grant, data, self.downtime(client), self.jiffies, self.hz)
             }
             _ => Duration::ZERO,
         };
@@ -407,7 +420,34 @@ mod tests {
             state: StoredState::Connected,
             session_id,
             baseline: hotspotd_common::Usage::default(),
+            totals: crate::accounting::Totals::default(),
+            saved_at_mono_ns: 0,
         }
+    }
+
+    #[test]
+    fn each_client_is_credited_from_its_own_save() {
+        let grants = BTreeMap::new();
+        let meanwhile = Meanwhile {
+            survived: true,
+            now_mono: Duration::from_secs(100),
+            last_save_mono_ns: Some(90_000_000_000),
+            jiffies: 0,
+            hz: HZ,
+            passed: BTreeMap::new(),
+            kernel_grants: &grants,
+            sessions: &[],
+            bytes_per_mb: 1_000_000,
+        };
+        // Saved with the last periodic save at 60 s; another client's sale was saved at 90 s.
+        let mut saved_alone = client(Some(1));
+        saved_alone.saved_at_mono_ns = 60_000_000_000;
+        assert_eq!(meanwhile.downtime(&saved_alone), Duration::from_secs(40));
+        // A row of an older release has no time of its own: the last save's stands for it.
+        assert_eq!(
+            meanwhile.downtime(&client(Some(1))),
+            Duration::from_secs(10)
+        );
     }
 
     /// A deadline set as apply.rs sets it, `run_for` after `at` jiffies.

@@ -12,7 +12,8 @@
 //! Side effects: [`Shaper::setup`] creates the IFB device if missing and replaces the root
 //! qdiscs of the LAN interface and the IFB (or takes over trees a previous run left, without
 //! touching their traffic); [`Shaper::apply`] creates, changes and deletes classes and their
-//! leaf qdiscs; [`Shaper::teardown`] deletes both roots and the IFB if hotspotd created it.
+//! leaf qdiscs; [`Shaper::teardown`] deletes both roots and the IFB if hotspotd created it, and
+//! [`Shaper::release`] does the same for trees a stopped daemon left (`hotspotd --release`).
 
 mod htb;
 mod netlink;
@@ -303,6 +304,52 @@ impl Shaper {
             tracing::info!(lan = %self.lan.name, ifb = %self.ifb.name, "shaping trees removed");
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Removes the trees a stopped or crashed daemon left on `lan` and `ifb`, as
+    /// [`Shaper::teardown`] would have: the roots `1:` and `2:` if they are ours, and the IFB
+    /// if hotspotd created it (its alias says so). A missing interface holds nothing of ours.
+    /// Detach the eBPF programs first: the ingress program redirects into the IFB.
+    pub async fn release(lan: &str, ifb: &str) -> Result<(), ShapingError> {
+        let connection = Connection::open().map_err(ShapingError::Open)?;
+        let lan_link = connection
+            .link(lan)
+            .await
+            .map_err(|source| ShapingError::Netlink {
+                what: "look up the LAN interface",
+                source,
+            })?;
+        let ifb_link = connection
+            .link(ifb)
+            .await
+            .map_err(|source| ShapingError::Netlink {
+                what: "look up the IFB device",
+                source,
+            })?
+            // A device of another kind under that name is not hotspotd's.
+            .filter(|link| link.kind.as_deref() == Some("ifb"));
+        let ifb_owned = ifb_link
+            .as_ref()
+            .is_some_and(|link| link.alias.as_deref() == Some(IFB_ALIAS));
+        // Index 0 names no device: teardown's requests for it fail with ENODEV, which it
+        // takes as "nothing of ours there".
+        let iface = |name: &str, link: Option<netlink::Link>| Iface {
+            name: name.to_owned(),
+            ifindex: link.map_or(0, |link| link.ifindex),
+        };
+        let shaper = Shaper {
+            connection,
+            lan: iface(lan, lan_link),
+            ifb: iface(ifb, ifb_link),
+            ifb_owned,
+            // Neither is used by a teardown.
+            params: Params {
+                leaf: Leaf::Pfifo,
+                clock: probe::psched_clock(),
+            },
+            current: Desired::default(),
+        };
+        shaper.teardown().await
     }
 
     /// The leaf qdisc this kernel gave us.

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession, sqlite,
+    ChangeBatch, Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession,
+    sqlite,
 };
 use crate::{mac::MacAddr, sessions::data::SessionData};
 
@@ -15,14 +16,19 @@ use crate::{mac::MacAddr, sessions::data::SessionData};
 #[derive(Debug)]
 pub(super) struct Ledger {
     sessions: BTreeMap<SessionId, (MacAddr, SessionData)>,
-    clients: Vec<StoredClient>,
+    clients: BTreeMap<MacAddr, StoredClient>,
     meta: Option<SavedMeta>,
     /// The highest id ever handed out (in this file or by this run); never handed out again.
     last_id: SessionId,
     /// Sessions whose record, or removal, is not on disk yet, with their last change.
     dirty: BTreeMap<SessionId, u64>,
-    /// The last change to the clients and meta not on disk yet.
-    clients_dirty: Option<u64>,
+    /// The last change that replaced every client (a periodic save) and is not on disk yet:
+    /// the write then makes the stored clients exactly these.
+    clients_replaced: Option<u64>,
+    /// Clients saved alone since (a change of state), with their last change, not on disk.
+    clients_dirty: BTreeMap<MacAddr, u64>,
+    /// The last change to the save's time not on disk yet.
+    meta_dirty: Option<u64>,
     generation: u64,
 }
 
@@ -38,9 +44,11 @@ pub(super) struct Changes {
     pub sessions: Vec<StoredSession>,
     /// Sessions to delete.
     pub removed: Vec<SessionId>,
-    /// The clients (the stored ones become exactly these) and the last save's time, when they
-    /// changed.
+    /// The clients to write and the last save's time, when they changed: with
+    /// `replace_clients` the stored clients become exactly these, otherwise these replace
+    /// their own rows and the rest stay.
     pub clients: Option<(Vec<StoredClient>, Option<SavedMeta>)>,
+    pub replace_clients: bool,
     /// The highest id handed out, for the file to remember even if that session is gone.
     pub last_id: SessionId,
 }
@@ -54,11 +62,17 @@ impl Ledger {
                 .into_iter()
                 .map(|stored| (stored.id, (stored.mac, stored.data)))
                 .collect(),
-            clients: loaded.clients,
+            clients: loaded
+                .clients
+                .into_iter()
+                .map(|client| (client.mac, client))
+                .collect(),
             meta: loaded.meta,
             last_id,
             dirty: BTreeMap::new(),
-            clients_dirty: None,
+            clients_replaced: None,
+            clients_dirty: BTreeMap::new(),
+            meta_dirty: None,
             generation: 0,
         }
     }
@@ -67,7 +81,7 @@ impl Ledger {
     pub(super) fn loaded(&self) -> Loaded {
         Loaded {
             sessions: self.stored_sessions(),
-            clients: self.clients.clone(),
+            clients: self.clients.values().cloned().collect(),
             meta: self.meta.clone(),
         }
     }
@@ -88,7 +102,10 @@ impl Ledger {
 
     /// Whether anything is not on disk yet.
     pub(super) fn has_changes(&self) -> bool {
-        !self.dirty.is_empty() || self.clients_dirty.is_some()
+        !self.dirty.is_empty()
+            || self.clients_replaced.is_some()
+            || !self.clients_dirty.is_empty()
+            || self.meta_dirty.is_some()
     }
 
     /// Takes a new session for `mac` and hands out its id, the next after every id ever
@@ -122,8 +139,51 @@ impl Ledger {
     /// returned: a save never brings back a removed session. A record the database could not
     /// hold is skipped too, and logged, so one bad value never blocks every later write.
     pub(super) fn merge(&mut self, batch: SaveBatch) -> Vec<SessionId> {
+        let missing = self.merge_sessions(batch.sessions);
+        self.merge_meta(batch.meta);
+        self.clients = batch
+            .clients
+            .into_iter()
+            .map(|client| (client.mac, client))
+            .collect();
+        self.generation += 1;
+        self.clients_replaced = Some(self.generation);
+        // The replacement carries every client.
+        self.clients_dirty.clear();
+        missing
+    }
+
+    /// Takes a save of what changed: these sessions and these clients replace their records,
+    /// every other client keeps its own (each client's row and its sessions' records are
+    /// saved together, so the two always agree). Skips what [`Self::merge`] skips.
+    pub(super) fn merge_changes(&mut self, batch: ChangeBatch) -> Vec<SessionId> {
+        let missing = self.merge_sessions(batch.sessions);
+        self.merge_meta(batch.meta);
+        self.generation += 1;
+        for client in batch.clients {
+            self.clients_dirty.insert(client.mac, self.generation);
+            self.clients.insert(client.mac, client);
+        }
+        missing
+    }
+
+    fn merge_meta(&mut self, meta: SavedMeta) {
+        match sqlite::storable_meta(&meta) {
+            Ok(()) => {
+                self.meta = Some(meta);
+                self.generation += 1;
+                self.meta_dirty = Some(self.generation);
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::text::chain(&error), "the save's time cannot be saved; the last one is kept");
+            }
+        }
+    }
+
+    /// Takes the sessions' records of a save; returns those no longer held.
+    fn merge_sessions(&mut self, sessions: Vec<(SessionId, SessionData)>) -> Vec<SessionId> {
         let mut missing = Vec::new();
-        for (id, data) in batch.sessions {
+        for (id, data) in sessions {
             if let Err(error) = sqlite::storable(&data) {
                 tracing::error!(id, error = %crate::text::chain(&error), "a session's record cannot be saved; its last one is kept");
                 continue;
@@ -136,15 +196,6 @@ impl Ledger {
                 None => missing.push(id),
             }
         }
-        match sqlite::storable_meta(&batch.meta) {
-            Ok(()) => self.meta = Some(batch.meta),
-            Err(error) => {
-                tracing::error!(error = %crate::text::chain(&error), "the save's time cannot be saved; the last one is kept");
-            }
-        }
-        self.clients = batch.clients;
-        self.generation += 1;
-        self.clients_dirty = Some(self.generation);
         missing
     }
 
@@ -154,7 +205,7 @@ impl Ledger {
         if self.sessions.remove(&id).is_none() {
             return false;
         }
-        for client in &mut self.clients {
+        for client in self.clients.values_mut() {
             if client.session_id == Some(id) {
                 client.session_id = None;
             }
@@ -182,14 +233,26 @@ impl Ledger {
             }
             (sessions, removed)
         };
-        let clients = (full || self.clients_dirty.is_some())
-            .then(|| (self.clients.clone(), self.meta.clone()));
+        let replace_clients = full || self.clients_replaced.is_some();
+        let clients = if replace_clients {
+            Some(self.clients.values().cloned().collect())
+        } else if !self.clients_dirty.is_empty() || self.meta_dirty.is_some() {
+            Some(
+                self.clients_dirty
+                    .keys()
+                    .filter_map(|mac| self.clients.get(mac).cloned())
+                    .collect(),
+            )
+        } else {
+            None
+        };
         Changes {
             generation: self.generation,
             full,
             sessions,
             removed,
-            clients,
+            clients: clients.map(|clients| (clients, self.meta.clone())),
+            replace_clients,
             last_id: self.last_id,
         }
     }
@@ -197,12 +260,13 @@ impl Ledger {
     /// Marks every change up to `generation` as on disk; later ones stay pending.
     pub(super) fn written(&mut self, generation: u64) {
         self.dirty.retain(|_, changed| *changed > generation);
-        if self
-            .clients_dirty
-            .is_some_and(|changed| changed <= generation)
-        {
-            self.clients_dirty = None;
+        for dirty in [&mut self.clients_replaced, &mut self.meta_dirty] {
+            if dirty.is_some_and(|changed| changed <= generation) {
+                *dirty = None;
+            }
         }
+        self.clients_dirty
+            .retain(|_, changed| *changed > generation);
     }
 
     fn stored_sessions(&self) -> Vec<StoredSession> {
@@ -257,6 +321,8 @@ mod tests {
             state: ClientState::Connected,
             session_id,
             baseline: hotspotd_common::Usage::default(),
+            totals: crate::accounting::Totals::default(),
+            saved_at_mono_ns: 0,
         }
     }
 
@@ -269,6 +335,58 @@ mod tests {
             },
             0,
         )
+    }
+
+    #[test]
+    fn a_save_of_what_changed_carries_only_its_clients_and_keeps_the_rest() {
+        let mut ledger = empty();
+        let ids: Vec<SessionId> = (1..=3)
+            .map(|n| ledger.insert(mac(n), running(n)).expect("storable"))
+            .collect();
+        ledger.merge(SaveBatch {
+            sessions: Vec::new(),
+            clients: (1..=3)
+                .map(|n| client(n, Some(ids[n as usize - 1])))
+                .collect(),
+            meta: meta(1),
+        });
+        let all = ledger.changes(false);
+        assert!(all.replace_clients, "a periodic save replaces every client");
+        assert_eq!(
+            all.clients.as_ref().map(|(clients, _)| clients.len()),
+            Some(3)
+        );
+        ledger.written(ledger.generation());
+
+        let mut moved = client(2, Some(ids[1]));
+        moved.saved_at_mono_ns = 42;
+        let mut used = running(2);
+        used.time_cons += 1;
+        ledger.merge_changes(ChangeBatch {
+            sessions: vec![(ids[1], used.clone())],
+            clients: vec![moved.clone()],
+            meta: meta(2),
+        });
+        let changes = ledger.changes(false);
+        assert!(!changes.replace_clients);
+        assert_eq!(changes.clients, Some((vec![moved.clone()], Some(meta(2)))));
+        assert_eq!(changes.sessions.len(), 1, "the one session that changed");
+        assert_eq!(
+            ledger.loaded().clients,
+            vec![client(1, Some(ids[0])), moved, client(3, Some(ids[2]))],
+            "the others keep their rows"
+        );
+        ledger.written(ledger.generation());
+        assert!(!ledger.has_changes());
+        // A full write (a file made anew) carries every client again.
+        assert!(ledger.changes(true).replace_clients);
+        assert_eq!(
+            ledger
+                .changes(true)
+                .clients
+                .map(|(clients, _)| clients.len()),
+            Some(3)
+        );
     }
 
     #[test]

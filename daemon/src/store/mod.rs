@@ -27,7 +27,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use hotspotd_common::Usage;
 
-use crate::{mac::MacAddr, sessions::data::SessionData};
+use crate::{accounting::Totals, mac::MacAddr, sessions::data::SessionData};
 use actor::Shared;
 
 pub use health::{StorageState, StoreHealth};
@@ -75,6 +75,13 @@ pub struct StoredClient {
     /// its sessions: a restarted daemon bills only what the kernel counted beyond them, if
     /// [`SavedMeta`] says the counters are still the same ones.
     pub baseline: Usage,
+    /// What the client moved in its lifetime, as `hotspotctl clients` shows it: a restart
+    /// counts on from here.
+    pub totals: Totals,
+    /// `CLOCK_MONOTONIC` when this row (and its running session's record) was saved, ns:
+    /// a restart in the same boot credits the time since then. 0 in a row of an older
+    /// release, which the last save's time stands for.
+    pub saved_at_mono_ns: u64,
 }
 
 /// When the last save was taken, in the terms a restarted daemon needs to decide whether the
@@ -103,6 +110,17 @@ pub struct SaveBatch {
     /// skipped with a warning: a save never brings back a removed session.
     pub sessions: Vec<(SessionId, SessionData)>,
     /// Every client; the stored clients become exactly these.
+    pub clients: Vec<StoredClient>,
+    pub meta: SavedMeta,
+}
+
+/// A save of what changed since the last one (a change of state: a sale, a pause, a session
+/// consumed): these sessions' records and these clients' rows, each client with its running
+/// session, so a client's counter baseline and the consumption it stands for are always saved
+/// together. The other clients keep their rows. Costs what changed, not every client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeBatch {
+    pub sessions: Vec<(SessionId, SessionData)>,
     pub clients: Vec<StoredClient>,
     pub meta: SavedMeta,
 }
@@ -279,6 +297,18 @@ impl StoreHandle {
     /// transaction with whatever else is pending.
     pub fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
         let missing = self.change(|ledger| Ok(ledger.merge(batch)))?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "saved sessions that are no longer in the store were skipped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes a save of what changed ([`ChangeBatch`]), like [`Self::save_batch`].
+    pub fn save_changes(&self, batch: ChangeBatch) -> Result<(), StoreError> {
+        let missing = self.change(|ledger| Ok(ledger.merge_changes(batch)))?;
         if !missing.is_empty() {
             tracing::warn!(
                 ?missing,
@@ -587,6 +617,8 @@ pub(crate) mod tests {
             state: ClientState::Connected,
             session_id: Some(sold),
             baseline: Usage::default(),
+            totals: Totals::default(),
+            saved_at_mono_ns: 1,
         };
         store
             .save_batch(SaveBatch {

@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -89,9 +89,24 @@ const SCHEMA_V3: &str = "
 ALTER TABLE saved_state ADD COLUMN clock_ahead_ns INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 4: each client's lifetime totals (what `hotspotctl clients` shows), so a restart
+/// goes on counting from them instead of from zero (a file of version 3 has none: its
+/// clients start from 0); and when each client's row was saved, since a change of state
+/// saves only the clients it changed (0: at the last save's time).
+const SCHEMA_V4: &str = "
+ALTER TABLE clients ADD COLUMN total_up_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_up_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_down_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_down_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_local_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_dropped_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN total_dropped_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN saved_at_mono_ns INTEGER NOT NULL DEFAULT 0;
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -548,6 +563,8 @@ mod tests {
             state: ClientState::Connected,
             session_id: Some(1),
             baseline: hotspotd_common::Usage::default(),
+            totals: crate::accounting::Totals::default(),
+            saved_at_mono_ns: 0,
         };
         let meta = SavedMeta {
             saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
@@ -567,6 +584,7 @@ mod tests {
             sessions: vec![sold.clone()],
             removed: Vec::new(),
             clients: Some((vec![client.clone()], Some(meta.clone()))),
+            replace_clients: true,
             last_id: 5,
         })
         .expect("saves");
@@ -605,7 +623,34 @@ mod tests {
             }
         );
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 3);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    /// A version 3 file with a client: its baseline is kept and its lifetime totals, which
+    /// version 3 did not keep, start from zero.
+    #[test]
+    fn the_third_schema_keeps_its_clients_and_starts_their_totals_at_zero() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = 3;
+                 INSERT INTO clients VALUES
+                    ('02:00:00:00:00:01', 'connected', NULL, 1, 10, 1, 20, 2, 0, 0, 0, 0, 0, 5);"
+            ),
+        );
+        let db = Db::open(&path).expect("migrates");
+        let loaded = db.load_all().expect("loads");
+        let client = loaded.clients.first().expect("the client");
+        assert_eq!(
+            (client.baseline.up_bytes, client.baseline.down_bytes),
+            (10, 20)
+        );
+        assert_eq!(client.session_id, Some(1));
+        assert_eq!(client.totals, crate::accounting::Totals::default());
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 4);
     }
 
     #[test]
@@ -720,6 +765,7 @@ mod tests {
             }],
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id: 1,
         })
         .expect("writes");
@@ -769,6 +815,7 @@ mod tests {
             sessions: vec![session.clone()],
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id: 1,
         })
         .expect("writes");

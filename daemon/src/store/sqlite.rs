@@ -14,7 +14,10 @@ use super::{
     ledger::Changes,
     schema::{self, fail},
 };
-use crate::sessions::data::{SessionData, SessionType};
+use crate::{
+    accounting::Totals,
+    sessions::data::{SessionData, SessionType},
+};
 
 /// The id is the store's, not SQLite's: the store hands ids out itself, so it can sell a
 /// session while the disk is failing and write it later under the id the portal already has.
@@ -46,14 +49,17 @@ const SELECT_ALL_SESSIONS: &str = concat!(select_sessions!(), " ORDER BY id");
 const INSERT_CLIENT: &str = "
 INSERT OR REPLACE INTO clients (mac, state, pause_reason, session_id, up_bytes, up_packets,
     down_bytes, down_packets, up_local_bytes, down_local_bytes, up_dropped_bytes,
-    down_dropped_bytes, dropped_packets, last_seen_jiffies)
+    down_dropped_bytes, dropped_packets, last_seen_jiffies, total_up_bytes, total_up_packets,
+    total_down_bytes, total_down_packets, total_local_bytes, total_dropped_bytes,
+    total_dropped_packets, saved_at_mono_ns)
 VALUES (?1, ?2, ?3, (SELECT id FROM sessions WHERE id = ?4), ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-    ?12, ?13, ?14)";
+    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 const SELECT_CLIENTS: &str = "
 SELECT mac, state, pause_reason, session_id, up_bytes, up_packets, down_bytes, down_packets,
     up_local_bytes, down_local_bytes, up_dropped_bytes, down_dropped_bytes, dropped_packets,
-    last_seen_jiffies
+    last_seen_jiffies, total_up_bytes, total_up_packets, total_down_bytes, total_down_packets,
+    total_local_bytes, total_dropped_bytes, total_dropped_packets, saved_at_mono_ns
 FROM clients ORDER BY mac";
 
 const SAVE_META: &str = "
@@ -197,8 +203,10 @@ impl Db {
                 delete.execute([id]).map_err(fail(path, op))?;
             }
             if let Some((clients, meta)) = &changes.clients {
-                tx.execute("DELETE FROM clients", [])
-                    .map_err(fail(path, op))?;
+                if changes.replace_clients {
+                    tx.execute("DELETE FROM clients", [])
+                        .map_err(fail(path, op))?;
+                }
                 let mut insert = tx.prepare_cached(INSERT_CLIENT).map_err(fail(path, op))?;
                 for client in clients {
                     let values = ClientValues::new(client);
@@ -328,11 +336,22 @@ impl Db {
             dropped_packets: counter(12).map_err(&sql)?,
             last_seen_jiffies: counter(13).map_err(&sql)?,
         };
+        let totals = Totals {
+            up_bytes: counter(14).map_err(&sql)?,
+            up_packets: counter(15).map_err(&sql)?,
+            down_bytes: counter(16).map_err(&sql)?,
+            down_packets: counter(17).map_err(&sql)?,
+            local_bytes: counter(18).map_err(&sql)?,
+            dropped_bytes: counter(19).map_err(&sql)?,
+            dropped_packets: counter(20).map_err(&sql)?,
+        };
         Ok(StoredClient {
             mac: mac.parse().map_err(|_| bad("mac", &mac))?,
             state,
             session_id: row.get(3).map_err(&sql)?,
             baseline,
+            totals,
+            saved_at_mono_ns: counter(21).map_err(&sql)?,
         })
     }
 
@@ -422,7 +441,7 @@ struct ClientValues {
     state: &'static str,
     pause_reason: Option<&'static str>,
     session_id: Option<SessionId>,
-    counters: [i64; 10],
+    counters: [i64; 18],
 }
 
 impl ClientValues {
@@ -434,9 +453,10 @@ impl ClientValues {
             ClientState::Paused(PauseReason::Idle) => ("paused", Some("idle")),
         };
         let usage = &client.baseline;
+        let totals = &client.totals;
         // The kernel's counters are u64 and wrap; only `wrapping_sub` ever compares them, so
         // their two's complement keeps every value exact where a range check would refuse
-        // the top half.
+        // the top half. The totals are u64 too, and kept the same way.
         let counters = [
             usage.up_bytes,
             usage.up_packets,
@@ -448,6 +468,14 @@ impl ClientValues {
             usage.down_dropped_bytes,
             usage.dropped_packets,
             usage.last_seen_jiffies,
+            totals.up_bytes,
+            totals.up_packets,
+            totals.down_bytes,
+            totals.down_packets,
+            totals.local_bytes,
+            totals.dropped_bytes,
+            totals.dropped_packets,
+            client.saved_at_mono_ns,
         ]
         .map(u64::cast_signed);
         Self {
@@ -459,8 +487,27 @@ impl ClientValues {
         }
     }
 
-    fn bind(&self) -> [&dyn ToSql; 14] {
-        let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9] = &self.counters;
+    fn bind(&self) -> [&dyn ToSql; 22] {
+        let [
+            c0,
+            c1,
+            c2,
+            c3,
+            c4,
+            c5,
+            c6,
+            c7,
+            c8,
+            c9,
+            c10,
+            c11,
+            c12,
+            c13,
+            c14,
+            c15,
+            c16,
+            c17,
+        ] = &self.counters;
         [
             &self.mac,
             &self.state,
@@ -476,6 +523,14 @@ impl ClientValues {
             c7,
             c8,
             c9,
+            c10,
+            c11,
+            c12,
+            c13,
+            c14,
+            c15,
+            c16,
+            c17,
         ]
     }
 }
@@ -594,6 +649,7 @@ mod tests {
             sessions,
             removed: Vec::new(),
             clients: None,
+            replace_clients: true,
             last_id,
         }
     }
@@ -713,6 +769,16 @@ mod tests {
                 dropped_packets: 5,
                 last_seen_jiffies: 4_294_937_296 + n64,
             },
+            totals: Totals {
+                up_bytes: u64::MAX - 7 * n64,
+                up_packets: n64,
+                down_bytes: (1 << 63) + n64,
+                down_packets: 2 * n64,
+                local_bytes: 3 * n64,
+                dropped_bytes: 4 * n64,
+                dropped_packets: 5 * n64,
+            },
+            saved_at_mono_ns: 7_000_000_000 + n64,
         }
     }
 
@@ -751,6 +817,7 @@ mod tests {
                     .collect(),
                 Some(meta(1)),
             )),
+            replace_clients: true,
             last_id: i64::from(SESSIONS),
         };
         db.write(&changes).expect("writes");
@@ -879,6 +946,7 @@ mod tests {
                 vec![client(2, ClientState::Connected, Some(4))],
                 Some(meta(1)),
             )),
+            replace_clients: true,
             last_id: 5,
         };
         db.write(&full).expect("writes");

@@ -17,6 +17,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use chrono::{DateTime, TimeDelta, Utc};
 use hotspotd::{
+    accounting::Totals,
     mac::MacAddr,
     sessions::data::{SessionData, SessionType},
     store::{ClientState, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient},
@@ -172,6 +173,14 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
                     last_seen_jiffies: 4_294_000_000 + run,
                     ..Usage::default()
                 },
+                totals: Totals {
+                    up_bytes: 2_000_000 * (run + 1),
+                    up_packets: 2_000 * (run + 1),
+                    down_bytes: 18_000_000 * (run + 1),
+                    down_packets: 14_000 * (run + 1),
+                    ..Totals::default()
+                },
+                saved_at_mono_ns: 5_000_000_000,
             })
             .collect()
     };

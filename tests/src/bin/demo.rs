@@ -128,7 +128,7 @@ fn main() -> Result<()> {
         );
     }
     println!("Starting hotspotd on the gateway with config.toml…");
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         &lan,
         &[
             ("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "250"),
@@ -159,9 +159,16 @@ fn main() -> Result<()> {
         told
     })?;
 
-    println!("\nStopping hotspotd (SIGTERM): it saves, detaches its programs, removes its pins.");
-    let status = daemon.stop()?;
-    println!("hotspotd exited: {status}. Removing the namespaces.");
+    println!(
+        "\nStopping hotspotd (SIGTERM): it saves and leaves the gate in the kernel, as a crash \
+         would."
+    );
+    let status = daemon.terminate()?;
+    println!("hotspotd exited: {status}. Releasing the LAN (hotspotd --release).");
+    let released = daemon.release(&lan)?;
+    print!("{}", String::from_utf8_lossy(&released.stderr));
+    drop(daemon);
+    println!("Removing the namespaces.");
     drop(lan);
     println!(
         "\nUP/DOWN: billable bytes (IP headers included) between a client and the internet.\n\

@@ -1,0 +1,136 @@
+//! Saving (sessions.md rule 12): what the store gets, and when. Every
+//! `store.save_interval_secs`, at start and at shutdown: every running session and every
+//! client ([`SaveBatch`]). After a change of state in between: only the sessions that changed
+//! and the clients they belong to ([`ChangeBatch`]), so that selling one session at 10,000
+//! running clients costs one client's row, not every client's. Either way a client's counter
+//! baseline goes out with its running session's consumption, stamped with the moment of the
+//! save: the baseline says which traffic is billed, so one saved without the consumption it
+//! stands for would lose that traffic's bill if the daemon then crashed. The store takes a
+//! save at once and writes it on its own thread. Side effects: hands saves to the store.
+
+use std::collections::BTreeSet;
+
+use tokio::time::Instant;
+
+use super::{Control, apply::stored_state};
+use crate::{
+    mac::MacAddr,
+    sessions::{
+        SessionData,
+        engine::{Now, SessionId},
+    },
+    store::{ChangeBatch, SaveBatch, SavedMeta, StoredClient},
+};
+
+impl Control {
+    /// Saves what must be saved now: everything once the save interval has passed since the
+    /// last full save, else what changed since the last save.
+    pub(super) fn save(&mut self) {
+        if self.last_save.elapsed() >= self.config.save_interval() {
+            self.save_all();
+        } else {
+            self.save_changes();
+        }
+    }
+
+    /// Whether a change of state waits to be saved.
+    pub(super) fn has_unsaved(&self) -> bool {
+        !self.unsaved.is_empty() || !self.unsaved_clients.is_empty()
+    }
+
+    /// Saves every running session and every client, with what changed.
+    pub(super) fn save_all(&mut self) {
+        let now = self.now();
+        let mut ids = std::mem::take(&mut self.unsaved);
+        ids.extend(self.engine.running());
+        self.unsaved_clients.clear();
+        let clients = self
+            .engine
+            .clients()
+            .map(|(mac, _, _)| mac)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|mac| self.stored_client(mac, now))
+            .collect();
+        let batch = SaveBatch {
+            sessions: self.records(&ids),
+            clients,
+            meta: self.meta(now),
+        };
+        if let Err(error) = self.store.save_batch(batch) {
+            // Only a closed store refuses, and it is closed after this task ends.
+            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
+        }
+        self.last_save = Instant::now();
+    }
+
+    /// Saves the sessions whose state changed and the clients whose state or grant changed,
+    /// each client with its running session. Nothing when nothing changed.
+    fn save_changes(&mut self) {
+        if !self.has_unsaved() {
+            return;
+        }
+        let now = self.now();
+        let mut ids = std::mem::take(&mut self.unsaved);
+        let mut macs: BTreeSet<MacAddr> = std::mem::take(&mut self.unsaved_clients);
+        macs.extend(
+            ids.iter()
+                .filter_map(|id| self.engine.session(*id).map(|session| session.mac)),
+        );
+        ids.extend(
+            macs.iter()
+                .filter_map(|mac| self.engine.running_session(*mac)),
+        );
+        // A client the engine forgot (no session left) keeps its row until the next full
+        // save drops it; a start finds it holding nothing and leaves it disconnected.
+        let clients = macs
+            .iter()
+            .filter_map(|mac| self.stored_client(*mac, now))
+            .collect();
+        let batch = ChangeBatch {
+            sessions: self.records(&ids),
+            clients,
+            meta: self.meta(now),
+        };
+        if let Err(error) = self.store.save_changes(batch) {
+            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
+        }
+    }
+
+    fn records(&self, ids: &BTreeSet<SessionId>) -> Vec<(SessionId, SessionData)> {
+        ids.iter()
+            .filter_map(|id| {
+                self.engine
+                    .session(*id)
+                    .map(|session| (*id, session.data.clone()))
+            })
+            .collect()
+    }
+
+    /// The client's row as saved at `now`; `None` for a client the engine does not know.
+    fn stored_client(&self, mac: MacAddr, now: Now) -> Option<StoredClient> {
+        let (state, session_id) = self.engine.client(mac)?;
+        Some(StoredClient {
+            mac,
+            state: stored_state(state, self.engine.pause_reason(mac)),
+            session_id,
+            baseline: self.table.baseline(mac),
+            totals: self.table.totals(mac),
+            saved_at_mono_ns: mono_ns(now),
+        })
+    }
+
+    fn meta(&self, now: Now) -> SavedMeta {
+        SavedMeta {
+            saved_at_wall: now.wall,
+            saved_at_mono_ns: mono_ns(now),
+            boot_id: self.boot_id.clone(),
+            kernel_epoch: self.kernel_epoch,
+            clock_ahead_ns: self.clock.ahead().num_nanoseconds().unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn mono_ns(now: Now) -> u64 {
+    u64::try_from(now.mono.as_nanos()).unwrap_or(u64::MAX)
+}
