@@ -48,6 +48,11 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   say "adding rust-src to nightly"
   rustup component add rust-src --toolchain nightly >/dev/null 2>&1 || die "rustup component add rust-src --toolchain nightly failed"
 fi
+# scripts/test.sh lints the eBPF crate with nightly's clippy (the minimal profile has none).
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^clippy'; then
+  say "adding clippy to nightly"
+  rustup component add clippy --toolchain nightly >/dev/null 2>&1 || die "rustup component add clippy --toolchain nightly failed"
+fi
 
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   say "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR (about 2 minutes)"

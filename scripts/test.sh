@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 echo "== format and lints" >&2
 cargo fmt --all --check
 cargo clippy --all-targets --locked --quiet -- -D warnings
+# The eBPF crate is not a default member: it builds only for the BPF target, with nightly and
+# core built from source, and with the cfg aya-build gives it (daemon/build.rs). Linted the
+# same way, or its lints would never run.
+RUSTFLAGS="--cfg bpf_target_arch=\"$(uname -m)\"" \
+    cargo +nightly clippy --package hotspotd-ebpf --target bpfel-unknown-none \
+    -Z build-std=core --locked --quiet -- -D warnings
 
 echo "== build" >&2
 # The end-to-end tests start the real binaries.

@@ -287,13 +287,25 @@ const _: () = assert!(size_of::<LocalTable>() == 4 * 16 + 16 * 16 + 16);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: every type here is `#[repr(C)]`, `Copy`, made only of integers and byte arrays,
-    // with padding written out, so any bit pattern is valid and none is uninitialised.
+    //! `aya::Pod` for the map types: aya copies them to and from the kernel as raw bytes, so
+    //! every type here is `#[repr(C)]`, `Copy`, made only of integers and byte arrays, with
+    //! any padding written out as a `_pad` field and its size asserted: any bit pattern is a
+    //! valid value and no byte is uninitialised.
+
+    // SAFETY: `#[repr(C)]` 6 bytes of address and an explicit 2-byte `_pad` (8, asserted).
     unsafe impl aya::Pod for super::MacKey {}
+    // SAFETY: `#[repr(C)]` one `[u8; 16]`, no padding (16, asserted).
     unsafe impl aya::Pod for super::IpKey {}
+    // SAFETY: `#[repr(C)]` ten `u64` counters, no padding (80, asserted).
     unsafe impl aya::Pod for super::Usage {}
+    // SAFETY: `#[repr(C)]` byte arrays and four `u32`, the last an explicit `_pad` (asserted).
     unsafe impl aya::Pod for super::LocalTable {}
+    // SAFETY: `#[repr(C)]` `i64`, `u64` and `u32` fields in an order that leaves no implicit
+    // padding (40, asserted); its flags are a `u64`, not a `bool`, so every value is valid.
     unsafe impl aya::Pod for super::Grant {}
+    // SAFETY: `#[repr(C)]` sixteen `u16`, no padding (32, asserted).
     unsafe impl aya::Pod for super::GardenPorts {}
+    // SAFETY: `#[repr(C)]` an `i64`, a `MacKey` (itself `Pod`), a `u32` and an explicit `u32`
+    // `_pad` (24, asserted).
     unsafe impl aya::Pod for super::GateEvent {}
 }

@@ -14,13 +14,13 @@ use crate::api::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach hotspotd at {socket}: {source} (is hotspotd running? try 'systemctl status hotspotd', or pass --socket)"
+        "cannot reach hotspotd at {socket} (is hotspotd running? try 'systemctl status hotspotd', or pass --socket)"
     )]
     Connect {
         socket: PathBuf,
         source: std::io::Error,
     },
-    #[error("talking to hotspotd at {socket} failed: {source}")]
+    #[error("talking to hotspotd at {socket} failed")]
     Http {
         socket: PathBuf,
         source: hyper::Error,
@@ -32,7 +32,7 @@ pub enum ClientError {
         message: String,
     },
     #[error(
-        "hotspotd answered something this hotspotctl does not understand ({source}); are both the same version?"
+        "hotspotd answered something this hotspotctl does not understand (are both the same version?)"
     )]
     Decode { source: serde_json::Error },
 }

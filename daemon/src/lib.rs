@@ -21,6 +21,8 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+#[cfg(test)]
+mod error_chains;
 pub mod events;
 pub mod histogram;
 pub mod mac;

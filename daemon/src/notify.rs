@@ -79,7 +79,7 @@ async fn supervise<Answered: Future<Output = bool>>(
 /// the daemon's work does not depend on systemd hearing about it.
 fn send(states: &[NotifyState]) {
     if let Err(error) = sd_notify::notify(states) {
-        tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET)");
+        tracing::warn!(error = %crate::text::chain(&error), "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }
 

@@ -50,11 +50,11 @@ pub enum RunError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Control(#[from] ControlError),
-    #[error("speed limits cannot be set up: {0}")]
+    #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a hotspotd task failed: {0}")]
+    #[error("a hotspotd task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -161,7 +161,7 @@ pub async fn run_reloadable(
 async fn close(store: &Arc<dyn SessionStore>, kernel: Kernel, shaper: Shaper, lan: &str) {
     if let Err(error) = store.close().await {
         tracing::error!(
-            %error,
+            error = %crate::text::chain(&error),
             "stopping with changes the disk did not take: the next start bills the traffic and time used since the last save from the kernel's counters; sessions sold or removed since then are lost"
         );
     }

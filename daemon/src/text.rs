@@ -1,6 +1,9 @@
 //! Text shown to people that quotes what they sent: error messages of the API, `hotspotctl`
 //! and the configuration. Kept short (a request or a file can hold megabytes) and free of
-//! control characters (an escape sequence would be obeyed by the operator's terminal). Pure.
+//! control characters (an escape sequence would be obeyed by the operator's terminal). Also
+//! an error with its causes on one line ([`chain`]), for logs and answers. Pure.
+
+use std::{error::Error, fmt};
 
 /// Longest message, in characters.
 const MAX_MESSAGE_CHARS: usize = 400;
@@ -56,6 +59,50 @@ pub fn tidy(message: &str) -> String {
     bounded(escaped)
 }
 
+/// `error` and its causes (`source()`, then its source, ...) on one line, joined by ": ", as
+/// `anyhow` shows them with `{:#}`. hotspotd's errors name what failed and keep the cause only
+/// as their source, so a message that printed only `error` would lose it: wherever an error
+/// reaches a person (a log line, an API answer, the command line), show its chain.
+///
+/// A cause whose text the line already holds is left out: some errors of other crates write
+/// their source into their own message too, and the chain says each cause once.
+#[must_use]
+pub fn chain<'a>(error: &'a (dyn Error + 'static)) -> Chain<'a> {
+    Chain(error)
+}
+
+/// What [`chain`] returns: shows the error and its causes when formatted.
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = error.source();
+        }
+        f.write_str(&line)
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `error` with its causes, as a `String` ([`chain`]).
+#[must_use]
+pub fn chain_string(error: &(dyn Error + 'static)) -> String {
+    chain(error).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +131,33 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(tidy("key 'a\u{1b}[2J'"), "key 'a\\u{1b}[2J'");
         assert_eq!(tidy("plain"), "plain");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot do the thing")]
+    struct Outer {
+        source: Middle,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the middle step failed: {source}")]
+    struct Middle {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_chain_says_every_cause_once() {
+        let error = Outer {
+            source: Middle {
+                source: std::io::Error::other("disk on fire"),
+            },
+        };
+        // The middle error writes its cause into its own message; the chain does not repeat it.
+        assert_eq!(
+            chain(&error).to_string(),
+            "cannot do the thing: the middle step failed: disk on fire"
+        );
+        let plain = std::io::Error::other("just this");
+        assert_eq!(chain_string(&plain), "just this");
     }
 }

@@ -39,7 +39,7 @@ const fn decided(verdict: Verdict) -> Decision {
 
 #[inline(always)]
 pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Decision {
-    let Some(grant) = GRANTS.get_ptr_mut(&frame.client) else {
+    let Some(grant) = GRANTS.get_ptr_mut(frame.client) else {
         if in_walled_garden(ctx, frame, direction) {
             return decided(Verdict::Garden);
         }
@@ -79,8 +79,9 @@ pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Decision
 /// the bytes are given back and the packet dropped; TCP resends smaller.
 #[inline(always)]
 unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
-    // SAFETY (whole function): `grant` points at a live map value; its fields are naturally
-    // aligned, as the atomic intrinsics need.
+    // SAFETY: the block is the whole function. The caller passes `grant` from a successful
+    // map lookup, so it points at a live map value; its fields are naturally aligned, as the
+    // atomic intrinsics need.
     unsafe {
         if (*grant).deadline_jiffies != NO_DEADLINE && bpf_jiffies64() >= (*grant).deadline_jiffies
         {
@@ -97,7 +98,7 @@ unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
         if left == UNLIMITED_BYTES {
             return Verdict::Billable;
         }
-        let bytes = frame.ip_bytes as i64;
+        let bytes = frame.ip_bytes.cast_signed();
         if frame.segments > 1 && left < bytes {
             return over_budget(grant, frame, left <= 0);
         }
@@ -141,8 +142,8 @@ unsafe fn over_budget(grant: *mut Grant, frame: &Frame, spent: bool) -> Verdict 
                 frame,
                 grant_flag::BUDGET_REPORTED,
                 gate_event::BUDGET_SPENT,
-            )
-        };
+            );
+        }
     }
     count_stat(stat::DROPPED_BUDGET);
     Verdict::Drop

@@ -14,6 +14,11 @@
     clippy::cast_possible_truncation,
     reason = "offsets and lengths are bounded by the packet size"
 )]
+#![expect(
+    clippy::inline_always,
+    reason = "BPF: every helper is inlined into its program, so the verifier sees one function \
+              with the packet bounds it proved, and no BPF-to-BPF call limits apply"
+)]
 
 mod gate;
 mod packet;
@@ -63,6 +68,10 @@ static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
 
 /// Client upload: frames the LAN interface receives.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
 pub fn lan_ingress(ctx: TcContext) -> i32 {
     // A packet the IFB hands back after upload shaping has been through here already: the IFB
     // re-injects it with itself as the ingress interface.
@@ -76,6 +85,10 @@ pub fn lan_ingress(ctx: TcContext) -> i32 {
 
 /// Client download: frames the LAN interface sends.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
 pub fn lan_egress(ctx: TcContext) -> i32 {
     handle(&ctx, Direction::Down)
 }
@@ -83,7 +96,7 @@ pub fn lan_egress(ctx: TcContext) -> i32 {
 /// Does nothing: the baseline the benchmarks measure the programs against.
 #[classifier]
 pub fn bench_empty(_ctx: TcContext) -> i32 {
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }
 
 #[inline(always)]
@@ -117,13 +130,13 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
             // Whatever it carries, nobody can have paid for it; counted with the drops of
             // clients without a session, since none can hold one under a group address.
             count_stat(stat::DROPPED_NO_SESSION);
-            return TC_ACT_SHOT as i32;
+            return TC_ACT_SHOT;
         }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
     account(&frame, direction, class);
     if class == Class::Dropped {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     if htb_class != 0 {
         return shape(ctx, direction, htb_class);
@@ -174,7 +187,7 @@ pub fn clock_probe(_ctx: TcContext) -> i32 {
         // SAFETY: a successful lookup of an array element.
         unsafe { *now = bpf_jiffies64() };
     }
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }
 
 /// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.

@@ -4,7 +4,8 @@
 //! paths, wrong content types, oversized bodies, and bytes that are not HTTP at all. Every
 //! refusal must be a JSON error with a documented code and a sentence; nothing may be accepted
 //! that should not be; the daemon keeps serving; and the sessions and clients are exactly as
-//! before. Needs root (namespaces, eBPF).
+//! before. Clients that stall half-way are cut off, and connections over the cap wait in the
+//! backlog until others close. Needs root (namespaces, eBPF).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -707,6 +708,116 @@ fn a_client_that_stops_half_way_is_cut_off() -> Result<()> {
     eprintln!(
         "half a body: 408 after {:?}; half the headers: closed after {took:?}",
         body.1
+    );
+    Ok(())
+}
+
+/// Connections the API serves at once (docs/api.md, api/serve.rs).
+const MAX_CONNECTIONS: usize = 256;
+
+/// Connections the daemon holds on its API socket: its file descriptors that are Unix sockets
+/// bound to the socket's path (an accepted connection shares its listener's address), less
+/// the listener itself. Connections still in the listen backlog are not the daemon's yet.
+fn api_connections(daemon: &Daemon) -> Result<usize> {
+    let pid = daemon.pid();
+    let path = daemon.socket().to_string_lossy().into_owned();
+    // Num RefCount Protocol Flags Type St Inode Path. An accepted socket lives in the
+    // network namespace of the client that connected (the test's), the listener in the
+    // daemon's: both tables.
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix"))?
+        + &std::fs::read_to_string("/proc/self/net/unix")?;
+    let inodes: std::collections::HashSet<&str> = table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(7) == Some(&path.as_str())).then(|| fields[6])
+        })
+        .collect();
+    let mut held: usize = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // A descriptor closed while we look is not held.
+        let Ok(link) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        let inode = link
+            .to_str()
+            .and_then(|link| link.strip_prefix("socket:["))
+            .and_then(|link| link.strip_suffix(']'));
+        if inode.is_some_and(|inode| inodes.contains(inode)) {
+            held += 1;
+        }
+    }
+    Ok(held.saturating_sub(1))
+}
+
+/// Polls [`api_connections`] until it stops changing; returns the last count and the most
+/// seen on the way.
+fn settled_connections(daemon: &Daemon) -> Result<(usize, usize)> {
+    let (mut last, mut most) = (api_connections(daemon)?, 0);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = api_connections(daemon)?;
+        most = most.max(now);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    Ok((last, most.max(last)))
+}
+
+#[test]
+fn connections_over_the_cap_wait_and_are_served_once_others_close() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    let socket = daemon.socket().to_owned();
+    let status = request("GET", "/v1/status", &[], b"");
+
+    // The cap and more, idle. Quickly: the daemon closes an idle connection after 10 s.
+    let mut held = (0..MAX_CONNECTIONS + 32)
+        .map(|_| UnixStream::connect(&socket))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (holding, most) = settled_connections(&daemon)?;
+    ensure!(
+        most <= MAX_CONNECTIONS,
+        "the daemon held {most} connections at once, over the cap of {MAX_CONNECTIONS}"
+    );
+    ensure!(
+        holding == MAX_CONNECTIONS,
+        "the daemon serves {holding} of {} connections, not the cap of {MAX_CONNECTIONS}",
+        held.len()
+    );
+
+    // One more waits, unanswered, while the cap is held...
+    let mut late = UnixStream::connect(&socket)?;
+    late.write_all(&status)?;
+    late.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut byte = [0; 1];
+    let waited = std::io::Read::read(&mut late, &mut byte);
+    ensure!(
+        waited
+            .as_ref()
+            .is_err_and(|error| error.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection over the cap was not kept waiting: {waited:?}"
+    );
+    // ... while a connection being served answers.
+    let answer = exchange_on(&mut held[0], &status)?;
+    ensure!(answer.status == 200, "a served connection: {answer:?}");
+
+    // Once the others close, the one that waited is answered.
+    held.clear();
+    late.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let answer = exchange_on(&mut late, b"")?;
+    ensure!(
+        answer.status == 200,
+        "the connection that waited: {answer:?}"
+    );
+    let answer = exchange(&socket, &status)?;
+    ensure!(answer.status == 200, "a new connection: {answer:?}");
+    let (holding, most) = settled_connections(&daemon)?;
+    ensure!(
+        most <= MAX_CONNECTIONS && holding == 0,
+        "after the clients closed, the daemon still holds {holding} connections"
     );
     Ok(())
 }

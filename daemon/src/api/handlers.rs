@@ -214,9 +214,13 @@ pub(super) async fn require_token(
     }
 }
 
-/// Compares without stopping at the first difference, so timing says nothing about the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// Compares in constant time, so how long a refusal takes says nothing about how much of the
+/// token was right. `subtle` keeps the optimiser from turning the comparison back into an
+/// early exit, which a hand-written fold does not promise. The length is not secret: tokens
+/// of another length are refused at once.
+fn same(presented: &[u8], token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    bool::from(presented.ct_eq(token))
 }
 
 pub(super) async fn method_not_allowed(
@@ -281,4 +285,27 @@ pub(super) fn body_too_large() -> ApiError {
             super::MAX_BODY_BYTES
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    const TOKEN: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_token_is_accepted_only_whole() {
+        assert!(same(TOKEN, TOKEN));
+        assert!(same(b"0123456789abcdef0123456789abcdef", TOKEN));
+        // Same length, one byte off (first, middle, last).
+        for at in [0, TOKEN.len() / 2, TOKEN.len() - 1] {
+            let mut wrong = TOKEN.to_vec();
+            wrong[at] ^= 1;
+            assert!(!same(&wrong, TOKEN), "accepted a token wrong at byte {at}");
+        }
+        // Other lengths: a prefix, the token with more after it, nothing.
+        assert!(!same(&TOKEN[..TOKEN.len() - 1], TOKEN));
+        assert!(!same(b"0123456789abcdef0123456789abcdef0", TOKEN));
+        assert!(!same(b"", TOKEN));
+    }
 }

@@ -68,7 +68,8 @@ impl From<ControlGone> for ApiError {
 
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
-        let message = error.to_string();
+        // The whole chain: the variants name what failed, their sources say why.
+        let message = crate::text::chain_string(&error);
         let (status, code) = match &error {
             CommandError::Invalid(_) | CommandError::Engine(EngineError::InvalidSession { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_session")
@@ -93,7 +94,7 @@ impl From<CommandError> for ApiError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("cannot create the API socket's folder {path}: {source}")]
+    #[error("cannot create the API socket's folder {path}")]
     Folder {
         path: PathBuf,
         source: std::io::Error,
@@ -104,12 +105,12 @@ pub enum ListenError {
     InUse { path: PathBuf },
     #[error("api.token_file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
-    #[error("cannot listen on TCP {address}: {source}")]
+    #[error("cannot listen on TCP {address}")]
     Tcp {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot listen on {path}: {source}")]
+    #[error("cannot listen on {path}")]
     Bind {
         path: PathBuf,
         source: std::io::Error,
@@ -233,7 +234,7 @@ pub async fn serve_tcp(
         axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
     );
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    serve::serve(accept, guarded, shutdown).await;
+    serve::serve(accept, guarded, shutdown, serve::MAX_CONNECTIONS).await;
 }
 
 /// Reads the bearer token from the first line of `path`.
@@ -266,7 +267,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    serve::serve(accept, router(commands, events, shutdown.clone()), shutdown).await;
+    serve::serve(
+        accept,
+        router(commands, events, shutdown.clone()),
+        shutdown,
+        serve::MAX_CONNECTIONS,
+    )
+    .await;
     let _ = std::fs::remove_file(&path);
 }
 

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let config = match Config::load(Some(&cli.config)) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hotspotd: {error}");
+            eprintln!("hotspotd: {}", hotspotd::text::chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("hotspotd: {error:#}");
+                eprintln!("hotspotd: {}", hotspotd::text::chain(error.as_ref()));
                 ExitCode::FAILURE
             }
         };
@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     match serve(config, &cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // The whole chain, each cause once: anyhow's `{:#}` would repeat a cause that an
+            // error of another crate also writes into its own message.
+            tracing::error!("{}", hotspotd::text::chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -144,7 +146,10 @@ async fn wait_for_signals(
                         tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
                         reload.send_replace(Arc::new(config));
                     }
-                    Err(error) => tracing::error!("SIGHUP: {error}; keeping the running configuration"),
+                    Err(error) => tracing::error!(
+                        "SIGHUP: {}; keeping the running configuration",
+                        hotspotd::text::chain(&error)
+                    ),
                 }
                 continue;
             }

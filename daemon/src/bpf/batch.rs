@@ -158,7 +158,7 @@ pub enum BatchError {
     Layout { key_len: usize, value_len: usize },
     #[error("the map's file descriptor is negative")]
     BadFd,
-    #[error("BPF_MAP_LOOKUP_BATCH failed: {0}")]
+    #[error("BPF_MAP_LOOKUP_BATCH failed")]
     Syscall(#[source] io::Error),
 }
 

@@ -62,17 +62,17 @@ pub enum BpfError {
         "{path} is not on a BPF filesystem: mount one with 'mount -t bpf bpf /sys/fs/bpf' or set kernel.pin_dir"
     )]
     NotBpfFs { path: PathBuf },
-    #[error("cannot create the pin folder {path}: {source}")]
+    #[error("cannot create the pin folder {path}")]
     PinDir { path: PathBuf, source: io::Error },
     #[error(
-        "cannot load the eBPF object: {0} (hotspotd needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a kernel with BTF)"
+        "cannot load the eBPF object (hotspotd needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a kernel with BTF)"
     )]
     Load(#[from] aya::EbpfError),
     #[error("the eBPF object has no program '{name}'")]
     MissingProgram { name: &'static str },
     #[error("the eBPF object has no map '{name}'")]
     MissingMap { name: &'static str },
-    #[error("the kernel rejected program '{name}': {source}")]
+    #[error("the kernel rejected program '{name}'")]
     Program {
         name: &'static str,
         source: aya::programs::ProgramError,
@@ -81,13 +81,13 @@ pub enum BpfError {
         "network.lan_interface '{iface}' does not exist: create it or set network.lan_interface to the interface the clients are on"
     )]
     NoInterface { iface: String },
-    #[error("cannot attach '{name}' to {iface}: {source}")]
+    #[error("cannot attach '{name}' to {iface}")]
     Attach {
         name: &'static str,
         iface: String,
         source: aya::programs::ProgramError,
     },
-    #[error("the link of '{name}' cannot be pinned: {source}")]
+    #[error("the link of '{name}' cannot be pinned")]
     Link {
         name: &'static str,
         source: LinkError,
@@ -109,22 +109,22 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot pin the link at {path}: {source}")]
+    #[error("cannot pin the link at {path}")]
     PinLink {
         path: PathBuf,
         source: aya::pin::PinError,
     },
-    #[error("map '{name}': {source}")]
+    #[error("map '{name}'")]
     Map {
         name: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("cannot duplicate the file descriptor of map '{name}': {source}")]
+    #[error("cannot duplicate the file descriptor of map '{name}'")]
     MapFd {
         name: &'static str,
         source: io::Error,
     },
-    #[error("map '{name}': {source}")]
+    #[error("map '{name}'")]
     Batch {
         name: &'static str,
         source: BatchError,
@@ -199,7 +199,7 @@ impl Kernel {
                     "removed the pins of another layout; what its counters held since the last save is not billed"
                 ),
                 Err(error) => tracing::warn!(
-                    %error,
+                    error = %crate::text::chain(&error),
                     path = %dir.display(),
                     "cannot remove the pins of another layout; 'hotspotd --release' with the daemon stopped removes them"
                 ),
@@ -569,7 +569,7 @@ fn take_over(
     match program.attach_to_link(link) {
         Ok(id) => Some(id),
         Err(error) => {
-            tracing::warn!(%error, pin = %pin.display(), "the pinned link is unusable; attaching anew");
+            tracing::warn!(error = %crate::text::chain(&error), pin = %pin.display(), "the pinned link is unusable; attaching anew");
             None
         }
     }

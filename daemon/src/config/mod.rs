@@ -226,7 +226,7 @@ impl EventsConfig {
 /// where the value came from: the file, or the environment variable that set it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read: {source}; pass --config with an existing file", path.display())]
+    #[error("{}: cannot read; pass --config with an existing file", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -260,7 +260,7 @@ pub enum ConfigError {
     #[error("environment variable {name} is not valid UTF-8")]
     NotUnicode { name: String },
     /// The `config` crate failed in a way the checks above did not foresee.
-    #[error("{origin}: {source}")]
+    #[error("{origin}")]
     Merge {
         origin: String,
         source: config::ConfigError,

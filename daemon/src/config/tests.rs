@@ -539,11 +539,12 @@ fn a_missing_file_says_to_pass_an_existing_one() -> TestResult {
         matches!(&error, ConfigError::Read { path: p, .. } if *p == path),
         "{error:?}"
     );
+    // What hotspotd prints: the error, then its cause.
     assert_eq!(
-        error.to_string(),
+        crate::text::chain_string(&error),
         format!(
-            "{}: cannot read: No such file or directory (os error 2); pass --config with an \
-             existing file",
+            "{}: cannot read; pass --config with an existing file: No such file or directory \
+             (os error 2)",
             path.display()
         )
     );

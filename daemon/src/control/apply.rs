@@ -41,17 +41,19 @@ impl Control {
                     match self.kernel_grant(&grant, self.unbilled(mac)) {
                         Ok(kernel_grant) => {
                             if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
-                                tracing::error!(%mac, %error, "cannot let the client through");
+                                tracing::error!(%mac, error = %crate::text::chain(&error), "cannot let the client through");
                             }
                         }
-                        Err(error) => tracing::error!(%mac, %error, "cannot read the kernel clock"),
+                        Err(error) => {
+                            tracing::error!(%mac, error = %crate::text::chain(&error), "cannot read the kernel clock");
+                        }
                     }
                 }
                 Effect::Revoke { mac } => {
                     self.unsaved_clients.insert(mac);
                     self.deadlines.remove(mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
-                        tracing::error!(%mac, %error, "cannot block the client");
+                        tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
                     }
                 }
                 Effect::Save(id) => {
@@ -101,7 +103,7 @@ impl Control {
     pub(super) async fn sync_speed(&mut self) {
         if let Err(error) = self.shaper.apply(&self.desired).await {
             if !self.link_trouble.shaping_broken {
-                tracing::error!(%error, "speed limits could not all be applied; rebuilding the trees");
+                tracing::error!(error = %crate::text::chain(&error), "speed limits could not all be applied; rebuilding the trees");
             }
             self.link_trouble.shaping_broken = true;
         }
@@ -118,14 +120,14 @@ impl Control {
             return;
         }
         if let Err(error) = self.kernel.remove_grant(mac.key()) {
-            tracing::error!(%mac, %error, "cannot block the client");
+            tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
         }
         let read_at = std::time::Instant::now();
         let reading = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
             (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
             (Ok(None), _) => return,
             (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%mac, %error, "cannot read the client's counters; what it passed since the last poll is not billed");
+                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's counters; what it passed since the last poll is not billed");
                 return;
             }
         };
@@ -154,7 +156,7 @@ impl Control {
             Ok(Some(reading)) => self.table.unaccounted_billable(mac, &reading).unwrap_or(0),
             Ok(None) => 0,
             Err(error) => {
-                tracing::warn!(%mac, %error, "cannot read the client's counters; its new budget counts from the last poll");
+                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's counters; its new budget counts from the last poll");
                 0
             }
         }

@@ -64,11 +64,11 @@ pub enum Command {
 /// Why a command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("the session cannot be sold: {0}")]
+    #[error("the session cannot be sold")]
     Invalid(#[from] crate::sessions::InvalidSession),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("the session could not be stored: {0}")]
+    #[error("the session could not be stored")]
     Store(#[from] StoreError),
 }
 
@@ -186,7 +186,9 @@ impl Control {
         tokio::spawn(async move {
             match tokio::time::timeout(SAVED_WAIT, store.saved(ticket)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::debug!(%error, "answering before the change is on disk"),
+                Ok(Err(error)) => {
+                    tracing::debug!(error = %crate::text::chain(&error), "answering before the change is on disk");
+                }
                 Err(_) => {
                     tracing::debug!("answering before the change is on disk: the write takes long");
                 }

@@ -30,7 +30,7 @@ pub(super) fn watch() -> Option<LinkChanges> {
     match netlink::link_changes() {
         Ok(changes) => Some(changes),
         Err(error) => {
-            tracing::warn!(%error, "cannot follow link changes; interfaces are checked every 250 ms instead");
+            tracing::warn!(error = %crate::text::chain(&error), "cannot follow link changes; interfaces are checked every 250 ms instead");
             None
         }
     }
@@ -78,7 +78,7 @@ impl Control {
         if lan_recreated {
             let started = Instant::now();
             if let Err(error) = self.kernel.reattach(&lan) {
-                tracing::error!(interface = %lan, %error, "cannot attach the programs to the LAN interface; retrying");
+                tracing::error!(interface = %lan, error = %crate::text::chain(&error), "cannot attach the programs to the LAN interface; retrying");
                 return;
             }
             self.lan_ifindex = lan_ifindex;
@@ -108,7 +108,7 @@ impl Control {
     async fn rebuild_shaping(&mut self, lan: &str, ifb: &str) {
         // Until the IFB is back, a redirect would drop every upload.
         if let Err(error) = self.kernel.set_ifb(0) {
-            tracing::error!(%error, "cannot stop redirecting uploads to the old IFB");
+            tracing::error!(error = %crate::text::chain(&error), "cannot stop redirecting uploads to the old IFB");
         }
         let started = Instant::now();
         let rebuilt = match Shaper::setup(lan, ifb, self.desired.global).await {
@@ -119,7 +119,7 @@ impl Control {
             Ok(shaper) => {
                 self.shaper = shaper;
                 if let Err(error) = self.kernel.set_ifb(self.shaper.ifb_ifindex()) {
-                    tracing::error!(%error, "cannot redirect uploads to the new IFB");
+                    tracing::error!(error = %crate::text::chain(&error), "cannot redirect uploads to the new IFB");
                 }
                 self.link_trouble.shaping_broken = false;
                 tracing::info!(
@@ -132,7 +132,7 @@ impl Control {
             }
             Err(error) => {
                 if !self.link_trouble.shaping_broken {
-                    tracing::error!(%error, "cannot rebuild the speed limits; clients pass unshaped until it works, retrying every poll");
+                    tracing::error!(error = %crate::text::chain(&error), "cannot rebuild the speed limits; clients pass unshaped until it works, retrying every poll");
                 }
                 self.link_trouble.shaping_broken = true;
             }

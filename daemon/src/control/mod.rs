@@ -55,11 +55,11 @@ pub enum ControlError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot watch the kernel's gate events: {0}")]
+    #[error("cannot watch the kernel's gate events")]
     Events(#[source] std::io::Error),
     #[error(transparent)]
     Read(#[from] reader::ReadError),
-    #[error("cannot start the thread that reads the kernel's counters: {0}")]
+    #[error("cannot start the thread that reads the kernel's counters")]
     ReaderThread(#[source] std::io::Error),
     #[error("the control task's channels were taken by an earlier run")]
     Channels,
@@ -325,7 +325,7 @@ impl Control {
         match self.reader.start(neighbours_of) {
             Ok(started) => started,
             Err(error) => {
-                tracing::error!(%error, "cannot read the kernel's counters");
+                tracing::error!(error = %crate::text::chain(&error), "cannot read the kernel's counters");
                 false
             }
         }
@@ -341,7 +341,7 @@ impl Control {
                     Err(error) => Err(error.into()),
                 };
                 if let Err(error) = result {
-                    tracing::warn!(%error, "reading the kernel's counters failed; retrying next poll");
+                    tracing::warn!(error = %crate::text::chain(&error), "reading the kernel's counters failed; retrying next poll");
                 }
                 self.last_poll = counters.started.elapsed();
                 self.poll_durations.observe(self.last_poll);
@@ -357,7 +357,7 @@ impl Control {
                 match std::mem::replace(&mut neighbours.result, Ok(())) {
                     Ok(()) => self.table.set_addresses(&mut neighbours.pairs),
                     Err(error) => {
-                        tracing::warn!(%error, "reading the neighbour table failed; retrying next poll");
+                        tracing::warn!(error = %crate::text::chain(&error), "reading the neighbour table failed; retrying next poll");
                     }
                 }
                 self.reader.recycle(reader::Read::Neighbours(neighbours));

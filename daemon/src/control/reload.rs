@@ -46,7 +46,7 @@ impl Control {
         if merged.network.walled_garden != old.network.walled_garden
             && let Err(error) = self.kernel.set_walled_garden(&merged.network.walled_garden)
         {
-            tracing::error!(%error, "the new walled garden could not be applied");
+            tracing::error!(error = %crate::text::chain(&error), "the new walled garden could not be applied");
         }
         let now = self.now();
         let effects = self

@@ -59,7 +59,7 @@ impl Control {
         };
         if let Err(error) = self.store.save_batch(batch) {
             // Only a closed store refuses, and it is closed after this task ends.
-            tracing::error!(%error, "the store did not take a save");
+            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
         }
         self.last_save = Instant::now();
     }
@@ -93,7 +93,7 @@ impl Control {
             meta: self.meta(now),
         };
         if let Err(error) = self.store.save_changes(batch) {
-            tracing::error!(%error, "the store did not take a save");
+            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
         }
     }
 

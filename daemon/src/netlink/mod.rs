@@ -15,14 +15,14 @@ pub use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    #[error("cannot open a routing netlink socket: {0}")]
+    #[error("cannot open a routing netlink socket")]
     Open(#[source] std::io::Error),
-    #[error("listing {what} over netlink failed: {source}")]
+    #[error("listing {what} over netlink failed")]
     Dump {
         what: &'static str,
         source: rtnetlink::Error,
     },
-    #[error("listing the neighbours over netlink failed: {0}")]
+    #[error("listing the neighbours over netlink failed")]
     Neighbours(#[source] std::io::Error),
 }
 

@@ -80,7 +80,7 @@ impl fmt::Display for ClassId {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShapingError {
-    #[error("cannot open a routing netlink socket for shaping: {0}")]
+    #[error("cannot open a routing netlink socket for shaping")]
     Open(#[source] std::io::Error),
     #[error("cannot shape on {iface}: there is no such interface (check network.lan_interface)")]
     NoInterface { iface: String },
@@ -89,13 +89,13 @@ pub enum ShapingError {
         .kind.as_deref().map_or_else(|| "a physical".to_owned(), |kind| format!("a {kind}"))
     )]
     NotIfb { iface: String, kind: Option<String> },
-    #[error("cannot {action} the IFB device {iface}: {source}")]
+    #[error("cannot {action} the IFB device {iface}")]
     Ifb {
         iface: String,
         action: &'static str,
         source: RequestError,
     },
-    #[error("cannot {action} the {kind} qdisc at {parent} on {iface}: {source}")]
+    #[error("cannot {action} the {kind} qdisc at {parent} on {iface}")]
     Qdisc {
         iface: String,
         action: &'static str,
@@ -104,19 +104,19 @@ pub enum ShapingError {
         parent: ClassId,
         source: RequestError,
     },
-    #[error("cannot {action} HTB class {classid} on {iface}: {source}")]
+    #[error("cannot {action} HTB class {classid} on {iface}")]
     Class {
         iface: String,
         action: &'static str,
         classid: ClassId,
         source: RequestError,
     },
-    #[error("cannot {what} over netlink: {source}")]
+    #[error("cannot {what} over netlink")]
     Netlink {
         what: &'static str,
         source: RequestError,
     },
-    #[error("cannot shape to this state: {0}")]
+    #[error("cannot shape to this state")]
     Desired(#[from] DesiredError),
 }
 
@@ -247,7 +247,7 @@ impl Shaper {
             };
             succeeded.push(error.is_none());
             if let Some(error) = error {
-                tracing::warn!(%error, "shaping change failed; retried on the next apply");
+                tracing::warn!(error = %crate::text::chain(&error), "shaping change failed; retried on the next apply");
                 first_error.get_or_insert(error);
             }
         }
@@ -297,7 +297,7 @@ impl Shaper {
                     source,
                 }
             };
-            tracing::warn!(%error, "shaping teardown incomplete");
+            tracing::warn!(error = %crate::text::chain(&error), "shaping teardown incomplete");
             first_error.get_or_insert(error);
         }
         if first_error.is_none() {

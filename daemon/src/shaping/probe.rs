@@ -15,7 +15,7 @@ pub(crate) fn psched_clock() -> PschedClock {
             PschedClock::KERNEL_DEFAULT
         }),
         Err(error) => {
-            tracing::warn!(path = PSCHED_PATH, %error, "no psched clock; assuming 64 ns ticks");
+            tracing::warn!(path = PSCHED_PATH, error = %crate::text::chain(&error), "no psched clock; assuming 64 ns ticks");
             PschedClock::KERNEL_DEFAULT
         }
     }

@@ -210,7 +210,7 @@ impl Shaper {
                     // Left in place: harmless unless a client gets this minor, and then
                     // its apply reports the error.
                     let error = self.class_error(tree, minor, "delete", source);
-                    tracing::warn!(%error, "cannot remove a foreign class");
+                    tracing::warn!(error = %crate::text::chain(&error), "cannot remove a foreign class");
                 }
             }
         }

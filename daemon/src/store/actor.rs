@@ -253,21 +253,21 @@ fn record(shared: &Shared, state: &mut State, backoff: &mut Backoff, attempt: At
                 None => {
                     tracing::warn!(
                         %path,
-                        %error,
+                        error = %crate::text::chain(&error),
                         pending_saves = pending,
                         retry_in_secs = wait.as_secs(),
                         "saving to the session database failed: sessions go on being enforced and accounted in memory, every change is kept, and saving is retried until it works"
                     );
                     state.health.failure = Some(Failure {
-                        error: error.to_string(),
+                        error: crate::text::chain_string(&error),
                         since: now,
                         attempts: backoff.failures(),
                         next_retry,
                     });
                 }
                 Some(failure) => {
-                    tracing::debug!(%error, attempt = backoff.failures(), pending_saves = pending, "saving to the session database failed again");
-                    failure.error = error.to_string();
+                    tracing::debug!(error = %crate::text::chain(&error), attempt = backoff.failures(), pending_saves = pending, "saving to the session database failed again");
+                    failure.error = crate::text::chain_string(&error);
                     failure.attempts = backoff.failures();
                     failure.next_retry = next_retry;
                 }

@@ -175,7 +175,7 @@ impl Ledger {
                 self.meta_dirty = Some(self.generation);
             }
             Err(error) => {
-                tracing::error!(%error, "the save's time cannot be saved; the last one is kept");
+                tracing::error!(error = %crate::text::chain(&error), "the save's time cannot be saved; the last one is kept");
             }
         }
     }
@@ -185,7 +185,7 @@ impl Ledger {
         let mut missing = Vec::new();
         for (id, data) in sessions {
             if let Err(error) = sqlite::storable(&data) {
-                tracing::error!(id, %error, "a session's record cannot be saved; its last one is kept");
+                tracing::error!(id, error = %crate::text::chain(&error), "a session's record cannot be saved; its last one is kept");
                 continue;
             }
             match self.sessions.get_mut(&id) {

@@ -136,11 +136,11 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "cannot use the session database {path}: {source} (check that its folder exists and that hotspotd may read and write there, or set store.sqlite_path)"
+        "cannot use the session database {path} (check that its folder exists and that hotspotd may read and write there, or set store.sqlite_path)"
     )]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "cannot open the session database {path}: {source} (check that its folder exists and that hotspotd may read and write there, or set store.sqlite_path)"
+        "cannot open the session database {path} (check that its folder exists and that hotspotd may read and write there, or set store.sqlite_path)"
     )]
     Open {
         path: PathBuf,
@@ -163,7 +163,7 @@ pub enum StoreError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "{path}: upgrading the schema from version {from} to {SCHEMA_VERSION} failed: {source}; the schema was left at version {from}"
+        "{path}: upgrading the schema from version {from} to {SCHEMA_VERSION} failed (the schema was left at version {from})"
     )]
     Migrate {
         path: PathBuf,
@@ -184,17 +184,17 @@ pub enum StoreError {
         "cannot save {field} = {value}: the session database keeps finite numbers, integers up to 2^63 - 1 and years 0 to 9999"
     )]
     Unstorable { field: &'static str, value: String },
-    #[error("cannot save the session: {source}")]
+    #[error("cannot save the session")]
     OutOfRange {
         #[source]
         source: crate::sessions::InvalidSession,
     },
-    #[error("session database: {op} failed: {source}")]
+    #[error("session database: {op} failed")]
     Sql {
         op: &'static str,
         source: rusqlite::Error,
     },
-    #[error("cannot start the session store's thread: {source}")]
+    #[error("cannot start the session store's thread")]
     Thread { source: io::Error },
     #[error(
         "the session database {path} cannot be written ({reason}): the latest changes of {pending} sessions and the clients' counters are kept in memory and saved as soon as it can be written"

@@ -191,7 +191,8 @@ mod tests {
         let mut spoiled = running(1);
         spoiled.time_secs = 10_u64.pow(16);
         let error = session.save(spoiled.clone()).await.expect_err("refused");
-        assert!(error.to_string().contains("time_secs"), "{error}");
+        let shown = crate::text::chain_string(&error);
+        assert!(shown.contains("time_secs"), "{shown}");
         assert_eq!(session.data(), running(1), "the cache is unchanged");
         assert_eq!(store.session(session.id()), Some((mac(1), running(1))));
         assert!(

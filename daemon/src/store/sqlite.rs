@@ -169,7 +169,7 @@ impl Db {
             .map_err(self.fail("turn off syncing"))
         {
             // Only slower from here on: every commit is synced.
-            tracing::warn!(%error, "the session database stays in synchronous = FULL");
+            tracing::warn!(error = %crate::text::chain(&error), "the session database stays in synchronous = FULL");
         }
         written
     }

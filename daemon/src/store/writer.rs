@@ -134,7 +134,7 @@ impl Writer {
             if file_id(&path).is_ok_and(|found| found == Some(companion))
                 && let Err(error) = fs::remove_file(&path)
             {
-                tracing::warn!(path = %path.display(), %error, "cannot remove what the deleted session database left");
+                tracing::warn!(path = %path.display(), error = %crate::text::chain(&error), "cannot remove what the deleted session database left");
             }
         }
     }
@@ -159,7 +159,7 @@ pub(super) struct Prepared<'w> {
 /// fold the WAL into the file.
 fn close_quietly(db: Db) {
     if let Err(error) = db.close() {
-        tracing::debug!(%error, "closing the session database after a failure");
+        tracing::debug!(error = %crate::text::chain(&error), "closing the session database after a failure");
     }
 }
 

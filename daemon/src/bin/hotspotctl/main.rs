@@ -145,14 +145,18 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("hotspotctl: cannot start: {error}");
+            eprintln!(
+                "hotspotctl: cannot start: {}",
+                hotspotd::text::chain(&error)
+            );
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(execute(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The whole chain: the error names what failed, its sources say why.
         Err(error) => {
-            eprintln!("hotspotctl: {error}");
+            eprintln!("hotspotctl: {}", hotspotd::text::chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -198,7 +198,7 @@ impl Event {
 /// Why the engine refused a command; each message says what to do instead.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {
-    #[error("session {id} cannot be added: {source}")]
+    #[error("session {id} cannot be added")]
     InvalidSession {
         id: SessionId,
         source: InvalidSession,

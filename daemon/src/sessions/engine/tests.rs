@@ -1037,7 +1037,9 @@ fn invalid_sessions_are_rejected_with_the_reason() {
             }
         }
     );
-    assert!(error.to_string().contains("--global-speed"), "{error}");
+    // The reason is the source; the chain (what the API answers) says it.
+    let shown = crate::text::chain_string(&error);
+    assert!(shown.contains("--global-speed"), "{shown}");
     assert!(engine.session(1).is_none());
 }
 
