@@ -123,15 +123,15 @@ impl Control {
             tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
         }
         let read_at = std::time::Instant::now();
-        let reading = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
+        let (reading, jiffies) = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
             (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
+            // The kernel never counted it: nothing to bill.
             (Ok(None), _) => return,
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's counters; what it passed since the last poll is not billed");
                 return;
             }
         };
-        let (reading, jiffies) = reading;
         let clocks = crate::accounting::Clocks {
             jiffies,
             hz: self.hz,

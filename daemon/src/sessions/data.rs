@@ -283,16 +283,7 @@ impl SessionData {
     /// are both decided against this one number.
     #[must_use]
     pub fn data_bytes(&self, bytes_per_mb: u64) -> u64 {
-        #[expect(clippy::cast_precision_loss, reason = "bytes_per_mb is far below 2^52")]
-        let bytes = (self.data_mb * bytes_per_mb as f64).ceil();
-        // `as` saturates: NaN and negatives become 0, huge values u64::MAX.
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a float-to-int cast saturates, which is the clamping wanted"
-        )]
-        let bytes = bytes as u64;
-        bytes
+        mb_to_bytes(self.data_mb, bytes_per_mb, f64::ceil)
     }
 
     /// `data_cons` in whole bytes. The engine counts consumption in whole bytes and writes
@@ -300,15 +291,7 @@ impl SessionData {
     /// exactly for every count below 2^51 bytes (2 PB), far beyond the largest session.
     #[must_use]
     pub fn data_cons_bytes(&self, bytes_per_mb: u64) -> u64 {
-        #[expect(clippy::cast_precision_loss, reason = "see the doc: exact below 2^51")]
-        let bytes = (self.data_cons * bytes_per_mb as f64).round();
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a float-to-int cast saturates, which is the clamping wanted"
-        )]
-        let bytes = bytes as u64;
-        bytes
+        mb_to_bytes(self.data_cons, bytes_per_mb, f64::round)
     }
 
     /// Sets `data_cons` from a count of whole bytes (see [`Self::data_cons_bytes`]).
@@ -392,6 +375,23 @@ impl SessionData {
                 .saturating_sub(data_cons_bytes)
         })
     }
+}
+
+/// `mb` MB of `bytes_per_mb` bytes, made whole by `whole`; saturating: NaN and negatives give
+/// 0, what exceeds `u64` gives `u64::MAX`.
+fn mb_to_bytes(mb: f64, bytes_per_mb: u64, whole: fn(f64) -> f64) -> u64 {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "exact for every bytes_per_mb below 2^53; a larger one is no MB anyone sells"
+    )]
+    let bytes = whole(mb * bytes_per_mb as f64);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a float-to-int cast saturates, which is the clamping wanted"
+    )]
+    let bytes = bytes as u64;
+    bytes
 }
 
 /// Whether `at` lies within 200 years of 1970 (a box without a clock starts there), where

@@ -211,7 +211,7 @@ impl Db {
                 for client in clients {
                     let values = ClientValues::new(client);
                     insert
-                        .execute(values.bind().as_slice())
+                        .execute(rusqlite::params_from_iter(values.bind()))
                         .map_err(fail(path, op))?;
                 }
                 if let Some(meta) = meta {
@@ -487,51 +487,16 @@ impl ClientValues {
         }
     }
 
-    fn bind(&self) -> [&dyn ToSql; 22] {
-        let [
-            c0,
-            c1,
-            c2,
-            c3,
-            c4,
-            c5,
-            c6,
-            c7,
-            c8,
-            c9,
-            c10,
-            c11,
-            c12,
-            c13,
-            c14,
-            c15,
-            c16,
-            c17,
-        ] = &self.counters;
+    /// The row's values in `INSERT_CLIENT`'s order.
+    fn bind(&self) -> impl Iterator<Item = &dyn ToSql> {
         [
-            &self.mac,
+            &self.mac as &dyn ToSql,
             &self.state,
             &self.pause_reason,
             &self.session_id,
-            c0,
-            c1,
-            c2,
-            c3,
-            c4,
-            c5,
-            c6,
-            c7,
-            c8,
-            c9,
-            c10,
-            c11,
-            c12,
-            c13,
-            c14,
-            c15,
-            c16,
-            c17,
         ]
+        .into_iter()
+        .chain(self.counters.iter().map(|counter| counter as &dyn ToSql))
     }
 }
 
