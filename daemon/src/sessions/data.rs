@@ -159,7 +159,9 @@ pub enum InvalidSession {
     TimeOnData { time_secs: u64 },
     #[error("time_cons must be at most {MAX_TIME_SECS} (100 years) (got {time_cons})")]
     TimeConsTooLong { time_cons: u64 },
-    #[error("data_cons must be at most {MAX_DATA_MB} (a petabyte) (got {data_cons})")]
+    #[error(
+        "data_cons must be at most {MAX_DATA_CONS_MB} (twice the largest session) (got {data_cons})"
+    )]
     DataConsTooLarge { data_cons: String },
     #[error("{field} must lie between the years 1770 and 2170 (got {at})")]
     MomentOutOfRange { field: &'static str, at: String },
@@ -170,6 +172,10 @@ const MAX_TIME_SECS: u64 = 100 * 365 * 86_400;
 /// The most data one session sells: a petabyte of the default MB. Beyond that a number is a
 /// mistake or an attempt at "unlimited", which a time session says plainly.
 const MAX_DATA_MB: f64 = 1e9;
+/// The most a session can have consumed: a used-up session ends one packet past its data,
+/// so the bound on what is consumed must lie above [`MAX_DATA_MB`], or the largest session,
+/// once used up, would be set aside at the next start.
+const MAX_DATA_CONS_MB: f64 = 2.0 * MAX_DATA_MB;
 /// The longest validity after the start, like [`MAX_TIME_SECS`].
 const MAX_EXP_DAYS: u32 = 100 * 365;
 /// Longest provider name accepted.
@@ -259,7 +265,7 @@ impl SessionData {
                 time_cons: self.time_cons,
             });
         }
-        if self.data_cons > MAX_DATA_MB {
+        if self.data_cons > MAX_DATA_CONS_MB {
             return Err(InvalidSession::DataConsTooLarge {
                 data_cons: format!("{:e}", self.data_cons),
             });
@@ -556,6 +562,16 @@ mod tests {
         assert_eq!(data.check_ranges(), Ok(()), "a stored one is still served");
         data.time_secs = 0;
         assert_eq!(data.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_largest_session_used_up_one_packet_past_its_end_is_still_in_range() {
+        let mut data = session(SessionType::Data);
+        data.data_mb = MAX_DATA_MB;
+        data.set_data_cons_bytes(data.data_bytes(MB) + 1_500, MB);
+        assert!(data.data_cons > MAX_DATA_MB);
+        assert_eq!(data.check_ranges(), Ok(()));
+        assert!(data.is_consumed(data.data_cons_bytes(MB), MB));
     }
 
     #[test]
