@@ -24,7 +24,7 @@ use crate::{
     clock::{self, Reading, WallClock},
     mac::MacAddr,
     sessions::SessionData,
-    sessions::engine::{ClientState, RestoredClient, Session, SessionId},
+    sessions::engine::{ClientState, RestoredClient, SessionId},
     store::{self, Loaded, SavedMeta, StoredClient, StoredSession},
 };
 
@@ -80,14 +80,6 @@ impl Control {
         let restored = clients
             .iter()
             .map(|client| meanwhile.client(client))
-            .collect();
-        let sessions = sessions
-            .into_iter()
-            .map(|stored| Session {
-                id: stored.id,
-                mac: stored.mac,
-                data: stored.data,
-            })
             .collect();
         let effects = self.engine.restore(sessions, restored, now);
         if survived {

@@ -39,13 +39,9 @@ pub use source::{SessionSource, SourceError, SqliteSession};
 /// A session's identity: its row id in the `sessions` table, never reused.
 pub type SessionId = i64;
 
-/// One session as stored: its id, the client it belongs to, its record.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredSession {
-    pub id: SessionId,
-    pub mac: MacAddr,
-    pub data: SessionData,
-}
+/// One session as stored: its id, the client it belongs to, its record — the engine's own
+/// type, so a session has one definition wherever it is.
+pub use crate::sessions::engine::Session as StoredSession;
 
 /// Why a client is paused: the engine's own type, stored as it is.
 pub use crate::sessions::engine::PauseReason;
