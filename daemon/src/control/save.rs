@@ -17,9 +17,9 @@ use crate::{
     mac::MacAddr,
     sessions::{
         SessionData,
-        engine::{Now, SessionId},
+        engine::{ClientState, Now, SessionId},
     },
-    store::{ChangeBatch, SaveBatch, SavedMeta, StoredClient},
+    store::{ChangeBatch, SaveBatch, SavedMeta, StoreError, StoredClient},
 };
 
 impl Control {
@@ -47,20 +47,14 @@ impl Control {
         let clients = self
             .engine
             .clients()
-            .map(|(mac, _, _)| mac)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter_map(|mac| self.stored_client(mac, now))
+            .map(|(mac, state, session_id)| self.stored_client(mac, state, session_id, now))
             .collect();
         let batch = SaveBatch {
             sessions: self.records(&ids),
             clients,
             meta: self.meta(now),
         };
-        if let Err(error) = self.store.save_batch(batch) {
-            // Only a closed store refuses, and it is closed after this task ends.
-            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
-        }
+        taken(self.store.save_batch(batch));
         self.last_save = Instant::now();
     }
 
@@ -85,16 +79,17 @@ impl Control {
         // save drops it; a start finds it holding nothing and leaves it disconnected.
         let clients = macs
             .iter()
-            .filter_map(|mac| self.stored_client(*mac, now))
+            .filter_map(|mac| {
+                let (state, session_id) = self.engine.client(*mac)?;
+                Some(self.stored_client(*mac, state, session_id, now))
+            })
             .collect();
         let batch = ChangeBatch {
             sessions: self.records(&ids),
             clients,
             meta: self.meta(now),
         };
-        if let Err(error) = self.store.save_changes(batch) {
-            tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
-        }
+        taken(self.store.save_changes(batch));
     }
 
     fn records(&self, ids: &BTreeSet<SessionId>) -> Vec<(SessionId, SessionData)> {
@@ -107,17 +102,22 @@ impl Control {
             .collect()
     }
 
-    /// The client's row as saved at `now`; `None` for a client the engine does not know.
-    fn stored_client(&self, mac: MacAddr, now: Now) -> Option<StoredClient> {
-        let (state, session_id) = self.engine.client(mac)?;
-        Some(StoredClient {
+    /// The row of a client in `state` with `session_id`, as saved at `now`.
+    fn stored_client(
+        &self,
+        mac: MacAddr,
+        state: ClientState,
+        session_id: Option<SessionId>,
+        now: Now,
+    ) -> StoredClient {
+        StoredClient {
             mac,
             state: stored_state(state, self.engine.pause_reason(mac)),
             session_id,
             baseline: self.table.baseline(mac),
             totals: self.table.totals(mac),
             saved_at_mono_ns: mono_ns(now),
-        })
+        }
     }
 
     fn meta(&self, now: Now) -> SavedMeta {
@@ -128,6 +128,14 @@ impl Control {
             kernel_epoch: self.kernel_epoch,
             clock_ahead_ns: self.clock.ahead().num_nanoseconds().unwrap_or(i64::MAX),
         }
+    }
+}
+
+/// Logs a save the store refused: only a closed store refuses, and it is closed after the
+/// control task ends.
+fn taken(result: Result<(), StoreError>) {
+    if let Err(error) = result {
+        tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
     }
 }
 

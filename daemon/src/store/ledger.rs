@@ -300,30 +300,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::store::{
-        ClientState,
-        tests::{mac, running},
-    };
-
-    fn meta(n: u64) -> SavedMeta {
-        SavedMeta {
-            saved_at_wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
-            saved_at_mono_ns: n,
-            boot_id: "boot".to_owned(),
-            kernel_epoch: 7,
-            clock_ahead_ns: 0,
-        }
-    }
+    use crate::store::tests::{connected, mac, meta, running};
 
     fn client(n: u32, session_id: Option<SessionId>) -> StoredClient {
-        StoredClient {
-            mac: mac(n),
-            state: ClientState::Connected,
-            session_id,
-            baseline: hotspotd_common::Usage::default(),
-            totals: crate::accounting::Totals::default(),
-            saved_at_mono_ns: 0,
-        }
+        connected(n, session_id)
     }
 
     fn empty() -> Ledger {

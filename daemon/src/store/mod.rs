@@ -453,6 +453,29 @@ pub(crate) mod tests {
         MacAddr(octets)
     }
 
+    /// A connected client `n` running `session_id`, nothing counted yet.
+    pub(crate) fn connected(n: u32, session_id: Option<SessionId>) -> StoredClient {
+        StoredClient {
+            mac: mac(n),
+            state: ClientState::Connected,
+            session_id,
+            baseline: Usage::default(),
+            totals: Totals::default(),
+            saved_at_mono_ns: 0,
+        }
+    }
+
+    /// A save taken at `n` ns of the monotonic clock.
+    pub(crate) fn meta(n: u64) -> SavedMeta {
+        SavedMeta {
+            saved_at_wall: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+            saved_at_mono_ns: n,
+            boot_id: "boot".to_owned(),
+            kernel_epoch: 7,
+            clock_ahead_ns: 0,
+        }
+    }
+
     /// What the file holds, read by a second store.
     pub(crate) fn on_disk(path: &Path) -> Loaded {
         let db = sqlite::Db::open(path).expect("opens");

@@ -236,28 +236,14 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        ClientState, SavedMeta, Store, StoredClient,
-        tests::{mac, running},
+        Store, StoredClient,
+        tests::{connected, mac, meta, running},
     };
 
     fn client(n: u32, session_id: Option<SessionId>, saved_at_mono_ns: u64) -> StoredClient {
         StoredClient {
-            mac: mac(n),
-            state: ClientState::Connected,
-            session_id,
-            baseline: hotspotd_common::Usage::default(),
-            totals: crate::accounting::Totals::default(),
             saved_at_mono_ns,
-        }
-    }
-
-    fn meta(n: u64) -> SavedMeta {
-        SavedMeta {
-            saved_at_wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
-            saved_at_mono_ns: n,
-            boot_id: "boot".to_owned(),
-            kernel_epoch: 1,
-            clock_ahead_ns: 0,
+            ..connected(n, session_id)
         }
     }
 
