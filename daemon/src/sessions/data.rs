@@ -565,6 +565,40 @@ mod tests {
     }
 
     #[test]
+    fn every_range_holds_its_edge_and_refuses_one_past_it() {
+        const LIMIT_SECS: i64 = 200 * 365 * 86_400;
+        let at = |secs| DateTime::from_timestamp(secs, 0).expect("valid");
+        for edge in [-LIMIT_SECS, LIMIT_SECS] {
+            let mut data = session(SessionType::Time);
+            data.started_at = Some(at(edge));
+            data.created_at = at(edge);
+            assert_eq!(data.check_ranges(), Ok(()), "{edge} s is in range");
+            data.started_at = Some(at(edge + edge.signum()));
+            assert!(
+                matches!(
+                    data.check_ranges(),
+                    Err(InvalidSession::MomentOutOfRange {
+                        field: "started_at",
+                        ..
+                    })
+                ),
+                "one second past {edge} s is not"
+            );
+        }
+        let mut time = session(SessionType::Time);
+        time.time_secs = MAX_TIME_SECS;
+        time.time_cons = MAX_TIME_SECS;
+        assert_eq!(time.check_ranges(), Ok(()));
+        time.time_cons = MAX_TIME_SECS + 1;
+        assert!(time.check_ranges().is_err());
+        let mut data = session(SessionType::Data);
+        data.data_cons = MAX_DATA_CONS_MB;
+        assert_eq!(data.check_ranges(), Ok(()));
+        data.data_cons = MAX_DATA_CONS_MB.next_up();
+        assert!(data.check_ranges().is_err());
+    }
+
+    #[test]
     fn the_largest_session_used_up_one_packet_past_its_end_is_still_in_range() {
         let mut data = session(SessionType::Data);
         data.data_mb = MAX_DATA_MB;
