@@ -160,7 +160,7 @@ inside systemctl stop hotspotd
 [ "$(prop Result)" = success ] || die "stop: $(prop Result): $(journal)"
 inside test ! -e /run/hotspotd || die "/run/hotspotd is left after stop"
 # A stop leaves the gate as a crash does; only 'hotspotd --release' (prerm on removal) frees it.
-inside test -e /sys/fs/bpf/hotspotd/v1/links/lan_ingress || die "the stop removed the pinned links"
+inside test -e /sys/fs/bpf/hotspotd/v2/links/lan_ingress || die "the stop removed the pinned links"
 pass "stops cleanly; the runtime folder goes, the gate stays pinned"
 
 inside systemctl start hotspotd

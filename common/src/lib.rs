@@ -9,10 +9,22 @@ use core::mem::size_of;
 /// The layout version is part of the path so a daemon never reuses maps of another layout.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/hotspotd";
 /// Bumped whenever a map's key, value or meaning changes.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
-/// Per-client counters: `PerCpuHashMap<MacKey, Usage>`, written by the kernel only.
+/// Counters of the clients the daemon keeps room for, every client with a grant among them:
+/// `PerCpuHashMap<MacKey, Usage>`. The daemon creates and deletes the entries (before a grant
+/// is set, after the last reading without one), the kernel only counts into them, so a paying
+/// client's billing never depends on free room in a table that other traffic can fill.
 pub const MAP_USAGE: &str = "USAGE";
+/// Counters of every other MAC the programs see: `LruPerCpuHashMap<MacKey, Usage>`, entries
+/// created by the kernel at a MAC's first frame. When it is full the least recently seen
+/// entry makes way, so a flood of made-up MACs costs only their own counters.
+pub const MAP_SEEN: &str = "SEEN";
+/// Which MAC sends from each address: `LruHashMap<IpKey, AddressOwner>`, written by the
+/// upload program from the source MAC and source address of what clients send to the box and
+/// of clients without a grant (a paying client's internet traffic skips it: one lookup less
+/// per packet, and nothing the portal identifies a client by passes that way).
+pub const MAP_ADDRESSES: &str = "ADDRESSES";
 /// The box's first addresses of each family, compared inline: `Array<LocalTable>` of two
 /// slots, written by the daemon (the slot not in use, then [`config_word::LOCAL_TABLE_SLOT`]
 /// flips), so a packet never sees a half-written table.
@@ -42,6 +54,13 @@ pub const MAP_STATS: &str = "STATS";
 
 /// Clients the kernel tracks at once. A hotspot box serves hundreds to a few thousand.
 pub const MAX_CLIENTS: u32 = 16_384;
+/// Entries of [`MAP_SEEN`]: MACs without room in [`MAP_USAGE`].
+pub const MAX_SEEN: u32 = 16_384;
+/// Entries of [`MAP_ADDRESSES`]: a phone has an IPv4, a link-local and one or two global IPv6
+/// addresses.
+pub const MAX_ADDRESSES: u32 = 65_536;
+/// `(protocol, port)` pairs of the box's client services [`LocalTable`] holds.
+pub const LOCAL_SERVICES_LEN: usize = 32;
 /// Addresses of the box itself (every interface, IPv4 and IPv6).
 pub const MAX_LOCAL_ADDRS: u32 = 1_024;
 /// Walled-garden prefixes.
@@ -68,7 +87,7 @@ pub mod config_word {
 pub mod stat {
     /// An IP packet whose header is truncated or inconsistent: never billed.
     pub const MALFORMED_PACKETS: u32 = 0;
-    /// A client packet not counted because [`super::MAP_USAGE`] was full.
+    /// A client packet not counted because [`super::MAP_SEEN`] could not take its MAC.
     pub const UNTRACKED_PACKETS: u32 = 1;
     /// Frames that are not IPv4 or IPv6 (ARP, LLDP, …): never billed.
     pub const NON_IP_PACKETS: u32 = 2;
@@ -81,8 +100,12 @@ pub mod stat {
     pub const DROPPED_DEADLINE: u32 = 5;
     /// Gate events lost because `EVENTS` was full (the daemon's poll catches up).
     pub const EVENTS_LOST: u32 = 6;
+    /// Forwarded packets to a group (multicast or broadcast) destination MAC: a neighbour
+    /// entry that an attacker pointed at a group address would hand every station a copy,
+    /// with no one client to gate, bill or shape it as; dropped.
+    pub const DROPPED_GROUP_DESTINATION: u32 = 7;
     /// Number of entries.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// A client's MAC address, padded to 8 bytes so the key has no implicit padding.
@@ -273,6 +296,11 @@ pub const LOCAL_ADDR_PRESENT: u32 = 1;
 /// The box's addresses as the programs compare them: raw network-order bytes, IPv4 in the
 /// first `v4_count` entries of `v4`, IPv6 in the first `v6_count` of `v6`. `overflow != 0`
 /// means the box has more and [`MAP_LOCAL_ADDRS`] must be asked too.
+///
+/// And the box's client services (`network.local_services`): what a client may reach on the
+/// box without a session and is never billed for, as [`local_service`] words in the first
+/// `service_count` of `services`; `control != 0` adds ICMP (v4 and v6) and IGMP. Anything else
+/// a client has with the box is gated and billed like internet traffic.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalTable {
@@ -281,9 +309,34 @@ pub struct LocalTable {
     pub v4_count: u32,
     pub v6_count: u32,
     pub overflow: u32,
+    pub service_count: u32,
+    pub services: [u32; LOCAL_SERVICES_LEN],
+    pub control: u32,
     _pad: u32,
 }
-const _: () = assert!(size_of::<LocalTable>() == 4 * 16 + 16 * 16 + 16);
+const _: () =
+    assert!(size_of::<LocalTable>() == 4 * 16 + 16 * 16 + 16 + 4 * LOCAL_SERVICES_LEN + 8);
+
+/// A box service as [`LocalTable::services`] holds it: the IP protocol number above the port.
+#[must_use]
+pub const fn local_service(protocol: u8, port: u16) -> u32 {
+    ((protocol as u32) << 16) | port as u32
+}
+
+/// Who sends from an address (value of [`MAP_ADDRESSES`]), as the upload program last saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressOwner {
+    /// The source MAC of the latest packet from the address.
+    pub mac: MacKey,
+    /// The MAC that sent from it before `mac` did; all-zero if none.
+    pub previous: MacKey,
+    /// Jiffies of the latest packet.
+    pub seen_jiffies: u64,
+    /// Jiffies at which `mac` took the address over from `previous`; 0 if it never moved.
+    pub moved_jiffies: u64,
+}
+const _: () = assert!(size_of::<AddressOwner>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -298,7 +351,7 @@ mod pod {
     unsafe impl aya::Pod for super::IpKey {}
     // SAFETY: `#[repr(C)]` ten `u64` counters, no padding (80, asserted).
     unsafe impl aya::Pod for super::Usage {}
-    // SAFETY: `#[repr(C)]` byte arrays and four `u32`, the last an explicit `_pad` (asserted).
+    // SAFETY: `#[repr(C)]` byte arrays and `u32`s, the last an explicit `_pad` (asserted).
     unsafe impl aya::Pod for super::LocalTable {}
     // SAFETY: `#[repr(C)]` `i64`, `u64` and `u32` fields in an order that leaves no implicit
     // padding (40, asserted); its flags are a `u64`, not a `bool`, so every value is valid.
@@ -308,4 +361,7 @@ mod pod {
     // SAFETY: `#[repr(C)]` an `i64`, a `MacKey` (itself `Pod`), a `u32` and an explicit `u32`
     // `_pad` (24, asserted).
     unsafe impl aya::Pod for super::GateEvent {}
+    // SAFETY: `#[repr(C)]` two `MacKey`s (themselves `Pod`) and two `u64`, no padding (32,
+    // asserted).
+    unsafe impl aya::Pod for super::AddressOwner {}
 }

@@ -1,7 +1,9 @@
 //! Turns the kernel's per-client counters into per-client totals. The kernel's counters only
 //! grow, so each poll takes the difference to the previous reading; a counter that went down
-//! means its map entry was recreated, and then the new value is all new traffic. Pure: the
-//! caller reads the maps and the clock.
+//! means its map entry was recreated, and then the new value is all new traffic. A client's
+//! counters live in one of two maps (`USAGE` while the daemon keeps room for it, `SEEN`
+//! otherwise), each with its own previous reading. Pure: the caller reads the maps and the
+//! clock.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -46,8 +48,12 @@ pub struct ClientRecord {
     pub ips: BTreeSet<IpAddr>,
     pub totals: Totals,
     pub last_seen: Option<DateTime<Utc>>,
-    /// The kernel's counters at the last poll.
+    /// The kernel's counters in `USAGE` at the last poll.
     last_reading: Usage,
+    /// Its counters in `SEEN` at the last poll.
+    last_seen_reading: Usage,
+    /// Whether the last reading of `USAGE`, and of `SEEN`, had an entry for it.
+    in_maps: [bool; 2],
     /// When this client alone was read last ([`ClientTable::apply_one`]), while a poll's
     /// reading taken before then may still be on its way: that reading's counters for it
     /// are older than `last_reading`, and must not be mistaken for a recreated entry.
@@ -62,16 +68,32 @@ impl ClientRecord {
 
     /// Accounts one reading of this client's counters; what moved goes into `deltas`. A
     /// reading older than the record's last one is skipped.
-    fn account(&mut self, reading: &Usage, clocks: Clocks, deltas: &mut Vec<(MacAddr, Usage)>) {
-        if self.is_stale(clocks.read_at) {
-            return;
-        }
-        self.read_alone_at = None;
-        let delta = usage_delta(&self.last_reading, reading);
+    fn account(
+        &mut self,
+        map: CounterMap,
+        reading: &Usage,
+        clocks: Clocks,
+        deltas: &mut Vec<(MacAddr, Usage)>,
+    ) {
+        self.in_maps[map as usize] = true;
+        let last = match map {
+            CounterMap::Usage => {
+                if self.is_stale(clocks.read_at) {
+                    return;
+                }
+                self.read_alone_at = None;
+                &mut self.last_reading
+            }
+            // Only `USAGE` is ever read alone.
+            CounterMap::Seen => &mut self.last_seen_reading,
+        };
+        let delta = usage_delta(last, reading);
+        *last = *reading;
         self.totals.add(&delta);
-        self.last_reading = *reading;
         if reading.last_seen_jiffies != 0 {
-            self.last_seen = Some(clocks.wall_time_of(reading.last_seen_jiffies));
+            // The latest of the two maps: the one the client left keeps an older stamp.
+            let seen = clocks.wall_time_of(reading.last_seen_jiffies);
+            self.last_seen = Some(self.last_seen.map_or(seen, |last| last.max(seen)));
         }
         let unmoved = Usage {
             last_seen_jiffies: delta.last_seen_jiffies,
@@ -89,17 +111,32 @@ impl ClientRecord {
             totals: Totals::default(),
             last_seen: None,
             last_reading: Usage::default(),
+            last_seen_reading: Usage::default(),
+            in_maps: [false; 2],
             read_alone_at: None,
         }
     }
 
-    /// A client missing from a reading begun at `read_at`: if its entry comes back, it
-    /// counts from zero — unless the reading is older than the record.
-    fn missing(&mut self, read_at: Instant) {
-        if !self.is_stale(read_at) {
-            self.last_reading = Usage::default();
+    /// A client missing from a reading of `map` begun at `read_at`: if its entry comes back,
+    /// it counts from zero — unless the reading is older than the record.
+    fn missing(&mut self, map: CounterMap, read_at: Instant) {
+        self.in_maps[map as usize] = false;
+        match map {
+            CounterMap::Usage if !self.is_stale(read_at) => self.last_reading = Usage::default(),
+            CounterMap::Usage => {}
+            CounterMap::Seen => self.last_seen_reading = Usage::default(),
         }
     }
+}
+
+/// The kernel map a reading of counters comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum CounterMap {
+    /// `USAGE`: the clients the daemon keeps room for, every client with a grant among them.
+    Usage,
+    /// `SEEN`: every other MAC, evicted least recently seen first when full.
+    Seen,
 }
 
 /// Every client seen, by MAC.
@@ -140,10 +177,22 @@ pub struct Clocks {
 }
 
 impl Clocks {
-    fn wall_time_of(&self, jiffies: u64) -> DateTime<Utc> {
+    /// The wall time of a jiffies stamp the programs wrote.
+    #[must_use]
+    pub fn wall_time_of(&self, jiffies: u64) -> DateTime<Utc> {
         let ago_ms =
             self.jiffies.saturating_sub(jiffies).saturating_mul(1_000) / u64::from(self.hz.max(1));
         self.wall - TimeDelta::milliseconds(i64::try_from(ago_ms).unwrap_or(i64::MAX))
+    }
+
+    /// The jiffies `duration` before now; 0 if that is before the kernel started.
+    #[must_use]
+    pub fn jiffies_ago(&self, duration: Duration) -> u64 {
+        let ticks = u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(self.hz))
+            / 1_000;
+        self.jiffies.saturating_sub(ticks)
     }
 }
 
@@ -180,6 +229,17 @@ impl ClientTable {
         readings: &mut [(MacKey, Usage)],
         clocks: Clocks,
     ) -> Vec<(MacAddr, Usage)> {
+        self.apply_map(CounterMap::Usage, readings, clocks)
+    }
+
+    /// [`ClientTable::apply`] for a reading of either map; each keeps its own previous
+    /// readings, so a client moving from one to the other is counted once.
+    pub fn apply_map(
+        &mut self,
+        map: CounterMap,
+        readings: &mut [(MacKey, Usage)],
+        clocks: Clocks,
+    ) -> Vec<(MacAddr, Usage)> {
         readings.sort_unstable_by_key(|(key, _)| key.addr);
         let mut deltas = Vec::with_capacity(readings.len());
         let mut newcomers = Vec::new();
@@ -187,22 +247,22 @@ impl ClientTable {
         for (key, reading) in readings.iter() {
             let mac = MacAddr::from(*key);
             while let Some((_, missing)) = records.next_if(|(known, _)| **known < mac) {
-                missing.missing(clocks.read_at);
+                missing.missing(map, clocks.read_at);
             }
             match records.next_if(|(known, _)| **known == mac) {
-                Some((_, record)) => record.account(reading, clocks, &mut deltas),
+                Some((_, record)) => record.account(map, reading, clocks, &mut deltas),
                 None => newcomers.push((mac, *reading)),
             }
         }
         for (_, missing) in records {
-            missing.missing(clocks.read_at);
+            missing.missing(map, clocks.read_at);
         }
         if !newcomers.is_empty() {
             for (mac, reading) in &newcomers {
                 self.clients
                     .entry(*mac)
                     .or_insert_with(|| ClientRecord::new(*mac))
-                    .account(reading, clocks, &mut deltas);
+                    .account(map, reading, clocks, &mut deltas);
             }
             deltas.sort_by_key(|(mac, _)| *mac);
         }
@@ -219,7 +279,7 @@ impl ClientTable {
             .entry(mac)
             .or_insert_with(|| ClientRecord::new(mac));
         let mut deltas = Vec::with_capacity(1);
-        record.account(reading, clocks, &mut deltas);
+        record.account(CounterMap::Usage, reading, clocks, &mut deltas);
         record.read_alone_at = Some(clocks.read_at);
         deltas.pop().map(|(_, delta)| delta)
     }
@@ -290,6 +350,31 @@ impl ClientTable {
 
     /// Starts from saved baselines: the next reading's deltas are the traffic since they
     /// were taken. Only valid while the kernel's counters are the same ones.
+    /// Forgets the clients that neither kernel map holds any longer (a flood's made-up MACs,
+    /// evicted from `SEEN`) unless `keep` says otherwise (they hold a session): the table
+    /// stays as small as the maps, whatever MACs the LAN makes up. Returns how many went.
+    pub fn forget_gone(&mut self, keep: impl Fn(MacAddr) -> bool) -> usize {
+        let before = self.clients.len();
+        self.clients
+            .retain(|mac, record| record.in_maps.iter().any(|held| *held) || keep(*mac));
+        before - self.clients.len()
+    }
+
+    /// Takes a reading of `SEEN` as already counted: at a start, where its previous readings
+    /// are not saved (it holds no billable traffic, and what it gained since the last poll of
+    /// the previous run is not counted).
+    pub fn restore_seen(&mut self, readings: &[(MacKey, Usage)]) {
+        for (key, reading) in readings {
+            let mac = MacAddr::from(*key);
+            let record = self
+                .clients
+                .entry(mac)
+                .or_insert_with(|| ClientRecord::new(mac));
+            record.last_seen_reading = *reading;
+            record.in_maps[CounterMap::Seen as usize] = true;
+        }
+    }
+
     pub fn restore_baselines(&mut self, baselines: impl IntoIterator<Item = (MacAddr, Usage)>) {
         for (mac, baseline) in baselines {
             self.clients

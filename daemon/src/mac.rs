@@ -23,6 +23,13 @@ impl MacAddr {
         MacKey::new(self.0)
     }
 
+    /// Whether this is a group (multicast or broadcast) address: the lowest bit of the first
+    /// octet is set.
+    #[must_use]
+    pub const fn is_group(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
     /// Whether a device can send from this address: not a group (multicast or broadcast)
     /// address, whose lowest bit of the first octet is set, and not all zeros. The gate drops
     /// every frame from a group address, so a session sold to one could never be used.

@@ -13,6 +13,13 @@ pub fn ip_key(addr: IpAddr) -> IpKey {
     }
 }
 
+/// The address a map key holds: IPv4-mapped keys are IPv4 addresses.
+#[must_use]
+pub fn ip_of_key(key: IpKey) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(key.addr);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,7 +228,10 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
         .into_iter()
         .map(ip_key)
         .collect();
-    kernel.sync_local_addrs(&local)?;
+    kernel.sync_local_addrs(
+        &local,
+        &crate::bpf::LocalServices::of(&config.network.local_services),
+    )?;
     kernel.set_walled_garden(&config.network.walled_garden)?;
     let hz = kernel_hz(&kernel).await?;
     let ifb = &config.network.ifb_interface;

@@ -39,6 +39,10 @@ pub struct ClientView {
     /// while the client has no running session.
     pub down_mbits: Option<u32>,
     pub up_mbits: Option<u32>,
+    /// Its addresses that moved to or from another MAC in the last ten minutes. Absent from
+    /// an older daemon's answer.
+    #[serde(default)]
+    pub address_conflicts: Vec<crate::addresses::AddressMove>,
 }
 
 /// One session in `GET /v1/sessions`: `id`, `mac`, every `SessionData` field under its Rust
@@ -69,6 +73,23 @@ pub struct StatusView {
     /// older daemon's answer.
     #[serde(default)]
     pub sessions_set_aside: Vec<SetAsideView>,
+    /// How full the kernel's per-client tables were at the last poll. Absent from an older
+    /// daemon's answer.
+    #[serde(default)]
+    pub kernel_maps: Vec<MapFillView>,
+}
+
+/// One of the kernel's per-client tables: `usage` (clients with room for their counters, every
+/// paying one among them), `seen` (every other MAC; when full, the least recently seen is
+/// forgotten), `grants`, `addresses` (who sends from each address).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapFillView {
+    pub map: String,
+    pub entries: usize,
+    pub capacity: u32,
+    /// Within 1 % of its capacity (an LRU map evicts a little before its last entry).
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// A stored session the daemon did not load: it stays in the database, unserved, until the

@@ -1,7 +1,8 @@
 //! hotspotd's tc programs on the LAN interface. `lan_ingress` sees what clients send (upload),
 //! `lan_egress` what they receive (download). Each parses the frame, finds the client by MAC,
-//! lets the gate decide on packets to and from anything but the box itself (`gate.rs`), and
-//! adds the packet to the client's per-CPU counters: billable, local or dropped. Accounting
+//! lets the gate decide on every packet but those with the box's free client services and
+//! the LAN's multicast (`gate.rs`), and adds the packet to the client's per-CPU counters:
+//! billable, local or dropped. Accounting
 //! fails open: a frame that cannot be parsed is passed on and counted in `STATS`; the gate is
 //! the one place that drops.
 #![no_std]
@@ -27,18 +28,27 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::generated::{bpf_jiffies64, bpf_redirect},
     macros::{classifier, map},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+    },
     programs::TcContext,
 };
 use gate::Verdict;
 use hotspotd_common::{
-    EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable, MAX_CLIENTS,
-    MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MacKey, Usage, config_word, stat,
+    AddressOwner, EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable,
+    MAX_ADDRESSES, MAX_CLIENTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MAX_SEEN, MacKey, Usage,
+    config_word, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
 #[map(name = "USAGE")]
 static USAGE: PerCpuHashMap<MacKey, Usage> = PerCpuHashMap::pinned(MAX_CLIENTS, 0);
+
+#[map(name = "SEEN")]
+static SEEN: LruPerCpuHashMap<MacKey, Usage> = LruPerCpuHashMap::pinned(MAX_SEEN, 0);
+
+#[map(name = "ADDRESSES")]
+static ADDRESSES: LruHashMap<IpKey, AddressOwner> = LruHashMap::pinned(MAX_ADDRESSES, 0);
 
 #[map(name = "LOCAL_ADDRS")]
 static LOCAL_ADDRS: HashMap<IpKey, u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
@@ -105,7 +115,7 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     let frame = packet::parse(ctx, direction);
     let mut htb_class = 0;
     let class = match frame.kind {
-        FrameKind::Ip if frame.local => Class::Local,
+        FrameKind::Ip if frame.group || is_free_service(ctx, &frame, direction) => Class::Local,
         FrameKind::Ip => {
             let decision = gate::verdict(ctx, &frame, direction);
             htb_class = decision.class;
@@ -132,9 +142,16 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
             count_stat(stat::DROPPED_NO_SESSION);
             return TC_ACT_SHOT;
         }
+        FrameKind::GroupDestination => {
+            count_stat(stat::DROPPED_GROUP_DESTINATION);
+            return TC_ACT_SHOT;
+        }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
-    account(&frame, direction, class);
+    let first_this_tick = account(&frame, direction, class);
+    if direction == Direction::Up && (class != Class::Billable || first_this_tick) {
+        bind_address(&frame);
+    }
     if class == Class::Dropped {
         return TC_ACT_SHOT;
     }
@@ -190,6 +207,60 @@ pub fn clock_probe(_ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
+/// Whether the other end is the box and the packet is for (or from) one of its free client
+/// services: what every client may use without a session, never billed.
+#[inline(always)]
+fn is_free_service(ctx: &TcContext, frame: &Frame, direction: Direction) -> bool {
+    if !frame.box_end {
+        return false;
+    }
+    let Some(table) = local_table() else {
+        return false;
+    };
+    packet::is_local_service(ctx, frame, direction, table)
+}
+
+/// Records that the client sends from its source address, and when the address last moved
+/// to another MAC: what the daemon shows as the client's addresses, and how the portal
+/// knows whose request it answers. For every packet a client sends to the box or while it
+/// has no grant; of a paying client's internet traffic, only its first packet in each jiffy
+/// on a CPU, which keeps its addresses known and spares the lookup on the rest.
+#[inline(always)]
+fn bind_address(frame: &Frame) {
+    if !frame.has_source {
+        return;
+    }
+    // SAFETY: jiffies are a plain read.
+    let now = unsafe { bpf_jiffies64() };
+    if let Some(owner) = ADDRESSES.get_ptr_mut(&frame.source) {
+        // SAFETY: a successful lookup; two CPUs writing one entry at once (two MACs sending
+        // from one address in the same instant) may mix their fields, and either way the
+        // entry says the address moved.
+        unsafe {
+            let owner = &mut *owner;
+            if owner.mac != frame.client {
+                owner.previous = owner.mac;
+                owner.mac = frame.client;
+                owner.moved_jiffies = now;
+            }
+            // Written only when it changes: most packets leave the cache line alone.
+            if owner.seen_jiffies != now {
+                owner.seen_jiffies = now;
+            }
+        }
+        return;
+    }
+    let owner = AddressOwner {
+        mac: frame.client,
+        previous: MacKey::new([0; 6]),
+        seen_jiffies: now,
+        moved_jiffies: 0,
+    };
+    // The LRU map makes room itself; a failure leaves the address unbound, which the daemon
+    // shows as unknown.
+    let _ = ADDRESSES.insert(&frame.source, &owner, 0);
+}
+
 /// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.
 #[inline(always)]
 fn local_table() -> Option<&'static LocalTable> {
@@ -234,11 +305,13 @@ pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
     table.overflow != 0 && unsafe { LOCAL_ADDRS.get(IpKey::from_v6(*addr)).is_some() }
 }
 
+/// Adds the packet to the client's counters; returns whether it is the client's first packet
+/// in this jiffy on this CPU (or its counters could not be found).
 #[inline(always)]
-fn account(packet: &Frame, direction: Direction, class: Class) {
+fn account(packet: &Frame, direction: Direction, class: Class) -> bool {
     let Some(usage) = usage_of(&packet.client) else {
         count_stat(stat::UNTRACKED_PACKETS);
-        return;
+        return true;
     };
     // SAFETY: a per-CPU map value is only touched by this CPU with preemption off, so plain
     // read-modify-write is race free; the pointer came from a successful lookup.
@@ -264,20 +337,27 @@ fn account(packet: &Frame, direction: Direction, class: Class) {
                 usage.dropped_packets += packet.segments;
             }
         }
-        usage.last_seen_jiffies = bpf_jiffies64();
+        let now = bpf_jiffies64();
+        let first_this_tick = usage.last_seen_jiffies != now;
+        usage.last_seen_jiffies = now;
+        first_this_tick
     }
 }
 
-/// The client's counters on this CPU, created on its first packet.
+/// The client's counters on this CPU: those the daemon made room for in `USAGE` (every
+/// client with a grant), else its entry in `SEEN`, created at its first packet.
 #[inline(always)]
 fn usage_of(client: &MacKey) -> Option<*mut Usage> {
     if let Some(usage) = USAGE.get_ptr_mut(client) {
         return Some(usage);
     }
-    // EEXIST means another CPU created it first, which is as good; ENOSPC means the map is
-    // full and the lookup below fails.
-    let _ = USAGE.insert(client, Usage::default(), u64::from(BPF_NOEXIST));
-    USAGE.get_ptr_mut(client)
+    if let Some(usage) = SEEN.get_ptr_mut(client) {
+        return Some(usage);
+    }
+    // EEXIST means another CPU created it first, which is as good; a full LRU map evicts its
+    // least recently used entry to make room.
+    let _ = SEEN.insert(client, &Usage::default(), u64::from(BPF_NOEXIST));
+    SEEN.get_ptr_mut(client)
 }
 
 #[inline(always)]

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
-use hotspotd_common::{IpKey, MacKey};
+use hotspotd_common::{IpKey, LOCAL_SERVICES_LEN, LocalTable, MacKey, local_service};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -17,8 +17,11 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_IGMP: u8 = 2;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
 /// IPv6 hop-by-hop options and routing header: a routing header (alone or behind hop-by-hop
 /// options) can send a packet addressed to the box on to another address.
 const IPPROTO_HOPOPTS: u8 = 0;
@@ -44,8 +47,12 @@ pub enum Direction {
 /// enums that carry data, and the kernel would reject the object's BTF.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
-    /// Not a frame to one client: sent to a group on egress, or too short for Ethernet.
+    /// Not a frame to one client: sent by the box to a group, or too short for Ethernet.
     NotClient,
+    /// Forwarded to a group (multicast or broadcast) destination MAC on egress: every station
+    /// would get a copy and none can be gated, billed or shaped for it. The box forwards
+    /// nothing to a group unless its neighbour table was poisoned with a group MAC.
+    GroupDestination,
     /// From a group (multicast or broadcast) source address on ingress. No station sends
     /// from one (IEEE 802), so no client and no session can be behind it.
     GroupSource,
@@ -65,10 +72,17 @@ pub struct Frame {
     pub ip_bytes: u64,
     /// Segments this packet becomes on the wire (1 unless GSO).
     pub segments: u64,
-    /// The other end is the box itself, or the packet is multicast or broadcast.
-    pub local: bool,
+    /// The other end is the box: going up, addressed to one of the box's addresses; going
+    /// down, sent by the box itself (not forwarded). Only its client services are free.
+    pub box_end: bool,
+    /// Addressed to a group (multicast or broadcast): it never leaves the LAN.
+    pub group: bool,
     /// The other end: destination going up, source going down.
     pub remote: IpKey,
+    /// The source address.
+    pub source: IpKey,
+    /// Going up, the source is an address a client can hold (not unspecified, not a group).
+    pub has_source: bool,
     /// The IP protocol (IPv6: the first next header) and where its header starts, so the
     /// walled-garden check can read a port; only clients without a session need it.
     pub proto: u8,
@@ -83,8 +97,11 @@ impl Frame {
             client: MacKey::new([0; 6]),
             ip_bytes: 0,
             segments: 0,
-            local: false,
+            box_end: false,
+            group: false,
             remote: IpKey { addr: [0; 16] },
+            source: IpKey { addr: [0; 16] },
+            has_source: false,
             proto: 0,
             l4_offset: 0,
         }
@@ -101,16 +118,23 @@ struct IpLayer {
     /// The remote address is multicast or broadcast.
     group: bool,
     remote: IpKey,
+    source: IpKey,
+    /// The source is an address a client can hold: not unspecified, not a group.
+    has_source: bool,
     proto: u8,
     l4_offset: u8,
 }
+
+const NO_ADDRESS: IpKey = IpKey { addr: [0; 16] };
 
 const MALFORMED: IpLayer = IpLayer {
     ip_bytes: 0,
     segments: 0,
     remote_is_local: false,
     group: false,
-    remote: IpKey { addr: [0; 16] },
+    remote: NO_ADDRESS,
+    source: NO_ADDRESS,
+    has_source: false,
     proto: 0,
     l4_offset: 0,
 };
@@ -143,6 +167,53 @@ pub fn make_headers_linear(ctx: &TcContext) {
 #[inline(always)]
 fn is_group_mac(mac: &[u8; 6]) -> bool {
     mac[0] & 1 == 1
+}
+
+/// An IPv6 address as two 64-bit words, for tests against zero that stay plain loads.
+#[inline(always)]
+fn ip_halves(addr: &[u8; 16]) -> (u64, u64) {
+    let mut high = [0u8; 8];
+    let mut low = [0u8; 8];
+    high.copy_from_slice(&addr[..8]);
+    low.copy_from_slice(&addr[8..]);
+    (u64::from_ne_bytes(high), u64::from_ne_bytes(low))
+}
+
+/// 224.0.0.0/4 multicast or the limited broadcast address.
+#[inline(always)]
+fn is_group_v4(addr: [u8; 4]) -> bool {
+    addr[0] & 0xf0 == 0xe0 || addr == [0xff; 4]
+}
+
+/// Whether the TCP or UDP port of the box's end (`remote_port`), or the protocol itself, is
+/// one of the box's free client services in `table`.
+#[inline(always)]
+pub fn is_local_service(
+    ctx: &TcContext,
+    frame: &Frame,
+    direction: Direction,
+    table: &LocalTable,
+) -> bool {
+    match frame.proto {
+        IPPROTO_ICMP | IPPROTO_IGMP | IPPROTO_ICMPV6 => table.control != 0,
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let port = remote_port(ctx, frame, direction);
+            if port == 0 {
+                return false;
+            }
+            let wanted = local_service(frame.proto, port);
+            for i in 0..LOCAL_SERVICES_LEN {
+                if i as u32 >= table.service_count {
+                    break;
+                }
+                if table.services[i] == wanted {
+                    return true;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// The port of the remote end (destination going up, source going down) of a TCP or UDP
@@ -231,13 +302,19 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
             Direction::Down => (eth.dst_addr, false, eth.ether_type),
         }
     };
+    // Going down, what the box sends itself has no ingress interface; a forwarded packet
+    // keeps the one it arrived on. A packet is the box's because the box sent it, not
+    // because it carries a box address as its source (which anyone on the WAN can write).
+    let from_box = direction == Direction::Down && ingress_ifindex(ctx) == 0;
     if is_group_mac(&client_mac) {
-        // A bridge drops frames from group sources before they get here, but a LAN interface
-        // that is not a bridge passes them up, and the stack would route the IP inside with
-        // no client to gate: the gate has to see them.
         return Frame::of(match direction {
+            // A bridge drops frames from group sources before they get here, but a LAN
+            // interface that is not a bridge passes them up, and the stack would route the IP
+            // inside with no client to gate: the gate has to see them.
             Direction::Up => FrameKind::GroupSource,
-            Direction::Down => FrameKind::NotClient,
+            // The box's own DHCP offers, router advertisements, mDNS answers.
+            Direction::Down if from_box => FrameKind::NotClient,
+            Direction::Down => FrameKind::GroupDestination,
         });
     }
 
@@ -269,11 +346,27 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         client,
         ip_bytes: layer.ip_bytes,
         segments: u64::from(layer.segments),
-        local: to_group || layer.group || layer.remote_is_local,
+        box_end: match direction {
+            Direction::Up => layer.remote_is_local,
+            Direction::Down => from_box,
+        },
+        // A frame to a group MAC that is not for the box (a subnet's broadcast address) is the
+        // LAN's chatter; one addressed to a box address is the box's like any other, so a
+        // broadcast MAC cannot smuggle a packet past the list of the box's free services.
+        group: layer.group || (to_group && !layer.remote_is_local),
         remote: layer.remote,
+        source: layer.source,
+        has_source: layer.has_source,
         proto: layer.proto,
         l4_offset: layer.l4_offset,
     }
+}
+
+/// The interface a packet arrived on (`skb->skb_iif`), 0 if the box itself made it.
+#[inline(always)]
+fn ingress_ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program.
+    unsafe { (*ctx.skb.skb).ingress_ifindex }
 }
 
 #[inline(always)]
@@ -316,7 +409,10 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     // 224.0.0.0/4 multicast and 255.255.255.255 (DHCP) never leave the LAN, also when a
     // bridge port turned them into unicast frames (multicast-to-unicast on WiFi).
     let dst = ip.dst_addr;
-    let group = dst[0] & 0xf0 == 0xe0 || dst == [0xff; 4];
+    let group = is_group_v4(dst);
+    let src = ip.src_addr;
+    let has_source =
+        direction == Direction::Up && u32::from_ne_bytes(src) != 0 && !is_group_v4(src);
     IpLayer {
         ip_bytes,
         segments,
@@ -326,6 +422,8 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         remote_is_local: header_len == Ipv4Hdr::LEN as u32 && crate::is_local_v4(remote),
         group,
         remote: IpKey::from_v4(remote),
+        source: IpKey::from_v4(src),
+        has_source,
         // A fragment after the first carries no L4 header: its payload must never be read as
         // ports (a crafted one would pass a port-limited walled garden).
         proto: if first_fragment { ip.proto } else { 0 },
@@ -363,6 +461,10 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
     };
     // ff00::/8 multicast (neighbour discovery, MLD, mDNS) never leaves the LAN.
     let group = ip.dst_addr[0] == 0xff;
+    let src = ip.src_addr;
+    // Unspecified (::) is the first 8 bytes and the last 8 all zero; ff00::/8 is a group.
+    let (high, low) = ip_halves(&src);
+    let has_source = direction == Direction::Up && (high | low) != 0 && src[0] != 0xff;
     IpLayer {
         ip_bytes,
         segments,
@@ -373,6 +475,8 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
             && crate::is_local_v6(&remote),
         group,
         remote: IpKey::from_v6(remote),
+        source: IpKey::from_v6(src),
+        has_source,
         proto: ip.next_hdr,
         l4_offset: (offset + Ipv6Hdr::LEN) as u8,
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{Map, MapData, MapError, PerCpuHashMap};
-use hotspotd_common::{MAP_LAYOUT_VERSION, MAP_USAGE, MacKey, Usage};
+use hotspotd_common::{MAP_LAYOUT_VERSION, MAP_SEEN, MAP_USAGE, MacKey, Usage};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -286,13 +286,22 @@ impl Daemon {
     }
 
     /// Client `mac`'s counters as the kernel holds them at this moment, summed over CPUs and
-    /// read from the daemon's pinned `USAGE` map, so without waiting for the daemon's poll.
-    /// `None` when the kernel has not seen the client.
+    /// read from the daemon's pinned maps, so without waiting for the daemon's poll: `USAGE`
+    /// while the daemon keeps room for the client there (it has a grant, or had one until the
+    /// last poll), else `SEEN`. `None` when the kernel has not seen the client.
     pub fn kernel_usage(&self, mac: [u8; 6]) -> Result<Option<Usage>> {
+        match self.kernel_counters(MAP_USAGE, mac)? {
+            Some(usage) => Ok(Some(usage)),
+            None => self.kernel_counters(MAP_SEEN, mac),
+        }
+    }
+
+    /// Client `mac`'s counters in the pinned map `name` (`USAGE` or `SEEN`).
+    pub fn kernel_counters(&self, name: &str, mac: [u8; 6]) -> Result<Option<Usage>> {
         let path = self
             .pin_dir
             .join(format!("v{MAP_LAYOUT_VERSION}"))
-            .join(MAP_USAGE);
+            .join(name);
         let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
         let map: PerCpuHashMap<MapData, MacKey, Usage> =
             PerCpuHashMap::try_from(Map::from_map_data(data)?)?;

@@ -375,6 +375,21 @@ pub const fn client_mac(n: u32) -> Mac {
     [0x02, 0x00, 0x00, b, c, d]
 }
 
+/// A MAC address written `aa:bb:cc:dd:ee:ff`, as the daemon prints it, as bytes.
+///
+/// # Errors
+/// If `text` is not six hexadecimal octets separated by colons.
+pub fn mac_of(text: &str) -> anyhow::Result<Mac> {
+    let octets: Vec<u8> = text
+        .split(':')
+        .map(|part| u8::from_str_radix(part, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|error| anyhow::anyhow!("MAC {text}: {error}"))?;
+    octets
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("MAC {text} has not six octets"))
+}
+
 /// An ARP request for Ethernet and IPv4 ("who has `target_ip`? tell `sender_ip`").
 #[must_use]
 pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {

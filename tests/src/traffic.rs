@@ -372,8 +372,11 @@ impl UdpSink {
     /// blocks, such as the gateway's) and waits until the sink has read it. A socket delivers
     /// in order, so everything that reached the socket before the marker has been recorded
     /// when this returns: the counts are final for traffic that ended before the call.
+    ///
+    /// The marker leaves from [`MARKER_PORT`], the port of a service the box offers every
+    /// client for free: sent from the gateway, it is neither gated nor billed.
     pub fn sync(&self, from: &Netns) -> Result<()> {
-        let socket = connected_udp(from, self.addr)?;
+        let socket = connected_udp_from(from, MARKER_PORT, self.addr)?;
         let before = self.markers.load(Ordering::Relaxed);
         let deadline = Instant::now() + SYNC_TIMEOUT;
         // Resent every 200 ms in case the first is lost while a neighbour entry resolves.
@@ -606,10 +609,19 @@ pub fn udp_echoes(
 
 /// A UDP socket created inside `netns` and connected to `to`; usable from any thread.
 fn connected_udp(netns: &Netns, to: SocketAddr) -> Result<UdpSocket> {
+    connected_udp_from(netns, 0, to)
+}
+
+/// The port of the box's DHCP server for IPv6, one of its free client services by default
+/// (`network.local_services`), which no test runs a server on.
+const MARKER_PORT: u16 = 547;
+
+/// A UDP socket in `netns` bound to local port `port` (0: any) and connected to `to`.
+fn connected_udp_from(netns: &Netns, port: u16, to: SocketAddr) -> Result<UdpSocket> {
     let local: SocketAddr = if to.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
+        (Ipv4Addr::UNSPECIFIED, port).into()
     } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
+        (Ipv6Addr::UNSPECIFIED, port).into()
     };
     let socket = netns
         .run(move || -> io::Result<UdpSocket> {

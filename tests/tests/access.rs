@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::frames::{
-    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, Ipv4Shape, Mac, ethernet, internet_checksum,
-    ipv4_routable, ipv6,
+    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, Ipv4Shape, ethernet, internet_checksum, ipv4_routable,
+    ipv6, mac_of,
 };
 use hotspotd_tests::http::{Answer, exchange_on, request};
 use hotspotd_tests::{
@@ -319,16 +319,6 @@ fn answers_from(capture: &FrameCapture, from: u16) -> BTreeSet<u16> {
                 .then(|| u16::from_be_bytes([ports[2], ports[3]]))
         })
         .collect()
-}
-
-fn mac_of(text: &str) -> Result<Mac> {
-    let octets: Vec<u8> = text
-        .split(':')
-        .map(|part| u8::from_str_radix(part, 16))
-        .collect::<Result<_, _>>()?;
-    octets
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("MAC {text} has not six octets"))
 }
 
 #[test]

@@ -19,7 +19,7 @@ use hotspotd::{client::ApiClient, metrics};
 use hotspotd_tests::frames::{
     BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_UDP, Ipv4Shape, Mac, VlanTag, ethernet,
-    ipv4_routable, ipv6, ipv6_fragment_header, ipv6_options_header, ipv6_routing_header,
+    ipv4_routable, ipv6, ipv6_fragment_header, ipv6_options_header, ipv6_routing_header, mac_of,
     udp_with_payload,
 };
 use hotspotd_tests::{
@@ -102,17 +102,6 @@ fn payload(number: u8) -> Vec<u8> {
     payload.push(number);
     payload.resize(PAYLOAD_LEN, 0);
     payload
-}
-
-fn mac_of(text: &str) -> Result<Mac> {
-    let octets: Vec<u8> = text
-        .split(':')
-        .map(|part| u8::from_str_radix(part, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("MAC {text}"))?;
-    octets
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("MAC {text} has not six octets"))
 }
 
 fn sender(client: &Client) -> Result<Sender> {

@@ -20,12 +20,58 @@ use crate::{
     sessions::engine::SessionId,
 };
 
+/// Other parameters are ignored, as they were before `ip` existed.
+#[derive(Deserialize)]
+pub(super) struct ClientsQuery {
+    ip: Option<String>,
+}
+
+/// `GET /v1/clients`: every client. `?ip=ADDR`: the one client the kernel saw send from
+/// `ADDR` (how a portal finds who is asking), as a list of one; 404 if nobody did, 409 if
+/// the address moved between two MACs in the last minute (someone claims another's address:
+/// no answer could be trusted).
 pub(super) async fn clients(
     State(commands): State<Commands>,
+    query: Result<Query<ClientsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ClientView>>, ApiError> {
-    Ok(Json(
-        commands.ask(|reply| Command::Clients { reply }).await?,
-    ))
+    let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let Some(ip) = query.ip else {
+        return Ok(Json(
+            commands.ask(|reply| Command::Clients { reply }).await?,
+        ));
+    };
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+        bad_request(format!(
+            "'{ip}' is not an IPv4 or IPv6 address: write it like 192.0.2.10 or 2001:db8::10"
+        ))
+    })?;
+    match commands
+        .ask(|reply| Command::ClientAt { ip, reply })
+        .await?
+    {
+        Ok(crate::control::ClientAt::Client(view)) => Ok(Json(vec![*view])),
+        Ok(crate::control::ClientAt::Unknown) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_address",
+            format!("no client has sent from {ip}: it may not have sent anything to the box yet"),
+        )),
+        Ok(crate::control::ClientAt::Conflict(change)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "address_conflict",
+            format!(
+                "{ip} moved from {} to {} at {}: two devices claim it, so hotspotd names neither; ask again in a minute",
+                change.from, change.to, change.at
+            ),
+        )),
+        Err(error) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "kernel",
+            format!(
+                "cannot read the kernel's table of addresses: {}",
+                crate::text::chain(&error)
+            ),
+        )),
+    }
 }
 
 /// `GET /v1/clients/{mac}`: one client, as `GET /v1/clients` lists it; 404 if it is not listed.

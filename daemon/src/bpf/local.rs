@@ -1,5 +1,6 @@
-//! The box's own addresses in the programs' maps: traffic with them is local, never billed.
-//! Side effects: writes `LOCAL_ADDRS`, `LOCAL_TABLE` and `CONFIG`.
+//! The box's own addresses and its free client services in the programs' maps: traffic with
+//! those services is local, never billed, and all a client without a session reaches on the
+//! box. Side effects: writes `LOCAL_ADDRS`, `LOCAL_TABLE` and `CONFIG`.
 
 use std::collections::BTreeSet;
 
@@ -8,17 +9,50 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use hotspotd_common::{
-    IpKey, LOCAL_ADDR_PRESENT, LOCAL_TABLE_LEN, LocalTable, MAP_CONFIG, MAP_LOCAL_ADDRS,
-    MAP_LOCAL_TABLE, config_word,
+    IpKey, LOCAL_ADDR_PRESENT, LOCAL_SERVICES_LEN, LOCAL_TABLE_LEN, LocalTable, MAP_CONFIG,
+    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, config_word, local_service,
 };
 
-use super::{BpfError, typed_map, typed_map_mut};
+/// The box's free client services as the programs hold them: TCP and UDP ports, and whether
+/// ICMP (v4 and v6) and IGMP are free (`network.local_services`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalServices {
+    /// `(IP protocol, port)`: 6 for TCP, 17 for UDP. At most [`LOCAL_SERVICES_LEN`].
+    pub ports: Vec<(u8, u16)>,
+    pub control: bool,
+}
 
-/// Makes the box's addresses in the programs' maps exactly `addrs`: `LOCAL_ADDRS` touched only
-/// where it changed, and the inline `LOCAL_TABLE` written to its unused slot and then made
-/// current, so a packet never sees a half-written table. Public for tests that load the
-/// object themselves.
-pub fn set_local_addrs(ebpf: &mut Ebpf, addrs: &BTreeSet<IpKey>) -> Result<(), BpfError> {
+impl LocalServices {
+    /// The programs' form of `network.local_services`.
+    #[must_use]
+    pub fn of(services: &[LocalService]) -> Self {
+        let mut table = Self::default();
+        for service in services {
+            match service {
+                LocalService::Tcp(port) => table.ports.push((IPPROTO_TCP, port.get())),
+                LocalService::Udp(port) => table.ports.push((IPPROTO_UDP, port.get())),
+                LocalService::Icmp => table.control = true,
+            }
+        }
+        table
+    }
+}
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+use super::{BpfError, typed_map, typed_map_mut};
+use crate::config::LocalService;
+
+/// Makes the box's addresses in the programs' maps exactly `addrs`, and its free services
+/// `services`: `LOCAL_ADDRS` touched only where it changed, and the inline `LOCAL_TABLE`
+/// written to its unused slot and then made current, so a packet never sees a half-written
+/// table. Public for tests that load the object themselves.
+pub fn set_local_addrs(
+    ebpf: &mut Ebpf,
+    addrs: &BTreeSet<IpKey>,
+    services: &LocalServices,
+) -> Result<(), BpfError> {
     let hash_error = |source| BpfError::Map {
         name: MAP_LOCAL_ADDRS,
         source,
@@ -46,7 +80,7 @@ pub fn set_local_addrs(ebpf: &mut Ebpf, addrs: &BTreeSet<IpKey>) -> Result<(), B
         .get(&config_word::LOCAL_TABLE_SLOT, 0)
         .map_err(config_error)?
         & 1;
-    let table = local_table(addrs);
+    let table = local_table(addrs, services);
     let mut tables: Array<&mut MapData, LocalTable> = typed_map_mut(ebpf, MAP_LOCAL_TABLE)?;
     if tables.get(&current, 0).map_err(table_error)? == table {
         return Ok(());
@@ -61,8 +95,9 @@ pub fn set_local_addrs(ebpf: &mut Ebpf, addrs: &BTreeSet<IpKey>) -> Result<(), B
 }
 
 /// The inline table of the box's addresses: the first [`LOCAL_TABLE_LEN`] of each family, and
-/// `overflow` set when there are more, so the programs ask the hash map too.
-fn local_table(addrs: &BTreeSet<IpKey>) -> LocalTable {
+/// `overflow` set when there are more, so the programs ask the hash map too; and its free
+/// services (the configuration holds no more than the table).
+fn local_table(addrs: &BTreeSet<IpKey>, services: &LocalServices) -> LocalTable {
     let mut table = LocalTable::default();
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
@@ -82,7 +117,16 @@ fn local_table(addrs: &BTreeSet<IpKey>) -> LocalTable {
     table.v4_count = fits(v4.len());
     table.v6_count = fits(v6.len());
     table.overflow = u32::from(v4.len() > LOCAL_TABLE_LEN || v6.len() > LOCAL_TABLE_LEN);
+    for (slot, (protocol, port)) in table.services.iter_mut().zip(&services.ports) {
+        *slot = local_service(*protocol, *port);
+    }
+    table.service_count = fits_services(services.ports.len());
+    table.control = u32::from(services.control);
     table
+}
+
+fn fits_services(len: usize) -> u32 {
+    u32::try_from(len.min(LOCAL_SERVICES_LEN)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -99,7 +143,10 @@ mod tests {
 
     #[test]
     fn local_table_splits_families() {
-        let table = local_table(&keys(&["192.0.2.1", "2001:db8::1", "198.51.100.254"]));
+        let table = local_table(
+            &keys(&["192.0.2.1", "2001:db8::1", "198.51.100.254"]),
+            &LocalServices::default(),
+        );
         assert_eq!((table.v4_count, table.v6_count, table.overflow), (2, 1, 0));
         assert!(table.v4[..2].contains(&[192, 0, 2, 1]));
         assert!(table.v4[..2].contains(&[198, 51, 100, 254]));
@@ -118,7 +165,7 @@ mod tests {
             .map(|i| format!("10.0.0.{i}"))
             .collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let table = local_table(&keys(&many));
+        let table = local_table(&keys(&many), &LocalServices::default());
         assert_eq!(table.v4_count as usize, LOCAL_TABLE_LEN);
         assert_eq!(table.overflow, 1);
     }

@@ -21,20 +21,25 @@ use aya::{
     util::KernelVersion,
 };
 use hotspotd_common::{
-    CLOCK_PROBE, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION,
-    MAP_STATS, MAP_USAGE, MacKey, Usage, config_word, stat,
+    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS,
+    MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, Usage, config_word,
+    stat,
 };
 
 use crate::config::WalledGardenEntry;
 
+mod addresses;
 mod batch;
+mod counters;
 mod gate;
 mod local;
 mod usage;
 
+pub use addresses::AddressReader;
 pub use batch::{BatchError, BatchReader};
+pub use counters::{release_counters, reserve_counters};
 pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
-pub use local::set_local_addrs;
+pub use local::{LocalServices, set_local_addrs};
 pub use usage::UsageReader;
 
 /// The compiled eBPF object (programs `lan_ingress`, `lan_egress`, `bench_empty`; maps in
@@ -314,13 +319,61 @@ impl Kernel {
         Ok(clients)
     }
 
+    /// The counters of `SEEN`, in one read, for the restore.
+    pub fn seen(&self) -> Result<Vec<(MacKey, Usage)>, BpfError> {
+        let mut clients = Vec::new();
+        self.seen_reader()?.read(&mut clients)?;
+        Ok(clients)
+    }
+
     /// A reader of every client's counters with a file descriptor of its own on `USAGE`, for
     /// the thread that reads them.
     pub fn usage_reader(&self) -> Result<UsageReader, BpfError> {
         let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
             return Err(BpfError::MissingMap { name: MAP_USAGE });
         };
-        UsageReader::new(map)
+        UsageReader::new(MAP_USAGE, map)
+    }
+
+    /// A reader of `SEEN`, the counters of MACs without room in `USAGE`.
+    pub fn seen_reader(&self) -> Result<UsageReader, BpfError> {
+        let Some(aya::maps::Map::PerCpuLruHashMap(map)) = self.ebpf.map(MAP_SEEN) else {
+            return Err(BpfError::MissingMap { name: MAP_SEEN });
+        };
+        UsageReader::new(MAP_SEEN, map)
+    }
+
+    /// A reader of `ADDRESSES`, which MAC sends from each address.
+    pub fn address_reader(&self) -> Result<AddressReader, BpfError> {
+        let Some(aya::maps::Map::LruHashMap(map)) = self.ebpf.map(MAP_ADDRESSES) else {
+            return Err(BpfError::MissingMap {
+                name: MAP_ADDRESSES,
+            });
+        };
+        AddressReader::new(map)
+    }
+
+    /// Who the upload program last saw sending from `addr`; `None` if nobody it remembers.
+    pub fn address_owner(&self, addr: IpKey) -> Result<Option<AddressOwner>, BpfError> {
+        let map: aya::maps::HashMap<&MapData, IpKey, AddressOwner> = self.map(MAP_ADDRESSES)?;
+        match map.get(&addr, 0) {
+            Ok(owner) => Ok(Some(owner)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_ADDRESSES,
+                source,
+            }),
+        }
+    }
+
+    /// Makes room for `client`'s counters before it is let through; see [`reserve_counters`].
+    pub fn reserve_counters(&mut self, client: MacKey) -> Result<(), BpfError> {
+        reserve_counters(&mut self.ebpf, client)
+    }
+
+    /// Gives back the room of a client without a grant; see [`release_counters`].
+    pub fn release_counters(&mut self, client: MacKey) -> Result<(), BpfError> {
+        release_counters(&mut self.ebpf, client)
     }
 
     /// One client's counters, summed over CPUs; `None` if the kernel has none for it.
@@ -336,9 +389,14 @@ impl Kernel {
         }
     }
 
-    /// Makes the box's addresses in the kernel exactly `addrs`; see [`set_local_addrs`].
-    pub fn sync_local_addrs(&mut self, addrs: &BTreeSet<IpKey>) -> Result<(), BpfError> {
-        set_local_addrs(&mut self.ebpf, addrs)
+    /// Makes the box's addresses and free services in the kernel exactly these; see
+    /// [`set_local_addrs`].
+    pub fn sync_local_addrs(
+        &mut self,
+        addrs: &BTreeSet<IpKey>,
+        services: &LocalServices,
+    ) -> Result<(), BpfError> {
+        set_local_addrs(&mut self.ebpf, addrs, services)
     }
 
     /// The kernel's jiffies now, read by running the clock probe program.
@@ -388,12 +446,27 @@ impl Kernel {
             dropped_budget_packets: read(stat::DROPPED_BUDGET)?,
             dropped_deadline_packets: read(stat::DROPPED_DEADLINE)?,
             events_lost: read(stat::EVENTS_LOST)?,
+            dropped_group_destination_packets: read(stat::DROPPED_GROUP_DESTINATION)?,
         })
     }
 
     /// Installs or replaces a running session's grant; see [`gate::set_grant`].
     pub fn set_grant(&mut self, client: MacKey, grant: Grant) -> Result<(), BpfError> {
         gate::set_grant(&mut self.ebpf, client, grant)
+    }
+
+    /// The client's grant as the kernel holds it now (its budget spent down); `None` if it
+    /// has none.
+    pub fn grant_of(&self, client: MacKey) -> Result<Option<Grant>, BpfError> {
+        let map: aya::maps::HashMap<&MapData, MacKey, Grant> = self.map(MAP_GRANTS)?;
+        match map.get(&client, 0) {
+            Ok(grant) => Ok(Some(grant)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_GRANTS,
+                source,
+            }),
+        }
     }
 
     /// Removes a client's grant; see [`gate::remove_grant`].
@@ -542,6 +615,8 @@ pub struct KernelStats {
     pub dropped_deadline_packets: u64,
     /// Gate events the ring could not hold (the next poll catches up).
     pub events_lost: u64,
+    /// Forwarded packets to a group destination MAC (a neighbour entry poisoned with one).
+    pub dropped_group_destination_packets: u64,
 }
 
 /// A random number from the kernel; the time if that fails (an epoch only needs to differ).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use config::{Value, ValueKind};
 
-use super::{ConfigError, QueueOrder, WalledGardenEntry};
+use super::{ConfigError, LocalService, QueueOrder, WalledGardenEntry};
 
 /// Where each value came from, so that an error names the variable or file the user must fix.
 pub(super) struct Origins {
@@ -42,6 +42,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("network.lan_interface"),
     Key::Text("network.ifb_interface"),
     Key::WalledGarden("network.walled_garden"),
+    Key::LocalServices("network.local_services"),
     Key::Int(GLOBAL_DOWN_MBITS),
     Key::Int(GLOBAL_UP_MBITS),
     Key::Int(POLL_INTERVAL_MS),
@@ -81,6 +82,8 @@ pub(super) enum Key {
     Choice(&'static str, &'static [&'static str]),
     /// A list of walled-garden entries.
     WalledGarden(&'static str),
+    /// A list of the box's client services.
+    LocalServices(&'static str),
     /// `true` or `false`.
     Bool(&'static str),
 }
@@ -137,6 +140,7 @@ impl Key {
             Self::Text(path)
             | Self::Choice(path, _)
             | Self::WalledGarden(path)
+            | Self::LocalServices(path)
             | Self::Bool(path) => path,
             Self::Int(key) => key.path,
         }
@@ -182,6 +186,23 @@ impl Key {
                         )
                     })
             }),
+            (Self::LocalServices(_), ValueKind::Array(items)) => {
+                items.iter().try_for_each(|item| {
+                    let ValueKind::String(text) = &item.kind else {
+                        return Err(format!(
+                            "must be a list of strings (got {} in it)",
+                            shown(item)
+                        ));
+                    };
+                    text.parse::<LocalService>()
+                        .map(drop)
+                        .map_err(|error| format!("has an invalid entry {text:?}: {error}"))
+                })
+            }
+            (Self::LocalServices(_), _) => Err(format!(
+                "must be a list of strings like [\"icmp\", \"udp/53\", \"tcp/2050\"] (got {})",
+                shown(value)
+            )),
             (Self::WalledGarden(_), _) => Err(format!(
                 "must be a list of strings like [\"10.0.0.0/8\", \"[2001:db8::/32]:443\"] \
                  (got {})",

@@ -3,6 +3,7 @@
 //! nothing else; every mistake is reported as one sentence naming its key and where it came from.
 
 mod keys;
+mod local_services;
 mod walled_garden;
 
 use std::{
@@ -18,6 +19,7 @@ use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
     Origins, POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
 };
+pub use local_services::{LocalService, LocalServiceError};
 pub use walled_garden::{IpNet, WalledGardenEntry, WalledGardenError};
 
 /// Where `hotspotd` looks for its configuration when `--config` is not given.
@@ -56,6 +58,9 @@ pub struct NetworkConfig {
     pub ifb_interface: String,
     /// Extra destinations reachable without a session.
     pub walled_garden: Vec<WalledGardenEntry>,
+    /// The box's client services: all a client without a session reaches on the box, and
+    /// never billed. Anything else a client has with the box is gated and billed.
+    pub local_services: Vec<LocalService>,
 }
 
 impl Default for NetworkConfig {
@@ -64,6 +69,7 @@ impl Default for NetworkConfig {
             lan_interface: "br-lan".to_owned(),
             ifb_interface: "ifb-hotspot".to_owned(),
             walled_garden: Vec::new(),
+            local_services: LocalService::defaults(),
         }
     }
 }
@@ -322,7 +328,7 @@ impl Config {
                 Some(Key::Text(path)) => {
                     builder = builder.set_override(*path, raw.as_str()).map_err(merge)?;
                 }
-                Some(Key::WalledGarden(path)) => {
+                Some(Key::WalledGarden(path) | Key::LocalServices(path)) => {
                     builder = builder
                         .set_override(*path, split_list(raw))
                         .map_err(merge)?;
@@ -370,6 +376,34 @@ impl Config {
     pub fn idle_pause(&self) -> Option<Duration> {
         (self.sessions.idle_pause_secs > 0)
             .then(|| Duration::from_secs(self.sessions.idle_pause_secs))
+    }
+
+    /// The lists the kernel holds in tables of a fixed size: a longer one is a mistake,
+    /// refused before it stalls a start.
+    fn check_list_lengths(&self) -> Result<(), (&'static str, String)> {
+        // The daemon merges walled-garden entries in quadratic time, too.
+        let garden_len = self.network.walled_garden.len();
+        let max_garden = hotspotd_common::MAX_GARDEN_ENTRIES as usize;
+        if garden_len > max_garden {
+            return Err((
+                "network.walled_garden",
+                format!("may have at most {max_garden} entries (got {garden_len})"),
+            ));
+        }
+        let ports = self
+            .network
+            .local_services
+            .iter()
+            .filter(|service| **service != LocalService::Icmp)
+            .count();
+        let max_ports = hotspotd_common::LOCAL_SERVICES_LEN;
+        if ports > max_ports {
+            return Err((
+                "network.local_services",
+                format!("may name at most {max_ports} ports (got {ports})"),
+            ));
+        }
+        Ok(())
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
@@ -451,16 +485,8 @@ impl Config {
                 ));
             }
         }
-        // The kernel's trie holds this many prefixes, and the daemon merges entries in
-        // quadratic time: a list beyond it is a mistake, refused before it stalls a start.
-        let garden_len = self.network.walled_garden.len();
-        let max_garden = hotspotd_common::MAX_GARDEN_ENTRIES as usize;
-        if garden_len > max_garden {
-            return Err(invalid(
-                "network.walled_garden",
-                format!("may have at most {max_garden} entries (got {garden_len})"),
-            ));
-        }
+        self.check_list_lengths()
+            .map_err(|(key, message)| invalid(key, message))?;
         let socket_len = self.api.socket.as_os_str().len();
         if socket_len > MAX_SOCKET_PATH_BYTES {
             return Err(invalid(

@@ -458,7 +458,7 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[network]\nwalled_gardens = []", &[])?,
         "config.toml: unknown key 'network.walled_gardens' \
-         (allowed: lan_interface, ifb_interface, walled_garden)"
+         (allowed: lan_interface, ifb_interface, walled_garden, local_services)"
     );
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,

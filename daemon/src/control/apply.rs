@@ -38,6 +38,11 @@ impl Control {
                     if self.held_grants.remove(&mac) == Some(grant.session_id) {
                         continue;
                     }
+                    // Room for its counters first: what the grant lets through is counted
+                    // whatever other MACs filled `SEEN` with.
+                    if let Err(error) = self.kernel.reserve_counters(mac.key()) {
+                        tracing::error!(%mac, error = %crate::text::chain(&error), "no room for the client's counters in USAGE; it is counted in SEEN, where a flood of MACs can push it out");
+                    }
                     match self.kernel_grant(&grant, self.unbilled(mac)) {
                         Ok(kernel_grant) => {
                             if let Err(error) = self.kernel.set_grant(mac.key(), kernel_grant) {
@@ -119,9 +124,24 @@ impl Control {
         if self.engine.client_state(mac) != ClientState::Connected {
             return;
         }
+        let spent_grant = match self.kernel.grant_of(mac.key()) {
+            Ok(grant) => grant,
+            Err(error) => {
+                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's grant");
+                None
+            }
+        };
         if let Err(error) = self.kernel.remove_grant(mac.key()) {
             tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
         }
+        self.bill_counters_before_revoke(mac, now).await;
+        if let Some(grant) = spent_grant {
+            self.bill_spent_budget(mac, &grant, now).await;
+        }
+    }
+
+    /// The counters of the client whose grant was just removed, read alone and billed.
+    async fn bill_counters_before_revoke(&mut self, mac: MacAddr, now: Now) {
         let read_at = std::time::Instant::now();
         let (reading, jiffies) = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
             (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
@@ -144,6 +164,30 @@ impl Control {
         let effects = self
             .engine
             .traffic(mac, delta.up_bytes + delta.down_bytes, true, now);
+        self.apply(effects, now).await;
+    }
+
+    /// The last resort after the counters: the kernel's budget says how much the grant let
+    /// through, whatever was counted. If it let through more than was billed (counters lost
+    /// to a full map, or not yet written by a packet in flight), the difference is billed, so
+    /// a connect never hands out again what the kernel already spent. Counted traffic is
+    /// never below it in normal operation; the log says when it was.
+    async fn bill_spent_budget(&mut self, mac: MacAddr, grant: &Grant, now: Now) {
+        if grant.bytes_left == UNLIMITED_BYTES
+            || self.engine.running_session(mac) != Some(grant.session_id)
+        {
+            return;
+        }
+        let Some(billed_left) = self.engine.running_bytes_left(mac) else {
+            return;
+        };
+        let kernel_left = u64::try_from(grant.bytes_left.max(0)).unwrap_or(0);
+        let unbilled = billed_left.saturating_sub(kernel_left);
+        if unbilled == 0 {
+            return;
+        }
+        tracing::warn!(%mac, bytes = unbilled, "the kernel's budget let through more than was counted; billed from the budget");
+        let effects = self.engine.traffic(mac, unbilled, false, now);
         self.apply(effects, now).await;
     }
 

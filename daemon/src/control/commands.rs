@@ -21,6 +21,11 @@ pub enum Command {
     Clients {
         reply: oneshot::Sender<Vec<ClientView>>,
     },
+    /// The client that sends from an address, as the kernel saw it.
+    ClientAt {
+        ip: std::net::IpAddr,
+        reply: oneshot::Sender<Result<ClientAt, crate::bpf::BpfError>>,
+    },
     /// One client; `None` if the daemon does not know it.
     Client {
         mac: MacAddr,
@@ -72,6 +77,16 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
+/// Who sends from an address (`GET /v1/clients?ip=`).
+#[derive(Debug)]
+pub enum ClientAt {
+    Client(Box<ClientView>),
+    /// Nobody the kernel remembers.
+    Unknown,
+    /// It moved between two MACs moments ago.
+    Conflict(crate::addresses::AddressMove),
+}
+
 /// The control task is gone: the daemon is shutting down.
 #[derive(Debug, thiserror::Error)]
 #[error("hotspotd is shutting down")]
@@ -119,6 +134,16 @@ impl Control {
         match command {
             Command::Clients { reply } => {
                 let _ = reply.send(self.client_views());
+            }
+            Command::ClientAt { ip, reply } => {
+                let answer = self.address_owner(ip).map(|owner| match owner {
+                    crate::addresses::Owner::Client(mac) => {
+                        ClientAt::Client(Box::new(self.client_view(mac)))
+                    }
+                    crate::addresses::Owner::Unknown => ClientAt::Unknown,
+                    crate::addresses::Owner::Conflict(change) => ClientAt::Conflict(change),
+                });
+                let _ = reply.send(answer);
             }
             Command::Client { mac, reply } => {
                 let _ = reply.send(self.known_client_view(mac));

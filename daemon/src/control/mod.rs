@@ -6,6 +6,7 @@
 //! on the thread of `reader`, so the task answers the API meanwhile), writes grants and the
 //! box's addresses to the kernel, saves sessions.
 
+mod addresses;
 mod apply;
 mod commands;
 mod deadlines;
@@ -31,12 +32,14 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub use commands::{Command, CommandError, Commands, ControlGone, channel};
+pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
 pub use speed::global as global_rates;
 
+use hotspotd_common::Usage;
+
 use crate::{
-    accounting::{ClientTable, Clocks},
-    bpf::{BpfError, Kernel, KernelStats},
+    accounting::{ClientTable, Clocks, CounterMap},
+    bpf::{BpfError, Kernel, KernelStats, LocalServices},
     clock::{Reading, Step, WallClock},
     config::Config,
     events::Events,
@@ -107,8 +110,20 @@ pub struct Control {
     deadlines: deadlines::Deadlines,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
-    /// How many clients the kernel's counters held at the last poll: for `/metrics`.
+    /// How many entries `USAGE`, `SEEN` and `ADDRESSES` held at the last poll: for
+    /// `/metrics` and `/v1/status`.
     usage_entries: usize,
+    seen_entries: usize,
+    address_entries: usize,
+    /// Which MAC sends from each address, and the moves between MACs (`ADDRESSES`).
+    addresses: crate::addresses::AddressBook,
+    /// Clients that had room in `USAGE` but no grant at the last poll: at this poll their
+    /// counters were read after their grant went, so their room can be given back.
+    releasing: BTreeSet<MacAddr>,
+    /// Once-only warnings: `SEEN` is full; each address whose neighbour entry was poisoned,
+    /// with when it was last logged.
+    seen_full_logged: bool,
+    poisoned_logged: BTreeMap<std::net::IpAddr, Instant>,
     /// Speed limits: the HTB trees, what they should hold, which client has which class.
     shaper: Shaper,
     desired: Desired,
@@ -156,8 +171,13 @@ impl Control {
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
         let neighbours = NeighbourReader::open()
             .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
-        let (reader, readings) = reader::Reader::spawn(kernel.usage_reader()?, neighbours)
-            .map_err(ControlError::ReaderThread)?;
+        let maps = reader::MapReaders {
+            usage: kernel.usage_reader()?,
+            seen: kernel.seen_reader()?,
+            addresses: kernel.address_reader()?,
+        };
+        let (reader, readings) =
+            reader::Reader::spawn(maps, neighbours).map_err(ControlError::ReaderThread)?;
         let mut control = Self {
             config,
             kernel,
@@ -177,6 +197,12 @@ impl Control {
             deadlines: deadlines::Deadlines::default(),
             events,
             usage_entries: 0,
+            seen_entries: 0,
+            address_entries: 0,
+            addresses: crate::addresses::AddressBook::default(),
+            releasing: BTreeSet::new(),
+            seen_full_logged: false,
+            poisoned_logged: BTreeMap::new(),
             shaper,
             desired,
             classes: speed::Classes::default(),
@@ -354,12 +380,10 @@ impl Control {
                 }
             }
             reader::Read::Neighbours(mut neighbours) => {
-                match std::mem::replace(&mut neighbours.result, Ok(())) {
-                    Ok(()) => self.table.set_addresses(&mut neighbours.pairs),
-                    Err(error) => {
-                        tracing::warn!(error = %crate::text::chain(&error), "reading the neighbour table failed; retrying next poll");
-                    }
+                if let Err(error) = std::mem::replace(&mut neighbours.result, Ok(())) {
+                    tracing::warn!(error = %crate::text::chain(&error), "reading the neighbour table failed; retrying next poll");
                 }
+                self.report_poisoned(&neighbours.poisoned);
                 self.reader.recycle(reader::Read::Neighbours(neighbours));
             }
         }
@@ -370,9 +394,12 @@ impl Control {
     async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
-        self.kernel.sync_local_addrs(&keys)?;
+        let services = LocalServices::of(&self.config.network.local_services);
+        self.kernel.sync_local_addrs(&keys, &services)?;
 
         self.usage_entries = counters.usage.len();
+        self.seen_entries = counters.seen.len();
+        self.address_entries = counters.addresses.len();
         let now = self.now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
@@ -381,21 +408,49 @@ impl Control {
             read_at: counters.started.into_std(),
         };
         // A delta is reported only when a counter moved: every client in it was active.
-        let traffic: Vec<(MacAddr, u64)> = self
+        let paid = self.table.apply(&mut counters.usage, clocks);
+        let seen = self
             .table
-            .apply(&mut counters.usage, clocks)
-            .into_iter()
-            .map(|(mac, delta)| (mac, delta.up_bytes + delta.down_bytes))
-            .collect();
+            .apply_map(CounterMap::Seen, &mut counters.seen, clocks);
+        let traffic = billable_by_mac(&paid, &seen);
         let mut effects = self.engine.traffic_sorted(&traffic, now);
+        let engine = &self.engine;
+        if self.table.forget_gone(|mac| engine.client(mac).is_some()) > 0 {
+            self.client_count.set(None);
+        }
         // The reading may have brought new clients.
         self.client_count.set(None);
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
+        self.release_counters(&counters.usage);
+        self.learn_addresses(&counters.addresses, clocks, now);
+        self.warn_if_seen_full();
 
         self.kernel_stats = self.kernel.stats()?;
         Ok(())
     }
+}
+
+/// Each client's billable bytes (up + down) of a poll, from the deltas of both counter maps
+/// (each in MAC order), in MAC order, each MAC once.
+fn billable_by_mac(paid: &[(MacAddr, Usage)], seen: &[(MacAddr, Usage)]) -> Vec<(MacAddr, u64)> {
+    let mut traffic: Vec<(MacAddr, u64)> = Vec::with_capacity(paid.len() + seen.len());
+    let (mut paid, mut seen) = (paid.iter().peekable(), seen.iter().peekable());
+    loop {
+        let next = match (paid.peek(), seen.peek()) {
+            (Some(a), Some(b)) if a.0 <= b.0 => paid.next(),
+            (Some(_) | None, Some(_)) => seen.next(),
+            (Some(_), None) => paid.next(),
+            (None, None) => break,
+        };
+        let Some((mac, delta)) = next else { break };
+        let bytes = delta.up_bytes + delta.down_bytes;
+        match traffic.last_mut() {
+            Some((last, total)) if last == mac => *total += bytes,
+            _ => traffic.push((*mac, bytes)),
+        }
+    }
+    traffic
 }
 
 /// Poll ticks every `period`; a late tick is skipped, not made up in a burst.

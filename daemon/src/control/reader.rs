@@ -1,35 +1,51 @@
-//! The kernel reads of a poll — every client's counters (`USAGE`), then the LAN's neighbour
-//! table — on a thread of their own, `hotspotd-reader`, so the control task goes on answering
-//! the API while they run and only the accounting itself holds it. The counters come back
-//! first, so accounting does not wait for the neighbour table (the clients' addresses, shown
-//! by the API, billed to nobody). The thread also puts both in MAC order, the order the control
-//! task merges them in. Buffers go back and forth, so nothing is allocated per poll once they
-//! have grown. Side effects: the thread, which ends when the [`Reader`] is dropped.
+//! The kernel reads of a poll — every client's counters (`USAGE` and `SEEN`) and who sends
+//! from each address (`ADDRESSES`), then the LAN's neighbour table — on a thread of their own,
+//! `hotspotd-reader`, so the control task goes on answering the API while they run and only
+//! the accounting itself holds it. The counters come back first, so accounting does not wait
+//! for the neighbour table (watched for entries poisoned with group MACs). The thread also
+//! puts the counters in MAC order, the order the control task merges them in. Buffers go back
+//! and forth, so nothing is allocated per poll once they have grown. Side effects: the
+//! thread, which ends when the [`Reader`] is dropped.
 
 use std::{net::IpAddr, sync::mpsc as std_mpsc};
 
-use hotspotd_common::{MacKey, Usage};
+use hotspotd_common::{AddressOwner, IpKey, MacKey, Usage};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
-    bpf::{BpfError, UsageReader},
+    bpf::{AddressReader, BpfError, UsageReader},
     mac::MacAddr,
     netlink::{NeighbourReader, NetlinkError},
 };
 
 /// One poll's reading of the counters.
 pub(super) struct Counters {
-    /// In MAC order.
+    /// `USAGE`, in MAC order.
     pub(super) usage: Vec<(MacKey, Usage)>,
+    /// `SEEN`, in MAC order.
+    pub(super) seen: Vec<(MacKey, Usage)>,
+    /// `ADDRESSES`, read after the counters.
+    pub(super) addresses: Vec<(IpKey, AddressOwner)>,
     /// When the thread started reading: a poll's duration counts from here.
     pub(super) started: Instant,
     pub(super) result: Result<(), ReadError>,
 }
 
-/// A reading of the neighbour table: every (MAC, address) pair, in order.
+/// A reading of the neighbour table: every (MAC, address) pair, in order, and the entries
+/// that pointed an address at a group MAC, which the thread deleted.
 pub(super) struct Neighbours {
     pub(super) pairs: Vec<(MacAddr, IpAddr)>,
+    pub(super) poisoned: Vec<Poisoned>,
     pub(super) result: Result<(), ReadError>,
+}
+
+/// A neighbour entry that sent an address's traffic to a group MAC: every station would get
+/// a copy (the programs drop such frames). Deleted, so the box asks for the address anew.
+pub(super) struct Poisoned {
+    pub(super) ip: IpAddr,
+    pub(super) mac: MacAddr,
+    /// Why it could not be deleted, if it could not.
+    pub(super) delete_error: Option<std::io::Error>,
 }
 
 /// What the thread sends back.
@@ -59,7 +75,7 @@ pub(super) struct Reader {
 impl Reader {
     /// Starts the thread; what it reads comes back on the receiver.
     pub(super) fn spawn(
-        usage: UsageReader,
+        maps: MapReaders,
         neighbours: NeighbourReader,
     ) -> std::io::Result<(Self, mpsc::Receiver<Read>)> {
         let (requests, queue) = std_mpsc::channel();
@@ -67,16 +83,19 @@ impl Reader {
         let (filled, reads) = mpsc::channel(2);
         std::thread::Builder::new()
             .name("hotspotd-reader".to_owned())
-            .spawn(move || serve(usage, neighbours, &queue, &filled))?;
+            .spawn(move || serve(maps, neighbours, &queue, &filled))?;
         let reader = Self {
             requests,
             counters: Some(Counters {
                 usage: Vec::new(),
+                seen: Vec::new(),
+                addresses: Vec::new(),
                 started: Instant::now(),
                 result: Ok(()),
             }),
             neighbours: Some(Neighbours {
                 pairs: Vec::new(),
+                poisoned: Vec::new(),
                 result: Ok(()),
             }),
         };
@@ -120,8 +139,15 @@ impl Reader {
     }
 }
 
+/// The kernel maps a poll reads, each on a file descriptor of its own.
+pub(super) struct MapReaders {
+    pub(super) usage: UsageReader,
+    pub(super) seen: UsageReader,
+    pub(super) addresses: AddressReader,
+}
+
 fn serve(
-    mut usage: UsageReader,
+    mut maps: MapReaders,
     mut neighbour_reader: NeighbourReader,
     queue: &std_mpsc::Receiver<(Counters, Option<(u32, Neighbours)>)>,
     filled: &mpsc::Sender<Read>,
@@ -129,8 +155,16 @@ fn serve(
     // Ends when the control task drops its `Reader` (or its receiver).
     while let Ok((mut counters, neighbours)) = queue.recv() {
         counters.started = Instant::now();
-        counters.result = usage.read(&mut counters.usage).map_err(ReadError::from);
+        // `USAGE` before `SEEN`: a client the daemon makes room for between the two reads
+        // is then missing from the first and frozen in the second, never counted twice.
+        counters.result = maps
+            .usage
+            .read(&mut counters.usage)
+            .and_then(|()| maps.seen.read(&mut counters.seen))
+            .and_then(|()| maps.addresses.read(&mut counters.addresses))
+            .map_err(ReadError::from);
         counters.usage.sort_unstable_by_key(|(key, _)| key.addr);
+        counters.seen.sort_unstable_by_key(|(key, _)| key.addr);
         if filled.blocking_send(Read::Counters(counters)).is_err() {
             break;
         }
@@ -141,6 +175,16 @@ fn serve(
             .read(lan_ifindex, &mut neighbours.pairs)
             .map_err(|source| ReadError::Netlink(NetlinkError::Neighbours(source)));
         neighbours.pairs.sort_unstable();
+        neighbours.poisoned.clear();
+        for (mac, ip) in &neighbours.pairs {
+            if mac.is_group() {
+                neighbours.poisoned.push(Poisoned {
+                    ip: *ip,
+                    mac: *mac,
+                    delete_error: neighbour_reader.delete(lan_ifindex, *ip).err(),
+                });
+            }
+        }
         if filled.blocking_send(Read::Neighbours(neighbours)).is_err() {
             break;
         }

@@ -179,6 +179,9 @@ impl Control {
             .restore_baselines(clients.iter().map(|client| (client.mac, client.baseline)));
         let read_at = std::time::Instant::now();
         let mut readings = self.kernel.usage()?;
+        // Clients without room in `USAGE` carry nothing billable; what `SEEN` holds now
+        // counts as counted (its baselines are not saved).
+        self.table.restore_seen(&self.kernel.seen()?);
         let clocks = Clocks {
             jiffies,
             hz: self.hz,

@@ -66,6 +66,7 @@ impl Control {
             last_seen: record.and_then(|record: &ClientRecord| record.last_seen),
             down_mbits: speed.map(|(down, _)| down),
             up_mbits: speed.map(|(_, up)| up),
+            address_conflicts: self.addresses.conflicts_of(mac).cloned().collect(),
         }
     }
 
@@ -110,10 +111,36 @@ impl Control {
             storage,
             poll_durations: self.poll_durations.clone(),
             save_durations: self.store.save_durations(),
-            usage_entries: self.usage_entries,
-            grant_entries: self.kernel.grant_count().unwrap_or(0),
-            map_capacity: hotspotd_common::MAX_CLIENTS,
+            maps: self.map_fill(),
         }
+    }
+
+    /// How full each of the kernel's per-client maps was at the last poll.
+    pub(super) fn map_fill(&self) -> Vec<crate::metrics::MapFill> {
+        use crate::metrics::MapFill;
+        use hotspotd_common::{MAX_ADDRESSES, MAX_CLIENTS, MAX_SEEN};
+        vec![
+            MapFill {
+                map: "usage",
+                entries: self.usage_entries,
+                capacity: MAX_CLIENTS,
+            },
+            MapFill {
+                map: "seen",
+                entries: self.seen_entries,
+                capacity: MAX_SEEN,
+            },
+            MapFill {
+                map: "grants",
+                entries: self.kernel.grant_count().unwrap_or(0),
+                capacity: MAX_CLIENTS,
+            },
+            MapFill {
+                map: "addresses",
+                entries: self.address_entries,
+                capacity: MAX_ADDRESSES,
+            },
+        ]
     }
 
     pub(super) fn status_view(&self) -> StatusView {
@@ -127,6 +154,16 @@ impl Control {
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
             storage,
+            kernel_maps: self
+                .map_fill()
+                .into_iter()
+                .map(|fill| crate::views::MapFillView {
+                    map: fill.map.to_owned(),
+                    entries: fill.entries,
+                    capacity: fill.capacity,
+                    full: fill.is_full(),
+                })
+                .collect(),
             sessions_set_aside: self.set_aside.clone(),
         }
     }

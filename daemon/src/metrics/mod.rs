@@ -24,9 +24,26 @@ pub struct Snapshot {
     /// Every poll and every save since the daemon started.
     pub poll_durations: Histogram,
     pub save_durations: Histogram,
-    pub usage_entries: usize,
-    pub grant_entries: usize,
-    pub map_capacity: u32,
+    /// Each per-client map's entries and capacity, by its label.
+    pub maps: Vec<MapFill>,
+}
+
+/// How full one of the kernel's per-client maps is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapFill {
+    /// `usage`, `seen`, `grants` or `addresses`.
+    pub map: &'static str,
+    pub entries: usize,
+    pub capacity: u32,
+}
+
+impl MapFill {
+    /// Whether the map is full: within 1 % of its capacity. An LRU map starts evicting a
+    /// little before its last entry is taken (each CPU keeps free entries of its own).
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.entries.saturating_mul(100) >= (self.capacity as usize).saturating_mul(99)
+    }
 }
 
 /// The snapshot in the Prometheus text format (version 0.0.4).
@@ -119,6 +136,10 @@ fn gate(out: &mut String, snapshot: &Snapshot) {
         ("no_session", kernel.dropped_no_session_packets),
         ("data_spent", kernel.dropped_budget_packets),
         ("time_over", kernel.dropped_deadline_packets),
+        (
+            "group_destination",
+            kernel.dropped_group_destination_packets,
+        ),
     ] {
         sample(
             out,
@@ -202,21 +223,14 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
         "gauge",
         "Entries in the kernel's per-client maps.",
     );
-    sample(
-        out,
-        name,
-        &[("map", "usage")],
-        as_f64(snapshot.usage_entries as u64),
-    );
-    sample(
-        out,
-        name,
-        &[("map", "grants")],
-        as_f64(snapshot.grant_entries as u64),
-    );
+    for fill in &snapshot.maps {
+        sample(out, name, &[("map", fill.map)], as_f64(fill.entries as u64));
+    }
     let name = "hotspotd_map_capacity";
     metric(out, name, "gauge", "Entries each per-client map can hold.");
-    sample(out, name, &[], f64::from(snapshot.map_capacity));
+    for fill in &snapshot.maps {
+        sample(out, name, &[("map", fill.map)], f64::from(fill.capacity));
+    }
 }
 
 #[expect(clippy::cast_precision_loss, reason = "Prometheus values are floats")]
@@ -328,6 +342,7 @@ mod tests {
                 last_seen: None,
                 down_mbits: Some(5),
                 up_mbits: Some(2),
+                address_conflicts: Vec::new(),
             }],
             sessions_by_state: vec![(SessionState::Running, 1), (SessionState::Consumed, 2)],
             kernel: KernelStats {
@@ -353,9 +368,18 @@ mod tests {
                 polls
             },
             save_durations: Histogram::default(),
-            usage_entries: 1,
-            grant_entries: 1,
-            map_capacity: 16_384,
+            maps: vec![
+                MapFill {
+                    map: "usage",
+                    entries: 1,
+                    capacity: 16_384,
+                },
+                MapFill {
+                    map: "grants",
+                    entries: 1,
+                    capacity: 16_384,
+                },
+            ],
         }
     }
 
@@ -377,7 +401,10 @@ mod tests {
             value(r#"hotspotd_gate_drops_total{reason="data_spent"}"#),
             Some(7.0)
         );
-        assert_eq!(value("hotspotd_map_capacity"), Some(16_384.0));
+        assert_eq!(
+            value(r#"hotspotd_map_capacity{map="usage"}"#),
+            Some(16_384.0)
+        );
         assert_eq!(value("hotspotd_store_degraded"), Some(1.0));
         assert_eq!(value("hotspotd_store_pending_saves"), Some(3.0));
         assert_eq!(value("hotspotd_store_failed_attempts"), Some(4.0));

@@ -3,7 +3,8 @@
 //! (`NDA_LLADDR`) are read, into a list the caller keeps between polls. The rtnetlink crate
 //! parsed every entry into allocated attributes and passed it through a channel, ~10 ms a poll
 //! at 10,000 clients. Blocking: the dump is a few `recv` calls, as long as the map reads next
-//! to it. Read-only.
+//! to it. Side effects: [`NeighbourReader::delete`] removes an entry (one poisoned with a group
+//! MAC); the dump itself only reads.
 
 use std::{
     io,
@@ -19,7 +20,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_ACK: u16 = 0x4;
 const RTM_NEWNEIGH: u16 = 28;
+const RTM_DELNEIGH: u16 = 29;
 const RTM_GETNEIGH: u16 = 30;
 /// `struct ndmsg`: family, two pad bytes, ifindex, state, flags, type.
 const NDMSG_LEN: usize = 12;
@@ -64,12 +67,37 @@ impl NeighbourReader {
         })
     }
 
-    /// Puts into `out` (emptied first) every (MAC, address) pair of interface `ifindex`'s
-    /// neighbour table, but those still resolving or that failed to.
-    pub fn read(&mut self, ifindex: u32, out: &mut Vec<(MacAddr, IpAddr)>) -> io::Result<()> {
-        out.clear();
+    /// Deletes the neighbour entry of `ip` on interface `ifindex`; one already gone is fine.
+    pub fn delete(&mut self, ifindex: u32, ip: IpAddr) -> io::Result<()> {
         self.sequence = self.sequence.wrapping_add(1);
-        let request = dump_request(self.sequence);
+        let request = delete_request(self.sequence, ifindex, ip);
+        self.send(&request)?;
+        loop {
+            let received = self.receive()?;
+            let mut bytes = &self.buffer[..received];
+            while bytes.len() >= NLMSG_HDRLEN {
+                let len = usize::try_from(u32_at(bytes, 0)).unwrap_or(0);
+                if len < NLMSG_HDRLEN || len > bytes.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a malformed netlink answer",
+                    ));
+                }
+                let (message, rest) = bytes.split_at(len);
+                bytes = rest.get(align4(len) - len..).unwrap_or_default();
+                if u32_at(message, 8) != self.sequence || u16_at(message, 4) != NLMSG_ERROR {
+                    continue;
+                }
+                return match i32::from_ne_bytes(array(message, NLMSG_HDRLEN)) {
+                    0 => Ok(()),
+                    code if -code == libc::ENOENT => Ok(()),
+                    code => Err(io::Error::from_raw_os_error(-code)),
+                };
+            }
+        }
+    }
+
+    fn send(&self, request: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain data; all-zero is pid 0, the kernel.
         let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         kernel.nl_family = SOCKADDR_FAMILY;
@@ -88,6 +116,11 @@ impl NeighbourReader {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// One `recv` into the buffer; returns how many bytes arrived.
+    fn receive(&mut self) -> io::Result<usize> {
         loop {
             // SAFETY: `buffer` is valid for writes of its length during the call.
             let received = unsafe {
@@ -98,13 +131,25 @@ impl NeighbourReader {
                     0,
                 )
             };
-            let Ok(received) = usize::try_from(received) else {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
+            if let Ok(received) = usize::try_from(received) {
+                return Ok(received);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
                 return Err(error);
-            };
+            }
+        }
+    }
+
+    /// Puts into `out` (emptied first) every (MAC, address) pair of interface `ifindex`'s
+    /// neighbour table, but those still resolving or that failed to.
+    pub fn read(&mut self, ifindex: u32, out: &mut Vec<(MacAddr, IpAddr)>) -> io::Result<()> {
+        out.clear();
+        self.sequence = self.sequence.wrapping_add(1);
+        let request = dump_request(self.sequence);
+        self.send(&request)?;
+        loop {
+            let received = self.receive()?;
             match parse(&self.buffer[..received], self.sequence, ifindex, out)? {
                 Parsed::More => {}
                 Parsed::Done => return Ok(()),
@@ -122,6 +167,30 @@ fn dump_request(sequence: u32) -> [u8; NLMSG_HDRLEN + NDMSG_LEN] {
     request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     request[8..12].copy_from_slice(&sequence.to_ne_bytes());
     // pid 0 and an all-zero ndmsg: AF_UNSPEC, no filter.
+    request
+}
+
+/// `RTM_DELNEIGH` of `ip` on `ifindex`, asking for an acknowledgement.
+fn delete_request(sequence: u32, ifindex: u32, ip: IpAddr) -> Vec<u8> {
+    let (family, address): (u8, Vec<u8>) = match ip {
+        IpAddr::V4(v4) => (2, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (10, v6.octets().to_vec()),
+    };
+    let attribute_len = 4 + address.len();
+    let len = NLMSG_HDRLEN + NDMSG_LEN + attribute_len;
+    let mut request = Vec::with_capacity(len);
+    request.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
+    request.extend_from_slice(&RTM_DELNEIGH.to_ne_bytes());
+    request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    request.extend_from_slice(&sequence.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    // struct ndmsg: family, 3 pad bytes, ifindex, state, flags, type.
+    request.extend_from_slice(&[family, 0, 0, 0]);
+    request.extend_from_slice(&ifindex.to_ne_bytes());
+    request.extend_from_slice(&[0; 4]);
+    request.extend_from_slice(&u16::try_from(attribute_len).unwrap_or(0).to_ne_bytes());
+    request.extend_from_slice(&NDA_DST.to_ne_bytes());
+    request.extend_from_slice(&address);
     request
 }
 

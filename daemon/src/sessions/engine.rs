@@ -490,6 +490,15 @@ impl Engine {
         Some(speed_mbits(&self.config, &session.data))
     }
 
+    /// Bytes the running session of `mac` may still pass: what its grant's budget should
+    /// hold once everything counted is billed. `None` unless it is connected and its data
+    /// counts.
+    #[must_use]
+    pub fn running_bytes_left(&self, mac: MacAddr) -> Option<u64> {
+        let entry = self.sessions.get(&self.running_session(mac)?)?;
+        entry.bytes_left(self.config.bytes_per_mb)
+    }
+
     #[must_use]
     pub fn running_session(&self, mac: MacAddr) -> Option<SessionId> {
         match self.status(mac) {

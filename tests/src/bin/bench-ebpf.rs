@@ -18,9 +18,8 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{PerCpuHashMap, PerCpuValues},
+    maps::PerCpuHashMap,
     programs::{SchedClassifier, TestRun, TestRunOptions},
-    util::nr_cpus,
 };
 use hotspotd::bpf::EBPF_OBJECT;
 use hotspotd_common::{MAP_USAGE, MacKey, Usage};
@@ -221,23 +220,18 @@ fn classifier<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a SchedClassif
 
 fn insert_local_addrs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     let addrs = LOCAL_ADDRS.into_iter().map(hotspotd::net::ip_key).collect();
-    hotspotd::bpf::set_local_addrs(ebpf, &addrs).context("write the local addresses")
+    let services = hotspotd::bpf::LocalServices::of(&hotspotd::config::LocalService::defaults());
+    hotspotd::bpf::set_local_addrs(ebpf, &addrs, &services).context("write the local addresses")
 }
 
-/// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before, and a running
-/// data session whose budget never runs out during the benchmark: the gate's full path (grant
-/// lookup, deadline check, atomic spend) is measured.
+/// Gives `client` a running data session whose budget never runs out during the benchmark,
+/// as the daemon does (room in `USAGE`, then the grant): the gate's full path (grant lookup,
+/// deadline check, atomic spend) is measured.
 fn insert_client(ebpf: &mut Ebpf, client: Mac) -> anyhow::Result<()> {
     let grant = hotspotd_common::Grant::new(1, i64::MAX - 1, hotspotd_common::NO_DEADLINE);
-    hotspotd::bpf::set_grant(ebpf, MacKey::new(client), grant).context("write the grant")?;
-    let map = ebpf.map_mut(MAP_USAGE).context("no USAGE map")?;
-    let mut map: PerCpuHashMap<_, MacKey, Usage> = PerCpuHashMap::try_from(map)?;
-    let cpus = nr_cpus()
-        .map_err(|(_, error)| error)
-        .context("count the possible CPUs")?;
-    let zeros = PerCpuValues::try_from(vec![Usage::default(); cpus])?;
-    map.insert(MacKey::new(client), zeros, 0)
-        .with_context(|| format!("insert client {client:02x?} into USAGE"))
+    hotspotd::bpf::reserve_counters(ebpf, MacKey::new(client))
+        .with_context(|| format!("insert client {client:02x?} into USAGE"))?;
+    hotspotd::bpf::set_grant(ebpf, MacKey::new(client), grant).context("write the grant")
 }
 
 /// The client's counters summed over all CPUs.
@@ -253,9 +247,11 @@ fn usage_of(ebpf: &Ebpf, client: Mac) -> anyhow::Result<Usage> {
 /// Runs `program` `repeat` times on `frame`; returns the mean time of one run, in whole ns
 /// (what the kernel reports when it repeats).
 fn ns_per_run(ebpf: &Ebpf, name: &str, frame: &[u8], repeat: u32) -> anyhow::Result<u128> {
+    let context = forwarded_context();
     let result = classifier(ebpf, name)?
         .test_run(TestRunOptions {
             data_in: Some(frame),
+            ctx_in: Some(&context),
             repeat,
             ..TestRunOptions::new()
         })
@@ -269,6 +265,20 @@ fn ns_per_run(ebpf: &Ebpf, name: &str, frame: &[u8], repeat: u32) -> anyhow::Res
     }
     Ok(result.duration.as_nanos())
 }
+
+/// `struct __sk_buff` (uapi linux/bpf.h) with `ingress_ifindex` set: a packet that arrived on
+/// another interface, as every forwarded download has (one the box makes itself has none).
+fn forwarded_context() -> [u8; SK_BUFF_LEN] {
+    let mut context = [0u8; SK_BUFF_LEN];
+    context[SK_BUFF_INGRESS_IFINDEX..SK_BUFF_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&FORWARDED_FROM_IFINDEX.to_ne_bytes());
+    context
+}
+
+const SK_BUFF_LEN: usize = 192;
+const SK_BUFF_INGRESS_IFINDEX: usize = 36;
+/// Any interface but the LAN's; the programs only tell 0 (the box) from the rest.
+const FORWARDED_FROM_IFINDEX: u32 = 1;
 
 fn median(mut samples: Vec<u128>) -> u128 {
     samples.sort_unstable();

@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hotspotd_common::{IpKey, MAX_CLIENTS, Usage};
+use hotspotd_common::{IpKey, MAP_USAGE, MAX_SEEN, Usage};
 use hotspotd_tests::frames::{
     BROADCAST_MAC, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IP_VERSION_AT, IPPROTO_TCP,
     IPPROTO_UDP, IPV4_HLEN, IPV4_TOTAL_LEN_AT, IPV6_HLEN, IPV6_PAYLOAD_LEN_AT, Mac, TCP_HLEN,
@@ -13,9 +13,9 @@ use hotspotd_tests::frames::{
 };
 
 use crate::harness::{
-    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, GATEWAY, HTTPS_PORT, Harness,
-    Program, REMOTE_V4, REMOTE_V6, Stats, billable_up, counters, download, gso_context, to_u64,
-    udp_v4, udp_v6, unlimited, upload,
+    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, FROM_BOX, GATEWAY, HTTPS_PORT,
+    Harness, Program, REMOTE_V4, REMOTE_V6, Stats, billable_up, counters, dns_answer_v4,
+    dns_answer_v6, download, gso_context, to_u64, udp_v4, udp_v6, unlimited, upload,
 };
 
 const MDNS_V4_MAC: Mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
@@ -162,13 +162,14 @@ fn traffic_with_the_box_is_local() {
     harness.add_local_addr(IpKey::from_v6(BOX_V6));
     let v4_up = udp_v4(CLIENT_V4, BOX_V4, 10);
     let v6_up = udp_v6(CLIENT_V6, BOX_V6, 20);
-    let v4_down = udp_v4(BOX_V4, CLIENT_V4, 30);
-    let v6_down = udp_v6(BOX_V6, CLIENT_V6, 40);
+    let v4_down = dns_answer_v4(BOX_V4, CLIENT_V4, 30);
+    let v6_down = dns_answer_v6(BOX_V6, CLIENT_V6, 40);
 
     harness.run(Program::Ingress, &upload(ETH_P_IPV4, &v4_up));
     harness.run(Program::Ingress, &upload(ETH_P_IPV6, &v6_up));
-    harness.run(Program::Egress, &download(ETH_P_IPV4, &v4_down));
-    harness.run(Program::Egress, &download(ETH_P_IPV6, &v6_down));
+    let from_box = Some(FROM_BOX.as_slice());
+    harness.run_with_context(Program::Egress, &download(ETH_P_IPV4, &v4_down), from_box);
+    harness.run_with_context(Program::Egress, &download(ETH_P_IPV6, &v6_down), from_box);
 
     assert_eq!(
         counters(harness.usage(CLIENT).expect("client entry")),
@@ -251,15 +252,18 @@ fn multicast_and_broadcast_are_local() {
         );
     }
 
-    // Downstream group traffic belongs to no client.
+    // The box's own group traffic belongs to no client.
     let mdns_down = ipv4(BOX_V4, MDNS_V4, IPPROTO_UDP, &udp(MDNS_PORT, MDNS_PORT, 50));
-    harness.run(
+    let from_box = Some(FROM_BOX.as_slice());
+    harness.run_with_context(
         Program::Egress,
         &ethernet(MDNS_V4_MAC, GATEWAY, &[], ETH_P_IPV4, &mdns_down),
+        from_box,
     );
-    harness.run(
+    harness.run_with_context(
         Program::Egress,
         &ethernet(BROADCAST_MAC, GATEWAY, &[], ETH_P_IPV4, &dhcp),
+        from_box,
     );
     assert_eq!(harness.all_usage().len(), 1, "only the client has an entry");
 }
@@ -538,40 +542,46 @@ fn gso_packet_without_segment_count_counts_as_its_segments() {
 }
 
 #[test]
-fn full_usage_map_counts_untracked_packets() {
+fn a_flood_of_macs_cannot_push_a_paying_client_out_of_the_counters() {
+    // More made-up MACs than `SEEN` holds, each sending one packet without a session; a
+    // client that pays afterwards is still counted to the packet, in the room its grant made
+    // in `USAGE`, and the flood's own entries make way for each other.
     let mut harness = Harness::load();
-    for n in 0..MAX_CLIENTS {
-        harness.insert_client(client_mac(n));
-    }
-    let newcomer = client_mac(MAX_CLIENTS);
-    let tracked = client_mac(MAX_CLIENTS - 1);
-    harness.grant(newcomer, unlimited());
-    harness.grant(tracked, unlimited());
     let packet = udp_v4(CLIENT_V4, REMOTE_V4, 100);
-
-    harness.run(
-        Program::Ingress,
-        &ethernet(GATEWAY, newcomer, &[], ETH_P_IPV4, &packet),
-    );
-    assert_eq!(harness.usage(newcomer), None, "no room for a new client");
+    let flood = MAX_SEEN + 600;
+    for n in 0..flood {
+        harness.run_dropped(
+            Program::Ingress,
+            &ethernet(GATEWAY, client_mac(n), &[], ETH_P_IPV4, &packet),
+        );
+    }
+    let last = client_mac(flood - 1);
+    assert!(harness.usage(last).is_some(), "the newest is counted");
+    let payer = client_mac(flood);
+    harness.grant(payer, unlimited());
+    for _ in 0..3 {
+        harness.run(
+            Program::Ingress,
+            &ethernet(GATEWAY, payer, &[], ETH_P_IPV4, &packet),
+        );
+    }
     assert_eq!(
-        harness.stats(),
-        Stats {
-            untracked: 1,
-            ..Stats::default()
-        },
-        "the packet is counted as untracked"
+        harness.usage_in(MAP_USAGE, payer).map(counters),
+        Some(billable_up(3 * packet.len(), 3)),
+        "billed to the packet, in USAGE"
     );
-
-    harness.run(
-        Program::Ingress,
-        &ethernet(GATEWAY, tracked, &[], ETH_P_IPV4, &packet),
-    );
+    for n in 0..100 {
+        harness.run_dropped(
+            Program::Ingress,
+            &ethernet(GATEWAY, client_mac(flood + 1 + n), &[], ETH_P_IPV4, &packet),
+        );
+    }
     assert_eq!(
-        counters(harness.usage(tracked).expect("client entry")),
-        billable_up(packet.len(), 1),
-        "clients already in the map are still counted"
+        harness.usage_in(MAP_USAGE, payer).map(counters),
+        Some(billable_up(3 * packet.len(), 3)),
+        "a flood after the grant changes nothing"
     );
+    assert_eq!(harness.stats().untracked, 0, "every packet was counted");
 }
 
 #[test]

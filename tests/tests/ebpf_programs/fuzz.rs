@@ -36,8 +36,8 @@ const ALL_NODES_V6: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 /// Where one frame ends up in one program, as the model predicts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
-    /// Egress to a group MAC: belongs to no client, passed and counted nowhere.
-    NotClient,
+    /// Forwarded (every egress frame here) to a group MAC: dropped, counted in `STATS` only.
+    GroupDestination,
     /// Ingress from a group MAC: dropped, counted in `STATS` only.
     GroupSource,
     NonIp,
@@ -59,7 +59,7 @@ enum Outcome {
 impl Outcome {
     fn verdict(self) -> i32 {
         match self {
-            Self::GroupSource | Self::Dropped { .. } => TC_ACT_SHOT,
+            Self::GroupSource | Self::GroupDestination | Self::Dropped { .. } => TC_ACT_SHOT,
             _ => TC_ACT_UNSPEC,
         }
     }
@@ -67,7 +67,7 @@ impl Outcome {
     /// A name for the summary, without the client and the size.
     fn kind(self) -> &'static str {
         match self {
-            Self::NotClient => "not a client's",
+            Self::GroupDestination => "group destination",
             Self::GroupSource => "group source",
             Self::NonIp => "non-IP",
             Self::Malformed => "malformed",
@@ -86,15 +86,36 @@ fn be16(frame: &[u8], at: usize) -> usize {
     usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]))
 }
 
-/// What the IP layer of a frame says: its IP-level size, and whether the other end is the box
-/// or a group. `None` for a header that is truncated or inconsistent.
+/// What the IP layer of a frame says: its IP-level size, whether it is addressed to a group,
+/// and whether it is for one of the box's free services. `None` for a header that is
+/// truncated or inconsistent.
 struct Ip {
     bytes: usize,
-    local: bool,
+    group: bool,
+    /// Addressed to the box, without options that could route it on.
+    to_box: bool,
+    free_service: bool,
+}
+
+/// The default `network.local_services`: ICMP (v4 and v6), IGMP, and these (protocol, port).
+const FREE_PORTS: [(u8, usize); 5] = [(17, 53), (6, 53), (17, 67), (17, 547), (6, 2050)];
+const CONTROL_PROTOCOLS: [u8; 3] = [1, 2, 58];
+
+/// Whether a packet of `protocol` whose transport header starts at `l4` is for a free service
+/// (the destination port: every frame the model checks for it goes up to the box).
+fn free_service(frame: &[u8], protocol: u8, l4: usize) -> bool {
+    if CONTROL_PROTOCOLS.contains(&protocol) {
+        return true;
+    }
+    if protocol != 6 && protocol != 17 || l4 + 4 > frame.len() {
+        return false;
+    }
+    FREE_PORTS.contains(&(protocol, be16(frame, l4 + 2)))
 }
 
 /// The model: sessions.md's accounting rules and the gate's, for frames without GSO, with
-/// `BOX_V4` and `BOX_V6` as the box's addresses and no walled garden.
+/// `BOX_V4` and `BOX_V6` as the box's addresses, the default free services and no walled
+/// garden. Every egress frame is forwarded (none is the box's own).
 fn predict(frame: &[u8], program: Program) -> Outcome {
     let (dst, src) = (&frame[0..6], &frame[6..12]);
     let (client, to_group) = match program {
@@ -104,7 +125,7 @@ fn predict(frame: &[u8], program: Program) -> Outcome {
     if is_group(client) {
         return match program {
             Program::Ingress => Outcome::GroupSource,
-            Program::Egress => Outcome::NotClient,
+            Program::Egress => Outcome::GroupDestination,
         };
     }
     let client: Mac = client.try_into().expect("6 bytes");
@@ -130,7 +151,9 @@ fn predict(frame: &[u8], program: Program) -> Outcome {
         return Outcome::Malformed;
     };
     let bytes = to_u64(ip.bytes);
-    if to_group || ip.local {
+    // A group MAC makes a packet the LAN's unless it is addressed to the box itself.
+    let group = ip.group || (to_group && !ip.to_box);
+    if group || (ip.to_box && ip.free_service) {
         Outcome::Local { client, bytes }
     } else if GRANTED.contains(&client) {
         Outcome::Billable { client, bytes }
@@ -158,9 +181,15 @@ fn ipv4(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
     let group = dst[0] & 0xf0 == 0xe0 || dst == BROADCAST_V4;
     // Options may route it on from the box: only a plain packet is the box's.
     let plain = header_len == IPV4_HLEN;
+    // A fragment after the first has no transport header.
+    let offset_bits = be16(header, 6) & 0x1fff;
+    let first_fragment = offset_bits == 0;
+    let protocol = if first_fragment { header[9] } else { 0 };
     Some(Ip {
         bytes: total_len,
-        local: group || (plain && remote == BOX_V4),
+        group,
+        to_box: program == Program::Ingress && plain && remote == BOX_V4,
+        free_service: free_service(frame, protocol, offset + header_len),
     })
 }
 
@@ -182,7 +211,9 @@ fn ipv6(frame: &[u8], offset: usize, program: Program) -> Option<Ip> {
     let plain = header[6] != IPPROTO_HOPOPTS && header[6] != IPPROTO_ROUTING;
     Some(Ip {
         bytes: total_len,
-        local: dst[0] == 0xff || (plain && remote == BOX_V6),
+        group: dst[0] == 0xff,
+        to_box: program == Program::Ingress && plain && remote == BOX_V6,
+        free_service: free_service(frame, header[6], offset + IPV6_HLEN),
     })
 }
 
@@ -200,7 +231,10 @@ impl Expected {
         *self.outcomes.entry(outcome.kind()).or_default() += 1;
         let up = matches!(program, Program::Ingress);
         let (client, bytes) = match outcome {
-            Outcome::NotClient => return,
+            Outcome::GroupDestination => {
+                self.stats.dropped_group_destination += 1;
+                return;
+            }
             Outcome::GroupSource => {
                 self.stats.dropped_no_session += 1;
                 return;
@@ -305,9 +339,9 @@ fn a_million_random_frames_land_where_the_model_says() {
     let stats = harness.stats();
     // The identity in the kernel's own counters: billable and dropped packets of clients,
     // plus what STATS counts, plus the frames with no packet counter (local traffic is
-    // counted in bytes only; group frames on egress belong to nobody) make every frame fed.
+    // counted in bytes only) make every frame fed.
     let total = kernel.values().fold(Usage::default(), Usage::merged);
-    let uncounted = expected.outcomes["local"] + expected.outcomes["not a client's"];
+    let uncounted = expected.outcomes["local"];
     let group_source = stats.dropped_no_session - total.dropped_packets;
     assert_eq!(
         total.up_packets
@@ -315,6 +349,7 @@ fn a_million_random_frames_land_where_the_model_says() {
             + total.dropped_packets
             + stats.non_ip
             + stats.malformed
+            + stats.dropped_group_destination
             + group_source
             + uncounted,
         fed,
@@ -344,7 +379,7 @@ fn a_million_random_frames_land_where_the_model_says() {
     }
     // The mix reached every outcome, or the equalities above prove little.
     for kind in [
-        "not a client's",
+        "group destination",
         "group source",
         "non-IP",
         "malformed",

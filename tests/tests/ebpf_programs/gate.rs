@@ -19,9 +19,9 @@ use hotspotd_tests::frames::{
 };
 
 use crate::harness::{
-    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, DNS_PORT, HTTPS_PORT, Harness,
-    Program, REMOTE_V4, REMOTE_V6, Stats, TC_ACT_SHOT, TC_ACT_UNSPEC, billable_up, counters,
-    download, gso_context, to_u64, udp_v4, udp_v6, upload,
+    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, DNS_PORT, FROM_BOX, HTTPS_PORT,
+    Harness, Program, REMOTE_V4, REMOTE_V6, Stats, TC_ACT_SHOT, TC_ACT_UNSPEC, billable_up,
+    counters, dns_answer_v4, download, gso_context, to_u64, udp_v4, udp_v6, upload,
 };
 
 const HTTP_PORT: u16 = 80;
@@ -99,9 +99,13 @@ fn without_a_session_billable_traffic_is_dropped() {
 
     // The box stays reachable, and so does the link layer.
     let to_box = udp_v4(CLIENT_V4, BOX_V4, 50);
-    let from_box = udp_v4(BOX_V4, CLIENT_V4, 60);
+    let from_box = dns_answer_v4(BOX_V4, CLIENT_V4, 60);
     harness.run(Program::Ingress, &upload(ETH_P_IPV4, &to_box));
-    harness.run(Program::Egress, &download(ETH_P_IPV4, &from_box));
+    harness.run_with_context(
+        Program::Egress,
+        &download(ETH_P_IPV4, &from_box),
+        Some(FROM_BOX.as_slice()),
+    );
     let request = arp_request(CLIENT, CLIENT_V4, BOX_V4);
     harness.run(
         Program::Ingress,
@@ -153,12 +157,12 @@ fn a_packet_to_the_box_that_could_be_routed_on_is_gated() {
     harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV4, &v4));
     harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV6, &v6_routed));
     harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV6, &v6_behind_hop_by_hop));
-    // Destination options route nothing: still the box's.
-    harness.run(Program::Ingress, &upload(ETH_P_IPV6, &v6_options));
+    // Destination options route nothing, but they hide the port: not a free service either.
+    harness.run_dropped(Program::Ingress, &upload(ETH_P_IPV6, &v6_options));
     assert_eq!(
         harness.stats(),
         Stats {
-            dropped_no_session: 3,
+            dropped_no_session: 4,
             ..Stats::default()
         }
     );

@@ -15,12 +15,11 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions},
-    util::nr_cpus,
 };
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
-    CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_STATS, MAP_USAGE,
-    MacKey, NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
+    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_CLOCK, MAP_CONFIG,
+    MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -58,7 +57,7 @@ const SK_BUFF_GSO_SEGS: usize = 164;
 const SK_BUFF_GSO_SIZE: usize = 176;
 
 /// The two programs under test.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Program {
     /// Frames from clients: the client is the source MAC.
     Ingress,
@@ -115,6 +114,8 @@ pub(crate) struct Harness {
     ebpf: Ebpf,
     /// The box's addresses told to the programs so far.
     local_addrs: BTreeSet<IpKey>,
+    /// And its free services (`network.local_services`): the defaults unless a test sets them.
+    local_services: Vec<hotspotd::config::LocalService>,
     // Declared after `ebpf` so the maps' fds close before their pins go.
     _pins: PinDir,
 }
@@ -137,6 +138,7 @@ impl Harness {
         Self {
             ebpf,
             local_addrs: BTreeSet::new(),
+            local_services: hotspotd::config::LocalService::defaults(),
             _pins: pins,
         }
     }
@@ -159,11 +161,13 @@ impl Harness {
             .expect("program is a tc classifier")
     }
 
-    /// Runs `program` once on `frame` and returns its verdict.
+    /// Runs `program` once on `frame` and returns its verdict. Without a `context`, the
+    /// packet arrived on another interface ([`forwarded`]): a download the box forwards.
     pub(crate) fn verdict(&self, program: Program, frame: &[u8], context: Option<&[u8]>) -> i32 {
+        let forwarded = forwarded();
         let options = TestRunOptions {
             data_in: Some(frame),
-            ctx_in: context,
+            ctx_in: Some(context.unwrap_or(&forwarded)),
             ..TestRunOptions::new()
         };
         let result = self
@@ -241,32 +245,39 @@ impl Harness {
         );
     }
 
-    /// The client's counters summed over all CPUs, `None` when it has no entry.
+    /// The client's counters summed over all CPUs, `None` when it has no entry: in `USAGE` if
+    /// the daemon (a grant) made room for it, else in `SEEN`.
     pub(crate) fn usage(&self, client: Mac) -> Option<Usage> {
+        self.usage_in(MAP_USAGE, client)
+            .or_else(|| self.usage_in(MAP_SEEN, client))
+    }
+
+    /// The client's counters in the map `name` (`USAGE` or `SEEN`).
+    pub(crate) fn usage_in(&self, name: &str, client: Mac) -> Option<Usage> {
         let map: PerCpuHashMap<_, MacKey, Usage> =
-            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
-                .expect("USAGE is a per-CPU hash map");
+            PerCpuHashMap::try_from(self.ebpf.map(name).expect("counter map"))
+                .expect("a per-CPU hash map");
         match map.get(&MacKey::new(client), 0) {
             Ok(per_cpu) => Some(sum_cpus(&per_cpu)),
             Err(MapError::KeyNotFound) => None,
-            Err(error) => panic!("reading USAGE: {error}"),
+            Err(error) => panic!("reading {name}: {error}"),
         }
     }
 
-    /// Every client's counters summed over all CPUs, in key order.
+    /// Every client's counters summed over all CPUs (of `USAGE` where it has room there, of
+    /// `SEEN` otherwise), in key order.
     pub(crate) fn all_usage(&self) -> Vec<(Mac, Usage)> {
-        let map: PerCpuHashMap<_, MacKey, Usage> =
-            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
-                .expect("USAGE is a per-CPU hash map");
-        let mut entries: Vec<(Mac, Usage)> = map
-            .iter()
-            .map(|entry| {
-                let (key, per_cpu) = entry.expect("iterate USAGE");
-                (key.addr, sum_cpus(&per_cpu))
-            })
-            .collect();
-        entries.sort_unstable_by_key(|(mac, _)| *mac);
-        entries
+        let mut entries: std::collections::BTreeMap<Mac, Usage> = std::collections::BTreeMap::new();
+        for name in [MAP_SEEN, MAP_USAGE] {
+            let map: PerCpuHashMap<_, MacKey, Usage> =
+                PerCpuHashMap::try_from(self.ebpf.map(name).expect("counter map"))
+                    .expect("a per-CPU hash map");
+            for entry in &map {
+                let (key, per_cpu) = entry.expect("iterate the counters");
+                entries.insert(key.addr, sum_cpus(&per_cpu));
+            }
+        }
+        entries.into_iter().collect()
     }
 
     /// One `STATS` counter summed over all CPUs.
@@ -286,13 +297,8 @@ impl Harness {
             dropped_budget: self.stat(stat::DROPPED_BUDGET),
             dropped_deadline: self.stat(stat::DROPPED_DEADLINE),
             events_lost: self.stat(stat::EVENTS_LOST),
+            dropped_group_destination: self.stat(stat::DROPPED_GROUP_DESTINATION),
         }
-    }
-
-    /// Gives `client` an all-zero entry in `USAGE`, as if it had been seen before.
-    pub(crate) fn insert_client(&mut self, client: Mac) {
-        let cpus = nr_cpus().expect("count the possible CPUs");
-        self.set_usage(client, vec![Usage::default(); cpus]);
     }
 
     /// Makes `client`'s counters in `USAGE` exactly `per_cpu`, one `Usage` per possible CPU.
@@ -322,6 +328,18 @@ impl Harness {
         entries
     }
 
+    /// Who the upload program last saw sending from `addr`; `None` if nobody.
+    pub(crate) fn address_owner(&self, addr: IpKey) -> Option<AddressOwner> {
+        let map: aya::maps::HashMap<_, IpKey, AddressOwner> =
+            aya::maps::HashMap::try_from(self.ebpf.map(MAP_ADDRESSES).expect("ADDRESSES map"))
+                .expect("ADDRESSES is a hash map");
+        match map.get(&addr, 0) {
+            Ok(owner) => Some(owner),
+            Err(MapError::KeyNotFound) => None,
+            Err(error) => panic!("reading ADDRESSES: {error}"),
+        }
+    }
+
     /// The file descriptor of `GRANTS`, a plain hash map.
     pub(crate) fn grants_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
@@ -344,15 +362,33 @@ impl Harness {
         }
     }
 
-    /// Tells the programs `addr` is the box itself, as the daemon does.
+    /// Tells the programs `addr` is the box itself, as the daemon does, with the default free
+    /// services (`network.local_services`).
     pub(crate) fn add_local_addr(&mut self, addr: IpKey) {
         self.local_addrs.insert(addr);
-        hotspotd::bpf::set_local_addrs(&mut self.ebpf, &self.local_addrs)
+        self.write_local();
+    }
+
+    /// Makes the box's free services `services` (`network.local_services` entries).
+    pub(crate) fn set_local_services(&mut self, services: &[&str]) {
+        self.local_services = services
+            .iter()
+            .map(|text| text.parse().expect("a valid service"))
+            .collect();
+        self.write_local();
+    }
+
+    fn write_local(&mut self) {
+        let services = hotspotd::bpf::LocalServices::of(&self.local_services);
+        hotspotd::bpf::set_local_addrs(&mut self.ebpf, &self.local_addrs, &services)
             .expect("write the local addresses");
     }
 
-    /// Installs or replaces `client`'s grant, as the daemon does when a session runs.
+    /// Installs or replaces `client`'s grant, as the daemon does when a session runs: room
+    /// for its counters in `USAGE` first.
     pub(crate) fn grant(&mut self, client: Mac, grant: Grant) {
+        hotspotd::bpf::reserve_counters(&mut self.ebpf, MacKey::new(client))
+            .expect("make room for the counters");
         hotspotd::bpf::set_grant(&mut self.ebpf, MacKey::new(client), grant)
             .expect("write the grant");
     }
@@ -450,6 +486,7 @@ pub(crate) struct Stats {
     pub(crate) dropped_budget: u64,
     pub(crate) dropped_deadline: u64,
     pub(crate) events_lost: u64,
+    pub(crate) dropped_group_destination: u64,
 }
 
 fn sum_cpus(per_cpu: &[Usage]) -> Usage {
@@ -494,6 +531,26 @@ pub(crate) fn udp_v6(src: [u8; 16], dst: [u8; 16], payload_len: usize) -> Vec<u8
     )
 }
 
+/// A DNS answer from the box's resolver to the client: what the box sends itself from one of
+/// its free services (run it with [`FROM_BOX`]).
+pub(crate) fn dns_answer_v4(src: [u8; 4], dst: [u8; 4], payload_len: usize) -> Vec<u8> {
+    ipv4(
+        src,
+        dst,
+        IPPROTO_UDP,
+        &udp(DNS_PORT, CLIENT_PORT, payload_len),
+    )
+}
+
+pub(crate) fn dns_answer_v6(src: [u8; 16], dst: [u8; 16], payload_len: usize) -> Vec<u8> {
+    ipv6(
+        src,
+        dst,
+        IPPROTO_UDP,
+        &udp(DNS_PORT, CLIENT_PORT, payload_len),
+    )
+}
+
 /// A frame from the client through the gateway.
 pub(crate) fn upload(ether_type: u16, packet: &[u8]) -> Vec<u8> {
     ethernet(GATEWAY, CLIENT, &[], ether_type, packet)
@@ -504,9 +561,24 @@ pub(crate) fn download(ether_type: u16, packet: &[u8]) -> Vec<u8> {
     ethernet(CLIENT, GATEWAY, &[], ether_type, packet)
 }
 
-/// A `__sk_buff` context saying the skb is a GSO packet of `segments` segments.
-pub(crate) fn gso_context(segments: u32, segment_size: u32) -> [u8; SK_BUFF_LEN] {
+/// A `__sk_buff` context of a packet that arrived on another interface (`ingress_ifindex`
+/// set): going down, one the box forwards, not one it sends itself.
+pub(crate) fn forwarded() -> [u8; SK_BUFF_LEN] {
     let mut context = [0; SK_BUFF_LEN];
+    context[SK_BUFF_INGRESS_IFINDEX..SK_BUFF_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&FORWARDED_FROM.to_ne_bytes());
+    context
+}
+
+/// A `__sk_buff` context of a packet the box itself sends (no ingress interface).
+pub(crate) const FROM_BOX: [u8; SK_BUFF_LEN] = [0; SK_BUFF_LEN];
+
+/// The interface forwarded packets came in on in these tests: any but 0 (the box's own).
+pub(crate) const FORWARDED_FROM: u32 = 1;
+
+/// A `__sk_buff` context saying the skb is a forwarded GSO packet of `segments` segments.
+pub(crate) fn gso_context(segments: u32, segment_size: u32) -> [u8; SK_BUFF_LEN] {
+    let mut context = forwarded();
     context[SK_BUFF_GSO_SEGS..SK_BUFF_GSO_SEGS + 4].copy_from_slice(&segments.to_ne_bytes());
     context[SK_BUFF_GSO_SIZE..SK_BUFF_GSO_SIZE + 4].copy_from_slice(&segment_size.to_ne_bytes());
     context

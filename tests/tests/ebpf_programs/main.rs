@@ -12,4 +12,5 @@ mod batch;
 mod fuzz;
 mod gate;
 mod harness;
+mod lan_attacks;
 mod shaping;

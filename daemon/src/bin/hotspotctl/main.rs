@@ -33,7 +33,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every client: addresses, state, session and traffic.
-    Clients,
+    Clients {
+        /// Only the client the kernel saw send from this address (what a portal asks); an
+        /// error if none did, or if it moved between two devices in the last minute.
+        #[arg(long, value_parser = parse_ip)]
+        ip: Option<std::net::IpAddr>,
+    },
     /// Sessions with what they allow, what is used and their state.
     Sessions {
         /// Only this client's.
@@ -109,6 +114,12 @@ struct AddSession {
 fn parse_mac(text: &str) -> Result<MacAddr, String> {
     text.parse()
         .map_err(|error: hotspotd::mac::ParseMacError| error.to_string())
+}
+
+fn parse_ip(text: &str) -> Result<std::net::IpAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an IPv4 or IPv6 address: write it like 192.0.2.10 or 2001:db8::10")
+    })
 }
 
 fn parse_type(text: &str) -> Result<SessionType, String> {
@@ -230,8 +241,12 @@ fn one_sentence(report: &str) -> String {
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
     let api = ApiClient::new(&cli.socket);
     match &cli.command {
-        Command::Clients => {
-            let clients: Vec<ClientView> = api.get("/v1/clients").await?;
+        Command::Clients { ip } => {
+            let path = ip.map_or_else(
+                || "/v1/clients".to_owned(),
+                |ip| format!("/v1/clients?ip={ip}"),
+            );
+            let clients: Vec<ClientView> = api.get(&path).await?;
             show(cli, &clients, table::clients);
         }
         Command::Sessions { mac } => {
@@ -312,7 +327,7 @@ fn show<T: serde::Serialize>(cli: &Cli, rows: &[T], table: fn(&[T])) {
         return;
     }
     match &cli.command {
-        Command::Clients | Command::Sessions { .. } => print_json(&rows),
+        Command::Clients { .. } | Command::Sessions { .. } => print_json(&rows),
         _ => match rows.first() {
             Some(row) => print_json(row),
             None => print_json(&rows),

@@ -128,6 +128,19 @@ pub fn status(status: &StatusView) {
         status.kernel.untracked_packets
     );
     println!("non-IP frames:           {}", status.kernel.non_ip_packets);
+    println!(
+        "dropped, group MAC:      {}",
+        status.kernel.dropped_group_destination_packets
+    );
+    for fill in &status.kernel_maps {
+        let full = if fill.full { " FULL" } else { "" };
+        println!(
+            "kernel table {:<10} {}/{}{full}",
+            format!("{}:", fill.map),
+            fill.entries,
+            fill.capacity
+        );
+    }
     storage(&status.storage);
     for set_aside in &status.sessions_set_aside {
         println!(

@@ -1,0 +1,146 @@
+//! The box's own state against a LAN attacker, poll by poll: the room each paying client's
+//! counters keep in `USAGE` (given back once a client without a grant has been read), the
+//! clients' addresses from what they send (`ADDRESSES`, moves reported), the neighbour
+//! entries poisoned with group MACs (deleted by the reader, reported here), and `SEEN`
+//! filling up. Side effects: deletes `USAGE` entries, logs, sends events.
+
+use std::{net::IpAddr, time::Duration};
+
+use hotspotd_common::{AddressOwner, IpKey, MAX_SEEN, MacKey, Usage};
+use tokio::time::Instant;
+
+use super::{Control, reader::Poisoned};
+use crate::{
+    accounting::Clocks,
+    addresses::{self, Owner},
+    mac::MacAddr,
+    net::ip_key,
+    sessions::engine::{ClientState, Event, Now},
+};
+
+/// How often one poisoned address is logged at most.
+const POISONED_LOG_EVERY: Duration = Duration::from_mins(10);
+
+impl Control {
+    /// Gives back the `USAGE` entries of clients that had no grant at the last poll either:
+    /// this poll's reading was taken after their grant went, so it holds every byte they
+    /// were billed for. What they send from now on is counted in `SEEN`.
+    pub(super) fn release_counters(&mut self, usage: &[(MacKey, Usage)]) {
+        let mut ungranted = std::collections::BTreeSet::new();
+        for (key, _) in usage {
+            let mac = MacAddr::from(*key);
+            if self.engine.client_state(mac) == ClientState::Connected {
+                continue;
+            }
+            if !self.releasing.contains(&mac) {
+                ungranted.insert(mac);
+                continue;
+            }
+            if let Err(error) = self.kernel.release_counters(*key) {
+                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot give back the client's room in USAGE; retrying next poll");
+                ungranted.insert(mac);
+            }
+        }
+        self.releasing = ungranted;
+    }
+
+    /// Takes a reading of `ADDRESSES`: the clients' addresses, and an event for each address
+    /// that moved to another MAC.
+    pub(super) fn learn_addresses(
+        &mut self,
+        readings: &[(IpKey, AddressOwner)],
+        clocks: Clocks,
+        now: Now,
+    ) {
+        let (mut pairs, moves) = self.addresses.update(readings, clocks);
+        self.table.set_addresses(&mut pairs);
+        for change in moves {
+            tracing::warn!(
+                ip = %change.ip,
+                from = %change.from,
+                to = %change.to,
+                "a client sent from another client's address; the API names no owner for it for a minute"
+            );
+            self.events.send(crate::events::EventRecord {
+                at: now.wall,
+                event: Event::AddressMoved {
+                    ip: change.ip,
+                    from: change.from,
+                    to: change.to,
+                },
+            });
+        }
+    }
+
+    /// Who sends from `ip`, as the kernel saw it last, and whether that is in conflict.
+    pub(super) fn address_owner(&self, ip: IpAddr) -> Result<Owner, crate::bpf::BpfError> {
+        let owner = self.kernel.address_owner(ip_key(ip))?;
+        let clocks = Clocks {
+            jiffies: self.kernel.jiffies()?,
+            hz: self.hz,
+            wall: chrono::Utc::now(),
+            read_at: std::time::Instant::now(),
+        };
+        Ok(addresses::owner_of(ip, owner, clocks))
+    }
+
+    /// Logs the neighbour entries the reader found pointing an address at a group MAC and
+    /// deleted, naming who sends from that address (the one who claimed it, most likely).
+    pub(super) fn report_poisoned(&mut self, poisoned: &[Poisoned]) {
+        for entry in poisoned {
+            let due = self
+                .poisoned_logged
+                .get(&entry.ip)
+                .is_none_or(|logged| logged.elapsed() >= POISONED_LOG_EVERY);
+            if !due {
+                continue;
+            }
+            self.poisoned_logged.insert(entry.ip, Instant::now());
+            let sender = self
+                .kernel
+                .address_owner(ip_key(entry.ip))
+                .ok()
+                .flatten()
+                .map_or_else(
+                    || "unknown".to_owned(),
+                    |owner| MacAddr::from(owner.mac).to_string(),
+                );
+            match &entry.delete_error {
+                None => tracing::warn!(
+                    ip = %entry.ip,
+                    group_mac = %entry.mac,
+                    sent_by = sender,
+                    "a client pointed its address at a group MAC (an ARP or neighbour discovery claim); the entry was deleted and such frames are dropped"
+                ),
+                Some(error) => tracing::error!(
+                    ip = %entry.ip,
+                    group_mac = %entry.mac,
+                    sent_by = sender,
+                    error = %error,
+                    "a client pointed its address at a group MAC and the entry cannot be deleted; such frames are dropped, delete it with 'ip neigh del'"
+                ),
+            }
+        }
+        self.poisoned_logged
+            .retain(|_, logged| logged.elapsed() < POISONED_LOG_EVERY);
+    }
+
+    /// Says once when `SEEN` is full: from then on the least recently seen MACs without a
+    /// session are forgotten (their counters restart when they come back), which is what a
+    /// flood of made-up MACs costs. Paying clients are counted in `USAGE`, unaffected.
+    pub(super) fn warn_if_seen_full(&mut self) {
+        let seen = crate::metrics::MapFill {
+            map: "seen",
+            entries: self.seen_entries,
+            capacity: MAX_SEEN,
+        };
+        let full = seen.is_full();
+        if full && !self.seen_full_logged {
+            tracing::warn!(
+                capacity = MAX_SEEN,
+                "the kernel's table of clients without a session is full (a flood of MAC addresses?); the least recently seen are forgotten first, paying clients are not affected"
+            );
+        }
+        self.seen_full_logged = full;
+    }
+}
