@@ -15,6 +15,7 @@
 //! | state → API, `hotspotctl`, `/metrics` | `control::views` builds the [`views`]; [`api`], [`metrics`] serve them |
 
 pub mod accounting;
+pub mod alerts;
 pub mod api;
 pub mod bpf;
 pub mod client;

@@ -16,6 +16,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    alerts::Alerts,
     api::{self, ListenError},
     bpf::{BpfError, Kernel},
     config::Config,
@@ -81,6 +82,7 @@ pub async fn run_reloadable(
     // Sessions and grants are restored before the programs are attached (or take over from a
     // previous run's), so the gate is right from the first packet.
     let events = Events::default();
+    let alerts = Arc::new(Alerts::default());
     let parts = Parts {
         kernel,
         netlink,
@@ -88,6 +90,7 @@ pub async fn run_reloadable(
         hz,
         store: store.clone(),
         events: events.clone(),
+        alerts: Arc::clone(&alerts),
         shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
@@ -123,6 +126,7 @@ pub async fn run_reloadable(
         tasks.spawn(api::serve_tcp(
             tcp_listener,
             token,
+            Arc::clone(&alerts),
             commands,
             events.clone(),
             shutdown.clone(),

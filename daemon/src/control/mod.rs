@@ -36,6 +36,7 @@ pub use speed::global as global_rates;
 
 use crate::{
     accounting::{ClientTable, Clocks},
+    alerts::Alerts,
     bpf::{BpfError, Kernel, KernelStats},
     clock::{Reading, Step, WallClock},
     config::Config,
@@ -75,6 +76,8 @@ pub struct Parts {
     /// Where the sessions live (SQLite, or any other [`SessionStore`]).
     pub store: Arc<dyn SessionStore>,
     pub events: Events,
+    /// What the watchers beside the sessions counted, for `/metrics`.
+    pub alerts: Arc<Alerts>,
     pub shaper: Shaper,
 }
 
@@ -107,6 +110,9 @@ pub struct Control {
     deadlines: deadlines::Deadlines,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
+    /// What the watchers beside the sessions counted (MAC moves, refused API tokens,
+    /// neighbour tables), shown with the metrics.
+    alerts: Arc<Alerts>,
     /// How many clients the kernel's counters held at the last poll: for `/metrics`.
     usage_entries: usize,
     /// Speed limits: the HTB trees, what they should hold, which client has which class.
@@ -150,6 +156,7 @@ impl Control {
             hz,
             store,
             events,
+            alerts,
             shaper,
         } = parts;
         let desired = speed::desired(&config);
@@ -176,6 +183,7 @@ impl Control {
             unsaved_clients: BTreeSet::new(),
             deadlines: deadlines::Deadlines::default(),
             events,
+            alerts,
             usage_entries: 0,
             shaper,
             desired,

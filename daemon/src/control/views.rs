@@ -113,6 +113,7 @@ impl Control {
             usage_entries: self.usage_entries,
             grant_entries: self.kernel.grant_count().unwrap_or(0),
             map_capacity: hotspotd_common::MAX_CLIENTS,
+            alerts: self.alerts.read(),
         }
     }
 
