@@ -26,6 +26,7 @@ use crate::{
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
     store::{SessionStore, Store, StoreError},
+    watch::mac_moves,
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -75,6 +76,10 @@ pub async fn run_reloadable(
 ) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
     let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
+    let lan_is_bridge = netlink.is_bridge(&lan).await.unwrap_or_else(|error| {
+        tracing::warn!(error = %crate::text::chain(&error), interface = %lan, "cannot tell whether the LAN interface is a bridge; MAC moves between its ports are not watched");
+        false
+    });
 
     let sqlite_path = config.store.sqlite_path.clone();
     let store: Arc<dyn SessionStore> =
@@ -139,6 +144,17 @@ pub async fn run_reloadable(
             events.subscribe(),
             shutdown.clone(),
         ));
+    }
+    if lan_is_bridge {
+        tasks.spawn(mac_moves::watch(
+            lan.clone(),
+            lan_ifindex,
+            events.clone(),
+            Arc::clone(&alerts),
+            shutdown.clone(),
+        ));
+    } else {
+        tracing::debug!(interface = %lan, "the LAN interface is not a bridge: MAC moves between ports are not watched");
     }
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
