@@ -13,7 +13,7 @@
 //! | decisions → saves | `control::save` → [`store`] (through `store::SessionStore`) |
 //! | decisions → events | [`events`] |
 //! | state → API, `hotspotctl`, `/metrics` | `control::views` builds the [`views`]; [`api`], [`metrics`] serve them |
-//! | the LAN beside the sessions (MAC moves) → log, events, `/metrics` | [`watch`], counted in [`alerts`] |
+//! | the LAN beside the sessions (MAC moves, neighbour tables) → log, events, `/metrics` | [`watch`], counted in [`alerts`] |
 
 pub mod accounting;
 pub mod alerts;

@@ -26,7 +26,7 @@ use crate::{
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
     store::{SessionStore, Store, StoreError},
-    watch::mac_moves,
+    watch::{mac_moves, neighbour_overflow},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -156,6 +156,10 @@ pub async fn run_reloadable(
     } else {
         tracing::debug!(interface = %lan, "the LAN interface is not a bridge: MAC moves between ports are not watched");
     }
+    tasks.spawn(neighbour_overflow::watch(
+        Arc::clone(&alerts),
+        shutdown.clone(),
+    ));
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
     tasks.close();

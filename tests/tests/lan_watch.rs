@@ -1,9 +1,11 @@
 //! End to end: what hotspotd notices on the LAN beside the sessions. Two devices using one MAC
-//! (a clone) make the bridge move it between ports: an event, a metric and one log line.
-//! Needs root.
+//! (a clone) make the bridge move it between ports: an event, a metric and one log line. A
+//! client flooding the box with neighbour solicitations from random addresses overflows the
+//! kernel's neighbour table: a warning naming the sysctl, and a metric. Needs root.
 
 use std::{
     io::{BufRead as _, BufReader},
+    net::Ipv6Addr,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -11,8 +13,8 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
-    CLIENT_IFACE, Daemon, FrameSender, GATEWAY_LAN_V4, Lan,
-    frames::{self, Mac},
+    CLIENT_IFACE, Daemon, FrameSender, GATEWAY_LAN_V4, GATEWAY_LAN_V6, LAN_IFACE, Lan,
+    frames::{self, ETH_P_IPV6, Mac, XorShift},
     hotspotctl_bin, http, wait_for,
 };
 
@@ -162,5 +164,100 @@ fn a_cloned_mac_moving_between_ports_is_an_event_a_metric_and_one_log_line() -> 
     );
     follower.kill()?;
     follower.wait()?;
+    Ok(())
+}
+
+/// The kernel's IPv6 neighbour table limit: one table for every namespace of the machine,
+/// set only in the first one, so the test floods past it rather than lowering it for every
+/// other test running meanwhile.
+fn ipv6_table_limit() -> Result<u64> {
+    let path = "/proc/sys/net/ipv6/neigh/default/gc_thresh3";
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("read {path}"))?
+        .trim()
+        .parse()?)
+}
+
+#[test]
+fn a_neighbour_solicitation_flood_overflows_the_table_and_is_warned_about() -> Result<()> {
+    let limit = ipv6_table_limit()?;
+    ensure!(
+        limit <= 16_384,
+        "net.ipv6.neigh.default.gc_thresh3 is {limit} on this machine: flooding past it would \
+         take too long; run the test where it is at most 16384"
+    );
+    let lan = Lan::new(1)?;
+    let attacker = &lan.clients[0];
+    let daemon = Daemon::start(&lan, &[])?;
+    let overflows = r#"hotspotd_neighbour_table_overflows_total{family="ipv6"}"#;
+    let read = wait_for(Duration::from_secs(10), || {
+        metric(&daemon, overflows).is_ok_and(|value| value.is_some())
+    });
+    ensure!(
+        read,
+        "the IPv6 table is read at start; log:\n{}",
+        daemon.log()
+    );
+    let before = metric(&daemon, overflows)?.unwrap_or_default();
+    let small_table_warned = daemon
+        .log()
+        .contains(&format!("net.ipv6.neigh.default.gc_thresh3 is {limit}:"));
+    ensure!(
+        small_table_warned == (limit < 4_096),
+        "a table below 4096 entries is warned about at start, a larger one is not ({limit}); \
+         log:\n{}",
+        daemon.log()
+    );
+
+    // Solicitations for the gateway's address from random addresses of the LAN's prefix:
+    // each makes an entry, until the table is full. Entries younger than 5 s cannot be
+    // collected, so past the limit (with room for entries others collect) every one is
+    // refused.
+    let sender = FrameSender::open(&attacker.netns, CLIENT_IFACE)?;
+    let (own_mac, gateway_mac) = (mac_of(&attacker.mac)?, mac_of(lan.bridge_mac())?);
+    let mut rng = XorShift::new(16);
+    let flood = limit + 400;
+    for _ in 0..flood {
+        let host = u128::from(rng.next_u64()) | 1;
+        let source = Ipv6Addr::from((u128::from(attacker.ipv6) & !u128::from(u64::MAX)) | host);
+        let solicitation = frames::neighbour_solicitation(
+            own_mac,
+            source.octets(),
+            GATEWAY_LAN_V6.octets(),
+            GATEWAY_LAN_V6.octets(),
+        );
+        sender.send(&frames::ethernet(
+            gateway_mac,
+            own_mac,
+            &[],
+            ETH_P_IPV6,
+            &solicitation,
+        ))?;
+    }
+    // The table is the whole machine's: empty what the flood put in at once, so other tests
+    // running meanwhile can make entries again. The kernel's count of refusals stays.
+    std::thread::sleep(Duration::from_millis(200));
+    lan.gateway
+        .ip(&["-6", "neigh", "flush", "dev", LAN_IFACE])?;
+
+    let warned = |log: &str| {
+        log.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains("IPv6 neighbour table overflowed")
+                && line.contains("raise net.ipv6.neigh.default.gc_thresh3")
+        })
+    };
+    let noticed = wait_for(Duration::from_secs(15), || warned(&daemon.log()));
+    ensure!(
+        noticed,
+        "the overflow is warned about within 15 s; log:\n{}",
+        daemon.log()
+    );
+    let after = metric(&daemon, overflows)?.unwrap_or_default();
+    ensure!(
+        after > before,
+        "the metric counts the refused entries: {before} before, {after} after {flood} \
+         solicitations"
+    );
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
 //! of the LAN interface, see [`NeighbourReader`]), when links change (to put the programs and
-//! trees back on a recreated interface), and which port of the LAN bridge each MAC is behind
-//! ([`FdbWatch`]). Read-only: nothing here changes the kernel's state.
+//! trees back on a recreated interface), which port of the LAN bridge each MAC is behind
+//! ([`FdbWatch`]) and how full the neighbour tables are ([`NeighbourTables`]). Read-only:
+//! nothing here changes the kernel's state.
 
 mod bridge_fdb;
+mod neighbour_tables;
 mod neighbours;
 mod raw;
 
@@ -21,6 +23,7 @@ use rtnetlink::{
 };
 
 pub use bridge_fdb::{Batch, FdbChange, FdbWatch};
+pub use neighbour_tables::{Family, FamilyTable, NeighbourTables};
 pub use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! A routing netlink socket read through tokio, and the walk over the messages and attributes
-//! it returns, for the watchers that parse what they need in place (`bridge_fdb`) rather than have every attribute of every message allocated. Read-only:
+//! it returns, for the watchers that parse what they need in place (`bridge_fdb`,
+//! `neighbour_tables`) rather than have every attribute of every message allocated. Read-only:
 //! the requests sent are dumps.
 
 use std::{
@@ -12,7 +13,6 @@ use tokio::io::{Interest, unix::AsyncFd};
 // uapi linux/netlink.h
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_ERROR: u16 = 2;
-#[cfg(test)]
 pub const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
@@ -250,6 +250,11 @@ pub fn u16_at(bytes: &[u8], at: usize) -> u16 {
 #[must_use]
 pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes(array(bytes, at))
+}
+
+#[must_use]
+pub fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(array(bytes, at))
 }
 
 /// Builds messages and attributes as the kernel sends them, for the parsers' tests.
