@@ -1,6 +1,6 @@
-//! What happens, for whoever listens: the session engine's events stamped with their time,
-//! fanned out to the API's event stream and to `events.exec`. Side effects: `exec_hooks` runs
-//! the configured program once per event.
+//! What happens, for whoever listens: the session engine's events and what the watchers of the
+//! LAN notice, stamped with their time, fanned out to the API's event stream and to
+//! `events.exec`. Side effects: `exec_hooks` runs the configured program once per event.
 
 use std::{process::Stdio, sync::Arc, time::Duration};
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{io::AsyncWriteExt as _, sync::broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::sessions::engine::Event;
+use crate::{mac::MacAddr, sessions::engine::Event};
 
 /// One event as listeners see it: `{"at": "...", "event": "session_started", "id": 3, ...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -17,6 +17,57 @@ pub struct EventRecord {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub event: Event,
+}
+
+/// What the watchers beside the sessions notice on the LAN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LanEvent {
+    /// The LAN bridge learned `mac` behind `to_port` where it had it behind `from_port`: two
+    /// devices use the MAC (a clone) or one roamed between bridged radios. `moves` counts this
+    /// one and those not reported since the last event for the MAC.
+    MacMoved {
+        mac: MacAddr,
+        from_port: String,
+        to_port: String,
+        moves: u64,
+    },
+    /// The kernel saw `to` send from an address `from` sent from before: a client claiming
+    /// another's address, or an address DHCP gave to another device. The API names no owner
+    /// for it for a minute.
+    AddressMoved {
+        ip: std::net::IpAddr,
+        from: MacAddr,
+        to: MacAddr,
+    },
+}
+
+/// One [`LanEvent`] as listeners see it: `{"at": "...", "event": "mac_moved", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LanRecord {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: LanEvent,
+}
+
+/// Anything listeners are told, as one flat JSON object with its `event` name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Session(EventRecord),
+    Lan(LanRecord),
+}
+
+impl From<EventRecord> for Record {
+    fn from(record: EventRecord) -> Self {
+        Self::Session(record)
+    }
+}
+
+impl From<LanRecord> for Record {
+    fn from(record: LanRecord) -> Self {
+        Self::Lan(record)
+    }
 }
 
 /// An event as a client reads it back: the fields of [`EventRecord`] as JSON.
@@ -30,7 +81,7 @@ const EXEC_AT_ONCE: usize = 4;
 
 /// The fan-out point: the control task sends, listeners subscribe.
 #[derive(Clone)]
-pub struct Events(broadcast::Sender<Arc<EventRecord>>);
+pub struct Events(broadcast::Sender<Arc<Record>>);
 
 impl Default for Events {
     fn default() -> Self {
@@ -40,12 +91,12 @@ impl Default for Events {
 
 impl Events {
     /// Tells every listener; nobody listening is fine.
-    pub fn send(&self, record: EventRecord) {
-        let _ = self.0.send(Arc::new(record));
+    pub fn send(&self, record: impl Into<Record>) {
+        let _ = self.0.send(Arc::new(record.into()));
     }
 
     #[must_use]
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Record>> {
         self.0.subscribe()
     }
 }
@@ -56,7 +107,7 @@ impl Events {
 pub async fn exec_hooks(
     program: String,
     timeout: Duration,
-    mut events: broadcast::Receiver<Arc<EventRecord>>,
+    mut events: broadcast::Receiver<Arc<Record>>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(EXEC_AT_ONCE));
@@ -85,7 +136,7 @@ pub async fn exec_hooks(
     }
 }
 
-async fn run_hook(program: &str, record: &EventRecord, timeout: Duration) -> Result<(), String> {
+async fn run_hook(program: &str, record: &Record, timeout: Duration) -> Result<(), String> {
     let json = serde_json::to_vec(record).map_err(|error| error.to_string())?;
     let mut child = tokio::process::Command::new(program)
         .stdin(Stdio::piped())
@@ -117,16 +168,20 @@ async fn run_hook(program: &str, record: &EventRecord, timeout: Duration) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mac::MacAddr;
 
-    fn record() -> EventRecord {
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
+    }
+
+    fn record() -> Record {
         EventRecord {
-            at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+            at: at(),
             event: Event::SessionStarted {
                 id: 3,
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
             },
         }
+        .into()
     }
 
     #[test]
@@ -136,6 +191,26 @@ mod tests {
         assert_eq!(json["id"], 3);
         assert_eq!(json["mac"], "02:00:00:00:00:01");
         assert_eq!(json["at"], "2027-01-15T08:00:00Z");
+        let moved = Record::from(LanRecord {
+            at: at(),
+            event: LanEvent::MacMoved {
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                from_port: "wlan0".to_owned(),
+                to_port: "wlan1".to_owned(),
+                moves: 1,
+            },
+        });
+        assert_eq!(
+            serde_json::to_value(moved).expect("serialises"),
+            serde_json::json!({
+                "at": "2027-01-15T08:00:00Z",
+                "event": "mac_moved",
+                "mac": "02:00:00:00:00:01",
+                "from_port": "wlan0",
+                "to_port": "wlan1",
+                "moves": 1,
+            })
+        );
     }
 
     /// An executable shell script in `dir`.

@@ -13,9 +13,11 @@
 //! | decisions → saves | `control::save` → [`store`] (through `store::SessionStore`) |
 //! | decisions → events | [`events`] |
 //! | state → API, `hotspotctl`, `/metrics` | `control::views` builds the [`views`]; [`api`], [`metrics`] serve them |
+//! | the LAN beside the sessions (MAC moves, neighbour tables) → log, events, `/metrics` | [`watch`], counted in [`alerts`] |
 
 pub mod accounting;
 pub mod addresses;
+pub mod alerts;
 pub mod api;
 pub mod bpf;
 pub mod client;
@@ -37,5 +39,6 @@ pub mod shaping;
 pub mod store;
 pub mod text;
 pub mod views;
+pub mod watch;
 
 pub use run::{ReleaseError, RunError, release, run, run_reloadable};

@@ -16,6 +16,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    alerts::Alerts,
     api::{self, ListenError},
     bpf::{BpfError, Kernel},
     config::Config,
@@ -25,6 +26,7 @@ use crate::{
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
     store::{SessionStore, Store, StoreError},
+    watch::{mac_moves, neighbour_overflow},
 };
 
 /// How long the kernel's jiffies are watched to learn its `HZ`: long enough to tell 100, 250,
@@ -74,6 +76,10 @@ pub async fn run_reloadable(
 ) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
     let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
+    let lan_is_bridge = netlink.is_bridge(&lan).await.unwrap_or_else(|error| {
+        tracing::warn!(error = %crate::text::chain(&error), interface = %lan, "cannot tell whether the LAN interface is a bridge; MAC moves between its ports are not watched");
+        false
+    });
 
     let sqlite_path = config.store.sqlite_path.clone();
     let store: Arc<dyn SessionStore> =
@@ -81,6 +87,7 @@ pub async fn run_reloadable(
     // Sessions and grants are restored before the programs are attached (or take over from a
     // previous run's), so the gate is right from the first packet.
     let events = Events::default();
+    let alerts = Arc::new(Alerts::default());
     let parts = Parts {
         kernel,
         netlink,
@@ -88,6 +95,7 @@ pub async fn run_reloadable(
         hz,
         store: store.clone(),
         events: events.clone(),
+        alerts: Arc::clone(&alerts),
         shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
@@ -123,6 +131,7 @@ pub async fn run_reloadable(
         tasks.spawn(api::serve_tcp(
             tcp_listener,
             token,
+            Arc::clone(&alerts),
             commands,
             events.clone(),
             shutdown.clone(),
@@ -136,6 +145,21 @@ pub async fn run_reloadable(
             shutdown.clone(),
         ));
     }
+    if lan_is_bridge {
+        tasks.spawn(mac_moves::watch(
+            lan.clone(),
+            lan_ifindex,
+            events.clone(),
+            Arc::clone(&alerts),
+            shutdown.clone(),
+        ));
+    } else {
+        tracing::debug!(interface = %lan, "the LAN interface is not a bridge: MAC moves between ports are not watched");
+    }
+    tasks.spawn(neighbour_overflow::watch(
+        Arc::clone(&alerts),
+        shutdown.clone(),
+    ));
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
     tasks.close();

@@ -408,6 +408,40 @@ pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target_ip: [u8; 4]) -> V
     packet
 }
 
+/// An IPv6 neighbour solicitation (RFC 4861) from `src` for `target`, sent to `dst`, with
+/// `src_mac` as its source link-layer address option: hop limit 255 and a valid checksum, so
+/// a host takes it and makes a neighbour entry for `src`.
+#[must_use]
+pub fn neighbour_solicitation(
+    src_mac: Mac,
+    src: [u8; 16],
+    dst: [u8; 16],
+    target: [u8; 16],
+) -> Vec<u8> {
+    const IPPROTO_ICMPV6: u8 = 58;
+    const NEIGHBOUR_SOLICITATION: u8 = 135;
+    const SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
+    const HOP_LIMIT_AT: usize = 7;
+    let mut icmp = vec![NEIGHBOUR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target);
+    // The option's length is in units of 8 bytes.
+    icmp.extend_from_slice(&[SOURCE_LINK_LAYER_ADDRESS, 1]);
+    icmp.extend_from_slice(&src_mac);
+    // The checksum covers the pseudo-header: addresses, upper-layer length, next header.
+    let mut pseudo = Vec::with_capacity(40 + icmp.len());
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&u32::try_from(icmp.len()).unwrap_or(u32::MAX).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_ICMPV6]);
+    pseudo.extend_from_slice(&icmp);
+    let checksum = internet_checksum(&pseudo);
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let mut packet = ipv6(src, dst, IPPROTO_ICMPV6, &icmp);
+    // Neighbour discovery refuses anything that may have crossed a router.
+    packet[HOP_LIMIT_AT] = 255;
+    packet
+}
+
 /// xorshift64*: a fixed seed gives the same sequence on every run, so a failure reproduces.
 pub struct XorShift(u64);
 

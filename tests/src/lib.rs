@@ -35,7 +35,7 @@ pub use netns::Netns;
 pub use raw::{FrameCapture, FrameSender};
 pub use traffic::{
     Arrival, TcpSink, TcpSource, UdpEcho, UdpSink, UdpStream, ip_bytes_udp, largest_gap,
-    lost_datagrams, tcp_receive, tcp_send, udp_blast, udp_echoes, udp_ping_pong,
+    lost_datagrams, tcp_connect_from, tcp_receive, tcp_send, udp_blast, udp_echoes, udp_ping_pong,
 };
 
 /// Polls `condition` until it returns true or `timeout` passes; returns whether it became

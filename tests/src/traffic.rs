@@ -27,6 +27,27 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
 const TCP_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK: usize = 64 * 1024;
 
+/// A TCP connection to `to` from the address `source` (bound before connecting, which
+/// `TcpStream::connect` cannot do): on loopback, any of 127.0.0.0/8 looks like another client
+/// to the server. Call it inside the namespace to connect in.
+pub fn tcp_connect_from(source: Ipv4Addr, to: std::net::SocketAddrV4) -> Result<TcpStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    use std::os::fd::AsRawFd as _;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )
+    .with_context(|| format!("bind to {source}"))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).with_context(|| format!("connect to {to}"))?;
+    Ok(TcpStream::from(fd))
+}
+
 /// Bytes a UDP datagram with `payload_len` bytes of payload takes at the IP layer (what
 /// per-client IP byte counters see): payload + UDP header + IPv4 or IPv6 header.
 #[must_use]

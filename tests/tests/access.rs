@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
@@ -20,7 +20,7 @@ use hotspotd_tests::frames::{
 use hotspotd_tests::http::{Answer, exchange_on, request};
 use hotspotd_tests::{
     CLIENT_IFACE, Client, Daemon, FrameCapture, FrameSender, GATEWAY_LAN_V4, GATEWAY_LAN_V6, Lan,
-    hotspotctl_bin, wait_for,
+    hotspotctl_bin, tcp_connect_from, wait_for,
 };
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -126,9 +126,15 @@ fn check_refused(answer: &Answer, what: &str, client: &Client) -> Result<()> {
 
 /// One request to the TCP listener from inside the gateway (whose loopback it is).
 fn tcp(lan: &Lan, raw: Vec<u8>) -> Result<Answer> {
+    tcp_from(lan, Ipv4Addr::LOCALHOST, raw)
+}
+
+/// [`tcp`] from the loopback address `source`: the listener refuses an address that sent 10
+/// wrong tokens (`api_tcp.rs` tests that), so a test of many sends each from its own.
+fn tcp_from(lan: &Lan, source: Ipv4Addr, raw: Vec<u8>) -> Result<Answer> {
     lan.gateway.run(move || -> Result<Answer> {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, TCP_PORT));
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        let mut stream =
+            tcp_connect_from(source, SocketAddrV4::new(Ipv4Addr::LOCALHOST, TCP_PORT))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         exchange_on(&mut stream, &raw)
     })?
@@ -186,9 +192,10 @@ fn tcp_without_the_token_gets_401_and_nothing_else() -> Result<()> {
             if !authorization.is_empty() {
                 headers.push(("Authorization", authorization.as_str()));
             }
-            let answer = tcp(&lan, request(method, path, &headers, body))?;
-            check_refused(&answer, &format!("{method} {path} with {what}"), client)?;
             refused += 1;
+            let source = Ipv4Addr::new(127, 0, 1, u8::try_from(refused)?);
+            let answer = tcp_from(&lan, source, request(method, path, &headers, body))?;
+            check_refused(&answer, &format!("{method} {path} with {what}"), client)?;
         }
     }
     // The token in the query string is no token either.

@@ -1,17 +1,21 @@
 //! End to end: the API over loopback TCP answers only with the bearer token of
-//! `api.token_file`; a non-loopback address is refused unless the configuration says so; the
-//! Unix socket keeps its mode 0660. Needs root.
+//! `api.token_file`, and a source that keeps sending wrong ones is refused for a while; a
+//! non-loopback address is refused unless the configuration says so; the Unix socket keeps
+//! its mode 0660. Needs root.
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::Ipv4Addr,
     os::unix::fs::PermissionsExt as _,
     process::Command,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::{Daemon, Lan, hotspotd_bin, workspace_root};
+use hotspotd_tests::{Daemon, Lan, hotspotd_bin, tcp_connect_from, workspace_root};
+
+/// Wrong tokens one source may send before it is refused unread (api/throttle.rs).
+const MAX_WRONG_TOKENS: usize = 10;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const ADDRESS: &str = "127.0.0.1:8099";
@@ -19,15 +23,28 @@ const ADDRESS: &str = "127.0.0.1:8099";
 /// One HTTP/1.1 request from inside `lan.gateway` (the daemon's loopback is that namespace's);
 /// returns the status code and the body.
 fn request(lan: &Lan, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let answer = request_from(lan, Ipv4Addr::LOCALHOST, path, token)?;
+    Ok((answer.status, answer.body))
+}
+
+/// An answer: status code, header lines, body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// [`request`] from the loopback address `source` (any of 127.0.0.0/8): a client on
+/// another address of the box, as far as the daemon can tell.
+fn request_from(lan: &Lan, source: Ipv4Addr, path: &str, token: Option<&str>) -> Result<Answer> {
     let authorization = token.map_or_else(String::new, |token| {
         format!("Authorization: Bearer {token}\r\n")
     });
     let text = format!(
         "GET {path} HTTP/1.1\r\nHost: hotspotd\r\nConnection: close\r\n{authorization}\r\n"
     );
-    lan.gateway.run(move || -> Result<(u16, String)> {
-        let address: SocketAddr = ADDRESS.parse()?;
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    lan.gateway.run(move || -> Result<Answer> {
+        let mut stream = tcp_connect_from(source, ADDRESS.parse()?)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.write_all(text.as_bytes())?;
         let mut answer = String::new();
@@ -37,12 +54,12 @@ fn request(lan: &Lan, path: &str, token: Option<&str>) -> Result<(u16, String)> 
             .nth(1)
             .and_then(|code| code.parse().ok())
             .context("an HTTP status line")?;
-        let body = answer
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        Ok((status, body))
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        Ok(Answer {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        })
     })?
 }
 
@@ -85,6 +102,82 @@ fn tcp_needs_the_token_and_the_socket_is_group_only() -> Result<()> {
     ensure!(
         mode == 0o660,
         "the socket is owner and group only: {mode:o}"
+    );
+    Ok(())
+}
+
+#[test]
+fn wrong_tokens_get_their_source_refused_a_while_and_no_one_else() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n"))?;
+    let token_path = token_file.to_str().context("a UTF-8 path")?;
+    let daemon = Daemon::start(
+        &lan,
+        &[
+            ("HOTSPOTD__API__TCP_LISTEN", ADDRESS),
+            ("HOTSPOTD__API__TOKEN_FILE", token_path),
+        ],
+    )?;
+    let guesser = Ipv4Addr::LOCALHOST;
+    let portal = Ipv4Addr::new(127, 0, 0, 2);
+
+    for guess in 0..MAX_WRONG_TOKENS {
+        let wrong = format!("{guess:032}");
+        let answer = request_from(&lan, guesser, "/v1/clients", Some(&wrong))?;
+        ensure!(answer.status == 401, "guess {guess}: {}", answer.status);
+    }
+    // Now even the right token is refused from there, without a look at it.
+    let answer = request_from(&lan, guesser, "/v1/clients", Some(TOKEN))?;
+    let retry_after: Option<u64> = answer
+        .head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(str::to_owned)
+        })
+        .and_then(|value| value.trim().parse().ok());
+    ensure!(
+        answer.status == 429
+            && answer.body.contains("\"too_many_wrong_tokens\"")
+            && retry_after.is_some_and(|secs| (1..=60).contains(&secs)),
+        "the guesser is refused for a while: {} {retry_after:?}\n{}\n{}",
+        answer.status,
+        answer.head,
+        answer.body
+    );
+    // Another address with the token is served, and its own wrong token is only a 401.
+    let answer = request_from(&lan, portal, "/v1/clients", Some(TOKEN))?;
+    ensure!(
+        answer.status == 200,
+        "the portal is served: {}",
+        answer.status
+    );
+    let answer = request_from(&lan, portal, "/v1/clients", Some("0000"))?;
+    ensure!(answer.status == 401, "the portal's typo: {}", answer.status);
+
+    // The log names the guesser once for its first refusal and once for its block, not once
+    // per guess.
+    let log = daemon.log();
+    let about_guesser: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("127.0.0.1"))
+        .collect();
+    ensure!(
+        about_guesser.len() == 2
+            && about_guesser[1].contains(&format!("sent {MAX_WRONG_TOKENS} TCP API requests")),
+        "two lines about 127.0.0.1, the second with the count: {about_guesser:#?}"
+    );
+    let answer = request_from(&lan, portal, "/metrics", Some(TOKEN))?;
+    let samples = hotspotd::metrics::parse(&answer.body).map_err(anyhow::Error::msg)?;
+    let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+    ensure!(
+        value(r#"hotspotd_api_refusals_total{why="wrong_token"}"#) == Some(11.0)
+            && value(r#"hotspotd_api_refusals_total{why="rate_limited"}"#) == Some(1.0),
+        "metrics count 10 + 1 wrong tokens and 1 refused unread:\n{}",
+        answer.body
     );
     Ok(())
 }

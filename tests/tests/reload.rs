@@ -162,3 +162,40 @@ fn sighup_changes_the_global_caps_on_the_htb_classes_and_keeps_sessions() -> Res
     );
     Ok(())
 }
+
+#[test]
+fn sighup_names_each_changed_key_that_needs_a_restart() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    let shipped = config_with_garden("")?;
+    std::fs::write(&config, &shipped)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+
+    // A hook and its timeout (read at start only) change with the walled garden (applied).
+    ensure!(
+        shipped.contains("exec = \"\"") && shipped.contains("exec_timeout_ms = 5000"),
+        "config.toml has no 'exec = \"\"' / 'exec_timeout_ms = 5000' lines"
+    );
+    let edited = config_with_garden("\"198.51.100.1\"")?
+        .replace("exec = \"\"", "exec = \"/bin/true\"")
+        .replace("exec_timeout_ms = 5000", "exec_timeout_ms = 1000");
+    std::fs::write(&config, edited)?;
+    daemon.reload()?;
+    let reloaded = |log: &str| {
+        log.lines()
+            .find(|line| line.contains("configuration reloaded"))
+            .map(str::to_owned)
+    };
+    let line = wait_for(Duration::from_secs(5), || reloaded(&daemon.log()).is_some())
+        .then(|| reloaded(&daemon.log()))
+        .flatten()
+        .with_context(|| format!("no reload in the log:\n{}", daemon.log()))?;
+    ensure!(
+        line.contains("WARN")
+            && line.contains("except events.exec, events.exec_timeout_ms:")
+            && line.contains("restart"),
+        "the reload names both keys it did not apply, and only those: {line}"
+    );
+    Ok(())
+}

@@ -237,38 +237,6 @@ pub(super) async fn events(
         .unwrap_or_default()
 }
 
-/// Lets a request through only with `Authorization: Bearer <token>` (the TCP listener).
-pub(super) async fn require_token(
-    State(token): State<std::sync::Arc<String>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Result<axum::response::Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(presented) if same(presented.as_bytes(), token.as_bytes()) => {
-            Ok(next.run(request).await)
-        }
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this listener needs 'Authorization: Bearer <token>' with the token of api.token_file",
-        )),
-    }
-}
-
-/// Compares in constant time, so how long a refusal takes says nothing about how much of the
-/// token was right. `subtle` keeps the optimiser from turning the comparison back into an
-/// early exit, which a hand-written fold does not promise. The length is not secret: tokens
-/// of another length are refused at once.
-fn same(presented: &[u8], token: &[u8]) -> bool {
-    use subtle::ConstantTimeEq as _;
-    bool::from(presented.ct_eq(token))
-}
-
 pub(super) async fn method_not_allowed(
     method: axum::http::Method,
     uri: axum::http::Uri,
@@ -331,27 +299,4 @@ pub(super) fn body_too_large() -> ApiError {
             super::MAX_BODY_BYTES
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    const TOKEN: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn the_token_is_accepted_only_whole() {
-        assert!(same(TOKEN, TOKEN));
-        assert!(same(b"0123456789abcdef0123456789abcdef", TOKEN));
-        // Same length, one byte off (first, middle, last).
-        for at in [0, TOKEN.len() / 2, TOKEN.len() - 1] {
-            let mut wrong = TOKEN.to_vec();
-            wrong[at] ^= 1;
-            assert!(!same(&wrong, TOKEN), "accepted a token wrong at byte {at}");
-        }
-        // Other lengths: a prefix, the token with more after it, nothing.
-        assert!(!same(&TOKEN[..TOKEN.len() - 1], TOKEN));
-        assert!(!same(b"0123456789abcdef0123456789abcdef0", TOKEN));
-        assert!(!same(b"", TOKEN));
-    }
 }

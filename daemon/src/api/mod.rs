@@ -4,6 +4,8 @@
 
 mod handlers;
 mod serve;
+mod throttle;
+mod token;
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -221,19 +223,28 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
 }
 
 /// Serves the same API on a TCP listener until `shutdown`, every request checked for
-/// `Authorization: Bearer <token>` first: without it the answer is `401` and nothing else.
+/// `Authorization: Bearer <token>` first: without it the answer is `401` and nothing else,
+/// and a source that sent too many of those is answered `429` (see `token.rs`). Refusals are
+/// counted in `alerts`.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     token: String,
+    alerts: std::sync::Arc<crate::alerts::Alerts>,
     commands: Commands,
     events: Events,
     shutdown: CancellationToken,
 ) {
     // Outside the router's own layers: the token is checked before the body is read.
+    let guard = std::sync::Arc::new(token::TokenGuard::new(token, alerts));
     let guarded = router(commands, events, shutdown.clone()).layer(
-        axum::middleware::from_fn_with_state(std::sync::Arc::new(token), handlers::require_token),
+        axum::middleware::from_fn_with_state(guard, token::require_token),
     );
-    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let accept = || async {
+        listener
+            .accept()
+            .await
+            .map(|(stream, peer)| (stream, Some(peer)))
+    };
     serve::serve(accept, guarded, shutdown, serve::MAX_CONNECTIONS).await;
 }
 
@@ -266,7 +277,7 @@ pub async fn serve(
     events: Events,
     shutdown: CancellationToken,
 ) {
-    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let accept = || async { listener.accept().await.map(|(stream, _)| (stream, None)) };
     serve::serve(
         accept,
         router(commands, events, shutdown.clone()),

@@ -3,15 +3,16 @@
 //! request cannot hold a connection (a task and a file descriptor) forever, and a graceful end
 //! on shutdown. `axum::serve` does the same without the cap and the time limits.
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::Request,
+    extract::{ConnectInfo, Request},
     http::StatusCode,
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
+use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
@@ -41,7 +42,8 @@ pub(super) const MAX_CONNECTIONS: usize = 256;
 
 /// Accepts connections from `accept` and serves `router` on each until `shutdown`, at most
 /// `max_connections` at once; then lets the requests in flight finish (event streams end with
-/// `shutdown` themselves) and returns.
+/// `shutdown` themselves) and returns. A connection's peer address, if `accept` gives one, is
+/// on each of its requests as `ConnectInfo<SocketAddr>`.
 pub(super) async fn serve<S, A, F>(
     mut accept: A,
     router: Router,
@@ -50,7 +52,7 @@ pub(super) async fn serve<S, A, F>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A: FnMut() -> F,
-    F: Future<Output = io::Result<S>>,
+    F: Future<Output = io::Result<(S, Option<SocketAddr>)>>,
 {
     let connections = TaskTracker::new();
     let places = Arc::new(Semaphore::new(max_connections));
@@ -66,10 +68,10 @@ pub(super) async fn serve<S, A, F>(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = accept() => match accepted {
-                Ok(stream) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(error = %crate::text::chain(&error), "the API cannot accept a connection");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -77,7 +79,13 @@ pub(super) async fn serve<S, A, F>(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        let router = TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(ConnectInfo(peer));
+            }
+            hyper::service::Service::call(&router, request)
+        });
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             // Held until the connection ends, whichever way.
@@ -204,7 +212,9 @@ mod tests {
         let accept = || async {
             let stream = pending.lock().await.recv().await;
             accepted.fetch_add(1, Ordering::SeqCst);
-            stream.ok_or_else(|| io::Error::other("the test's backlog is closed"))
+            stream
+                .map(|stream| (stream, None))
+                .ok_or_else(|| io::Error::other("the test's backlog is closed"))
         };
         let router = Router::new().route("/", get(|| async { "ok" }));
         let shutdown = CancellationToken::new();

@@ -3,6 +3,7 @@
 //! nothing else; every mistake is reported as one sentence naming its key and where it came from.
 
 mod keys;
+mod live;
 mod local_services;
 mod walled_garden;
 
@@ -19,6 +20,7 @@ use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
     Origins, POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
 };
+pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
 pub use walled_garden::{IpNet, WalledGardenEntry, WalledGardenError};
 

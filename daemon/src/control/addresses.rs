@@ -13,9 +13,10 @@ use super::{Control, reader::Poisoned};
 use crate::{
     accounting::Clocks,
     addresses::{self, Owner},
+    events::{LanEvent, LanRecord},
     mac::MacAddr,
     net::ip_key,
-    sessions::engine::{ClientState, Event, Now},
+    sessions::engine::{ClientState, Now},
 };
 
 /// How often one poisoned address is logged at most.
@@ -61,9 +62,9 @@ impl Control {
                 to = %change.to,
                 "a client sent from another client's address; the API names no owner for it for a minute"
             );
-            self.events.send(crate::events::EventRecord {
+            self.events.send(LanRecord {
                 at: now.wall,
-                event: Event::AddressMoved {
+                event: LanEvent::AddressMoved {
                     ip: change.ip,
                     from: change.from,
                     to: change.to,

@@ -39,6 +39,7 @@ use hotspotd_common::Usage;
 
 use crate::{
     accounting::{ClientTable, Clocks, CounterMap},
+    alerts::Alerts,
     bpf::{BpfError, Kernel, KernelStats, LocalServices},
     clock::{Reading, Step, WallClock},
     config::Config,
@@ -78,6 +79,8 @@ pub struct Parts {
     /// Where the sessions live (SQLite, or any other [`SessionStore`]).
     pub store: Arc<dyn SessionStore>,
     pub events: Events,
+    /// What the watchers beside the sessions counted, for `/metrics`.
+    pub alerts: Arc<Alerts>,
     pub shaper: Shaper,
 }
 
@@ -110,6 +113,9 @@ pub struct Control {
     deadlines: deadlines::Deadlines,
     /// Where the engine's events go: the API's stream, `events.exec`.
     events: Events,
+    /// What the watchers beside the sessions counted (MAC moves, refused API tokens,
+    /// neighbour tables), shown with the metrics.
+    alerts: Arc<Alerts>,
     /// How many entries `USAGE`, `SEEN` and `ADDRESSES` held at the last poll: for
     /// `/metrics` and `/v1/status`.
     usage_entries: usize,
@@ -165,6 +171,7 @@ impl Control {
             hz,
             store,
             events,
+            alerts,
             shaper,
         } = parts;
         let desired = speed::desired(&config);
@@ -196,6 +203,7 @@ impl Control {
             unsaved_clients: BTreeSet::new(),
             deadlines: deadlines::Deadlines::default(),
             events,
+            alerts,
             usage_entries: 0,
             seen_entries: 0,
             address_entries: 0,

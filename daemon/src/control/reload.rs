@@ -1,8 +1,8 @@
 //! SIGHUP: takes a new configuration and applies what can change while running — global speed
 //! limits, the walled garden, the poll and save intervals, idle pause, `bytes_per_mb`, the
-//! queue order — and logs what needs a restart instead (interfaces, paths, the socket).
-//! Side effects: the walled-garden map, the HTB trees' global caps, grants of sessions whose
-//! speed or budget changed.
+//! queue order — and names each changed key that needs a restart instead (which keys those
+//! are is `Config::reload_from`'s to say). Side effects: the walled-garden map, the HTB trees'
+//! global caps, grants of sessions whose speed or budget changed.
 
 use std::sync::Arc;
 
@@ -14,34 +14,10 @@ impl Control {
         let old = Arc::clone(&self.config);
         // Keys only read at start keep their running values, so what the daemon reports
         // stays true until it is restarted.
-        let mut merged = new.clone();
-        let mut needs_restart = Vec::new();
-        if merged.network.lan_interface != old.network.lan_interface {
-            needs_restart.push("network.lan_interface");
-            merged
-                .network
-                .lan_interface
-                .clone_from(&old.network.lan_interface);
-        }
-        if merged.network.ifb_interface != old.network.ifb_interface {
-            needs_restart.push("network.ifb_interface");
-            merged
-                .network
-                .ifb_interface
-                .clone_from(&old.network.ifb_interface);
-        }
-        if merged.store.sqlite_path != old.store.sqlite_path {
-            needs_restart.push("store.sqlite_path");
-            merged.store.sqlite_path.clone_from(&old.store.sqlite_path);
-        }
-        if merged.api != old.api {
-            needs_restart.push("api.socket");
-            merged.api = old.api.clone();
-        }
-        if merged.kernel != old.kernel {
-            needs_restart.push("kernel.pin_dir");
-            merged.kernel = old.kernel.clone();
-        }
+        let crate::config::Reloaded {
+            config: merged,
+            needs_restart,
+        } = old.reload_from(new);
 
         if merged.network.walled_garden != old.network.walled_garden
             && let Err(error) = self.kernel.set_walled_garden(&merged.network.walled_garden)
@@ -66,9 +42,10 @@ impl Control {
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");
         } else {
+            let keys = needs_restart.join(", ");
             tracing::warn!(
-                keys = needs_restart.join(", "),
-                "configuration reloaded; these keys keep their old values until hotspotd restarts"
+                "configuration reloaded, except {keys}: not applied, they keep their running \
+                 values until hotspotd restarts ('systemctl restart hotspotd')"
             );
         }
     }

@@ -112,6 +112,7 @@ impl Control {
             poll_durations: self.poll_durations.clone(),
             save_durations: self.store.save_durations(),
             maps: self.map_fill(),
+            alerts: self.alerts.read(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 pub use crate::histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
 
 use crate::{
+    alerts::{AlertCounts, NeighbourTable},
     bpf::KernelStats,
     sessions::engine::{ClientState, SessionState},
     store::{StorageState, StoreHealth},
@@ -26,6 +27,8 @@ pub struct Snapshot {
     pub save_durations: Histogram,
     /// Each per-client map's entries and capacity, by its label.
     pub maps: Vec<MapFill>,
+    /// What the watchers beside the sessions counted.
+    pub alerts: AlertCounts,
 }
 
 /// How full one of the kernel's per-client maps is.
@@ -65,6 +68,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     clients(&mut out, snapshot);
     gate(&mut out, snapshot);
     daemon(&mut out, snapshot);
+    alerts(&mut out, &snapshot.alerts);
     out
 }
 
@@ -233,6 +237,66 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
     }
 }
 
+/// Trouble beside the sessions: MAC moves, refused API tokens, the neighbour tables.
+fn alerts(out: &mut String, alerts: &AlertCounts) {
+    let name = "hotspotd_mac_moves_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Times a MAC address the LAN bridge had learned behind one port showed up behind another (a clone, or a roam).",
+    );
+    sample(out, name, &[], as_f64(alerts.mac_moves));
+    let name = "hotspotd_api_refusals_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "TCP API requests refused: without the right token, or from a source that sent too many of those.",
+    );
+    for (why, requests) in [
+        ("wrong_token", alerts.api_wrong_tokens),
+        ("rate_limited", alerts.api_rate_limited),
+    ] {
+        sample(out, name, &[("why", why)], as_f64(requests));
+    }
+    let tables = [
+        ("ipv4", alerts.neighbours_ipv4),
+        ("ipv6", alerts.neighbours_ipv6),
+    ];
+    let per_family = |out: &mut String, name, value: fn(&NeighbourTable) -> u64| {
+        for (family, table) in &tables {
+            if let Some(table) = table {
+                sample(out, name, &[("family", family)], as_f64(value(table)));
+            }
+        }
+    };
+    let name = "hotspotd_neighbour_table_overflows_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Times since boot the kernel refused a new neighbour entry because its table was full (raise gc_thresh3).",
+    );
+    per_family(out, name, |table| table.overflows);
+    let name = "hotspotd_neighbour_table_entries";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Entries in the kernel's neighbour table, every network namespace's together.",
+    );
+    per_family(out, name, |table| table.entries);
+    let name = "hotspotd_neighbour_table_limit";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Entries the kernel's neighbour table holds at most (gc_thresh3).",
+    );
+    per_family(out, name, |table| table.limit);
+}
+
 #[expect(clippy::cast_precision_loss, reason = "Prometheus values are floats")]
 fn as_f64(value: u64) -> f64 {
     value as f64
@@ -380,6 +444,17 @@ mod tests {
                     capacity: 16_384,
                 },
             ],
+            alerts: AlertCounts {
+                mac_moves: 2,
+                api_wrong_tokens: 10,
+                api_rate_limited: 3,
+                neighbours_ipv4: None,
+                neighbours_ipv6: Some(NeighbourTable {
+                    entries: 1_024,
+                    limit: 1_024,
+                    overflows: 276,
+                }),
+            },
         }
     }
 
@@ -414,6 +489,24 @@ mod tests {
         );
         assert_eq!(value("hotspotd_poll_seconds_count"), Some(1.0));
         assert_eq!(value("hotspotd_save_seconds_count"), Some(0.0));
+        assert_eq!(value("hotspotd_mac_moves_total"), Some(2.0));
+        assert_eq!(
+            value(r#"hotspotd_api_refusals_total{why="rate_limited"}"#),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(r#"hotspotd_neighbour_table_overflows_total{family="ipv6"}"#),
+            Some(276.0)
+        );
+        assert_eq!(
+            value(r#"hotspotd_neighbour_table_limit{family="ipv6"}"#),
+            Some(1_024.0)
+        );
+        assert_eq!(
+            value(r#"hotspotd_neighbour_table_entries{family="ipv4"}"#),
+            None,
+            "a table not read yet has no line"
+        );
     }
 
     #[test]

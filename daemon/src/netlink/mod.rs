@@ -1,16 +1,29 @@
 //! What the daemon learns from the kernel's routing netlink: the box's own addresses (which the
 //! eBPF programs must not bill) and the clients' IPv4/IPv6 addresses (from the neighbour table
-//! of the LAN interface, see [`NeighbourReader`]), and when links change (to put the programs and
-//! trees back on a recreated interface). Read-only: nothing here changes the kernel's state.
+//! of the LAN interface, see [`NeighbourReader`]), when links change (to put the programs and
+//! trees back on a recreated interface), which port of the LAN bridge each MAC is behind
+//! ([`FdbWatch`]) and how full the neighbour tables are ([`NeighbourTables`]). Read-only:
+//! nothing here changes the kernel's state.
 
+mod bridge_fdb;
+mod neighbour_tables;
 mod neighbours;
+mod raw;
 
 use std::{collections::BTreeSet, net::IpAddr};
 
 use futures::TryStreamExt as _;
 use rtnetlink::sys::AsyncSocket as _;
-use rtnetlink::{Handle, packet_route::address::AddressAttribute};
+use rtnetlink::{
+    Handle,
+    packet_route::{
+        address::AddressAttribute,
+        link::{InfoKind, LinkAttribute, LinkInfo},
+    },
+};
 
+pub use bridge_fdb::{Batch, FdbChange, FdbWatch};
+pub use neighbour_tables::{Family, FamilyTable, NeighbourTables};
 pub use neighbours::NeighbourReader;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +71,28 @@ impl Netlink {
             }
         }
         Ok(addrs)
+    }
+
+    /// Whether the interface `name` is a Linux bridge.
+    pub async fn is_bridge(&self, name: &str) -> Result<bool, NetlinkError> {
+        let dump_error = |source| NetlinkError::Dump {
+            what: "links",
+            source,
+        };
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        let mut bridge = false;
+        while let Some(link) = links.try_next().await.map_err(dump_error)? {
+            bridge |= link.attributes.iter().any(|attribute| {
+                matches!(attribute, LinkAttribute::LinkInfo(infos)
+                    if infos.contains(&LinkInfo::Kind(InfoKind::Bridge)))
+            });
+        }
+        Ok(bridge)
     }
 }
 

@@ -175,14 +175,6 @@ pub enum Event {
     ClientIdle {
         mac: MacAddr,
     },
-    /// Not the engine's: the kernel saw `to` send from an address `from` sent from before (a
-    /// client claiming another's address, or an address DHCP gave to another device). The
-    /// API names no owner for it for a minute.
-    AddressMoved {
-        ip: std::net::IpAddr,
-        from: MacAddr,
-        to: MacAddr,
-    },
 }
 
 impl Event {
@@ -199,8 +191,6 @@ impl Event {
             | Self::ClientConnected { mac, .. }
             | Self::ClientDisconnected { mac }
             | Self::ClientIdle { mac } => *mac,
-            // The client that sends from the address now.
-            Self::AddressMoved { to, .. } => *to,
         }
     }
 }

@@ -1,0 +1,251 @@
+//! Which keys a running daemon takes from a new configuration (SIGHUP) and which wait for a
+//! restart. Every field of every section is named below without `..`, so a key added to
+//! [`Config`] does not compile until it is sorted into one or the other: none can be left out
+//! of the reload's report by forgetting it. Pure.
+
+use super::{
+    AccountingConfig, ApiConfig, Config, EventsConfig, KernelConfig, NetworkConfig, SessionsConfig,
+    SpeedConfig, StoreConfig,
+};
+
+/// A new configuration as a running daemon applies it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The new values of the keys applied while running, the running values of the others:
+    /// what the daemon then runs with and reports.
+    pub config: Config,
+    /// The keys whose new value differs from the running one and is not applied until
+    /// hotspotd restarts, as `section.key`, in the order of the configuration file.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Config {
+    /// What a running daemon (with `self`) makes of `new`. Applied while running: the walled
+    /// garden, `[speed]`, `[accounting]`, `[sessions]` and `store.save_interval_secs`.
+    /// Read only at start: the interfaces (the programs and trees hang on them), the database
+    /// path, every `[api]` key (the listeners and the token are set up once), the pin folder,
+    /// and `[events]` (the hook task is started with its program and timeout).
+    #[must_use]
+    pub fn reload_from(&self, new: &Self) -> Reloaded {
+        let Self {
+            network,
+            speed,
+            accounting,
+            sessions,
+            store,
+            api,
+            kernel,
+            events,
+        } = new;
+        let mut restart = Restart {
+            keys: Vec::new(),
+            running: self,
+        };
+        let config = Self {
+            network: restart.network(network),
+            speed: live_speed(speed),
+            accounting: live_accounting(accounting),
+            sessions: live_sessions(sessions),
+            store: restart.store(store),
+            api: restart.api(api),
+            kernel: restart.kernel(kernel),
+            events: restart.events(events),
+        };
+        Reloaded {
+            config,
+            needs_restart: restart.keys,
+        }
+    }
+}
+
+/// `[speed]`, applied whole.
+fn live_speed(new: &SpeedConfig) -> SpeedConfig {
+    let SpeedConfig {
+        global_down_mbits,
+        global_up_mbits,
+    } = *new;
+    SpeedConfig {
+        global_down_mbits,
+        global_up_mbits,
+    }
+}
+
+/// `[accounting]`, applied whole.
+fn live_accounting(new: &AccountingConfig) -> AccountingConfig {
+    let AccountingConfig {
+        poll_interval_ms,
+        bytes_per_mb,
+    } = *new;
+    AccountingConfig {
+        poll_interval_ms,
+        bytes_per_mb,
+    }
+}
+
+/// `[sessions]`, applied whole.
+fn live_sessions(new: &SessionsConfig) -> SessionsConfig {
+    let SessionsConfig {
+        queue_order,
+        idle_pause_secs,
+    } = *new;
+    SessionsConfig {
+        queue_order,
+        idle_pause_secs,
+    }
+}
+
+/// Collects the restart-only keys whose value changed.
+struct Restart<'a> {
+    keys: Vec<&'static str>,
+    running: &'a Config,
+}
+
+impl Restart<'_> {
+    /// The running value of a key read only at start; `key` is noted if `new` differs.
+    fn keep<T: PartialEq + Clone>(
+        &mut self,
+        key: &'static str,
+        new: &T,
+        running: impl FnOnce(&Config) -> &T,
+    ) -> T {
+        let running = running(self.running);
+        if new != running {
+            self.keys.push(key);
+        }
+        running.clone()
+    }
+
+    fn network(&mut self, new: &NetworkConfig) -> NetworkConfig {
+        let NetworkConfig {
+            lan_interface,
+            ifb_interface,
+            walled_garden,
+            local_services,
+        } = new;
+        NetworkConfig {
+            lan_interface: self.keep("network.lan_interface", lan_interface, |c| {
+                &c.network.lan_interface
+            }),
+            ifb_interface: self.keep("network.ifb_interface", ifb_interface, |c| {
+                &c.network.ifb_interface
+            }),
+            walled_garden: walled_garden.clone(),
+            // Written to the kernel at every poll.
+            local_services: local_services.clone(),
+        }
+    }
+
+    fn store(&mut self, new: &StoreConfig) -> StoreConfig {
+        let StoreConfig {
+            sqlite_path,
+            save_interval_secs,
+        } = new;
+        StoreConfig {
+            sqlite_path: self.keep("store.sqlite_path", sqlite_path, |c| &c.store.sqlite_path),
+            save_interval_secs: *save_interval_secs,
+        }
+    }
+
+    fn api(&mut self, new: &ApiConfig) -> ApiConfig {
+        let ApiConfig {
+            socket,
+            tcp_listen,
+            token_file,
+            allow_non_loopback,
+        } = new;
+        ApiConfig {
+            socket: self.keep("api.socket", socket, |c| &c.api.socket),
+            tcp_listen: self.keep("api.tcp_listen", tcp_listen, |c| &c.api.tcp_listen),
+            token_file: self.keep("api.token_file", token_file, |c| &c.api.token_file),
+            allow_non_loopback: self.keep("api.allow_non_loopback", allow_non_loopback, |c| {
+                &c.api.allow_non_loopback
+            }),
+        }
+    }
+
+    fn kernel(&mut self, new: &KernelConfig) -> KernelConfig {
+        let KernelConfig { pin_dir } = new;
+        KernelConfig {
+            pin_dir: self.keep("kernel.pin_dir", pin_dir, |c| &c.kernel.pin_dir),
+        }
+    }
+
+    fn events(&mut self, new: &EventsConfig) -> EventsConfig {
+        let EventsConfig {
+            exec,
+            exec_timeout_ms,
+        } = new;
+        EventsConfig {
+            exec: self.keep("events.exec", exec, |c| &c.events.exec),
+            exec_timeout_ms: self.keep("events.exec_timeout_ms", exec_timeout_ms, |c| {
+                &c.events.exec_timeout_ms
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::keys::KEYS;
+    use super::*;
+
+    /// The keys applied while running, as the module doc lists them.
+    const LIVE: &[&str] = &[
+        "network.walled_garden",
+        "network.local_services",
+        "speed.global_down_mbits",
+        "speed.global_up_mbits",
+        "accounting.poll_interval_ms",
+        "accounting.bytes_per_mb",
+        "sessions.queue_order",
+        "sessions.idle_pause_secs",
+        "store.save_interval_secs",
+    ];
+
+    /// Another value of the same kind as `value`.
+    fn changed(value: &Value) -> Value {
+        match value {
+            Value::String(text) if text == "oldest_first" => "newest_first".into(),
+            Value::String(text) => format!("{text}x").into(),
+            Value::Number(number) => (number.as_u64().unwrap_or(0) + 1).into(),
+            Value::Bool(flag) => (!flag).into(),
+            // A list the key takes: of walled-garden entries or of local services.
+            Value::Array(items) if items.iter().any(|item| item.as_str() == Some("icmp")) => {
+                vec!["tcp/22"].into()
+            }
+            Value::Array(_) => vec!["10.0.0.0/8"].into(),
+            other => panic!("no key holds {other}"),
+        }
+    }
+
+    #[test]
+    fn every_key_is_applied_or_named() {
+        let running = Config::default();
+        let defaults = serde_json::to_value(&running).expect("serialises");
+        for key in KEYS.iter().map(|key| key.path()) {
+            let (section, name) = key.split_once('.').expect("section.key");
+            let mut edited = defaults.clone();
+            let field = &mut edited[section][name];
+            *field = changed(field);
+            let new: Config = serde_json::from_value(edited).expect("deserialises");
+            let reloaded = running.reload_from(&new);
+            if LIVE.contains(&key) {
+                assert_eq!(reloaded.config, new, "{key} is applied");
+                assert!(reloaded.needs_restart.is_empty(), "{key}");
+            } else {
+                assert_eq!(reloaded.config, running, "{key} keeps its running value");
+                assert_eq!(reloaded.needs_restart, [key]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unchanged_configuration_names_nothing() {
+        let running = Config::default();
+        let reloaded = running.reload_from(&running.clone());
+        assert_eq!(reloaded.config, running);
+        assert!(reloaded.needs_restart.is_empty());
+    }
+}
