@@ -232,7 +232,7 @@ fn bind_address(frame: &Frame) {
     }
     // SAFETY: jiffies are a plain read.
     let now = unsafe { bpf_jiffies64() };
-    if let Some(owner) = ADDRESSES.get_ptr_mut(&frame.source) {
+    if let Some(owner) = ADDRESSES.get_ptr_mut(frame.source) {
         // SAFETY: a successful lookup; two CPUs writing one entry at once (two MACs sending
         // from one address in the same instant) may mix their fields, and either way the
         // entry says the address moved.
@@ -258,7 +258,7 @@ fn bind_address(frame: &Frame) {
     };
     // The LRU map makes room itself; a failure leaves the address unbound, which the daemon
     // shows as unknown.
-    let _ = ADDRESSES.insert(&frame.source, &owner, 0);
+    let _ = ADDRESSES.insert(frame.source, owner, 0);
 }
 
 /// The box's addresses in use now: the slot of `LOCAL_TABLE` that `CONFIG` points at.
@@ -356,7 +356,7 @@ fn usage_of(client: &MacKey) -> Option<*mut Usage> {
     }
     // EEXIST means another CPU created it first, which is as good; a full LRU map evicts its
     // least recently used entry to make room.
-    let _ = SEEN.insert(client, &Usage::default(), u64::from(BPF_NOEXIST));
+    let _ = SEEN.insert(client, Usage::default(), u64::from(BPF_NOEXIST));
     SEEN.get_ptr_mut(client)
 }
 

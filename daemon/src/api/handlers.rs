@@ -65,7 +65,7 @@ pub(super) async fn clients(
         )),
         Err(error) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "kernel",
+            "internal",
             format!(
                 "cannot read the kernel's table of addresses: {}",
                 crate::text::chain(&error)
