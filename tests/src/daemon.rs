@@ -6,11 +6,12 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -375,6 +376,38 @@ impl Daemon {
             bail!("the session of {mac} does not run: {session}");
         }
         Ok(session)
+    }
+
+    /// Starts `hotspotctl events --json` and returns once it is connected (the stream carries
+    /// events from when it is opened): the client `probe_mac` is sold an hour, then paused and
+    /// connected until one of its events comes through. Then the lines that follow, and the
+    /// follower, to be killed.
+    pub fn follow_events(&self, probe_mac: &str) -> Result<(Child, mpsc::Receiver<String>)> {
+        let mut follower = Command::new(hotspotctl_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["events", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = follower.stdout.take().context("the follower's stdout")?;
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        self.connect_for_an_hour(probe_mac)?;
+        let connected = wait_for(Duration::from_secs(10), || {
+            let _ = self.ctl_json(&["pause", "--mac", probe_mac]);
+            let _ = self.ctl_json(&["connect", "--mac", probe_mac]);
+            std::iter::from_fn(|| lines_rx.try_recv().ok()).any(|line| line.contains(probe_mac))
+        });
+        if !connected {
+            bail!("the event stream never showed the probe client's events");
+        }
+        Ok((follower, lines_rx))
     }
 
     /// `hotspotctl sessions`: every session, as JSON objects.

@@ -63,20 +63,27 @@ fn request_from(lan: &Lan, source: Ipv4Addr, path: &str, token: Option<&str>) ->
     })?
 }
 
-#[test]
-fn tcp_needs_the_token_and_the_socket_is_group_only() -> Result<()> {
-    let lan = Lan::new(1)?;
+/// A daemon with the TCP listener on, its token in a file of the returned folder (kept
+/// while the daemon runs).
+fn start_with_token(lan: &Lan) -> Result<(Daemon, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n"))?;
     let token_path = token_file.to_str().context("a UTF-8 path")?;
     let daemon = Daemon::start(
-        &lan,
+        lan,
         &[
             ("HOTSPOTD__API__TCP_LISTEN", ADDRESS),
             ("HOTSPOTD__API__TOKEN_FILE", token_path),
         ],
     )?;
+    Ok((daemon, dir))
+}
+
+#[test]
+fn tcp_needs_the_token_and_the_socket_is_group_only() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let (daemon, _token_dir) = start_with_token(&lan)?;
 
     let (status, body) = request(&lan, "/v1/clients", None)?;
     ensure!(
@@ -109,17 +116,7 @@ fn tcp_needs_the_token_and_the_socket_is_group_only() -> Result<()> {
 #[test]
 fn wrong_tokens_get_their_source_refused_a_while_and_no_one_else() -> Result<()> {
     let lan = Lan::new(1)?;
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n"))?;
-    let token_path = token_file.to_str().context("a UTF-8 path")?;
-    let daemon = Daemon::start(
-        &lan,
-        &[
-            ("HOTSPOTD__API__TCP_LISTEN", ADDRESS),
-            ("HOTSPOTD__API__TOKEN_FILE", token_path),
-        ],
-    )?;
+    let (daemon, _token_dir) = start_with_token(&lan)?;
     let guesser = Ipv4Addr::LOCALHOST;
     let portal = Ipv4Addr::new(127, 0, 0, 2);
 

@@ -2,16 +2,13 @@
 //! life in order, and a hook that hangs or fails never slows the daemon. Needs root.
 
 use std::{
-    io::{BufRead as _, BufReader},
     os::unix::fs::PermissionsExt as _,
     path::Path,
-    process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::{Daemon, Lan, hotspotctl_bin, wait_for};
+use hotspotd_tests::{Daemon, Lan, wait_for};
 
 /// Writes an executable shell script.
 fn script(path: &Path, body: &str) -> Result<()> {
@@ -32,38 +29,6 @@ fn names_for(lines: &[serde_json::Value], mac: &str) -> Vec<String> {
 /// A client the tests never send traffic for: its events only prove the stream is connected.
 const PROBE_MAC: &str = "02:ff:00:00:00:01";
 
-/// Starts `hotspotctl events --json` and returns once it is connected (the stream carries
-/// events from when it is opened): the probe client is paused and connected until one of its
-/// events comes through. Then the lines that follow.
-fn follow(daemon: &Daemon) -> Result<(std::process::Child, mpsc::Receiver<String>)> {
-    let mut follower = Command::new(hotspotctl_bin())
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(["events", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = follower.stdout.take().context("the follower's stdout")?;
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    daemon.connect_for_an_hour(PROBE_MAC)?;
-    let connected = wait_for(Duration::from_secs(10), || {
-        let _ = daemon.ctl_json(&["pause", "--mac", PROBE_MAC]);
-        let _ = daemon.ctl_json(&["connect", "--mac", PROBE_MAC]);
-        std::iter::from_fn(|| lines_rx.try_recv().ok()).any(|line| line.contains(PROBE_MAC))
-    });
-    ensure!(
-        connected,
-        "the event stream never showed the probe client's events"
-    );
-    Ok((follower, lines_rx))
-}
-
 #[test]
 fn a_sessions_life_is_told_in_order_on_the_stream_and_to_the_hook() -> Result<()> {
     let lan = Lan::new(1)?;
@@ -76,7 +41,7 @@ fn a_sessions_life_is_told_in_order_on_the_stream_and_to_the_hook() -> Result<()
     let daemon = Daemon::start(&lan, &[("HOTSPOTD__EVENTS__EXEC", hook_path)])?;
 
     // Follow the stream the way an operator would.
-    let (mut follower, lines_rx) = follow(&daemon)?;
+    let (mut follower, lines_rx) = daemon.follow_events(PROBE_MAC)?;
 
     daemon.add_session(
         &mac,
@@ -198,7 +163,7 @@ fn a_hanging_or_failing_hook_does_not_slow_the_daemon() -> Result<()> {
 fn a_follower_of_the_stream_does_not_hold_up_a_stop() -> Result<()> {
     let lan = Lan::new(1)?;
     let daemon = Daemon::start(&lan, &[])?;
-    let (mut follower, _lines) = follow(&daemon)?;
+    let (mut follower, _lines) = daemon.follow_events(PROBE_MAC)?;
     let started = Instant::now();
     let status = daemon.stop()?;
     let took = started.elapsed();

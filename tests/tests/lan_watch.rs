@@ -3,31 +3,14 @@
 //! client flooding the box with neighbour solicitations from random addresses overflows the
 //! kernel's neighbour table: a warning naming the sysctl, and a metric. Needs root.
 
-use std::{
-    io::{BufRead as _, BufReader},
-    net::Ipv6Addr,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{net::Ipv6Addr, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
     CLIENT_IFACE, Daemon, FrameSender, GATEWAY_LAN_V4, GATEWAY_LAN_V6, LAN_IFACE, Lan,
-    frames::{self, ETH_P_IPV6, Mac, XorShift},
-    hotspotctl_bin, http, wait_for,
+    frames::{self, ETH_P_IPV6, XorShift, mac_of},
+    http, wait_for,
 };
-
-/// `aa:bb:cc:dd:ee:ff` as bytes.
-fn mac_of(text: &str) -> Result<Mac> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|byte| u8::from_str_radix(byte, 16))
-        .collect::<Result<_, _>>()?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{text} is not a MAC"))
-}
 
 /// The value of one series in the daemon's `/metrics`.
 fn metric(daemon: &Daemon, series: &str) -> Result<Option<f64>> {
@@ -47,42 +30,12 @@ const FRAMES: usize = 21;
 /// connected (it carries events from when it is opened).
 const PROBE_MAC: &str = "02:ff:00:00:00:02";
 
-/// Follows `hotspotctl events --json` from now on: the lines as they come.
-fn follow(daemon: &Daemon) -> Result<(Child, mpsc::Receiver<String>)> {
-    let mut follower = Command::new(hotspotctl_bin())
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(["events", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = follower.stdout.take().context("the follower's stdout")?;
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    daemon.connect_for_an_hour(PROBE_MAC)?;
-    let connected = wait_for(Duration::from_secs(10), || {
-        let _ = daemon.ctl_json(&["pause", "--mac", PROBE_MAC]);
-        let _ = daemon.ctl_json(&["connect", "--mac", PROBE_MAC]);
-        std::iter::from_fn(|| lines_rx.try_recv().ok()).any(|line| line.contains(PROBE_MAC))
-    });
-    ensure!(
-        connected,
-        "the event stream never showed the probe's events"
-    );
-    Ok((follower, lines_rx))
-}
-
 #[test]
 fn a_cloned_mac_moving_between_ports_is_an_event_a_metric_and_one_log_line() -> Result<()> {
     let lan = Lan::new(2)?;
     let (owner, clone) = (&lan.clients[0], &lan.clients[1]);
     let daemon = Daemon::start(&lan, &[])?;
-    let (mut follower, lines) = follow(&daemon)?;
+    let (mut follower, lines) = daemon.follow_events(PROBE_MAC)?;
 
     // The second device takes the first one's MAC, as a clone riding on its session would.
     clone

@@ -1,7 +1,7 @@
 //! A routing netlink socket read through tokio, and the walk over the messages and attributes
 //! it returns, for the watchers that parse what they need in place (`bridge_fdb`,
-//! `neighbour_tables`) rather than have every attribute of every message allocated. Read-only:
-//! the requests sent are dumps.
+//! `neighbour_tables`, and the blocking `neighbours` reader) rather than have every attribute of
+//! every message allocated. Sends only what its callers ask for.
 
 use std::{
     io,
@@ -14,8 +14,9 @@ use tokio::io::{Interest, unix::AsyncFd};
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP: u16 = 0x300;
 /// The attribute type without its `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 #[expect(clippy::cast_possible_truncation, reason = "AF_NETLINK is 16")]
@@ -107,31 +108,8 @@ impl RawSocket {
     /// sequence number its answers carry.
     pub fn dump(&mut self, kind: u16, body: &[u8]) -> io::Result<u32> {
         self.sequence = self.sequence.wrapping_add(1);
-        let len = NLMSG_HDRLEN + body.len();
-        let mut request = Vec::with_capacity(len);
-        request.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
-        request.extend_from_slice(&kind.to_ne_bytes());
-        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        request.extend_from_slice(&self.sequence.to_ne_bytes());
-        // pid 0: the kernel fills in ours.
-        request.extend_from_slice(&0u32.to_ne_bytes());
-        request.extend_from_slice(body);
-        let kernel = kernel_address();
-        // SAFETY: `request` and `kernel` are valid buffers of the given lengths for the
-        // duration of the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.socket.get_ref().as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                (&raw const kernel).cast(),
-                SOCKADDR_LEN,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let request = request(kind, NLM_F_REQUEST | NLM_F_DUMP, self.sequence, body);
+        send_to_kernel(self.socket.get_ref().as_raw_fd(), &request)?;
         Ok(self.sequence)
     }
 
@@ -162,6 +140,42 @@ impl RawSocket {
             }
         }
     }
+}
+
+/// A request: the netlink header (`kind`, `flags`, `sequence`) and `body`.
+#[must_use]
+pub fn request(kind: u16, flags: u16, sequence: u32, body: &[u8]) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + body.len();
+    let mut request = Vec::with_capacity(len);
+    request.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
+    request.extend_from_slice(&kind.to_ne_bytes());
+    request.extend_from_slice(&flags.to_ne_bytes());
+    request.extend_from_slice(&sequence.to_ne_bytes());
+    // pid 0: the kernel fills in ours.
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(body);
+    request
+}
+
+/// Sends `request` to the kernel on the netlink socket `fd`.
+pub fn send_to_kernel(fd: std::os::fd::RawFd, request: &[u8]) -> io::Result<()> {
+    let kernel = kernel_address();
+    // SAFETY: `request` and `kernel` are valid buffers of the given lengths for the duration
+    // of the call; a bad `fd` makes the call fail, nothing else.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&raw const kernel).cast(),
+            SOCKADDR_LEN,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The kernel's address: pid 0, no groups.
