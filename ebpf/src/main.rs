@@ -109,6 +109,31 @@ pub fn bench_empty(_ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
+/// The floor any per-client accounting pays, for the benchmarks to measure the programs
+/// against: the source MAC's counters in a per-CPU hash map, one lookup, two adds. Never
+/// attached; its map takes no memory until the benchmark fills it.
+#[map(name = "BENCH_COUNTERS")]
+static BENCH_COUNTERS: PerCpuHashMap<MacKey, [u64; 2]> =
+    PerCpuHashMap::with_max_entries(MAX_CLIENTS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
+pub fn bench_reference(ctx: TcContext) -> i32 {
+    if let Some(source) = packet::source_mac(&ctx)
+        && let Some(counters) = BENCH_COUNTERS.get_ptr_mut(MacKey::new(source))
+    {
+        // SAFETY: per-CPU value from a successful lookup, see `account`.
+        unsafe {
+            (*counters)[0] += u64::from(ctx.len());
+            (*counters)[1] += 1;
+        }
+    }
+    TC_ACT_OK
+}
+
 #[inline(always)]
 fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);

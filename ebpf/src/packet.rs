@@ -289,6 +289,14 @@ fn gso(ctx: &TcContext, l3_present: u32, ip_header_len: u32, l4_offset: usize, p
     }
 }
 
+/// The frame's source MAC, if it has an Ethernet header.
+#[inline(always)]
+pub fn source_mac(ctx: &TcContext) -> Option<[u8; 6]> {
+    let eth = ptr_at::<EthHdr>(ctx, 0)?;
+    // SAFETY: bounds checked by ptr_at.
+    Some(unsafe { (*eth).src_addr })
+}
+
 #[inline(always)]
 pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
