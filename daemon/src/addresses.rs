@@ -93,8 +93,11 @@ impl AddressBook {
         let horizon = clock.wall - TimeDelta::from_std(CONFLICT_SHOWN_FOR).unwrap_or_default();
         self.moves.retain(|change| change.at >= horizon);
         self.moves.sort_by_key(|change| change.at);
-        let remembered: BTreeSet<IpKey> = readings.iter().map(|(key, _)| *key).collect();
-        self.reported.retain(|key, _| remembered.contains(key));
+        // Moves are rare: most readings have none to forget.
+        if !self.reported.is_empty() {
+            let remembered: BTreeSet<IpKey> = readings.iter().map(|(key, _)| *key).collect();
+            self.reported.retain(|key, _| remembered.contains(key));
+        }
         pairs.sort_unstable();
         (pairs, fresh)
     }

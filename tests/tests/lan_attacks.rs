@@ -327,6 +327,10 @@ fn a_flood_of_macs_leaves_a_new_paying_client_billed_to_the_packet() -> Result<(
         "received {received} bytes, billed {row}, session {}",
         daemon.session(id)?
     );
+    eprintln!(
+        "after {flood} made-up MACs: a 1 MB session received {received} bytes, billed {}",
+        row["down_bytes"]
+    );
     // A connect hands nothing out again.
     ensure!(
         !daemon

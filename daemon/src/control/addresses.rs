@@ -28,16 +28,28 @@ impl Control {
     /// were billed for. What they send from now on is counted in `SEEN`.
     pub(super) fn release_counters(&mut self, usage: &[(MacKey, Usage)]) {
         let mut ungranted = std::collections::BTreeSet::new();
+        // Both in MAC order: one walk side by side, no lookup per client (10,000 a poll).
+        let mut clients = self.engine.clients().peekable();
+        let mut connected = |mac: MacAddr| {
+            while clients.next_if(|(known, _, _)| *known < mac).is_some() {}
+            clients
+                .peek()
+                .is_some_and(|(known, state, _)| *known == mac && *state == ClientState::Connected)
+        };
+        let mut unconnected = Vec::new();
         for (key, _) in usage {
             let mac = MacAddr::from(*key);
-            if self.engine.client_state(mac) == ClientState::Connected {
-                continue;
+            if !connected(mac) {
+                unconnected.push(*key);
             }
+        }
+        for key in unconnected {
+            let mac = MacAddr::from(key);
             if !self.releasing.contains(&mac) {
                 ungranted.insert(mac);
                 continue;
             }
-            if let Err(error) = self.kernel.release_counters(*key) {
+            if let Err(error) = self.kernel.release_counters(key) {
                 tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot give back the client's room in USAGE; retrying next poll");
                 ungranted.insert(mac);
             }

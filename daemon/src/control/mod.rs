@@ -129,6 +129,8 @@ pub struct Control {
     /// Once-only warnings: `SEEN` is full; each address whose neighbour entry was poisoned,
     /// with when it was last logged.
     seen_full_logged: bool,
+    /// When a poll last read `ADDRESSES` (see [`ADDRESSES_EVERY`]).
+    addresses_read_at: Option<Instant>,
     poisoned_logged: BTreeMap<std::net::IpAddr, Instant>,
     /// Speed limits: the HTB trees, what they should hold, which client has which class.
     shaper: Shaper,
@@ -210,6 +212,7 @@ impl Control {
             addresses: crate::addresses::AddressBook::default(),
             releasing: BTreeSet::new(),
             seen_full_logged: false,
+            addresses_read_at: None,
             poisoned_logged: BTreeMap::new(),
             shaper,
             desired,
@@ -356,7 +359,13 @@ impl Control {
     /// as it is now, and not at all while it is missing (`links.rs`).
     fn start_reading(&mut self) -> bool {
         let neighbours_of = (!self.link_trouble.lan_missing).then_some(self.lan_ifindex);
-        match self.reader.start(neighbours_of) {
+        let with_addresses = self
+            .addresses_read_at
+            .is_none_or(|read| read.elapsed() >= ADDRESSES_EVERY);
+        if with_addresses {
+            self.addresses_read_at = Some(Instant::now());
+        }
+        match self.reader.start(neighbours_of, with_addresses) {
             Ok(started) => started,
             Err(error) => {
                 tracing::error!(error = %crate::text::chain(&error), "cannot read the kernel's counters");
@@ -431,7 +440,9 @@ impl Control {
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
         self.release_counters(&counters.usage);
-        self.learn_addresses(&counters.addresses, clocks, now);
+        if counters.with_addresses {
+            self.learn_addresses(&counters.addresses, clocks, now);
+        }
         self.warn_if_seen_full();
 
         self.kernel_stats = self.kernel.stats()?;
@@ -460,6 +471,11 @@ fn billable_by_mac(paid: &[(MacAddr, Usage)], seen: &[(MacAddr, Usage)]) -> Vec<
     }
     traffic
 }
+
+/// How often a poll reads `ADDRESSES`: the clients' addresses and their moves shown by the
+/// API are this old at most (a portal's `?ip=` lookup reads the kernel at once). At 10,000
+/// clients the read and the merge cost several milliseconds, too much for every poll.
+const ADDRESSES_EVERY: Duration = Duration::from_secs(2);
 
 /// Poll ticks every `period`; a late tick is skipped, not made up in a burst.
 fn poll_ticks(period: Duration) -> tokio::time::Interval {

@@ -24,8 +24,12 @@ pub(super) struct Counters {
     pub(super) usage: Vec<(MacKey, Usage)>,
     /// `SEEN`, in MAC order.
     pub(super) seen: Vec<(MacKey, Usage)>,
-    /// `ADDRESSES`, read after the counters.
+    /// `ADDRESSES`, read after the counters when asked for (`with_addresses`).
     pub(super) addresses: Vec<(IpKey, AddressOwner)>,
+    /// Whether this reading is to include `ADDRESSES`: set by the control task, which reads
+    /// them every few polls (tens of thousands of entries at 10,000 clients, for what only
+    /// shows clients' addresses and their moves).
+    pub(super) with_addresses: bool,
     /// When the thread started reading: a poll's duration counts from here.
     pub(super) started: Instant,
     pub(super) result: Result<(), ReadError>,
@@ -90,6 +94,7 @@ impl Reader {
                 usage: Vec::new(),
                 seen: Vec::new(),
                 addresses: Vec::new(),
+                with_addresses: false,
                 started: Instant::now(),
                 result: Ok(()),
             }),
@@ -102,13 +107,18 @@ impl Reader {
         Ok((reader, reads))
     }
 
-    /// Starts a read of the counters (and of the neighbour table of interface
-    /// `neighbours_of`, unless it is `None` or the last one is still under way) unless one is
-    /// in flight. Returns false if one was.
-    pub(super) fn start(&mut self, neighbours_of: Option<u32>) -> Result<bool, ReadError> {
-        let Some(counters) = self.counters.take() else {
+    /// Starts a read of the counters (with `ADDRESSES` if `with_addresses`, and the neighbour
+    /// table of interface `neighbours_of`, unless it is `None` or the last one is still under
+    /// way) unless one is in flight. Returns false if one was.
+    pub(super) fn start(
+        &mut self,
+        neighbours_of: Option<u32>,
+        with_addresses: bool,
+    ) -> Result<bool, ReadError> {
+        let Some(mut counters) = self.counters.take() else {
             return Ok(false);
         };
+        counters.with_addresses = with_addresses;
         let neighbours = match neighbours_of {
             Some(ifindex) => self.neighbours.take().map(|buffer| (ifindex, buffer)),
             None => None,
@@ -157,11 +167,18 @@ fn serve(
         counters.started = Instant::now();
         // `USAGE` before `SEEN`: a client the daemon makes room for between the two reads
         // is then missing from the first and frozen in the second, never counted twice.
+        counters.addresses.clear();
         counters.result = maps
             .usage
             .read(&mut counters.usage)
             .and_then(|()| maps.seen.read(&mut counters.seen))
-            .and_then(|()| maps.addresses.read(&mut counters.addresses))
+            .and_then(|()| {
+                if counters.with_addresses {
+                    maps.addresses.read(&mut counters.addresses)
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(ReadError::from);
         counters.usage.sort_unstable_by_key(|(key, _)| key.addr);
         counters.seen.sort_unstable_by_key(|(key, _)| key.addr);
