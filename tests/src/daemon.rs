@@ -297,6 +297,20 @@ impl Daemon {
         }
     }
 
+    /// Deletes client `mac`'s counters from the daemon's pinned `USAGE` map behind its back:
+    /// counters lost, as a table full of other MACs once made them.
+    pub fn lose_counters(&self, mac: [u8; 6]) -> Result<()> {
+        let path = self
+            .pin_dir
+            .join(format!("v{MAP_LAYOUT_VERSION}"))
+            .join(MAP_USAGE);
+        let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+        let mut map: PerCpuHashMap<MapData, MacKey, Usage> =
+            PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+        map.remove(&MacKey::new(mac))
+            .with_context(|| format!("delete from {}", path.display()))
+    }
+
     /// Client `mac`'s counters in the pinned map `name` (`USAGE` or `SEEN`).
     pub fn kernel_counters(&self, name: &str, mac: [u8; 6]) -> Result<Option<Usage>> {
         let path = self

@@ -343,6 +343,59 @@ fn a_flood_of_macs_leaves_a_new_paying_client_billed_to_the_packet() -> Result<(
 }
 
 #[test]
+fn a_pause_bills_from_the_spent_budget_what_the_counters_lost() -> Result<()> {
+    // The last resort: the kernel's budget says what a grant let through, whatever was
+    // counted. Here the client's counters are deleted behind the daemon's back after a
+    // download (as a full table once lost them); the pause that follows still bills every
+    // byte, and a connect does not hand the spent budget out again.
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    let daemon = Daemon::start(&lan, &[])?;
+    let sink = UdpSink::start(&client.netns, SocketAddr::new(client.ipv4.into(), 0))?;
+    let session = daemon.add_session(
+        &client.mac,
+        &[
+            "--type",
+            "data",
+            "--data-mb",
+            "5",
+            "--global-speed",
+            "--connect",
+        ],
+    )?;
+    let id = session["id"].as_i64().context("a session id")?;
+    let stream = UdpStream::start(
+        &lan.internet,
+        sink.addr(),
+        PAYLOAD,
+        Duration::from_micros(500),
+        Duration::from_millis(1_500),
+    )?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || stream.finished()),
+        "the stream did not end"
+    );
+    sink.sync(&lan.gateway)?;
+    daemon.lose_counters(mac_of(&client.mac)?)?;
+    let received = sink.received_ip_bytes();
+    daemon.ctl_json(&["pause", "--mac", &client.mac])?;
+    let session = daemon.session(id)?;
+    let billed_mb = session["data_cons"].as_f64().context("data_cons")?;
+    #[expect(clippy::cast_precision_loss, reason = "bytes of a test download")]
+    let received_mb = received as f64 / 1e6;
+    eprintln!("received {received} bytes; billed {billed_mb} MB after the counters were lost");
+    ensure!(
+        (billed_mb - received_mb).abs() < 0.5e-6,
+        "received {received} bytes, billed {billed_mb} MB: {session}"
+    );
+    ensure!(
+        daemon.log().contains("billed from the budget"),
+        "the log does not say the budget was billed"
+    );
+    Ok(())
+}
+
+#[test]
 fn the_portal_gets_no_owner_for_an_address_another_client_claims() -> Result<()> {
     let lan = Lan::new(2)?;
     let [victim, attacker] = [0, 1].map(|i| &lan.clients[i]);
