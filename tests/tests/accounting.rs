@@ -72,23 +72,29 @@ fn udp_to_the_internet_is_billed_to_the_byte() -> Result<()> {
         expected.insert(client.mac.clone(), bytes);
     }
 
+    // The addresses a client sends from are read every 2 s: wait for them too.
+    let shows_ipv4 = |row: &Value, client: &hotspotd_tests::Client| {
+        row["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|ip| ip == client.ipv4.to_string())
+    };
     let table = wait_for_table(&daemon, |table| {
-        expected.iter().all(|(mac, bytes)| {
-            table.get(mac).is_some_and(|row| {
-                counter(row, "up_bytes") == *bytes && counter(row, "down_bytes") == *bytes
+        lan.clients.iter().all(|client| {
+            table.get(&client.mac).is_some_and(|row| {
+                let bytes = expected[&client.mac];
+                counter(row, "up_bytes") == bytes
+                    && counter(row, "down_bytes") == bytes
+                    && shows_ipv4(row, client)
             })
         })
     })?;
     for client in &lan.clients {
         let row = &table[&client.mac];
-        let ips: Vec<&str> = row["ips"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         ensure!(
-            ips.contains(&client.ipv4.to_string().as_str()),
+            shows_ipv4(row, client),
             "client {} should show its IPv4 {}: {row}",
             client.mac,
             client.ipv4
