@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod net;
 pub mod netlink;
 mod notify;
+pub mod portal;
 mod run;
 pub mod sessions;
 pub mod shaping;

@@ -51,6 +51,8 @@ pub enum RunError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
+    Portal(#[from] crate::portal::PortalListenError),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
@@ -58,6 +60,73 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("a hotspotd task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// What the tasks beside the control task are handed.
+struct Beside {
+    commands: control::Commands,
+    events: Events,
+    alerts: Arc<crate::alerts::Alerts>,
+    shutdown: CancellationToken,
+}
+
+impl Beside {
+    /// The listeners beside the API socket: the API over TCP, and the portal on the LAN.
+    fn listen(
+        &self,
+        tasks: &TaskTracker,
+        config: &Config,
+        tcp: Option<(tokio::net::TcpListener, String)>,
+        portal: Option<Vec<tokio::net::TcpListener>>,
+    ) {
+        if let Some((tcp_listener, token)) = tcp {
+            tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
+            tasks.spawn(api::serve_tcp(
+                tcp_listener,
+                token,
+                Arc::clone(&self.alerts),
+                self.commands.clone(),
+                self.events.clone(),
+                self.shutdown.clone(),
+            ));
+        }
+        if let Some(listeners) = portal {
+            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN");
+            tasks.spawn(crate::portal::serve(
+                listeners,
+                self.commands.clone(),
+                self.shutdown.clone(),
+            ));
+        }
+    }
+
+    /// The event hook and the watchers of the LAN beside the sessions.
+    fn watch(&self, tasks: &TaskTracker, config: &Config, lan_ifindex: u32, lan_is_bridge: bool) {
+        let lan = &config.network.lan_interface;
+        if !config.events.exec.is_empty() {
+            tasks.spawn(events::exec_hooks(
+                config.events.exec.clone(),
+                config.events.exec_timeout(),
+                self.events.subscribe(),
+                self.shutdown.clone(),
+            ));
+        }
+        if lan_is_bridge {
+            tasks.spawn(mac_moves::watch(
+                lan.clone(),
+                lan_ifindex,
+                self.events.clone(),
+                Arc::clone(&self.alerts),
+                self.shutdown.clone(),
+            ));
+        } else {
+            tracing::debug!(interface = %lan, "the LAN interface is not a bridge: MAC moves between ports are not watched");
+        }
+        tasks.spawn(neighbour_overflow::watch(
+            Arc::clone(&self.alerts),
+            self.shutdown.clone(),
+        ));
+    }
 }
 
 /// Runs hotspotd until `shutdown` is cancelled. Returns once the last save is done and the API
@@ -103,6 +172,10 @@ pub async fn run_reloadable(
     tracing::info!(interface = %lan, "programs attached");
 
     let (listener, tcp) = listen(&config).await?;
+    let portal_listeners = match config.portal.mode {
+        crate::config::PortalMode::Off => None,
+        _ => Some(crate::portal::bind(&lan, config.portal.listen_port)?),
+    };
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
@@ -126,40 +199,14 @@ pub async fn run_reloadable(
         events.clone(),
         shutdown.clone(),
     ));
-    if let Some((tcp_listener, token)) = tcp {
-        tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
-        tasks.spawn(api::serve_tcp(
-            tcp_listener,
-            token,
-            Arc::clone(&alerts),
-            commands,
-            events.clone(),
-            shutdown.clone(),
-        ));
-    }
-    if !config.events.exec.is_empty() {
-        tasks.spawn(events::exec_hooks(
-            config.events.exec.clone(),
-            config.events.exec_timeout(),
-            events.subscribe(),
-            shutdown.clone(),
-        ));
-    }
-    if lan_is_bridge {
-        tasks.spawn(mac_moves::watch(
-            lan.clone(),
-            lan_ifindex,
-            events.clone(),
-            Arc::clone(&alerts),
-            shutdown.clone(),
-        ));
-    } else {
-        tracing::debug!(interface = %lan, "the LAN interface is not a bridge: MAC moves between ports are not watched");
-    }
-    tasks.spawn(neighbour_overflow::watch(
-        Arc::clone(&alerts),
-        shutdown.clone(),
-    ));
+    let beside = Beside {
+        commands,
+        events: events.clone(),
+        alerts: Arc::clone(&alerts),
+        shutdown: shutdown.clone(),
+    };
+    beside.listen(&tasks, &config, tcp, portal_listeners);
+    beside.watch(&tasks, &config, lan_ifindex, lan_is_bridge);
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
     tasks.close();
@@ -252,10 +299,7 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
         .into_iter()
         .map(ip_key)
         .collect();
-    kernel.sync_local_addrs(
-        &local,
-        &crate::bpf::LocalServices::of(&config.network.local_services),
-    )?;
+    kernel.sync_local_addrs(&local, &crate::bpf::LocalServices::of_config(config))?;
     kernel.set_walled_garden(&config.network.walled_garden)?;
     let hz = kernel_hz(&kernel).await?;
     let ifb = &config.network.ifb_interface;

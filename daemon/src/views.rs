@@ -45,6 +45,29 @@ pub struct ClientView {
     pub address_conflicts: Vec<crate::addresses::AddressMove>,
 }
 
+/// The RFC 8908 captive-portal API's answer (`GET /api/captive` on the portal), in the RFC's
+/// field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CaptiveView {
+    /// Whether the client is kept from the internet: no running session.
+    pub captive: bool,
+    /// Where it pays, logs in, or sees what is left.
+    pub user_portal_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_info_url: Option<String>,
+    /// Whether the portal can give it more (a client can always buy another session).
+    pub can_extend_session: bool,
+    /// Whole seconds its running session has left, from the kernel's deadline; absent when
+    /// its time does not count (a data session) or it is captive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_remaining: Option<u64>,
+    /// Bytes its running session has left, from the kernel's budget; absent when its data
+    /// does not count (a time session) or it is captive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_remaining: Option<u64>,
+}
+
 /// One session in `GET /v1/sessions`: `id`, `mac`, every `SessionData` field under its Rust
 /// name (`type` as the number 0/1/2), and `state`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

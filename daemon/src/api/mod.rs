@@ -3,7 +3,7 @@
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
 mod handlers;
-mod serve;
+pub(crate) mod serve;
 mod throttle;
 mod token;
 
@@ -277,7 +277,12 @@ pub async fn serve(
     events: Events,
     shutdown: CancellationToken,
 ) {
-    let accept = || async { listener.accept().await.map(|(stream, _)| (stream, None)) };
+    let accept = || async {
+        listener
+            .accept()
+            .await
+            .map(|(stream, _)| (stream, None::<std::net::SocketAddr>))
+    };
     serve::serve(
         accept,
         router(commands, events, shutdown.clone()),

@@ -3,7 +3,7 @@
 //! request cannot hold a connection (a task and a file descriptor) forever, and a graceful end
 //! on shutdown. `axum::serve` does the same without the cap and the time limits.
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -38,21 +38,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// reachable from further than the portal. A portal needs a handful; 256 leaves room for
 /// event streams and scrapers and stays far below the usual limit of 1,024 descriptors.
 /// Connections beyond it wait in the kernel's listen backlog until one ends.
-pub(super) const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// Accepts connections from `accept` and serves `router` on each until `shutdown`, at most
 /// `max_connections` at once; then lets the requests in flight finish (event streams end with
-/// `shutdown` themselves) and returns. A connection's peer address, if `accept` gives one, is
-/// on each of its requests as `ConnectInfo<SocketAddr>`.
-pub(super) async fn serve<S, A, F>(
+/// `shutdown` themselves) and returns. What `accept` tells of a connection (its peer address,
+/// say), if anything, is on each of its requests as `ConnectInfo<C>`.
+pub(crate) async fn serve<S, C, A, F>(
     mut accept: A,
     router: Router,
     shutdown: CancellationToken,
     max_connections: usize,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: Clone + Send + Sync + 'static,
     A: FnMut() -> F,
-    F: Future<Output = io::Result<(S, Option<SocketAddr>)>>,
+    F: Future<Output = io::Result<(S, Option<C>)>>,
 {
     let connections = TaskTracker::new();
     let places = Arc::new(Semaphore::new(max_connections));
@@ -81,7 +82,7 @@ pub(super) async fn serve<S, A, F>(
         };
         let router = TowerToHyperService::new(router.clone());
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            if let Some(peer) = peer {
+            if let Some(peer) = peer.clone() {
                 request.extensions_mut().insert(ConnectInfo(peer));
             }
             hyper::service::Service::call(&router, request)
@@ -213,7 +214,7 @@ mod tests {
             let stream = pending.lock().await.recv().await;
             accepted.fetch_add(1, Ordering::SeqCst);
             stream
-                .map(|stream| (stream, None))
+                .map(|stream| (stream, None::<std::net::SocketAddr>))
                 .ok_or_else(|| io::Error::other("the test's backlog is closed"))
         };
         let router = Router::new().route("/", get(|| async { "ok" }));

@@ -36,13 +36,25 @@ impl LocalServices {
         }
         table
     }
+
+    /// `network.local_services`, and the portal's own port while it listens: a client
+    /// without a session must reach the portal whatever the list says.
+    #[must_use]
+    pub fn of_config(config: &Config) -> Self {
+        let mut table = Self::of(&config.network.local_services);
+        let portal = (IPPROTO_TCP, config.portal.listen_port);
+        if config.portal.mode != PortalMode::Off && !table.ports.contains(&portal) {
+            table.ports.push(portal);
+        }
+        table
+    }
 }
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
 use super::{BpfError, typed_map, typed_map_mut};
-use crate::config::LocalService;
+use crate::config::{Config, LocalService, PortalMode};
 
 /// Makes the box's addresses in the programs' maps exactly `addrs`, and its free services
 /// `services`: `LOCAL_ADDRS` touched only where it changed, and the inline `LOCAL_TABLE`

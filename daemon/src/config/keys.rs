@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use config::{Value, ValueKind};
 
-use super::{ConfigError, LocalService, QueueOrder, WalledGardenEntry};
+use super::{ConfigError, LocalService, PortalMode, QueueOrder, WalledGardenEntry};
 
 /// Where each value came from, so that an error names the variable or file the user must fix.
 pub(super) struct Origins {
@@ -34,6 +34,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "api",
     "kernel",
     "events",
+    "portal",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -58,6 +59,10 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("kernel.pin_dir"),
     Key::Text("events.exec"),
     Key::Int(EXEC_TIMEOUT_MS),
+    Key::Choice("portal.mode", PortalMode::NAMES),
+    Key::Int(PORTAL_LISTEN_PORT),
+    Key::Text("portal.url"),
+    Key::Text("portal.venue_info_url"),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
@@ -72,6 +77,7 @@ pub(super) const IDLE_PAUSE_SECS: IntKey =
 pub(super) const SAVE_INTERVAL_SECS: IntKey =
     IntKey::between("store.save_interval_secs", 1, 86_400);
 pub(super) const EXEC_TIMEOUT_MS: IntKey = IntKey::between("events.exec_timeout_ms", 100, 600_000);
+pub(super) const PORTAL_LISTEN_PORT: IntKey = IntKey::between("portal.listen_port", 1, 65_535);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

@@ -4,8 +4,8 @@
 //! of the reload's report by forgetting it. Pure.
 
 use super::{
-    AccountingConfig, ApiConfig, Config, EventsConfig, KernelConfig, NetworkConfig, SessionsConfig,
-    SpeedConfig, StoreConfig,
+    AccountingConfig, ApiConfig, Config, EventsConfig, KernelConfig, NetworkConfig, PortalConfig,
+    SessionsConfig, SpeedConfig, StoreConfig,
 };
 
 /// A new configuration as a running daemon applies it.
@@ -36,6 +36,7 @@ impl Config {
             api,
             kernel,
             events,
+            portal,
         } = new;
         let mut restart = Restart {
             keys: Vec::new(),
@@ -50,6 +51,7 @@ impl Config {
             api: restart.api(api),
             kernel: restart.kernel(kernel),
             events: restart.events(events),
+            portal: restart.portal(portal),
         };
         Reloaded {
             config,
@@ -170,6 +172,23 @@ impl Restart<'_> {
         }
     }
 
+    fn portal(&mut self, new: &PortalConfig) -> PortalConfig {
+        let PortalConfig {
+            mode,
+            listen_port,
+            url,
+            venue_info_url,
+        } = new;
+        PortalConfig {
+            // The listener is bound at start.
+            mode: self.keep("portal.mode", mode, |c| &c.portal.mode),
+            listen_port: self.keep("portal.listen_port", listen_port, |c| &c.portal.listen_port),
+            // Read at every request.
+            url: url.clone(),
+            venue_info_url: venue_info_url.clone(),
+        }
+    }
+
     fn events(&mut self, new: &EventsConfig) -> EventsConfig {
         let EventsConfig {
             exec,
@@ -202,12 +221,15 @@ mod tests {
         "sessions.queue_order",
         "sessions.idle_pause_secs",
         "store.save_interval_secs",
+        "portal.url",
+        "portal.venue_info_url",
     ];
 
     /// Another value of the same kind as `value`.
     fn changed(value: &Value) -> Value {
         match value {
             Value::String(text) if text == "oldest_first" => "newest_first".into(),
+            Value::String(text) if text == "builtin" => "off".into(),
             Value::String(text) => format!("{text}x").into(),
             Value::Number(number) => (number.as_u64().unwrap_or(0) + 1).into(),
             Value::Bool(flag) => (!flag).into(),

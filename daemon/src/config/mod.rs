@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
-    Origins, POLL_INTERVAL_MS, SAVE_INTERVAL_SECS, check_values,
+    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, SAVE_INTERVAL_SECS, check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -48,6 +48,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub kernel: KernelConfig,
     pub events: EventsConfig,
+    pub portal: PortalConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -202,6 +203,47 @@ impl Default for KernelConfig {
             pin_dir: PathBuf::from("/sys/fs/bpf/hotspotd"),
         }
     }
+}
+
+/// `[portal]`: the front door. For now the RFC 8908 captive-portal API, served on the LAN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// `builtin`: hotspotd's portal; `external`: the operator's at `url`; `off`: none, and no
+    /// listener.
+    pub mode: PortalMode,
+    /// TCP port of hotspotd's portal listener on the LAN interface (IPv4 and IPv6).
+    pub listen_port: u16,
+    /// Where clients are sent; empty: `http://<the box's address the client reached>:<port>/`.
+    pub url: String,
+    /// A page about the venue, given to phones by the RFC 8908 API; empty: none.
+    pub venue_info_url: String,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            mode: PortalMode::Builtin,
+            listen_port: 2050,
+            url: String::new(),
+            venue_info_url: String::new(),
+        }
+    }
+}
+
+/// Whose portal clients are sent to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortalMode {
+    #[default]
+    Builtin,
+    External,
+    Off,
+}
+
+impl PortalMode {
+    /// The names the configuration accepts, as serde spells them.
+    const NAMES: &[&str] = &["builtin", "external", "off"];
 }
 
 /// `[events]`: telling others what happens (sessions started, consumed, clients connected…).
@@ -380,6 +422,38 @@ impl Config {
             .then(|| Duration::from_secs(self.sessions.idle_pause_secs))
     }
 
+    /// The portal's URLs are web addresses a phone can open, and `external` names one.
+    fn check_portal(&self) -> Result<(), (&'static str, String)> {
+        let portal = &self.portal;
+        for (key, url) in [
+            ("portal.url", &portal.url),
+            ("portal.venue_info_url", &portal.venue_info_url),
+        ] {
+            let web = url.starts_with("http://") || url.starts_with("https://");
+            if !url.is_empty() && (!web || url.chars().any(char::is_whitespace)) {
+                return Err((
+                    key,
+                    format!(
+                        "must be empty or an http:// or https:// address without spaces (got {url:?})"
+                    ),
+                ));
+            }
+        }
+        if portal.mode == PortalMode::External && portal.url.is_empty() {
+            return Err((
+                "portal.url",
+                "must name the operator's portal when portal.mode = \"external\"".to_owned(),
+            ));
+        }
+        if portal.listen_port == 0 {
+            return Err((
+                "portal.listen_port",
+                "must be a port from 1 to 65535".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The lists the kernel holds in tables of a fixed size: a longer one is a mistake,
     /// refused before it stalls a start.
     fn check_list_lengths(&self) -> Result<(), (&'static str, String)> {
@@ -447,6 +521,7 @@ impl Config {
             (IDLE_PAUSE_SECS, self.sessions.idle_pause_secs),
             (SAVE_INTERVAL_SECS, self.store.save_interval_secs),
             (EXEC_TIMEOUT_MS, self.events.exec_timeout_ms),
+            (PORTAL_LISTEN_PORT, u64::from(self.portal.listen_port)),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;
@@ -488,6 +563,8 @@ impl Config {
             }
         }
         self.check_list_lengths()
+            .map_err(|(key, message)| invalid(key, message))?;
+        self.check_portal()
             .map_err(|(key, message)| invalid(key, message))?;
         let socket_len = self.api.socket.as_os_str().len();
         if socket_len > MAX_SOCKET_PATH_BYTES {

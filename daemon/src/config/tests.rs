@@ -463,17 +463,17 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
         "config.toml: unknown section 'sped' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
     );
     assert_eq!(
         error_for("poll_interval_ms = 5", &[])?,
         "config.toml: unknown section 'poll_interval_ms' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
     );
     assert_eq!(
         error_for("[Speed]\n", &[])?,
         "config.toml: unknown section 'Speed' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
     );
     Ok(())
 }
@@ -658,5 +658,25 @@ fn the_tcp_api_is_loopback_only_and_needs_a_token() -> TestResult {
         &[],
     )?;
     assert!(v6.api.tcp_address().is_some_and(|a| a.ip().is_loopback()));
+    Ok(())
+}
+
+#[test]
+fn portal_urls_are_web_addresses_and_external_needs_one() -> TestResult {
+    assert_eq!(
+        error_for("[portal]\nurl = \"ftp://portal.example\"", &[])?,
+        "config.toml: portal.url must be empty or an http:// or https:// address \
+         without spaces (got \"ftp://portal.example\")"
+    );
+    assert_eq!(
+        error_for("[portal]\nmode = \"external\"", &[])?,
+        "config.toml: portal.url must name the operator's portal when \
+         portal.mode = \"external\""
+    );
+    assert_eq!(
+        error_for("[portal]\nmode = \"outside\"", &[])?,
+        "config.toml: portal.mode must be \"builtin\" or \"external\" or \"off\" \
+         (got \"outside\")"
+    );
     Ok(())
 }

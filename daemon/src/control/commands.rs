@@ -21,6 +21,13 @@ pub enum Command {
     Clients {
         reply: oneshot::Sender<Vec<ClientView>>,
     },
+    /// What the RFC 8908 API tells the client at `client`, which reached the portal at
+    /// `reached` (one of the box's addresses).
+    Captive {
+        client: std::net::IpAddr,
+        reached: std::net::SocketAddr,
+        reply: oneshot::Sender<crate::views::CaptiveView>,
+    },
     /// The client that sends from an address, as the kernel saw it.
     ClientAt {
         ip: std::net::IpAddr,
@@ -134,6 +141,13 @@ impl Control {
         match command {
             Command::Clients { reply } => {
                 let _ = reply.send(self.client_views());
+            }
+            Command::Captive {
+                client,
+                reached,
+                reply,
+            } => {
+                let _ = reply.send(self.captive_view(client, reached));
             }
             Command::ClientAt { ip, reply } => {
                 let answer = self.address_owner(ip).map(|owner| match owner {

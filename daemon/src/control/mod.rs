@@ -8,6 +8,7 @@
 
 mod addresses;
 mod apply;
+mod captive;
 mod commands;
 mod deadlines;
 mod links;
@@ -411,7 +412,7 @@ impl Control {
     async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
         let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
-        let services = LocalServices::of(&self.config.network.local_services);
+        let services = LocalServices::of_config(&self.config);
         self.kernel.sync_local_addrs(&keys, &services)?;
 
         self.usage_entries = counters.usage.len();
