@@ -635,15 +635,16 @@ fn the_unit_passes_systemd_analyze_verify_and_keeps_its_sandbox() -> Result<()> 
         verify.status
     );
 
-    // The exposure score today is 1.9 of 10 ("OK"); a change that weakens the sandbox past
-    // 2.0 fails here rather than going unnoticed.
+    // The exposure score today is 2.3 of 10 ("OK"): 1.9 until the portal's listener on the
+    // LAN needed IP sockets (and so no `IPAddressDeny=any`). A change that weakens the sandbox
+    // past 2.3 fails here rather than going unnoticed.
     let security = systemd_analyze(
-        &["security", "--offline=true", "--threshold=20", "--no-pager"],
+        &["security", "--offline=true", "--threshold=23", "--no-pager"],
         &unit,
     )?;
     if !security.status.success() {
         bail!(
-            "systemd-analyze security: the unit's exposure rose above 2.0:\n{}",
+            "systemd-analyze security: the unit's exposure rose above 2.3:\n{}",
             String::from_utf8_lossy(&security.stdout)
         );
     }

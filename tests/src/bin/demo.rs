@@ -2,7 +2,7 @@
 //! network namespaces, hotspotd on the gateway with the repository's `config.toml`, real
 //! traffic, and the life of a session as the operator sees it: clients blocked before they
 //! pay, a time session running and its queued data session taking over at its end, a data
-//! session cut off at its last byte, a client that only reaches the captive portal.
+//! session cut off at its last byte, a client that only reaches the box's own services.
 //! Everything is removed at the end, also on Ctrl-C. Run through `scripts/demo.sh`.
 #![expect(
     clippy::print_stdout,
@@ -41,7 +41,7 @@ const STORY: &[Step] = &[
     Step {
         at: Duration::from_secs(2),
         say: "Nobody has paid: the gate drops the clients' internet traffic (DROPPED grows); \
-              the portal on the gateway is reachable (LOCAL).",
+              the box's own services (its resolver, the portal) stay reachable (LOCAL).",
         command: &["sessions"],
     },
     Step {
@@ -119,7 +119,7 @@ fn main() -> Result<()> {
     let roles = [
         "streams video over IPv4",
         "browses over IPv6",
-        "only opens the captive portal on the gateway",
+        "only asks the gateway's resolver, as a phone does before its portal opens",
     ];
     for ((client, name), role) in lan.clients.iter().zip(names).zip(roles) {
         println!(
@@ -138,8 +138,12 @@ fn main() -> Result<()> {
     )?;
     let internet_v4 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
     let internet_v6 = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
-    let portal = UdpEcho::start(&lan.gateway, SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 0))?;
-    let targets = [internet_v4.addr(), internet_v6.addr(), portal.addr()];
+    // On the DNS port: one of the box's free client services (`network.local_services`).
+    let resolver = UdpEcho::start(
+        &lan.gateway,
+        SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 53),
+    )?;
+    let targets = [internet_v4.addr(), internet_v6.addr(), resolver.addr()];
     let macs: Vec<&str> = lan
         .clients
         .iter()
@@ -172,7 +176,7 @@ fn main() -> Result<()> {
     drop(lan);
     println!(
         "\nUP/DOWN: billable bytes (IP headers included) between a client and the internet.\n\
-         LOCAL: traffic with the box itself (portal, DNS, DHCP), never billed.\n\
+         LOCAL: traffic with the box's client services (portal, DNS, DHCP), never billed.\n\
          DROPPED: what the gate stopped: no running session, or its time or data spent."
     );
     Ok(())
