@@ -409,6 +409,13 @@ fn the_portal_gets_no_owner_for_an_address_another_client_claims() -> Result<()>
             serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|rows| rows[0]["mac"] == mac)
         })
     };
+    // An address nobody sent from has no owner.
+    let nobody = daemon.ctl(&["clients", "--ip", "192.0.2.99"])?;
+    ensure!(
+        !nobody.status.success()
+            && String::from_utf8_lossy(&nobody.stderr).contains("no client has sent from"),
+        "an unused address: {nobody:?}"
+    );
     // The victim asks the box's resolver something: the box now knows who sends from its
     // address.
     udp_ping_pong(&victim.netns, dns.addr(), 40, 2)?;
@@ -544,6 +551,49 @@ fn the_boxs_own_services_are_no_tunnel_and_wan_packets_with_its_address_are_gate
         sink.received() == 0,
         "{} of {sent} datagrams with the box's address as source reached a client without a session",
         sink.received()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_client_without_a_grant_gives_its_room_in_usage_back() -> Result<()> {
+    // A paying client's counters live in USAGE, room the daemon makes before the grant; a
+    // poll after its grant goes, the room is given back and the client is counted in SEEN,
+    // so USAGE holds only clients with grants (and the few just revoked).
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    let mac = mac_of(&client.mac)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    daemon.connect_for_an_hour(&client.mac)?;
+    ensure!(
+        daemon
+            .kernel_counters(hotspotd_common::MAP_USAGE, mac)?
+            .is_some(),
+        "no room was made before the grant"
+    );
+    daemon.ctl_json(&["pause", "--mac", &client.mac])?;
+    ensure!(
+        wait_for(SHOWN_WITHIN, || daemon
+            .kernel_counters(hotspotd_common::MAP_USAGE, mac)
+            .is_ok_and(|usage| usage.is_none())),
+        "the room in USAGE was not given back after the pause"
+    );
+    // Its traffic is counted on, in SEEN: a ping to the box.
+    let dns = UdpEcho::start(&lan.gateway, SocketAddr::new(GATEWAY_LAN_V4.into(), 53))?;
+    udp_ping_pong(&client.netns, dns.addr(), 40, 2)?;
+    ensure!(
+        daemon
+            .kernel_counters(hotspotd_common::MAP_SEEN, mac)?
+            .is_some(),
+        "the paused client is not counted in SEEN"
+    );
+    // Connected again, it gets room again.
+    daemon.ctl_json(&["connect", "--mac", &client.mac])?;
+    ensure!(
+        daemon
+            .kernel_counters(hotspotd_common::MAP_USAGE, mac)?
+            .is_some(),
+        "no room was made for the new grant"
     );
     Ok(())
 }

@@ -108,3 +108,15 @@ fn a_phone_learns_it_is_captive_and_then_exactly_what_it_has_left() -> Result<()
     ensure!(from_wan.is_err(), "the portal answered from the WAN side");
     Ok(())
 }
+
+#[test]
+fn portal_mode_off_opens_no_listener() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    let _daemon = Daemon::start(&lan, &[("HOTSPOTD__PORTAL__MODE", "off")])?;
+    ensure!(
+        ask(&client.netns, GATEWAY_LAN_V4.into()).is_err(),
+        "something answered on the portal's port with portal.mode = \"off\""
+    );
+    Ok(())
+}
