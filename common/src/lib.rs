@@ -51,6 +51,18 @@ pub const MAP_WALLED_GARDEN: &str = "WALLED_GARDEN";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Global counters of what could not be accounted to a client: `PerCpuArray<u64>`.
 pub const MAP_STATS: &str = "STATS";
+/// The portal's redirect listeners, IPv4 at index 0 and IPv6 at 1: `SockMap`, filled by the
+/// daemon at start and not pinned, so a stopped daemon's sockets leave it (and its clients'
+/// web requests are dropped, as with `portal.mode = "off"`, until the next start).
+pub const MAP_PORTAL_SOCKETS: &str = "PORTAL_SOCKETS";
+
+/// The packet mark (`skb->mark`) of the portal's traffic: set by the upload program on an
+/// unpaid client's packets it steers to the box (a policy rule routes them to the box's own
+/// stack), and on the portal's answers, which the download program lets through unbilled
+/// where the gate would drop them. Clients cannot set a mark; only the box's own
+/// configuration can. Its low 16 bits are clear, out of the way of firewall marks that use
+/// them (multi-WAN routing, for one).
+pub const PORTAL_MARK: u32 = 0x6873_0000;
 
 /// Clients the kernel tracks at once. A hotspot box serves hundreds to a few thousand.
 pub const MAX_CLIENTS: u32 = 16_384;
@@ -79,6 +91,9 @@ pub mod config_word {
     pub const EPOCH: u32 = 1;
     /// The IFB device uploads are redirected into for shaping; 0 = no upload shaping.
     pub const IFB_IFINDEX: u32 = 2;
+    /// 1: an unpaid client's web traffic goes to the portal (plain HTTP to the redirect
+    /// listener, HTTPS connections refused with a reset); 0: dropped like the rest.
+    pub const PORTAL_STEERING: u32 = 3;
     /// Number of entries.
     pub const COUNT: u32 = 4;
 }

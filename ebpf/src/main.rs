@@ -23,6 +23,7 @@
 
 mod gate;
 mod packet;
+mod portal;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -30,6 +31,7 @@ use aya_ebpf::{
     macros::{classifier, map},
     maps::{
         Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+        SockMap,
     },
     programs::TcContext,
 };
@@ -75,6 +77,9 @@ static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
+
+#[map(name = "PORTAL_SOCKETS")]
+static PORTAL_SOCKETS: SockMap = SockMap::with_max_entries(2, 0);
 
 /// Client upload: frames the LAN interface receives.
 #[classifier]
@@ -139,15 +144,33 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
     let frame = packet::parse(ctx, direction);
     let mut htb_class = 0;
+    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
+    let mut action = TC_ACT_UNSPEC;
     let class = match frame.kind {
-        FrameKind::Ip if frame.group || is_free_service(ctx, &frame, direction) => Class::Local,
+        FrameKind::Ip
+            if frame.group
+                || is_free_service(ctx, &frame, direction)
+                || (direction == Direction::Down && portal::is_answer(ctx)) =>
+        {
+            Class::Local
+        }
         FrameKind::Ip => {
             let decision = gate::verdict(ctx, &frame, direction);
             htb_class = decision.class;
             match decision.verdict {
                 Verdict::Billable => Class::Billable,
                 Verdict::Garden => Class::Local,
-                Verdict::Drop => Class::Dropped,
+                Verdict::Drop => match direction {
+                    // An unpaid client's web traffic goes to the portal instead.
+                    Direction::Up => match portal::steer(ctx, &frame) {
+                        Some(steered) => {
+                            action = steered;
+                            Class::Local
+                        }
+                        None => Class::Dropped,
+                    },
+                    Direction::Down => Class::Dropped,
+                },
             }
         }
         FrameKind::NonIp => {
@@ -183,8 +206,7 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     if htb_class != 0 {
         return shape(ctx, direction, htb_class);
     }
-    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
-    TC_ACT_UNSPEC
+    action
 }
 
 /// Sends a client's packet to its HTB class: `skb->priority` names the class, which HTB

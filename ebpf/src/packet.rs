@@ -19,7 +19,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_IGMP: u8 = 2;
-const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 /// IPv6 hop-by-hop options and routing header: a routing header (alone or behind hop-by-hop
@@ -64,6 +64,13 @@ pub enum FrameKind {
     Ip,
 }
 
+/// The IP version of a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
 /// A parsed frame.
 pub struct Frame {
     pub kind: FrameKind,
@@ -88,6 +95,7 @@ pub struct Frame {
     pub proto: u8,
     /// At most 14 + 2 × 4 + 60; a `u8` keeps the verifier's bound on it small.
     pub l4_offset: u8,
+    pub family: Family,
 }
 
 impl Frame {
@@ -104,6 +112,7 @@ impl Frame {
             has_source: false,
             proto: 0,
             l4_offset: 0,
+            family: Family::V4,
         }
     }
 }
@@ -123,6 +132,7 @@ struct IpLayer {
     has_source: bool,
     proto: u8,
     l4_offset: u8,
+    family: Family,
 }
 
 const NO_ADDRESS: IpKey = IpKey { addr: [0; 16] };
@@ -137,11 +147,12 @@ const MALFORMED: IpLayer = IpLayer {
     has_source: false,
     proto: 0,
     l4_offset: 0,
+    family: Family::V4,
 };
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies in the linear packet data.
 #[inline(always)]
-fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+pub(crate) fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -367,6 +378,7 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         has_source: layer.has_source,
         proto: layer.proto,
         l4_offset: layer.l4_offset,
+        family: layer.family,
     }
 }
 
@@ -436,6 +448,7 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         // ports (a crafted one would pass a port-limited walled garden).
         proto: if first_fragment { ip.proto } else { 0 },
         l4_offset: (offset + header_len as usize) as u8,
+        family: Family::V4,
     }
 }
 
@@ -487,5 +500,6 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         has_source,
         proto: ip.next_hdr,
         l4_offset: (offset + Ipv6Hdr::LEN) as u8,
+        family: Family::V6,
     }
 }

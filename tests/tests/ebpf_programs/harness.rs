@@ -52,6 +52,8 @@ pub(crate) const DNS_PORT: u16 = 53;
 pub(crate) const SK_BUFF_LEN: usize = 192;
 /// Offsets in `__sk_buff` (uapi linux/bpf.h).
 pub(crate) const SK_BUFF_PRIORITY: usize = 32;
+/// Where `mark` is in `struct __sk_buff`.
+pub(crate) const SK_BUFF_MARK: usize = 8;
 pub(crate) const SK_BUFF_INGRESS_IFINDEX: usize = 36;
 const SK_BUFF_GSO_SEGS: usize = 164;
 const SK_BUFF_GSO_SIZE: usize = 176;
@@ -203,6 +205,33 @@ impl Harness {
             .test_run(options)
             .unwrap_or_else(|error| panic!("{} test run: {error:?}", program.name()));
         (result.return_value.cast_signed(), out)
+    }
+
+    /// Runs `program` once on `frame` with `context` as its `__sk_buff`, and returns the
+    /// verdict, the packet as the program left it, and the `__sk_buff`.
+    pub(crate) fn run_rewrite(
+        &self,
+        program: Program,
+        frame: &[u8],
+        context: &[u8; SK_BUFF_LEN],
+    ) -> (i32, Vec<u8>, [u8; SK_BUFF_LEN]) {
+        let mut out = [0u8; SK_BUFF_LEN];
+        // Room for any rewrite: the programs only ever shorten a packet.
+        let mut data = vec![0u8; frame.len()];
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut data),
+            ctx_in: Some(context),
+            ctx_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        let result = self
+            .classifier(program.name())
+            .test_run(options)
+            .unwrap_or_else(|error| panic!("{} test run: {error:?}", program.name()));
+        let len = usize::try_from(result.data_size_out).expect("a packet length");
+        data.truncate(len);
+        (result.return_value.cast_signed(), data, out)
     }
 
     /// Sets a word of `CONFIG`, as the daemon does.

@@ -9,6 +9,7 @@
 
 mod accounting;
 mod batch;
+mod front_door;
 mod fuzz;
 mod gate;
 mod harness;

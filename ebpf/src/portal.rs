@@ -1,0 +1,295 @@
+//! The front door in the kernel: what becomes of an unpaid client's web traffic, which the
+//! gate would drop. Only packets the gate has already refused come here, so a paying client's
+//! packets never do.
+//!
+//! - Plain HTTP (TCP 80, to any address but the box's) is handed to the daemon's redirect
+//!   listener, which answers every request with a redirect to the portal: the connection's
+//!   first packet (the SYN) is assigned to the listener's socket (`bpf_sk_assign`), and every
+//!   packet of it is marked ([`PORTAL_MARK`]) so a policy rule routes it to the box's own
+//!   stack instead of forwarding it. The kernel then finds the connection's socket itself.
+//! - HTTPS (TCP 443) connection attempts are answered at once with a TCP reset, built here from
+//!   the SYN and sent back out of the interface, so a browser fails fast instead of waiting for
+//!   a handshake that never comes.
+//! - QUIC (UDP 443) and everything else stay dropped: browsers fall back to TCP.
+//!
+//! The portal's answers leave through the download program, which lets packets carrying
+//! [`PORTAL_MARK`] through unbilled (`is_answer`).
+
+use aya_ebpf::{
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT},
+    cty::c_void,
+    helpers::generated::{
+        bpf_map_lookup_elem, bpf_redirect, bpf_sk_assign, bpf_sk_release, bpf_skb_change_tail,
+        bpf_skb_load_bytes, bpf_skb_store_bytes,
+    },
+    programs::TcContext,
+};
+use hotspotd_common::{PORTAL_MARK, config_word};
+
+use crate::{
+    PORTAL_SOCKETS, config_value,
+    packet::{Family, Frame, IPPROTO_TCP, ptr_at},
+};
+
+const HTTP_PORT: u16 = 80;
+const HTTPS_PORT: u16 = 443;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+/// A TCP header without options: all a reset carries.
+const TCP_HDR_LEN: usize = 20;
+const IPV4_HDR_LEN: usize = 20;
+const IPV6_HDR_LEN: usize = 40;
+/// The hop limit of the resets: what Linux sends its own packets with.
+const REPLY_TTL: u8 = 64;
+
+/// What to do with an unpaid client's packet the gate refused: `Some(action)` for the tc
+/// action when it is web traffic the portal handles, `None` when it stays dropped.
+#[inline(always)]
+pub fn steer(ctx: &TcContext, frame: &Frame) -> Option<i32> {
+    if frame.proto != IPPROTO_TCP
+        || frame.box_end
+        || config_value(config_word::PORTAL_STEERING) == 0
+    {
+        return None;
+    }
+    let l4 = usize::from(frame.l4_offset);
+    let header = ptr_at::<[u8; 14]>(ctx, l4)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (port, flags) = unsafe {
+        (
+            u16::from_be_bytes([(*header)[2], (*header)[3]]),
+            (*header)[13],
+        )
+    };
+    match port {
+        HTTP_PORT => Some(to_redirect_listener(ctx, frame, flags)),
+        HTTPS_PORT => Some(refuse(ctx, frame, l4, flags)),
+        _ => None,
+    }
+}
+
+/// Whether a packet leaving for a client is one of the portal's answers (the redirect
+/// listener's, or a reset built by [`steer`]), which passes where the gate would drop it.
+#[inline(always)]
+pub fn is_answer(ctx: &TcContext) -> bool {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program.
+    unsafe { (*ctx.skb.skb).mark == PORTAL_MARK }
+}
+
+/// Marks the packet for the box's stack and, if it opens a connection, assigns it to the
+/// redirect listener of its family. Later packets of the connection find their socket by the
+/// kernel's own lookup; a SYN that finds no listener (the daemon is stopped) is dropped.
+#[inline(always)]
+fn to_redirect_listener(ctx: &TcContext, frame: &Frame, flags: u8) -> i32 {
+    // SAFETY: tc programs may write `mark`; `skb` is the context pointer.
+    unsafe { (*ctx.skb.skb).mark = PORTAL_MARK };
+    if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+        return TC_ACT_OK;
+    }
+    let index: u32 = match frame.family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    };
+    // SAFETY: `PORTAL_SOCKETS` is a `#[repr(transparent)]` map definition, whose address is
+    // the map as the helpers take it; a sockmap lookup returns a referenced socket or null.
+    let socket = unsafe {
+        bpf_map_lookup_elem(
+            (&raw const PORTAL_SOCKETS).cast_mut().cast::<c_void>(),
+            (&raw const index).cast::<c_void>(),
+        )
+    };
+    if socket.is_null() {
+        return TC_ACT_SHOT;
+    }
+    // SAFETY: `socket` is the referenced socket from the lookup, released right after; the
+    // assignment takes its own reference.
+    let assigned = unsafe {
+        let assigned = bpf_sk_assign(ctx.skb.skb.cast(), socket, 0);
+        bpf_sk_release(socket);
+        assigned
+    };
+    if assigned == 0 {
+        TC_ACT_OK
+    } else {
+        TC_ACT_SHOT
+    }
+}
+
+/// Turns an HTTPS SYN into the reset that refuses it and sends it back to the client; any
+/// other packet of such a connection is dropped.
+#[inline(always)]
+fn refuse(ctx: &TcContext, frame: &Frame, l4: usize, flags: u8) -> i32 {
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
+        return TC_ACT_SHOT;
+    }
+    let built = match frame.family {
+        Family::V4 => reset_v4(ctx, l4),
+        Family::V6 => reset_v6(ctx, l4),
+    };
+    if built.is_none() {
+        return TC_ACT_SHOT;
+    }
+    // SAFETY: tc programs may write `mark` and read `ifindex`; `skb` is the context pointer.
+    let ifindex = unsafe {
+        (*ctx.skb.skb).mark = PORTAL_MARK;
+        (*ctx.skb.skb).ifindex
+    };
+    // SAFETY: a plain helper call: out of the interface the SYN came in on.
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// Rewrites an IPv4 SYN (no IP options) at `l4` into its reset: addresses and ports swapped,
+/// RST+ACK acknowledging the SYN, the options cut off, both checksums computed whole.
+#[inline(always)]
+fn reset_v4(ctx: &TcContext, l4: usize) -> Option<()> {
+    let l3 = l4.checked_sub(IPV4_HDR_LEN)?;
+    let mut ip = [0u8; IPV4_HDR_LEN];
+    load(ctx, l3, &mut ip)?;
+    if ip[0] != 0x45 {
+        return None;
+    }
+    let mut tcp = [0u8; TCP_HDR_LEN];
+    load(ctx, l4, &mut tcp)?;
+    for i in 0..4 {
+        ip.swap(12 + i, 16 + i);
+    }
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&((IPV4_HDR_LEN + TCP_HDR_LEN) as u16).to_be_bytes());
+    // Identification 0 with don't-fragment, as Linux sends its resets.
+    ip[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
+    ip[8] = REPLY_TTL;
+    ip[10] = 0;
+    ip[11] = 0;
+    let ip_check = fold(sum_words(&ip, 0));
+    ip[10..12].copy_from_slice(&ip_check.to_be_bytes());
+    let reset = reset_header(&tcp);
+    // The pseudo-header: both addresses, the protocol and the TCP length.
+    let pseudo = sum_words(&ip[12..20], u32::from(IPPROTO_TCP) + TCP_HDR_LEN as u32);
+    let reset = with_checksum(reset, pseudo);
+    send_back(ctx, l3, &ip, l4, &reset)
+}
+
+/// IPv6 counterpart of [`reset_v4`]; the TCP header must follow the IPv6 header directly.
+#[inline(always)]
+fn reset_v6(ctx: &TcContext, l4: usize) -> Option<()> {
+    let l3 = l4.checked_sub(IPV6_HDR_LEN)?;
+    let mut ip = [0u8; IPV6_HDR_LEN];
+    load(ctx, l3, &mut ip)?;
+    if ip[0] >> 4 != 6 || ip[6] != IPPROTO_TCP {
+        return None;
+    }
+    let mut tcp = [0u8; TCP_HDR_LEN];
+    load(ctx, l4, &mut tcp)?;
+    for i in 0..16 {
+        ip.swap(8 + i, 24 + i);
+    }
+    // Version 6, no traffic class or flow label.
+    ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&(TCP_HDR_LEN as u16).to_be_bytes());
+    ip[7] = REPLY_TTL;
+    let reset = reset_header(&tcp);
+    let pseudo = sum_words(&ip[8..40], u32::from(IPPROTO_TCP) + TCP_HDR_LEN as u32);
+    let reset = with_checksum(reset, pseudo);
+    send_back(ctx, l3, &ip, l4, &reset)
+}
+
+/// The reset answering the SYN `syn`: ports swapped, sequence 0, acknowledging the SYN's
+/// sequence number plus one (RFC 9293 3.10.7.1), no window, no options, checksum 0.
+#[inline(always)]
+fn reset_header(syn: &[u8; TCP_HDR_LEN]) -> [u8; TCP_HDR_LEN] {
+    let mut reset = [0u8; TCP_HDR_LEN];
+    reset[0..2].copy_from_slice(&syn[2..4]);
+    reset[2..4].copy_from_slice(&syn[0..2]);
+    let sequence = u32::from_be_bytes([syn[4], syn[5], syn[6], syn[7]]);
+    reset[8..12].copy_from_slice(&sequence.wrapping_add(1).to_be_bytes());
+    reset[12] = (TCP_HDR_LEN as u8 / 4) << 4;
+    reset[13] = TCP_RST | TCP_ACK;
+    reset
+}
+
+#[inline(always)]
+fn with_checksum(mut tcp: [u8; TCP_HDR_LEN], pseudo_sum: u32) -> [u8; TCP_HDR_LEN] {
+    let check = fold(sum_words(&tcp, pseudo_sum));
+    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    tcp
+}
+
+/// Swaps the Ethernet addresses, cuts the packet after the new TCP header and writes the new
+/// IP and TCP headers over the old.
+#[inline(always)]
+fn send_back(
+    ctx: &TcContext,
+    l3: usize,
+    ip: &[u8],
+    l4: usize,
+    tcp: &[u8; TCP_HDR_LEN],
+) -> Option<()> {
+    let mut macs = [0u8; 12];
+    load(ctx, 0, &mut macs)?;
+    for i in 0..6 {
+        macs.swap(i, 6 + i);
+    }
+    // SAFETY: plain helper calls on the context's skb with stack buffers of the given lengths.
+    unsafe {
+        if bpf_skb_change_tail(ctx.skb.skb.cast(), (l4 + TCP_HDR_LEN) as u32, 0) != 0 {
+            return None;
+        }
+        store(ctx, 0, &macs)?;
+        store(ctx, l3, ip)?;
+        store(ctx, l4, tcp)?;
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn load(ctx: &TcContext, offset: usize, into: &mut [u8]) -> Option<()> {
+    // SAFETY: the helper writes at most `into.len()` bytes into `into`.
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            offset as u32,
+            into.as_mut_ptr().cast(),
+            into.len() as u32,
+        )
+    };
+    (loaded == 0).then_some(())
+}
+
+/// # Safety
+/// None beyond the helper's: it reads `from.len()` bytes of `from`.
+#[inline(always)]
+unsafe fn store(ctx: &TcContext, offset: usize, from: &[u8]) -> Option<()> {
+    // SAFETY: see the function's contract. The flag keeps a receive checksum the skb may carry
+    // (CHECKSUM_COMPLETE) in step with the new bytes.
+    let stored = unsafe {
+        bpf_skb_store_bytes(
+            ctx.skb.skb.cast(),
+            offset as u32,
+            from.as_ptr().cast(),
+            from.len() as u32,
+            u64::from(BPF_F_RECOMPUTE_CSUM),
+        )
+    };
+    (stored == 0).then_some(())
+}
+
+/// Adds `bytes` (an even number of them) to `sum` as big-endian 16-bit words.
+#[inline(always)]
+fn sum_words(bytes: &[u8], mut sum: u32) -> u32 {
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// The Internet checksum (RFC 1071) of a one's-complement sum.
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
