@@ -11,6 +11,7 @@ use crate::{
     config::ConfigError,
     control::{CommandError, ControlError},
     netlink::NetlinkError,
+    portal::routes::RoutesError,
     run::{ReleaseError, RunError},
     sessions::{EngineError, InvalidSession},
     shaping::{ClassId, DesiredError, RequestError, ShapingError},
@@ -243,8 +244,18 @@ async fn every_error_with_a_cause() -> Vec<(Box<dyn Error + Send + Sync>, String
     add(Box::new(RunError::Store(store())));
     add(Box::new(RunError::Task(join_error().await)));
 
+    add(Box::new(RunError::Redirect(
+        crate::portal::redirect::RedirectListenError::new("br-lan", cause()),
+    )));
+    add(Box::new(RunError::SteeringRoutes(RoutesError::Open(
+        cause(),
+    ))));
+
     add(Box::new(ReleaseError::Bpf(bpf())));
     add(Box::new(ReleaseError::Shaping(shaping())));
+    add(Box::new(ReleaseError::SteeringRoutes(RoutesError::Open(
+        cause(),
+    ))));
 
     add(Box::new(BatchError::Syscall(cause())));
 

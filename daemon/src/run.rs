@@ -53,6 +53,10 @@ pub enum RunError {
     #[error(transparent)]
     Portal(#[from] crate::portal::PortalListenError),
     #[error(transparent)]
+    Redirect(#[from] crate::portal::redirect::RedirectListenError),
+    #[error(transparent)]
+    SteeringRoutes(#[from] crate::portal::routes::RoutesError),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
@@ -60,6 +64,34 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("a hotspotd task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// The portal's listeners on the LAN: the portal itself, and where unpaid clients' web
+/// requests are steered to be redirected to it.
+struct FrontDoor {
+    portal: Vec<TcpListener>,
+    redirect: [TcpListener; 2],
+}
+
+/// Opens the portal's listeners and has the programs steer unpaid clients' web traffic to
+/// them, with the policy routes that deliver it to the box; with `portal.mode = "off"`, takes
+/// the steering (and an earlier run's routes) away instead. Before the programs are attached,
+/// so the first packet already meets the configured front door.
+async fn open_front_door(
+    config: &Config,
+    kernel: &mut Kernel,
+) -> Result<Option<FrontDoor>, RunError> {
+    let lan = &config.network.lan_interface;
+    if config.portal.mode == crate::config::PortalMode::Off {
+        kernel.steer_to_portal(None::<[&TcpListener; 2]>)?;
+        crate::portal::routes::remove().await?;
+        return Ok(None);
+    }
+    let portal = crate::portal::bind(lan, config.portal.listen_port)?;
+    let redirect = crate::portal::redirect::bind(lan)?;
+    crate::portal::routes::install(lan).await?;
+    kernel.steer_to_portal(Some([&redirect[0], &redirect[1]]))?;
+    Ok(Some(FrontDoor { portal, redirect }))
 }
 
 /// What the tasks beside the control task are handed.
@@ -77,7 +109,8 @@ impl Beside {
         tasks: &TaskTracker,
         config: &Config,
         tcp: Option<(tokio::net::TcpListener, String)>,
-        portal: Option<Vec<tokio::net::TcpListener>>,
+        front_door: Option<FrontDoor>,
+        configs: watch::Receiver<Arc<Config>>,
     ) {
         if let Some((tcp_listener, token)) = tcp {
             tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
@@ -90,11 +123,16 @@ impl Beside {
                 self.shutdown.clone(),
             ));
         }
-        if let Some(listeners) = portal {
-            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN");
+        if let Some(front_door) = front_door {
+            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN, and unpaid clients' web requests are sent to it");
             tasks.spawn(crate::portal::serve(
-                listeners,
+                front_door.portal,
                 self.commands.clone(),
+                self.shutdown.clone(),
+            ));
+            tasks.spawn(crate::portal::redirect::serve(
+                front_door.redirect,
+                configs,
                 self.shutdown.clone(),
             ));
         }
@@ -168,17 +206,15 @@ pub async fn run_reloadable(
         shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
+    let front_door = open_front_door(&config, control.kernel_mut()).await?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 
     let (listener, tcp) = listen(&config).await?;
-    let portal_listeners = match config.portal.mode {
-        crate::config::PortalMode::Off => None,
-        _ => Some(crate::portal::bind(&lan, config.portal.listen_port)?),
-    };
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
+    let configs = reloads.clone();
     let forward_reloads = async move {
         while reloads.changed().await.is_ok() {
             let config = Arc::clone(&reloads.borrow_and_update());
@@ -205,7 +241,7 @@ pub async fn run_reloadable(
         alerts: Arc::clone(&alerts),
         shutdown: shutdown.clone(),
     };
-    beside.listen(&tasks, &config, tcp, portal_listeners);
+    beside.listen(&tasks, &config, tcp, front_door, configs);
     beside.watch(&tasks, &config, lan_ifindex, lan_is_bridge);
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
@@ -256,6 +292,10 @@ pub enum ReleaseError {
         "the programs are detached, but the speed-limit trees cannot be removed: run 'hotspotd --release' again"
     )]
     Shaping(#[source] ShapingError),
+    #[error(
+        "the programs are detached, but the portal's policy routes cannot be removed: run 'hotspotd --release' again"
+    )]
+    SteeringRoutes(#[source] crate::portal::routes::RoutesError),
 }
 
 /// Frees the LAN of what stopped or crashed daemons left in the kernel: detaches the programs
@@ -279,7 +319,10 @@ pub async fn release(config: &Config) -> Result<bool, ReleaseError> {
     Shaper::release(lan, &config.network.ifb_interface)
         .await
         .map_err(ReleaseError::Shaping)?;
-    Ok(found)
+    let routes_found = crate::portal::routes::remove()
+        .await
+        .map_err(ReleaseError::SteeringRoutes)?;
+    Ok(found || routes_found)
 }
 
 /// What the control loop needs from the kernel before any program is attached: the maps

@@ -12,7 +12,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf, SockMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
         links::{FdLink, LinkError, PinnedLink},
@@ -22,8 +22,8 @@ use aya::{
 };
 use hotspotd_common::{
     AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS,
-    MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, Usage, config_word,
-    stat,
+    MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey,
+    Usage, config_word, stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -497,6 +497,34 @@ impl Kernel {
         let mut config: Array<&mut MapData, u32> = self.map_mut(MAP_CONFIG)?;
         config
             .set(config_word::IFB_IFINDEX, ifindex, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_CONFIG,
+                source,
+            })
+    }
+
+    /// Sends unpaid clients' web traffic to the portal's redirect listeners (IPv4, IPv6), or,
+    /// with `None`, leaves it dropped like the rest of their traffic (`portal.mode = "off"`).
+    /// The listeners go in first, so no packet is steered to an empty slot.
+    pub fn steer_to_portal(
+        &mut self,
+        listeners: Option<[&impl std::os::fd::AsRawFd; 2]>,
+    ) -> Result<(), BpfError> {
+        let steering = u32::from(listeners.is_some());
+        if let Some(listeners) = listeners {
+            let mut sockets: SockMap<&mut MapData> = self.map_mut(MAP_PORTAL_SOCKETS)?;
+            for (index, listener) in (0..).zip(listeners) {
+                sockets
+                    .set(index, listener, 0)
+                    .map_err(|source| BpfError::Map {
+                        name: MAP_PORTAL_SOCKETS,
+                        source,
+                    })?;
+            }
+        }
+        let mut config: Array<&mut MapData, u32> = self.map_mut(MAP_CONFIG)?;
+        config
+            .set(config_word::PORTAL_STEERING, steering, 0)
             .map_err(|source| BpfError::Map {
                 name: MAP_CONFIG,
                 source,

@@ -5,6 +5,8 @@
 //! moment of the request. Side effects: the listeners, until shutdown.
 
 mod listen;
+pub mod redirect;
+pub mod routes;
 
 use std::net::SocketAddr;
 
@@ -39,6 +41,12 @@ pub async fn serve(listeners: Vec<TcpListener>, commands: Commands, shutdown: Ca
         .route("/api/captive", get(captive))
         .fallback(not_found)
         .with_state(commands);
+    serve_on(listeners, router, shutdown).await;
+}
+
+/// Serves `router` on each of `listeners`, handlers knowing both ends of each connection,
+/// until `shutdown`.
+async fn serve_on(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
     let tasks = tokio_util::task::TaskTracker::new();
     for listener in listeners {
         let router = router.clone();

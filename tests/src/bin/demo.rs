@@ -10,7 +10,7 @@
 )]
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, SocketAddr, TcpStream},
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
     thread,
@@ -20,7 +20,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use hotspotd_tests::{
     Daemon, GATEWAY_LAN_V4, INTERNET_V4, INTERNET_V6, LAN_IFACE, Lan, Netns, UdpEcho,
-    hotspotctl_bin, udp_ping_pong,
+    hotspotctl_bin,
+    http::{Answer, exchange_on, request},
+    udp_ping_pong,
 };
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -35,6 +37,9 @@ struct Step {
     say: &'static str,
     /// `hotspotctl` arguments; `{A}`, `{B}`, `{C}` stand for the clients' MACs.
     command: &'static [&'static str],
+    /// A client (0 = A) whose phone checks for a captive portal, as phones do: a plain HTTP
+    /// request to the internet, then the RFC 8908 API.
+    phone: Option<usize>,
 }
 
 const STORY: &[Step] = &[
@@ -43,6 +48,15 @@ const STORY: &[Step] = &[
         say: "Nobody has paid: the gate drops the clients' internet traffic (DROPPED grows); \
               the box's own services (its resolver, the portal) stay reachable (LOCAL).",
         command: &["sessions"],
+        phone: None,
+    },
+    Step {
+        at: Duration::from_millis(2_500),
+        say: "Client C's phone checks for a captive portal: its plain HTTP request to the \
+              internet is answered by the box with a redirect to the portal, and the RFC 8908 \
+              API (the address phones get by DHCP option 114) says it is captive.",
+        command: &[],
+        phone: Some(2),
     },
     Step {
         at: Duration::from_secs(3),
@@ -63,6 +77,7 @@ const STORY: &[Step] = &[
             "5",
             "--connect",
         ],
+        phone: None,
     },
     Step {
         at: Duration::from_secs(3),
@@ -80,6 +95,7 @@ const STORY: &[Step] = &[
             "--provider",
             "voucher",
         ],
+        phone: None,
     },
     Step {
         at: Duration::from_secs(4),
@@ -96,6 +112,21 @@ const STORY: &[Step] = &[
             "--global-speed",
             "--connect",
         ],
+        phone: None,
+    },
+    Step {
+        at: Duration::from_secs(5),
+        say: "Client A's and B's phones check again: no redirect now, their requests reach the \
+              internet; the RFC 8908 API gives A's seconds and B's bytes left, read from the \
+              kernel at this moment.",
+        command: &[],
+        phone: Some(0),
+    },
+    Step {
+        at: Duration::from_secs(5),
+        say: "",
+        command: &[],
+        phone: Some(1),
     },
 ];
 
@@ -143,6 +174,7 @@ fn main() -> Result<()> {
         &lan.gateway,
         SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 53),
     )?;
+    serve_generate_204(&lan.internet)?;
     let targets = [internet_v4.addr(), internet_v6.addr(), resolver.addr()];
     let macs: Vec<&str> = lan
         .clients
@@ -158,7 +190,7 @@ fn main() -> Result<()> {
             let running = &running;
             scope.spawn(move || keep_sending(&client.netns, target, running));
         }
-        let told = tell(&daemon, &macs);
+        let told = tell(&daemon, &lan, &macs);
         running.store(false, Ordering::SeqCst);
         told
     })?;
@@ -194,7 +226,7 @@ fn keep_sending(netns: &Netns, target: SocketAddr, running: &AtomicBool) {
 }
 
 /// Runs the story's steps and shows the tables at their times.
-fn tell(daemon: &Daemon, macs: &[&str]) -> Result<()> {
+fn tell(daemon: &Daemon, lan: &Lan, macs: &[&str]) -> Result<()> {
     let started = Instant::now();
     let mut steps = STORY.iter().peekable();
     let mut shows = SHOW_AT.iter().peekable();
@@ -203,6 +235,10 @@ fn tell(daemon: &Daemon, macs: &[&str]) -> Result<()> {
         if let Some(step) = steps.next_if(|step| step.at <= elapsed) {
             if !step.say.is_empty() {
                 println!("\n▶ {}", step.say);
+            }
+            if let Some(client) = step.phone {
+                check_portal(&lan.clients[client].netns, ["A", "B", "C"][client])?;
+                continue;
             }
             let args: Vec<String> = step
                 .command
@@ -229,6 +265,70 @@ fn tell(daemon: &Daemon, macs: &[&str]) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// The internet's answer to a phone's captive-portal check, `204 No Content`, on port 80 of
+/// the internet namespace, for as long as the demo runs.
+fn serve_generate_204(internet: &Netns) -> Result<()> {
+    let listener = internet
+        .run(|| std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(INTERNET_V4), 80)))??;
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    Ok(())
+}
+
+/// What a phone's captive-portal check meets: a plain HTTP request to an internet address,
+/// then the RFC 8908 API on the portal.
+fn check_portal(netns: &Netns, name: &str) -> Result<()> {
+    let internet = SocketAddr::new(IpAddr::V4(INTERNET_V4), 80);
+    let answer = netns.run(move || -> Result<Answer> {
+        let mut stream = TcpStream::connect_timeout(&internet, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        exchange_on(&mut stream, &request("GET", "/generate_204", &[], b""))
+    })?;
+    match answer {
+        Ok(answer) => {
+            let location = answer
+                .headers
+                .lines()
+                .find(|line| line.to_ascii_lowercase().starts_with("location:"))
+                .unwrap_or("");
+            println!(
+                "  {name}: GET http://{internet}/generate_204 → {} {location}",
+                answer.status
+            );
+        }
+        Err(error) => println!("  {name}: GET http://{internet}/generate_204 → {error:#}"),
+    }
+    let portal = SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 2050);
+    let captive = netns.run(move || -> Result<Answer> {
+        let mut stream = TcpStream::connect_timeout(&portal, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        exchange_on(
+            &mut stream,
+            &request(
+                "GET",
+                "/api/captive",
+                &[("Accept", "application/captive+json")],
+                b"",
+            ),
+        )
+    })??;
+    println!(
+        "  {name}: GET http://{portal}/api/captive → {}",
+        captive.body.trim()
+    );
     Ok(())
 }
 
