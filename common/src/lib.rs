@@ -56,6 +56,19 @@ pub const MAP_STATS: &str = "STATS";
 /// web requests are dropped, as with `portal.mode = "off"`, until the next start).
 pub const MAP_PORTAL_SOCKETS: &str = "PORTAL_SOCKETS";
 
+/// The box's resolver, where an unpaid client's DNS to any resolver is sent
+/// (`portal.redirect_dns`): `Array<IpKey>`, the LAN interface's IPv4 address at index 0 and
+/// its IPv6 address at 1, written by the daemon; all-zero: that family's DNS is not redirected.
+/// Pinned, like the rest of the gate's state.
+pub const MAP_BOX_RESOLVER: &str = "BOX_RESOLVER";
+/// The redirected DNS flows: `LruHashMap<DnsFlow, IpKey>`, the resolver each client's query
+/// was addressed to, so the box's answer goes back from that address (a stub resolver drops
+/// answers from any other). Written by the upload program; the least recently used flow
+/// makes way when it is full.
+pub const MAP_DNS_REDIRECTS: &str = "DNS_REDIRECTS";
+/// Entries of [`MAP_DNS_REDIRECTS`]: the queries of a few thousand unpaid clients in flight.
+pub const MAX_DNS_REDIRECTS: u32 = 8_192;
+
 /// The packet mark (`skb->mark`) of the portal's traffic: set by the upload program on an
 /// unpaid client's packets it steers to the box (a policy rule routes them to the box's own
 /// stack), and on the portal's answers, which the download program lets through unbilled
@@ -353,6 +366,29 @@ pub struct AddressOwner {
 }
 const _: () = assert!(size_of::<AddressOwner>() == 32);
 
+/// One client's DNS flow (key of [`MAP_DNS_REDIRECTS`]): its address and port, and TCP or UDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsFlow {
+    pub client: IpKey,
+    pub port: u16,
+    pub proto: u8,
+    _pad: [u8; 5],
+}
+const _: () = assert!(size_of::<DnsFlow>() == 24);
+
+impl DnsFlow {
+    #[must_use]
+    pub const fn new(client: IpKey, port: u16, proto: u8) -> Self {
+        Self {
+            client,
+            port,
+            proto,
+            _pad: [0; 5],
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for the map types: aya copies them to and from the kernel as raw bytes, so
@@ -362,6 +398,8 @@ mod pod {
 
     // SAFETY: `#[repr(C)]` 6 bytes of address and an explicit 2-byte `_pad` (8, asserted).
     unsafe impl aya::Pod for super::MacKey {}
+    // SAFETY: `#[repr(C)]` 16 + 2 + 1 bytes and an explicit 5-byte `_pad` (24, asserted).
+    unsafe impl aya::Pod for super::DnsFlow {}
     // SAFETY: `#[repr(C)]` one `[u8; 16]`, no padding (16, asserted).
     unsafe impl aya::Pod for super::IpKey {}
     // SAFETY: `#[repr(C)]` ten `u64` counters, no padding (80, asserted).

@@ -22,7 +22,6 @@ use crate::{
     config::Config,
     control::{self, Command, Control, ControlError, Parts},
     events::{self, Events},
-    net::ip_key,
     netlink::{Netlink, NetlinkError},
     shaping::{Shaper, ShapingError},
     store::{SessionStore, Store, StoreError},
@@ -336,13 +335,8 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
         .map_err(|_| BpfError::NoInterface { iface: lan.clone() })?;
     let mut kernel = Kernel::load(&config.kernel.pin_dir)?;
     let netlink = Netlink::open()?;
-    let local: std::collections::BTreeSet<_> = netlink
-        .local_addresses()
-        .await?
-        .into_iter()
-        .map(ip_key)
-        .collect();
-    kernel.sync_local_addrs(&local, &crate::bpf::LocalServices::of_config(config))?;
+    let addrs = netlink.local_addresses().await?;
+    kernel.sync_box_addresses(&addrs, config, lan_ifindex)?;
     kernel.set_walled_garden(&config.network.walled_garden)?;
     let hz = kernel_hz(&kernel).await?;
     let ifb = &config.network.ifb_interface;

@@ -37,9 +37,9 @@ use aya_ebpf::{
 };
 use gate::Verdict;
 use hotspotd_common::{
-    AddressOwner, EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable,
-    MAX_ADDRESSES, MAX_CLIENTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MAX_SEEN, MacKey, Usage,
-    config_word, stat,
+    AddressOwner, DnsFlow, EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable,
+    MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MAX_SEEN,
+    MacKey, Usage, config_word, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
@@ -77,6 +77,12 @@ static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stat::COUNT, 0);
+
+#[map(name = "BOX_RESOLVER")]
+static BOX_RESOLVER: Array<IpKey> = Array::pinned(2, 0);
+
+#[map(name = "DNS_REDIRECTS")]
+static DNS_REDIRECTS: LruHashMap<DnsFlow, IpKey> = LruHashMap::pinned(MAX_DNS_REDIRECTS, 0);
 
 #[map(name = "PORTAL_SOCKETS")]
 static PORTAL_SOCKETS: SockMap = SockMap::with_max_entries(2, 0);
@@ -196,6 +202,12 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
         }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
+    if class == Class::Local && frame.box_end {
+        match direction {
+            Direction::Up => portal::forget_redirect(ctx, &frame),
+            Direction::Down => portal::answer_as_resolver(ctx, &frame),
+        }
+    }
     let first_this_tick = account(&frame, direction, class);
     if direction == Direction::Up && (class != Class::Billable || first_this_tick) {
         bind_address(&frame);

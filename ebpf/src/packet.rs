@@ -20,7 +20,7 @@ const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_IGMP: u8 = 2;
 pub(crate) const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 /// IPv6 hop-by-hop options and routing header: a routing header (alone or behind hop-by-hop
 /// options) can send a packet addressed to the box on to another address.
@@ -95,6 +95,8 @@ pub struct Frame {
     pub proto: u8,
     /// At most 14 + 2 × 4 + 60; a `u8` keeps the verifier's bound on it small.
     pub l4_offset: u8,
+    /// Where the IP header starts: after Ethernet and any VLAN tags.
+    pub l3_offset: u8,
     pub family: Family,
 }
 
@@ -112,6 +114,7 @@ impl Frame {
             has_source: false,
             proto: 0,
             l4_offset: 0,
+            l3_offset: 0,
             family: Family::V4,
         }
     }
@@ -378,6 +381,7 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         has_source: layer.has_source,
         proto: layer.proto,
         l4_offset: layer.l4_offset,
+        l3_offset: offset as u8,
         family: layer.family,
     }
 }

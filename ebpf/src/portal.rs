@@ -10,27 +10,35 @@
 //! - HTTPS (TCP 443) connection attempts are answered at once with a TCP reset, built here from
 //!   the SYN and sent back out of the interface, so a browser fails fast instead of waiting for
 //!   a handshake that never comes.
+//! - DNS (UDP and TCP 53) to any resolver goes to the box's resolver when the daemon names
+//!   one (`portal.redirect_dns`): the destination address is rewritten, and the answer's
+//!   source rewritten back to the resolver the client asked, so a phone with a hard-coded
+//!   8.8.8.8 still resolves the names it needs to reach the portal.
 //! - QUIC (UDP 443) and everything else stay dropped: browsers fall back to TCP.
 //!
 //! The portal's answers leave through the download program, which lets packets carrying
 //! [`PORTAL_MARK`] through unbilled (`is_answer`).
 
 use aya_ebpf::{
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT,
+    },
     cty::c_void,
     helpers::generated::{
-        bpf_map_lookup_elem, bpf_redirect, bpf_sk_assign, bpf_sk_release, bpf_skb_change_tail,
-        bpf_skb_load_bytes, bpf_skb_store_bytes,
+        bpf_csum_diff, bpf_l3_csum_replace, bpf_l4_csum_replace, bpf_map_lookup_elem, bpf_redirect,
+        bpf_sk_assign, bpf_sk_release, bpf_skb_change_tail, bpf_skb_load_bytes,
+        bpf_skb_store_bytes,
     },
     programs::TcContext,
 };
-use hotspotd_common::{PORTAL_MARK, config_word};
+use hotspotd_common::{DnsFlow, IpKey, PORTAL_MARK, config_word};
 
 use crate::{
-    PORTAL_SOCKETS, config_value,
-    packet::{Family, Frame, IPPROTO_TCP, ptr_at},
+    BOX_RESOLVER, DNS_REDIRECTS, PORTAL_SOCKETS, config_value,
+    packet::{Family, Frame, IPPROTO_TCP, IPPROTO_UDP, ptr_at},
 };
 
+const DNS_PORT: u16 = 53;
 const HTTP_PORT: u16 = 80;
 const HTTPS_PORT: u16 = 443;
 const TCP_FIN: u8 = 0x01;
@@ -41,32 +49,214 @@ const TCP_ACK: u8 = 0x10;
 const TCP_HDR_LEN: usize = 20;
 const IPV4_HDR_LEN: usize = 20;
 const IPV6_HDR_LEN: usize = 40;
+/// Where the checksums are: in the IPv4 header, the TCP header and the UDP header.
+const IPV4_CHECK_AT: u32 = 10;
+const TCP_CHECK_AT: u32 = 16;
+const UDP_CHECK_AT: u32 = 6;
 /// The hop limit of the resets: what Linux sends its own packets with.
 const REPLY_TTL: u8 = 64;
 
 /// What to do with an unpaid client's packet the gate refused: `Some(action)` for the tc
-/// action when it is web traffic the portal handles, `None` when it stays dropped.
+/// action when it is web traffic or DNS the box handles, `None` when it stays dropped.
 #[inline(always)]
 pub fn steer(ctx: &TcContext, frame: &Frame) -> Option<i32> {
-    if frame.proto != IPPROTO_TCP
-        || frame.box_end
-        || config_value(config_word::PORTAL_STEERING) == 0
-    {
+    if frame.box_end {
         return None;
     }
     let l4 = usize::from(frame.l4_offset);
-    let header = ptr_at::<[u8; 14]>(ctx, l4)?;
-    // SAFETY: bounds checked by ptr_at.
-    let (port, flags) = unsafe {
-        (
-            u16::from_be_bytes([(*header)[2], (*header)[3]]),
-            (*header)[13],
-        )
-    };
-    match port {
-        HTTP_PORT => Some(to_redirect_listener(ctx, frame, flags)),
-        HTTPS_PORT => Some(refuse(ctx, frame, l4, flags)),
+    match frame.proto {
+        IPPROTO_TCP => {
+            let header = ptr_at::<[u8; 14]>(ctx, l4)?;
+            // SAFETY: bounds checked by ptr_at.
+            let (client_port, port, flags) = unsafe {
+                let header = &*header;
+                (
+                    u16::from_be_bytes([header[0], header[1]]),
+                    u16::from_be_bytes([header[2], header[3]]),
+                    header[13],
+                )
+            };
+            if port == DNS_PORT {
+                return to_box_resolver(ctx, frame, client_port);
+            }
+            if config_value(config_word::PORTAL_STEERING) == 0 {
+                return None;
+            }
+            match port {
+                HTTP_PORT => Some(to_redirect_listener(ctx, frame, flags)),
+                HTTPS_PORT => Some(refuse(ctx, frame, l4, flags)),
+                _ => None,
+            }
+        }
+        IPPROTO_UDP => {
+            let ports = ptr_at::<[u8; 4]>(ctx, l4)?;
+            // SAFETY: bounds checked by ptr_at.
+            let ports = unsafe { *ports };
+            if u16::from_be_bytes([ports[2], ports[3]]) != DNS_PORT {
+                return None;
+            }
+            to_box_resolver(ctx, frame, u16::from_be_bytes([ports[0], ports[1]]))
+        }
         _ => None,
+    }
+}
+
+/// Sends an unpaid client's DNS query, to whichever resolver it names, to the box's resolver
+/// (`portal.redirect_dns`), remembering the resolver it named so the answer can come back from
+/// it ([`answer_as_resolver`]). `None` when the box has no resolver address of the family.
+#[inline(always)]
+fn to_box_resolver(ctx: &TcContext, frame: &Frame, client_port: u16) -> Option<i32> {
+    let index: u32 = match frame.family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    };
+    let resolver = *BOX_RESOLVER.get(index)?;
+    if resolver.addr == [0; 16] {
+        return None;
+    }
+    let flow = DnsFlow::new(frame.source, client_port, frame.proto);
+    // A full map makes room itself (LRU); a failure leaves the answer unmatched, and the
+    // client's stub asks again.
+    let _ = DNS_REDIRECTS.insert(flow, frame.remote, 0);
+    Some(
+        match rewrite_address(ctx, frame, End::Destination, &frame.remote, &resolver) {
+            Some(()) => TC_ACT_OK,
+            None => TC_ACT_SHOT,
+        },
+    )
+}
+
+/// Gives the box's DNS answer to a redirected query the address of the resolver the client
+/// asked; anything else from the box passes as it is.
+#[inline(always)]
+pub fn answer_as_resolver(ctx: &TcContext, frame: &Frame) {
+    let Some((client, client_port)) = dns_flow_of_answer(ctx, frame) else {
+        return;
+    };
+    let flow = DnsFlow::new(client, client_port, frame.proto);
+    let Some(resolver) = DNS_REDIRECTS.get_ptr(flow) else {
+        return;
+    };
+    // SAFETY: a successful lookup; the entry lives until an RCU grace period after deletion.
+    let resolver = unsafe { *resolver };
+    // A failure leaves the answer from the box's address, which the client's stub ignores
+    // and asks again: nothing passes that should not.
+    let _ = rewrite_address(ctx, frame, End::Source, &frame.source, &resolver);
+}
+
+/// A client asking the box's resolver itself ends any redirect of the same flow an earlier
+/// query left (its port used again), so that answer keeps the box's address.
+#[inline(always)]
+pub fn forget_redirect(ctx: &TcContext, frame: &Frame) {
+    if frame.proto != IPPROTO_TCP && frame.proto != IPPROTO_UDP {
+        return;
+    }
+    let Some(ports) = ptr_at::<[u8; 4]>(ctx, usize::from(frame.l4_offset)) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { *ports };
+    if u16::from_be_bytes([ports[2], ports[3]]) != DNS_PORT {
+        return;
+    }
+    let flow = DnsFlow::new(
+        frame.source,
+        u16::from_be_bytes([ports[0], ports[1]]),
+        frame.proto,
+    );
+    let _ = DNS_REDIRECTS.remove(flow);
+}
+
+/// The client's address and port of a DNS answer the box sends (source port 53).
+#[inline(always)]
+fn dns_flow_of_answer(ctx: &TcContext, frame: &Frame) -> Option<(IpKey, u16)> {
+    if frame.proto != IPPROTO_TCP && frame.proto != IPPROTO_UDP {
+        return None;
+    }
+    let ports = ptr_at::<[u8; 4]>(ctx, usize::from(frame.l4_offset))?;
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { *ports };
+    if u16::from_be_bytes([ports[0], ports[1]]) != DNS_PORT {
+        return None;
+    }
+    let l3 = usize::from(frame.l3_offset);
+    let client = match frame.family {
+        // SAFETY: bounds checked by ptr_at.
+        Family::V4 => IpKey::from_v4(unsafe { *ptr_at::<[u8; 4]>(ctx, l3 + 16)? }),
+        // SAFETY: bounds checked by ptr_at.
+        Family::V6 => IpKey::from_v6(unsafe { *ptr_at::<[u8; 16]>(ctx, l3 + 24)? }),
+    };
+    Some((client, u16::from_be_bytes([ports[2], ports[3]])))
+}
+
+/// Which address of a packet [`rewrite_address`] changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Source,
+    Destination,
+}
+
+/// Replaces the source or destination address `old` of a TCP or UDP packet with `new`, and
+/// updates the checksums that cover it (IPv4's header, the transport's pseudo-header)
+/// incrementally, which is right whether the checksum is complete or left to offload.
+#[inline(always)]
+fn rewrite_address(
+    ctx: &TcContext,
+    frame: &Frame,
+    end: End,
+    old: &IpKey,
+    new: &IpKey,
+) -> Option<()> {
+    let l3 = u32::from(frame.l3_offset);
+    let udp = frame.proto != IPPROTO_TCP;
+    let check_at = u32::from(frame.l4_offset) + if udp { UDP_CHECK_AT } else { TCP_CHECK_AT };
+    // An IPv4 UDP checksum of 0 means none, and must stay 0.
+    let mangled = if udp {
+        u64::from(BPF_F_MARK_MANGLED_0)
+    } else {
+        0
+    };
+    let pseudo = u64::from(BPF_F_PSEUDO_HDR);
+    let skb = ctx.skb.skb.cast();
+    // SAFETY: plain helper calls on the context's skb; the address buffers are 4 or 16 bytes
+    // of the keys, as the lengths say.
+    unsafe {
+        match frame.family {
+            Family::V4 => {
+                let at = l3 + if end == End::Destination { 16 } else { 12 };
+                let old =
+                    u32::from_ne_bytes([old.addr[12], old.addr[13], old.addr[14], old.addr[15]]);
+                let new_bytes = [new.addr[12], new.addr[13], new.addr[14], new.addr[15]];
+                let new = u32::from_ne_bytes(new_bytes);
+                if bpf_l3_csum_replace(skb, l3 + IPV4_CHECK_AT, u64::from(old), u64::from(new), 4)
+                    != 0
+                    || bpf_l4_csum_replace(
+                        skb,
+                        check_at,
+                        u64::from(old),
+                        u64::from(new),
+                        pseudo | mangled | 4,
+                    ) != 0
+                {
+                    return None;
+                }
+                store(ctx, at as usize, &new_bytes)
+            }
+            Family::V6 => {
+                let at = l3 + if end == End::Destination { 24 } else { 8 };
+                let mut from = old.addr;
+                let mut to = new.addr;
+                let diff =
+                    bpf_csum_diff(from.as_mut_ptr().cast(), 16, to.as_mut_ptr().cast(), 16, 0);
+                if diff < 0
+                    || bpf_l4_csum_replace(skb, check_at, 0, diff.cast_unsigned(), pseudo | mangled)
+                        != 0
+                {
+                    return None;
+                }
+                store(ctx, at as usize, &to)
+            }
+        }
     }
 }
 

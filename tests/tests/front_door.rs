@@ -2,7 +2,8 @@
 //! captive-portal check and browser meet it. Plain HTTP to any internet address is answered
 //! with a redirect to the portal (IPv4 and IPv6), HTTPS is refused at once with a reset, QUIC
 //! and other ports stay dropped, and nothing of it reaches the internet; a paying client's
-//! requests reach the real servers untouched. Needs root.
+//! requests reach the real servers untouched. Its DNS to any resolver is answered by the box's
+//! resolver, from the address it asked. Needs root.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::http::{Answer, exchange_on, request};
-use hotspotd_tests::{Daemon, INTERNET_V4, INTERNET_V6, Lan, Netns, wait_for};
+use hotspotd_tests::{
+    Daemon, GATEWAY_LAN_V4, GATEWAY_LAN_V6, INTERNET_V4, INTERNET_V6, Lan, Netns, UdpEcho, wait_for,
+};
 
 /// How long a dropped connection attempt is given before it counts as dropped.
 const DROPPED_AFTER: Duration = Duration::from_secs(2);
@@ -264,5 +267,96 @@ fn an_external_portal_gets_the_redirect_and_mode_off_keeps_the_drop() -> Result<
             "port {port} with portal.mode = off: {outcome:?}"
         );
     }
+    Ok(())
+}
+
+/// A DNS query over UDP from `netns` to `resolver`:53 on a connected socket, which takes an
+/// answer only from the address it asked, as a stub resolver does; the answer's bytes.
+fn ask_udp(netns: &Netns, resolver: IpAddr) -> Result<Vec<u8>> {
+    netns.run(move || -> Result<Vec<u8>> {
+        let any: IpAddr = if resolver.is_ipv4() {
+            "0.0.0.0".parse()?
+        } else {
+            "::".parse()?
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(any, 0))?;
+        socket.connect(SocketAddr::new(resolver, 53))?;
+        socket.set_read_timeout(Some(DROPPED_AFTER))?;
+        socket.send(b"\x12\x34 a query")?;
+        let mut answer = [0u8; 512];
+        let len = socket.recv(&mut answer)?;
+        Ok(answer[..len].to_vec())
+    })?
+}
+
+/// A TCP echo on `address`:53 in `netns`, standing in for the resolver's TCP side.
+fn tcp_echo(netns: &Netns, address: IpAddr) -> Result<()> {
+    let listener = netns.run(move || TcpListener::bind(SocketAddr::new(address, 53)))??;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 512];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            if let Ok(len) = stream.read(&mut buffer) {
+                let _ = stream.write_all(&buffer[..len]);
+            }
+        }
+    });
+    Ok(())
+}
+
+#[test]
+fn an_unpaid_phones_dns_to_any_resolver_is_answered_by_the_box() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    // The box's resolver: echoes stand in for it, what matters is who answers and from where.
+    let _resolver_v4 = UdpEcho::start(&lan.gateway, SocketAddr::new(GATEWAY_LAN_V4.into(), 53))?;
+    let _resolver_v6 = UdpEcho::start(&lan.gateway, SocketAddr::new(GATEWAY_LAN_V6.into(), 53))?;
+    tcp_echo(&lan.gateway, GATEWAY_LAN_V4.into())?;
+    // The internet's resolver, hard-coded in the phone: it must hear nothing.
+    let public = lan
+        .internet
+        .run(|| UdpSocket::bind(SocketAddr::new(INTERNET_V4.into(), 53)))??;
+    public.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let daemon = Daemon::start(&lan, &[])?;
+
+    for resolver in [IpAddr::from(INTERNET_V4), IpAddr::from(INTERNET_V6)] {
+        let answer = ask_udp(&client.netns, resolver)
+            .with_context(|| format!("no answer from {resolver} (redirected to the box)"))?;
+        ensure!(answer == b"\x12\x34 a query", "answer {answer:?}");
+    }
+    let target = SocketAddr::new(INTERNET_V4.into(), 53);
+    let over_tcp = client.netns.run(move || -> Result<Vec<u8>> {
+        let mut stream = TcpStream::connect_timeout(&target, DROPPED_AFTER)?;
+        stream.set_read_timeout(Some(DROPPED_AFTER))?;
+        stream.write_all(b"a query over TCP")?;
+        let mut answer = [0u8; 64];
+        let len = stream.read(&mut answer)?;
+        Ok(answer[..len].to_vec())
+    })??;
+    ensure!(over_tcp == b"a query over TCP", "TCP answer {over_tcp:?}");
+    let mut datagram = [0u8; 64];
+    ensure!(
+        public.recv_from(&mut datagram).is_err(),
+        "a query reached the internet's resolver"
+    );
+    let billed = daemon.client(&client.mac)?;
+    ensure!(
+        billed["up_bytes"] == 0 && billed["down_bytes"] == 0,
+        "billed: {billed}"
+    );
+    daemon.stop()?;
+
+    // portal.redirect_dns = false: the query is dropped like the rest.
+    let _daemon = Daemon::start(&lan, &[("HOTSPOTD__PORTAL__REDIRECT_DNS", "false")])?;
+    let outcome = ask_udp(&client.netns, INTERNET_V4.into());
+    ensure!(
+        outcome.is_err(),
+        "answered without redirect_dns: {outcome:?}"
+    );
+    ensure!(
+        public.recv_from(&mut datagram).is_err(),
+        "a query reached the internet's resolver"
+    );
     Ok(())
 }

@@ -21,9 +21,9 @@ use aya::{
     util::KernelVersion,
 };
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS,
-    MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey,
-    Usage, config_word, stat,
+    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
+    MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS, MAP_SEEN,
+    MAP_STATS, MAP_USAGE, MacKey, Usage, config_word, stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -529,6 +529,54 @@ impl Kernel {
                 name: MAP_CONFIG,
                 source,
             })
+    }
+
+    /// Writes what the programs need to know of the box's addresses: all of them (traffic
+    /// with the box), with its free client services, and the LAN interface's, where unpaid
+    /// clients' DNS is sent when the portal redirects it.
+    pub fn sync_box_addresses(
+        &mut self,
+        addrs: &crate::netlink::BoxAddresses,
+        config: &crate::config::Config,
+        lan_ifindex: u32,
+    ) -> Result<(), BpfError> {
+        let keys = addrs
+            .all
+            .iter()
+            .map(|addr| crate::net::ip_key(*addr))
+            .collect();
+        self.sync_local_addrs(&keys, &LocalServices::of_config(config))?;
+        let (v4, v6) = if config.portal.redirects_dns() {
+            addrs.service_addresses(lan_ifindex)
+        } else {
+            (None, None)
+        };
+        self.set_box_resolver(v4, v6)
+    }
+
+    /// Where unpaid clients' DNS is sent (`portal.redirect_dns`): the box's resolver address
+    /// of each family, `None` for a family whose DNS is not redirected. Written only when it
+    /// changes.
+    pub fn set_box_resolver(
+        &mut self,
+        v4: Option<std::net::Ipv4Addr>,
+        v6: Option<std::net::Ipv6Addr>,
+    ) -> Result<(), BpfError> {
+        let error = |source| BpfError::Map {
+            name: MAP_BOX_RESOLVER,
+            source,
+        };
+        let mut resolver: Array<&mut MapData, IpKey> = self.map_mut(MAP_BOX_RESOLVER)?;
+        let wanted = [
+            v4.map_or_else(IpKey::default, |v4| IpKey::from_v4(v4.octets())),
+            v6.map_or_else(IpKey::default, |v6| IpKey::from_v6(v6.octets())),
+        ];
+        for (index, address) in (0..).zip(wanted) {
+            if resolver.get(&index, 0).map_err(error)? != address {
+                resolver.set(index, address, 0).map_err(error)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every grant in the kernel.

@@ -178,6 +178,7 @@ impl Restart<'_> {
             listen_port,
             url,
             venue_info_url,
+            redirect_dns,
         } = new;
         PortalConfig {
             // The listener is bound at start.
@@ -186,6 +187,8 @@ impl Restart<'_> {
             // Read at every request.
             url: url.clone(),
             venue_info_url: venue_info_url.clone(),
+            // Written to the kernel at every poll.
+            redirect_dns: *redirect_dns,
         }
     }
 
@@ -223,6 +226,7 @@ mod tests {
         "store.save_interval_secs",
         "portal.url",
         "portal.venue_info_url",
+        "portal.redirect_dns",
     ];
 
     /// Another value of the same kind as `value`.

@@ -218,6 +218,17 @@ pub struct PortalConfig {
     pub url: String,
     /// A page about the venue, given to phones by the RFC 8908 API; empty: none.
     pub venue_info_url: String,
+    /// An unpaid client's DNS to any resolver is answered by the box's resolver.
+    pub redirect_dns: bool,
+}
+
+impl PortalConfig {
+    /// Whether unpaid clients' DNS goes to the box's resolver: asked for, and a portal to
+    /// send them to (`off` keeps the plain gate).
+    #[must_use]
+    pub fn redirects_dns(&self) -> bool {
+        self.redirect_dns && self.mode != PortalMode::Off
+    }
 }
 
 impl Default for PortalConfig {
@@ -227,6 +238,7 @@ impl Default for PortalConfig {
             listen_port: 2050,
             url: String::new(),
             venue_info_url: String::new(),
+            redirect_dns: true,
         }
     }
 }

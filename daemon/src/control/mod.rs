@@ -41,7 +41,7 @@ use hotspotd_common::Usage;
 use crate::{
     accounting::{ClientTable, Clocks, CounterMap},
     alerts::Alerts,
-    bpf::{BpfError, Kernel, KernelStats, LocalServices},
+    bpf::{BpfError, Kernel, KernelStats},
     clock::{Reading, Step, WallClock},
     config::Config,
     events::Events,
@@ -411,9 +411,8 @@ impl Control {
     /// time pass in the engine and carries out what it decided.
     async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
         let addrs = self.netlink.local_addresses().await?;
-        let keys = addrs.iter().map(|addr| crate::net::ip_key(*addr)).collect();
-        let services = LocalServices::of_config(&self.config);
-        self.kernel.sync_local_addrs(&keys, &services)?;
+        self.kernel
+            .sync_box_addresses(&addrs, &self.config, self.lan_ifindex)?;
 
         self.usage_entries = counters.usage.len();
         self.seen_entries = counters.seen.len();

@@ -39,6 +39,40 @@ pub enum NetlinkError {
     Neighbours(#[source] std::io::Error),
 }
 
+/// The box's addresses: all of them, and each with its interface, in the kernel's order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoxAddresses {
+    pub all: BTreeSet<IpAddr>,
+    pub by_interface: Vec<(u32, IpAddr)>,
+}
+
+impl BoxAddresses {
+    /// The address a client on interface `ifindex` reaches the box's services at, of each
+    /// family: its first IPv4, and its first IPv6 that is not link-local (one a client's
+    /// global address can be answered from).
+    #[must_use]
+    pub fn service_addresses(
+        &self,
+        ifindex: u32,
+    ) -> (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>) {
+        let on_interface = || {
+            self.by_interface
+                .iter()
+                .filter(move |(index, _)| *index == ifindex)
+                .map(|(_, addr)| *addr)
+        };
+        let v4 = on_interface().find_map(|addr| match addr {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+        let v6 = on_interface().find_map(|addr| match addr {
+            IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
+            _ => None,
+        });
+        (v4, v6)
+    }
+}
+
 /// A routing netlink connection, driven by a task of its own.
 pub struct Netlink {
     handle: Handle,
@@ -54,19 +88,23 @@ impl Netlink {
     }
 
     /// Every address of every interface of the box, IPv4 and IPv6.
-    pub async fn local_addresses(&self) -> Result<BTreeSet<IpAddr>, NetlinkError> {
+    pub async fn local_addresses(&self) -> Result<BoxAddresses, NetlinkError> {
         let dump_error = |source| NetlinkError::Dump {
             what: "addresses",
             source,
         };
         let mut messages = self.handle.address().get().execute();
-        let mut addrs = BTreeSet::new();
+        let mut addrs = BoxAddresses::default();
         while let Some(message) = messages.try_next().await.map_err(dump_error)? {
+            let ifindex = message.header.index;
             for attribute in message.attributes {
                 // `Local` is the box's own address on point-to-point links, where `Address`
                 // is the peer's; elsewhere both are the same.
                 if let AddressAttribute::Address(addr) | AddressAttribute::Local(addr) = attribute {
-                    addrs.insert(addr);
+                    addrs.all.insert(addr);
+                    if !addrs.by_interface.contains(&(ifindex, addr)) {
+                        addrs.by_interface.push((ifindex, addr));
+                    }
                 }
             }
         }
@@ -117,3 +155,35 @@ pub type LinkChanges = futures::channel::mpsc::UnboundedReceiver<(
     rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
     rtnetlink::sys::SocketAddr,
 )>;
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn the_lan_service_addresses_are_its_first_ipv4_and_first_routable_ipv6() {
+        let parse = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let addrs = BoxAddresses {
+            all: BTreeSet::new(),
+            by_interface: vec![
+                (2, parse("198.51.100.254")),
+                (3, parse("fe80::1")),
+                (3, parse("192.0.2.1")),
+                (3, parse("2001:db8:1::1")),
+                (3, parse("192.0.2.2")),
+            ],
+        };
+        assert_eq!(
+            addrs.service_addresses(3),
+            (
+                Some("192.0.2.1".parse().expect("v4")),
+                Some("2001:db8:1::1".parse().expect("v6"))
+            )
+        );
+        assert_eq!(
+            addrs.service_addresses(2),
+            (Some("198.51.100.254".parse().expect("v4")), None)
+        );
+        assert_eq!(addrs.service_addresses(9), (None, None));
+    }
+}

@@ -2,17 +2,19 @@
 //! with valid checksums sent back out, its plain HTTP is marked for the box's stack (and a SYN
 //! with no redirect listener to take it is dropped), the portal's marked answers pass the
 //! download program, and none of it is billed; a paying client's web traffic is untouched.
+//! An unpaid client's DNS to any resolver is sent to the box's, and answered from the address
+//! it asked, with checksums that still hold.
 
-use hotspotd_common::{PORTAL_MARK, config_word};
+use hotspotd_common::{IpKey, PORTAL_MARK, config_word};
 use hotspotd_tests::frames::{
-    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, Ipv4Shape, TCP_TIMESTAMPS, internet_checksum,
+    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Shape, TCP_TIMESTAMPS, internet_checksum,
     ipv4_routable, ipv6, tcp, tcp_with_options,
 };
 
 use crate::harness::{
-    CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, FROM_BOX, HTTPS_PORT, Harness, Program, REMOTE_V4,
-    REMOTE_V6, SK_BUFF_LEN, SK_BUFF_MARK, TC_ACT_SHOT, TC_ACT_UNSPEC, download, forwarded,
-    unlimited, upload,
+    BOX_V4, BOX_V6, CLIENT, CLIENT_PORT, CLIENT_V4, CLIENT_V6, FROM_BOX, HTTPS_PORT, Harness,
+    Program, REMOTE_V4, REMOTE_V6, SK_BUFF_LEN, SK_BUFF_MARK, TC_ACT_SHOT, TC_ACT_UNSPEC, download,
+    forwarded, unlimited, upload,
 };
 
 const TC_ACT_OK: i32 = 0;
@@ -52,9 +54,12 @@ fn to_internet_v6(dst_port: u16, flags: u8) -> Vec<u8> {
     )
 }
 
+/// Steering on, and the box's addresses known (its resolver is one of its free services).
 fn steering() -> Harness {
     let mut harness = Harness::load();
     harness.set_config(config_word::PORTAL_STEERING, 1);
+    harness.add_local_addr(IpKey::from_v4(BOX_V4));
+    harness.add_local_addr(IpKey::from_v6(BOX_V6));
     harness
 }
 
@@ -223,4 +228,166 @@ fn the_portals_marked_answers_reach_an_unpaid_client_unbilled() {
     let usage = harness.usage(CLIENT).expect("counted");
     assert_eq!(usage.down_bytes, 0);
     assert!(usage.down_local_bytes > 0);
+}
+
+const DNS_PORT: u16 = 53;
+const RESOLVER_V4: [u8; 4] = [8, 8, 8, 8];
+const RESOLVER_V6: [u8; 16] = [
+    0x20, 0x01, 0x48, 0x60, 0x48, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x88,
+];
+
+/// `segment` (TCP or UDP) with its checksum over the pseudo-header of `src` → `dst` filled in.
+fn checksummed(src: &[u8], dst: &[u8], proto: u8, mut segment: Vec<u8>) -> Vec<u8> {
+    let at = if proto == IPPROTO_TCP { 16 } else { 6 };
+    segment[at..at + 2].copy_from_slice(&[0, 0]);
+    let check = internet_checksum(&pseudo_header(src, dst, proto, &segment));
+    segment[at..at + 2].copy_from_slice(&check.to_be_bytes());
+    segment
+}
+
+fn pseudo_header(src: &[u8], dst: &[u8], proto: u8, segment: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(segment.len()).expect("a short segment");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(src);
+    bytes.extend_from_slice(dst);
+    if src.len() == 4 {
+        bytes.extend_from_slice(&[0, proto]);
+        bytes.extend_from_slice(&u16::try_from(len).expect("short").to_be_bytes());
+    } else {
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, proto]);
+    }
+    bytes.extend_from_slice(segment);
+    bytes
+}
+
+/// A DNS query (UDP or TCP) from the client to `dst`, port 53, with valid checksums.
+fn query(dst: &[u8], proto: u8, v6: bool) -> Vec<u8> {
+    let segment = if proto == IPPROTO_TCP {
+        segment(DNS_PORT, SYN)
+    } else {
+        hotspotd_tests::frames::udp_with_payload(CLIENT_PORT, DNS_PORT, b"\x12\x34 a query")
+    };
+    if v6 {
+        let dst: [u8; 16] = dst.try_into().expect("an IPv6 address");
+        let segment = checksummed(&CLIENT_V6, &dst, proto, segment);
+        upload(ETH_P_IPV6, &ipv6(CLIENT_V6, dst, proto, &segment))
+    } else {
+        let dst: [u8; 4] = dst.try_into().expect("an IPv4 address");
+        let segment = checksummed(&CLIENT_V4, &dst, proto, segment);
+        upload(
+            ETH_P_IPV4,
+            &ipv4_routable(CLIENT_V4, dst, proto, &Ipv4Shape::default(), &segment),
+        )
+    }
+}
+
+/// The box resolver's answer to [`query`], from `src`, sent by the box itself.
+fn answer(src: &[u8], proto: u8, v6: bool) -> Vec<u8> {
+    let mut segment = if proto == IPPROTO_TCP {
+        tcp(DNS_PORT, CLIENT_PORT, 0)
+    } else {
+        hotspotd_tests::frames::udp_with_payload(DNS_PORT, CLIENT_PORT, b"\x12\x34 an answer")
+    };
+    if proto == IPPROTO_TCP {
+        segment[13] = SYN | ACK;
+    }
+    if v6 {
+        let src: [u8; 16] = src.try_into().expect("an IPv6 address");
+        let segment = checksummed(&src, &CLIENT_V6, proto, segment);
+        download(ETH_P_IPV6, &ipv6(src, CLIENT_V6, proto, &segment))
+    } else {
+        let src: [u8; 4] = src.try_into().expect("an IPv4 address");
+        let segment = checksummed(&src, &CLIENT_V4, proto, segment);
+        download(
+            ETH_P_IPV4,
+            &ipv4_routable(src, CLIENT_V4, proto, &Ipv4Shape::default(), &segment),
+        )
+    }
+}
+
+/// The addresses of a frame made by [`query`] or [`answer`], and whether its checksums hold.
+fn addresses_and_checksums(frame: &[u8], v6: bool) -> (Vec<u8>, Vec<u8>, bool) {
+    let l3 = 14;
+    if v6 {
+        let (src, dst) = (&frame[l3 + 8..l3 + 24], &frame[l3 + 24..l3 + 40]);
+        let proto = frame[l3 + 6];
+        let valid = internet_checksum(&pseudo_header(src, dst, proto, &frame[l3 + 40..])) == 0;
+        (src.to_vec(), dst.to_vec(), valid)
+    } else {
+        let (src, dst) = (&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20]);
+        let proto = frame[l3 + 9];
+        let valid = internet_checksum(&frame[l3..l3 + 20]) == 0
+            && internet_checksum(&pseudo_header(src, dst, proto, &frame[l3 + 20..])) == 0;
+        (src.to_vec(), dst.to_vec(), valid)
+    }
+}
+
+#[test]
+fn an_unpaid_clients_dns_to_any_resolver_is_answered_by_the_box() {
+    let mut harness = steering();
+    harness.set_box_resolver(BOX_V4, BOX_V6);
+    for proto in [IPPROTO_UDP, IPPROTO_TCP] {
+        for (v6, resolver, the_box) in [
+            (false, &RESOLVER_V4[..], &BOX_V4[..]),
+            (true, &RESOLVER_V6[..], &BOX_V6[..]),
+        ] {
+            let (verdict, out, _) =
+                harness.run_rewrite(Program::Ingress, &query(resolver, proto, v6), &forwarded());
+            assert_eq!(verdict, TC_ACT_OK, "proto {proto}, IPv6 {v6}");
+            let (src, dst, valid) = addresses_and_checksums(&out, v6);
+            assert_eq!(dst, the_box, "sent to the box's resolver");
+            assert_eq!(src.len(), the_box.len());
+            assert!(valid, "checksums after the rewrite: {out:02x?}");
+
+            let (verdict, out, _) =
+                harness.run_rewrite(Program::Egress, &answer(the_box, proto, v6), &FROM_BOX);
+            assert_eq!(verdict, TC_ACT_UNSPEC);
+            let (src, _, valid) = addresses_and_checksums(&out, v6);
+            assert_eq!(src, resolver, "answered from the resolver the client asked");
+            assert!(valid, "checksums of the answer: {out:02x?}");
+        }
+    }
+    let usage = harness.usage(CLIENT).expect("counted");
+    assert_eq!(
+        usage.up_bytes + usage.down_bytes,
+        0,
+        "DNS with the box is never billed"
+    );
+}
+
+#[test]
+fn dns_redirect_needs_a_resolver_and_leaves_the_boxs_own_answers_alone() {
+    let mut harness = steering();
+    // No resolver named (portal.redirect_dns = false, or mode off): dropped.
+    harness.run_dropped(Program::Ingress, &query(&RESOLVER_V4, IPPROTO_UDP, false));
+    harness.run_dropped(Program::Ingress, &query(&RESOLVER_V6, IPPROTO_UDP, true));
+
+    harness.set_box_resolver(BOX_V4, [0; 16]);
+    harness.run_dropped(Program::Ingress, &query(&RESOLVER_V6, IPPROTO_UDP, true));
+    let (verdict, _, _) = harness.run_rewrite(
+        Program::Ingress,
+        &query(&RESOLVER_V4, IPPROTO_UDP, false),
+        &forwarded(),
+    );
+    assert_eq!(verdict, TC_ACT_OK);
+    // The client then asks the box itself from the same port: that answer keeps the box's
+    // address, or the client's stub would drop it.
+    let (verdict, _, _) = harness.run_rewrite(
+        Program::Ingress,
+        &query(&BOX_V4, IPPROTO_UDP, false),
+        &forwarded(),
+    );
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let answer = answer(&BOX_V4, IPPROTO_UDP, false);
+    let (verdict, out, _) = harness.run_rewrite(Program::Egress, &answer, &FROM_BOX);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(out, answer, "untouched");
+
+    // A paying client's DNS goes where it was sent.
+    harness.grant(CLIENT, unlimited());
+    let query = query(&RESOLVER_V4, IPPROTO_UDP, false);
+    let (verdict, out, _) = harness.run_rewrite(Program::Ingress, &query, &forwarded());
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(out, query);
 }

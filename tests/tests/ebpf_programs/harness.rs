@@ -18,8 +18,9 @@ use aya::{
 };
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_CLOCK, MAP_CONFIG,
-    MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, UNLIMITED_BYTES, Usage, stat,
+    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
+    MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, UNLIMITED_BYTES,
+    Usage, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -232,6 +233,26 @@ impl Harness {
         let len = usize::try_from(result.data_size_out).expect("a packet length");
         data.truncate(len);
         (result.return_value.cast_signed(), data, out)
+    }
+
+    /// Names the box's resolver of each family, as the daemon does with
+    /// `portal.redirect_dns`; all-zero turns a family's redirect off.
+    pub(crate) fn set_box_resolver(&mut self, v4: [u8; 4], v6: [u8; 16]) {
+        let mut resolver: Array<_, IpKey> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_BOX_RESOLVER)
+                .expect("BOX_RESOLVER map"),
+        )
+        .expect("an array");
+        let v4 = if v4 == [0; 4] {
+            IpKey::default()
+        } else {
+            IpKey::from_v4(v4)
+        };
+        resolver.set(0, v4, 0).expect("set the IPv4 resolver");
+        resolver
+            .set(1, IpKey::from_v6(v6), 0)
+            .expect("set the IPv6 resolver");
     }
 
     /// Sets a word of `CONFIG`, as the daemon does.
