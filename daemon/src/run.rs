@@ -53,6 +53,10 @@ pub enum RunError {
     #[error(transparent)]
     Portal(#[from] crate::portal::PortalListenError),
     #[error(transparent)]
+    Theme(#[from] crate::portal::ThemeError),
+    #[error("cannot draw the portal's CSRF key from /dev/urandom")]
+    CsrfKey(#[source] std::io::Error),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
@@ -77,7 +81,11 @@ impl Beside {
         tasks: &TaskTracker,
         config: &Config,
         tcp: Option<(tokio::net::TcpListener, String)>,
-        portal: Option<Vec<tokio::net::TcpListener>>,
+        portal: Option<(
+            Vec<tokio::net::TcpListener>,
+            crate::portal::Theme,
+            crate::portal::CsrfKey,
+        )>,
     ) {
         if let Some((tcp_listener, token)) = tcp {
             tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
@@ -90,11 +98,12 @@ impl Beside {
                 self.shutdown.clone(),
             ));
         }
-        if let Some(listeners) = portal {
-            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN");
+        if let Some((listeners, theme, csrf)) = portal {
+            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves its pages and the RFC 8908 API on the LAN");
+            let site = crate::portal::Site::new(self.commands.clone(), theme, csrf);
             tasks.spawn(crate::portal::serve(
                 listeners,
-                self.commands.clone(),
+                crate::portal::router(site),
                 self.shutdown.clone(),
             ));
         }
@@ -144,6 +153,9 @@ pub async fn run_reloadable(
     mut reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
+    // Read first: a broken theme stops the start before anything is attached.
+    let theme = crate::portal::Theme::load(&config.portal.theme_dir)?;
+    let csrf = crate::portal::CsrfKey::random().map_err(RunError::CsrfKey)?;
     let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
     let lan_is_bridge = netlink.is_bridge(&lan).await.unwrap_or_else(|error| {
         tracing::warn!(error = %crate::text::chain(&error), interface = %lan, "cannot tell whether the LAN interface is a bridge; MAC moves between its ports are not watched");
@@ -174,7 +186,11 @@ pub async fn run_reloadable(
     let (listener, tcp) = listen(&config).await?;
     let portal_listeners = match config.portal.mode {
         crate::config::PortalMode::Off => None,
-        _ => Some(crate::portal::bind(&lan, config.portal.listen_port)?),
+        _ => Some((
+            crate::portal::bind(&lan, config.portal.listen_port)?,
+            theme,
+            csrf,
+        )),
     };
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();

@@ -63,6 +63,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(PORTAL_LISTEN_PORT),
     Key::Text("portal.url"),
     Key::Text("portal.venue_info_url"),
+    Key::Text("portal.theme_dir"),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =

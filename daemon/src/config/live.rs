@@ -178,6 +178,7 @@ impl Restart<'_> {
             listen_port,
             url,
             venue_info_url,
+            theme_dir,
         } = new;
         PortalConfig {
             // The listener is bound at start.
@@ -186,6 +187,8 @@ impl Restart<'_> {
             // Read at every request.
             url: url.clone(),
             venue_info_url: venue_info_url.clone(),
+            // Read once at start, with the CSRF key and the listener.
+            theme_dir: self.keep("portal.theme_dir", theme_dir, |c| &c.portal.theme_dir),
         }
     }
 

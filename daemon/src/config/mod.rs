@@ -205,7 +205,8 @@ impl Default for KernelConfig {
     }
 }
 
-/// `[portal]`: the front door. For now the RFC 8908 captive-portal API, served on the LAN.
+/// `[portal]`: the front door: the built-in portal's pages and the RFC 8908 captive-portal API,
+/// served on the LAN.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalConfig {
@@ -218,6 +219,9 @@ pub struct PortalConfig {
     pub url: String,
     /// A page about the venue, given to phones by the RFC 8908 API; empty: none.
     pub venue_info_url: String,
+    /// A folder with the built-in portal's `style.css`, `logo.svg`/`logo.png` and
+    /// `strings.toml`, each replacing the built-in one; empty: the built-in theme.
+    pub theme_dir: PathBuf,
 }
 
 impl Default for PortalConfig {
@@ -227,6 +231,7 @@ impl Default for PortalConfig {
             listen_port: 2050,
             url: String::new(),
             venue_info_url: String::new(),
+            theme_dir: PathBuf::new(),
         }
     }
 }
