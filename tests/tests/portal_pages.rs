@@ -469,3 +469,56 @@ fn the_wan_side_gets_no_page() -> Result<()> {
     ensure!(from_wan.is_err(), "the portal answered the WAN side");
     Ok(())
 }
+
+#[test]
+fn a_theme_folder_changes_words_and_colours_and_a_broken_one_stops_the_start() -> Result<()> {
+    let theme = tempfile::tempdir()?;
+    std::fs::write(
+        theme.path().join("strings.toml"),
+        "lang = \"fr\"\ntitle = \"Café <Wi-Fi>\"\non_sale = \"1 heure : 2 €\"\n",
+    )?;
+    std::fs::write(theme.path().join("style.css"), "body { color: #800000; }\n")?;
+    let dir = theme.path().to_str().context("a UTF-8 path")?;
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    {
+        let _daemon = Daemon::start(&lan, &[("HOTSPOTD__PORTAL__THEME_DIR", dir)])?;
+        let page = get(&client.netns, "/")?;
+        for wanted in [
+            "<html lang=\"fr\">",
+            "<h1>Café &lt;Wi-Fi&gt;</h1>",
+            "1 heure : 2 €",
+            // What the folder does not set stays built in.
+            "Voucher code",
+        ] {
+            ensure!(page.body.contains(wanted), "no {wanted:?} in {}", page.body);
+        }
+        let style = get(&client.netns, "/style.css")?;
+        ensure!(style.body == "body { color: #800000; }\n", "{style:?}");
+        let logo = get(&client.netns, "/logo")?;
+        ensure!(logo.body.contains("<svg"), "the built-in logo: {logo:?}");
+    }
+
+    std::fs::write(theme.path().join("strings.toml"), "title = \"unclosed\n")?;
+    let (status, log) =
+        Daemon::start_expecting_exit(&lan, &[("HOTSPOTD__PORTAL__THEME_DIR", dir)])?;
+    ensure!(!status.success(), "started with a broken theme");
+    ensure!(
+        log.contains("portal.theme_dir names a theme the portal cannot use")
+            && log.contains("strings.toml is not a TOML file of texts"),
+        "{log}"
+    );
+    let check = std::process::Command::new(hotspotd_tests::hotspotd_bin())
+        .args(["--check-config", "--config"])
+        .arg(hotspotd_tests::workspace_root().join("config.toml"))
+        .env("HOTSPOTD__PORTAL__THEME_DIR", dir)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    ensure!(
+        !check.status.success()
+            && stderr.contains("HOTSPOTD__PORTAL__THEME_DIR")
+            && stderr.contains("line 1"),
+        "--check-config: {stderr}"
+    );
+    Ok(())
+}

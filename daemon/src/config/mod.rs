@@ -290,6 +290,12 @@ pub enum ConfigError {
         "{}: is not UTF-8 text from byte {valid_up_to} on; a TOML file must be UTF-8: save it as such", path.display()
     )]
     NotUtf8 { path: PathBuf, valid_up_to: usize },
+    /// `portal.theme_dir` names a folder the portal cannot use.
+    #[error("{origin}: portal.theme_dir names a theme the portal cannot use")]
+    Theme {
+        origin: String,
+        source: crate::theme::ThemeError,
+    },
     /// The file is not TOML; `message` says where (line, column) and what was expected.
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
@@ -396,6 +402,14 @@ impl Config {
         check_values(&merged.cache, &origins)?;
         let config: Self = merged.try_deserialize().map_err(merge)?;
         config.check(&origins)?;
+        // Read now, so --check-config and a reload report a broken theme; the portal reads it
+        // again at start.
+        crate::theme::Theme::load(&config.portal.theme_dir).map_err(|source| {
+            ConfigError::Theme {
+                origin: origins.of("portal.theme_dir"),
+                source,
+            }
+        })?;
         Ok(config)
     }
 

@@ -2,14 +2,13 @@
 //! interface only) and what it serves: the RFC 8908 captive-portal API, `GET /api/captive`
 //! (whether the asking client is captive, where its portal is, and for a running session the
 //! seconds and bytes it has left, read from the kernel's grant at the moment of the request),
-//! and the built-in portal's pages (`pages`), in the operator's theme (`theme`). Every answer
+//! and the built-in portal's pages (`pages`), in the operator's theme (`crate::theme`). Every answer
 //! carries a Content-Security-Policy, `no-store` (unless it says otherwise), `nosniff` and
 //! `no-referrer`. Side effects: the listeners, until shutdown.
 
 mod csrf;
 mod listen;
 mod pages;
-mod theme;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -23,10 +22,10 @@ use axum::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::theme::{Theme, ThemeError};
 pub use csrf::CsrfKey;
 pub use listen::{PortalListenError, bind};
 pub use pages::MAX_CODE_CHARS;
-pub use theme::{Theme, ThemeError};
 
 use crate::control::{Command, Commands};
 

@@ -16,7 +16,8 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Ends, Site, theme::Theme};
+use super::{Ends, Site};
+use crate::theme::Theme;
 use crate::{
     control::{Command, CommandError, RedeemError},
     sessions::engine::ClientState,
@@ -216,7 +217,7 @@ fn valid_code(code: &str) -> Option<String> {
 /// `GET /portal.js`.
 pub(super) async fn script() -> Response {
     asset(
-        super::theme::SCRIPT.to_vec(),
+        crate::theme::SCRIPT.to_vec(),
         "text/javascript; charset=utf-8",
     )
 }
@@ -349,7 +350,7 @@ fn status_page(theme: &Theme, client: &PortalClient, token: Option<&str>) -> Str
     if let (Some(down), Some(up)) = (client.down_mbits, client.up_mbits) {
         let _ = write!(
             html,
-            "<dt>{}</dt><dd id=\"speed\">{down} Mbit/s {} · {up} Mbit/s {}</dd>",
+            "<dt>{}</dt><dd id=\"speed\">{down} Mbit/s {}<br>{up} Mbit/s {}</dd>",
             text("speed"),
             text("down"),
             text("up")

@@ -13,7 +13,7 @@ const BUILTIN_STRINGS: &str = include_str!("theme/strings.toml");
 const BUILTIN_STYLE: &[u8] = include_bytes!("theme/style.css");
 const BUILTIN_LOGO: &[u8] = include_bytes!("theme/logo.svg");
 /// The live updates of the status page; not themed, as the pages' markup is not.
-pub(super) const SCRIPT: &[u8] = include_bytes!("theme/portal.js");
+pub(crate) const SCRIPT: &[u8] = include_bytes!("theme/portal.js");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThemeError {
@@ -39,10 +39,10 @@ pub enum ThemeError {
 /// The portal's look and words.
 #[derive(Clone, Debug)]
 pub struct Theme {
-    pub(super) style: Vec<u8>,
-    pub(super) logo: Vec<u8>,
+    pub(crate) style: Vec<u8>,
+    pub(crate) logo: Vec<u8>,
     /// `image/svg+xml` or `image/png`.
-    pub(super) logo_type: &'static str,
+    pub(crate) logo_type: &'static str,
     strings: BTreeMap<String, String>,
 }
 
@@ -101,7 +101,7 @@ impl Theme {
 
     /// The text for `key`; the key itself if the built-in strings lack it (a unit test
     /// checks that every key the pages use is there).
-    pub(super) fn text<'a>(&'a self, key: &'a str) -> &'a str {
+    pub(crate) fn text<'a>(&'a self, key: &'a str) -> &'a str {
         self.strings.get(key).map_or(key, String::as_str)
     }
 }
