@@ -134,6 +134,17 @@ mod tests {
     }
 
     #[test]
+    fn docs_portal_md_lists_every_key() {
+        let docs = include_str!("../../docs/portal.md");
+        for key in builtin_strings().keys() {
+            assert!(
+                docs.contains(&format!("| `{key}` |")),
+                "docs/portal.md does not list {key}"
+            );
+        }
+    }
+
+    #[test]
     fn a_folder_replaces_what_it_holds_and_keeps_the_rest() -> Result<(), Box<dyn std::error::Error>>
     {
         let dir = tempfile::tempdir()?;
