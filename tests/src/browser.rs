@@ -373,17 +373,6 @@ fn decode_base64(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Whether Chromium is installed (scripts/bootstrap.sh installs it).
-#[must_use]
-pub fn chromium_installed() -> bool {
-    std::process::Command::new(CHROMIUM)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
