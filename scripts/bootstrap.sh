@@ -12,6 +12,7 @@ APT_PACKAGES=(
   systemd strace                                                      # the unit's checks (tests/tests/systemd.rs)
   e2fsprogs mount                                                     # mkfs.ext4, e2fsck, losetup (tests/tests/storage.rs)
   faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
+  chromium fonts-dejavu-core                                          # the portal in a real browser (tests/tests/portal_browser.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

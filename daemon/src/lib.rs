@@ -39,6 +39,7 @@ pub mod sessions;
 pub mod shaping;
 pub mod store;
 pub mod text;
+pub mod theme;
 pub mod views;
 pub mod watch;
 

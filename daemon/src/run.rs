@@ -56,6 +56,10 @@ pub enum RunError {
     #[error(transparent)]
     SteeringRoutes(#[from] crate::portal::routes::RoutesError),
     #[error(transparent)]
+    Theme(#[from] crate::portal::ThemeError),
+    #[error("cannot draw the portal's CSRF key from /dev/urandom")]
+    CsrfKey(#[source] std::io::Error),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
@@ -70,6 +74,8 @@ pub enum RunError {
 struct FrontDoor {
     portal: Vec<TcpListener>,
     redirect: [TcpListener; 2],
+    theme: crate::portal::Theme,
+    csrf: crate::portal::CsrfKey,
 }
 
 /// Opens the portal's listeners and has the programs steer unpaid clients' web traffic to
@@ -79,6 +85,8 @@ struct FrontDoor {
 async fn open_front_door(
     config: &Config,
     kernel: &mut Kernel,
+    theme: crate::portal::Theme,
+    csrf: crate::portal::CsrfKey,
 ) -> Result<Option<FrontDoor>, RunError> {
     let lan = &config.network.lan_interface;
     if config.portal.mode == crate::config::PortalMode::Off {
@@ -90,7 +98,12 @@ async fn open_front_door(
     let redirect = crate::portal::redirect::bind(lan)?;
     crate::portal::routes::install(lan).await?;
     kernel.steer_to_portal(Some([&redirect[0], &redirect[1]]))?;
-    Ok(Some(FrontDoor { portal, redirect }))
+    Ok(Some(FrontDoor {
+        portal,
+        redirect,
+        theme,
+        csrf,
+    }))
 }
 
 /// What the tasks beside the control task are handed.
@@ -123,10 +136,12 @@ impl Beside {
             ));
         }
         if let Some(front_door) = front_door {
-            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN, and unpaid clients' web requests are sent to it");
+            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves its pages and the RFC 8908 API on the LAN, and unpaid clients' web requests are sent to it");
+            let site =
+                crate::portal::Site::new(self.commands.clone(), front_door.theme, front_door.csrf);
             tasks.spawn(crate::portal::serve(
                 front_door.portal,
-                self.commands.clone(),
+                crate::portal::router(site),
                 self.shutdown.clone(),
             ));
             tasks.spawn(crate::portal::redirect::serve(
@@ -181,6 +196,9 @@ pub async fn run_reloadable(
     mut reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), RunError> {
     let lan = config.network.lan_interface.clone();
+    // Read first: a broken theme stops the start before anything is attached.
+    let theme = crate::portal::Theme::load(&config.portal.theme_dir)?;
+    let csrf = crate::portal::CsrfKey::random().map_err(RunError::CsrfKey)?;
     let (kernel, netlink, lan_ifindex, hz, shaper) = prepare_kernel(&config).await?;
     let lan_is_bridge = netlink.is_bridge(&lan).await.unwrap_or_else(|error| {
         tracing::warn!(error = %crate::text::chain(&error), interface = %lan, "cannot tell whether the LAN interface is a bridge; MAC moves between its ports are not watched");
@@ -205,7 +223,7 @@ pub async fn run_reloadable(
         shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
-    let front_door = open_front_door(&config, control.kernel_mut()).await?;
+    let front_door = open_front_door(&config, control.kernel_mut(), theme, csrf).await?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 

@@ -68,6 +68,36 @@ pub struct CaptiveView {
     pub bytes_remaining: Option<u64>,
 }
 
+/// What is left of a session: seconds when its time counts, bytes when its data counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remaining {
+    pub seconds: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// One client as the built-in portal's page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortalClient {
+    /// Who it is, as the kernel saw it send from the request's address.
+    pub mac: MacAddr,
+    pub state: ClientState,
+    /// What is left of its running session (from the kernel's grant), or of the one it
+    /// resumes; `None` when it has neither.
+    pub remaining: Option<Remaining>,
+    /// The running session's speed limits in Mbit/s.
+    pub down_mbits: Option<u32>,
+    pub up_mbits: Option<u32>,
+    /// Its other sessions, which run when the current one ends, in no particular order.
+    pub queued: Vec<QueuedSession>,
+}
+
+/// A session waiting for its client's current one to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedSession {
+    pub kind: SessionType,
+    pub remaining: Remaining,
+}
+
 /// One session in `GET /v1/sessions`: `id`, `mac`, every `SessionData` field under its Rust
 /// name (`type` as the number 0/1/2), and `state`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

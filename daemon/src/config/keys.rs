@@ -64,6 +64,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("portal.url"),
     Key::Text("portal.venue_info_url"),
     Key::Bool("portal.redirect_dns"),
+    Key::Text("portal.theme_dir"),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =

@@ -179,6 +179,7 @@ impl Restart<'_> {
             url,
             venue_info_url,
             redirect_dns,
+            theme_dir,
         } = new;
         PortalConfig {
             // The listener is bound at start.
@@ -189,6 +190,8 @@ impl Restart<'_> {
             venue_info_url: venue_info_url.clone(),
             // Written to the kernel at every poll.
             redirect_dns: *redirect_dns,
+            // Read once at start, with the CSRF key and the listener.
+            theme_dir: self.keep("portal.theme_dir", theme_dir, |c| &c.portal.theme_dir),
         }
     }
 

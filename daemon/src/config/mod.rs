@@ -205,7 +205,8 @@ impl Default for KernelConfig {
     }
 }
 
-/// `[portal]`: the front door. For now the RFC 8908 captive-portal API, served on the LAN.
+/// `[portal]`: the front door: the built-in portal's pages and the RFC 8908 captive-portal API,
+/// served on the LAN.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalConfig {
@@ -220,6 +221,9 @@ pub struct PortalConfig {
     pub venue_info_url: String,
     /// An unpaid client's DNS to any resolver is answered by the box's resolver.
     pub redirect_dns: bool,
+    /// A folder with the built-in portal's `style.css`, `logo.svg`/`logo.png` and
+    /// `strings.toml`, each replacing the built-in one; empty: the built-in theme.
+    pub theme_dir: PathBuf,
 }
 
 impl PortalConfig {
@@ -239,6 +243,7 @@ impl Default for PortalConfig {
             url: String::new(),
             venue_info_url: String::new(),
             redirect_dns: true,
+            theme_dir: PathBuf::new(),
         }
     }
 }
@@ -297,6 +302,12 @@ pub enum ConfigError {
         "{}: is not UTF-8 text from byte {valid_up_to} on; a TOML file must be UTF-8: save it as such", path.display()
     )]
     NotUtf8 { path: PathBuf, valid_up_to: usize },
+    /// `portal.theme_dir` names a folder the portal cannot use.
+    #[error("{origin}: portal.theme_dir names a theme the portal cannot use")]
+    Theme {
+        origin: String,
+        source: crate::theme::ThemeError,
+    },
     /// The file is not TOML; `message` says where (line, column) and what was expected.
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
@@ -403,6 +414,14 @@ impl Config {
         check_values(&merged.cache, &origins)?;
         let config: Self = merged.try_deserialize().map_err(merge)?;
         config.check(&origins)?;
+        // Read now, so --check-config and a reload report a broken theme; the portal reads it
+        // again at start.
+        crate::theme::Theme::load(&config.portal.theme_dir).map_err(|source| {
+            ConfigError::Theme {
+                origin: origins.of("portal.theme_dir"),
+                source,
+            }
+        })?;
         Ok(config)
     }
 

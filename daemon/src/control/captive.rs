@@ -9,7 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use hotspotd_common::{NO_DEADLINE, UNLIMITED_BYTES};
 
 use super::{Control, apply::KERNEL_DEADLINE_SLACK};
-use crate::{addresses::Owner, sessions::engine::ClientState, views::CaptiveView};
+use crate::{
+    addresses::Owner,
+    mac::MacAddr,
+    sessions::engine::ClientState,
+    views::{CaptiveView, Remaining},
+};
 
 impl Control {
     pub(super) fn captive_view(&self, client: IpAddr, reached: SocketAddr) -> CaptiveView {
@@ -39,23 +44,34 @@ impl Control {
         if self.engine.client_state(mac) != ClientState::Connected {
             return view;
         }
-        let (grant, now) = match (self.kernel.grant_of(mac.key()), self.kernel.jiffies()) {
-            (Ok(Some(grant)), Ok(now)) => (grant, now),
-            // Connected in the engine, not (yet) in the kernel: captive, as its packets are.
-            (Ok(None), _) => return view,
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's grant; answered captive");
-                return view;
-            }
+        // Connected in the engine, not (yet) in the kernel: captive, as its packets are.
+        let Some(remaining) = self.kernel_remaining(mac) else {
+            return view;
         };
         view.captive = false;
-        if grant.deadline_jiffies != NO_DEADLINE {
-            view.seconds_remaining = Some(seconds_until(grant.deadline_jiffies, now, self.hz));
-        }
-        if grant.bytes_left != UNLIMITED_BYTES {
-            view.bytes_remaining = Some(u64::try_from(grant.bytes_left.max(0)).unwrap_or(0));
-        }
+        view.seconds_remaining = remaining.seconds;
+        view.bytes_remaining = remaining.bytes;
         view
+    }
+
+    /// What the kernel's grant of `mac` leaves it at this moment: seconds when it has a
+    /// deadline, bytes when it has a budget; `None` when the kernel holds no grant for it
+    /// (or cannot be read, which is logged).
+    pub(super) fn kernel_remaining(&self, mac: MacAddr) -> Option<Remaining> {
+        let (grant, now) = match (self.kernel.grant_of(mac.key()), self.kernel.jiffies()) {
+            (Ok(Some(grant)), Ok(now)) => (grant, now),
+            (Ok(None), _) => return None,
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's grant");
+                return None;
+            }
+        };
+        Some(Remaining {
+            seconds: (grant.deadline_jiffies != NO_DEADLINE)
+                .then(|| seconds_until(grant.deadline_jiffies, now, self.hz)),
+            bytes: (grant.bytes_left != UNLIMITED_BYTES)
+                .then(|| u64::try_from(grant.bytes_left.max(0)).unwrap_or(0)),
+        })
     }
 }
 

@@ -28,6 +28,18 @@ pub enum Command {
         reached: std::net::SocketAddr,
         reply: oneshot::Sender<crate::views::CaptiveView>,
     },
+    /// What the built-in portal's page shows the client at `client`; `None` when the kernel
+    /// cannot name who sends from it.
+    Portal {
+        client: std::net::IpAddr,
+        reply: oneshot::Sender<Option<crate::views::PortalClient>>,
+    },
+    /// A voucher code entered on the portal by the client `mac`.
+    Redeem {
+        mac: MacAddr,
+        code: String,
+        reply: oneshot::Sender<Result<ClientView, super::RedeemError>>,
+    },
     /// The client that sends from an address, as the kernel saw it.
     ClientAt {
         ip: std::net::IpAddr,
@@ -148,6 +160,12 @@ impl Control {
                 reply,
             } => {
                 let _ = reply.send(self.captive_view(client, reached));
+            }
+            Command::Portal { client, reply } => {
+                let _ = reply.send(self.portal_client(client));
+            }
+            Command::Redeem { mac, code, reply } => {
+                let _ = reply.send(self.redeem(mac, &code));
             }
             Command::ClientAt { ip, reply } => {
                 let answer = self.address_owner(ip).map(|owner| match owner {

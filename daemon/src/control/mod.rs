@@ -12,6 +12,7 @@ mod captive;
 mod commands;
 mod deadlines;
 mod links;
+mod portal;
 mod reader;
 mod reload;
 mod restore;
@@ -34,6 +35,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
+pub use portal::RedeemError;
 pub use speed::global as global_rates;
 
 use hotspotd_common::Usage;

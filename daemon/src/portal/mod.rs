@@ -1,26 +1,33 @@
 //! The front door on the LAN: hotspotd's portal listener (`portal.listen_port` on the LAN
-//! interface only) and what it serves. For now that is the RFC 8908 captive-portal API,
-//! `GET /api/captive`: whether the asking client is captive, where its portal is, and for a
-//! running session the seconds and bytes it has left, read from the kernel's grant at the
-//! moment of the request. Side effects: the listeners, until shutdown.
+//! interface only) and what it serves: the RFC 8908 captive-portal API, `GET /api/captive`
+//! (whether the asking client is captive, where its portal is, and for a running session the
+//! seconds and bytes it has left, read from the kernel's grant at the moment of the request),
+//! and the built-in portal's pages (`pages`), in the operator's theme (`crate::theme`). Every answer
+//! carries a Content-Security-Policy, `no-store` (unless it says otherwise), `nosniff` and
+//! `no-referrer`. Side effects: the listeners, until shutdown.
 
+mod csrf;
 mod listen;
+mod pages;
 pub mod redirect;
 pub mod routes;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, State},
-    http::{HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, DefaultBodyLimit, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::theme::{Theme, ThemeError};
+pub use csrf::CsrfKey;
 pub use listen::{PortalListenError, bind};
+pub use pages::MAX_CODE_CHARS;
 
 use crate::control::{Command, Commands};
 
@@ -35,18 +42,72 @@ pub struct Ends {
     pub local: SocketAddr,
 }
 
-/// Serves the portal on `listeners` until `shutdown`.
-pub async fn serve(listeners: Vec<TcpListener>, commands: Commands, shutdown: CancellationToken) {
-    let router = Router::new()
-        .route("/api/captive", get(captive))
-        .fallback(not_found)
-        .with_state(commands);
-    serve_on(listeners, router, shutdown).await;
+/// The largest form body taken: a token and a code are a hundred bytes.
+const MAX_FORM_BYTES: usize = 4_096;
+
+/// The policy of every answer: nothing but the box's own files, no framing (clickjacking of
+/// the pause button), forms only to the portal.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// What every page handler needs: the control task, the theme, the CSRF key. One per
+/// daemon, shared by every listener serving the portal (so a token made on one is good on
+/// another).
+#[derive(Clone)]
+pub struct Site {
+    commands: Commands,
+    theme: Arc<Theme>,
+    csrf: Arc<CsrfKey>,
 }
 
-/// Serves `router` on each of `listeners`, handlers knowing both ends of each connection,
-/// until `shutdown`.
-async fn serve_on(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
+impl Site {
+    #[must_use]
+    pub fn new(commands: Commands, theme: Theme, csrf: CsrfKey) -> Self {
+        Self {
+            commands,
+            theme: Arc::new(theme),
+            csrf: Arc::new(csrf),
+        }
+    }
+}
+
+/// Everything the portal serves, for any listener (plain HTTP here; HTTPS beside it). The
+/// connections must carry [`Ends`] as their connect info.
+pub fn router(site: Site) -> Router {
+    Router::new()
+        .route("/api/captive", get(captive))
+        .route("/", get(pages::home).post(pages::redeem))
+        .route("/pause", post(pages::pause))
+        .route("/resume", post(pages::resume))
+        .route("/portal.js", get(pages::script))
+        .route("/style.css", get(pages::style))
+        .route("/logo", get(pages::logo))
+        .fallback(pages::not_found)
+        .method_not_allowed_fallback(pages::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(site)
+}
+
+/// Adds the headers every answer carries, where the handler set none of its own.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        // Pages show one device's session: no cache may keep them.
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry::<HeaderName>(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Serves `router` (see [`router`]) on `listeners` until `shutdown`.
+pub async fn serve(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
     let tasks = tokio_util::task::TaskTracker::new();
     for listener in listeners {
         let router = router.clone();
@@ -67,11 +128,9 @@ async fn serve_on(listeners: Vec<TcpListener>, router: Router, shutdown: Cancell
 
 /// `GET /api/captive` (RFC 8908): the asking client's state, `application/captive+json`,
 /// never cached by anything shared (`Cache-Control: private`).
-async fn captive(
-    State(commands): State<Commands>,
-    ConnectInfo(ends): ConnectInfo<Ends>,
-) -> Response {
-    let answer = commands
+async fn captive(State(site): State<Site>, ConnectInfo(ends): ConnectInfo<Ends>) -> Response {
+    let answer = site
+        .commands
         .ask(|reply| Command::Captive {
             client: ends.peer.ip(),
             reached: ends.local,
@@ -91,8 +150,4 @@ async fn captive(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CAPTIVE_JSON));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     response
-}
-
-async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
