@@ -51,7 +51,7 @@ pub enum RunError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
-    Portal(#[from] crate::portal::PortalListenError),
+    Portal(#[from] crate::portal::PortalError),
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error("speed limits cannot be set up")]
@@ -77,7 +77,8 @@ impl Beside {
         tasks: &TaskTracker,
         config: &Config,
         tcp: Option<(tokio::net::TcpListener, String)>,
-        portal: Option<Vec<tokio::net::TcpListener>>,
+        portal: Option<crate::portal::Listeners>,
+        reloads: watch::Receiver<Arc<Config>>,
     ) {
         if let Some((tcp_listener, token)) = tcp {
             tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
@@ -91,10 +92,15 @@ impl Beside {
             ));
         }
         if let Some(listeners) = portal {
-            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN");
+            let interface = &config.network.lan_interface;
+            tracing::info!(%interface, port = config.portal.listen_port, "the portal serves the RFC 8908 API on the LAN");
+            if listeners.serves_https() {
+                tracing::info!(%interface, port = config.portal.tls_port, cert = %config.portal.tls_cert.display(), "the portal also serves HTTPS");
+            }
             tasks.spawn(crate::portal::serve(
                 listeners,
                 self.commands.clone(),
+                reloads,
                 self.shutdown.clone(),
             ));
         }
@@ -174,8 +180,10 @@ pub async fn run_reloadable(
     let (listener, tcp) = listen(&config).await?;
     let portal_listeners = match config.portal.mode {
         crate::config::PortalMode::Off => None,
-        _ => Some(crate::portal::bind(&lan, config.portal.listen_port)?),
+        _ => Some(crate::portal::Listeners::bind(&config)?),
     };
+    // The portal's HTTPS takes renewed certificates from the same reloads.
+    let portal_reloads = reloads.clone();
     let (commands, command_queue) = control::channel();
     let watchdog_commands = commands.clone();
     let reload_commands = commands.clone();
@@ -205,7 +213,7 @@ pub async fn run_reloadable(
         alerts: Arc::clone(&alerts),
         shutdown: shutdown.clone(),
     };
-    beside.listen(&tasks, &config, tcp, portal_listeners);
+    beside.listen(&tasks, &config, tcp, portal_listeners, portal_reloads);
     beside.watch(&tasks, &config, lan_ifindex, lan_is_bridge);
     let control_task = tasks.spawn(control.run(command_queue, shutdown.clone()));
     let reload_task = tokio::spawn(forward_reloads);
