@@ -5,6 +5,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -44,14 +45,16 @@ impl TestCert {
         })
     }
 
-    /// Writes the certificate to `dir/<stem>.pem` and the key to `dir/<stem>.key`; returns
-    /// their paths.
+    /// Writes the certificate to `dir/<stem>.pem` and the key to `dir/<stem>.key`, the key
+    /// with mode 0600 as docs/portal.md says to keep it; returns their paths.
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf)> {
         let cert = dir.join(format!("{stem}.pem"));
         let key = dir.join(format!("{stem}.key"));
         std::fs::write(&cert, &self.cert_pem)
             .with_context(|| format!("write {}", cert.display()))?;
         std::fs::write(&key, &self.key_pem).with_context(|| format!("write {}", key.display()))?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", key.display()))?;
         Ok((cert, key))
     }
 }
