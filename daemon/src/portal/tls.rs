@@ -300,3 +300,35 @@ impl PortalTls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_or_empty_file_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let huge = dir.path().join("huge.pem");
+        let bytes = usize::try_from(MAX_PEM_BYTES).expect("fits") + 1;
+        std::fs::write(&huge, vec![b'A'; bytes]).expect("write");
+        let error = load(&huge, &huge).expect_err("too large");
+        assert!(
+            matches!(
+                error,
+                TlsFilesError::TooLarge {
+                    key: "portal.tls_cert",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(error.key(), "portal.tls_cert");
+
+        let empty = Path::new("/dev/null");
+        let error = load(empty, empty).expect_err("empty");
+        assert!(
+            matches!(error, TlsFilesError::NoCertificate { .. }),
+            "{error}"
+        );
+    }
+}
