@@ -50,7 +50,7 @@ pub enum RunError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
-    Portal(#[from] crate::portal::PortalListenError),
+    Portal(#[from] crate::portal::PortalError),
     #[error(transparent)]
     Redirect(#[from] crate::portal::redirect::RedirectListenError),
     #[error(transparent)]
@@ -72,7 +72,7 @@ pub enum RunError {
 /// The portal's listeners on the LAN: the portal itself, and where unpaid clients' web
 /// requests are steered to be redirected to it.
 struct FrontDoor {
-    portal: Vec<TcpListener>,
+    portal: crate::portal::Listeners,
     redirect: [TcpListener; 2],
     theme: crate::portal::Theme,
     csrf: crate::portal::CsrfKey,
@@ -94,7 +94,7 @@ async fn open_front_door(
         crate::portal::routes::remove().await?;
         return Ok(None);
     }
-    let portal = crate::portal::bind(lan, config.portal.listen_port)?;
+    let portal = crate::portal::Listeners::bind(config)?;
     let redirect = crate::portal::redirect::bind(lan)?;
     crate::portal::routes::install(lan).await?;
     kernel.steer_to_portal(Some([&redirect[0], &redirect[1]]))?;
@@ -136,12 +136,17 @@ impl Beside {
             ));
         }
         if let Some(front_door) = front_door {
-            tracing::info!(interface = %config.network.lan_interface, port = config.portal.listen_port, "the portal serves its pages and the RFC 8908 API on the LAN, and unpaid clients' web requests are sent to it");
+            let interface = &config.network.lan_interface;
+            tracing::info!(%interface, port = config.portal.listen_port, "the portal serves its pages and the RFC 8908 API on the LAN, and unpaid clients' web requests are sent to it");
+            if front_door.portal.serves_https() {
+                tracing::info!(%interface, port = config.portal.tls_port, cert = %config.portal.tls_cert.display(), "the portal also serves HTTPS");
+            }
             let site =
                 crate::portal::Site::new(self.commands.clone(), front_door.theme, front_door.csrf);
             tasks.spawn(crate::portal::serve(
                 front_door.portal,
                 crate::portal::router(site),
+                configs.clone(),
                 self.shutdown.clone(),
             ));
             tasks.spawn(crate::portal::redirect::serve(

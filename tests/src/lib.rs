@@ -20,6 +20,7 @@ mod netns;
 pub mod process;
 mod raw;
 pub mod tc;
+pub mod tls;
 mod traffic;
 
 use std::time::{Duration, Instant};

@@ -45,7 +45,7 @@ pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// `shutdown` themselves) and returns. What `accept` tells of a connection (its peer address,
 /// say), if anything, is on each of its requests as `ConnectInfo<C>`.
 pub(crate) async fn serve<S, C, A, F>(
-    mut accept: A,
+    accept: A,
     router: Router,
     shutdown: CancellationToken,
     max_connections: usize,
@@ -54,6 +54,28 @@ pub(crate) async fn serve<S, C, A, F>(
     C: Clone + Send + Sync + 'static,
     A: FnMut() -> F,
     F: Future<Output = io::Result<(S, Option<C>)>>,
+{
+    let as_is = |stream: S| std::future::ready(Some(stream));
+    serve_prepared(accept, as_is, router, shutdown, max_connections).await;
+}
+
+/// [`serve`], with `prepare` run on each accepted connection before HTTP (a TLS handshake),
+/// in the connection's own task: a slow one holds its connection's place, never the accept
+/// loop. A connection that `prepare` turns into `None` is closed.
+pub(crate) async fn serve_prepared<R, S, C, A, F, P, PF>(
+    mut accept: A,
+    prepare: P,
+    router: Router,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) where
+    R: Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: Clone + Send + Sync + 'static,
+    A: FnMut() -> F,
+    F: Future<Output = io::Result<(R, Option<C>)>>,
+    P: Fn(R) -> PF + Clone + Send + 'static,
+    PF: Future<Output = Option<S>> + Send + 'static,
 {
     let connections = TaskTracker::new();
     let places = Arc::new(Semaphore::new(max_connections));
@@ -88,9 +110,18 @@ pub(crate) async fn serve<S, C, A, F>(
             hyper::service::Service::call(&router, request)
         });
         let shutdown = shutdown.clone();
+        let prepare = prepare.clone();
         connections.spawn(async move {
             // Held until the connection ends, whichever way.
             let _place = place;
+            // A shutdown does not wait for a handshake in progress.
+            let prepared = tokio::select! {
+                prepared = prepare(stream) => prepared,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(stream) = prepared else {
+                return;
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -37,14 +37,24 @@ impl LocalServices {
         table
     }
 
-    /// `network.local_services`, and the portal's own port while it listens: a client
-    /// without a session must reach the portal whatever the list says.
+    /// `network.local_services`, and the portal's own ports while it listens (HTTPS too when
+    /// it has a certificate): a client without a session must reach the portal whatever the
+    /// list says.
     #[must_use]
     pub fn of_config(config: &Config) -> Self {
         let mut table = Self::of(&config.network.local_services);
-        let portal = (IPPROTO_TCP, config.portal.listen_port);
-        if config.portal.mode != PortalMode::Off && !table.ports.contains(&portal) {
-            table.ports.push(portal);
+        if config.portal.mode == PortalMode::Off {
+            return table;
+        }
+        let mut ports = vec![config.portal.listen_port];
+        if config.portal.tls_enabled() {
+            ports.push(config.portal.tls_port);
+        }
+        for port in ports {
+            let portal = (IPPROTO_TCP, port);
+            if !table.ports.contains(&portal) {
+                table.ports.push(portal);
+            }
         }
         table
     }
@@ -169,6 +179,26 @@ mod tests {
                 .expect("valid")
                 .octets()
         );
+    }
+
+    #[test]
+    fn the_portals_ports_are_free_while_it_listens() {
+        let tcp = |config: &Config| -> Vec<u16> {
+            LocalServices::of_config(config)
+                .ports
+                .into_iter()
+                .filter_map(|(protocol, port)| (protocol == IPPROTO_TCP).then_some(port))
+                .collect()
+        };
+        let mut config = Config::default();
+        config.network.local_services = vec![LocalService::Icmp];
+        assert_eq!(tcp(&config), [2050], "plain HTTP only");
+        config.portal.tls_cert = "/etc/hotspotd/portal.pem".into();
+        config.portal.tls_key = "/etc/hotspotd/portal.key".into();
+        config.portal.tls_port = 8443;
+        assert_eq!(tcp(&config), [2050, 8443], "HTTPS too");
+        config.portal.mode = PortalMode::Off;
+        assert_eq!(tcp(&config), [0_u16; 0], "no listener, no free port");
     }
 
     #[test]

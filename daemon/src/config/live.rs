@@ -180,9 +180,23 @@ impl Restart<'_> {
             venue_info_url,
             redirect_dns,
             theme_dir,
+            tls_cert,
+            tls_key,
+            tls_port,
         } = new;
+        // A renewed pair (the same files rewritten, or new paths) is served from the next
+        // handshake; HTTPS turned on or off needs its listener opened or closed at start.
+        let https_stays_on = self.running.portal.tls_enabled() && new.tls_enabled();
+        let (tls_cert, tls_key) = if https_stays_on {
+            (tls_cert.clone(), tls_key.clone())
+        } else {
+            (
+                self.keep("portal.tls_cert", tls_cert, |c| &c.portal.tls_cert),
+                self.keep("portal.tls_key", tls_key, |c| &c.portal.tls_key),
+            )
+        };
         PortalConfig {
-            // The listener is bound at start.
+            // The listeners are bound at start.
             mode: self.keep("portal.mode", mode, |c| &c.portal.mode),
             listen_port: self.keep("portal.listen_port", listen_port, |c| &c.portal.listen_port),
             // Read at every request.
@@ -192,6 +206,9 @@ impl Restart<'_> {
             redirect_dns: *redirect_dns,
             // Read once at start, with the CSRF key and the listener.
             theme_dir: self.keep("portal.theme_dir", theme_dir, |c| &c.portal.theme_dir),
+            tls_cert,
+            tls_key,
+            tls_port: self.keep("portal.tls_port", tls_port, |c| &c.portal.tls_port),
         }
     }
 
@@ -268,6 +285,35 @@ mod tests {
                 assert_eq!(reloaded.needs_restart, [key]);
             }
         }
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_applied_but_https_on_or_off_waits_for_a_restart() {
+        let with_tls = |cert: &str, key: &str| {
+            let mut config = Config::default();
+            config.portal.tls_cert = cert.into();
+            config.portal.tls_key = key.into();
+            config
+        };
+        let running = with_tls("/etc/le/old/fullchain.pem", "/etc/le/old/privkey.pem");
+        let renewed = with_tls("/etc/le/new/fullchain.pem", "/etc/le/new/privkey.pem");
+        let reloaded = running.reload_from(&renewed);
+        assert_eq!(reloaded.config, renewed, "new paths are served");
+        assert!(reloaded.needs_restart.is_empty());
+
+        let off = Config::default();
+        let reloaded = running.reload_from(&off);
+        assert_eq!(reloaded.config, running, "HTTPS stays on until a restart");
+        assert_eq!(
+            reloaded.needs_restart,
+            ["portal.tls_cert", "portal.tls_key"]
+        );
+        let reloaded = off.reload_from(&running);
+        assert_eq!(reloaded.config, off, "and off");
+        assert_eq!(
+            reloaded.needs_restart,
+            ["portal.tls_cert", "portal.tls_key"]
+        );
     }
 
     #[test]

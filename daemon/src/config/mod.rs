@@ -1,5 +1,6 @@
 //! Configuration: built-in defaults, then the TOML file, then `HOTSPOTD__SECTION__KEY`
-//! environment variables, checked into typed sections. Reads the file and the environment,
+//! environment variables, checked into typed sections. Reads the file and the environment, and
+//! the portal's certificate and key when they are set (to check that they load and match),
 //! nothing else; every mistake is reported as one sentence naming its key and where it came from.
 
 mod keys;
@@ -18,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
-    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, SAVE_INTERVAL_SECS, check_values,
+    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT, SAVE_INTERVAL_SECS,
+    check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -224,6 +226,13 @@ pub struct PortalConfig {
     /// A folder with the built-in portal's `style.css`, `logo.svg`/`logo.png` and
     /// `strings.toml`, each replacing the built-in one; empty: the built-in theme.
     pub theme_dir: PathBuf,
+    /// PEM certificate chain (the portal's own first) for HTTPS; empty with `tls_key`: no
+    /// HTTPS. Read again on SIGHUP, so a renewed certificate is served without a restart.
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`'s first certificate.
+    pub tls_key: PathBuf,
+    /// TCP port of the portal's HTTPS listener on the LAN interface (IPv4 and IPv6).
+    pub tls_port: u16,
 }
 
 impl PortalConfig {
@@ -232,6 +241,12 @@ impl PortalConfig {
     #[must_use]
     pub fn redirects_dns(&self) -> bool {
         self.redirect_dns && self.mode != PortalMode::Off
+    }
+
+    /// Whether the portal serves HTTPS: both `tls_cert` and `tls_key` are set.
+    #[must_use]
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
     }
 }
 
@@ -244,6 +259,9 @@ impl Default for PortalConfig {
             venue_info_url: String::new(),
             redirect_dns: true,
             theme_dir: PathBuf::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_port: 443,
         }
     }
 }
@@ -332,6 +350,13 @@ pub enum ConfigError {
     },
     #[error("environment variable {name} is not valid UTF-8")]
     NotUnicode { name: String },
+    /// The portal's certificate or key is missing, unreadable, not PEM, or not a pair.
+    #[error("{origin}: {error}")]
+    Tls {
+        origin: String,
+        #[source]
+        error: crate::portal::TlsFilesError,
+    },
     /// The `config` crate failed in a way the checks above did not foresee.
     #[error("{origin}")]
     Merge {
@@ -482,6 +507,16 @@ impl Config {
                 "must be a port from 1 to 65535".to_owned(),
             ));
         }
+        if portal.tls_enabled() && portal.tls_port == portal.listen_port {
+            return Err((
+                "portal.tls_port",
+                format!(
+                    "must differ from portal.listen_port (both are {}): HTTPS and plain HTTP \
+                     each need their own port",
+                    portal.tls_port
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -553,6 +588,7 @@ impl Config {
             (SAVE_INTERVAL_SECS, self.store.save_interval_secs),
             (EXEC_TIMEOUT_MS, self.events.exec_timeout_ms),
             (PORTAL_LISTEN_PORT, u64::from(self.portal.listen_port)),
+            (PORTAL_TLS_PORT, u64::from(self.portal.tls_port)),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;
@@ -607,6 +643,11 @@ impl Config {
                 ),
             ));
         }
+        // Last: it reads the two files, and every cheaper mistake is reported first.
+        crate::portal::tls::check(&self.portal).map_err(|error| ConfigError::Tls {
+            origin: origins.of(error.key()),
+            error,
+        })?;
         Ok(())
     }
 }

@@ -680,3 +680,34 @@ fn portal_urls_are_web_addresses_and_external_needs_one() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn the_portals_certificate_and_key_go_together_on_their_own_port() -> TestResult {
+    assert_eq!(
+        error_for("[portal]\ntls_cert = \"/etc/hotspotd/portal.pem\"", &[])?,
+        "config.toml: portal.tls_cert and portal.tls_key go together: set both (HTTPS) or \
+         neither (plain HTTP only)"
+    );
+    let only_key = error_for(
+        "[portal]",
+        &[("HOTSPOTD__PORTAL__TLS_KEY", "/etc/hotspotd/portal.key")],
+    )?;
+    assert!(only_key.contains("go together"), "{only_key}");
+    assert_eq!(
+        error_for(
+            "[portal]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_port = 2050",
+            &[]
+        )?,
+        "config.toml: portal.tls_port must differ from portal.listen_port (both are 2050): \
+         HTTPS and plain HTTP each need their own port"
+    );
+    assert_eq!(
+        error_for("[portal]\ntls_port = 0", &[])?,
+        "config.toml: portal.tls_port must be between 1 and 65535 (got 0)"
+    );
+    // The files are read only when both are set; errors about them are end to end
+    // (tests/tests/portal_tls.rs), with real certificates.
+    let defaults = load_toml("[portal]\ntls_port = 8443", &[])?;
+    assert!(!defaults.portal.tls_enabled());
+    Ok(())
+}

@@ -20,7 +20,7 @@ impl Control {
     pub(super) fn captive_view(&self, client: IpAddr, reached: SocketAddr) -> CaptiveView {
         let portal = &self.config.portal;
         let user_portal_url = if portal.url.is_empty() {
-            default_portal_url(reached)
+            default_portal_url(reached, portal.tls_enabled().then_some(portal.tls_port))
         } else {
             portal.url.clone()
         };
@@ -75,8 +75,10 @@ impl Control {
     }
 }
 
-/// The built-in portal's address as the client reached the box: `http://192.0.2.1:2050/`.
-fn default_portal_url(reached: SocketAddr) -> String {
+/// The built-in portal's address as the client reached the box: `http://192.0.2.1:2050/`, or
+/// over HTTPS (`tls_port`, when it serves HTTPS) `https://192.0.2.1/`: a client that asked over
+/// HTTPS is sent to HTTPS.
+fn default_portal_url(reached: SocketAddr, tls_port: Option<u16>) -> String {
     // `SocketAddr` writes IPv6 in brackets, as a URL needs; an IPv4-mapped one is IPv4.
     let reached = match reached.ip() {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(reached, |v4| {
@@ -84,7 +86,23 @@ fn default_portal_url(reached: SocketAddr) -> String {
         }),
         IpAddr::V4(_) => reached,
     };
-    format!("http://{reached}/")
+    match tls_port {
+        Some(443) if reached.port() == 443 => format!("https://{}/", Host(reached)),
+        Some(port) if reached.port() == port => format!("https://{reached}/"),
+        _ => format!("http://{reached}/"),
+    }
+}
+
+/// An address as a URL's host: IPv6 in brackets.
+struct Host(SocketAddr);
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.ip() {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "[{v6}]"),
+        }
+    }
 }
 
 /// Whole seconds left until a session whose kernel deadline is `deadline` jiffies: the kernel
@@ -103,11 +121,25 @@ mod tests {
     #[test]
     fn the_portal_url_names_the_address_reached() {
         let v4: SocketAddr = "192.0.2.1:2050".parse().expect("valid");
-        assert_eq!(default_portal_url(v4), "http://192.0.2.1:2050/");
+        assert_eq!(default_portal_url(v4, None), "http://192.0.2.1:2050/");
+        assert_eq!(default_portal_url(v4, Some(443)), "http://192.0.2.1:2050/");
         let v6: SocketAddr = "[2001:db8::1]:2050".parse().expect("valid");
-        assert_eq!(default_portal_url(v6), "http://[2001:db8::1]:2050/");
+        assert_eq!(default_portal_url(v6, None), "http://[2001:db8::1]:2050/");
         let mapped: SocketAddr = "[::ffff:192.0.2.1]:2050".parse().expect("valid");
-        assert_eq!(default_portal_url(mapped), "http://192.0.2.1:2050/");
+        assert_eq!(default_portal_url(mapped, None), "http://192.0.2.1:2050/");
+    }
+
+    #[test]
+    fn a_client_that_asked_over_https_is_sent_to_https() {
+        let v4: SocketAddr = "192.0.2.1:443".parse().expect("valid");
+        assert_eq!(default_portal_url(v4, Some(443)), "https://192.0.2.1/");
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("valid");
+        assert_eq!(default_portal_url(v6, Some(443)), "https://[2001:db8::1]/");
+        let other: SocketAddr = "[::ffff:192.0.2.1]:8443".parse().expect("valid");
+        assert_eq!(
+            default_portal_url(other, Some(8443)),
+            "https://192.0.2.1:8443/"
+        );
     }
 
     #[test]

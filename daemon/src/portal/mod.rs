@@ -1,5 +1,7 @@
-//! The front door on the LAN: hotspotd's portal listener (`portal.listen_port` on the LAN
-//! interface only) and what it serves: the RFC 8908 captive-portal API, `GET /api/captive`
+//! The front door on the LAN: hotspotd's portal listeners (`portal.listen_port`, and
+//! `portal.tls_port` for HTTPS when `portal.tls_cert` and `portal.tls_key` are set, on the LAN
+//! interface only) and what they serve, the same on both: the RFC 8908 captive-portal API,
+//! `GET /api/captive`
 //! (whether the asking client is captive, where its portal is, and for a running session the
 //! seconds and bytes it has left, read from the kernel's grant at the moment of the request),
 //! and the built-in portal's pages (`pages`), in the operator's theme (`crate::theme`). Every answer
@@ -11,6 +13,7 @@ mod listen;
 mod pages;
 pub mod redirect;
 pub mod routes;
+pub mod tls;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -21,15 +24,19 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::theme::{Theme, ThemeError};
 pub use csrf::CsrfKey;
-pub use listen::{PortalListenError, bind};
+pub use listen::{Port, PortalListenError};
 pub use pages::MAX_CODE_CHARS;
+pub use tls::{PortalTls, TlsFilesError};
 
-use crate::control::{Command, Commands};
+use crate::{
+    config::Config,
+    control::{Command, Commands},
+};
 
 /// The media type RFC 8908 gives the API's answers.
 const CAPTIVE_JSON: &str = "application/captive+json";
@@ -106,9 +113,95 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// Serves `router` (see [`router`]) on `listeners` until `shutdown`.
-pub async fn serve(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
-    let tasks = tokio_util::task::TaskTracker::new();
+/// Why the portal cannot be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error(transparent)]
+    Listen(#[from] PortalListenError),
+    #[error("the portal cannot serve HTTPS")]
+    Tls(#[from] TlsFilesError),
+}
+
+/// The portal's listening sockets, bound at start: plain HTTP, and HTTPS with its TLS if the
+/// configuration has a certificate.
+pub struct Listeners {
+    plain: Vec<TcpListener>,
+    https: Option<(Vec<TcpListener>, PortalTls)>,
+}
+
+impl Listeners {
+    /// Binds `portal.listen_port` on the LAN interface, and if `portal.tls_cert` and
+    /// `portal.tls_key` are set, loads them and binds `portal.tls_port`.
+    pub fn bind(config: &Config) -> Result<Self, PortalError> {
+        let lan = &config.network.lan_interface;
+        let portal = &config.portal;
+        let plain = listen::bind(lan, Port::Plain(portal.listen_port))?;
+        let https = if portal.tls_enabled() {
+            let tls = PortalTls::new(portal)?;
+            Some((listen::bind(lan, Port::Tls(portal.tls_port))?, tls))
+        } else {
+            None
+        };
+        Ok(Self { plain, https })
+    }
+
+    /// Whether HTTPS is among them.
+    #[must_use]
+    pub fn serves_https(&self) -> bool {
+        self.https.is_some()
+    }
+}
+
+/// Serves `router` (see [`router`]) on `listeners` until `shutdown`; the HTTPS side takes a
+/// renewed certificate from each configuration `reloads` brings (SIGHUP).
+pub async fn serve(
+    listeners: Listeners,
+    router: Router,
+    reloads: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    tasks.spawn(serve_plain(
+        listeners.plain,
+        router.clone(),
+        shutdown.clone(),
+    ));
+    if let Some((https, tls)) = listeners.https {
+        for listener in https {
+            let router = router.clone();
+            let shutdown = shutdown.clone();
+            let tls = tls.clone();
+            tasks.spawn(async move {
+                let accept = || async {
+                    let (stream, peer) = listener.accept().await?;
+                    let local = stream.local_addr()?;
+                    Ok(((stream, peer), Some(Ends { peer, local })))
+                };
+                // The handshake runs in the connection's task, under its time limit.
+                let handshake = move |(stream, peer)| {
+                    let tls = tls.clone();
+                    async move { tls.handshake(stream, peer).await }
+                };
+                crate::api::serve::serve_prepared(
+                    accept,
+                    handshake,
+                    router,
+                    shutdown,
+                    crate::api::serve::MAX_CONNECTIONS,
+                )
+                .await;
+            });
+        }
+        tasks.spawn(tls.follow_reloads(reloads, shutdown.clone()));
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Serves `router` over plain HTTP on each of `listeners`, handlers knowing both ends of
+/// each connection ([`Ends`]), until `shutdown`.
+async fn serve_plain(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
+    let tasks = TaskTracker::new();
     for listener in listeners {
         let router = router.clone();
         let shutdown = shutdown.clone();

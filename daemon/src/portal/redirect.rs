@@ -133,7 +133,7 @@ pub async fn serve(
         lan,
         portal_port,
     });
-    super::serve(listeners.into(), router, shutdown).await;
+    super::serve_plain(listeners.into(), router, shutdown).await;
 }
 
 /// `302 Found` to the portal, for any method and path: the browser (or the phone's check)
