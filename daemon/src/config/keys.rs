@@ -63,6 +63,11 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(PORTAL_LISTEN_PORT),
     Key::Text("portal.url"),
     Key::Text("portal.venue_info_url"),
+    Key::Text("portal.tls_cert"),
+    Key::Text("portal.tls_key"),
+    Key::Int(PORTAL_TLS_PORT),
+    Key::Text("portal.hostname"),
+    Key::Text("portal.api_url"),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
@@ -78,6 +83,7 @@ pub(super) const SAVE_INTERVAL_SECS: IntKey =
     IntKey::between("store.save_interval_secs", 1, 86_400);
 pub(super) const EXEC_TIMEOUT_MS: IntKey = IntKey::between("events.exec_timeout_ms", 100, 600_000);
 pub(super) const PORTAL_LISTEN_PORT: IntKey = IntKey::between("portal.listen_port", 1, 65_535);
+pub(super) const PORTAL_TLS_PORT: IntKey = IntKey::between("portal.tls_port", 1, 65_535);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

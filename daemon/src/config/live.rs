@@ -178,6 +178,11 @@ impl Restart<'_> {
             listen_port,
             url,
             venue_info_url,
+            tls_cert,
+            tls_key,
+            tls_port,
+            hostname,
+            api_url,
         } = new;
         PortalConfig {
             // The listener is bound at start.
@@ -186,6 +191,13 @@ impl Restart<'_> {
             // Read at every request.
             url: url.clone(),
             venue_info_url: venue_info_url.clone(),
+            // The HTTPS listener and its certificate are set up at start.
+            tls_cert: self.keep("portal.tls_cert", tls_cert, |c| &c.portal.tls_cert),
+            tls_key: self.keep("portal.tls_key", tls_key, |c| &c.portal.tls_key),
+            tls_port: self.keep("portal.tls_port", tls_port, |c| &c.portal.tls_port),
+            // Read by every `GET /v1/portal/dhcp-options`.
+            hostname: hostname.clone(),
+            api_url: api_url.clone(),
         }
     }
 
@@ -223,6 +235,8 @@ mod tests {
         "store.save_interval_secs",
         "portal.url",
         "portal.venue_info_url",
+        "portal.hostname",
+        "portal.api_url",
     ];
 
     /// Another value of the same kind as `value`.

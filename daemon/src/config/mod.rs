@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
-    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, SAVE_INTERVAL_SECS, check_values,
+    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT, SAVE_INTERVAL_SECS,
+    check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -205,7 +206,8 @@ impl Default for KernelConfig {
     }
 }
 
-/// `[portal]`: the front door. For now the RFC 8908 captive-portal API, served on the LAN.
+/// `[portal]`: the front door. For now the RFC 8908 captive-portal API, served on the LAN,
+/// and what DHCP and router advertisements tell phones of it (RFC 8910).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalConfig {
@@ -218,6 +220,17 @@ pub struct PortalConfig {
     pub url: String,
     /// A page about the venue, given to phones by the RFC 8908 API; empty: none.
     pub venue_info_url: String,
+    /// PEM certificate chain and private key of the portal's HTTPS listener; both or neither.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// TCP port of the HTTPS listener.
+    pub tls_port: u16,
+    /// The box's name in the RFC 8910 API URI: a DNS name the LAN's resolver gives the box's
+    /// LAN address and, with HTTPS, that the certificate covers; empty: the LAN address.
+    pub hostname: String,
+    /// The RFC 8908 API URI DHCP and router advertisements carry (RFC 8910); empty: derived
+    /// from the built-in portal (`crate::portal::rfc8910`).
+    pub api_url: String,
 }
 
 impl Default for PortalConfig {
@@ -227,7 +240,22 @@ impl Default for PortalConfig {
             listen_port: 2050,
             url: String::new(),
             venue_info_url: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_port: 443,
+            hostname: String::new(),
+            api_url: String::new(),
         }
+    }
+}
+
+impl PortalConfig {
+    /// The HTTPS listener's port when it is configured (`tls_cert` and `tls_key` set).
+    #[must_use]
+    pub fn https_port(&self) -> Option<u16> {
+        let configured =
+            !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty();
+        configured.then_some(self.tls_port)
     }
 }
 
@@ -439,6 +467,32 @@ impl Config {
                 ));
             }
         }
+        if !portal.api_url.is_empty() {
+            check_api_url(&portal.api_url).map_err(|message| ("portal.api_url", message))?;
+        }
+        if !portal.hostname.is_empty() && !is_dns_name(&portal.hostname) {
+            return Err((
+                "portal.hostname",
+                format!(
+                    "must be empty or a DNS name like portal.example.net: letters, digits, '-' \
+                     and '.', no scheme or port, at most 253 characters (got {:?})",
+                    portal.hostname
+                ),
+            ));
+        }
+        if portal.tls_cert.as_os_str().is_empty() != portal.tls_key.as_os_str().is_empty() {
+            let missing = if portal.tls_cert.as_os_str().is_empty() {
+                "portal.tls_cert"
+            } else {
+                "portal.tls_key"
+            };
+            return Err((
+                missing,
+                "must be set too: HTTPS needs both the certificate and its key (or leave both \
+                 empty)"
+                    .to_owned(),
+            ));
+        }
         if portal.mode == PortalMode::External && portal.url.is_empty() {
             return Err((
                 "portal.url",
@@ -522,6 +576,7 @@ impl Config {
             (SAVE_INTERVAL_SECS, self.store.save_interval_secs),
             (EXEC_TIMEOUT_MS, self.events.exec_timeout_ms),
             (PORTAL_LISTEN_PORT, u64::from(self.portal.listen_port)),
+            (PORTAL_TLS_PORT, u64::from(self.portal.tls_port)),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;
@@ -578,6 +633,48 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The longest URI DHCPv4 option 114 carries: an option's length is one byte (RFC 8910).
+pub const MAX_API_URL_BYTES: usize = 255;
+
+/// `portal.api_url`: an http(s) URI that fits DHCPv4 option 114 and that DHCP servers' files
+/// can quote: none of the characters RFC 3986 leaves out of URIs (space, `"`, `\`, control).
+fn check_api_url(url: &str) -> Result<(), String> {
+    let web = url.starts_with("http://") || url.starts_with("https://");
+    let unquotable = url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\' || c == '\'');
+    if !web || unquotable {
+        return Err(format!(
+            "must be empty or an http:// or https:// address without spaces, quotes or \
+             backslashes (got {url:?})"
+        ));
+    }
+    if url.len() > MAX_API_URL_BYTES {
+        return Err(format!(
+            "must be at most {MAX_API_URL_BYTES} bytes, all DHCPv4 option 114 carries (got {} \
+             bytes)",
+            url.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A host name as DNS has it (RFC 1123): dot-separated labels of 1 to 63 letters, digits and
+/// hyphens, not starting or ending with a hyphen; 253 characters at most; not all digits and
+/// dots (that is an IPv4 address, which needs no name).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    (1..=253).contains(&name.len())
+        && name.split('.').all(label_ok)
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// `sockaddr_un.sun_path` holds 108 bytes including the terminating NUL.
