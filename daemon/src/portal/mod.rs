@@ -2,9 +2,11 @@
 //! interface only) and what it serves. For now that is the RFC 8908 captive-portal API,
 //! `GET /api/captive`: whether the asking client is captive, where its portal is, and for a
 //! running session the seconds and bytes it has left, read from the kernel's grant at the
-//! moment of the request. Side effects: the listeners, until shutdown.
+//! moment of the request. Side effects: the listeners, until shutdown. `rfc8910` derives the
+//! API's URI that DHCP and router advertisements give phones.
 
 mod listen;
+pub mod rfc8910;
 
 use std::net::SocketAddr;
 
