@@ -12,6 +12,7 @@ APT_PACKAGES=(
   systemd strace                                                      # the unit's checks (tests/tests/systemd.rs)
   e2fsprogs mount                                                     # mkfs.ext4, e2fsck, losetup (tests/tests/storage.rs)
   faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
+  dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

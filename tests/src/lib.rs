@@ -1,7 +1,7 @@
 //! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
 //! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
-//! exact byte counts, raw frame injection and capture, a handle on a running daemon, and
-//! filesystems to break under it. Needs root; creates and deletes namespaces, veths and
+//! exact byte counts, raw frame injection and capture, a DHCP client that reads what a server
+//! offers, a handle on a running daemon, and filesystems to break under it. Needs root; creates and deletes namespaces, veths and
 //! bridges, pin folders under /sys/fs/bpf, mounts and loop devices.
 //!
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
@@ -9,6 +9,7 @@
 
 pub mod crowd;
 mod daemon;
+pub mod dhcp;
 mod disks;
 pub mod frames;
 mod goodput;
