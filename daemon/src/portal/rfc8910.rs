@@ -160,8 +160,8 @@ fn address_note(uris: &ApiUris) -> &'static str {
         .any(|uri| uri.starts_with("http://") && literal_host(uri));
     if by_address {
         "# The URI names the box by address over plain HTTP: enough for labs and tests, but\n\
-         # RFC 8908 asks for https:// with a name the certificate covers, and phones hold to\n\
-         # that: set portal.tls_cert, portal.tls_key and portal.hostname.\n"
+         # RFC 8908 asks for https:// with a name the certificate covers (a phone may ignore\n\
+         # anything else): set portal.tls_cert, portal.tls_key and portal.hostname.\n"
     } else {
         ""
     }
@@ -179,7 +179,7 @@ fn dnsmasq(uris: &ApiUris, interface: &str) -> String {
         "# RFC 8910 for dnsmasq, from hotspotd's running configuration: tells phones on\n\
          # {interface} where the captive-portal API (RFC 8908) is. Put these lines in a file\n\
          # dnsmasq reads (Debian: /etc/dnsmasq.d/hotspotd-captive.conf) and restart dnsmasq. It\n\
-         # sends each option to the phones that ask for it, as Android and iOS do.\n"
+         # sends each option to the phones that ask for it, as those that know RFC 8910 do.\n"
     );
     text.push_str(address_note(uris));
     text.push_str("# DHCPv4 option 114:\n");
