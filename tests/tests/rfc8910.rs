@@ -2,7 +2,7 @@
 //! running configuration; a real dnsmasq in the gateway namespace, given exactly those lines,
 //! hands DHCPv4 option 114 and DHCPv6 option 103 to a client namespace that asks; and the
 //! URI each carries answers that client as RFC 8908 says. Also what the command says when
-//! there is no URI to give. Needs root and Debian's `dnsmasq-base` (`scripts/bootstrap.sh`).
+//! there is no URI to give, and that a reload applies `portal.api_url`. Needs root and Debian's `dnsmasq-base` (`scripts/bootstrap.sh`).
 //!
 //! RA option 37 is not tested against a real daemon: dnsmasq cannot send it, radvd can only
 //! from 2.20 on (Debian 12 has 2.19) and odhcpd is not in Debian. Its lines are checked in
@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use hotspotd_tests::dhcp::{self, mac_bytes};
 use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
-use hotspotd_tests::{CLIENT_IFACE, Daemon, LAN_IFACE, Lan, Netns};
+use hotspotd_tests::{CLIENT_IFACE, Daemon, LAN_IFACE, Lan, Netns, wait_for};
 
 /// The URIs the harness's LAN gives the built-in portal: the bridge's addresses, port 2050.
 const URI_V4: &str = "http://192.0.2.1:2050/api/captive";
@@ -221,7 +221,7 @@ fn dnsmasq_given_the_printed_lines_tells_a_phone_where_the_api_is() -> Result<()
 }
 
 #[test]
-fn without_a_uri_to_give_the_command_says_what_to_set() -> Result<()> {
+fn without_a_uri_to_give_the_command_says_what_to_set_and_a_reload_gives_one() -> Result<()> {
     let lan = Lan::new(0)?;
     let off = Daemon::start(&lan, &[("HOTSPOTD__PORTAL__MODE", "off")])?;
     let output = off.ctl(&["portal", "dhcp-options"])?;
@@ -247,18 +247,32 @@ fn without_a_uri_to_give_the_command_says_what_to_set() -> Result<()> {
     );
     drop(off);
 
-    let external = Daemon::start(
-        &lan,
-        &[
-            ("HOTSPOTD__PORTAL__MODE", "external"),
-            ("HOTSPOTD__PORTAL__URL", "https://portal.example.net/"),
-        ],
-    )?;
-    let output = external.ctl(&["portal", "dhcp-options", "--format", "odhcpd"])?;
+    // An external portal: no URI until portal.api_url names its API; a reload applies it.
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    let external = "[portal]\nmode = \"external\"\nurl = \"https://portal.example.net/\"\n";
+    std::fs::write(&config, external)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let output = daemon.ctl(&["portal", "dhcp-options", "--format", "odhcpd"])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
         output.status.code() == Some(1) && stderr.contains("set portal.api_url"),
         "{output:?}"
+    );
+    let api_url = "https://portal.example.net/api/captive";
+    std::fs::write(&config, format!("{external}api_url = \"{api_url}\"\n"))?;
+    daemon.reload()?;
+    let wanted = format!(
+        "dhcpv4-option-114 {api_url}\ndhcpv6-option-103 {api_url}\nra-option-37 {api_url}\n"
+    );
+    let applied = wait_for(Duration::from_secs(10), || {
+        stdout_of(&daemon, &["portal", "dhcp-options", "--format", "raw"])
+            .is_ok_and(|raw| raw == wanted)
+    });
+    ensure!(
+        applied,
+        "the reloaded portal.api_url is not printed: {:?}",
+        daemon.ctl(&["portal", "dhcp-options", "--format", "raw"])?
     );
     Ok(())
 }
