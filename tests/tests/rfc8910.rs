@@ -245,6 +245,29 @@ fn without_a_uri_to_give_the_command_says_what_to_set_and_a_reload_gives_one() -
                 == "format must be dnsmasq, odhcpd, radvd, raw (got \"kea\")",
         "{answer:?}"
     );
+    // Hostile queries: each refused in one sentence, before the mode is looked at.
+    let long = format!("?format={}", "a".repeat(10_000));
+    for query in [
+        "?format=",
+        "?format=DNSMASQ",
+        "?format=%ff",
+        "?format=%00",
+        "?format=dnsmasq&format=raw",
+        "?foo=1",
+        "?format=raw&foo=1",
+        long.as_str(),
+    ] {
+        let answer = api_get(off.socket(), &format!("/v1/portal/dhcp-options{query}"))?;
+        let body = answer.json().context("a JSON error")?;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        ensure!(
+            answer.status == 400
+                && body["error"]["code"] == "bad_request"
+                && !message.is_empty()
+                && message.len() < 1_000,
+            "{query}: {answer:?}"
+        );
+    }
     drop(off);
 
     // An external portal: no URI until portal.api_url names its API; a reload applies it.
