@@ -250,12 +250,10 @@ impl Default for PortalConfig {
 }
 
 impl PortalConfig {
-    /// The HTTPS listener's port when it is configured (`tls_cert` and `tls_key` set).
+    /// Whether the portal serves HTTPS: both `tls_cert` and `tls_key` are set.
     #[must_use]
-    pub fn https_port(&self) -> Option<u16> {
-        let configured =
-            !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty();
-        configured.then_some(self.tls_port)
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
     }
 }
 

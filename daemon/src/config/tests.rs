@@ -689,7 +689,7 @@ fn the_rfc_8910_keys_take_what_dhcp_and_dns_can_carry() -> TestResult {
         ("", "")
     );
     assert_eq!(defaults.tls_port, 443);
-    assert_eq!(defaults.https_port(), None);
+    assert!(!defaults.tls_enabled());
     let set = load_toml(
         "[portal]\nhostname = \"portal.example.net\"\n\
          api_url = \"https://portal.example.net/api/captive\"\n\
@@ -697,7 +697,8 @@ fn the_rfc_8910_keys_take_what_dhcp_and_dns_can_carry() -> TestResult {
         &[],
     )?;
     assert_eq!(set.portal.hostname, "portal.example.net");
-    assert_eq!(set.portal.https_port(), Some(8443));
+    assert!(set.portal.tls_enabled());
+    assert_eq!(set.portal.tls_port, 8443);
     assert_eq!(
         error_for("[portal]\nhostname = \"https://portal.example.net\"", &[])?,
         "config.toml: portal.hostname must be empty or a DNS name like portal.example.net: \

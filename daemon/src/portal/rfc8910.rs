@@ -95,7 +95,8 @@ pub fn api_uris(
     if portal.mode == PortalMode::External {
         return Err(NoApiUri::ExternalWithoutApiUrl);
     }
-    if let Some(port) = portal.https_port() {
+    if portal.tls_enabled() {
+        let port = portal.tls_port;
         if portal.hostname.is_empty() {
             return Err(NoApiUri::HttpsWithoutHostname);
         }
