@@ -217,6 +217,25 @@ fn dnsmasq_given_the_printed_lines_tells_a_phone_where_the_api_is() -> Result<()
     let uri = String::from_utf8(uri.clone())?;
     ensure!(uri == URI_V6, "option 103 carries {uri:?}");
     ensure_captive(&fetch(&client.netns, &uri)?)?;
+
+    // Without its global IPv6 address the bridge has only a link-local one and a deprecated
+    // one, neither of which a phone should be sent to: no IPv6 URI, and the output says why.
+    lan.gateway.ip_batch(&[
+        format!("addr del 2001:db8:1::1/64 dev {LAN_IFACE}"),
+        format!("addr add 2001:db8:1::5/64 dev {LAN_IFACE} nodad preferred_lft 0"),
+    ])?;
+    let json = daemon.ctl_json(&["portal", "dhcp-options", "--format", "raw"])?;
+    ensure!(
+        json["ipv4_uri"] == URI_V4
+            && json["ipv6_uri"].is_null()
+            && json["text"] == format!("dhcpv4-option-114 {URI_V4}\n").as_str(),
+        "{json}"
+    );
+    let lines = stdout_of(&daemon, &["portal", "dhcp-options"])?;
+    ensure!(
+        !lines.contains("option6:103") && lines.contains("br-lan has no global IPv6 address"),
+        "{lines}"
+    );
     Ok(())
 }
 
