@@ -13,6 +13,7 @@ APT_PACKAGES=(
   e2fsprogs mount                                                     # mkfs.ext4, e2fsck, losetup (tests/tests/storage.rs)
   faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
   chromium fonts-dejavu-core                                          # the portal in a real browser (tests/tests/portal_browser.rs)
+  dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

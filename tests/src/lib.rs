@@ -1,8 +1,9 @@
 //! Test harness for hotspotd's end-to-end tests: per-test network namespaces (a gateway with
 //! the LAN bridge, simulated clients, an "internet" behind the WAN), traffic generators with
-//! exact byte counts, raw frame injection and capture, a handle on a running daemon, and
-//! filesystems to break under it, and a headless Chromium driven over the `DevTools` protocol
-//! (`browser`). Needs root; creates and deletes namespaces, veths and
+//! exact byte counts, raw frame injection and capture, a DHCP client that reads what a server
+//! offers (`dhcp`), a handle on a running daemon, filesystems to break under it, and a headless
+//! Chromium driven over the `DevTools` protocol (`browser`). Needs root; creates and deletes
+//! namespaces, veths and
 //! bridges, pin folders under /sys/fs/bpf, mounts and loop devices.
 //!
 //! Everything a test builds is removed on drop, also while unwinding from a failed assertion,
@@ -11,6 +12,7 @@
 pub mod browser;
 pub mod crowd;
 mod daemon;
+pub mod dhcp;
 mod disks;
 pub mod frames;
 mod goodput;

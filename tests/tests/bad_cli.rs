@@ -59,6 +59,12 @@ fn cases(seller: &str, stranger: &str) -> Vec<Refused> {
         ),
         refused("a missing value", &["connect", "--mac"], "--mac"),
         refused("a missing subcommand", &["session"], "add, remove"),
+        refused("a missing portal subcommand", &["portal"], "dhcp-options"),
+        refused(
+            "an unknown DHCP server",
+            &["portal", "dhcp-options", "--format", "kea"],
+            "dnsmasq, odhcpd, radvd, raw",
+        ),
         add_refused("a missing --type", &["--time-secs", "60"], "--type"),
         add_refused("an unknown type", &["--type", "3", "--global-speed"], "3"),
         add_refused(

@@ -17,6 +17,7 @@ use crate::{
     control::{Command, Commands},
     events::Events,
     mac::MacAddr,
+    portal::rfc8910::{self, Format},
     sessions::engine::SessionId,
 };
 
@@ -181,6 +182,80 @@ async fn client_command(
     })?;
     let mac = parse_mac(&mac)?;
     Ok(Json(commands.ask(|reply| make(mac, reply)).await??))
+}
+
+/// The query of `GET /v1/portal/dhcp-options`; other parameters are refused, so a misspelt
+/// `format` is not taken for the default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DhcpOptionsQuery {
+    format: Option<String>,
+}
+
+/// The answer of `GET /v1/portal/dhcp-options`: the RFC 8908 API's URI as DHCPv4 and as
+/// DHCPv6/RA carry it, and the configuration lines for `format`.
+#[derive(serde::Serialize)]
+pub(super) struct DhcpOptionsView {
+    format: Format,
+    interface: String,
+    ipv4_uri: Option<String>,
+    ipv6_uri: Option<String>,
+    text: String,
+}
+
+/// `GET /v1/portal/dhcp-options?format=dnsmasq|odhcpd|radvd|raw`: the RFC 8910 options for
+/// the running configuration and the LAN interface's addresses now; `409 no_portal_api`
+/// when there is no URI to give (the message says what to set).
+pub(super) async fn dhcp_options(
+    State(commands): State<Commands>,
+    query: Result<Query<DhcpOptionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DhcpOptionsView>, ApiError> {
+    let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let format = match query.format.as_deref() {
+        None => Format::default(),
+        Some(name) => serde_json::from_value(serde_json::Value::from(name)).map_err(|_| {
+            bad_request(format!(
+                "format must be {} (got {name:?})",
+                Format::NAMES.join(", ")
+            ))
+        })?,
+    };
+    let config = commands
+        .ask(|reply| Command::RunningConfig { reply })
+        .await?;
+    let interface = config.network.lan_interface.clone();
+    let addresses = lan_addresses(&interface).await?;
+    let uris = rfc8910::api_uris(&config.portal, &interface, &addresses).map_err(|reason| {
+        ApiError::new(StatusCode::CONFLICT, "no_portal_api", reason.to_string())
+    })?;
+    let text = rfc8910::render(format, &uris, &interface);
+    Ok(Json(DhcpOptionsView {
+        format,
+        interface,
+        ipv4_uri: uris.ipv4,
+        ipv6_uri: uris.ipv6,
+        text,
+    }))
+}
+
+/// The LAN interface's addresses a URI can name, read from the kernel now (they may have
+/// changed since the daemon started).
+async fn lan_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, ApiError> {
+    let internal =
+        |message: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+    let ifindex = nix::net::if_::if_nametoindex(interface).map_err(|errno| {
+        internal(format!(
+            "cannot find the LAN interface {interface} ({errno}): is it there? ('ip link show {interface}')"
+        ))
+    })?;
+    let netlink = crate::netlink::Netlink::open()
+        .map_err(|error| internal(crate::text::chain_string(&error)))?;
+    netlink.portal_addresses(ifindex).await.map_err(|error| {
+        internal(format!(
+            "cannot read the addresses of {interface}: {}",
+            crate::text::chain_string(&error)
+        ))
+    })
 }
 
 /// `GET /metrics`: Prometheus text.

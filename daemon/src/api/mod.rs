@@ -209,6 +209,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
             axum::routing::delete(handlers::remove_session),
         )
         .route("/v1/status", get(handlers::status))
+        .route("/v1/portal/dhcp-options", get(handlers::dhcp_options))
         .route("/v1/events", get(handlers::events))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)

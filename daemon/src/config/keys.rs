@@ -68,6 +68,8 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("portal.tls_cert"),
     Key::Text("portal.tls_key"),
     Key::Int(PORTAL_TLS_PORT),
+    Key::Text("portal.hostname"),
+    Key::Text("portal.api_url"),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =

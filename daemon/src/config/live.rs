@@ -183,6 +183,8 @@ impl Restart<'_> {
             tls_cert,
             tls_key,
             tls_port,
+            hostname,
+            api_url,
         } = new;
         // A renewed pair (the same files rewritten, or new paths) is served from the next
         // handshake; HTTPS turned on or off needs its listener opened or closed at start.
@@ -209,6 +211,9 @@ impl Restart<'_> {
             tls_cert,
             tls_key,
             tls_port: self.keep("portal.tls_port", tls_port, |c| &c.portal.tls_port),
+            // Read by every `GET /v1/portal/dhcp-options`.
+            hostname: hostname.clone(),
+            api_url: api_url.clone(),
         }
     }
 
@@ -247,6 +252,8 @@ mod tests {
         "portal.url",
         "portal.venue_info_url",
         "portal.redirect_dns",
+        "portal.hostname",
+        "portal.api_url",
     ];
 
     /// Another value of the same kind as `value`.

@@ -208,7 +208,7 @@ impl Default for KernelConfig {
 }
 
 /// `[portal]`: the front door: the built-in portal's pages and the RFC 8908 captive-portal API,
-/// served on the LAN.
+/// served on the LAN, and what DHCP and router advertisements tell phones of it (RFC 8910).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalConfig {
@@ -233,6 +233,12 @@ pub struct PortalConfig {
     pub tls_key: PathBuf,
     /// TCP port of the portal's HTTPS listener on the LAN interface (IPv4 and IPv6).
     pub tls_port: u16,
+    /// The box's name in the RFC 8910 API URI: a DNS name the LAN's resolver gives the box's
+    /// LAN address and, with HTTPS, that the certificate covers; empty: the LAN address.
+    pub hostname: String,
+    /// The RFC 8908 API URI DHCP and router advertisements carry (RFC 8910); empty: derived
+    /// from the built-in portal (`crate::portal::rfc8910`).
+    pub api_url: String,
 }
 
 impl PortalConfig {
@@ -262,6 +268,8 @@ impl Default for PortalConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             tls_port: 443,
+            hostname: String::new(),
+            api_url: String::new(),
         }
     }
 }
@@ -495,6 +503,19 @@ impl Config {
                 ));
             }
         }
+        if !portal.api_url.is_empty() {
+            check_api_url(&portal.api_url).map_err(|message| ("portal.api_url", message))?;
+        }
+        if !portal.hostname.is_empty() && !is_dns_name(&portal.hostname) {
+            return Err((
+                "portal.hostname",
+                format!(
+                    "must be empty or a DNS name like portal.example.net: letters, digits, '-' \
+                     and '.', no scheme or port, at most 253 characters (got {:?})",
+                    portal.hostname
+                ),
+            ));
+        }
         if portal.mode == PortalMode::External && portal.url.is_empty() {
             return Err((
                 "portal.url",
@@ -650,6 +671,48 @@ impl Config {
         })?;
         Ok(())
     }
+}
+
+/// The longest URI DHCPv4 option 114 carries: an option's length is one byte (RFC 8910).
+pub const MAX_API_URL_BYTES: usize = 255;
+
+/// `portal.api_url`: an http(s) URI that fits DHCPv4 option 114 and that DHCP servers' files
+/// can quote: none of the characters RFC 3986 leaves out of URIs (space, `"`, `\`, control).
+fn check_api_url(url: &str) -> Result<(), String> {
+    let web = url.starts_with("http://") || url.starts_with("https://");
+    let unquotable = url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\' || c == '\'');
+    if !web || unquotable {
+        return Err(format!(
+            "must be empty or an http:// or https:// address without spaces, quotes or \
+             backslashes (got {url:?})"
+        ));
+    }
+    if url.len() > MAX_API_URL_BYTES {
+        return Err(format!(
+            "must be at most {MAX_API_URL_BYTES} bytes, all DHCPv4 option 114 carries (got {} \
+             bytes)",
+            url.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A host name as DNS has it (RFC 1123): dot-separated labels of 1 to 63 letters, digits and
+/// hyphens, not starting or ending with a hyphen; 253 characters at most; not all digits and
+/// dots (that is an IPv4 address, which needs no name).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    (1..=253).contains(&name.len())
+        && name.split('.').all(label_ok)
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// `sockaddr_un.sun_path` holds 108 bytes including the terminating NUL.

@@ -711,3 +711,49 @@ fn the_portals_certificate_and_key_go_together_on_their_own_port() -> TestResult
     assert!(!defaults.portal.tls_enabled());
     Ok(())
 }
+
+#[test]
+fn the_rfc_8910_keys_take_what_dhcp_and_dns_can_carry() -> TestResult {
+    let defaults = Config::default().portal;
+    assert_eq!(
+        (defaults.hostname.as_str(), defaults.api_url.as_str()),
+        ("", "")
+    );
+    assert_eq!(defaults.tls_port, 443);
+    assert!(!defaults.tls_enabled());
+    // With the certificate files, the pair is checked end to end (tests/tests/portal_tls.rs).
+    let set = load_toml(
+        "[portal]\nhostname = \"portal.example.net\"\n\
+         api_url = \"https://portal.example.net/api/captive\"\ntls_port = 8443",
+        &[],
+    )?;
+    assert_eq!(set.portal.hostname, "portal.example.net");
+    assert_eq!(set.portal.tls_port, 8443);
+    assert_eq!(
+        error_for("[portal]\nhostname = \"https://portal.example.net\"", &[])?,
+        "config.toml: portal.hostname must be empty or a DNS name like portal.example.net: \
+         letters, digits, '-' and '.', no scheme or port, at most 253 characters \
+         (got \"https://portal.example.net\")"
+    );
+    for bad in [
+        "portal.example.net:443",
+        "-portal.example",
+        "192.0.2.1",
+        "a..b",
+    ] {
+        let message = error_for(&format!("[portal]\nhostname = \"{bad}\""), &[])?;
+        assert!(message.contains("portal.hostname"), "{bad}: {message}");
+    }
+    assert_eq!(
+        error_for("[portal]\napi_url = \"http://portal/\\\"x\\\"\"", &[])?,
+        "config.toml: portal.api_url must be empty or an http:// or https:// address without \
+         spaces, quotes or backslashes (got \"http://portal/\\\"x\\\"\")"
+    );
+    let long = format!("https://portal.example.net/{}", "a".repeat(240));
+    let message = error_for(&format!("[portal]\napi_url = \"{long}\""), &[])?;
+    assert!(
+        message.contains("at most 255 bytes, all DHCPv4 option 114 carries (got 267 bytes)"),
+        "{message}"
+    );
+    Ok(())
+}

@@ -83,6 +83,11 @@ pub enum Command {
     Metrics {
         reply: oneshot::Sender<crate::metrics::Snapshot>,
     },
+    /// The configuration the daemon runs with: the file as it was at start, with what
+    /// reloads applied since.
+    RunningConfig {
+        reply: oneshot::Sender<std::sync::Arc<crate::config::Config>>,
+    },
 }
 
 /// Why a command was refused.
@@ -219,6 +224,9 @@ impl Control {
             Command::Metrics { reply } => {
                 let now = self.now();
                 let _ = reply.send(self.metrics_snapshot(now));
+            }
+            Command::RunningConfig { reply } => {
+                let _ = reply.send(std::sync::Arc::clone(&self.config));
             }
         }
     }

@@ -111,6 +111,57 @@ impl Netlink {
         Ok(addrs)
     }
 
+    /// The addresses of interface `ifindex` a URI can name for its clients, in the kernel's
+    /// order (an interface's primary IPv4 address first): global scope only (a ULA is, a
+    /// link-local address is not: a phone cannot follow a URI with one), none tentative,
+    /// deprecated or failed.
+    pub async fn portal_addresses(&self, ifindex: u32) -> Result<Vec<IpAddr>, NetlinkError> {
+        use rtnetlink::packet_route::address::{AddressHeaderFlags, AddressScope};
+        let dump_error = |source| NetlinkError::Dump {
+            what: "addresses",
+            source,
+        };
+        let unusable = AddressHeaderFlags::Tentative
+            | AddressHeaderFlags::Deprecated
+            | AddressHeaderFlags::Dadfailed;
+        let mut messages = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        let mut addrs = Vec::new();
+        while let Some(message) = messages.try_next().await.map_err(dump_error)? {
+            let header = &message.header;
+            if header.index != ifindex
+                || header.scope != AddressScope::Universe
+                || header.flags.intersects(unusable)
+            {
+                continue;
+            }
+            // As in `local_addresses`: `Local` is the box's own end of a point-to-point link,
+            // where `Address` is the peer's.
+            let local = message
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Local(addr) => Some(*addr),
+                    _ => None,
+                });
+            let address = message
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Address(addr) => Some(*addr),
+                    _ => None,
+                });
+            if let Some(addr) = local.or(address) {
+                addrs.push(addr);
+            }
+        }
+        Ok(addrs)
+    }
+
     /// Whether the interface `name` is a Linux bridge.
     pub async fn is_bridge(&self, name: &str) -> Result<bool, NetlinkError> {
         let dump_error = |source| NetlinkError::Dump {

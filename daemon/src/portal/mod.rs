@@ -6,12 +6,15 @@
 //! seconds and bytes it has left, read from the kernel's grant at the moment of the request),
 //! and the built-in portal's pages (`pages`), in the operator's theme (`crate::theme`). Every answer
 //! carries a Content-Security-Policy, `no-store` (unless it says otherwise), `nosniff` and
-//! `no-referrer`. Side effects: the listeners, until shutdown.
+//! `no-referrer`. `rfc8910` derives the API's URI that DHCP and router advertisements give
+//! phones, `redirect` and `routes` steer unpaid clients here. Side effects: the listeners,
+//! until shutdown.
 
 mod csrf;
 mod listen;
 mod pages;
 pub mod redirect;
+pub mod rfc8910;
 pub mod routes;
 pub mod tls;
 

@@ -63,6 +63,22 @@ enum Command {
     /// Follow what happens (sessions started, consumed, clients connected…) until Ctrl-C;
     /// with --json, one JSON object per line.
     Events,
+    /// The captive portal as phones find it.
+    #[command(subcommand)]
+    Portal(PortalCommand),
+}
+
+#[derive(Subcommand)]
+enum PortalCommand {
+    /// The DHCP and router-advertisement lines that tell phones where the captive-portal API
+    /// is (RFC 8910: DHCPv4 option 114, DHCPv6 option 103, RA option 37), for the running
+    /// configuration; paste them into the DHCP/RA server's configuration.
+    DhcpOptions {
+        /// dnsmasq (dhcp-option lines), odhcpd (OpenWrt uci commands), radvd
+        /// (`AdvCaptivePortalAPI`) or raw (one option and its URI a line).
+        #[arg(long, default_value = "dnsmasq", value_parser = hotspotd::portal::rfc8910::Format::NAMES.to_vec())]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -306,6 +322,17 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
                 }
             })
             .await?;
+        }
+        Command::Portal(PortalCommand::DhcpOptions { format }) => {
+            let options: serde_json::Value = api
+                .get(&format!("/v1/portal/dhcp-options?format={format}"))
+                .await?;
+            if cli.json {
+                print_json(&options);
+            } else {
+                // The text ends with its last line's newline.
+                print!("{}", options["text"].as_str().unwrap_or_default());
+            }
         }
         Command::Status => {
             let status: StatusView = api.get("/v1/status").await?;
