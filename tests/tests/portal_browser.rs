@@ -1,6 +1,6 @@
-//! End to end in a real browser: headless Chromium inside a client namespace opens the
-//! built-in portal at the gateway's LAN address, as a phone would. An unpaid device sees the
-//! landing page and, submitting a code, "unknown code"; once a session is sold, the status
+//! End to end in a real browser: headless Chromium inside a client namespace opens a web
+//! address on the internet, as a phone would, and is sent to the built-in portal at the
+//! gateway's LAN address. An unpaid device sees the landing page and, submitting a code, "unknown code"; once a session is sold, the status
 //! page shows the time and data left, and they fall, without a reload, as the device uses
 //! them; pause and resume from the page change the client's state in the API. The run saves
 //! phone (360×740) and desktop (1280×800) screenshots under target/portal-screenshots/ (the
@@ -50,7 +50,10 @@ fn an_unpaid_phone_lands_on_the_portal_and_its_code_is_unknown() -> Result<()> {
     let mut browser = Browser::launch(&client.netns)?;
     browser.resize(PHONE)?;
 
-    browser.open(&portal_url())?;
+    // Any web address: the box answers for it with a redirect to the portal.
+    browser.open(&format!("http://{INTERNET_V4}/"))?;
+    let url = browser.url()?;
+    ensure!(url == portal_url(), "ended on {url}, not the portal");
     let text = browser.text()?;
     ensure!(
         text.contains("Get online") && text.contains("Voucher code"),
