@@ -69,6 +69,24 @@ pub const MAP_DNS_REDIRECTS: &str = "DNS_REDIRECTS";
 /// Entries of [`MAP_DNS_REDIRECTS`]: the queries of a few thousand unpaid clients in flight.
 pub const MAX_DNS_REDIRECTS: u32 = 8_192;
 
+/// The front door's programs, tail-called by the upload program for an unpaid client's
+/// refused packets and for what clients send to the box: `ProgramArray`, indexed by [`front_door`], filled by the daemon when it loads the
+/// programs, not pinned.
+pub const MAP_FRONT_DOOR: &str = "FRONT_DOOR";
+/// The programs at [`front_door::STEER`] and [`front_door::TO_BOX`].
+pub const PROGRAM_INGRESS_STEER: &str = "lan_ingress_steer";
+pub const PROGRAM_INGRESS_TO_BOX: &str = "lan_ingress_to_box";
+
+/// Indexes into [`MAP_FRONT_DOOR`].
+pub mod front_door {
+    /// `lan_ingress_steer`: web traffic and DNS of a client without a running session.
+    pub const STEER: u32 = 0;
+    /// `lan_ingress_to_box`: what a client sends to the box's free services.
+    pub const TO_BOX: u32 = 1;
+    /// Number of entries.
+    pub const COUNT: u32 = 2;
+}
+
 /// The packet mark (`skb->mark`) of the portal's traffic: set by the upload program on an
 /// unpaid client's packets it steers to the box (a policy rule routes them to the box's own
 /// stack), and on the portal's answers, which the download program lets through unbilled

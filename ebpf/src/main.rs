@@ -30,8 +30,8 @@ use aya_ebpf::{
     helpers::generated::{bpf_jiffies64, bpf_redirect},
     macros::{classifier, map},
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
-        SockMap,
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap,
+        ProgramArray, RingBuf, SockMap,
     },
     programs::TcContext,
 };
@@ -39,7 +39,7 @@ use gate::Verdict;
 use hotspotd_common::{
     AddressOwner, DnsFlow, EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable,
     MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MAX_SEEN,
-    MacKey, Usage, config_word, stat,
+    MacKey, Usage, config_word, front_door, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
@@ -83,6 +83,9 @@ static BOX_RESOLVER: Array<IpKey> = Array::pinned(2, 0);
 
 #[map(name = "DNS_REDIRECTS")]
 static DNS_REDIRECTS: LruHashMap<DnsFlow, IpKey> = LruHashMap::pinned(MAX_DNS_REDIRECTS, 0);
+
+#[map(name = "FRONT_DOOR")]
+static FRONT_DOOR: ProgramArray = ProgramArray::with_max_entries(front_door::COUNT, 0);
 
 #[map(name = "PORTAL_SOCKETS")]
 static PORTAL_SOCKETS: SockMap = SockMap::with_max_entries(2, 0);
@@ -150,33 +153,38 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
     let frame = packet::parse(ctx, direction);
     let mut htb_class = 0;
-    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
-    let mut action = TC_ACT_UNSPEC;
     let class = match frame.kind {
-        FrameKind::Ip
-            if frame.group
-                || is_free_service(ctx, &frame, direction)
-                || (direction == Direction::Down && portal::is_answer(ctx)) =>
-        {
+        FrameKind::Ip if frame.group || is_free_service(ctx, &frame, direction) => {
+            // DNS with the box's resolver: what redirected queries need (`portal.rs`).
+            if frame.box_end {
+                match direction {
+                    // A program of its own, for the same reason as `lan_ingress_steer`;
+                    // if the call fails, the packet passes as it is.
+                    // SAFETY: a tail call with the context the kernel passed.
+                    Direction::Up => unsafe { FRONT_DOOR.tail_call(ctx, front_door::TO_BOX) },
+                    Direction::Down => portal::answer_as_resolver(ctx, &frame),
+                }
+            }
             Class::Local
         }
+        FrameKind::Ip if direction == Direction::Down && portal::is_answer(ctx) => Class::Local,
         FrameKind::Ip => {
             let decision = gate::verdict(ctx, &frame, direction);
             htb_class = decision.class;
             match decision.verdict {
                 Verdict::Billable => Class::Billable,
                 Verdict::Garden => Class::Local,
-                Verdict::Drop => match direction {
-                    // An unpaid client's web traffic goes to the portal instead.
-                    Direction::Up => match portal::steer(ctx, &frame) {
-                        Some(steered) => {
-                            action = steered;
-                            Class::Local
-                        }
-                        None => Class::Dropped,
-                    },
-                    Direction::Down => Class::Dropped,
-                },
+                Verdict::Drop => {
+                    if direction == Direction::Up && portal::may_steer(&frame) {
+                        // An unpaid client's web traffic and DNS may go to the box instead:
+                        // `lan_ingress_steer` decides, counts and acts. A program of its own,
+                        // so its code weighs nothing on the path paying clients take; if the
+                        // call fails, the packet is dropped.
+                        // SAFETY: a tail call with the context the kernel passed.
+                        unsafe { FRONT_DOOR.tail_call(ctx, front_door::STEER) };
+                    }
+                    Class::Dropped
+                }
             }
         }
         FrameKind::NonIp => {
@@ -202,12 +210,6 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
         }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
-    if class == Class::Local && frame.box_end {
-        match direction {
-            Direction::Up => portal::forget_redirect(ctx, &frame),
-            Direction::Down => portal::answer_as_resolver(ctx, &frame),
-        }
-    }
     let first_this_tick = account(&frame, direction, class);
     if direction == Direction::Up && (class != Class::Billable || first_this_tick) {
         bind_address(&frame);
@@ -218,6 +220,49 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     if htb_class != 0 {
         return shape(ctx, direction, htb_class);
     }
+    // TCX_NEXT: let any program attached after us, then the qdisc, decide.
+    TC_ACT_UNSPEC
+}
+
+/// What a client sends to the box's free services, tail-called from `lan_ingress`: counted
+/// like any (local), and a DNS query to the box's resolver ends the redirect of its flow an
+/// earlier redirected query left (`portal::forget_redirect`).
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
+pub fn lan_ingress_to_box(ctx: TcContext) -> i32 {
+    let frame = packet::parse(&ctx, Direction::Up);
+    if frame.kind != FrameKind::Ip {
+        return TC_ACT_UNSPEC;
+    }
+    portal::forget_redirect(&ctx, &frame);
+    account(&frame, Direction::Up, Class::Local);
+    bind_address(&frame);
+    TC_ACT_UNSPEC
+}
+
+/// An unpaid client's TCP or UDP packet that the gate refused, tail-called from
+/// `lan_ingress`: web traffic and DNS the front door handles (`portal.rs`) are counted as the
+/// client's traffic with the box and handed on as the front door says; the rest is dropped,
+/// as it would have been.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
+pub fn lan_ingress_steer(ctx: TcContext) -> i32 {
+    let frame = packet::parse(&ctx, Direction::Up);
+    if frame.kind != FrameKind::Ip {
+        return TC_ACT_SHOT;
+    }
+    let (class, action) = match portal::steer(&ctx, &frame) {
+        Some(action) => (Class::Local, action),
+        None => (Class::Dropped, TC_ACT_SHOT),
+    };
+    account(&frame, Direction::Up, class);
+    bind_address(&frame);
     action
 }
 

@@ -29,6 +29,9 @@ const IPPROTO_ROUTING: u8 = 43;
 const UDP_HDR_LEN: u32 = 8;
 /// The fragment offset bits of IPv4's flags-and-offset field.
 const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
+/// Where the `EtherType` is in an Ethernet header, and in a VLAN tag.
+const ETHER_TYPE_AT: usize = 12;
+const VLAN_ETHER_TYPE_AT: usize = 2;
 /// 802.1ad outer + 802.1Q inner: QinQ is as deep as access networks go.
 const MAX_VLAN_TAGS: usize = 2;
 /// Enough linear bytes for Ethernet + two tags + IPv6 + a TCP header with options.
@@ -95,9 +98,6 @@ pub struct Frame {
     pub proto: u8,
     /// At most 14 + 2 × 4 + 60; a `u8` keeps the verifier's bound on it small.
     pub l4_offset: u8,
-    /// Where the IP header starts: after Ethernet and any VLAN tags.
-    pub l3_offset: u8,
-    pub family: Family,
 }
 
 impl Frame {
@@ -114,8 +114,6 @@ impl Frame {
             has_source: false,
             proto: 0,
             l4_offset: 0,
-            l3_offset: 0,
-            family: Family::V4,
         }
     }
 }
@@ -135,7 +133,6 @@ struct IpLayer {
     has_source: bool,
     proto: u8,
     l4_offset: u8,
-    family: Family,
 }
 
 const NO_ADDRESS: IpKey = IpKey { addr: [0; 16] };
@@ -150,7 +147,6 @@ const MALFORMED: IpLayer = IpLayer {
     has_source: false,
     proto: 0,
     l4_offset: 0,
-    family: Family::V4,
 };
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies in the linear packet data.
@@ -311,6 +307,30 @@ pub fn source_mac(ctx: &TcContext) -> Option<[u8; 6]> {
     Some(unsafe { (*eth).src_addr })
 }
 
+/// Where the IP header of an IP frame starts (after Ethernet and any VLAN tags) and its
+/// version: walked again from the frame for the rare paths that need them (an unpaid client's
+/// steered packets, the box's DNS answers), so the parse every packet takes carries less.
+#[inline(always)]
+pub fn network_layer(ctx: &TcContext) -> Option<(usize, Family)> {
+    // Loaded with the helper, not direct access: the compiler would fold these bounds checks
+    // into the ones the caller made further into the packet, which the verifier cannot follow.
+    let mut ether_type: u16 = ctx.load(ETHER_TYPE_AT).ok()?;
+    let mut offset = EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        let tpid = u16::from_be(ether_type);
+        if tpid != ETH_P_8021Q && tpid != ETH_P_8021AD {
+            break;
+        }
+        ether_type = ctx.load(offset + VLAN_ETHER_TYPE_AT).ok()?;
+        offset += VlanHdr::LEN;
+    }
+    match u16::from_be(ether_type) {
+        ETH_P_IPV4 => Some((offset, Family::V4)),
+        ETH_P_IPV6 => Some((offset, Family::V6)),
+        _ => None,
+    }
+}
+
 #[inline(always)]
 pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
@@ -381,8 +401,6 @@ pub fn parse(ctx: &TcContext, direction: Direction) -> Frame {
         has_source: layer.has_source,
         proto: layer.proto,
         l4_offset: layer.l4_offset,
-        l3_offset: offset as u8,
-        family: layer.family,
     }
 }
 
@@ -452,7 +470,6 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         // ports (a crafted one would pass a port-limited walled garden).
         proto: if first_fragment { ip.proto } else { 0 },
         l4_offset: (offset + header_len as usize) as u8,
-        family: Family::V4,
     }
 }
 
@@ -504,6 +521,5 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction) -> IpLayer {
         has_source,
         proto: ip.next_hdr,
         l4_offset: (offset + Ipv6Hdr::LEN) as u8,
-        family: Family::V6,
     }
 }

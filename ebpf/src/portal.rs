@@ -35,7 +35,7 @@ use hotspotd_common::{DnsFlow, IpKey, PORTAL_MARK, config_word};
 
 use crate::{
     BOX_RESOLVER, DNS_REDIRECTS, PORTAL_SOCKETS, config_value,
-    packet::{Family, Frame, IPPROTO_TCP, IPPROTO_UDP, ptr_at},
+    packet::{Family, Frame, IPPROTO_TCP, IPPROTO_UDP, network_layer, ptr_at},
 };
 
 const DNS_PORT: u16 = 53;
@@ -57,7 +57,8 @@ const UDP_CHECK_AT: u32 = 6;
 const REPLY_TTL: u8 = 64;
 
 /// What to do with an unpaid client's packet the gate refused: `Some(action)` for the tc
-/// action when it is web traffic or DNS the box handles, `None` when it stays dropped.
+/// action when it is web traffic or DNS the box handles, `None` when it stays dropped. Runs in
+/// `lan_ingress_steer`, which the upload program tail-calls for such packets.
 #[inline(always)]
 pub fn steer(ctx: &TcContext, frame: &Frame) -> Option<i32> {
     if frame.box_end {
@@ -83,8 +84,8 @@ pub fn steer(ctx: &TcContext, frame: &Frame) -> Option<i32> {
                 return None;
             }
             match port {
-                HTTP_PORT => Some(to_redirect_listener(ctx, frame, flags)),
-                HTTPS_PORT => Some(refuse(ctx, frame, l4, flags)),
+                HTTP_PORT => Some(to_redirect_listener(ctx, flags)),
+                HTTPS_PORT => Some(refuse(ctx, l4, flags)),
                 _ => None,
             }
         }
@@ -106,7 +107,8 @@ pub fn steer(ctx: &TcContext, frame: &Frame) -> Option<i32> {
 /// it ([`answer_as_resolver`]). `None` when the box has no resolver address of the family.
 #[inline(always)]
 fn to_box_resolver(ctx: &TcContext, frame: &Frame, client_port: u16) -> Option<i32> {
-    let index: u32 = match frame.family {
+    let (l3, family) = network_layer(ctx)?;
+    let index: u32 = match family {
         Family::V4 => 0,
         Family::V6 => 1,
     };
@@ -118,8 +120,9 @@ fn to_box_resolver(ctx: &TcContext, frame: &Frame, client_port: u16) -> Option<i
     // A full map makes room itself (LRU); a failure leaves the answer unmatched, and the
     // client's stub asks again.
     let _ = DNS_REDIRECTS.insert(flow, frame.remote, 0);
+    let at = Layers { l3, family };
     Some(
-        match rewrite_address(ctx, frame, End::Destination, &frame.remote, &resolver) {
+        match rewrite_address(ctx, frame, at, End::Destination, &frame.remote, &resolver) {
             Some(()) => TC_ACT_OK,
             None => TC_ACT_SHOT,
         },
@@ -130,7 +133,11 @@ fn to_box_resolver(ctx: &TcContext, frame: &Frame, client_port: u16) -> Option<i
 /// asked; anything else from the box passes as it is.
 #[inline(always)]
 pub fn answer_as_resolver(ctx: &TcContext, frame: &Frame) {
-    let Some((client, client_port)) = dns_flow_of_answer(ctx, frame) else {
+    let Some((l3, family)) = network_layer(ctx) else {
+        return;
+    };
+    let at = Layers { l3, family };
+    let Some((client, client_port)) = dns_flow_of_answer(ctx, frame, at) else {
         return;
     };
     let flow = DnsFlow::new(client, client_port, frame.proto);
@@ -141,7 +148,7 @@ pub fn answer_as_resolver(ctx: &TcContext, frame: &Frame) {
     let resolver = unsafe { *resolver };
     // A failure leaves the answer from the box's address, which the client's stub ignores
     // and asks again: nothing passes that should not.
-    let _ = rewrite_address(ctx, frame, End::Source, &frame.source, &resolver);
+    let _ = rewrite_address(ctx, frame, at, End::Source, &frame.source, &resolver);
 }
 
 /// A client asking the box's resolver itself ends any redirect of the same flow an earlier
@@ -169,7 +176,7 @@ pub fn forget_redirect(ctx: &TcContext, frame: &Frame) {
 
 /// The client's address and port of a DNS answer the box sends (source port 53).
 #[inline(always)]
-fn dns_flow_of_answer(ctx: &TcContext, frame: &Frame) -> Option<(IpKey, u16)> {
+fn dns_flow_of_answer(ctx: &TcContext, frame: &Frame, at: Layers) -> Option<(IpKey, u16)> {
     if frame.proto != IPPROTO_TCP && frame.proto != IPPROTO_UDP {
         return None;
     }
@@ -179,14 +186,21 @@ fn dns_flow_of_answer(ctx: &TcContext, frame: &Frame) -> Option<(IpKey, u16)> {
     if u16::from_be_bytes([ports[0], ports[1]]) != DNS_PORT {
         return None;
     }
-    let l3 = usize::from(frame.l3_offset);
-    let client = match frame.family {
+    let l3 = at.l3;
+    let client = match at.family {
         // SAFETY: bounds checked by ptr_at.
         Family::V4 => IpKey::from_v4(unsafe { *ptr_at::<[u8; 4]>(ctx, l3 + 16)? }),
         // SAFETY: bounds checked by ptr_at.
         Family::V6 => IpKey::from_v6(unsafe { *ptr_at::<[u8; 16]>(ctx, l3 + 24)? }),
     };
     Some((client, u16::from_be_bytes([ports[2], ports[3]])))
+}
+
+/// Where a packet's IP header is, and its version ([`network_layer`]).
+#[derive(Clone, Copy)]
+struct Layers {
+    l3: usize,
+    family: Family,
 }
 
 /// Which address of a packet [`rewrite_address`] changes.
@@ -203,11 +217,12 @@ enum End {
 fn rewrite_address(
     ctx: &TcContext,
     frame: &Frame,
+    at: Layers,
     end: End,
     old: &IpKey,
     new: &IpKey,
 ) -> Option<()> {
-    let l3 = u32::from(frame.l3_offset);
+    let l3 = at.l3 as u32;
     let udp = frame.proto != IPPROTO_TCP;
     let check_at = u32::from(frame.l4_offset) + if udp { UDP_CHECK_AT } else { TCP_CHECK_AT };
     // An IPv4 UDP checksum of 0 means none, and must stay 0.
@@ -221,7 +236,7 @@ fn rewrite_address(
     // SAFETY: plain helper calls on the context's skb; the address buffers are 4 or 16 bytes
     // of the keys, as the lengths say.
     unsafe {
-        match frame.family {
+        match at.family {
             Family::V4 => {
                 let at = l3 + if end == End::Destination { 16 } else { 12 };
                 let old =
@@ -260,6 +275,13 @@ fn rewrite_address(
     }
 }
 
+/// Whether an unpaid client's refused packet is one the front door may take: TCP or UDP to
+/// an address that is not the box's. The rest is dropped without the tail call.
+#[inline(always)]
+pub fn may_steer(frame: &Frame) -> bool {
+    (frame.proto == IPPROTO_TCP || frame.proto == IPPROTO_UDP) && !frame.box_end
+}
+
 /// Whether a packet leaving for a client is one of the portal's answers (the redirect
 /// listener's, or a reset built by [`steer`]), which passes where the gate would drop it.
 #[inline(always)]
@@ -272,13 +294,16 @@ pub fn is_answer(ctx: &TcContext) -> bool {
 /// redirect listener of its family. Later packets of the connection find their socket by the
 /// kernel's own lookup; a SYN that finds no listener (the daemon is stopped) is dropped.
 #[inline(always)]
-fn to_redirect_listener(ctx: &TcContext, frame: &Frame, flags: u8) -> i32 {
+fn to_redirect_listener(ctx: &TcContext, flags: u8) -> i32 {
     // SAFETY: tc programs may write `mark`; `skb` is the context pointer.
     unsafe { (*ctx.skb.skb).mark = PORTAL_MARK };
     if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
         return TC_ACT_OK;
     }
-    let index: u32 = match frame.family {
+    let Some((_, family)) = network_layer(ctx) else {
+        return TC_ACT_SHOT;
+    };
+    let index: u32 = match family {
         Family::V4 => 0,
         Family::V6 => 1,
     };
@@ -310,13 +335,14 @@ fn to_redirect_listener(ctx: &TcContext, frame: &Frame, flags: u8) -> i32 {
 /// Turns an HTTPS SYN into the reset that refuses it and sends it back to the client; any
 /// other packet of such a connection is dropped.
 #[inline(always)]
-fn refuse(ctx: &TcContext, frame: &Frame, l4: usize, flags: u8) -> i32 {
+fn refuse(ctx: &TcContext, l4: usize, flags: u8) -> i32 {
     if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
         return TC_ACT_SHOT;
     }
-    let built = match frame.family {
-        Family::V4 => reset_v4(ctx, l4),
-        Family::V6 => reset_v6(ctx, l4),
+    let built = match network_layer(ctx) {
+        Some((_, Family::V4)) => reset_v4(ctx, l4),
+        Some((_, Family::V6)) => reset_v6(ctx, l4),
+        None => None,
     };
     if built.is_none() {
         return TC_ACT_SHOT;

@@ -12,7 +12,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf, SockMap},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, SockMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
         links::{FdLink, LinkError, PinnedLink},
@@ -22,8 +22,9 @@ use aya::{
 };
 use hotspotd_common::{
     AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
-    MAP_CONFIG, MAP_EVENTS, MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS, MAP_SEEN,
-    MAP_STATS, MAP_USAGE, MacKey, Usage, config_word, stat,
+    MAP_CONFIG, MAP_EVENTS, MAP_FRONT_DOOR, MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS,
+    MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, Usage,
+    config_word, front_door, stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -166,11 +167,18 @@ impl Kernel {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pin_dir)
             .load(EBPF_OBJECT)?;
-        for name in [PROGRAM_INGRESS, PROGRAM_EGRESS, CLOCK_PROBE] {
+        for name in [
+            PROGRAM_INGRESS,
+            PROGRAM_EGRESS,
+            PROGRAM_INGRESS_STEER,
+            PROGRAM_INGRESS_TO_BOX,
+            CLOCK_PROBE,
+        ] {
             classifier(&mut ebpf, name)?
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
+        fill_front_door(&mut ebpf)?;
         Ok(Self {
             ebpf,
             base_dir: base_dir.to_owned(),
@@ -660,6 +668,32 @@ impl Drop for Kernel {
             std::mem::forget(filter);
         }
     }
+}
+
+/// Puts the front door's programs where the upload program tail-calls them
+/// ([`MAP_FRONT_DOOR`]).
+pub fn fill_front_door(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    for (index, name) in [
+        (front_door::STEER, PROGRAM_INGRESS_STEER),
+        (front_door::TO_BOX, PROGRAM_INGRESS_TO_BOX),
+    ] {
+        let program = classifier(ebpf, name)?
+            .fd()
+            .map_err(|source| BpfError::Program { name, source })?
+            .try_clone()
+            .map_err(|source| BpfError::Program {
+                name,
+                source: aya::programs::ProgramError::IOError(source),
+            })?;
+        let mut programs: ProgramArray<&mut MapData> = typed_map_mut(ebpf, MAP_FRONT_DOOR)?;
+        programs
+            .set(index, &program, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_FRONT_DOOR,
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 pub(crate) fn typed_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, BpfError>

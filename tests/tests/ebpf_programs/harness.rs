@@ -19,8 +19,8 @@ use aya::{
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
     AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
-    MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, UNLIMITED_BYTES,
-    Usage, stat,
+    MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE,
+    PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -130,7 +130,13 @@ impl Harness {
             .default_map_pin_directory(&pins.path)
             .load(EBPF_OBJECT)
             .expect("load the eBPF object");
-        for name in [Program::Ingress.name(), Program::Egress.name(), CLOCK_PROBE] {
+        for name in [
+            Program::Ingress.name(),
+            Program::Egress.name(),
+            PROGRAM_INGRESS_STEER,
+            PROGRAM_INGRESS_TO_BOX,
+            CLOCK_PROBE,
+        ] {
             let classifier: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .expect("program in the object")
@@ -138,6 +144,7 @@ impl Harness {
                 .expect("program is a tc classifier");
             classifier.load().expect("the verifier accepts the program");
         }
+        hotspotd::bpf::fill_front_door(&mut ebpf).expect("the front door's program in its map");
         Self {
             ebpf,
             local_addrs: BTreeSet::new(),
