@@ -30,6 +30,8 @@ pub const STEERING_RULE_PRIORITY: u32 = 900;
 pub enum RoutesError {
     #[error("cannot open a routing netlink socket for the portal's policy routes")]
     Open(#[source] std::io::Error),
+    #[error("cannot describe the portal's local route: {0}")]
+    Route(String),
     #[error(
         "cannot {action} the policy routes that steer unpaid clients' web requests to the portal"
     )]
@@ -50,21 +52,11 @@ pub async fn install(lan: &str) -> Result<(), RoutesError> {
     };
     remove_rules(&handle).await?;
     let loopback = nix::net::if_::if_nametoindex("lo").unwrap_or(1);
-    let v4 = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-        .table_id(STEERING_TABLE)
-        .kind(RouteType::Local)
-        .scope(RouteScope::Host)
-        .output_interface(loopback)
-        .build();
-    let v6 = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
-        .table_id(STEERING_TABLE)
-        .kind(RouteType::Local)
-        .scope(RouteScope::Host)
-        .output_interface(loopback)
-        .build();
-    for route in [v4, v6] {
+    for everything in [
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    ] {
+        let route = local_route(everything)?.output_interface(loopback).build();
         handle
             .route()
             .add(route)
@@ -72,31 +64,20 @@ pub async fn install(lan: &str) -> Result<(), RoutesError> {
             .execute()
             .await
             .map_err(error)?;
+        let rule = handle
+            .rule()
+            .add()
+            .input_interface(lan)
+            .fw_mark(PORTAL_MARK)
+            .table_id(STEERING_TABLE)
+            .priority(STEERING_RULE_PRIORITY)
+            .action(RuleAction::ToTable);
+        match everything {
+            IpAddr::V4(_) => rule.v4().execute().await,
+            IpAddr::V6(_) => rule.v6().execute().await,
+        }
+        .map_err(error)?;
     }
-    handle
-        .rule()
-        .add()
-        .v4()
-        .input_interface(lan)
-        .fw_mark(PORTAL_MARK)
-        .table_id(STEERING_TABLE)
-        .priority(STEERING_RULE_PRIORITY)
-        .action(RuleAction::ToTable)
-        .execute()
-        .await
-        .map_err(error)?;
-    handle
-        .rule()
-        .add()
-        .v6()
-        .input_interface(lan)
-        .fw_mark(PORTAL_MARK)
-        .table_id(STEERING_TABLE)
-        .priority(STEERING_RULE_PRIORITY)
-        .action(RuleAction::ToTable)
-        .execute()
-        .await
-        .map_err(error)?;
     Ok(())
 }
 
@@ -108,19 +89,22 @@ pub async fn remove() -> Result<bool, RoutesError> {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     ] {
-        let Ok(builder) = RouteMessageBuilder::<IpAddr>::new().destination_prefix(destination, 0)
-        else {
-            continue;
-        };
-        let route = builder
-            .table_id(STEERING_TABLE)
-            .kind(RouteType::Local)
-            .scope(RouteScope::Host)
-            .build();
+        let route = local_route(destination)?.build();
         // Absent already (never added, or removed by hand): nothing to do.
         let _ = handle.route().del(route).execute().await;
     }
     Ok(found)
+}
+
+/// Table [`STEERING_TABLE`]'s one route of the family of `everything` (an unspecified
+/// address): every destination is the box's own.
+fn local_route(everything: IpAddr) -> Result<RouteMessageBuilder<IpAddr>, RoutesError> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(everything, 0)
+        .map_err(|invalid| RoutesError::Route(invalid.to_string()))?
+        .table_id(STEERING_TABLE)
+        .kind(RouteType::Local)
+        .scope(RouteScope::Host))
 }
 
 fn connect() -> Result<Handle, RoutesError> {
