@@ -20,6 +20,7 @@ pub mod addresses;
 pub mod alerts;
 pub mod api;
 pub mod bpf;
+pub mod captive;
 pub mod client;
 pub mod clock;
 pub mod config;

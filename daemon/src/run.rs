@@ -76,6 +76,9 @@ struct FrontDoor {
     redirect: [TcpListener; 2],
     theme: crate::portal::Theme,
     csrf: crate::portal::CsrfKey,
+    /// The RFC 8908 answer's own handle on the kernel's maps, and its clock's rate.
+    reader: crate::bpf::KernelReader,
+    hz: u32,
 }
 
 /// Opens the portal's listeners and has the programs steer unpaid clients' web traffic to
@@ -87,6 +90,7 @@ async fn open_front_door(
     kernel: &mut Kernel,
     theme: crate::portal::Theme,
     csrf: crate::portal::CsrfKey,
+    hz: u32,
 ) -> Result<Option<FrontDoor>, RunError> {
     let lan = &config.network.lan_interface;
     if config.portal.mode == crate::config::PortalMode::Off {
@@ -98,11 +102,14 @@ async fn open_front_door(
     let redirect = crate::portal::redirect::bind(lan)?;
     crate::portal::routes::install(lan).await?;
     kernel.steer_to_portal(Some([&redirect[0], &redirect[1]]))?;
+    let reader = Kernel::reader(&config.kernel.pin_dir)?;
     Ok(Some(FrontDoor {
         portal,
         redirect,
         theme,
         csrf,
+        reader,
+        hz,
     }))
 }
 
@@ -141,8 +148,17 @@ impl Beside {
             if front_door.portal.serves_https() {
                 tracing::info!(%interface, port = config.portal.tls_port, cert = %config.portal.tls_cert.display(), "the portal also serves HTTPS");
             }
-            let site =
-                crate::portal::Site::new(self.commands.clone(), front_door.theme, front_door.csrf);
+            let captive = crate::portal::CaptiveSource::new(
+                front_door.reader,
+                front_door.hz,
+                configs.clone(),
+            );
+            let site = crate::portal::Site::new(
+                self.commands.clone(),
+                front_door.theme,
+                front_door.csrf,
+                captive,
+            );
             tasks.spawn(crate::portal::serve(
                 front_door.portal,
                 crate::portal::router(site),
@@ -228,7 +244,7 @@ pub async fn run_reloadable(
         shaper,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
-    let front_door = open_front_door(&config, control.kernel_mut(), theme, csrf).await?;
+    let front_door = open_front_door(&config, control.kernel_mut(), theme, csrf, hz).await?;
     control.kernel_mut().attach(&lan)?;
     tracing::info!(interface = %lan, "programs attached");
 

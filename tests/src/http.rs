@@ -8,7 +8,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
+
+use crate::Netns;
 
 /// How long an exchange may take: the daemon answers in milliseconds.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,4 +120,49 @@ fn dechunk(headers: &str, body: &str) -> String {
         rest = next.trim_start_matches("\r\n");
     }
     out
+}
+
+/// `requests` GETs of `path` at `target` from inside `netns`, each on a connection of its own
+/// as a phone makes them, one after another (or one every `pace`): the time of each from
+/// connecting to the whole answer, each checked to be `status`. For the benchmarks.
+///
+/// # Errors
+/// If a connection fails or an answer is not `status`.
+pub fn timed_gets(
+    netns: &Netns,
+    target: std::net::SocketAddr,
+    path: &str,
+    requests: usize,
+    pace: Option<Duration>,
+    status: u16,
+) -> Result<Vec<Duration>> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    let expected = format!("HTTP/1.1 {status} ");
+    let path = path.to_owned();
+    netns.run(move || -> Result<Vec<Duration>> {
+        let mut samples = Vec::with_capacity(requests);
+        let started = std::time::Instant::now();
+        for n in 0..requests {
+            if let Some(pace) = pace {
+                let due = started + pace * u32::try_from(n).unwrap_or(u32::MAX);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let sent = std::time::Instant::now();
+            let mut stream = std::net::TcpStream::connect_timeout(&target, EXCHANGE_TIMEOUT)
+                .with_context(|| format!("connect to {target}"))?;
+            stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
+            stream.write_all(request.as_bytes())?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer)?;
+            samples.push(sent.elapsed());
+            ensure!(
+                answer.starts_with(expected.as_bytes()),
+                "{target}{path}: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+            );
+        }
+        Ok(samples)
+    })?
 }

@@ -188,6 +188,29 @@ impl Kernel {
         })
     }
 
+    /// A second handle on the maps a loaded `Kernel` pinned under `base_dir`, for reading
+    /// them off the control task (the portal's RFC 8908 answer): it loads only the clock
+    /// probe, attaches nothing and writes nothing.
+    pub fn reader(base_dir: &Path) -> Result<KernelReader, BpfError> {
+        let pin_dir = base_dir.join(layout_folder(MAP_LAYOUT_VERSION));
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&pin_dir)
+            .load(EBPF_OBJECT)?;
+        classifier(&mut ebpf, CLOCK_PROBE)?
+            .load()
+            .map_err(|source| BpfError::Program {
+                name: CLOCK_PROBE,
+                source,
+            })?;
+        Ok(KernelReader(Self {
+            ebpf,
+            base_dir: base_dir.to_owned(),
+            pin_dir,
+            links: Vec::new(),
+            filters: Vec::new(),
+        }))
+    }
+
     /// Attaches upload handling to `iface`'s ingress and download handling to its egress.
     ///
     /// With TCX (Linux >= 6.6) the links are pinned under the pin folder. A link a previous run
@@ -656,6 +679,27 @@ impl Kernel {
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
         typed_map(&self.ebpf, name)
+    }
+}
+
+/// Reads what the programs keep of who sends from an address, the grants and the kernel's
+/// clock, beside the [`Kernel`] the control task owns; see [`Kernel::reader`].
+pub struct KernelReader(Kernel);
+
+impl KernelReader {
+    /// See [`Kernel::address_owner`].
+    pub fn address_owner(&self, addr: IpKey) -> Result<Option<AddressOwner>, BpfError> {
+        self.0.address_owner(addr)
+    }
+
+    /// See [`Kernel::grant_of`].
+    pub fn grant_of(&self, client: MacKey) -> Result<Option<Grant>, BpfError> {
+        self.0.grant_of(client)
+    }
+
+    /// See [`Kernel::jiffies`].
+    pub fn jiffies(&self) -> Result<u64, BpfError> {
+        self.0.jiffies()
     }
 }
 

@@ -234,7 +234,7 @@ impl Control {
 /// How long after a session's end the kernel cuts it: the daemon wakes `WAKE_AFTER` after
 /// the end and starts the next session first, so a chain has no gap. Well inside the 100 ms
 /// that sessions.md rule 11 allows.
-pub(super) const KERNEL_DEADLINE_SLACK: Duration = Duration::from_millis(20);
+pub(super) use crate::captive::KERNEL_DEADLINE_SLACK;
 /// When the daemon wakes after a session's end to end it and start the next.
 pub(super) const WAKE_AFTER: Duration = Duration::from_millis(2);
 

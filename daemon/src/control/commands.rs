@@ -21,13 +21,6 @@ pub enum Command {
     Clients {
         reply: oneshot::Sender<Vec<ClientView>>,
     },
-    /// What the RFC 8908 API tells the client at `client`, which reached the portal at
-    /// `reached` (one of the box's addresses).
-    Captive {
-        client: std::net::IpAddr,
-        reached: std::net::SocketAddr,
-        reply: oneshot::Sender<crate::views::CaptiveView>,
-    },
     /// What the built-in portal's page shows the client at `client`; `None` when the kernel
     /// cannot name who sends from it.
     Portal {
@@ -158,13 +151,6 @@ impl Control {
         match command {
             Command::Clients { reply } => {
                 let _ = reply.send(self.client_views());
-            }
-            Command::Captive {
-                client,
-                reached,
-                reply,
-            } => {
-                let _ = reply.send(self.captive_view(client, reached));
             }
             Command::Portal { client, reply } => {
                 let _ = reply.send(self.portal_client(client));

@@ -10,6 +10,7 @@
 //! phones, `redirect` and `routes` steer unpaid clients here. Side effects: the listeners,
 //! until shutdown.
 
+mod captive;
 mod csrf;
 mod listen;
 mod pages;
@@ -23,7 +24,7 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::{
     Router,
     extract::{ConnectInfo, DefaultBodyLimit, State},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -31,15 +32,13 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::theme::{Theme, ThemeError};
+pub use captive::CaptiveSource;
 pub use csrf::CsrfKey;
 pub use listen::{Port, PortalListenError};
 pub use pages::MAX_CODE_CHARS;
 pub use tls::{PortalTls, TlsFilesError};
 
-use crate::{
-    config::Config,
-    control::{Command, Commands},
-};
+use crate::{config::Config, control::Commands};
 
 /// The media type RFC 8908 gives the API's answers.
 const CAPTIVE_JSON: &str = "application/captive+json";
@@ -68,15 +67,18 @@ pub struct Site {
     commands: Commands,
     theme: Arc<Theme>,
     csrf: Arc<CsrfKey>,
+    /// The RFC 8908 answer's source: the kernel, read off the control task.
+    captive: Arc<CaptiveSource>,
 }
 
 impl Site {
     #[must_use]
-    pub fn new(commands: Commands, theme: Theme, csrf: CsrfKey) -> Self {
+    pub fn new(commands: Commands, theme: Theme, csrf: CsrfKey, captive: CaptiveSource) -> Self {
         Self {
             commands,
             theme: Arc::new(theme),
             csrf: Arc::new(csrf),
+            captive: Arc::new(captive),
         }
     }
 }
@@ -225,21 +227,7 @@ async fn serve_plain(listeners: Vec<TcpListener>, router: Router, shutdown: Canc
 /// `GET /api/captive` (RFC 8908): the asking client's state, `application/captive+json`,
 /// never cached by anything shared (`Cache-Control: private`).
 async fn captive(State(site): State<Site>, ConnectInfo(ends): ConnectInfo<Ends>) -> Response {
-    let answer = site
-        .commands
-        .ask(|reply| Command::Captive {
-            client: ends.peer.ip(),
-            reached: ends.local,
-            reply,
-        })
-        .await;
-    let Ok(view) = answer else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "hotspotd is shutting down\n",
-        )
-            .into_response();
-    };
+    let view = site.captive.view(ends.peer.ip(), ends.local);
     let body = serde_json::to_string(&view).unwrap_or_default();
     let mut response = body.into_response();
     let headers = response.headers_mut();

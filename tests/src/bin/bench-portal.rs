@@ -7,17 +7,14 @@
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpStream},
-    thread,
-    time::{Duration, Instant},
+    net::{IpAddr, SocketAddr},
+    time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
-use hotspotd_tests::{Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, Netns};
+use anyhow::{Context as _, Result, bail};
+use hotspotd_tests::{Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, http::timed_gets};
 
 const PORTAL_PORT: u16 = 2050;
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -40,7 +37,7 @@ fn main() -> Result<()> {
 
     let internet = SocketAddr::new(IpAddr::V4(INTERNET_V4), 80);
     let portal = SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), PORTAL_PORT);
-    let redirect = timed(
+    let redirect = timed_gets(
         &unpaid.netns,
         internet,
         "/generate_204",
@@ -48,9 +45,9 @@ fn main() -> Result<()> {
         None,
         302,
     )?;
-    let captive = timed(&unpaid.netns, portal, "/api/captive", requests, None, 200)?;
+    let captive = timed_gets(&unpaid.netns, portal, "/api/captive", requests, None, 200)?;
     let pace = Duration::from_secs(1) / rate_per_sec.max(1);
-    let status = timed(&paying.netns, portal, "/", requests, Some(pace), 200)?;
+    let status = timed_gets(&paying.netns, portal, "/", requests, Some(pace), 200)?;
 
     println!("| answer | requests | p50 ms | p99 ms | max ms | target p99 |");
     println!("|---|---:|---:|---:|---:|---|");
@@ -81,46 +78,4 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `requests` GETs of `path` at `target` from `netns`, each on its own connection, one after
-/// another (or one every `pace`); the time from connecting to the whole answer, each checked
-/// for `status`.
-fn timed(
-    netns: &Netns,
-    target: SocketAddr,
-    path: &str,
-    requests: usize,
-    pace: Option<Duration>,
-    status: u16,
-) -> Result<Vec<Duration>> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
-    let path = path.to_owned();
-    let expected = format!("HTTP/1.1 {status} ");
-    netns.run(move || -> Result<Vec<Duration>> {
-        let mut samples = Vec::with_capacity(requests);
-        let started = Instant::now();
-        for n in 0..requests {
-            if let Some(pace) = pace {
-                let due = started + pace * u32::try_from(n).unwrap_or(u32::MAX);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(wait);
-                }
-            }
-            let sent = Instant::now();
-            let mut stream = TcpStream::connect_timeout(&target, TIMEOUT)
-                .with_context(|| format!("connect to {target}"))?;
-            stream.set_read_timeout(Some(TIMEOUT))?;
-            stream.write_all(request.as_bytes())?;
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer)?;
-            samples.push(sent.elapsed());
-            ensure!(
-                answer.starts_with(expected.as_bytes()),
-                "{target}{path}: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(200)])
-            );
-        }
-        Ok(samples)
-    })?
 }

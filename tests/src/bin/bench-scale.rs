@@ -2,7 +2,8 @@
 //! every second. For each client count (0 is the baseline, measured in the same run): the time
 //! to sell and connect every session through the API, then over a quiet window (nothing but the
 //! 1 s poll) the poll duration, the periodic save, resident memory and CPU, and over a loaded
-//! window the latency of a steady 100 requests/s mix; finally the full `GET /v1/clients` and
+//! window the latency of a steady 100 requests/s mix; finally the full `GET /v1/clients`, an
+//! unpaid device's front door (its web request redirected, the RFC 8908 answer) and
 //! `GET /metrics`. The clients are a [`Crowd`]: crafted frames from one client namespace, one
 //! source MAC and IPv6 address per client. Their sender is a thread of this process, so its CPU
 //! is not the daemon's. Prints markdown tables; see BENCHMARKS.md.
@@ -21,8 +22,9 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use hotspotd::client::{ApiClient, ClientError};
 use hotspotd_tests::{
-    Crowd, Daemon, INTERNET_V6, Lan, UdpSink,
+    Crowd, Daemon, GATEWAY_LAN_V4, INTERNET_V4, INTERNET_V6, Lan, UdpSink,
     frames::XorShift,
+    http::timed_gets,
     process::{ProcessSample, cpu_percent, load_average},
 };
 use serde_json::Value;
@@ -38,6 +40,11 @@ const WARM_UP: Duration = Duration::from_secs(5);
 const ACTIVE_TIMEOUT: Duration = Duration::from_mins(1);
 /// Full listings (`GET /v1/clients`) measured, one a second.
 const FULL_LISTINGS: usize = 5;
+/// The front door's requests from an unpaid device, of each kind, at 50 a second: 10 s, so
+/// ten 1 s polls fall among them.
+const PORTAL_REQUESTS: usize = 500;
+const PORTAL_PACE: Duration = Duration::from_millis(20);
+const PORTAL_PORT: u16 = 2050;
 
 struct Args {
     clients: Vec<usize>,
@@ -111,6 +118,10 @@ struct Run {
     requests: Vec<(&'static str, Latencies, usize)>,
     listing: Latencies,
     listing_bytes: usize,
+    /// The front door for an unpaid device while the crowd runs: the redirect of its web
+    /// request and the RFC 8908 answer, each at [`PORTAL_PACE`].
+    portal_redirect: Latencies,
+    portal_captive: Latencies,
     metrics: Latencies,
     metrics_bytes: usize,
     peak_rss_kib: u64,
@@ -234,6 +245,31 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
         listing_bytes = body.len();
         std::thread::sleep(Duration::from_secs(1));
     }
+    let phone = &lan.clients[0].netns;
+    let mut portal_redirect = Latencies::default();
+    let internet = SocketAddr::new(IpAddr::V4(INTERNET_V4), 80);
+    for took in timed_gets(
+        phone,
+        internet,
+        "/",
+        PORTAL_REQUESTS,
+        Some(PORTAL_PACE),
+        302,
+    )? {
+        portal_redirect.push(took);
+    }
+    let mut portal_captive = Latencies::default();
+    let portal = SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), PORTAL_PORT);
+    for took in timed_gets(
+        phone,
+        portal,
+        "/api/captive",
+        PORTAL_REQUESTS,
+        Some(PORTAL_PACE),
+        200,
+    )? {
+        portal_captive.push(took);
+    }
     let (metrics_text, metrics_took) = runtime.block_on(timed_text(&api, "/metrics"))?;
     metrics.push(metrics_took);
     let peak_rss_kib = ProcessSample::read(pid)?.peak_rss_kib;
@@ -253,6 +289,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
         requests,
         listing,
         listing_bytes,
+        portal_redirect,
+        portal_captive,
         metrics,
         metrics_bytes: metrics_text.len(),
         peak_rss_kib,
@@ -537,6 +575,8 @@ fn print_run(run: &Run) {
     }
     row("all of the mix", &all_requests(run).0);
     row("GET /v1/clients (every client)", &run.listing.0);
+    row("portal: unpaid HTTP → redirect", &run.portal_redirect.0);
+    row("portal: RFC 8908 GET /api/captive", &run.portal_captive.0);
     row("GET /metrics", &run.metrics.0);
     println!();
     println!(
