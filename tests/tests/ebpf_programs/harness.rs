@@ -201,18 +201,8 @@ impl Harness {
         frame: &[u8],
         context: &[u8; SK_BUFF_LEN],
     ) -> (i32, [u8; SK_BUFF_LEN]) {
-        let mut out = [0u8; SK_BUFF_LEN];
-        let options = TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(context),
-            ctx_out: Some(&mut out),
-            ..TestRunOptions::new()
-        };
-        let result = self
-            .classifier(program.name())
-            .test_run(options)
-            .unwrap_or_else(|error| panic!("{} test run: {error:?}", program.name()));
-        (result.return_value.cast_signed(), out)
+        let (verdict, _, out) = self.run_rewrite(program, frame, context);
+        (verdict, out)
     }
 
     /// Runs `program` once on `frame` with `context` as its `__sk_buff`, and returns the
