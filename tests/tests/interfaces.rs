@@ -10,8 +10,8 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
-    Client, Daemon, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, UdpSink, UdpStream, tc, udp_echoes,
-    wait_for,
+    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, UdpSink, UdpStream,
+    http::timed_gets, tc, udp_echoes, wait_for,
 };
 use serde_json::Value;
 
@@ -167,6 +167,22 @@ fn a_recreated_lan_gets_programs_and_limits_back_within_2_s() -> Result<()> {
     ensure!(
         sink.received() == leaked,
         "once the programs are back, nothing more gets through"
+    );
+    // The front door is back too: the portal's listeners follow the new interface, and the
+    // unpaid client's web request is redirected to them again.
+    let portal = SocketAddr::new(IpAddr::V4(GATEWAY_LAN_V4), 2050);
+    let internet = SocketAddr::new(IpAddr::V4(INTERNET_V4), 80);
+    let answers = |target: SocketAddr, path: &'static str, status: u16| {
+        timed_gets(&other.netns, target, path, 1, None, status).is_ok()
+    };
+    ensure!(
+        wait_for(Duration::from_secs(3), || answers(
+            portal,
+            "/api/captive",
+            200
+        ) && answers(internet, "/", 302)),
+        "the portal answers on the recreated LAN; log:\n{}",
+        daemon.log()
     );
     let log = daemon.log();
     ensure!(

@@ -157,9 +157,69 @@ impl Listeners {
     }
 }
 
+/// How often the portal looks whether the LAN interface was deleted and made again.
+const LINK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves `router` (see [`router`]) on `listeners` until `shutdown`; the HTTPS side takes a
 /// renewed certificate from each configuration `reloads` brings (SIGHUP).
+///
+/// The listeners are bound to the LAN interface as it was when they were made: one deleted
+/// and made again (a bridge rebuilt by the network configuration) is another device, which
+/// they would never hear from. So the portal watches the interface's index and, when it
+/// changes, binds new listeners on it with the configuration it started with.
 pub async fn serve(
+    listeners: Listeners,
+    router: Router,
+    reloads: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let started = Arc::clone(&reloads.borrow());
+    let lan = started.network.lan_interface.clone();
+    let index_of = || nix::net::if_::if_nametoindex(lan.as_str()).ok();
+    let mut bound_to = index_of();
+    let mut listeners = Some(listeners);
+    loop {
+        let round = shutdown.child_token();
+        let serving = listeners.take().map(|listeners| {
+            tokio::spawn(serve_round(
+                listeners,
+                router.clone(),
+                reloads.clone(),
+                round.clone(),
+            ))
+        });
+        let now = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                () = tokio::time::sleep(LINK_CHECK) => {}
+            }
+            let now = index_of();
+            if now.is_some() && now != bound_to {
+                break now;
+            }
+        };
+        round.cancel();
+        if let Some(serving) = serving {
+            let _ = serving.await;
+        }
+        if now.is_none() {
+            return;
+        }
+        match Listeners::bind(&started) {
+            Ok(bound) => {
+                tracing::info!(interface = %lan, "the portal listens on the recreated LAN interface");
+                listeners = Some(bound);
+                bound_to = now;
+            }
+            Err(error) => {
+                tracing::warn!(interface = %lan, error = %crate::text::chain(&error), "cannot listen on the recreated LAN interface; retrying");
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listeners` until `shutdown`: one round of [`serve`].
+async fn serve_round(
     listeners: Listeners,
     router: Router,
     reloads: watch::Receiver<Arc<Config>>,

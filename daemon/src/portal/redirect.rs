@@ -7,10 +7,11 @@
 //! The sockets are transparent (`IP_TRANSPARENT`): a connection handed to them keeps the
 //! internet address the client asked for as its local address, and answers from it. They carry
 //! the portal's mark, so the download program lets the answers through to a client without a
-//! session. Bound to a loopback address, a port the kernel picks, and the LAN interface: no
-//! ordinary lookup matches them (a packet from the LAN is not addressed to loopback, and a
-//! connection over loopback does not come in on the LAN), so nothing reaches them but what the
-//! upload program assigns. Side effects: two listening sockets.
+//! session. Bound to a loopback address and a port the kernel picks: no packet from the LAN
+//! is addressed to loopback, so nothing from the clients reaches them but what the upload
+//! program assigns (a process on the box itself could ask one for a redirect). Not bound to
+//! the LAN device, which may be deleted and made again under them. Side effects: two listening
+//! sockets.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
@@ -62,17 +63,16 @@ impl RedirectListenError {
 /// The IPv4 and IPv6 redirect listeners on `iface`.
 pub fn bind(iface: &str) -> Result<[TcpListener; 2], RedirectListenError> {
     let error = |source| RedirectListenError::new(iface, source);
-    let v4 = listener(iface, IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(error)?;
-    let v6 = listener(iface, IpAddr::V6(Ipv6Addr::LOCALHOST)).map_err(error)?;
+    let v4 = listener(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(error)?;
+    let v6 = listener(IpAddr::V6(Ipv6Addr::LOCALHOST)).map_err(error)?;
     Ok([v4, v6])
 }
 
-fn listener(iface: &str, loopback: IpAddr) -> std::io::Result<TcpListener> {
+fn listener(loopback: IpAddr) -> std::io::Result<TcpListener> {
     let socket = match loopback {
         IpAddr::V4(_) => TcpSocket::new_v4()?,
         IpAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    socket.bind_device(Some(iface.as_bytes()))?;
     setsockopt(&socket, sockopt::Mark, &PORTAL_MARK)?;
     match loopback {
         IpAddr::V4(_) => setsockopt(&socket, sockopt::IpTransparent, &true)?,
