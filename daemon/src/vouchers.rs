@@ -286,6 +286,89 @@ impl RedeemError {
     }
 }
 
+/// Wrong codes one device may enter in [`GUESS_WINDOW`] before it is refused.
+pub const WRONG_CODES_PER_DEVICE: usize = 5;
+/// Wrong codes all devices together may enter in [`GUESS_WINDOW`]: a guesser that changes its
+/// MAC for every try is held to this. At 100 a minute, finding one of 10,000 unused codes of
+/// the default length (49.5 bits) takes on average 2^49.5 / 10,000 / 100 minutes: 1.5 million
+/// years.
+pub const WRONG_CODES_IN_ALL: usize = 100;
+/// The window both limits count in; a refused device may try again when the oldest wrong
+/// code in it is this old.
+pub const GUESS_WINDOW: std::time::Duration = std::time::Duration::from_mins(1);
+
+/// The wrong codes of the last [`GUESS_WINDOW`], per device and in all: what throttles
+/// guessing. In memory only: a restart forgets them, which a guesser cannot cause.
+#[derive(Debug, Default)]
+pub struct Guesses {
+    by_mac: std::collections::HashMap<MacAddr, std::collections::VecDeque<std::time::Instant>>,
+    all: std::collections::VecDeque<std::time::Instant>,
+}
+
+/// Whose limit refused a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Throttle {
+    Device { retry_secs: u64 },
+    Everyone { retry_secs: u64 },
+}
+
+impl Throttle {
+    #[must_use]
+    pub fn retry_secs(self) -> u64 {
+        match self {
+            Self::Device { retry_secs } | Self::Everyone { retry_secs } => retry_secs,
+        }
+    }
+}
+
+impl Guesses {
+    /// Whether `mac` may try a code at `now`; if not, whose limit and for how long.
+    pub fn check(&mut self, mac: MacAddr, now: std::time::Instant) -> Result<(), Throttle> {
+        self.forget_before(now);
+        let retry = |oldest: Option<&std::time::Instant>| {
+            oldest.map_or(1, |oldest| {
+                (*oldest + GUESS_WINDOW)
+                    .saturating_duration_since(now)
+                    .as_secs()
+                    .max(1)
+            })
+        };
+        if let Some(wrong) = self.by_mac.get(&mac)
+            && wrong.len() >= WRONG_CODES_PER_DEVICE
+        {
+            return Err(Throttle::Device {
+                retry_secs: retry(wrong.front()),
+            });
+        }
+        if self.all.len() >= WRONG_CODES_IN_ALL {
+            return Err(Throttle::Everyone {
+                retry_secs: retry(self.all.front()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong code from `mac` at `now`.
+    pub fn wrong(&mut self, mac: MacAddr, now: std::time::Instant) {
+        self.by_mac.entry(mac).or_default().push_back(now);
+        self.all.push_back(now);
+    }
+
+    /// Drops what is older than the window; at most [`WRONG_CODES_IN_ALL`] devices are held.
+    fn forget_before(&mut self, now: std::time::Instant) {
+        let fresh = |at: &std::time::Instant| now.saturating_duration_since(*at) < GUESS_WINDOW;
+        while self.all.front().is_some_and(|at| !fresh(at)) {
+            self.all.pop_front();
+        }
+        self.by_mac.retain(|_, wrong| {
+            while wrong.front().is_some_and(|at| !fresh(at)) {
+                wrong.pop_front();
+            }
+            !wrong.is_empty()
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +488,39 @@ mod tests {
             Err(KeyError::Length { len: 5, .. })
         ));
         Ok(())
+    }
+
+    #[test]
+    fn wrong_codes_are_throttled_per_device_and_in_all() {
+        let start = std::time::Instant::now();
+        let device = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
+        let mut guesses = Guesses::default();
+        for _ in 0..WRONG_CODES_PER_DEVICE {
+            assert_eq!(guesses.check(device(1), start), Ok(()));
+            guesses.wrong(device(1), start);
+        }
+        assert_eq!(
+            guesses.check(device(1), start + std::time::Duration::from_secs(20)),
+            Err(Throttle::Device { retry_secs: 40 })
+        );
+        // Another device is not held back by this one.
+        assert_eq!(guesses.check(device(2), start), Ok(()));
+        // Once the window has passed, the device may try again.
+        assert_eq!(guesses.check(device(1), start + GUESS_WINDOW), Ok(()));
+
+        // A guesser changing its MAC for every try meets the limit of all devices.
+        let mut guesses = Guesses::default();
+        for n in 0..WRONG_CODES_IN_ALL {
+            let mac = MacAddr([2, 0, 0, 0, 1, u8::try_from(n % 256).unwrap_or(0)]);
+            assert_eq!(guesses.check(mac, start), Ok(()), "try {n}");
+            guesses.wrong(mac, start);
+        }
+        assert_eq!(
+            guesses.check(device(9), start),
+            Err(Throttle::Everyone { retry_secs: 60 })
+        );
+        assert_eq!(guesses.check(device(9), start + GUESS_WINDOW), Ok(()));
+        assert!(guesses.by_mac.is_empty(), "forgotten");
     }
 
     #[test]

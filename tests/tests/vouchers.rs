@@ -3,8 +3,8 @@
 //! with the device's CSRF token, as a browser sends it) and through `POST /v1/vouchers/redeem`;
 //! the device is connected and its traffic passes; the same code from another device is
 //! refused; a SIGKILL and a start keep every voucher and its state; revoking cuts the device
-//! off; an expired, used-up or revoked code gets a page saying so; bad input gets a clear
-//! error. Needs root.
+//! off; an expired, used-up or revoked code gets a page saying so; a device entering wrong
+//! codes is throttled, with an event; bad input gets a clear error. Needs root.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
@@ -418,5 +418,61 @@ fn bad_voucher_input_gets_a_clear_error_and_changes_nothing() -> Result<()> {
             "{path} {body}: {answer:?}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn wrong_codes_are_throttled_per_device_with_an_event() -> Result<()> {
+    let lan = Lan::new(3)?;
+    let (guesser, buyer, probe) = (&lan.clients[0], &lan.clients[1], &lan.clients[2]);
+    let daemon = Daemon::start(&lan, &[])?;
+    let (mut follower, events) = daemon.follow_events(&probe.mac)?;
+    let codes: Vec<String> = create(
+        &daemon,
+        &[
+            "--count",
+            "2",
+            "--type",
+            "time",
+            "--time-secs",
+            "600",
+            "--global-speed",
+        ],
+    )?
+    .iter()
+    .map(code_of)
+    .collect::<Result<_>>()?;
+    // Five wrong codes a minute are told "unknown"; then even a right one is refused.
+    for (n, last) in "23456".chars().enumerate() {
+        let answer = enter_code(guesser, &format!("ZZZZZZZZZ{last}"))?;
+        ensure!(
+            answer.status == 422 && answer.body.contains("Unknown code"),
+            "try {n}: {answer:?}"
+        );
+    }
+    let refused = enter_code(guesser, &codes[0])?;
+    ensure!(
+        refused.status == 429 && refused.body.contains("Try again in"),
+        "{refused:?}"
+    );
+    ensure!(
+        !reaches_internet(&lan, guesser)?,
+        "a throttled device got in"
+    );
+    ensure!(
+        states(&daemon)? == ["unused", "unused"],
+        "a refused try used a voucher"
+    );
+    let event = wait_for(SETTLE, || {
+        std::iter::from_fn(|| events.try_recv().ok())
+            .any(|line| line.contains("voucher_guessing") && line.contains(&guesser.mac))
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    ensure!(event, "no voucher_guessing event");
+    // Another device is not held back by the guesser.
+    let answer = enter_code(buyer, &codes[1])?;
+    ensure!(answer.status == 303, "{answer:?}");
+    ensure!(reaches_internet(&lan, buyer)?, "the buyer is offline");
     Ok(())
 }

@@ -83,6 +83,8 @@ pub enum VoucherError {
 #[derive(Debug)]
 pub(super) struct VoucherBook {
     key: VoucherKey,
+    /// Wrong codes lately, to throttle guessing.
+    guesses: crate::vouchers::Guesses,
     vouchers: BTreeMap<VoucherId, Voucher>,
     by_hash: HashMap<[u8; 32], VoucherId>,
 }
@@ -91,6 +93,7 @@ impl VoucherBook {
     pub(super) fn new(key: VoucherKey) -> Self {
         Self {
             key,
+            guesses: crate::vouchers::Guesses::default(),
             vouchers: BTreeMap::new(),
             by_hash: HashMap::new(),
         }
@@ -271,7 +274,28 @@ impl Control {
         mac: MacAddr,
         code: &str,
     ) -> Result<ClientView, RedeemError> {
+        let at = std::time::Instant::now();
+        if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
+            return Err(RedeemError::Throttled {
+                retry_secs: throttle.retry_secs(),
+            });
+        }
         let Some(id) = self.vouchers.find_code(code) else {
+            self.vouchers.guesses.wrong(mac, at);
+            if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
+                // The try that reached a limit: told once, not at every refused one after.
+                let everyone = matches!(throttle, crate::vouchers::Throttle::Everyone { .. });
+                tracing::warn!(%mac, everyone, retry_secs = throttle.retry_secs(), "too many wrong voucher codes: someone may be guessing; codes are refused for a while");
+                let now = self.now();
+                self.events.send(crate::events::LanRecord {
+                    at: now.wall,
+                    event: crate::events::LanEvent::VoucherGuessing {
+                        mac,
+                        everyone,
+                        retry_secs: throttle.retry_secs(),
+                    },
+                });
+            }
             tracing::debug!(%mac, code_len = code.len(), "a voucher code was entered; no voucher has it");
             return Err(RedeemError::UnknownCode);
         };

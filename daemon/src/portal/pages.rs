@@ -112,12 +112,20 @@ pub(super) async fn redeem(
                     "redeem_failed"
                 }
             };
-            let status = match error {
-                RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-                RedeemError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            let (status, message) = match error {
+                // The theme's text may say when: `{seconds}` is replaced.
+                RedeemError::Throttled { retry_secs } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    theme
+                        .text(key)
+                        .replace("{seconds}", &retry_secs.to_string()),
+                ),
+                RedeemError::Failed(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, theme.text(key).to_owned())
+                }
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, theme.text(key).to_owned()),
             };
-            front(&site, Some(&client), status, Some(theme.text(key)))
+            front(&site, Some(&client), status, Some(&message))
         }
     }
 }
