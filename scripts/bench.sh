@@ -30,3 +30,6 @@ echo "## Speed limits: applying HTB classes"
 echo
 echo "## Scale: 0, 1,000 and 10,000 clients with running sessions"
 ./target/release/bench-scale
+echo
+echo "## Vouchers: creating 10,000 at a time"
+./target/release/bench-vouchers

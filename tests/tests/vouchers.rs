@@ -165,7 +165,7 @@ fn a_voucher_redeemed_on_the_portal_connects_one_device_survives_a_crash_and_rev
     // The list shows no code: it is not kept.
     let listed = vouchers(&daemon)?;
     ensure!(
-        listed.iter().all(|voucher| voucher.get("code").is_none()),
+        listed.iter().all(|voucher| voucher["code"].is_null()),
         "{listed:?}"
     );
     ensure!(states(&daemon)? == ["unused"; 3], "{listed:?}");

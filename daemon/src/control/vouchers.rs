@@ -44,11 +44,12 @@ pub enum VoucherRef {
     Code(String),
 }
 
-/// One voucher as the API shows it. `code` only in the answer that created it: it is not kept.
+/// One voucher as the API shows it. `code` only in the answer that created it (`null` in
+/// lists): it is not kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VoucherView {
     pub id: VoucherId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub code: Option<String>,
     pub state: VoucherState,
     /// Devices using it now.
@@ -146,13 +147,12 @@ impl Control {
         let mut next_id = book.vouchers.keys().next_back().map_or(1, |id| id + 1);
         let mut created = Vec::with_capacity(new.count as usize);
         let mut codes = Vec::with_capacity(new.count as usize);
+        let mut batch_hashes = std::collections::HashSet::with_capacity(new.count as usize);
         while created.len() < new.count as usize {
             let code = new_code(length).map_err(VoucherError::Random)?;
             let code_hash = book.key.hash(&code);
             // 2^-49 a pair at the default length, but a repeat must never sell twice.
-            if book.by_hash.contains_key(&code_hash)
-                || created.iter().any(|v: &Voucher| v.code_hash == code_hash)
-            {
+            if book.by_hash.contains_key(&code_hash) || !batch_hashes.insert(code_hash) {
                 continue;
             }
             created.push(Voucher {
