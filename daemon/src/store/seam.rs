@@ -296,6 +296,21 @@ mod tests {
             "a save of what changed keeps the other clients' rows"
         );
         assert_eq!(loaded.meta, Some(meta(2)));
+        let vouchers = vec![
+            crate::store::tests::voucher(1),
+            crate::store::tests::voucher(2),
+        ];
+        store
+            .put_vouchers(vouchers.clone())
+            .expect("takes vouchers");
+        let mut unstorable = crate::store::tests::voucher(3);
+        unstorable.plan.time_secs = u64::MAX;
+        assert!(
+            store.put_vouchers(vec![unstorable]).is_err(),
+            "out of range"
+        );
+        store.saved(store.ticket()).await.expect("put away");
+        assert_eq!(store.load_all().vouchers, vouchers);
         assert!(store.remove(a).expect("removes"));
         assert!(!store.remove(a).expect("removes nothing"));
         assert_eq!(store.load_all().clients[0].session_id, None);

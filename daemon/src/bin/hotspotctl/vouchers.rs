@@ -182,3 +182,66 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), ClientError> {
         .map_err(export)?;
     file.write_all(text.as_bytes()).map_err(export)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(n: i64) -> VoucherView {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        VoucherView {
+            id: n,
+            code: Some(format!("ABCD{n:06}").replace(['0', '1'], "2")),
+            state: hotspotd::vouchers::VoucherState::Unused,
+            devices: 0,
+            max_devices: 1,
+            plan: SessionData {
+                provider: "voucher".to_owned(),
+                kind: hotspotd::sessions::SessionType::TimeOrData,
+                time_secs: 5_400,
+                data_mb: 500.0,
+                time_cons: 0,
+                data_cons: 0.0,
+                started_at: None,
+                exp_days: Some(30),
+                down_mbits: 10,
+                up_mbits: 2,
+                use_global_speed: false,
+                created_at: at,
+            },
+            valid_until: Some(at),
+            mac: None,
+            session_id: None,
+            created_at: at,
+            redeemed_at: None,
+        }
+    }
+
+    #[test]
+    fn cards_fill_a4_pages_of_24_with_code_and_plan() {
+        let vouchers: Vec<_> = (1..=25).map(created).collect();
+        let page = cards(&vouchers);
+        assert_eq!(page.matches("<div class=\"page\">").count(), 2);
+        assert_eq!(page.matches("<div class=\"card\">").count(), 25);
+        assert!(
+            page.contains("size: A4")
+                && page.contains("repeat(3, 1fr)")
+                && page.contains("repeat(8,")
+        );
+        assert!(page.contains("ABCD-2222-22"), "the code in groups of four");
+        assert!(page.contains("1 h 30 min, 500 MB, 10/2 Mbit/s, valid 30 days after first use"));
+        assert!(page.contains("Use before 2027-01-15"));
+    }
+
+    #[test]
+    fn the_csv_has_a_header_and_one_line_a_voucher() {
+        let text = csv(&[created(7)]);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("code,id,type,"));
+        assert_eq!(
+            lines[1],
+            "ABCD222227,7,time_or_data,5400,500,30,10,2,false,1,2027-01-15T08:00:00Z"
+        );
+    }
+}
