@@ -30,3 +30,9 @@ echo "## Speed limits: applying HTB classes"
 echo
 echo "## Scale: 0, 1,000 and 10,000 clients with running sessions"
 ./target/release/bench-scale
+echo
+echo "## Vouchers: creating 10,000 at a time"
+./target/release/bench-vouchers
+echo
+echo "## Vouchers: redeem to first packet"
+./target/release/bench-connect --voucher

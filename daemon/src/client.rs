@@ -35,6 +35,13 @@ pub enum ClientError {
         "hotspotd answered something this hotspotctl does not understand (are both the same version?)"
     )]
     Decode { source: serde_json::Error },
+    #[error(
+        "cannot write {path}: the vouchers were created and their codes are printed above (they are not kept anywhere else); copy them from there"
+    )]
+    Export {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct ApiClient {

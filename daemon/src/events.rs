@@ -40,6 +40,13 @@ pub enum LanEvent {
         from: MacAddr,
         to: MacAddr,
     },
+    /// `mac` entered one wrong voucher code too many (`everyone`: all devices together did):
+    /// someone may be guessing codes; codes are refused for `retry_secs` (docs/vouchers.md).
+    VoucherGuessing {
+        mac: MacAddr,
+        everyone: bool,
+        retry_secs: u64,
+    },
 }
 
 /// One [`LanEvent`] as listeners see it: `{"at": "...", "event": "mac_moved", ...}`.

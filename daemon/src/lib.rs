@@ -42,6 +42,7 @@ pub mod store;
 pub mod text;
 pub mod theme;
 pub mod views;
+pub mod vouchers;
 pub mod watch;
 
 pub use run::{ReleaseError, RunError, release, run, run_reloadable};

@@ -61,6 +61,8 @@ pub enum RunError {
     CsrfKey(#[source] std::io::Error),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    VoucherKey(#[from] crate::vouchers::KeyError),
     #[error("speed limits cannot be set up")]
     Shaping(#[from] ShapingError),
     #[error(transparent)]
@@ -229,6 +231,17 @@ pub async fn run_reloadable(
     let sqlite_path = config.store.sqlite_path.clone();
     let store: Arc<dyn SessionStore> =
         Arc::new(tokio::task::spawn_blocking(move || Store::open(&sqlite_path)).await??);
+    let key_path = crate::vouchers::VoucherKey::path_for(&config.store.sqlite_path);
+    let (voucher_key, key_created) = crate::vouchers::VoucherKey::load_or_create(&key_path)?;
+    if key_created
+        && store
+            .load_all()
+            .vouchers
+            .iter()
+            .any(|voucher| voucher.stage == crate::vouchers::Stage::Unused)
+    {
+        tracing::error!(path = %key_path.display(), "the voucher key was missing and a new one was made: the unused vouchers in the database cannot be redeemed; restore the key from a backup and restart, or revoke them and print new ones");
+    }
     // Sessions and grants are restored before the programs are attached (or take over from a
     // previous run's), so the gate is right from the first packet.
     let events = Events::default();
@@ -242,6 +255,7 @@ pub async fn run_reloadable(
         events: events.clone(),
         alerts: Arc::clone(&alerts),
         shaper,
+        voucher_key,
     };
     let mut control = Control::start(Arc::clone(&config), parts).await?;
     let front_door = open_front_door(&config, control.kernel_mut(), theme, csrf, hz).await?;

@@ -235,3 +235,76 @@ pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
+
+/// `POST /v1/vouchers`: `count` vouchers, each selling one session as `POST /v1/sessions`
+/// takes it (without `mac`, `provider` and `connect`: the session is the redeeming client's,
+/// its provider `"voucher"`, and it connects at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVoucherBatch {
+    pub count: u32,
+    #[serde(rename = "type", deserialize_with = "type_number_or_name")]
+    pub kind: SessionType,
+    #[serde(default)]
+    pub time_secs: u64,
+    #[serde(default)]
+    pub data_mb: f64,
+    #[serde(default)]
+    pub exp_days: Option<u32>,
+    #[serde(default)]
+    pub down_mbits: i32,
+    #[serde(default)]
+    pub up_mbits: i32,
+    #[serde(default)]
+    pub use_global_speed: bool,
+    #[serde(default = "one_device")]
+    pub max_devices: u32,
+    /// `YYYY-MM-DD` (to the end of that day, UTC) or an RFC 3339 time: after it an unused
+    /// voucher can no longer be redeemed.
+    #[serde(default)]
+    pub valid_until: Option<String>,
+}
+
+fn one_device() -> u32 {
+    1
+}
+
+impl NewVoucherBatch {
+    /// The plan each voucher sells: nothing consumed, never started.
+    #[must_use]
+    pub fn plan(&self, now: DateTime<Utc>) -> SessionData {
+        SessionData {
+            provider: "voucher".to_owned(),
+            kind: self.kind,
+            time_secs: self.time_secs,
+            data_mb: self.data_mb,
+            time_cons: 0,
+            data_cons: 0.0,
+            started_at: None,
+            exp_days: self.exp_days,
+            down_mbits: self.down_mbits,
+            up_mbits: self.up_mbits,
+            use_global_speed: self.use_global_speed,
+            created_at: now,
+        }
+    }
+}
+
+/// A `valid_until` as written: a date means to the end of that day, UTC.
+#[must_use]
+pub fn parse_valid_until(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(23, 59, 59)?.and_utc())
+}
+
+/// `POST /v1/vouchers/redeem` (for external portals) and `POST /v1/vouchers/revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherCode {
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    pub code: String,
+}

@@ -1,7 +1,7 @@
 //! End to end over plain HTTP: the built-in portal's pages, asked from client namespaces as a
-//! browser asks. An unpaid device gets the landing page with the voucher form, and every code
-//! is unknown (vouchers come next); a paying one its status page, and pauses and resumes from
-//! it; every answer carries the security headers; every form needs the device's own CSRF
+//! browser asks. An unpaid device gets the landing page with the voucher form, and a code no
+//! voucher has is refused (vouchers.rs redeems real ones); a paying one its status page, and
+//! pauses and resumes from it; every answer carries the security headers; every form needs the device's own CSRF
 //! token; another device's address, token or request gets nothing of it; bad form input gets
 //! a page saying what is wrong; the WAN side gets nothing; the theme folder changes texts and
 //! colours, and a broken one stops the start with a clear error. Needs root.
@@ -69,7 +69,7 @@ fn check_headers(answer: &Answer) -> Result<()> {
 }
 
 #[test]
-fn an_unpaid_device_gets_the_landing_page_and_every_code_is_unknown() -> Result<()> {
+fn an_unpaid_device_gets_the_landing_page_and_an_unknown_code_is_refused() -> Result<()> {
     let lan = Lan::new(1)?;
     let client = &lan.clients[0];
     let _daemon = Daemon::start(&lan, &[])?;

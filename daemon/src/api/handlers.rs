@@ -375,3 +375,93 @@ pub(super) fn body_too_large() -> ApiError {
         ),
     )
 }
+
+/// `GET /v1/vouchers`: every voucher, without codes (only their hashes are kept).
+pub(super) async fn vouchers(
+    State(commands): State<Commands>,
+) -> Result<Json<Vec<crate::control::VoucherView>>, ApiError> {
+    Ok(Json(
+        commands.ask(|reply| Command::Vouchers { reply }).await?,
+    ))
+}
+
+/// `POST /v1/vouchers`: creates a batch; the answer is the only place the codes are shown.
+pub(super) async fn create_vouchers(
+    State(commands): State<Commands>,
+    body: Result<Json<crate::views::NewVoucherBatch>, JsonRejection>,
+) -> Result<(StatusCode, Json<Vec<crate::control::VoucherView>>), ApiError> {
+    let Json(batch) = body.map_err(|rejection| json_error(&rejection))?;
+    let valid_until = batch
+        .valid_until
+        .as_deref()
+        .map(|text| {
+            crate::views::parse_valid_until(text).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_voucher",
+                    format!(
+                        "valid_until '{text}' is not a date: write it like 2027-01-31 or 2027-01-31T18:00:00Z"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    // The control task stamps the plan's `created_at` with the daemon's clock.
+    let new = crate::control::NewVouchers {
+        count: batch.count,
+        plan: batch.plan(chrono::Utc::now()),
+        max_devices: batch.max_devices,
+        valid_until,
+    };
+    let views = commands
+        .ask(|reply| Command::CreateVouchers { new, reply })
+        .await??;
+    Ok((StatusCode::CREATED, Json(views)))
+}
+
+/// `POST /v1/vouchers/{id}/revoke`.
+pub(super) async fn revoke_voucher(
+    State(commands): State<Commands>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<crate::control::VoucherView>, ApiError> {
+    let Path(id) = id.map_err(|_| bad_request("a voucher id is a whole number, like 42"))?;
+    let target = crate::control::VoucherRef::Id(id);
+    Ok(Json(
+        commands
+            .ask(|reply| Command::RevokeVoucher { target, reply })
+            .await??,
+    ))
+}
+
+/// `POST /v1/vouchers/revoke` with `{"code": …}`.
+pub(super) async fn revoke_by_code(
+    State(commands): State<Commands>,
+    body: Result<Json<crate::views::VoucherCode>, JsonRejection>,
+) -> Result<Json<crate::control::VoucherView>, ApiError> {
+    let Json(body) = body.map_err(|rejection| json_error(&rejection))?;
+    let target = crate::control::VoucherRef::Code(body.code);
+    Ok(Json(
+        commands
+            .ask(|reply| Command::RevokeVoucher { target, reply })
+            .await??,
+    ))
+}
+
+/// `POST /v1/vouchers/redeem` with `{"mac": …, "code": …}`: what the built-in portal's form
+/// does, for an external portal; answers with the client, connected.
+pub(super) async fn redeem(
+    State(commands): State<Commands>,
+    body: Result<Json<crate::views::VoucherCode>, JsonRejection>,
+) -> Result<Json<ClientView>, ApiError> {
+    let Json(body) = body.map_err(|rejection| json_error(&rejection))?;
+    let mac = station(
+        body.mac
+            .ok_or_else(|| bad_request("redeeming needs the client's mac"))?,
+    )?;
+    let code = body.code;
+    Ok(Json(
+        commands
+            .ask(|reply| Command::Redeem { mac, code, reply })
+            .await??,
+    ))
+}

@@ -25,7 +25,7 @@ pub use crate::views::{
     ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, SetAsideView, StatusView,
 };
 
-use crate::control::{CommandError, Commands, ControlGone};
+use crate::control::{CommandError, Commands, ControlGone, RedeemError, VoucherError};
 use crate::events::Events;
 use crate::sessions::engine::EngineError;
 
@@ -68,6 +68,21 @@ impl From<ControlGone> for ApiError {
     }
 }
 
+impl From<RedeemError> for ApiError {
+    fn from(error: RedeemError) -> Self {
+        let status = match error {
+            RedeemError::UnknownCode => StatusCode::NOT_FOUND,
+            RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RedeemError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RedeemError::Revoked
+            | RedeemError::Expired
+            | RedeemError::UsedUp
+            | RedeemError::InUseElsewhere => StatusCode::CONFLICT,
+        };
+        Self::new(status, error.code(), error.to_string())
+    }
+}
+
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         // The whole chain: the variants name what failed, their sources say why.
@@ -89,6 +104,18 @@ impl From<CommandError> for ApiError {
                 (StatusCode::CONFLICT, "not_connected")
             }
             CommandError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            CommandError::Voucher(
+                VoucherError::Count(_) | VoucherError::MaxDevices(_) | VoucherError::PastDate(_),
+            ) => (StatusCode::BAD_REQUEST, "invalid_voucher"),
+            CommandError::Voucher(VoucherError::UnknownCode) => {
+                (StatusCode::NOT_FOUND, "unknown_code")
+            }
+            CommandError::Voucher(VoucherError::UnknownVoucher(_)) => {
+                (StatusCode::NOT_FOUND, "unknown_voucher")
+            }
+            CommandError::Voucher(VoucherError::Random(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
         Self::new(status, code, message)
     }
@@ -209,6 +236,13 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
             axum::routing::delete(handlers::remove_session),
         )
         .route("/v1/status", get(handlers::status))
+        .route(
+            "/v1/vouchers",
+            get(handlers::vouchers).post(handlers::create_vouchers),
+        )
+        .route("/v1/vouchers/redeem", post(handlers::redeem))
+        .route("/v1/vouchers/revoke", post(handlers::revoke_by_code))
+        .route("/v1/vouchers/{id}/revoke", post(handlers::revoke_voucher))
         .route("/v1/portal/dhcp-options", get(handlers::dhcp_options))
         .route("/v1/events", get(handlers::events))
         .route("/metrics", get(handlers::metrics))

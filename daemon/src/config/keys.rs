@@ -35,6 +35,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "kernel",
     "events",
     "portal",
+    "vouchers",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -70,6 +71,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(PORTAL_TLS_PORT),
     Key::Text("portal.hostname"),
     Key::Text("portal.api_url"),
+    Key::Int(VOUCHER_CODE_LENGTH),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
@@ -86,6 +88,12 @@ pub(super) const SAVE_INTERVAL_SECS: IntKey =
 pub(super) const EXEC_TIMEOUT_MS: IntKey = IntKey::between("events.exec_timeout_ms", 100, 600_000);
 pub(super) const PORTAL_LISTEN_PORT: IntKey = IntKey::between("portal.listen_port", 1, 65_535);
 pub(super) const PORTAL_TLS_PORT: IntKey = IntKey::between("portal.tls_port", 1, 65_535);
+/// At least 40 bits of randomness; at most what the portal's form takes.
+pub(super) const VOUCHER_CODE_LENGTH: IntKey = IntKey::between(
+    "vouchers.code_length",
+    crate::vouchers::MIN_CODE_LENGTH as u64,
+    crate::vouchers::MAX_CODE_LENGTH as u64,
+);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

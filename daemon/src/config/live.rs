@@ -21,9 +21,9 @@ pub struct Reloaded {
 
 impl Config {
     /// What a running daemon (with `self`) makes of `new`. Applied while running: the walled
-    /// garden, `[speed]`, `[accounting]`, `[sessions]` and `store.save_interval_secs`.
-    /// Read only at start: the interfaces (the programs and trees hang on them), the database
-    /// path, every `[api]` key (the listeners and the token are set up once), the pin folder,
+    /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs` and
+    /// `[vouchers]` (new codes only). Read only at start: the interfaces (the programs and
+    /// trees hang on them), the database path, every `[api]` key (the listeners and the token are set up once), the pin folder,
     /// and `[events]` (the hook task is started with its program and timeout).
     #[must_use]
     pub fn reload_from(&self, new: &Self) -> Reloaded {
@@ -37,6 +37,7 @@ impl Config {
             kernel,
             events,
             portal,
+            vouchers,
         } = new;
         let mut restart = Restart {
             keys: Vec::new(),
@@ -52,6 +53,8 @@ impl Config {
             kernel: restart.kernel(kernel),
             events: restart.events(events),
             portal: restart.portal(portal),
+            // Only new codes' length: applied whole.
+            vouchers: vouchers.clone(),
         };
         Reloaded {
             config,
@@ -254,6 +257,7 @@ mod tests {
         "portal.redirect_dns",
         "portal.hostname",
         "portal.api_url",
+        "vouchers.code_length",
     ];
 
     /// Another value of the same kind as `value`.

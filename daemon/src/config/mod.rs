@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
     Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT, SAVE_INTERVAL_SECS,
-    check_values,
+    VOUCHER_CODE_LENGTH, check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -51,6 +51,7 @@ pub struct Config {
     pub kernel: KernelConfig,
     pub events: EventsConfig,
     pub portal: PortalConfig,
+    pub vouchers: VouchersConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -270,6 +271,23 @@ impl Default for PortalConfig {
             tls_port: 443,
             hostname: String::new(),
             api_url: String::new(),
+        }
+    }
+}
+
+/// `[vouchers]`: the codes sold on paper (docs/vouchers.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VouchersConfig {
+    /// Characters in a new code, of an alphabet of 31 (4.95 bits each): 9 to 32; the default
+    /// 10 is 49.5 bits. Codes already printed keep their length.
+    pub code_length: u64,
+}
+
+impl Default for VouchersConfig {
+    fn default() -> Self {
+        Self {
+            code_length: crate::vouchers::DEFAULT_CODE_LENGTH as u64,
         }
     }
 }
@@ -610,6 +628,7 @@ impl Config {
             (EXEC_TIMEOUT_MS, self.events.exec_timeout_ms),
             (PORTAL_LISTEN_PORT, u64::from(self.portal.listen_port)),
             (PORTAL_TLS_PORT, u64::from(self.portal.tls_port)),
+            (VOUCHER_CODE_LENGTH, self.vouchers.code_length),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;

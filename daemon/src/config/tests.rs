@@ -463,17 +463,22 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
         "config.toml: unknown section 'sped' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
+    );
+    let short = error_for("[vouchers]\ncode_length = 8", &[])?;
+    assert!(
+        short.contains("vouchers.code_length") && short.contains('9'),
+        "a code under 40 bits is refused: {short}"
     );
     assert_eq!(
         error_for("poll_interval_ms = 5", &[])?,
         "config.toml: unknown section 'poll_interval_ms' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
     );
     assert_eq!(
         error_for("[Speed]\n", &[])?,
         "config.toml: unknown section 'Speed' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
     );
     Ok(())
 }

@@ -33,6 +33,19 @@ pub enum Command {
         code: String,
         reply: oneshot::Sender<Result<ClientView, super::RedeemError>>,
     },
+    /// `POST /v1/vouchers`.
+    CreateVouchers {
+        new: super::NewVouchers,
+        reply: oneshot::Sender<Result<Vec<super::VoucherView>, CommandError>>,
+    },
+    /// `GET /v1/vouchers`.
+    Vouchers {
+        reply: oneshot::Sender<Vec<super::VoucherView>>,
+    },
+    RevokeVoucher {
+        target: super::VoucherRef,
+        reply: oneshot::Sender<Result<super::VoucherView, CommandError>>,
+    },
     /// The client that sends from an address, as the kernel saw it.
     ClientAt {
         ip: std::net::IpAddr,
@@ -92,6 +105,8 @@ pub enum CommandError {
     Engine(#[from] EngineError),
     #[error("the session could not be stored")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Voucher(#[from] super::VoucherError),
 }
 
 /// Who sends from an address (`GET /v1/clients?ip=`).
@@ -156,7 +171,19 @@ impl Control {
                 let _ = reply.send(self.portal_client(client));
             }
             Command::Redeem { mac, code, reply } => {
-                let _ = reply.send(self.redeem(mac, &code));
+                let result = self.redeem(mac, &code).await;
+                self.answer_once_saved(reply, result);
+            }
+            Command::CreateVouchers { new, reply } => {
+                let result = self.create_vouchers(&new);
+                self.answer_once_saved(reply, result);
+            }
+            Command::Vouchers { reply } => {
+                let _ = reply.send(self.voucher_views());
+            }
+            Command::RevokeVoucher { target, reply } => {
+                let result = self.revoke_voucher(target).await;
+                self.answer_once_saved(reply, result);
             }
             Command::ClientAt { ip, reply } => {
                 let answer = self.address_owner(ip).map(|owner| match owner {
@@ -223,10 +250,10 @@ impl Control {
     /// [`SAVED_WAIT`]. While the store is degraded already it answers at once: the change is
     /// kept, and waiting for the next attempt would only slow the portal down. The control
     /// task goes on meanwhile.
-    fn answer_once_saved<T: Send + 'static>(
+    fn answer_once_saved<T: Send + 'static, E: Send + 'static>(
         &self,
-        reply: oneshot::Sender<Result<T, CommandError>>,
-        result: Result<T, CommandError>,
+        reply: oneshot::Sender<Result<T, E>>,
+        result: Result<T, E>,
     ) {
         if result.is_err() || self.store.is_degraded() {
             let _ = reply.send(result);
@@ -263,7 +290,7 @@ impl Control {
 
     /// Sells a session. The store hands out its id and keeps it even while the disk fails,
     /// so a portal can go on selling; it is written as soon as the disk works.
-    async fn add_session(
+    pub(super) async fn add_session(
         &mut self,
         mac: MacAddr,
         data: SessionData,
@@ -297,7 +324,7 @@ impl Control {
 
     /// Deletes from the store, then the engine forgets the session (and chains or
     /// disconnects its client if it was running, once what it passed is billed).
-    async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
+    pub(super) async fn remove_session(&mut self, id: SessionId) -> Result<(), CommandError> {
         let Some(mac) = self.engine.session(id).map(|session| session.mac) else {
             return Err(EngineError::UnknownSession { id }.into());
         };

@@ -19,6 +19,7 @@ mod restore;
 mod save;
 mod speed;
 mod views;
+mod vouchers;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -34,9 +35,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use crate::vouchers::RedeemError;
 pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
-pub use portal::RedeemError;
 pub use speed::global as global_rates;
+pub use vouchers::{NewVouchers, VoucherError, VoucherRef, VoucherView};
 
 use hotspotd_common::Usage;
 
@@ -85,6 +87,8 @@ pub struct Parts {
     /// What the watchers beside the sessions counted, for `/metrics`.
     pub alerts: Arc<Alerts>,
     pub shaper: Shaper,
+    /// What voucher codes are kept under (`crate::vouchers`).
+    pub voucher_key: crate::vouchers::VoucherKey,
 }
 
 /// The daemon's state and its one owner.
@@ -163,6 +167,8 @@ pub struct Control {
     poll_durations: crate::histogram::Histogram,
     /// Stored sessions not loaded at start because a value was out of range (`restore`).
     set_aside: Vec<crate::views::SetAsideView>,
+    /// Every voucher, loaded at restore.
+    vouchers: vouchers::VoucherBook,
 }
 
 impl Control {
@@ -178,6 +184,7 @@ impl Control {
             events,
             alerts,
             shaper,
+            voucher_key,
         } = parts;
         let desired = speed::desired(&config);
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
@@ -229,6 +236,7 @@ impl Control {
             poll_again: false,
             poll_durations: crate::histogram::Histogram::default(),
             set_aside: Vec::new(),
+            vouchers: vouchers::VoucherBook::new(voucher_key),
         };
         control.restore().await?;
         Ok(control)

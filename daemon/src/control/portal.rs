@@ -1,27 +1,19 @@
-//! What the built-in portal's pages show one client, and the redemption of a voucher code.
-//! The client is the MAC the kernel saw send from the request's address (as for the RFC 8908
-//! answer): one it cannot name gets no personal data. Reads the kernel's maps and the engine;
-//! redeeming changes nothing yet (vouchers are the next piece of work).
+//! What the built-in portal's pages show one client (redeeming a voucher code is in
+//! `vouchers.rs`). The client is the MAC the kernel saw send from the request's address (as
+//! for the RFC 8908 answer): one it cannot name gets no personal data. Reads the kernel's maps
+//! and the engine.
 
 use std::net::IpAddr;
 
 use super::Control;
 use crate::{
     addresses::Owner,
-    mac::MacAddr,
     sessions::{
         SessionData,
         engine::{ClientState, SessionState},
     },
-    views::{ClientView, PortalClient, QueuedSession, Remaining},
+    views::{PortalClient, QueuedSession, Remaining},
 };
-
-/// Why a code bought nothing.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RedeemError {
-    #[error("no voucher has this code")]
-    UnknownCode,
-}
 
 impl Control {
     /// The client sending from `ip`, as its portal page shows it; `None` when the kernel
@@ -76,16 +68,5 @@ impl Control {
             up_mbits: speed.map(|(_, up)| up),
             queued,
         })
-    }
-
-    /// Redeems `code` for `mac`: the seam where vouchers (the next issue) sell the client a
-    /// session and connect it. No code is sold yet, so none buys anything.
-    #[expect(
-        clippy::unused_self,
-        reason = "the vouchers, kept by the control task, are looked up here"
-    )]
-    pub(super) fn redeem(&mut self, mac: MacAddr, code: &str) -> Result<ClientView, RedeemError> {
-        tracing::debug!(%mac, code_len = code.len(), "a voucher code was entered; no voucher has it");
-        Err(RedeemError::UnknownCode)
     }
 }

@@ -42,7 +42,9 @@ impl Control {
             sessions,
             clients,
             meta,
+            vouchers,
         } = self.store.load_all();
+        self.vouchers.load(vouchers);
         let mut sessions = self.set_aside_out_of_range(sessions);
         let moved = self.continue_clock(meta.as_ref(), &mut sessions);
         let now = self.now();

@@ -99,12 +99,34 @@ pub(super) async fn redeem(
     {
         Err(_) => unavailable(theme),
         Ok(Ok(_)) => Redirect::to("/").into_response(),
-        Ok(Err(RedeemError::UnknownCode)) => front(
-            &site,
-            Some(&client),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(theme.text("unknown_code")),
-        ),
+        Ok(Err(error)) => {
+            let key = match &error {
+                RedeemError::UnknownCode => "unknown_code",
+                RedeemError::Revoked => "voucher_revoked",
+                RedeemError::Expired => "voucher_expired",
+                RedeemError::UsedUp => "voucher_used_up",
+                RedeemError::InUseElsewhere => "voucher_in_use",
+                RedeemError::Throttled { .. } => "too_many_attempts",
+                RedeemError::Failed(reason) => {
+                    tracing::warn!(%mac, reason, "a voucher was valid but its session could not be sold");
+                    "redeem_failed"
+                }
+            };
+            let (status, message) = match error {
+                // The theme's text may say when: `{seconds}` is replaced.
+                RedeemError::Throttled { retry_secs } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    theme
+                        .text(key)
+                        .replace("{seconds}", &retry_secs.to_string()),
+                ),
+                RedeemError::Failed(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, theme.text(key).to_owned())
+                }
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, theme.text(key).to_owned()),
+            };
+            front(&site, Some(&client), status, Some(&message))
+        }
     }
 }
 

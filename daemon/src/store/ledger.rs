@@ -9,7 +9,11 @@ use super::{
     ChangeBatch, Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession,
     sqlite,
 };
-use crate::{mac::MacAddr, sessions::data::SessionData};
+use crate::{
+    mac::MacAddr,
+    sessions::data::SessionData,
+    vouchers::{Voucher, VoucherId},
+};
 
 /// The store's memory. Generations number the changes: a write carries every change up to
 /// the generation it was taken at, and only those are marked written when it succeeds.
@@ -29,6 +33,9 @@ pub(super) struct Ledger {
     clients_dirty: BTreeMap<MacAddr, u64>,
     /// The last change to the save's time not on disk yet.
     meta_dirty: Option<u64>,
+    vouchers: BTreeMap<VoucherId, Voucher>,
+    /// Vouchers whose latest record is not on disk yet, with their last change.
+    vouchers_dirty: BTreeMap<VoucherId, u64>,
     generation: u64,
 }
 
@@ -51,6 +58,8 @@ pub(super) struct Changes {
     pub replace_clients: bool,
     /// The highest id handed out, for the file to remember even if that session is gone.
     pub last_id: SessionId,
+    /// Vouchers to write, new or changed (with `full`, all of them).
+    pub vouchers: Vec<Voucher>,
 }
 
 impl Ledger {
@@ -68,6 +77,12 @@ impl Ledger {
                 .map(|client| (client.mac, client))
                 .collect(),
             meta: loaded.meta,
+            vouchers: loaded
+                .vouchers
+                .into_iter()
+                .map(|voucher| (voucher.id, voucher))
+                .collect(),
+            vouchers_dirty: BTreeMap::new(),
             last_id,
             dirty: BTreeMap::new(),
             clients_replaced: None,
@@ -83,6 +98,7 @@ impl Ledger {
             sessions: self.stored_sessions(),
             clients: self.clients.values().cloned().collect(),
             meta: self.meta.clone(),
+            vouchers: self.vouchers.values().cloned().collect(),
         }
     }
 
@@ -106,6 +122,21 @@ impl Ledger {
             || self.clients_replaced.is_some()
             || !self.clients_dirty.is_empty()
             || self.meta_dirty.is_some()
+            || !self.vouchers_dirty.is_empty()
+    }
+
+    /// Takes new or changed vouchers, each replacing its record. Refuses them all, before
+    /// taking any, if one could not be written.
+    pub(super) fn put_vouchers(&mut self, vouchers: Vec<Voucher>) -> Result<(), StoreError> {
+        for voucher in &vouchers {
+            super::vouchers::storable(voucher)?;
+        }
+        self.generation += 1;
+        for voucher in vouchers {
+            self.vouchers_dirty.insert(voucher.id, self.generation);
+            self.vouchers.insert(voucher.id, voucher);
+        }
+        Ok(())
     }
 
     /// Takes a new session for `mac` and hands out its id, the next after every id ever
@@ -254,6 +285,14 @@ impl Ledger {
             clients: clients.map(|clients| (clients, self.meta.clone())),
             replace_clients,
             last_id: self.last_id,
+            vouchers: if full {
+                self.vouchers.values().cloned().collect()
+            } else {
+                self.vouchers_dirty
+                    .keys()
+                    .filter_map(|id| self.vouchers.get(id).cloned())
+                    .collect()
+            },
         }
     }
 
@@ -266,6 +305,8 @@ impl Ledger {
             }
         }
         self.clients_dirty
+            .retain(|_, changed| *changed > generation);
+        self.vouchers_dirty
             .retain(|_, changed| *changed > generation);
     }
 
@@ -312,6 +353,7 @@ mod tests {
                 sessions: Vec::new(),
                 clients: Vec::new(),
                 meta: None,
+                vouchers: Vec::new(),
             },
             0,
         )
@@ -508,6 +550,7 @@ mod tests {
                 }],
                 clients: Vec::new(),
                 meta: None,
+                vouchers: Vec::new(),
             },
             // Session 9 was removed before this start; its id stays used.
             9,

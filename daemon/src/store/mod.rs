@@ -17,6 +17,7 @@ mod schema;
 mod seam;
 mod source;
 mod sqlite;
+mod vouchers;
 mod writer;
 
 use std::{
@@ -126,6 +127,8 @@ pub struct Loaded {
     pub clients: Vec<StoredClient>,
     /// `None` until the first [`SaveBatch`].
     pub meta: Option<SavedMeta>,
+    /// By id.
+    pub vouchers: Vec<crate::vouchers::Voucher>,
 }
 
 /// Why the store failed. Each message says what was wrong and what to do.
@@ -317,6 +320,11 @@ impl StoreHandle {
         self.change(|ledger| Ok(ledger.remove(id)))
     }
 
+    /// Takes new or changed vouchers, each replacing its record, written like a session.
+    pub fn put_vouchers(&self, vouchers: Vec<crate::vouchers::Voucher>) -> Result<(), StoreError> {
+        self.change(|ledger| ledger.put_vouchers(vouchers))
+    }
+
     /// One session as the store holds it; `None` when there is no such session.
     #[must_use]
     pub fn session(&self, id: SessionId) -> Option<(MacAddr, SessionData)> {
@@ -446,6 +454,37 @@ pub(crate) mod tests {
         }
     }
 
+    /// A voucher `n`: unused, or (odd `n`) redeemed by client `n`, with every optional field
+    /// set.
+    pub(crate) fn voucher(n: u32) -> crate::vouchers::Voucher {
+        let created_at = DateTime::from_timestamp(1_800_000_000, 5).expect("valid");
+        let mut code_hash = [7; 32];
+        code_hash[..4].copy_from_slice(&n.to_be_bytes());
+        let redeemed = n % 2 == 1;
+        crate::vouchers::Voucher {
+            id: i64::from(n),
+            code_hash,
+            plan: SessionData {
+                time_cons: 0,
+                data_cons: 0.0,
+                started_at: None,
+                created_at,
+                ..running(n)
+            },
+            max_devices: n,
+            valid_until: Some(created_at + TimeDelta::days(30)),
+            stage: if redeemed {
+                crate::vouchers::Stage::InUse
+            } else {
+                crate::vouchers::Stage::Unused
+            },
+            mac: redeemed.then(|| mac(n)),
+            session_id: redeemed.then_some(i64::from(n)),
+            created_at,
+            redeemed_at: redeemed.then(|| created_at + TimeDelta::seconds(9)),
+        }
+    }
+
     /// A locally administered MAC, `n` in its last four octets.
     pub(crate) fn mac(n: u32) -> MacAddr {
         let mut octets = [0x02, 0xaa, 0, 0, 0, 0];
@@ -513,6 +552,35 @@ pub(crate) mod tests {
         assert_eq!(health.state, StorageState::Ok);
         assert_eq!(health.pending_saves, 0);
         assert!(health.last_saved.is_some());
+    }
+
+    #[tokio::test]
+    async fn vouchers_are_kept_changed_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
+        let batch: Vec<_> = (1..=200).map(voucher).collect();
+        store.put_vouchers(batch.clone()).expect("takes");
+        store.sync().await.expect("saved");
+        assert_eq!(on_disk(&path).vouchers, batch);
+        let revoked = crate::vouchers::Voucher {
+            stage: crate::vouchers::Stage::Revoked,
+            ..voucher(2)
+        };
+        store.put_vouchers(vec![revoked.clone()]).expect("takes");
+        let mut unstorable = voucher(3);
+        unstorable.plan.data_mb = f64::NAN;
+        assert!(
+            store.put_vouchers(vec![voucher(4), unstorable]).is_err(),
+            "refused whole"
+        );
+        store.sync().await.expect("saved");
+        drop(store);
+        let reopened = Store::open(&path).expect("opens again");
+        let held = reopened.load_all().vouchers;
+        assert_eq!(held.len(), 200);
+        assert_eq!(held[1], revoked);
+        assert_eq!(held[3], voucher(4));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -715,6 +783,7 @@ pub(crate) mod tests {
                     sessions: Vec::new(),
                     clients: Vec::new(),
                     meta: None,
+                    vouchers: Vec::new(),
                 }
             );
         });

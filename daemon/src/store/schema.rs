@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -104,9 +104,37 @@ ALTER TABLE clients ADD COLUMN total_dropped_packets INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN saved_at_mono_ns INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 5: vouchers (docs/vouchers.md). A code is kept only as its HMAC under a key kept
+/// apart from this file; the plan is a session's fields as `session add` takes them.
+/// `session_id` is a plain reference, not a foreign key: a voucher names the session it
+/// became, and that session's row keeps the seed's fields alone; a removed session leaves the
+/// reference dangling, which reads as used up.
+const SCHEMA_V5: &str = "
+CREATE TABLE vouchers (
+    id               INTEGER PRIMARY KEY,
+    code_hash        BLOB    NOT NULL UNIQUE CHECK (length(code_hash) = 32),
+    provider         TEXT    NOT NULL,
+    type             INTEGER NOT NULL CHECK (type IN (0, 1, 2)),
+    time_secs        INTEGER NOT NULL CHECK (time_secs >= 0),
+    data_mb          REAL    NOT NULL,
+    exp_days         INTEGER CHECK (exp_days >= 0),
+    down_mbits       INTEGER NOT NULL,
+    up_mbits         INTEGER NOT NULL,
+    use_global_speed INTEGER NOT NULL CHECK (use_global_speed IN (0, 1)),
+    max_devices      INTEGER NOT NULL CHECK (max_devices >= 1),
+    valid_until      TEXT,
+    state            TEXT    NOT NULL CHECK (state IN ('unused', 'in_use', 'revoked')),
+    mac              TEXT    CHECK (mac IS NULL OR length(mac) = 17),
+    session_id       INTEGER,
+    created_at       TEXT    NOT NULL,
+    redeemed_at      TEXT
+);
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -586,6 +614,7 @@ mod tests {
             clients: Some((vec![client.clone()], Some(meta.clone()))),
             replace_clients: true,
             last_id: 5,
+            vouchers: Vec::new(),
         })
         .expect("saves");
         let loaded = db.load_all().expect("loads");
@@ -650,7 +679,30 @@ mod tests {
         assert_eq!(client.session_id, Some(1));
         assert_eq!(client.totals, crate::accounting::Totals::default());
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 4);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    /// A version 4 file with a session: kept, and an empty voucher table beside it that takes
+    /// vouchers.
+    #[test]
+    fn the_fourth_schema_gets_an_empty_voucher_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!("{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = 4;"),
+        );
+        let mut db = Db::open(&path).expect("migrates");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions, first_schema_sessions());
+        assert!(loaded.vouchers.is_empty());
+        let voucher = crate::store::tests::voucher(1);
+        let mut ledger = crate::store::ledger::Ledger::new(loaded, db.last_id().expect("id"));
+        ledger.put_vouchers(vec![voucher.clone()]).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 5);
     }
 
     #[test]
@@ -767,6 +819,7 @@ mod tests {
             clients: None,
             replace_clients: true,
             last_id: 1,
+            vouchers: Vec::new(),
         })
         .expect("writes");
         db.close().expect("closes");
@@ -817,6 +870,7 @@ mod tests {
             clients: None,
             replace_clients: true,
             last_id: 1,
+            vouchers: Vec::new(),
         })
         .expect("writes");
         // What a power cut leaves: the file and its WAL, never checkpointed, and no `-shm`.

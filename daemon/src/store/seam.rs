@@ -13,7 +13,7 @@ use super::{
     ChangeBatch, Loaded, SaveBatch, SessionId, StoreError, StoreHandle, StoreHealth, Ticket,
     health::StorageState, ledger::Ledger,
 };
-use crate::{histogram::Histogram, mac::MacAddr, sessions::data::SessionData};
+use crate::{histogram::Histogram, mac::MacAddr, sessions::data::SessionData, vouchers::Voucher};
 
 /// Where the daemon's sessions, its clients' rows and its last save's time are kept. Every
 /// change is taken at once and never waits for a disk or a network: an implementation that
@@ -36,6 +36,11 @@ pub trait SessionStore: Send + Sync {
 
     /// Takes a save of what changed: these sessions and clients, the rest kept as they are.
     fn save_changes(&self, batch: ChangeBatch) -> Result<(), StoreError>;
+
+    /// Takes new or changed vouchers (docs/vouchers.md), each replacing its record; they are
+    /// never deleted (a revoked voucher keeps its row). Refuses all of them if one could not
+    /// be stored.
+    fn put_vouchers(&self, vouchers: Vec<Voucher>) -> Result<(), StoreError>;
 
     /// Marks the changes taken so far, for [`saved`](Self::saved).
     fn ticket(&self) -> Ticket;
@@ -81,6 +86,10 @@ impl SessionStore for StoreHandle {
 
     fn save_changes(&self, batch: ChangeBatch) -> Result<(), StoreError> {
         Self::save_changes(self, batch)
+    }
+
+    fn put_vouchers(&self, vouchers: Vec<Voucher>) -> Result<(), StoreError> {
+        Self::put_vouchers(self, vouchers)
     }
 
     fn ticket(&self) -> Ticket {
@@ -193,6 +202,10 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    fn put_vouchers(&self, vouchers: Vec<Voucher>) -> Result<(), StoreError> {
+        self.change(|ledger| ledger.put_vouchers(vouchers))
+    }
+
     fn ticket(&self) -> Ticket {
         Ticket(self.read(Ledger::generation))
     }
@@ -283,6 +296,21 @@ mod tests {
             "a save of what changed keeps the other clients' rows"
         );
         assert_eq!(loaded.meta, Some(meta(2)));
+        let vouchers = vec![
+            crate::store::tests::voucher(1),
+            crate::store::tests::voucher(2),
+        ];
+        store
+            .put_vouchers(vouchers.clone())
+            .expect("takes vouchers");
+        let mut unstorable = crate::store::tests::voucher(3);
+        unstorable.plan.time_secs = u64::MAX;
+        assert!(
+            store.put_vouchers(vec![unstorable]).is_err(),
+            "out of range"
+        );
+        store.saved(store.ticket()).await.expect("put away");
+        assert_eq!(store.load_all().vouchers, vouchers);
         assert!(store.remove(a).expect("removes"));
         assert!(!store.remove(a).expect("removes nothing"));
         assert_eq!(store.load_all().clients[0].session_id, None);
@@ -307,6 +335,7 @@ mod tests {
             sessions: Vec::new(),
             clients: Vec::new(),
             meta: None,
+            vouchers: Vec::new(),
         });
         behaves_as_the_daemon_needs(Arc::new(store)).await;
     }

@@ -145,6 +145,7 @@ impl Db {
             sessions,
             clients,
             meta,
+            vouchers: super::vouchers::load(&self.conn, &self.path)?,
         })
     }
 
@@ -230,6 +231,7 @@ impl Db {
                         .map_err(fail(path, op))?;
                 }
             }
+            super::vouchers::write(&tx, path, &changes.vouchers, changes.full)?;
             for sql in RAISE_LAST_ID {
                 tx.prepare_cached(sql)
                     .and_then(|mut statement| statement.execute([changes.last_id]))
@@ -514,7 +516,7 @@ pub(super) fn storable_meta(meta: &SavedMeta) -> Result<(), StoreError> {
 /// RFC 3339 in UTC with nanoseconds, fixed width (`2027-01-15T08:00:00.123456789Z`), so the
 /// text sorts as the time does and no precision is lost. RFC 3339 has four-digit years only;
 /// a time outside them would be written but never read back.
-fn to_sql_time(field: &'static str, time: DateTime<Utc>) -> Result<String, StoreError> {
+pub(super) fn to_sql_time(field: &'static str, time: DateTime<Utc>) -> Result<String, StoreError> {
     if (0..=9_999).contains(&time.year()) {
         Ok(time.to_rfc3339_opts(SecondsFormat::Nanos, true))
     } else {
@@ -525,13 +527,13 @@ fn to_sql_time(field: &'static str, time: DateTime<Utc>) -> Result<String, Store
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|time| time.with_timezone(&Utc))
 }
 
-fn to_sql_int(field: &'static str, value: u64) -> Result<i64, StoreError> {
+pub(super) fn to_sql_int(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Unstorable {
         field,
         value: value.to_string(),
@@ -539,7 +541,7 @@ fn to_sql_int(field: &'static str, value: u64) -> Result<i64, StoreError> {
 }
 
 /// SQLite stores NaN as NULL, which would come back as an error or a different number.
-fn to_sql_real(field: &'static str, value: f64) -> Result<f64, StoreError> {
+pub(super) fn to_sql_real(field: &'static str, value: f64) -> Result<f64, StoreError> {
     if value.is_finite() {
         Ok(value)
     } else {
@@ -616,6 +618,7 @@ mod tests {
             clients: None,
             replace_clients: true,
             last_id,
+            vouchers: Vec::new(),
         }
     }
 
@@ -784,6 +787,7 @@ mod tests {
             )),
             replace_clients: true,
             last_id: i64::from(SESSIONS),
+            vouchers: Vec::new(),
         };
         db.write(&changes).expect("writes");
         let synchronous: i64 = db
@@ -913,6 +917,7 @@ mod tests {
             )),
             replace_clients: true,
             last_id: 5,
+            vouchers: Vec::new(),
         };
         db.write(&full).expect("writes");
         let loaded = db.load_all().expect("loads");

@@ -207,6 +207,7 @@ mod tests {
                 sessions: Vec::new(),
                 clients: Vec::new(),
                 meta: None,
+                vouchers: Vec::new(),
             },
             0,
         );

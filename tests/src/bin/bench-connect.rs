@@ -1,8 +1,9 @@
 //! Benchmark: from a portal's `POST /v1/sessions` with `"connect": true` (what
 //! `hotspotctl session add --connect` sends) to the first packet of that client reaching the
 //! internet namespace, p50/p99. Clients in the namespace harness send a probe every 200 µs all
-//! along; between rounds their session is removed, so each round starts blocked. Prints a
-//! markdown table; see BENCHMARKS.md.
+//! along; between rounds their session is removed, so each round starts blocked. With
+//! `--voucher`, each round redeems a voucher instead (`POST /v1/vouchers/redeem`, what the
+//! portal's form does) and revokes it after. Prints a markdown table; see BENCHMARKS.md.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 
 use std::{
@@ -30,13 +31,18 @@ type Arrivals = Arc<Mutex<HashMap<IpAddr, Instant>>>;
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let mut rounds: usize = 1_000;
+    let mut voucher = false;
     while let Some(arg) = args.next() {
+        if arg == "--voucher" {
+            voucher = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--rounds" => rounds = value.parse().context("--rounds")?,
-            _ => bail!("usage: bench-connect [--rounds N]"),
+            _ => bail!("usage: bench-connect [--rounds N] [--voucher]"),
         }
     }
     let lan = Lan::new(CLIENTS)?;
@@ -60,6 +66,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let api = ApiClient::new(daemon.socket());
+    let codes = if voucher {
+        create_vouchers(&runtime, &api, rounds)?
+    } else {
+        Vec::new()
+    };
     let mut latencies = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let client = &lan.clients[round % CLIENTS];
@@ -69,7 +80,14 @@ fn main() -> Result<()> {
             "use_global_speed": true, "connect": true,
         });
         let asked = Instant::now();
-        let session: SessionView = runtime.block_on(api.post("/v1/sessions", &body))?;
+        let session = if voucher {
+            let body = serde_json::json!({ "mac": client.mac, "code": codes.get(round).cloned().unwrap_or_default() });
+            let _: serde_json::Value = runtime.block_on(api.post("/v1/vouchers/redeem", &body))?;
+            None
+        } else {
+            let session: SessionView = runtime.block_on(api.post("/v1/sessions", &body))?;
+            Some(session)
+        };
         let mut arrived = None;
         wait_for(Duration::from_secs(2), || {
             arrived = arrivals
@@ -82,13 +100,26 @@ fn main() -> Result<()> {
         let arrived = arrived.with_context(|| format!("round {round}: no packet got through"))?;
         latencies.push(arrived - asked);
         // Blocked again before this client's next round.
-        runtime.block_on(api.delete(&format!("/v1/sessions/{}", session.session.id)))?;
+        if let Some(session) = session {
+            runtime.block_on(api.delete(&format!("/v1/sessions/{}", session.session.id)))?;
+        } else {
+            let _: serde_json::Value = runtime.block_on(api.post(
+                "/v1/vouchers/revoke",
+                &serde_json::json!({ "code": codes.get(round).cloned().unwrap_or_default() }),
+            ))?;
+        }
     }
     running.store(false, Ordering::SeqCst);
     let _ = receiver.join();
     for sender in senders {
         let _ = sender.join();
     }
+    print_table(&mut latencies, rounds, voucher);
+    Ok(())
+}
+
+/// The latencies' quantiles as a markdown table.
+fn print_table(latencies: &mut [Duration], rounds: usize, voucher: bool) {
     latencies.sort();
     let at = |quantile: f64| {
         #[expect(
@@ -100,7 +131,12 @@ fn main() -> Result<()> {
         let index = ((latencies.len() - 1) as f64 * quantile).round() as usize;
         latencies[index].as_secs_f64() * 1e3
     };
-    println!("| from `POST /v1/sessions` (connect) to the first packet through | ms |");
+    let from = if voucher {
+        "`POST /v1/vouchers/redeem`"
+    } else {
+        "`POST /v1/sessions` (connect)"
+    };
+    println!("| from {from} to the first packet through | ms |");
     println!("|---|---:|");
     println!(
         "| p50 ({rounds} rounds over {CLIENTS} clients) | {:.2} |",
@@ -112,7 +148,23 @@ fn main() -> Result<()> {
         "| probe interval (resolution) | {:.2} |",
         PROBE_EVERY.as_secs_f64() * 1e3
     );
-    Ok(())
+}
+
+/// `count` vouchers of the same plan as the sessions, and their codes.
+fn create_vouchers(
+    runtime: &tokio::runtime::Runtime,
+    api: &ApiClient,
+    count: usize,
+) -> Result<Vec<String>> {
+    let body = serde_json::json!({
+        "count": count, "type": "data", "data_mb": 1_000, "use_global_speed": true,
+    });
+    let created: Vec<serde_json::Value> = runtime.block_on(api.post("/v1/vouchers", &body))?;
+    created
+        .iter()
+        .map(|voucher| voucher["code"].as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .context("the vouchers' codes")
 }
 
 fn receive(at: SocketAddr, arrivals: &Arrivals, running: &AtomicBool) -> Result<()> {

@@ -3,6 +3,7 @@
 #![expect(clippy::print_stdout, reason = "printing is this binary's job")]
 
 mod table;
+mod vouchers;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use hotspotd::{
     api::{ClientView, SessionView, StatusView},
     client::{ApiClient, ClientError},
+    control::VoucherView,
     mac::MacAddr,
     sessions::SessionType,
 };
@@ -48,6 +50,12 @@ enum Command {
     /// Add or remove a session.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Vouchers: codes, without the codes themselves (only their hashes are kept), state and
+    /// devices.
+    Vouchers,
+    /// Create or revoke vouchers.
+    #[command(subcommand)]
+    Voucher(VoucherCommand),
     /// Start or resume the client's session (an error if it has none left).
     Connect {
         #[arg(long, value_parser = parse_mac)]
@@ -92,10 +100,61 @@ enum SessionCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum VoucherCommand {
+    /// Create vouchers; prints each with its code, shown this once (save them with --csv or
+    /// --print).
+    Create(CreateVouchers),
+    /// Revoke a voucher: it can no longer be redeemed, and a device using it is cut off.
+    Revoke {
+        /// The voucher's code (case, spaces and dashes do not matter).
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        code: Option<String>,
+        /// The voucher's id, as `hotspotctl vouchers` lists it.
+        #[arg(long)]
+        id: Option<i64>,
+    },
+}
+
+#[derive(Args)]
+struct CreateVouchers {
+    /// How many (1 to 10,000).
+    #[arg(long, allow_negative_numbers = true)]
+    count: u32,
+    #[command(flatten)]
+    plan: PlanFlags,
+    /// How many devices may use one voucher at a time (stored; one for now).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    max_devices: u32,
+    /// After this date (YYYY-MM-DD, to the end of the day UTC, or an RFC 3339 time) an
+    /// unused voucher can no longer be redeemed.
+    #[arg(long)]
+    valid_until: Option<String>,
+    /// Also write the codes and their plan to this CSV file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also write a printable HTML page of cards (A4, 3 x 8 a page) to this file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    print: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct AddSession {
     #[arg(long, value_parser = parse_mac)]
     mac: MacAddr,
+    #[command(flatten)]
+    plan: PlanFlags,
+    /// Who sells it (a plugin, a voucher system).
+    #[arg(long, default_value = "cli")]
+    provider: String,
+    /// Start it (or the client's current one) at once.
+    #[arg(long)]
+    connect: bool,
+}
+
+/// What a session sells, as `session add` and `voucher create` take it.
+#[derive(Args)]
+struct PlanFlags {
     /// time, data or time_or_data (or 0, 1, 2).
     #[arg(long = "type", value_parser = parse_type)]
     kind: SessionType,
@@ -119,12 +178,24 @@ struct AddSession {
     /// Use the global speed limits instead of --down-mbits/--up-mbits.
     #[arg(long)]
     global_speed: bool,
-    /// Who sells it (a plugin, a voucher system).
-    #[arg(long, default_value = "cli")]
-    provider: String,
-    /// Start it (or the client's current one) at once.
-    #[arg(long)]
-    connect: bool,
+}
+
+impl PlanFlags {
+    /// The session fields of the API's requests.
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let serde_json::Value::Object(fields) = serde_json::json!({
+            "type": self.kind,
+            "time_secs": self.time_secs.unwrap_or(0),
+            "data_mb": self.data_mb.unwrap_or(0.0),
+            "exp_days": self.exp_days,
+            "down_mbits": self.down_mbits.unwrap_or(0),
+            "up_mbits": self.up_mbits.unwrap_or(0),
+            "use_global_speed": self.global_speed,
+        }) else {
+            return serde_json::Map::new();
+        };
+        fields
+    }
 }
 
 fn parse_mac(text: &str) -> Result<MacAddr, String> {
@@ -274,19 +345,13 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             show(cli, &sessions, table::sessions);
         }
         Command::Session(SessionCommand::Add(add)) => {
-            let body = serde_json::json!({
-                "mac": add.mac,
-                "type": add.kind,
-                "time_secs": add.time_secs.unwrap_or(0),
-                "data_mb": add.data_mb.unwrap_or(0.0),
-                "exp_days": add.exp_days,
-                "down_mbits": add.down_mbits.unwrap_or(0),
-                "up_mbits": add.up_mbits.unwrap_or(0),
-                "use_global_speed": add.global_speed,
-                "provider": add.provider,
-                "connect": add.connect,
-            });
-            let session: SessionView = api.post("/v1/sessions", &body).await?;
+            let mut body = add.plan.json();
+            body.insert("mac".to_owned(), serde_json::json!(add.mac));
+            body.insert("provider".to_owned(), serde_json::json!(add.provider));
+            body.insert("connect".to_owned(), serde_json::json!(add.connect));
+            let session: SessionView = api
+                .post("/v1/sessions", &serde_json::Value::Object(body))
+                .await?;
             show(cli, std::slice::from_ref(&session), table::sessions);
         }
         Command::Session(SessionCommand::Remove { id }) => {
@@ -297,6 +362,11 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
                 println!("session {id} removed");
             }
         }
+        Command::Vouchers => {
+            let vouchers: Vec<VoucherView> = api.get("/v1/vouchers").await?;
+            show(cli, &vouchers, vouchers::table);
+        }
+        Command::Voucher(command) => voucher(cli, &api, command).await?,
         Command::Connect { mac } => {
             let client: ClientView = api
                 .post(
@@ -346,6 +416,55 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// `hotspotctl voucher create|revoke`.
+async fn voucher(cli: &Cli, api: &ApiClient, command: &VoucherCommand) -> Result<(), ClientError> {
+    match command {
+        VoucherCommand::Create(create) => {
+            let mut body = create.plan.json();
+            body.insert("count".to_owned(), serde_json::json!(create.count));
+            body.insert(
+                "max_devices".to_owned(),
+                serde_json::json!(create.max_devices),
+            );
+            body.insert(
+                "valid_until".to_owned(),
+                serde_json::json!(create.valid_until),
+            );
+            let created: Vec<VoucherView> = api
+                .post("/v1/vouchers", &serde_json::Value::Object(body))
+                .await?;
+            if cli.json {
+                print_json(&created);
+            } else {
+                vouchers::table(&created);
+            }
+            if let Some(path) = &create.csv {
+                vouchers::write_private(path, &vouchers::csv(&created))?;
+            }
+            if let Some(path) = &create.print {
+                vouchers::write_private(path, &vouchers::cards(&created))?;
+            }
+        }
+        VoucherCommand::Revoke { code, id } => {
+            let voucher: VoucherView = match (code, id) {
+                (_, Some(id)) => {
+                    api.post(&format!("/v1/vouchers/{id}/revoke"), &serde_json::json!({}))
+                        .await?
+                }
+                (code, None) => {
+                    api.post(
+                        "/v1/vouchers/revoke",
+                        &serde_json::json!({ "code": code.as_deref().unwrap_or_default() }),
+                    )
+                    .await?
+                }
+            };
+            show(cli, std::slice::from_ref(&voucher), vouchers::table);
+        }
+    }
+    Ok(())
+}
+
 /// Prints rows as a table, or as one JSON document: an array for listings, the object itself
 /// for a command about one thing.
 fn show<T: serde::Serialize>(cli: &Cli, rows: &[T], table: fn(&[T])) {
@@ -354,7 +473,9 @@ fn show<T: serde::Serialize>(cli: &Cli, rows: &[T], table: fn(&[T])) {
         return;
     }
     match &cli.command {
-        Command::Clients { .. } | Command::Sessions { .. } => print_json(&rows),
+        Command::Clients { .. } | Command::Sessions { .. } | Command::Vouchers => {
+            print_json(&rows);
+        }
         _ => match rows.first() {
             Some(row) => print_json(row),
             None => print_json(&rows),

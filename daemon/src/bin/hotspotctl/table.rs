@@ -202,7 +202,7 @@ pub fn event(line: &str) -> String {
     format!("{at}  {name:<20}  {}", rest.join(" "))
 }
 
-fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
+pub fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
     let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -226,14 +226,14 @@ fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
 }
 
 /// An enum's API name (`connected`, `time_or_data`…), from its serde form.
-fn snake(value: &impl serde::Serialize) -> String {
+pub fn snake(value: &impl serde::Serialize) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
 
-fn utc(at: DateTime<Utc>) -> String {
+pub fn utc(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

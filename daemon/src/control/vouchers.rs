@@ -1,0 +1,350 @@
+//! Vouchers on the control task (docs/vouchers.md): creating them in batches, listing them,
+//! revoking them, and redeeming one for a client. The control task holds every voucher and
+//! the index of their codes' hashes; the store keeps them. Side effects: reads /dev/urandom
+//! for new codes; a redemption sells a session and connects its client; revoking a voucher in
+//! use removes its session (billed first).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{CommandError, Control};
+use crate::{
+    mac::MacAddr,
+    sessions::{
+        SessionData,
+        engine::{ClientState, Now},
+    },
+    store::SessionId,
+    views::ClientView,
+    vouchers::{
+        MAX_BATCH, RedeemError, Stage, Voucher, VoucherId, VoucherKey, VoucherState, new_code,
+        normalise,
+    },
+};
+
+/// The most devices a voucher may be created for (they share one voucher's plan).
+pub const MAX_DEVICES: u32 = 1_000;
+
+/// What `POST /v1/vouchers` asks for: `count` vouchers, each selling `plan`.
+#[derive(Clone, Debug)]
+pub struct NewVouchers {
+    pub count: u32,
+    pub plan: SessionData,
+    pub max_devices: u32,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Which voucher a revocation names.
+#[derive(Clone, Debug)]
+pub enum VoucherRef {
+    Id(VoucherId),
+    /// As typed.
+    Code(String),
+}
+
+/// One voucher as the API shows it. `code` only in the answer that created it (`null` in
+/// lists): it is not kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VoucherView {
+    pub id: VoucherId,
+    #[serde(default)]
+    pub code: Option<String>,
+    pub state: VoucherState,
+    /// Devices using it now.
+    pub devices: u32,
+    pub max_devices: u32,
+    pub plan: SessionData,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub mac: Option<MacAddr>,
+    pub session_id: Option<SessionId>,
+    pub created_at: DateTime<Utc>,
+    pub redeemed_at: Option<DateTime<Utc>>,
+}
+
+/// Why a voucher command was refused; each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum VoucherError {
+    #[error("count must be 1 to {MAX_BATCH} (got {0}); create larger runs in several batches")]
+    Count(u32),
+    #[error("max_devices must be 1 to {MAX_DEVICES} (got {0})")]
+    MaxDevices(u32),
+    #[error("valid_until {0} has passed: give a later date, or none")]
+    PastDate(DateTime<Utc>),
+    #[error("no voucher has this code")]
+    UnknownCode,
+    #[error("there is no voucher {0}")]
+    UnknownVoucher(VoucherId),
+    #[error("cannot draw codes from /dev/urandom")]
+    Random(#[source] std::io::Error),
+}
+
+/// The vouchers the control task holds, with the index of their codes.
+#[derive(Debug)]
+pub(super) struct VoucherBook {
+    key: VoucherKey,
+    /// Wrong codes lately, to throttle guessing.
+    guesses: crate::vouchers::Guesses,
+    vouchers: BTreeMap<VoucherId, Voucher>,
+    by_hash: HashMap<[u8; 32], VoucherId>,
+}
+
+impl VoucherBook {
+    pub(super) fn new(key: VoucherKey) -> Self {
+        Self {
+            key,
+            guesses: crate::vouchers::Guesses::default(),
+            vouchers: BTreeMap::new(),
+            by_hash: HashMap::new(),
+        }
+    }
+
+    /// Takes the stored vouchers at start.
+    pub(super) fn load(&mut self, vouchers: Vec<Voucher>) {
+        for voucher in vouchers {
+            self.by_hash.insert(voucher.code_hash, voucher.id);
+            self.vouchers.insert(voucher.id, voucher);
+        }
+    }
+
+    fn find_code(&self, typed: &str) -> Option<VoucherId> {
+        let code = normalise(typed)?;
+        self.by_hash.get(&self.key.hash(&code)).copied()
+    }
+}
+
+impl Control {
+    /// Creates `new.count` vouchers with fresh codes and stores them; the answer holds the
+    /// codes, shown this once.
+    pub(super) fn create_vouchers(
+        &mut self,
+        new: &NewVouchers,
+    ) -> Result<Vec<VoucherView>, CommandError> {
+        if !(1..=MAX_BATCH).contains(&new.count) {
+            return Err(VoucherError::Count(new.count).into());
+        }
+        if !(1..=MAX_DEVICES).contains(&new.max_devices) {
+            return Err(VoucherError::MaxDevices(new.max_devices).into());
+        }
+        let now = self.now();
+        if let Some(until) = new.valid_until.filter(|until| *until <= now.wall) {
+            return Err(VoucherError::PastDate(until).into());
+        }
+        let plan = SessionData {
+            provider: "voucher".to_owned(),
+            time_cons: 0,
+            data_cons: 0.0,
+            started_at: None,
+            created_at: now.wall,
+            ..new.plan.clone()
+        };
+        plan.validate()?;
+        // Checked to be 9 to 32 when the configuration was read.
+        let length = usize::try_from(self.config.vouchers.code_length)
+            .unwrap_or(crate::vouchers::DEFAULT_CODE_LENGTH);
+        let book = &mut self.vouchers;
+        let mut next_id = book.vouchers.keys().next_back().map_or(1, |id| id + 1);
+        let mut created = Vec::with_capacity(new.count as usize);
+        let mut codes = Vec::with_capacity(new.count as usize);
+        let mut batch_hashes = std::collections::HashSet::with_capacity(new.count as usize);
+        while created.len() < new.count as usize {
+            let code = new_code(length).map_err(VoucherError::Random)?;
+            let code_hash = book.key.hash(&code);
+            // 2^-49 a pair at the default length, but a repeat must never sell twice.
+            if book.by_hash.contains_key(&code_hash) || !batch_hashes.insert(code_hash) {
+                continue;
+            }
+            created.push(Voucher {
+                id: next_id,
+                code_hash,
+                plan: plan.clone(),
+                max_devices: new.max_devices,
+                valid_until: new.valid_until,
+                stage: Stage::Unused,
+                mac: None,
+                session_id: None,
+                created_at: now.wall,
+                redeemed_at: None,
+            });
+            codes.push(code);
+            next_id += 1;
+        }
+        self.store.put_vouchers(created.clone())?;
+        tracing::info!(
+            count = created.len(),
+            first = created.first().map(|v| v.id),
+            "vouchers created"
+        );
+        let mut views = Vec::with_capacity(created.len());
+        for (voucher, code) in created.into_iter().zip(codes) {
+            let mut view = self.voucher_view(&voucher, now);
+            view.code = Some(code);
+            self.vouchers.by_hash.insert(voucher.code_hash, voucher.id);
+            self.vouchers.vouchers.insert(voucher.id, voucher);
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    /// Every voucher, oldest first.
+    pub(super) fn voucher_views(&mut self) -> Vec<VoucherView> {
+        let now = self.now();
+        self.vouchers
+            .vouchers
+            .values()
+            .map(|voucher| self.voucher_view(voucher, now))
+            .collect()
+    }
+
+    fn voucher_view(&self, voucher: &Voucher, now: Now) -> VoucherView {
+        let state = self.voucher_state(voucher, now);
+        VoucherView {
+            id: voucher.id,
+            code: None,
+            state,
+            devices: u32::from(state == VoucherState::InUse),
+            max_devices: voucher.max_devices,
+            plan: voucher.plan.clone(),
+            valid_until: voucher.valid_until,
+            mac: voucher.mac,
+            session_id: voucher.session_id,
+            created_at: voucher.created_at,
+            redeemed_at: voucher.redeemed_at,
+        }
+    }
+
+    fn voucher_state(&self, voucher: &Voucher, now: Now) -> VoucherState {
+        let session = voucher
+            .session_id
+            .and_then(|id| self.engine.state_of(id, now));
+        voucher.state(session, now.wall)
+    }
+
+    /// Revokes a voucher: it can no longer be redeemed, and the session it became, if any, is
+    /// removed (what its client used billed first), so its client is blocked. Revoking a
+    /// revoked voucher changes nothing.
+    pub(super) async fn revoke_voucher(
+        &mut self,
+        target: VoucherRef,
+    ) -> Result<VoucherView, CommandError> {
+        let id = match target {
+            VoucherRef::Id(id) => self
+                .vouchers
+                .vouchers
+                .contains_key(&id)
+                .then_some(id)
+                .ok_or(VoucherError::UnknownVoucher(id))?,
+            VoucherRef::Code(code) => self
+                .vouchers
+                .find_code(&code)
+                .ok_or(VoucherError::UnknownCode)?,
+        };
+        let Some(voucher) = self.vouchers.vouchers.get(&id).cloned() else {
+            return Err(VoucherError::UnknownVoucher(id).into());
+        };
+        if voucher.stage == Stage::Revoked {
+            let now = self.now();
+            return Ok(self.voucher_view(&voucher, now));
+        }
+        if let Some(session) = voucher
+            .session_id
+            .filter(|session| self.engine.session(*session).is_some())
+        {
+            self.client_count.set(None);
+            self.remove_session(session).await?;
+        }
+        let revoked = Voucher {
+            stage: Stage::Revoked,
+            ..voucher
+        };
+        self.store.put_vouchers(vec![revoked.clone()])?;
+        tracing::info!(voucher = id, mac = ?revoked.mac, "voucher revoked");
+        let now = self.now();
+        let view = self.voucher_view(&revoked, now);
+        self.vouchers.vouchers.insert(id, revoked);
+        Ok(view)
+    }
+
+    /// Redeems `code` for `mac`: an unused voucher's plan becomes the client's session
+    /// (provider "voucher"; the voucher names it) and the client is connected at once. The
+    /// same device entering its voucher again is connected (resumed) again.
+    pub(super) async fn redeem(
+        &mut self,
+        mac: MacAddr,
+        code: &str,
+    ) -> Result<ClientView, RedeemError> {
+        let at = std::time::Instant::now();
+        if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
+            return Err(RedeemError::Throttled {
+                retry_secs: throttle.retry_secs(),
+            });
+        }
+        let Some(id) = self.vouchers.find_code(code) else {
+            self.vouchers.guesses.wrong(mac, at);
+            if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
+                // The try that reached a limit: told once, not at every refused one after.
+                let everyone = matches!(throttle, crate::vouchers::Throttle::Everyone { .. });
+                tracing::warn!(%mac, everyone, retry_secs = throttle.retry_secs(), "too many wrong voucher codes: someone may be guessing; codes are refused for a while");
+                let now = self.now();
+                self.events.send(crate::events::LanRecord {
+                    at: now.wall,
+                    event: crate::events::LanEvent::VoucherGuessing {
+                        mac,
+                        everyone,
+                        retry_secs: throttle.retry_secs(),
+                    },
+                });
+            }
+            tracing::debug!(%mac, code_len = code.len(), "a voucher code was entered; no voucher has it");
+            return Err(RedeemError::UnknownCode);
+        };
+        let Some(voucher) = self.vouchers.vouchers.get(&id).cloned() else {
+            return Err(RedeemError::UnknownCode);
+        };
+        let now = self.now();
+        match self.voucher_state(&voucher, now) {
+            VoucherState::Revoked => Err(RedeemError::Revoked),
+            VoucherState::Expired => Err(RedeemError::Expired),
+            VoucherState::UsedUp => Err(RedeemError::UsedUp),
+            VoucherState::InUse if voucher.mac != Some(mac) => {
+                // One device for now: device slots (max_devices > 1) are future work.
+                Err(RedeemError::InUseElsewhere)
+            }
+            VoucherState::InUse => {
+                if self.engine.client_state(mac) != ClientState::Connected {
+                    let effects = self
+                        .engine
+                        .connect(mac, now)
+                        .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
+                    self.apply(effects, now).await;
+                    self.save();
+                }
+                Ok(self.client_view(mac))
+            }
+            VoucherState::Unused => {
+                self.client_count.set(None);
+                let sold = self
+                    .add_session(mac, voucher.plan.clone(), true)
+                    .await
+                    .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
+                let now = self.now();
+                let redeemed = Voucher {
+                    stage: Stage::InUse,
+                    mac: Some(mac),
+                    session_id: Some(sold.session.id),
+                    redeemed_at: Some(now.wall),
+                    ..voucher
+                };
+                if let Err(error) = self.store.put_vouchers(vec![redeemed.clone()]) {
+                    // The client paid with the code and has its session; the voucher's new
+                    // state is kept in memory and shown, and the log says it is not stored.
+                    tracing::error!(voucher = id, error = %crate::text::chain(&error), "a redeemed voucher's state cannot be stored");
+                }
+                tracing::info!(voucher = id, %mac, session = sold.session.id, "voucher redeemed");
+                self.vouchers.vouchers.insert(id, redeemed);
+                Ok(self.client_view(mac))
+            }
+        }
+    }
+}
