@@ -183,6 +183,39 @@ mod tests {
     }
 
     #[test]
+    fn the_last_byte_and_the_last_jiffy_still_count() {
+        let portal = PortalConfig::default();
+        let reached: SocketAddr = "192.0.2.1:2050".parse().expect("valid");
+        let client = Owner::Client(MacAddr::from(hotspotd_common::MacKey::new([
+            2, 0, 0, 0, 0, 1,
+        ])));
+        let (now, hz) = (10_000, 250);
+        // One byte left: the kernel passes one more packet, so not captive; none left: captive.
+        let one_byte = Grant::new(1, 1, NO_DEADLINE);
+        let answer = view(&portal, reached, &client, Some(&one_byte), now, hz);
+        assert!(!answer.captive);
+        assert_eq!(answer.bytes_remaining, Some(1));
+        assert!(
+            view(
+                &portal,
+                reached,
+                &client,
+                Some(&Grant::new(1, 0, NO_DEADLINE)),
+                now,
+                hz
+            )
+            .captive
+        );
+        // A deadline one jiffy away passes packets; one at `now` drops them.
+        let last_jiffy = Grant::new(1, UNLIMITED_BYTES, now + 1);
+        let answer = view(&portal, reached, &client, Some(&last_jiffy), now, hz);
+        assert!(!answer.captive);
+        assert_eq!(answer.seconds_remaining, Some(0));
+        let at_deadline = Grant::new(1, UNLIMITED_BYTES, now);
+        assert!(view(&portal, reached, &client, Some(&at_deadline), now, hz).captive);
+    }
+
+    #[test]
     fn seconds_left_leave_out_the_kernels_slack() {
         // HZ 250: 4 ms a jiffy; the kernel cuts 20 ms + 4 ms after the session's end.
         let now = 1_000;
