@@ -9,13 +9,25 @@ use core::mem::size_of;
 /// The layout version is part of the path so a daemon never reuses maps of another layout.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/hotspotd";
 /// Bumped whenever a map's key, value or meaning changes.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
-/// Counters of the clients the daemon keeps room for, every client with a grant among them:
-/// `PerCpuHashMap<MacKey, Usage>`. The daemon creates and deletes the entries (before a grant
-/// is set, after the last reading without one), the kernel only counts into them, so a paying
-/// client's billing never depends on free room in a table that other traffic can fill.
+/// The clients the daemon keeps room for, every client with a grant among them:
+/// `HashMap<MacKey, ClientSlots>`, written by the daemon only. One lookup by source (upload)
+/// or destination (download) MAC names everything a packet needs: the client's counters in
+/// [`MAP_USAGE`], the budget it draws on in [`MAP_BUDGETS`] (shared by the devices of one
+/// voucher) and its HTB classes. A client's entry is made before its first grant and deleted
+/// after its last reading without one, so a paying client's billing never depends on free
+/// room in a table that other traffic can fill.
+pub const MAP_CLIENTS: &str = "CLIENTS";
+/// Counters of the clients in [`MAP_CLIENTS`]: `PerCpuArray<Usage>`, indexed by
+/// `ClientSlots::counters`. The kernel only counts into them; the daemon zeroes a slot before
+/// it gives it to a client, and reuses a released slot only after a quarantine that outlasts
+/// any program still holding its index.
 pub const MAP_USAGE: &str = "USAGE";
+/// Running sessions' budgets: `Array<Budget>`, indexed by `ClientSlots::budget`, written by
+/// the daemon; the programs decrement `bytes_left` and set `flags`. Several clients (the
+/// devices of one voucher) may name one budget: what all of them pass is spent from it.
+pub const MAP_BUDGETS: &str = "BUDGETS";
 /// Counters of every other MAC the programs see: `LruPerCpuHashMap<MacKey, Usage>`, entries
 /// created by the kernel at a MAC's first frame. When it is full the least recently seen
 /// entry makes way, so a flood of made-up MACs costs only their own counters.
@@ -39,10 +51,6 @@ pub const MAP_CLOCK: &str = "CLOCK";
 /// A program the daemon runs with `BPF_PROG_TEST_RUN` to read the kernel's jiffies, the clock
 /// the programs stamp packets with (a plain load, where a `ktime` helper costs ~18 ns).
 pub const CLOCK_PROBE: &str = "clock_probe";
-/// What each client with a running session may use: `HashMap<MacKey, Grant>`, written by the
-/// daemon; the programs decrement `bytes_left` and set `flags`. A client without an entry has
-/// no running session and reaches only the walled garden.
-pub const MAP_GRANTS: &str = "GRANTS";
 /// Extra destinations clients without a session may reach (`network.walled_garden`):
 /// `LpmTrie<[u8; 16], GardenPorts>`, IPv4 IPv4-mapped (prefix + 96).
 pub const MAP_WALLED_GARDEN: &str = "WALLED_GARDEN";
@@ -97,7 +105,7 @@ pub const PORTAL_MARK: u32 = 0x6873_0000;
 
 /// Clients the kernel tracks at once. A hotspot box serves hundreds to a few thousand.
 pub const MAX_CLIENTS: u32 = 16_384;
-/// Entries of [`MAP_SEEN`]: MACs without room in [`MAP_USAGE`].
+/// Entries of [`MAP_SEEN`]: MACs without room in [`MAP_CLIENTS`].
 pub const MAX_SEEN: u32 = 16_384;
 /// Entries of [`MAP_ADDRESSES`]: a phone has an IPv4, a link-local and one or two global IPv6
 /// addresses.
@@ -246,10 +254,28 @@ impl Usage {
     }
 }
 
-/// A running session's budget in the kernel (value of [`MAP_GRANTS`]).
+/// The slots of a client the daemon keeps room for (value of [`MAP_CLIENTS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientSlots {
+    /// Its counters: an index into [`MAP_USAGE`].
+    pub counters: u32,
+    /// The budget it draws on: an index into [`MAP_BUDGETS`]; [`NO_BUDGET`] while it has no
+    /// running session (it reaches only the walled garden).
+    pub budget: u32,
+    /// `skb->priority` (HTB class) for the client's download and upload; 0 = none.
+    pub class_down: u32,
+    pub class_up: u32,
+}
+const _: () = assert!(size_of::<ClientSlots>() == 16);
+
+/// `ClientSlots::budget` of a client without a running session.
+pub const NO_BUDGET: u32 = u32::MAX;
+
+/// A running session's budget in the kernel (value of [`MAP_BUDGETS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grant {
+pub struct Budget {
     /// Billable bytes (up + down) the session may still pass; the programs subtract every
     /// packet atomically and drop once it is spent. [`UNLIMITED_BYTES`] for time-only sessions.
     pub bytes_left: i64,
@@ -257,14 +283,26 @@ pub struct Grant {
     pub deadline_jiffies: u64,
     /// The session this budget belongs to, echoed in [`GateEvent`]s.
     pub session_id: i64,
-    /// `skb->priority` (HTB class) for the client's download and upload; 0 = none.
-    pub class_down: u32,
-    pub class_up: u32,
     /// [`grant_flag`] bits the programs set, once each. 64 bits: BPF before ISA v3 has no
     /// 32-bit atomic OR.
     pub flags: u64,
 }
-const _: () = assert!(size_of::<Grant>() == 40);
+const _: () = assert!(size_of::<Budget>() == 32);
+
+/// A client's grant as the daemon reads and writes it: its budget (perhaps shared) and its
+/// own classes. Never a map value: [`MAP_CLIENTS`] and [`MAP_BUDGETS`] hold its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// See [`Budget`].
+    pub bytes_left: i64,
+    pub deadline_jiffies: u64,
+    pub session_id: i64,
+    /// See [`ClientSlots`].
+    pub class_down: u32,
+    pub class_up: u32,
+    /// See [`Budget`].
+    pub flags: u64,
+}
 
 /// `Grant::bytes_left` of a session whose data does not count.
 pub const UNLIMITED_BYTES: i64 = i64::MAX;
@@ -281,6 +319,30 @@ impl Grant {
             class_down: 0,
             class_up: 0,
             flags: 0,
+        }
+    }
+
+    /// The budget part, as [`MAP_BUDGETS`] holds it.
+    #[must_use]
+    pub const fn budget(&self) -> Budget {
+        Budget {
+            bytes_left: self.bytes_left,
+            deadline_jiffies: self.deadline_jiffies,
+            session_id: self.session_id,
+            flags: self.flags,
+        }
+    }
+
+    /// A client's grant from its budget and its classes.
+    #[must_use]
+    pub const fn of(budget: &Budget, slots: &ClientSlots) -> Self {
+        Self {
+            bytes_left: budget.bytes_left,
+            deadline_jiffies: budget.deadline_jiffies,
+            session_id: budget.session_id,
+            class_down: slots.class_down,
+            class_up: slots.class_up,
+            flags: budget.flags,
         }
     }
 }
@@ -424,9 +486,11 @@ mod pod {
     unsafe impl aya::Pod for super::Usage {}
     // SAFETY: `#[repr(C)]` byte arrays and `u32`s, the last an explicit `_pad` (asserted).
     unsafe impl aya::Pod for super::LocalTable {}
-    // SAFETY: `#[repr(C)]` `i64`, `u64` and `u32` fields in an order that leaves no implicit
-    // padding (40, asserted); its flags are a `u64`, not a `bool`, so every value is valid.
-    unsafe impl aya::Pod for super::Grant {}
+    // SAFETY: `#[repr(C)]` `i64` and `u64` fields, no padding (32, asserted); its flags are a
+    // `u64`, not a `bool`, so every value is valid.
+    unsafe impl aya::Pod for super::Budget {}
+    // SAFETY: `#[repr(C)]` four `u32`, no padding (16, asserted).
+    unsafe impl aya::Pod for super::ClientSlots {}
     // SAFETY: `#[repr(C)]` sixteen `u16`, no padding (32, asserted).
     unsafe impl aya::Pod for super::GardenPorts {}
     // SAFETY: `#[repr(C)]` an `i64`, a `MacKey` (itself `Pod`), a `u32` and an explicit `u32`

@@ -47,6 +47,13 @@ pub enum LanEvent {
         everyone: bool,
         retry_secs: u64,
     },
+    /// A voucher with every device slot in use was redeemed on `to`: device `from`, the one
+    /// active least recently, lost its slot and is blocked (docs/vouchers.md).
+    VoucherMoved {
+        voucher: i64,
+        from: MacAddr,
+        to: MacAddr,
+    },
 }
 
 /// One [`LanEvent`] as listeners see it: `{"at": "...", "event": "mac_moved", ...}`.

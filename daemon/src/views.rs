@@ -43,6 +43,10 @@ pub struct ClientView {
     /// an older daemon's answer.
     #[serde(default)]
     pub address_conflicts: Vec<crate::addresses::AddressMove>,
+    /// For a device using a voucher's device slot: the device holding the voucher's session,
+    /// whose session (and budget) it shares; `state` and `session_id` are that session's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares_with: Option<MacAddr>,
 }
 
 /// The RFC 8908 captive-portal API's answer (`GET /api/captive` on the portal), in the RFC's

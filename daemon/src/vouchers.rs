@@ -215,13 +215,16 @@ pub struct Voucher {
     pub code_hash: [u8; 32],
     /// The session it sells: a record as `session add` takes it, provider `"voucher"`.
     pub plan: SessionData,
-    /// How many devices may use it at once; stored, but one for now (docs/vouchers.md).
+    /// How many devices may use it at once (docs/vouchers.md, "Device slots").
     pub max_devices: u32,
     /// After this instant an unused voucher can no longer be redeemed.
     pub valid_until: Option<DateTime<Utc>>,
     pub stage: Stage,
-    /// The device that redeemed it.
+    /// The device that holds its session: the first to redeem it, or the last it moved to.
     pub mac: Option<MacAddr>,
+    /// The other devices using it now, drawing on the session of `mac`; at most
+    /// `max_devices - 1`.
+    pub devices: Vec<MacAddr>,
     /// The session it became; `None` before, or once the session is gone.
     pub session_id: Option<SessionId>,
     pub created_at: DateTime<Utc>,
@@ -394,6 +397,7 @@ mod tests {
                 created_at: now,
             },
             max_devices: 1,
+            devices: Vec::new(),
             valid_until,
             stage,
             mac: None,

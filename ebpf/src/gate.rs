@@ -1,17 +1,19 @@
 //! The gate: decides whether a client's billable packet may pass. A client passes only while
-//! its session runs (an entry in `GRANTS`) and within that session's budget: bytes left and a
-//! deadline, both held here in the kernel so enforcement is exact and does not wait for the
-//! daemon. A client without a running session reaches only the walled garden.
+//! its session runs (its entry in `CLIENTS` names a budget in `BUDGETS`) and within that
+//! budget: bytes left and a deadline, both held here in the kernel so enforcement is exact
+//! and does not wait for the daemon. Several clients (the devices of one voucher) may draw
+//! on one budget. A client without a running session reaches only the walled garden.
 
 use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{helpers::generated::bpf_jiffies64, maps::lpm_trie::Key, programs::TcContext};
 use hotspotd_common::{
-    GateEvent, Grant, NO_DEADLINE, UNLIMITED_BYTES, gate_event, grant_flag, stat,
+    Budget, ClientSlots, GateEvent, NO_BUDGET, NO_DEADLINE, UNLIMITED_BYTES, gate_event,
+    grant_flag, stat,
 };
 
 use crate::{
-    EVENTS, GRANTS, WALLED_GARDEN, count_stat,
+    BUDGETS, EVENTS, WALLED_GARDEN, count_stat,
     packet::{self, Direction, Frame},
 };
 
@@ -38,25 +40,31 @@ const fn decided(verdict: Verdict) -> Decision {
 }
 
 #[inline(always)]
-pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Decision {
-    let Some(grant) = GRANTS.get_ptr_mut(frame.client) else {
+pub fn verdict(
+    ctx: &TcContext,
+    frame: &Frame,
+    direction: Direction,
+    slots: Option<ClientSlots>,
+) -> Decision {
+    let budget = match slots {
+        Some(slots) if slots.budget != NO_BUDGET => BUDGETS.get_ptr_mut(slots.budget),
+        _ => None,
+    };
+    let (Some(grant), Some(slots)) = (budget, slots) else {
         if in_walled_garden(ctx, frame, direction) {
             return decided(Verdict::Garden);
         }
         count_stat(stat::DROPPED_NO_SESSION);
         return decided(Verdict::Drop);
     };
-    // SAFETY: a successful lookup; the daemon replaces entries whole, never frees one under
-    // a running program (hash map values live until an RCU grace period after deletion).
+    // SAFETY: a successful lookup of an array element, which lives as long as the map; the
+    // daemon reuses a budget's slot only after a quarantine no program outlasts.
     match unsafe { within_grant(grant, frame) } {
         Verdict::Billable => Decision {
             verdict: Verdict::Billable,
-            // SAFETY: as above.
-            class: unsafe {
-                match direction {
-                    Direction::Up => (*grant).class_up,
-                    Direction::Down => (*grant).class_down,
-                }
+            class: match direction {
+                Direction::Up => slots.class_up,
+                Direction::Down => slots.class_down,
             },
         },
         // A client whose session ran out still reaches the garden (the portal, the payment
@@ -78,7 +86,7 @@ pub fn verdict(ctx: &TcContext, frame: &Frame, direction: Direction) -> Decision
 /// CPU see a budget that looks spent for a moment. If the budget shrank in between (a race),
 /// the bytes are given back and the packet dropped; TCP resends smaller.
 #[inline(always)]
-unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
+unsafe fn within_grant(grant: *mut Budget, frame: &Frame) -> Verdict {
     // SAFETY: the block is the whole function. The caller passes `grant` from a successful
     // map lookup, so it points at a live map value; its fields are naturally aligned, as the
     // atomic intrinsics need.
@@ -133,7 +141,7 @@ unsafe fn within_grant(grant: *mut Grant, frame: &Frame) -> Verdict {
 /// Drops a packet the budget cannot carry; `spent` says the budget is gone (not just too
 /// small for this GSO packet), which the daemon hears about once.
 #[inline(always)]
-unsafe fn over_budget(grant: *mut Grant, frame: &Frame, spent: bool) -> Verdict {
+unsafe fn over_budget(grant: *mut Budget, frame: &Frame, spent: bool) -> Verdict {
     if spent {
         // SAFETY: as in `within_grant`.
         unsafe {
@@ -149,10 +157,10 @@ unsafe fn over_budget(grant: *mut Grant, frame: &Frame, spent: bool) -> Verdict 
     Verdict::Drop
 }
 
-/// Tells the daemon, once per grant, that it ran out (or is running out), so it can start the
+/// Tells the daemon, once per budget (whichever of its clients crosses first), that it ran out (or is running out), so it can start the
 /// next session at once instead of at its next poll.
 #[inline(always)]
-unsafe fn report_once(grant: *mut Grant, frame: &Frame, flag: u64, kind: u32) {
+unsafe fn report_once(grant: *mut Budget, frame: &Frame, flag: u64, kind: u32) {
     // SAFETY: as in `within_grant`.
     unsafe {
         let before =

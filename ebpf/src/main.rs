@@ -37,14 +37,20 @@ use aya_ebpf::{
 };
 use gate::Verdict;
 use hotspotd_common::{
-    AddressOwner, DnsFlow, EVENTS_BYTES, GardenPorts, Grant, IpKey, LOCAL_TABLE_LEN, LocalTable,
-    MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS, MAX_SEEN,
-    MacKey, Usage, config_word, front_door, stat,
+    AddressOwner, Budget, ClientSlots, DnsFlow, EVENTS_BYTES, GardenPorts, IpKey, LOCAL_TABLE_LEN,
+    LocalTable, MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS,
+    MAX_SEEN, MacKey, Usage, config_word, front_door, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
+#[map(name = "CLIENTS")]
+static CLIENTS: HashMap<MacKey, ClientSlots> = HashMap::pinned(MAX_CLIENTS, 0);
+
 #[map(name = "USAGE")]
-static USAGE: PerCpuHashMap<MacKey, Usage> = PerCpuHashMap::pinned(MAX_CLIENTS, 0);
+static USAGE: PerCpuArray<Usage> = PerCpuArray::pinned(MAX_CLIENTS, 0);
+
+#[map(name = "BUDGETS")]
+static BUDGETS: Array<Budget> = Array::pinned(MAX_CLIENTS, 0);
 
 #[map(name = "SEEN")]
 static SEEN: LruPerCpuHashMap<MacKey, Usage> = LruPerCpuHashMap::pinned(MAX_SEEN, 0);
@@ -63,9 +69,6 @@ static CONFIG: Array<u32> = Array::pinned(config_word::COUNT, 0);
 
 #[map(name = "CLOCK")]
 static CLOCK: Array<u64> = Array::with_max_entries(1, 0);
-
-#[map(name = "GRANTS")]
-static GRANTS: HashMap<MacKey, Grant> = HashMap::pinned(MAX_CLIENTS, 0);
 
 // LPM tries must be created with BPF_F_NO_PREALLOC.
 #[map(name = "WALLED_GARDEN")]
@@ -152,6 +155,12 @@ pub fn bench_reference(ctx: TcContext) -> i32 {
 fn handle(ctx: &TcContext, direction: Direction) -> i32 {
     packet::make_headers_linear(ctx);
     let frame = packet::parse(ctx, direction);
+    // The one lookup by MAC: it names the client's counters, its budget and its classes.
+    let slots = if frame.kind == FrameKind::Ip {
+        slots_of(&frame.client)
+    } else {
+        None
+    };
     let mut htb_class = 0;
     let class = match frame.kind {
         FrameKind::Ip if frame.group || is_free_service(ctx, &frame, direction) => {
@@ -169,7 +178,7 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
         }
         FrameKind::Ip if direction == Direction::Down && portal::is_answer(ctx) => Class::Local,
         FrameKind::Ip => {
-            let decision = gate::verdict(ctx, &frame, direction);
+            let decision = gate::verdict(ctx, &frame, direction, slots);
             htb_class = decision.class;
             match decision.verdict {
                 Verdict::Billable => Class::Billable,
@@ -210,7 +219,7 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
         }
         FrameKind::NotClient => return TC_ACT_UNSPEC,
     };
-    let first_this_tick = account(&frame, direction, class);
+    let first_this_tick = account(&frame, direction, class, slots);
     if direction == Direction::Up && (class != Class::Billable || first_this_tick) {
         bind_address(&frame);
     }
@@ -238,7 +247,7 @@ pub fn lan_ingress_to_box(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     portal::forget_redirect(&ctx, &frame);
-    account(&frame, Direction::Up, Class::Local);
+    account(&frame, Direction::Up, Class::Local, slots_of(&frame.client));
     bind_address(&frame);
     TC_ACT_UNSPEC
 }
@@ -261,7 +270,7 @@ pub fn lan_ingress_steer(ctx: TcContext) -> i32 {
         Some(action) => (Class::Local, action),
         None => (Class::Dropped, TC_ACT_SHOT),
     };
-    account(&frame, Direction::Up, class);
+    account(&frame, Direction::Up, class, slots_of(&frame.client));
     bind_address(&frame);
     action
 }
@@ -409,11 +418,18 @@ pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
     table.overflow != 0 && unsafe { LOCAL_ADDRS.get(IpKey::from_v6(*addr)).is_some() }
 }
 
+/// The client's slots, if the daemon keeps room for it.
+#[inline(always)]
+fn slots_of(client: &MacKey) -> Option<ClientSlots> {
+    // SAFETY: a lookup whose value is copied out at once; the daemon replaces entries whole.
+    unsafe { CLIENTS.get(client).copied() }
+}
+
 /// Adds the packet to the client's counters; returns whether it is the client's first packet
 /// in this jiffy on this CPU (or its counters could not be found).
 #[inline(always)]
-fn account(packet: &Frame, direction: Direction, class: Class) -> bool {
-    let Some(usage) = usage_of(&packet.client) else {
+fn account(packet: &Frame, direction: Direction, class: Class, slots: Option<ClientSlots>) -> bool {
+    let Some(usage) = usage_of(&packet.client, slots) else {
         count_stat(stat::UNTRACKED_PACKETS);
         return true;
     };
@@ -451,9 +467,9 @@ fn account(packet: &Frame, direction: Direction, class: Class) -> bool {
 /// The client's counters on this CPU: those the daemon made room for in `USAGE` (every
 /// client with a grant), else its entry in `SEEN`, created at its first packet.
 #[inline(always)]
-fn usage_of(client: &MacKey) -> Option<*mut Usage> {
-    if let Some(usage) = USAGE.get_ptr_mut(client) {
-        return Some(usage);
+fn usage_of(client: &MacKey, slots: Option<ClientSlots>) -> Option<*mut Usage> {
+    if let Some(slots) = slots {
+        return USAGE.get_ptr_mut(slots.counters);
     }
     if let Some(usage) = SEEN.get_ptr_mut(client) {
         return Some(usage);

@@ -15,8 +15,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{Map, MapData, MapError, PerCpuHashMap};
-use hotspotd_common::{MAP_LAYOUT_VERSION, MAP_SEEN, MAP_USAGE, MacKey, Usage};
+use aya::maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use hotspotd_common::{
+    ClientSlots, MAP_CLIENTS, MAP_LAYOUT_VERSION, MAP_SEEN, MAP_USAGE, MacKey, Usage,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -297,26 +299,61 @@ impl Daemon {
         }
     }
 
-    /// Deletes client `mac`'s counters from the daemon's pinned `USAGE` map behind its back:
+    /// Zeroes client `mac`'s counters in the daemon's pinned `USAGE` map behind its back:
     /// counters lost, as a table full of other MACs once made them.
     pub fn lose_counters(&self, mac: [u8; 6]) -> Result<()> {
-        let path = self
-            .pin_dir
-            .join(format!("v{MAP_LAYOUT_VERSION}"))
-            .join(MAP_USAGE);
+        let slot = self
+            .client_slots(mac)?
+            .context("the daemon keeps no room for the client")?;
+        let path = self.pin_path(MAP_USAGE);
         let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
-        let mut map: PerCpuHashMap<MapData, MacKey, Usage> =
-            PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
-        map.remove(&MacKey::new(mac))
-            .with_context(|| format!("delete from {}", path.display()))
+        let mut map: PerCpuArray<MapData, Usage> =
+            PerCpuArray::try_from(Map::from_map_data(data)?)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![Usage::default(); cpus])?;
+        map.set(slot.counters, zero, 0)
+            .with_context(|| format!("zero a slot of {}", path.display()))
     }
 
-    /// Client `mac`'s counters in the pinned map `name` (`USAGE` or `SEEN`).
-    pub fn kernel_counters(&self, name: &str, mac: [u8; 6]) -> Result<Option<Usage>> {
-        let path = self
-            .pin_dir
+    /// The slots the daemon gave client `mac` in its pinned `CLIENTS`; `None` if it keeps no
+    /// room for it.
+    pub fn client_slots(&self, mac: [u8; 6]) -> Result<Option<ClientSlots>> {
+        let path = self.pin_path(MAP_CLIENTS);
+        let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+        let map: aya::maps::HashMap<MapData, MacKey, ClientSlots> =
+            aya::maps::HashMap::try_from(Map::from_map_data(data)?)?;
+        match map.get(&MacKey::new(mac), 0) {
+            Ok(slots) => Ok(Some(slots)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    /// The path of pinned map `name` of this version's layout.
+    fn pin_path(&self, name: &str) -> std::path::PathBuf {
+        self.pin_dir
             .join(format!("v{MAP_LAYOUT_VERSION}"))
-            .join(name);
+            .join(name)
+    }
+
+    /// Client `mac`'s counters in the pinned map `name`: `USAGE` (the slot `CLIENTS` names
+    /// for it, while the daemon keeps room for it) or `SEEN`.
+    pub fn kernel_counters(&self, name: &str, mac: [u8; 6]) -> Result<Option<Usage>> {
+        if name == MAP_USAGE {
+            let Some(slots) = self.client_slots(mac)? else {
+                return Ok(None);
+            };
+            let path = self.pin_path(MAP_USAGE);
+            let data =
+                MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+            let map: PerCpuArray<MapData, Usage> =
+                PerCpuArray::try_from(Map::from_map_data(data)?)?;
+            let per_cpu = map
+                .get(&slots.counters, 0)
+                .with_context(|| format!("read {}", path.display()))?;
+            return Ok(Some(per_cpu.iter().fold(Usage::default(), Usage::merged)));
+        }
+        let path = self.pin_path(name);
         let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
         let map: PerCpuHashMap<MapData, MacKey, Usage> =
             PerCpuHashMap::try_from(Map::from_map_data(data)?)?;

@@ -1,4 +1,4 @@
-//! Reads a whole hash map, per-CPU or not, in a few syscalls with `BPF_MAP_LOOKUP_BATCH` (Linux >= 5.6),
+//! Reads a whole hash map or array, per-CPU or not, in a few syscalls with `BPF_MAP_LOOKUP_BATCH` (Linux >= 5.6),
 //! which aya 0.14 does not expose. Walking the map entry by entry costs two syscalls per entry
 //! (next key, lookup) and an allocation for each entry's per-CPU values: at 10,000 clients,
 //! 20,000 syscalls every poll. A batch read copies up to [`BatchReader`]'s chunk of entries per
@@ -38,7 +38,8 @@ const _: () = assert!(size_of::<BatchAttr>() == 56);
 /// kernel may write up to the key size there, so it gets the room of a generous key.
 const TOKEN_LEN: usize = 64;
 
-/// Reads per-CPU hash maps of `K` to `V` in chunks, reusing its buffers.
+/// Reads maps of `K` to `V` (hash maps and arrays, per-CPU or not) in chunks, reusing its
+/// buffers.
 pub struct BatchReader<K, V> {
     /// Entries per syscall. Grows if one hash bucket holds more (`ENOSPC`).
     chunk: usize,
@@ -79,9 +80,24 @@ impl<K: Pod + Default, V: Pod + Default> BatchReader<K, V> {
     pub fn read(
         &mut self,
         map: BorrowedFd<'_>,
+        each: impl FnMut(&K, &[V]),
+    ) -> Result<(), BatchError> {
+        self.read_first(map, usize::MAX, each)
+    }
+
+    /// As [`read`](Self::read), but stops after the first `entries` entries: for an array,
+    /// whose entries come in index order, the slots below `entries`.
+    pub fn read_first(
+        &mut self,
+        map: BorrowedFd<'_>,
+        entries: usize,
         mut each: impl FnMut(&K, &[V]),
     ) -> Result<(), BatchError> {
         let map_fd = u32::try_from(map.as_raw_fd()).map_err(|_| BatchError::BadFd)?;
+        let mut remaining = entries;
+        if remaining == 0 {
+            return Ok(());
+        }
         let mut token_in = [0u8; TOKEN_LEN];
         let mut token_out = [0u8; TOKEN_LEN];
         let mut first = true;
@@ -95,7 +111,7 @@ impl<K: Pod + Default, V: Pod + Default> BatchReader<K, V> {
                 out_batch: token_out.as_mut_ptr() as u64,
                 keys: self.keys.as_mut_ptr() as u64,
                 values: self.values.as_mut_ptr() as u64,
-                count: u32::try_from(self.chunk).unwrap_or(u32::MAX),
+                count: u32::try_from(self.chunk.min(remaining)).unwrap_or(u32::MAX),
                 map_fd,
                 ..BatchAttr::default()
             };
@@ -115,14 +131,18 @@ impl<K: Pod + Default, V: Pod + Default> BatchReader<K, V> {
             match error.as_ref().and_then(io::Error::raw_os_error) {
                 None | Some(libc::ENOENT) => {
                     // ENOENT: the end of the map; `count` still says what this call filled.
-                    let filled = usize::try_from(attr.count).unwrap_or(0).min(self.chunk);
+                    let filled = usize::try_from(attr.count)
+                        .unwrap_or(0)
+                        .min(self.chunk)
+                        .min(remaining);
                     for (key, values) in self.keys[..filled]
                         .iter()
                         .zip(self.values.chunks_exact(self.cpus))
                     {
                         each(key, values);
                     }
-                    if error.is_some() {
+                    remaining -= filled;
+                    if error.is_some() || remaining == 0 {
                         return Ok(());
                     }
                     token_in = token_out;

@@ -1,57 +1,21 @@
-//! The gate's state in the kernel: each running session's grant (budget, deadline, classes),
-//! the walled garden, and the events the programs send when a budget or deadline runs out.
-//! Side effects: writes `GRANTS` and `WALLED_GARDEN`. Free functions on [`Ebpf`] so tests that
-//! load the object themselves use the same code as the daemon.
+//! The walled garden in the kernel: the destinations a client without a running session may
+//! reach (the grants are `clients.rs`'s). Side effects: writes `WALLED_GARDEN`. A free
+//! function on [`Ebpf`] so tests that load the object themselves use the same code as the
+//! daemon.
 
 use std::collections::BTreeMap;
 
 use aya::{
     Ebpf,
     maps::{
-        HashMap, MapData,
+        MapData,
         lpm_trie::{Key, LpmTrie},
     },
 };
-use hotspotd_common::{GARDEN_PORTS, GardenPorts, Grant, MAP_GRANTS, MAP_WALLED_GARDEN, MacKey};
+use hotspotd_common::{GARDEN_PORTS, GardenPorts, MAP_WALLED_GARDEN};
 
-use super::{BpfError, typed_map, typed_map_mut};
+use super::{BpfError, typed_map_mut};
 use crate::{config::WalledGardenEntry, net::ip_key};
-
-/// Installs or replaces `client`'s grant: from now on the programs let it through within it.
-pub fn set_grant(ebpf: &mut Ebpf, client: MacKey, grant: Grant) -> Result<(), BpfError> {
-    let mut grants: HashMap<&mut MapData, MacKey, Grant> = typed_map_mut(ebpf, MAP_GRANTS)?;
-    grants
-        .insert(client, grant, 0)
-        .map_err(|source| BpfError::Map {
-            name: MAP_GRANTS,
-            source,
-        })
-}
-
-/// Removes `client`'s grant: from now on it reaches only the walled garden.
-pub fn remove_grant(ebpf: &mut Ebpf, client: MacKey) -> Result<(), BpfError> {
-    let mut grants: HashMap<&mut MapData, MacKey, Grant> = typed_map_mut(ebpf, MAP_GRANTS)?;
-    match grants.remove(&client) {
-        // Already gone is fine; aya reports a missing key as the syscall's ENOENT.
-        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(error))
-            if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            Ok(())
-        }
-        Err(source) => Err(BpfError::Map {
-            name: MAP_GRANTS,
-            source,
-        }),
-    }
-}
-
-/// Every grant in the kernel: what a previous run left running.
-pub fn grants(ebpf: &Ebpf) -> Result<Vec<(MacKey, Grant)>, BpfError> {
-    let grants: HashMap<&MapData, MacKey, Grant> = typed_map(ebpf, MAP_GRANTS)?;
-    // An entry removed between the key walk and its lookup is simply skipped.
-    Ok(grants.iter().filter_map(Result::ok).collect())
-}
 
 /// One walled-garden prefix as the programs match it: the prefix length over 128 bits
 /// (IPv4 is IPv4-mapped, so its prefix gains 96) and the address.

@@ -12,7 +12,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, SockMap},
+    maps::{Array, MapData, PerCpuArray, ProgramArray, RingBuf, SockMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
         links::{FdLink, LinkError, PinnedLink},
@@ -21,8 +21,8 @@ use aya::{
     util::KernelVersion,
 };
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
-    MAP_CONFIG, MAP_EVENTS, MAP_FRONT_DOOR, MAP_GRANTS, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS,
+    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLIENTS,
+    MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_FRONT_DOOR, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS,
     MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, Usage,
     config_word, front_door, stat,
 };
@@ -31,15 +31,15 @@ use crate::config::WalledGardenEntry;
 
 mod addresses;
 mod batch;
-mod counters;
+mod clients;
 mod gate;
 mod local;
 mod usage;
 
 pub use addresses::AddressReader;
 pub use batch::{BatchError, BatchReader};
-pub use counters::{release_counters, reserve_counters};
-pub use gate::{grants, remove_grant, set_grant, set_walled_garden};
+pub use clients::{ClientTable, QUARANTINE, read_grant, read_grants, read_slots, read_usage};
+pub use gate::set_walled_garden;
 pub use local::{LocalServices, set_local_addrs};
 pub use usage::UsageReader;
 
@@ -52,12 +52,6 @@ pub static EBPF_OBJECT: &[u8] =
 pub const PROGRAM_INGRESS: &str = "lan_ingress";
 pub const PROGRAM_EGRESS: &str = "lan_egress";
 pub const PROGRAM_EMPTY: &str = "bench_empty";
-
-/// Grants read per syscall when counting them: 40 KiB of buffer.
-const GRANT_COUNT_BATCH_ENTRIES: usize = 1_024;
-/// Room for one grant when only counting them: the bytes are not looked at.
-type GrantBytes = [u64; size_of::<Grant>() / 8];
-const _: () = assert!(size_of::<Grant>().is_multiple_of(8));
 
 /// `statfs` magic of the BPF filesystem.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -130,6 +124,12 @@ pub enum BpfError {
         name: &'static str,
         source: io::Error,
     },
+    #[error(
+        "map '{name}' is full ({capacity} clients): no client can be given room until others leave"
+    )]
+    Full { name: &'static str, capacity: u32 },
+    #[error("the client has no grant to share")]
+    NoGrant,
     #[error("map '{name}'")]
     Batch {
         name: &'static str,
@@ -150,6 +150,8 @@ pub struct Kernel {
     /// The clsact filters on kernels without TCX. They cannot be pinned; see
     /// [`Kernel::leave_attached`] for how they outlive the daemon.
     filters: Vec<SchedClassifierLink>,
+    /// The clients the daemon keeps room for, and their slots.
+    clients: ClientTable,
 }
 
 impl Kernel {
@@ -179,12 +181,14 @@ impl Kernel {
                 .map_err(|source| BpfError::Program { name, source })?;
         }
         fill_front_door(&mut ebpf)?;
+        let clients = ClientTable::load(&ebpf)?;
         Ok(Self {
             ebpf,
             base_dir: base_dir.to_owned(),
             pin_dir,
             links: Vec::new(),
             filters: Vec::new(),
+            clients,
         })
     }
 
@@ -202,12 +206,14 @@ impl Kernel {
                 name: CLOCK_PROBE,
                 source,
             })?;
+        let clients = ClientTable::load(&ebpf)?;
         Ok(KernelReader(Self {
             ebpf,
             base_dir: base_dir.to_owned(),
             pin_dir,
             links: Vec::new(),
             filters: Vec::new(),
+            clients,
         }))
     }
 
@@ -357,13 +363,16 @@ impl Kernel {
         Ok(clients)
     }
 
-    /// A reader of every client's counters with a file descriptor of its own on `USAGE`, for
-    /// the thread that reads them.
+    /// A reader of the counters of the clients the daemon keeps room for, with file
+    /// descriptors of its own on `CLIENTS` and `USAGE`, for the thread that reads them.
     pub fn usage_reader(&self) -> Result<UsageReader, BpfError> {
-        let Some(aya::maps::Map::PerCpuHashMap(map)) = self.ebpf.map(MAP_USAGE) else {
+        let Some(aya::maps::Map::HashMap(clients)) = self.ebpf.map(MAP_CLIENTS) else {
+            return Err(BpfError::MissingMap { name: MAP_CLIENTS });
+        };
+        let Some(aya::maps::Map::PerCpuArray(usage)) = self.ebpf.map(MAP_USAGE) else {
             return Err(BpfError::MissingMap { name: MAP_USAGE });
         };
-        UsageReader::new(MAP_USAGE, map)
+        UsageReader::clients(clients, usage)
     }
 
     /// A reader of `SEEN`, the counters of MACs without room in `USAGE`.
@@ -371,7 +380,7 @@ impl Kernel {
         let Some(aya::maps::Map::PerCpuLruHashMap(map)) = self.ebpf.map(MAP_SEEN) else {
             return Err(BpfError::MissingMap { name: MAP_SEEN });
         };
-        UsageReader::new(MAP_SEEN, map)
+        UsageReader::seen(MAP_SEEN, map)
     }
 
     /// A reader of `ADDRESSES`, which MAC sends from each address.
@@ -397,27 +406,20 @@ impl Kernel {
         }
     }
 
-    /// Makes room for `client`'s counters before it is let through; see [`reserve_counters`].
+    /// Makes room for `client`'s counters before it is let through; see
+    /// [`ClientTable::reserve`].
     pub fn reserve_counters(&mut self, client: MacKey) -> Result<(), BpfError> {
-        reserve_counters(&mut self.ebpf, client)
+        self.clients.reserve(&mut self.ebpf, client)
     }
 
-    /// Gives back the room of a client without a grant; see [`release_counters`].
+    /// Gives back the room of a client without a grant; see [`ClientTable::release`].
     pub fn release_counters(&mut self, client: MacKey) -> Result<(), BpfError> {
-        release_counters(&mut self.ebpf, client)
+        self.clients.release(&mut self.ebpf, client)
     }
 
-    /// One client's counters, summed over CPUs; `None` if the kernel has none for it.
+    /// One client's counters, summed over CPUs; `None` if the kernel keeps none for it.
     pub fn usage_of(&self, client: MacKey) -> Result<Option<Usage>, BpfError> {
-        let map: PerCpuHashMap<&MapData, MacKey, Usage> = self.map(MAP_USAGE)?;
-        match map.get(&client, 0) {
-            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(Usage::default(), Usage::merged))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(BpfError::Map {
-                name: MAP_USAGE,
-                source,
-            }),
-        }
+        read_usage(&self.ebpf, client)
     }
 
     /// Makes the box's addresses and free services in the kernel exactly these; see
@@ -481,28 +483,34 @@ impl Kernel {
         })
     }
 
-    /// Installs or replaces a running session's grant; see [`gate::set_grant`].
+    /// Installs or replaces a running session's grant, with a budget of the client's own;
+    /// see [`ClientTable::set_grant`].
     pub fn set_grant(&mut self, client: MacKey, grant: Grant) -> Result<(), BpfError> {
-        gate::set_grant(&mut self.ebpf, client, grant)
+        self.clients.set_grant(&mut self.ebpf, client, grant)
+    }
+
+    /// Lets `member` draw on `holder`'s budget, with its own classes; see
+    /// [`ClientTable::share_grant`].
+    pub fn share_grant(
+        &mut self,
+        member: MacKey,
+        holder: MacKey,
+        class_down: u32,
+        class_up: u32,
+    ) -> Result<(), BpfError> {
+        self.clients
+            .share_grant(&mut self.ebpf, member, holder, class_down, class_up)
     }
 
     /// The client's grant as the kernel holds it now (its budget spent down); `None` if it
     /// has none.
     pub fn grant_of(&self, client: MacKey) -> Result<Option<Grant>, BpfError> {
-        let map: aya::maps::HashMap<&MapData, MacKey, Grant> = self.map(MAP_GRANTS)?;
-        match map.get(&client, 0) {
-            Ok(grant) => Ok(Some(grant)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(BpfError::Map {
-                name: MAP_GRANTS,
-                source,
-            }),
-        }
+        read_grant(&self.ebpf, client)
     }
 
-    /// Removes a client's grant; see [`gate::remove_grant`].
+    /// Removes a client's grant; see [`ClientTable::remove_grant`].
     pub fn remove_grant(&mut self, client: MacKey) -> Result<(), BpfError> {
-        gate::remove_grant(&mut self.ebpf, client)
+        self.clients.remove_grant(&mut self.ebpf, client)
     }
 
     /// The maps' epoch (see `config_word::EPOCH`), set to a random one if they are new.
@@ -610,30 +618,15 @@ impl Kernel {
         Ok(())
     }
 
-    /// Every grant in the kernel.
+    /// Every grant in the kernel, by client.
     pub fn grants(&self) -> Result<Vec<(MacKey, Grant)>, BpfError> {
-        gate::grants(&self.ebpf)
+        read_grants(&self.ebpf)
     }
 
-    /// How many grants the kernel holds: counted with batch reads where the kernel has them,
-    /// since `/metrics` asks on every scrape and walking 10,000 grants takes 20,000 syscalls.
-    pub fn grant_count(&self) -> Result<usize, BpfError> {
-        let Some(aya::maps::Map::HashMap(map)) = self.ebpf.map(MAP_GRANTS) else {
-            return Err(BpfError::MissingMap { name: MAP_GRANTS });
-        };
-        let mut count = 0;
-        let counted = BatchReader::<MacKey, GrantBytes>::new(GRANT_COUNT_BATCH_ENTRIES, 1)
-            .and_then(|mut reader| {
-                reader.read(std::os::fd::AsFd::as_fd(map.fd()), |_, _| count += 1)
-            });
-        match counted {
-            Ok(()) => Ok(count),
-            Err(BatchError::Unsupported) => self.grants().map(|grants| grants.len()),
-            Err(source) => Err(BpfError::Batch {
-                name: MAP_GRANTS,
-                source,
-            }),
-        }
+    /// How many clients have a grant.
+    #[must_use]
+    pub fn grant_count(&self) -> usize {
+        self.clients.grant_count()
     }
 
     /// Makes the walled garden exactly `entries`.

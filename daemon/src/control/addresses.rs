@@ -43,6 +43,15 @@ impl Control {
                 unconnected.push(*key);
             }
         }
+        // A device sharing a voucher keeps its room while its holder runs the session.
+        unconnected.retain(|key| {
+            self.sharing
+                .holder_of(MacAddr::from(*key))
+                .is_none_or(|holder| {
+                    self.engine.running_session(holder).is_none()
+                        || self.engine.running_session(holder) != self.sharing.session_of(holder)
+                })
+        });
         for key in unconnected {
             let mac = MacAddr::from(key);
             if !self.releasing.contains(&mac) {

@@ -21,7 +21,14 @@ impl Control {
     /// after the batch.
     pub(super) async fn apply(&mut self, effects: Vec<Effect>, now: Now) {
         self.shape(&effects).await;
+        // Holders whose grant changed: their members follow once the grants are in.
+        let mut holders = Vec::new();
         for effect in effects {
+            if let Effect::Grant(engine::Grant { mac, .. }) | Effect::Revoke { mac } = &effect
+                && !self.sharing.members_of(*mac).is_empty()
+            {
+                holders.push(*mac);
+            }
             match effect {
                 Effect::Grant(grant) => {
                     let mac = grant.mac;
@@ -72,6 +79,9 @@ impl Control {
                     });
                 }
             }
+        }
+        for holder in holders {
+            self.follow_holder(holder).await;
         }
     }
 
@@ -134,7 +144,17 @@ impl Control {
         if let Err(error) = self.kernel.remove_grant(mac.key()) {
             tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
         }
+        // The devices sharing its voucher draw on the same budget: blocked too, and billed.
+        let members = self.sharing.members_of(mac);
+        for member in &members {
+            if let Err(error) = self.kernel.remove_grant(member.key()) {
+                tracing::error!(%member, error = %crate::text::chain(&error), "cannot block a device of a voucher");
+            }
+        }
         self.bill_counters_before_revoke(mac, now).await;
+        for member in members {
+            self.bill_member(member, mac, now).await;
+        }
         if let Some(grant) = spent_grant {
             self.bill_spent_budget(mac, &grant, now).await;
         }

@@ -11,6 +11,7 @@ mod apply;
 mod captive;
 mod commands;
 mod deadlines;
+mod devices;
 mod links;
 mod portal;
 mod reader;
@@ -169,6 +170,8 @@ pub struct Control {
     set_aside: Vec<crate::views::SetAsideView>,
     /// Every voucher, loaded at restore.
     vouchers: vouchers::VoucherBook,
+    /// The devices sharing vouchers, indexed from `vouchers`.
+    sharing: devices::Sharing,
 }
 
 impl Control {
@@ -237,6 +240,7 @@ impl Control {
             poll_durations: crate::histogram::Histogram::default(),
             set_aside: Vec::new(),
             vouchers: vouchers::VoucherBook::new(voucher_key),
+            sharing: devices::Sharing::default(),
         };
         control.restore().await?;
         Ok(control)
@@ -439,7 +443,8 @@ impl Control {
         let seen = self
             .table
             .apply_map(CounterMap::Seen, &mut counters.seen, clocks);
-        let traffic = billable_by_mac(&paid, &seen);
+        let mut traffic = billable_by_mac(&paid, &seen);
+        self.sharing.fold(&mut traffic);
         let mut effects = self.engine.traffic_sorted(&traffic, now);
         let engine = &self.engine;
         if self.table.forget_gone(|mac| engine.client(mac).is_some()) > 0 {

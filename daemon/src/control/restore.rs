@@ -45,6 +45,7 @@ impl Control {
             vouchers,
         } = self.store.load_all();
         self.vouchers.load(vouchers);
+        self.index_devices();
         let mut sessions = self.set_aside_out_of_range(sessions);
         let moved = self.continue_clock(meta.as_ref(), &mut sessions);
         let now = self.now();
@@ -56,7 +57,17 @@ impl Control {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
         });
         let passed = if survived {
-            self.passed_since_save(&clients, jiffies, now.wall)?
+            let mut passed = self.passed_since_save(&clients, jiffies, now.wall)?;
+            // What the devices sharing a voucher passed is billed to its session.
+            let members: Vec<_> = passed
+                .keys()
+                .filter_map(|mac| Some((*mac, self.sharing.holder_of(*mac)?)))
+                .collect();
+            for (member, holder) in members {
+                let bytes = passed.remove(&member).unwrap_or(0);
+                *passed.entry(holder).or_insert(0) += bytes;
+            }
+            passed
         } else {
             BTreeMap::new()
         };
@@ -93,10 +104,20 @@ impl Control {
 
         // Grants of clients the store does not know as running (a crash between a grant and
         // its save) would let them through for free.
+        // Devices sharing a voucher follow their holder below.
         for mac in kernel_grants.keys() {
-            if self.engine.client_state((*mac).into()) != ClientState::Connected {
+            if self.engine.client_state((*mac).into()) != ClientState::Connected
+                && self.sharing.holder_of((*mac).into()).is_none()
+            {
                 self.kernel.remove_grant(*mac)?;
             }
+        }
+        let holders: std::collections::BTreeSet<_> = kernel_grants
+            .keys()
+            .filter_map(|mac| self.sharing.holder_of((*mac).into()))
+            .collect();
+        for holder in holders {
+            self.follow_holder(holder).await;
         }
         // Every client's row anew: a row this run does not rewrite must not keep a baseline
         // of the counters of another boot or of maps gone since.

@@ -18,17 +18,21 @@ impl Control {
             .collect()
     }
 
-    /// Every client: seen by the kernel, or holding a session.
+    /// Every client: seen by the kernel, holding a session, or sharing a voucher's.
     fn client_macs(&self) -> std::collections::BTreeSet<MacAddr> {
         let mut macs: std::collections::BTreeSet<MacAddr> =
             self.table.records().map(|record| record.mac).collect();
         macs.extend(self.engine.clients().map(|(mac, _, _)| mac));
+        macs.extend(self.sharing.members());
         macs
     }
 
-    /// The client, if the kernel has seen it or it holds a session (what `client_views` lists).
+    /// The client, if the kernel has seen it, it holds a session or shares a voucher's (what
+    /// `client_views` lists).
     pub(super) fn known_client_view(&self, mac: MacAddr) -> Option<ClientView> {
-        let known = self.table.record(mac).is_some() || self.engine.client(mac).is_some();
+        let known = self.table.record(mac).is_some()
+            || self.engine.client(mac).is_some()
+            || self.sharing.holder_of(mac).is_some();
         known.then(|| self.client_view(mac))
     }
 
@@ -37,10 +41,15 @@ impl Control {
         if let Some(count) = self.client_count.get() {
             return count;
         }
+        let unseen_members = self
+            .sharing
+            .members()
+            .filter(|mac| self.table.record(*mac).is_none() && self.engine.client(*mac).is_none())
+            .count();
         let count = union_len(
             self.table.records().map(|record| record.mac),
             self.engine.clients().map(|(mac, _, _)| mac),
-        );
+        ) + unseen_members;
         self.client_count.set(Some(count));
         count
     }
@@ -48,14 +57,20 @@ impl Control {
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();
-        let speed = self.engine.speed_of(mac);
+        // A device sharing a voucher runs its holder's session while the holder does.
+        let shares_with = self.sharing.holder_of(mac).filter(|holder| {
+            let running = self.engine.running_session(*holder);
+            running.is_some() && running == self.sharing.session_of(*holder)
+        });
+        let runs = shares_with.unwrap_or(mac);
+        let speed = self.engine.speed_of(runs);
         ClientView {
             mac,
             ips: record
                 .map(|record| record.ips.iter().copied().collect())
                 .unwrap_or_default(),
-            state: self.engine.client_state(mac),
-            session_id: self.engine.running_session(mac),
+            state: self.engine.client_state(runs),
+            session_id: self.engine.running_session(runs),
             up_bytes: totals.up_bytes,
             down_bytes: totals.down_bytes,
             up_packets: totals.up_packets,
@@ -67,6 +82,7 @@ impl Control {
             down_mbits: speed.map(|(down, _)| down),
             up_mbits: speed.map(|(_, up)| up),
             address_conflicts: self.addresses.conflicts_of(mac).cloned().collect(),
+            shares_with,
         }
     }
 
@@ -133,7 +149,7 @@ impl Control {
             },
             MapFill {
                 map: "grants",
-                entries: self.kernel.grant_count().unwrap_or(0),
+                entries: self.kernel.grant_count(),
                 capacity: MAX_CLIENTS,
             },
             MapFill {

@@ -57,7 +57,11 @@ pub struct VoucherView {
     pub max_devices: u32,
     pub plan: SessionData,
     pub valid_until: Option<DateTime<Utc>>,
+    /// The device that holds its session.
     pub mac: Option<MacAddr>,
+    /// The other devices using it now (device slots).
+    #[serde(default)]
+    pub device_macs: Vec<MacAddr>,
     pub session_id: Option<SessionId>,
     pub created_at: DateTime<Utc>,
     pub redeemed_at: Option<DateTime<Utc>>,
@@ -106,6 +110,11 @@ impl VoucherBook {
             self.by_hash.insert(voucher.code_hash, voucher.id);
             self.vouchers.insert(voucher.id, voucher);
         }
+    }
+
+    /// Every voucher, oldest first.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Voucher> {
+        self.vouchers.values()
     }
 
     fn find_code(&self, typed: &str) -> Option<VoucherId> {
@@ -163,6 +172,7 @@ impl Control {
                 valid_until: new.valid_until,
                 stage: Stage::Unused,
                 mac: None,
+                devices: Vec::new(),
                 session_id: None,
                 created_at: now.wall,
                 redeemed_at: None,
@@ -199,11 +209,17 @@ impl Control {
 
     fn voucher_view(&self, voucher: &Voucher, now: Now) -> VoucherView {
         let state = self.voucher_state(voucher, now);
+        let in_use = u32::from(state == VoucherState::InUse);
         VoucherView {
             id: voucher.id,
             code: None,
             state,
-            devices: u32::from(state == VoucherState::InUse),
+            devices: in_use * (1 + u32::try_from(voucher.devices.len()).unwrap_or(u32::MAX - 1)),
+            device_macs: if state == VoucherState::InUse {
+                voucher.devices.clone()
+            } else {
+                Vec::new()
+            },
             max_devices: voucher.max_devices,
             plan: voucher.plan.clone(),
             valid_until: voucher.valid_until,
@@ -263,6 +279,7 @@ impl Control {
         let now = self.now();
         let view = self.voucher_view(&revoked, now);
         self.vouchers.vouchers.insert(id, revoked);
+        self.index_devices();
         Ok(view)
     }
 
@@ -307,19 +324,30 @@ impl Control {
             VoucherState::Revoked => Err(RedeemError::Revoked),
             VoucherState::Expired => Err(RedeemError::Expired),
             VoucherState::UsedUp => Err(RedeemError::UsedUp),
-            VoucherState::InUse if voucher.mac != Some(mac) => {
-                // One device for now: device slots (max_devices > 1) are future work.
-                Err(RedeemError::InUseElsewhere)
-            }
             VoucherState::InUse => {
-                if self.engine.client_state(mac) != ClientState::Connected {
+                let Some(holder) = voucher.mac else {
+                    return Err(RedeemError::UnknownCode);
+                };
+                if holder != mac && !voucher.devices.contains(&mac) {
+                    self.take_slot(voucher, mac, now).await?;
+                }
+                // The device is one of the voucher's: its session runs again if it stopped.
+                let holder = self
+                    .vouchers
+                    .vouchers
+                    .get(&id)
+                    .and_then(|voucher| voucher.mac)
+                    .unwrap_or(holder);
+                if self.engine.client_state(holder) != ClientState::Connected {
+                    let now = self.now();
                     let effects = self
                         .engine
-                        .connect(mac, now)
+                        .connect(holder, now)
                         .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
                     self.apply(effects, now).await;
                     self.save();
                 }
+                self.follow_holder(holder).await;
                 Ok(self.client_view(mac))
             }
             VoucherState::Unused => {
@@ -346,5 +374,76 @@ impl Control {
                 Ok(self.client_view(mac))
             }
         }
+    }
+
+    /// Gives `mac` a device slot of `voucher`, in use by other devices: a free slot if it has
+    /// one (`max_devices`), else the slot of the device that was active least recently, which
+    /// is blocked at once, what it passed billed. When that device holds the session, the
+    /// session moves to `mac` with all it consumed, and the other devices follow it.
+    async fn take_slot(
+        &mut self,
+        voucher: Voucher,
+        mac: MacAddr,
+        now: Now,
+    ) -> Result<(), RedeemError> {
+        let Some(holder) = voucher.mac else {
+            return Err(RedeemError::UnknownCode);
+        };
+        let in_use = u32::try_from(1 + voucher.devices.len()).unwrap_or(u32::MAX);
+        let mut updated = voucher.clone();
+        let mut moved_from = None;
+        if in_use < voucher.max_devices {
+            updated.devices.push(mac);
+        } else {
+            let last_active = |device: &MacAddr| {
+                self.table
+                    .record(*device)
+                    .and_then(|record| record.last_seen)
+            };
+            let gives_up = std::iter::once(holder)
+                .chain(voucher.devices.iter().copied())
+                .min_by_key(last_active)
+                .unwrap_or(holder);
+            moved_from = Some(gives_up);
+            if gives_up == holder {
+                let session = voucher.session_id.ok_or(RedeemError::UsedUp)?;
+                self.bill_before_revoke(holder, now).await;
+                let now = self.now();
+                let effects = self
+                    .engine
+                    .move_session(session, mac, now)
+                    .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
+                if let Err(error) = self.store.reassign(session, mac) {
+                    tracing::error!(session, %mac, error = %crate::text::chain(&error), "a moved session's new device cannot be stored");
+                }
+                self.apply(effects, now).await;
+                updated.mac = Some(mac);
+            } else {
+                updated.devices.retain(|device| *device != gives_up);
+                updated.devices.push(mac);
+                self.drop_member(gives_up, holder, now).await;
+            }
+        }
+        if let Err(error) = self.store.put_vouchers(vec![updated.clone()]) {
+            tracing::error!(voucher = updated.id, error = %crate::text::chain(&error), "a voucher's devices cannot be stored");
+        }
+        let id = updated.id;
+        self.vouchers.vouchers.insert(id, updated);
+        self.index_devices();
+        self.client_count.set(None);
+        let Some(from) = moved_from else {
+            tracing::info!(voucher = id, %mac, "a device joined a voucher in use");
+            return Ok(());
+        };
+        tracing::info!(voucher = id, %from, to = %mac, "a voucher with every device slot in use moved to a new device");
+        self.events.send(crate::events::LanRecord {
+            at: now.wall,
+            event: crate::events::LanEvent::VoucherMoved {
+                voucher: id,
+                from,
+                to: mac,
+            },
+        });
+        Ok(())
     }
 }

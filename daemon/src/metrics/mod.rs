@@ -393,6 +393,7 @@ mod tests {
         Snapshot {
             clients: vec![ClientView {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                shares_with: None,
                 ips: Vec::new(),
                 state: ClientState::Connected,
                 session_id: Some(1),

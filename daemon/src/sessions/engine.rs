@@ -157,6 +157,60 @@ impl Engine {
         Ok(effects)
     }
 
+    /// Gives session `id` to client `to` (a voucher moved to another device), with all it has
+    /// consumed. If its client was running it, that client's time is credited up to `now`
+    /// and it goes on with its next session at once (or is disconnected), as when the
+    /// session is removed; the caller bills that client's counters first. Does not connect
+    /// `to`. On error nothing changed.
+    pub fn move_session(
+        &mut self,
+        id: SessionId,
+        to: MacAddr,
+        now: Now,
+    ) -> Result<Vec<Effect>, EngineError> {
+        let from = self
+            .sessions
+            .get(&id)
+            .map(|entry| entry.session.mac)
+            .ok_or(EngineError::UnknownSession { id })?;
+        if from == to {
+            return Ok(Vec::new());
+        }
+        let status = self.status(from);
+        if matches!(status, Status::Connected { session, .. } if session == id) {
+            self.credit(from, now);
+        }
+        if let Some(client) = self.clients.get_mut(&from) {
+            client.sessions.remove(&id);
+        }
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            entry.session.mac = to;
+        }
+        self.clients
+            .entry(to)
+            .or_insert_with(state::Client::new)
+            .sessions
+            .insert(id);
+        let mut effects = vec![Effect::Save(id)];
+        match status {
+            Status::Connected { session, .. } if session == id => {
+                self.chain(from, now, &mut effects);
+            }
+            Status::Paused {
+                session: Some(session),
+                reason,
+            } if session == id => self.orphan_paused(from, reason, now, &mut effects),
+            _ => {}
+        }
+        if let Some(client) = self.clients.get(&from)
+            && client.sessions.is_empty()
+            && client.status == Status::Disconnected
+        {
+            self.clients.remove(&from);
+        }
+        Ok(effects)
+    }
+
     /// Starts or resumes the client's session (rules 3, 7, 9): the paused one if it is still
     /// usable, else the next in the queue. Nothing to do when it already runs a usable one.
     /// On error nothing changed.

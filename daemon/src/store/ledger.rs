@@ -165,6 +165,17 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Gives session `id` to client `mac` (a voucher moved to another device); `false` when
+    /// there is no such session.
+    pub(super) fn reassign(&mut self, id: SessionId, mac: MacAddr) -> bool {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        entry.0 = mac;
+        self.touch(id);
+        true
+    }
+
     /// Takes a periodic save: the sessions' records, and the clients and save time, which
     /// replace the previous ones. A session no longer held (removed meanwhile) is skipped and
     /// returned: a save never brings back a removed session. A record the database could not

@@ -299,6 +299,12 @@ impl StoreHandle {
         self.change(|ledger| ledger.update(id, data))
     }
 
+    /// Gives session `id` to client `mac`, written like any change; `false` when the store
+    /// holds no session with that id.
+    pub fn reassign(&self, id: SessionId, mac: MacAddr) -> Result<bool, StoreError> {
+        self.change(|ledger| Ok(ledger.reassign(id, mac)))
+    }
+
     /// Takes a save of sessions, clients and meta (sessions.md rule 12), written in one
     /// transaction with whatever else is pending.
     pub fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
@@ -479,6 +485,11 @@ pub(crate) mod tests {
                 crate::vouchers::Stage::Unused
             },
             mac: redeemed.then(|| mac(n)),
+            devices: if redeemed && n > 1 {
+                vec![mac(n + 1_000)]
+            } else {
+                Vec::new()
+            },
             session_id: redeemed.then_some(i64::from(n)),
             created_at,
             redeemed_at: redeemed.then(|| created_at + TimeDelta::seconds(9)),

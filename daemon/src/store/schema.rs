@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -131,10 +131,17 @@ CREATE TABLE vouchers (
 );
 ";
 
+/// Device slots: the devices that share a voucher besides the one that redeemed it first
+/// (`mac`), as MACs separated by spaces.
+const SCHEMA_V6: &str = "
+ALTER TABLE vouchers ADD COLUMN devices TEXT NOT NULL DEFAULT '';
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -702,7 +709,39 @@ mod tests {
         db.write(&ledger.changes(false)).expect("writes");
         assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 5);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    /// A version 5 file with a voucher in use: its voucher comes back with no other device,
+    /// and devices can be written.
+    #[test]
+    fn the_fifth_schema_gets_device_slots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5}
+                 INSERT INTO vouchers (id, code_hash, provider, type, time_secs, data_mb,
+                     down_mbits, up_mbits, use_global_speed, max_devices, state, mac,
+                     session_id, created_at)
+                 VALUES (3, zeroblob(32), 'voucher', 0, 60, 0, 1, 1, 0, 2, 'in_use',
+                     '02:00:00:00:00:01', 1, '2027-01-01T00:00:00Z');
+                 PRAGMA user_version = 5;"
+            ),
+        );
+        let mut db = Db::open(&path).expect("migrates");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.vouchers.len(), 1);
+        assert!(loaded.vouchers[0].devices.is_empty());
+        let mut voucher = loaded.vouchers[0].clone();
+        voucher.devices = vec![crate::store::tests::mac(7), crate::store::tests::mac(8)];
+        let mut ledger = crate::store::ledger::Ledger::new(loaded, db.last_id().expect("id"));
+        ledger.put_vouchers(vec![voucher.clone()]).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 6);
     }
 
     #[test]

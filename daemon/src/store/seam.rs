@@ -30,6 +30,10 @@ pub trait SessionStore: Send + Sync {
     /// Forgets a session; `false` when there is none with that id.
     fn remove(&self, id: SessionId) -> Result<bool, StoreError>;
 
+    /// Gives a session to another client (a voucher moved to another device); `false` when
+    /// there is none with that id.
+    fn reassign(&self, id: SessionId, mac: MacAddr) -> Result<bool, StoreError>;
+
     /// Takes a save of every running session and every client (the stored clients become
     /// exactly these).
     fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError>;
@@ -78,6 +82,10 @@ impl SessionStore for StoreHandle {
 
     fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
         Self::remove(self, id)
+    }
+
+    fn reassign(&self, id: SessionId, mac: MacAddr) -> Result<bool, StoreError> {
+        Self::reassign(self, id, mac)
     }
 
     fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {
@@ -188,6 +196,10 @@ impl SessionStore for MemoryStore {
 
     fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
         self.change(|ledger| Ok(ledger.remove(id)))
+    }
+
+    fn reassign(&self, id: SessionId, mac: MacAddr) -> Result<bool, StoreError> {
+        self.change(|ledger| Ok(ledger.reassign(id, mac)))
     }
 
     fn save_batch(&self, batch: SaveBatch) -> Result<(), StoreError> {

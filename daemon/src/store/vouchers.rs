@@ -17,15 +17,16 @@ use crate::{
 
 const SELECT_VOUCHERS: &str = "
 SELECT id, code_hash, provider, type, time_secs, data_mb, exp_days, down_mbits, up_mbits,
-    use_global_speed, max_devices, valid_until, state, mac, session_id, created_at, redeemed_at
+    use_global_speed, max_devices, valid_until, state, mac, session_id, created_at, redeemed_at,
+    devices
 FROM vouchers ORDER BY id";
 
 /// A voucher's row is written whole: created, redeemed, revoked.
 const UPSERT_VOUCHER: &str = "
 INSERT OR REPLACE INTO vouchers (id, code_hash, provider, type, time_secs, data_mb, exp_days,
     down_mbits, up_mbits, use_global_speed, max_devices, valid_until, state, mac, session_id,
-    created_at, redeemed_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    created_at, redeemed_at, devices)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// Every voucher, by id.
 pub(super) fn load(conn: &Connection, path: &Path) -> Result<Vec<Voucher>, StoreError> {
@@ -81,6 +82,12 @@ pub(super) fn write(
                     .redeemed_at
                     .map(|time| to_sql_time("redeemed_at", time))
                     .transpose()?,
+                voucher
+                    .devices
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ])
             .map_err(fail(path, op))?;
     }
@@ -123,6 +130,7 @@ fn read(row: &Row<'_>, path: &Path) -> Result<Voucher, StoreError> {
     let mac: Option<String> = row.get(13).map_err(&sql)?;
     let created_at: String = row.get(15).map_err(&sql)?;
     let redeemed_at: Option<String> = row.get(16).map_err(&sql)?;
+    let devices: String = row.get(17).map_err(&sql)?;
     let time = |field, text: String| parse_time(&text).ok_or_else(|| bad(field, &text));
     let created_at = time("created_at", created_at)?;
     Ok(Voucher {
@@ -161,5 +169,9 @@ fn read(row: &Row<'_>, path: &Path) -> Result<Voucher, StoreError> {
         redeemed_at: redeemed_at
             .map(|text| time("redeemed_at", text))
             .transpose()?,
+        devices: devices
+            .split_whitespace()
+            .map(|text| text.parse().map_err(|_| bad("devices", &text)))
+            .collect::<Result<_, _>>()?,
     })
 }

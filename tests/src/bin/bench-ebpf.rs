@@ -24,7 +24,7 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
 use hotspotd::bpf::EBPF_OBJECT;
-use hotspotd_common::{MAP_USAGE, MacKey, Usage};
+use hotspotd_common::{MacKey, Usage};
 use hotspotd_tests::frames::{ETH_P_IPV4, IPPROTO_TCP, Mac, client_mac, ethernet, ipv4, tcp};
 
 const USAGE_TEXT: &str = "usage: bench-ebpf [--repeat N] [--runs N]
@@ -171,10 +171,11 @@ fn main() -> anyhow::Result<()> {
     let down_frame = ethernet(client, GATEWAY, &[], ETH_P_IPV4, &down);
 
     let mut rows = Vec::new();
+    let mut table = hotspotd::bpf::ClientTable::load(&ebpf).context("read CLIENTS")?;
     let mut clients_inserted = 0;
     for clients in CLIENT_COUNTS {
         while clients_inserted < clients {
-            insert_client(&mut ebpf, client_mac(clients_inserted))?;
+            insert_client(&mut ebpf, &mut table, client_mac(clients_inserted))?;
             clients_inserted += 1;
         }
         let before = usage_of(&ebpf, client)?;
@@ -244,11 +245,15 @@ fn insert_local_addrs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
 /// Gives `client` a running data session whose budget never runs out during the benchmark,
 /// as the daemon does (room in `USAGE`, then the grant): the gate's full path (grant lookup,
 /// deadline check, atomic spend) is measured.
-fn insert_client(ebpf: &mut Ebpf, client: Mac) -> anyhow::Result<()> {
+fn insert_client(
+    ebpf: &mut Ebpf,
+    table: &mut hotspotd::bpf::ClientTable,
+    client: Mac,
+) -> anyhow::Result<()> {
     let grant = hotspotd_common::Grant::new(1, i64::MAX - 1, hotspotd_common::NO_DEADLINE);
-    hotspotd::bpf::reserve_counters(ebpf, MacKey::new(client))
-        .with_context(|| format!("insert client {client:02x?} into USAGE"))?;
-    hotspotd::bpf::set_grant(ebpf, MacKey::new(client), grant).context("write the grant")?;
+    table
+        .set_grant(ebpf, MacKey::new(client), grant)
+        .with_context(|| format!("give client {client:02x?} room and a grant"))?;
     let map = ebpf
         .map_mut("BENCH_COUNTERS")
         .context("no BENCH_COUNTERS map")?;
@@ -264,12 +269,9 @@ fn insert_client(ebpf: &mut Ebpf, client: Mac) -> anyhow::Result<()> {
 
 /// The client's counters summed over all CPUs.
 fn usage_of(ebpf: &Ebpf, client: Mac) -> anyhow::Result<Usage> {
-    let map = ebpf.map(MAP_USAGE).context("no USAGE map")?;
-    let map: PerCpuHashMap<_, MacKey, Usage> = PerCpuHashMap::try_from(map)?;
-    let per_cpu = map
-        .get(&MacKey::new(client), 0)
-        .context("read the client from USAGE")?;
-    Ok(per_cpu.iter().fold(Usage::default(), Usage::merged))
+    hotspotd::bpf::read_usage(ebpf, MacKey::new(client))
+        .context("read the client's counters")?
+        .context("the client has no counters")
 }
 
 /// Runs `program` `repeat` times on `frame`; returns the mean time of one run, in whole ns

@@ -1,6 +1,7 @@
-//! `BatchReader`, hotspotd's `BPF_MAP_LOOKUP_BATCH` wrapper, against the real `USAGE` map: it
-//! must read exactly what aya's entry-by-entry walk reads, every CPU's values in their place,
-//! whatever its chunk size; and against `GRANTS`, a plain hash map, as `/metrics` counts it.
+//! `BatchReader`, hotspotd's `BPF_MAP_LOOKUP_BATCH` wrapper, against the real maps: `SEEN` (a
+//! per-CPU hash map), where it must read exactly what aya's entry-by-entry walk reads, every
+//! CPU's values in their place, whatever its chunk size; `CLIENTS`, a plain hash map; and
+//! `USAGE`, a per-CPU array read up to the highest slot in use.
 
 use aya::util::nr_cpus;
 use hotspotd::bpf::BatchReader;
@@ -29,7 +30,7 @@ fn batch_read(harness: &Harness, chunk: usize) -> Vec<(MacKey, Vec<Usage>)> {
     let mut reader = BatchReader::<MacKey, Usage>::new(chunk, cpus).expect("a valid layout");
     let mut entries = Vec::new();
     reader
-        .read(harness.usage_fd(), |key, per_cpu| {
+        .read(harness.seen_fd(), |key, per_cpu| {
             entries.push((*key, per_cpu.to_vec()));
         })
         .expect("a batch read");
@@ -49,12 +50,12 @@ fn reads_every_entry_and_every_cpu_as_aya_does() {
     let mut harness = Harness::load();
     let cpus = nr_cpus().expect("count the possible CPUs");
     for n in 0..CLIENTS {
-        harness.set_usage(
+        harness.set_seen(
             client_mac(n),
             (0..cpus).map(|cpu| counters(n, cpu)).collect(),
         );
     }
-    let walked = harness.usage_per_cpu();
+    let walked = harness.seen_per_cpu();
     assert_eq!(walked.len(), CLIENTS as usize);
     // 1 makes every bucket with two entries too big for a chunk (the reader grows it);
     // 64 takes many calls; 16,384 takes one.
@@ -78,28 +79,45 @@ fn sees_what_the_programs_counted() {
     for _ in 0..3 {
         harness.run(Program::Ingress, &frame);
     }
-    let read = batch_read(&harness, 64);
-    assert_eq!(read.len(), 1);
-    let summed = read[0].1.iter().fold(Usage::default(), Usage::merged);
-    assert_eq!(read[0].0, MacKey::new(client));
+    let slot = harness
+        .slots_of(client)
+        .expect("room for the client")
+        .counters;
+    let cpus = nr_cpus().expect("count the possible CPUs");
+    let mut reader = BatchReader::<u32, Usage>::new(64, cpus).expect("a valid layout");
+    let mut read = Vec::new();
+    reader
+        .read_first(harness.usage_fd(), slot as usize + 1, |index, per_cpu| {
+            read.push((*index, per_cpu.iter().fold(Usage::default(), Usage::merged)));
+        })
+        .expect("a batch read");
+    assert_eq!(
+        read.len(),
+        slot as usize + 1,
+        "the slots up to the client's, no more"
+    );
+    let summed = read[slot as usize].1;
+    assert_eq!(read[slot as usize].0, slot);
     assert_eq!(Some(summed), harness.usage(client));
     assert_eq!(summed.up_packets, 3);
 }
 
 #[test]
 fn reads_a_plain_hash_map_with_one_cpu() {
-    // What the daemon does to count the grants for /metrics: values of a plain hash map are
-    // one per entry, so `cpus` = 1; the bytes of each grant are not looked at.
+    // What the daemon does to find each client's counters: values of a plain hash map are
+    // one per entry, so `cpus` = 1.
     const CLIENTS: u32 = 1_500;
     let mut harness = Harness::load();
     for n in 0..CLIENTS {
         harness.grant(client_mac(n), unlimited());
     }
-    let mut reader = BatchReader::<MacKey, [u64; 5]>::new(64, 1).expect("a valid layout");
+    let mut reader =
+        BatchReader::<MacKey, hotspotd_common::ClientSlots>::new(64, 1).expect("a valid layout");
     let mut keys = Vec::new();
     reader
-        .read(harness.grants_fd(), |key, values| {
+        .read(harness.clients_fd(), |key, values| {
             assert_eq!(values.len(), 1);
+            assert_eq!(harness.slots_of(key.addr), Some(values[0]));
             keys.push(*key);
         })
         .expect("a batch read");

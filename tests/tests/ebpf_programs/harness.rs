@@ -1,5 +1,5 @@
 //! What the tests share: the `Harness` that loads the object and runs its programs, the bpffs
-//! pin folder it cleans up, readers of `USAGE`, `STATS`, `GRANTS` and `EVENTS`, the test
+//! pin folder it cleans up, readers of the counters, `STATS`, the grants and `EVENTS`, the test
 //! network's addresses and frame builders.
 
 use std::collections::BTreeSet;
@@ -18,9 +18,9 @@ use aya::{
 };
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLOCK,
-    MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE,
-    PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, stat,
+    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER,
+    MAP_CLIENTS, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey,
+    NO_DEADLINE, PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -115,6 +115,8 @@ impl Drop for PinDir {
 /// The eBPF object loaded with its programs verified, ready for test runs.
 pub(crate) struct Harness {
     ebpf: Ebpf,
+    /// The clients given room and grants, as the daemon's table gives them.
+    clients: hotspotd::bpf::ClientTable,
     /// The box's addresses told to the programs so far.
     local_addrs: BTreeSet<IpKey>,
     /// And its free services (`network.local_services`): the defaults unless a test sets them.
@@ -145,8 +147,10 @@ impl Harness {
             classifier.load().expect("the verifier accepts the program");
         }
         hotspotd::bpf::fill_front_door(&mut ebpf).expect("the front door's program in its map");
+        let clients = hotspotd::bpf::ClientTable::load(&ebpf).expect("read CLIENTS");
         Self {
             ebpf,
+            clients,
             local_addrs: BTreeSet::new(),
             local_services: hotspotd::config::LocalService::defaults(),
             _pins: pins,
@@ -299,8 +303,11 @@ impl Harness {
             .or_else(|| self.usage_in(MAP_SEEN, client))
     }
 
-    /// The client's counters in the map `name` (`USAGE` or `SEEN`).
+    /// The client's counters in `USAGE` (the slot its entry in `CLIENTS` names) or `SEEN`.
     pub(crate) fn usage_in(&self, name: &str, client: Mac) -> Option<Usage> {
+        if name == MAP_USAGE {
+            return hotspotd::bpf::read_usage(&self.ebpf, MacKey::new(client)).expect("read USAGE");
+        }
         let map: PerCpuHashMap<_, MacKey, Usage> =
             PerCpuHashMap::try_from(self.ebpf.map(name).expect("counter map"))
                 .expect("a per-CPU hash map");
@@ -315,14 +322,20 @@ impl Harness {
     /// `SEEN` otherwise), in key order.
     pub(crate) fn all_usage(&self) -> Vec<(Mac, Usage)> {
         let mut entries: std::collections::BTreeMap<Mac, Usage> = std::collections::BTreeMap::new();
-        for name in [MAP_SEEN, MAP_USAGE] {
-            let map: PerCpuHashMap<_, MacKey, Usage> =
-                PerCpuHashMap::try_from(self.ebpf.map(name).expect("counter map"))
-                    .expect("a per-CPU hash map");
-            for entry in &map {
-                let (key, per_cpu) = entry.expect("iterate the counters");
-                entries.insert(key.addr, sum_cpus(&per_cpu));
-            }
+        let seen: PerCpuHashMap<_, MacKey, Usage> =
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_SEEN).expect("SEEN map"))
+                .expect("a per-CPU hash map");
+        for entry in &seen {
+            let (key, per_cpu) = entry.expect("iterate the counters");
+            entries.insert(key.addr, sum_cpus(&per_cpu));
+        }
+        let clients: aya::maps::HashMap<_, MacKey, hotspotd_common::ClientSlots> =
+            aya::maps::HashMap::try_from(self.ebpf.map(MAP_CLIENTS).expect("CLIENTS map"))
+                .expect("a hash map");
+        for entry in &clients {
+            let (key, _) = entry.expect("iterate CLIENTS");
+            let usage = self.usage_in(MAP_USAGE, key.addr).expect("a slot of USAGE");
+            entries.insert(key.addr, usage);
         }
         entries.into_iter().collect()
     }
@@ -348,31 +361,36 @@ impl Harness {
         }
     }
 
-    /// Makes `client`'s counters in `USAGE` exactly `per_cpu`, one `Usage` per possible CPU.
-    pub(crate) fn set_usage(&mut self, client: Mac, per_cpu: Vec<Usage>) {
+    /// Makes `client`'s counters in `SEEN` exactly `per_cpu`, one `Usage` per possible CPU.
+    pub(crate) fn set_seen(&mut self, client: Mac, per_cpu: Vec<Usage>) {
         let mut map: PerCpuHashMap<_, MacKey, Usage> =
-            PerCpuHashMap::try_from(self.ebpf.map_mut(MAP_USAGE).expect("USAGE map"))
-                .expect("USAGE is a per-CPU hash map");
+            PerCpuHashMap::try_from(self.ebpf.map_mut(MAP_SEEN).expect("SEEN map"))
+                .expect("SEEN is a per-CPU hash map");
         let values = PerCpuValues::try_from(per_cpu).expect("one per CPU");
         map.insert(MacKey::new(client), values, 0)
-            .expect("insert into USAGE");
+            .expect("insert into SEEN");
     }
 
-    /// Every entry of `USAGE` with its per-CPU values as they are, walked entry by entry with
+    /// Every entry of `SEEN` with its per-CPU values as they are, walked entry by entry with
     /// aya, in key order.
-    pub(crate) fn usage_per_cpu(&self) -> Vec<(MacKey, Vec<Usage>)> {
+    pub(crate) fn seen_per_cpu(&self) -> Vec<(MacKey, Vec<Usage>)> {
         let map: PerCpuHashMap<_, MacKey, Usage> =
-            PerCpuHashMap::try_from(self.ebpf.map(MAP_USAGE).expect("USAGE map"))
-                .expect("USAGE is a per-CPU hash map");
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_SEEN).expect("SEEN map"))
+                .expect("SEEN is a per-CPU hash map");
         let mut entries: Vec<(MacKey, Vec<Usage>)> = map
             .iter()
             .map(|entry| {
-                let (key, per_cpu) = entry.expect("iterate USAGE");
+                let (key, per_cpu) = entry.expect("iterate SEEN");
                 (key, per_cpu.to_vec())
             })
             .collect();
         entries.sort_unstable_by_key(|(key, _)| *key);
         entries
+    }
+
+    /// The slots the daemon's table gave `client`.
+    pub(crate) fn slots_of(&self, client: Mac) -> Option<hotspotd_common::ClientSlots> {
+        self.clients.slots_of(MacKey::new(client))
     }
 
     /// Who the upload program last saw sending from `addr`; `None` if nobody.
@@ -387,25 +405,30 @@ impl Harness {
         }
     }
 
-    /// The file descriptor of `GRANTS`, a plain hash map.
-    pub(crate) fn grants_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    /// The file descriptor of `CLIENTS`, a plain hash map.
+    pub(crate) fn clients_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
-        match self
-            .ebpf
-            .map(hotspotd_common::MAP_GRANTS)
-            .expect("GRANTS map")
-        {
+        match self.ebpf.map(MAP_CLIENTS).expect("CLIENTS map") {
             aya::maps::Map::HashMap(map) => map.fd().as_fd(),
-            _ => panic!("GRANTS is a hash map"),
+            _ => panic!("CLIENTS is a hash map"),
         }
     }
 
-    /// The file descriptor of `USAGE`.
+    /// The file descriptor of `SEEN`, a per-CPU LRU hash map.
+    pub(crate) fn seen_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        match self.ebpf.map(MAP_SEEN).expect("SEEN map") {
+            aya::maps::Map::PerCpuLruHashMap(map) => map.fd().as_fd(),
+            _ => panic!("SEEN is a per-CPU LRU hash map"),
+        }
+    }
+
+    /// The file descriptor of `USAGE`, a per-CPU array.
     pub(crate) fn usage_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
         match self.ebpf.map(MAP_USAGE).expect("USAGE map") {
-            aya::maps::Map::PerCpuHashMap(map) => map.fd().as_fd(),
-            _ => panic!("USAGE is a per-CPU hash map"),
+            aya::maps::Map::PerCpuArray(map) => map.fd().as_fd(),
+            _ => panic!("USAGE is a per-CPU array"),
         }
     }
 
@@ -431,26 +454,51 @@ impl Harness {
             .expect("write the local addresses");
     }
 
-    /// Installs or replaces `client`'s grant, as the daemon does when a session runs: room
-    /// for its counters in `USAGE` first.
+    /// Installs or replaces `client`'s grant with a budget of its own, as the daemon does
+    /// when a session runs (room for its counters first).
     pub(crate) fn grant(&mut self, client: Mac, grant: Grant) {
-        hotspotd::bpf::reserve_counters(&mut self.ebpf, MacKey::new(client))
-            .expect("make room for the counters");
-        hotspotd::bpf::set_grant(&mut self.ebpf, MacKey::new(client), grant)
+        self.clients
+            .set_grant(&mut self.ebpf, MacKey::new(client), grant)
             .expect("write the grant");
+    }
+
+    /// Lets `member` draw on `holder`'s budget, as the daemon does for the devices of one
+    /// voucher.
+    pub(crate) fn share(&mut self, member: Mac, holder: Mac) {
+        self.try_share(member, holder).expect("share the grant");
+    }
+
+    pub(crate) fn try_share(
+        &mut self,
+        member: Mac,
+        holder: Mac,
+    ) -> Result<(), hotspotd::bpf::BpfError> {
+        self.clients.share_grant(
+            &mut self.ebpf,
+            MacKey::new(member),
+            MacKey::new(holder),
+            0,
+            0,
+        )
+    }
+
+    /// Gives `client`'s room back, as the daemon does after its last reading without a grant.
+    pub(crate) fn release(&mut self, client: Mac) {
+        self.clients
+            .release(&mut self.ebpf, MacKey::new(client))
+            .expect("release the client");
     }
 
     /// Removes `client`'s grant, as the daemon does when its session stops.
     pub(crate) fn revoke(&mut self, client: Mac) {
-        hotspotd::bpf::remove_grant(&mut self.ebpf, MacKey::new(client)).expect("remove the grant");
+        self.clients
+            .remove_grant(&mut self.ebpf, MacKey::new(client))
+            .expect("remove the grant");
     }
 
     /// `client`'s grant as the programs left it, `None` when it has none.
     pub(crate) fn grant_of(&self, client: Mac) -> Option<Grant> {
-        hotspotd::bpf::grants(&self.ebpf)
-            .expect("read GRANTS")
-            .into_iter()
-            .find_map(|(key, grant)| (key == MacKey::new(client)).then_some(grant))
+        hotspotd::bpf::read_grant(&self.ebpf, MacKey::new(client)).expect("read the grant")
     }
 
     /// Makes the walled garden exactly `entries` (`network.walled_garden` syntax).

@@ -211,6 +211,7 @@ mod tests {
             },
             valid_until: Some(at),
             mac: None,
+            device_macs: Vec::new(),
             session_id: None,
             created_at: at,
             redeemed_at: None,

@@ -1,0 +1,224 @@
+//! Device slots (docs/vouchers.md): the devices that use one voucher at once. The voucher's
+//! session belongs to one of them, its holder, as any session belongs to a client; the others
+//! are its members. Each member draws on the holder's kernel budget (one budget, spent
+//! exactly by all of them), in HTB classes of its own at the session's speed, and what it
+//! uses is billed to the holder's session. The session runs while the holder is connected,
+//! which it stays while any of them is active (their traffic is the holder's for idleness).
+//! Side effects: shares and takes back kernel grants, sets members' speed classes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Control, speed};
+use crate::{
+    mac::MacAddr,
+    sessions::engine::{Now, SessionId},
+    vouchers::{Stage, Voucher},
+};
+
+/// Who shares with whom, from the vouchers in use.
+#[derive(Debug, Default)]
+pub(super) struct Sharing {
+    /// Each member's holder.
+    holders: BTreeMap<MacAddr, MacAddr>,
+    /// Each holder's members.
+    members: BTreeMap<MacAddr, BTreeSet<MacAddr>>,
+    /// The voucher's session each holder shares: members draw on its grant only while it
+    /// runs that one (not a session of its own queued after).
+    sessions: BTreeMap<MacAddr, SessionId>,
+}
+
+impl Sharing {
+    /// The index of `vouchers`' devices.
+    pub(super) fn of<'a>(vouchers: impl Iterator<Item = &'a Voucher>) -> Self {
+        let mut sharing = Self::default();
+        for voucher in vouchers.filter(|voucher| voucher.stage == Stage::InUse) {
+            let (Some(holder), Some(session)) = (voucher.mac, voucher.session_id) else {
+                continue;
+            };
+            if !voucher.devices.is_empty() {
+                sharing.sessions.insert(holder, session);
+            }
+            for member in voucher.devices.iter().filter(|member| **member != holder) {
+                sharing.holders.insert(*member, holder);
+                sharing.members.entry(holder).or_default().insert(*member);
+            }
+        }
+        sharing
+    }
+
+    /// The holder whose session `member` uses, if it is a member.
+    pub(super) fn holder_of(&self, member: MacAddr) -> Option<MacAddr> {
+        self.holders.get(&member).copied()
+    }
+
+    /// The members using `holder`'s session.
+    pub(super) fn members_of(&self, holder: MacAddr) -> Vec<MacAddr> {
+        self.members
+            .get(&holder)
+            .map(|members| members.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every member, in MAC order.
+    pub(super) fn members(&self) -> impl Iterator<Item = MacAddr> + '_ {
+        self.holders.keys().copied()
+    }
+
+    /// The session `holder`'s members share.
+    pub(super) fn session_of(&self, holder: MacAddr) -> Option<SessionId> {
+        self.sessions.get(&holder).copied()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.holders.is_empty()
+    }
+
+    /// Each client's billable bytes of a poll (in MAC order, each MAC once) with every
+    /// member's added to its holder's: what the engine bills. A member that moved counters
+    /// makes its holder active, so time runs while any device is in use.
+    pub(super) fn fold(&self, traffic: &mut Vec<(MacAddr, u64)>) {
+        if self.is_empty() {
+            return;
+        }
+        let mut moved: BTreeMap<MacAddr, u64> = BTreeMap::new();
+        traffic.retain(|(mac, bytes)| match self.holder_of(*mac) {
+            Some(holder) => {
+                *moved.entry(holder).or_insert(0) += bytes;
+                false
+            }
+            None => true,
+        });
+        if moved.is_empty() {
+            return;
+        }
+        for (mac, bytes) in traffic.iter_mut() {
+            if let Some(extra) = moved.remove(mac) {
+                *bytes += extra;
+            }
+        }
+        traffic.extend(moved);
+        traffic.sort_unstable_by_key(|(mac, _)| *mac);
+    }
+}
+
+impl Control {
+    /// Rebuilds the index of who shares with whom after the vouchers changed.
+    pub(super) fn index_devices(&mut self) {
+        self.sharing = Sharing::of(self.vouchers.all());
+    }
+
+    /// Brings `holder`'s members in line with it: while its session runs, each draws on its
+    /// kernel budget in classes of its own at the session's speed; otherwise each is blocked
+    /// and its classes freed.
+    pub(super) async fn follow_holder(&mut self, holder: MacAddr) {
+        let members = self.sharing.members_of(holder);
+        if members.is_empty() {
+            return;
+        }
+        let running = self.engine.running_session(holder).is_some()
+            && self.engine.running_session(holder) == self.sharing.session_of(holder);
+        let speed = self.engine.speed_of(holder);
+        let mut changed = false;
+        for member in members {
+            if running {
+                let classes = self.classes.of(member);
+                if let (Some(classes), Some((down, up))) = (classes, speed) {
+                    let rates = speed::rates(down, up);
+                    changed |= self.desired.clients.insert(classes.minor, rates) != Some(rates);
+                }
+                let (class_down, class_up) = classes.map_or((0, 0), |c| (c.down, c.up));
+                if let Err(error) =
+                    self.kernel
+                        .share_grant(member.key(), holder.key(), class_down, class_up)
+                {
+                    tracing::error!(%member, %holder, error = %crate::text::chain(&error), "cannot let a device share its voucher");
+                }
+            } else {
+                self.block_member(member, &mut changed);
+            }
+        }
+        if changed {
+            self.sync_speed().await;
+        }
+    }
+
+    /// Takes a member's share of a grant away and frees its classes.
+    fn block_member(&mut self, member: MacAddr, changed: &mut bool) {
+        if let Err(error) = self.kernel.remove_grant(member.key()) {
+            tracing::error!(%member, error = %crate::text::chain(&error), "cannot block a device of a voucher");
+        }
+        if let Some(minor) = self.classes.release(member) {
+            self.desired.clients.remove(&minor);
+            *changed = true;
+        }
+    }
+
+    /// A device that no longer uses a voucher: blocked at once, what it passed since the
+    /// last poll billed to the session it shared.
+    pub(super) async fn drop_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
+        let mut changed = false;
+        self.block_member(member, &mut changed);
+        if changed {
+            self.sync_speed().await;
+        }
+        self.bill_member(member, holder, now).await;
+    }
+
+    /// Bills what `member` passed since the last poll to `holder`'s session.
+    pub(super) async fn bill_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
+        let read_at = std::time::Instant::now();
+        let (reading, jiffies) = match (self.kernel.usage_of(member.key()), self.kernel.jiffies()) {
+            (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
+            (Ok(None), _) => return,
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%member, error = %crate::text::chain(&error), "cannot read a device's counters; what it passed since the last poll is not billed");
+                return;
+            }
+        };
+        let clocks = crate::accounting::Clocks {
+            jiffies,
+            hz: self.hz,
+            wall: now.wall,
+            read_at,
+        };
+        let Some(delta) = self.table.apply_one(member, &reading, clocks) else {
+            return;
+        };
+        let effects = self
+            .engine
+            .traffic(holder, delta.up_bytes + delta.down_bytes, true, now);
+        Box::pin(self.apply(effects, now)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn members_traffic_is_billed_to_the_holder_in_mac_order() {
+        let mut sharing = Sharing::default();
+        for (member, holder) in [(mac(1), mac(5)), (mac(9), mac(5)), (mac(3), mac(7))] {
+            sharing.holders.insert(member, holder);
+            sharing.members.entry(holder).or_default().insert(member);
+        }
+        let mut traffic = vec![
+            (mac(1), 10),
+            (mac(2), 1),
+            (mac(3), 0),
+            (mac(5), 100),
+            (mac(9), 5),
+        ];
+        sharing.fold(&mut traffic);
+        assert_eq!(
+            traffic,
+            vec![(mac(2), 1), (mac(5), 115), (mac(7), 0)],
+            "members gone, their bytes (and activity) on their holders, a holder without \
+             traffic of its own added"
+        );
+    }
+}
