@@ -1584,21 +1584,38 @@ fn a_moved_session_keeps_what_it_consumed_and_its_old_client_goes_on_with_the_ne
     let _ = engine.connect(A, clock.now()).unwrap();
     let _ = engine.traffic(A, 3_000_000, true, clock.secs(10));
     let effects = engine.move_session(1, B, clock.millis(500)).unwrap();
-    assert_eq!(effects[0], Effect::Save(1), "the moved session is saved first");
+    assert_eq!(
+        effects[0],
+        Effect::Save(1),
+        "the moved session is saved first"
+    );
     assert_eq!(
         grant(&effects).session_id,
         2,
         "A goes on with its own next session at once"
     );
     assert_eq!(engine.session(1).unwrap().mac, B);
-    assert_eq!(data(&engine, 1).time_cons, 10, "time credited up to the move");
+    assert_eq!(
+        data(&engine, 1).time_cons,
+        10,
+        "time credited up to the move"
+    );
     assert_eq!(data(&engine, 1).data_cons, 3.0, "data kept");
     assert_eq!(engine.sessions_of(A).map(|s| s.id).collect::<Vec<_>>(), [2]);
-    assert_eq!(engine.client_state(B), ClientState::Disconnected, "not connected by the move");
+    assert_eq!(
+        engine.client_state(B),
+        ClientState::Disconnected,
+        "not connected by the move"
+    );
     let effects = engine.connect(B, clock.now()).unwrap();
     let granted = grant(&effects);
     assert_eq!(
-        (granted.mac, granted.session_id, granted.bytes_left, granted.run_for),
+        (
+            granted.mac,
+            granted.session_id,
+            granted.bytes_left,
+            granted.run_for
+        ),
         (B, 1, Some(7_000_000), Some(Duration::from_millis(49_500))),
         "B runs it with exactly what is left, the half second carried included"
     );
@@ -1606,5 +1623,9 @@ fn a_moved_session_keeps_what_it_consumed_and_its_old_client_goes_on_with_the_ne
         engine.move_session(9, B, clock.now()),
         Err(EngineError::UnknownSession { id: 9 })
     );
-    assert_eq!(engine.move_session(1, B, clock.now()), Ok(vec![]), "already B's");
+    assert_eq!(
+        engine.move_session(1, B, clock.now()),
+        Ok(vec![]),
+        "already B's"
+    );
 }
