@@ -166,6 +166,19 @@ impl VoucherKey {
         hmac.update(code.as_bytes());
         hmac.finalize().into_bytes().into()
     }
+
+    /// The tag of the portal's resume cookie for voucher `id` (docs/vouchers.md): an HMAC
+    /// under the same key, in a domain of its own (a code's input is "hotspotd voucher " and
+    /// capitals and digits), so no cookie is a code's hash or another voucher's cookie.
+    #[must_use]
+    pub fn resume_tag(&self, id: VoucherId) -> [u8; 32] {
+        let Ok(mut hmac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return [0; 32];
+        };
+        hmac.update(b"hotspotd resume cookie\0");
+        hmac.update(&id.to_be_bytes());
+        hmac.finalize().into_bytes().into()
+    }
 }
 
 /// What the database says of a voucher; the state shown ([`VoucherState`]) also depends on

@@ -188,6 +188,10 @@ impl Restart<'_> {
             tls_port,
             hostname,
             api_url,
+            trial_secs,
+            trial_down_mbits,
+            trial_up_mbits,
+            trial_reset_secs,
         } = new;
         // A renewed pair (the same files rewritten, or new paths) is served from the next
         // handshake; HTTPS turned on or off needs its listener opened or closed at start.
@@ -217,6 +221,11 @@ impl Restart<'_> {
             // Read by every `GET /v1/portal/dhcp-options`.
             hostname: hostname.clone(),
             api_url: api_url.clone(),
+            // Read at every trial and every landing page.
+            trial_secs: *trial_secs,
+            trial_down_mbits: *trial_down_mbits,
+            trial_up_mbits: *trial_up_mbits,
+            trial_reset_secs: *trial_reset_secs,
         }
     }
 
@@ -257,6 +266,10 @@ mod tests {
         "portal.redirect_dns",
         "portal.hostname",
         "portal.api_url",
+        "portal.trial_secs",
+        "portal.trial_down_mbits",
+        "portal.trial_up_mbits",
+        "portal.trial_reset_secs",
         "vouchers.code_length",
     ];
 

@@ -16,8 +16,10 @@ mod portal;
 mod reader;
 mod reload;
 mod restore;
+mod resume;
 mod save;
 mod speed;
+mod trials;
 mod views;
 mod vouchers;
 
@@ -35,8 +37,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use crate::trials::TrialError;
 pub use crate::vouchers::RedeemError;
 pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
+pub use resume::{RedeemBy, Redeemed, ResumeCookie, ResumeOffer};
 pub use speed::global as global_rates;
 pub use vouchers::{NewVouchers, VoucherError, VoucherRef, VoucherView};
 
@@ -169,6 +173,8 @@ pub struct Control {
     set_aside: Vec<crate::views::SetAsideView>,
     /// Every voucher, loaded at restore.
     vouchers: vouchers::VoucherBook,
+    /// Who had a free trial when, loaded at restore (`trials.rs`).
+    trials: trials::Trials,
 }
 
 impl Control {
@@ -237,6 +243,7 @@ impl Control {
             poll_durations: crate::histogram::Histogram::default(),
             set_aside: Vec::new(),
             vouchers: vouchers::VoucherBook::new(voucher_key),
+            trials: trials::Trials::default(),
         };
         control.restore().await?;
         Ok(control)

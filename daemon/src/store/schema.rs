@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -131,10 +131,20 @@ CREATE TABLE vouchers (
 );
 ";
 
+/// Version 6: free trials (docs/trials.md): each device's last one, so a restart still knows
+/// who had one within the reset window. Entries past the window are deleted.
+const SCHEMA_V6: &str = "
+CREATE TABLE trials (
+    mac        TEXT NOT NULL PRIMARY KEY CHECK (length(mac) = 17),
+    granted_at TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
 /// before it fails.
@@ -615,6 +625,8 @@ mod tests {
             replace_clients: true,
             last_id: 5,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("saves");
         let loaded = db.load_all().expect("loads");
@@ -702,7 +714,55 @@ mod tests {
         db.write(&ledger.changes(false)).expect("writes");
         assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 5);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    /// A version 5 file with a voucher: kept, and an empty trial table beside it that takes
+    /// trials and forgets them.
+    #[test]
+    fn the_fifth_schema_gets_an_empty_trial_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = 5;"
+            ),
+        );
+        let mut db = Db::open(&path).expect("migrates");
+        let voucher = crate::store::tests::voucher(1);
+        let mut ledger = crate::store::ledger::Ledger::new(
+            db.load_all().expect("loads"),
+            db.last_id().expect("id"),
+        );
+        ledger.put_vouchers(vec![voucher.clone()]).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions, first_schema_sessions());
+        assert!(loaded.trials.is_empty());
+        let start = DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+            .expect("valid")
+            .to_utc();
+        let trial = |n, secs: i64| crate::trials::Trial {
+            mac: crate::store::tests::mac(n),
+            granted_at: start + chrono::TimeDelta::seconds(secs),
+        };
+        let mut ledger = crate::store::ledger::Ledger::new(loaded, db.last_id().expect("id"));
+        ledger.put_trial(trial(1, 0)).expect("takes");
+        ledger.put_trial(trial(2, 10)).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        ledger.written(ledger.generation());
+        assert_eq!(
+            db.load_all().expect("loads").trials,
+            vec![trial(1, 0), trial(2, 10)]
+        );
+        ledger.forget_trials_before(start + chrono::TimeDelta::seconds(5));
+        db.write(&ledger.changes(false)).expect("writes");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.trials, vec![trial(2, 10)]);
+        assert_eq!(loaded.vouchers, vec![voucher]);
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 6);
     }
 
     #[test]
@@ -820,6 +880,8 @@ mod tests {
             replace_clients: true,
             last_id: 1,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("writes");
         db.close().expect("closes");
@@ -871,6 +933,8 @@ mod tests {
             replace_clients: true,
             last_id: 1,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("writes");
         // What a power cut leaves: the file and its WAL, never checkpointed, and no `-shm`.
