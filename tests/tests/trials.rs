@@ -127,6 +127,21 @@ fn a_trial_is_given_once_per_window_on_the_page_and_by_the_api_and_a_crash_forge
         landing.body
     );
     ensure!(!reaches_internet(&lan, walker)?, "online before the trial");
+    // A form without the device's CSRF token (another page's) gives nothing.
+    let forged = portal(
+        walker,
+        request(
+            "POST",
+            "/trial",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"csrf=0123",
+        ),
+    )?;
+    ensure!(forged.status == 403, "{forged:?}");
+    ensure!(
+        sessions_of(&daemon, &walker.mac)?.is_empty(),
+        "a forged form gave a trial"
+    );
     let answer = press_trial(walker)?;
     ensure!(answer.status == 303, "{answer:?}");
     ensure!(

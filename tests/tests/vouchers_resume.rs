@@ -79,6 +79,10 @@ fn states(daemon: &Daemon) -> Result<Vec<String>> {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: a cookie set, used, offered elsewhere, forged and ended"
+)]
 fn a_redeemed_voucher_is_remembered_in_a_cookie_that_resumes_it_and_nothing_else() -> Result<()> {
     let lan = Lan::new(2)?;
     let (phone, other) = (&lan.clients[0], &lan.clients[1]);
@@ -150,6 +154,18 @@ fn a_redeemed_voucher_is_remembered_in_a_cookie_that_resumes_it_and_nothing_else
         refused.status == 422 && refused.body.contains("in use on another device"),
         "{refused:?}"
     );
+    // The cookie without the device's CSRF token (a page elsewhere posting the form) does
+    // nothing.
+    let forged = portal(
+        other,
+        request(
+            "POST",
+            "/resume-voucher",
+            &[FORM, ("Cookie", &pair)],
+            b"csrf=0123",
+        ),
+    )?;
+    ensure!(forged.status == 403, "{forged:?}");
     ensure!(!reaches_internet(&lan, other)?, "the other device got in");
 
     // An altered cookie: voucher 2's id with voucher 1's tag, a changed tag digit. Neither is

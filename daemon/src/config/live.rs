@@ -21,8 +21,8 @@ pub struct Reloaded {
 
 impl Config {
     /// What a running daemon (with `self`) makes of `new`. Applied while running: the walled
-    /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs` and
-    /// `[vouchers]` (new codes only). Read only at start: the interfaces (the programs and
+    /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs`,
+    /// `[vouchers]` (new codes only) and the `portal.trial_*` keys (the next trial). Read only at start: the interfaces (the programs and
     /// trees hang on them), the database path, every `[api]` key (the listeners and the token are set up once), the pin folder,
     /// and `[events]` (the hook task is started with its program and timeout).
     #[must_use]
