@@ -315,7 +315,7 @@ impl Control {
                     },
                 });
             }
-            tracing::debug!(%mac, "a voucher code was entered; no voucher has it");
+            tracing::debug!(%mac, "a voucher code (or resume cookie) was entered; no voucher has it");
             return Err(RedeemError::UnknownCode);
         };
         Ok(id)
