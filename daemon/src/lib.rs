@@ -41,6 +41,7 @@ pub mod shaping;
 pub mod store;
 pub mod text;
 pub mod theme;
+pub mod trials;
 pub mod views;
 pub mod vouchers;
 pub mod watch;

@@ -93,6 +93,19 @@ pub struct PortalClient {
     pub up_mbits: Option<u32>,
     /// Its other sessions, which run when the current one ends, in no particular order.
     pub queued: Vec<QueuedSession>,
+    /// Whether the landing page offers it a free trial (docs/trials.md).
+    pub trial: TrialOffer,
+}
+
+/// What the landing page says of a free trial to one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrialOffer {
+    /// The hotspot gives none (`portal.trial_secs` = 0).
+    Off,
+    /// One of this many seconds, for the asking.
+    Available { secs: u64 },
+    /// The device had one lately; the next in this many seconds.
+    After { retry_secs: u64 },
 }
 
 /// A session waiting for its client's current one to end.

@@ -166,6 +166,19 @@ impl VoucherKey {
         hmac.update(code.as_bytes());
         hmac.finalize().into_bytes().into()
     }
+
+    /// The tag of the portal's resume cookie for voucher `id` (docs/vouchers.md): an HMAC
+    /// under the same key, in a domain of its own (a code's input is "hotspotd voucher " and
+    /// capitals and digits), so no cookie is a code's hash or another voucher's cookie.
+    #[must_use]
+    pub fn resume_tag(&self, id: VoucherId) -> [u8; 32] {
+        let Ok(mut hmac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return [0; 32];
+        };
+        hmac.update(b"hotspotd resume cookie\0");
+        hmac.update(&id.to_be_bytes());
+        hmac.finalize().into_bytes().into()
+    }
 }
 
 /// What the database says of a voucher; the state shown ([`VoucherState`]) also depends on
@@ -263,10 +276,6 @@ pub enum RedeemError {
     Expired,
     #[error("this voucher is used up")]
     UsedUp,
-    #[error(
-        "this voucher is in use on another device (one device at a time); disconnect that one first"
-    )]
-    InUseElsewhere,
     #[error("too many wrong codes from this device; try again in {retry_secs} s")]
     Throttled { retry_secs: u64 },
     #[error("the voucher's session could not be sold: {0}")]
@@ -282,7 +291,6 @@ impl RedeemError {
             Self::Revoked => "voucher_revoked",
             Self::Expired => "voucher_expired",
             Self::UsedUp => "voucher_used_up",
-            Self::InUseElsewhere => "voucher_in_use",
             Self::Throttled { .. } => "too_many_attempts",
             Self::Failed(_) => "session_failed",
         }

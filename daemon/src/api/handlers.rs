@@ -465,3 +465,40 @@ pub(super) async fn redeem(
             .await??,
     ))
 }
+
+/// The body of `POST /v1/trial`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TrialRequest {
+    mac: MacAddr,
+}
+
+/// `POST /v1/trial` with `{"mac": …}`: what the built-in portal's trial button does, for an
+/// external portal; answers with the client, connected. A device that had its trial within
+/// the reset window is refused with `429` and `Retry-After` (docs/trials.md).
+pub(super) async fn trial(
+    State(commands): State<Commands>,
+    body: Result<Json<TrialRequest>, JsonRejection>,
+) -> Result<Json<ClientView>, axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let Json(body) = body.map_err(|rejection| json_error(&rejection).into_response())?;
+    let mac = station(body.mac).map_err(ApiError::into_response)?;
+    match commands.ask(|reply| Command::Trial { mac, reply }).await {
+        Err(gone) => Err(ApiError::from(gone).into_response()),
+        Ok(Ok(view)) => Ok(Json(view)),
+        Ok(Err(error)) => {
+            let retry_secs = match error {
+                crate::control::TrialError::TooSoon { retry_secs, .. } => Some(retry_secs),
+                _ => None,
+            };
+            let mut response = ApiError::from(error).into_response();
+            if let Some(retry_secs) = retry_secs {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_secs),
+                );
+            }
+            Err(response)
+        }
+    }
+}

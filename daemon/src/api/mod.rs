@@ -25,7 +25,7 @@ pub use crate::views::{
     ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, SetAsideView, StatusView,
 };
 
-use crate::control::{CommandError, Commands, ControlGone, RedeemError, VoucherError};
+use crate::control::{CommandError, Commands, ControlGone, RedeemError, TrialError, VoucherError};
 use crate::events::Events;
 use crate::sessions::engine::EngineError;
 
@@ -74,10 +74,20 @@ impl From<RedeemError> for ApiError {
             RedeemError::UnknownCode => StatusCode::NOT_FOUND,
             RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             RedeemError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RedeemError::Revoked
-            | RedeemError::Expired
-            | RedeemError::UsedUp
-            | RedeemError::InUseElsewhere => StatusCode::CONFLICT,
+            RedeemError::Revoked | RedeemError::Expired | RedeemError::UsedUp => {
+                StatusCode::CONFLICT
+            }
+        };
+        Self::new(status, error.code(), error.to_string())
+    }
+}
+
+impl From<TrialError> for ApiError {
+    fn from(error: TrialError) -> Self {
+        let status = match error {
+            TrialError::TooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TrialError::Off | TrialError::HasSession => StatusCode::CONFLICT,
+            TrialError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, error.code(), error.to_string())
     }
@@ -243,6 +253,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/v1/vouchers/redeem", post(handlers::redeem))
         .route("/v1/vouchers/revoke", post(handlers::revoke_by_code))
         .route("/v1/vouchers/{id}/revoke", post(handlers::revoke_voucher))
+        .route("/v1/trial", post(handlers::trial))
         .route("/v1/portal/dhcp-options", get(handlers::dhcp_options))
         .route("/v1/events", get(handlers::events))
         .route("/metrics", get(handlers::metrics))

@@ -72,6 +72,10 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("portal.hostname"),
     Key::Text("portal.api_url"),
     Key::Int(VOUCHER_CODE_LENGTH),
+    Key::Int(TRIAL_SECS),
+    Key::Int(TRIAL_DOWN_MBITS),
+    Key::Int(TRIAL_UP_MBITS),
+    Key::Int(TRIAL_RESET_SECS),
 ];
 
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
@@ -94,6 +98,17 @@ pub(super) const VOUCHER_CODE_LENGTH: IntKey = IntKey::between(
     crate::vouchers::MIN_CODE_LENGTH as u64,
     crate::vouchers::MAX_CODE_LENGTH as u64,
 );
+
+/// A free trial of up to a day; 0: none.
+pub(super) const TRIAL_SECS: IntKey = IntKey::between("portal.trial_secs", 0, 86_400);
+/// A session's speed is an i32 (`SessionData::down_mbits`); 0: the global speed.
+pub(super) const TRIAL_DOWN_MBITS: IntKey =
+    IntKey::between("portal.trial_down_mbits", 0, i32::MAX as u64);
+pub(super) const TRIAL_UP_MBITS: IntKey =
+    IntKey::between("portal.trial_up_mbits", 0, i32::MAX as u64);
+/// A minute to a year.
+pub(super) const TRIAL_RESET_SECS: IntKey =
+    IntKey::between("portal.trial_reset_secs", 60, 31_536_000);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

@@ -21,8 +21,8 @@ pub struct Reloaded {
 
 impl Config {
     /// What a running daemon (with `self`) makes of `new`. Applied while running: the walled
-    /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs` and
-    /// `[vouchers]` (new codes only). Read only at start: the interfaces (the programs and
+    /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs`,
+    /// `[vouchers]` (new codes only) and the `portal.trial_*` keys (the next trial). Read only at start: the interfaces (the programs and
     /// trees hang on them), the database path, every `[api]` key (the listeners and the token are set up once), the pin folder,
     /// and `[events]` (the hook task is started with its program and timeout).
     #[must_use]
@@ -188,6 +188,10 @@ impl Restart<'_> {
             tls_port,
             hostname,
             api_url,
+            trial_secs,
+            trial_down_mbits,
+            trial_up_mbits,
+            trial_reset_secs,
         } = new;
         // A renewed pair (the same files rewritten, or new paths) is served from the next
         // handshake; HTTPS turned on or off needs its listener opened or closed at start.
@@ -217,6 +221,11 @@ impl Restart<'_> {
             // Read by every `GET /v1/portal/dhcp-options`.
             hostname: hostname.clone(),
             api_url: api_url.clone(),
+            // Read at every trial and every landing page.
+            trial_secs: *trial_secs,
+            trial_down_mbits: *trial_down_mbits,
+            trial_up_mbits: *trial_up_mbits,
+            trial_reset_secs: *trial_reset_secs,
         }
     }
 
@@ -257,6 +266,10 @@ mod tests {
         "portal.redirect_dns",
         "portal.hostname",
         "portal.api_url",
+        "portal.trial_secs",
+        "portal.trial_down_mbits",
+        "portal.trial_up_mbits",
+        "portal.trial_reset_secs",
         "vouchers.code_length",
     ];
 

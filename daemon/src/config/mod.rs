@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use keys::{
     BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
     Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT, SAVE_INTERVAL_SECS,
-    VOUCHER_CODE_LENGTH, check_values,
+    TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS, TRIAL_UP_MBITS, VOUCHER_CODE_LENGTH,
+    check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -240,6 +241,14 @@ pub struct PortalConfig {
     /// The RFC 8908 API URI DHCP and router advertisements carry (RFC 8910); empty: derived
     /// from the built-in portal (`crate::portal::rfc8910`).
     pub api_url: String,
+    /// A free trial's length (docs/trials.md): one per device per `trial_reset_secs`, offered
+    /// on the landing page and by `POST /v1/trial`; 0: no trial.
+    pub trial_secs: u64,
+    /// A trial's speed, Mbit/s; both 0: the global speed.
+    pub trial_down_mbits: u64,
+    pub trial_up_mbits: u64,
+    /// How long after its trial a device may have another.
+    pub trial_reset_secs: u64,
 }
 
 impl PortalConfig {
@@ -271,6 +280,10 @@ impl Default for PortalConfig {
             tls_port: 443,
             hostname: String::new(),
             api_url: String::new(),
+            trial_secs: 0,
+            trial_down_mbits: 0,
+            trial_up_mbits: 0,
+            trial_reset_secs: 86_400,
         }
     }
 }
@@ -544,6 +557,35 @@ impl Config {
             return Err((
                 "portal.listen_port",
                 "must be a port from 1 to 65535".to_owned(),
+            ));
+        }
+        for (key, value) in [
+            (TRIAL_SECS, portal.trial_secs),
+            (TRIAL_DOWN_MBITS, portal.trial_down_mbits),
+            (TRIAL_UP_MBITS, portal.trial_up_mbits),
+            (TRIAL_RESET_SECS, portal.trial_reset_secs),
+        ] {
+            key.check(i128::from(value))
+                .map_err(|message| (key.path, message))?;
+        }
+        if (portal.trial_down_mbits == 0) != (portal.trial_up_mbits == 0) {
+            return Err((
+                "portal.trial_up_mbits",
+                format!(
+                    "and portal.trial_down_mbits must both be 0 (a trial at the global speed) or \
+                     both be set (got {} down, {} up)",
+                    portal.trial_down_mbits, portal.trial_up_mbits
+                ),
+            ));
+        }
+        if portal.trial_secs > portal.trial_reset_secs {
+            return Err((
+                "portal.trial_reset_secs",
+                format!(
+                    "must be at least portal.trial_secs ({}): a device would get its next free \
+                     trial before the last one ended (got {})",
+                    portal.trial_secs, portal.trial_reset_secs
+                ),
             ));
         }
         if portal.tls_enabled() && portal.tls_port == portal.listen_port {

@@ -762,3 +762,47 @@ fn the_rfc_8910_keys_take_what_dhcp_and_dns_can_carry() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_trial_is_off_by_default_and_its_keys_are_checked() -> TestResult {
+    let config = Config::default();
+    assert_eq!(
+        (config.portal.trial_secs, config.portal.trial_reset_secs),
+        (0, 86_400)
+    );
+    let on = load_toml(
+        "[portal]\ntrial_secs = 300\ntrial_down_mbits = 1\ntrial_up_mbits = 1",
+        &[],
+    )?;
+    assert_eq!(on.portal.trial_secs, 300);
+    let global = load_toml("[portal]\ntrial_secs = 300", &[])?;
+    assert!(
+        crate::trials::plan(&global.portal, chrono::Utc::now())
+            .is_some_and(|plan| plan.use_global_speed)
+    );
+    assert_eq!(
+        error_for("[portal]\ntrial_secs = 300\ntrial_down_mbits = 1", &[])?,
+        "config.toml: portal.trial_up_mbits and portal.trial_down_mbits must both be 0 \
+         (a trial at the global speed) or both be set (got 1 down, 0 up)"
+    );
+    assert_eq!(
+        error_for("[portal]\ntrial_secs = 7200\ntrial_reset_secs = 3600", &[])?,
+        "config.toml: portal.trial_reset_secs must be at least portal.trial_secs (7200): a \
+         device would get its next free trial before the last one ended (got 3600)"
+    );
+    for (toml, key) in [
+        ("trial_secs = 86401", "portal.trial_secs"),
+        ("trial_secs = -1", "portal.trial_secs"),
+        ("trial_reset_secs = 59", "portal.trial_reset_secs"),
+        ("trial_down_mbits = 2147483648", "portal.trial_down_mbits"),
+    ] {
+        let error = error_for(&format!("[portal]\n{toml}"), &[])?;
+        assert!(
+            error.starts_with(&format!("config.toml: {key} must")),
+            "{error}"
+        );
+    }
+    let env = error_for("[portal]", &[("HOTSPOTD__PORTAL__TRIAL_RESET_SECS", "10")])?;
+    assert!(env.contains("HOTSPOTD__PORTAL__TRIAL_RESET_SECS"), "{env}");
+    Ok(())
+}

@@ -33,6 +33,23 @@ pub enum Command {
         code: String,
         reply: oneshot::Sender<Result<ClientView, super::RedeemError>>,
     },
+    /// The portal's form: a typed code or the browser's resume cookie, redeemed for `mac`;
+    /// the answer carries the cookie to keep.
+    PortalRedeem {
+        mac: MacAddr,
+        by: super::RedeemBy,
+        reply: oneshot::Sender<Result<super::Redeemed, super::RedeemError>>,
+    },
+    /// What the landing page offers for a resume cookie (`None`: nothing).
+    ResumeOffer {
+        cookie: String,
+        reply: oneshot::Sender<Option<super::ResumeOffer>>,
+    },
+    /// A free trial asked for by the client `mac` (the portal's button, `POST /v1/trial`).
+    Trial {
+        mac: MacAddr,
+        reply: oneshot::Sender<Result<ClientView, super::TrialError>>,
+    },
     /// `POST /v1/vouchers`.
     CreateVouchers {
         new: super::NewVouchers,
@@ -172,6 +189,17 @@ impl Control {
             }
             Command::Redeem { mac, code, reply } => {
                 let result = self.redeem(mac, &code).await;
+                self.answer_once_saved(reply, result);
+            }
+            Command::PortalRedeem { mac, by, reply } => {
+                let result = self.portal_redeem(mac, by).await;
+                self.answer_once_saved(reply, result);
+            }
+            Command::ResumeOffer { cookie, reply } => {
+                let _ = reply.send(self.resume_offer(&cookie));
+            }
+            Command::Trial { mac, reply } => {
+                let result = self.grant_trial(mac).await;
                 self.answer_once_saved(reply, result);
             }
             Command::CreateVouchers { new, reply } => {

@@ -17,8 +17,10 @@ mod portal;
 mod reader;
 mod reload;
 mod restore;
+mod resume;
 mod save;
 mod speed;
+mod trials;
 mod views;
 mod vouchers;
 
@@ -36,8 +38,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use crate::trials::TrialError;
 pub use crate::vouchers::RedeemError;
 pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
+pub use resume::{RedeemBy, Redeemed, ResumeCookie, ResumeOffer};
 pub use speed::global as global_rates;
 pub use vouchers::{NewVouchers, VoucherError, VoucherRef, VoucherView};
 
@@ -172,6 +176,8 @@ pub struct Control {
     vouchers: vouchers::VoucherBook,
     /// The devices sharing vouchers, indexed from `vouchers`.
     sharing: devices::Sharing,
+    /// Who had a free trial when, loaded at restore (`trials.rs`).
+    trials: trials::Trials,
 }
 
 impl Control {
@@ -241,6 +247,7 @@ impl Control {
             set_aside: Vec::new(),
             vouchers: vouchers::VoucherBook::new(voucher_key),
             sharing: devices::Sharing::default(),
+            trials: trials::Trials::default(),
         };
         control.restore().await?;
         Ok(control)

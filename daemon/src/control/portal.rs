@@ -60,6 +60,7 @@ impl Control {
             })
             .collect();
         let speed = self.engine.speed_of(mac);
+        let trial = self.trial_offer(mac, now);
         Some(PortalClient {
             mac,
             state,
@@ -67,6 +68,7 @@ impl Control {
             down_mbits: speed.map(|(down, _)| down),
             up_mbits: speed.map(|(_, up)| up),
             queued,
+            trial,
         })
     }
 }

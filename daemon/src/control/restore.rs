@@ -43,9 +43,11 @@ impl Control {
             clients,
             meta,
             vouchers,
+            trials,
         } = self.store.load_all();
         self.vouchers.load(vouchers);
         self.index_devices();
+        self.load_trials(trials);
         let mut sessions = self.set_aside_out_of_range(sessions);
         let moved = self.continue_clock(meta.as_ref(), &mut sessions);
         let now = self.now();

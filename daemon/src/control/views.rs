@@ -129,6 +129,7 @@ impl Control {
             save_durations: self.store.save_durations(),
             maps: self.map_fill(),
             alerts: self.alerts.read(),
+            trials: self.trial_counts(),
         }
     }
 

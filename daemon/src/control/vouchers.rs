@@ -117,9 +117,18 @@ impl VoucherBook {
         self.vouchers.values()
     }
 
-    fn find_code(&self, typed: &str) -> Option<VoucherId> {
+    pub(super) fn find_code(&self, typed: &str) -> Option<VoucherId> {
         let code = normalise(typed)?;
         self.by_hash.get(&self.key.hash(&code)).copied()
+    }
+
+    /// What codes and resume cookies are checked with (`resume.rs`).
+    pub(super) fn key(&self) -> &VoucherKey {
+        &self.key
+    }
+
+    pub(super) fn get(&self, id: VoucherId) -> Option<&Voucher> {
+        self.vouchers.get(&id)
     }
 }
 
@@ -230,7 +239,7 @@ impl Control {
         }
     }
 
-    fn voucher_state(&self, voucher: &Voucher, now: Now) -> VoucherState {
+    pub(super) fn voucher_state(&self, voucher: &Voucher, now: Now) -> VoucherState {
         let session = voucher
             .session_id
             .and_then(|id| self.engine.state_of(id, now));
@@ -283,21 +292,31 @@ impl Control {
         Ok(view)
     }
 
-    /// Redeems `code` for `mac`: an unused voucher's plan becomes the client's session
-    /// (provider "voucher"; the voucher names it) and the client is connected at once. The
-    /// same device entering its voucher again is connected (resumed) again.
+    /// Redeems `code` for `mac`: [`Self::find_voucher`], then [`Self::redeem_voucher`].
     pub(super) async fn redeem(
         &mut self,
         mac: MacAddr,
         code: &str,
     ) -> Result<ClientView, RedeemError> {
+        let id = self.find_voucher(mac, |book| book.find_code(code))?;
+        self.redeem_voucher(mac, id).await
+    }
+
+    /// The voucher `find` names (from a typed code, or the portal's resume cookie) for `mac`.
+    /// Refused while `mac`, or everyone, entered too many wrong ones lately; one that names
+    /// none counts as a wrong one.
+    pub(super) fn find_voucher(
+        &mut self,
+        mac: MacAddr,
+        find: impl FnOnce(&VoucherBook) -> Option<VoucherId>,
+    ) -> Result<VoucherId, RedeemError> {
         let at = std::time::Instant::now();
         if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
             return Err(RedeemError::Throttled {
                 retry_secs: throttle.retry_secs(),
             });
         }
-        let Some(id) = self.vouchers.find_code(code) else {
+        let Some(id) = find(&self.vouchers) else {
             self.vouchers.guesses.wrong(mac, at);
             if let Err(throttle) = self.vouchers.guesses.check(mac, at) {
                 // The try that reached a limit: told once, not at every refused one after.
@@ -313,9 +332,20 @@ impl Control {
                     },
                 });
             }
-            tracing::debug!(%mac, code_len = code.len(), "a voucher code was entered; no voucher has it");
+            tracing::debug!(%mac, "a voucher code (or resume cookie) was entered; no voucher has it");
             return Err(RedeemError::UnknownCode);
         };
+        Ok(id)
+    }
+
+    /// Redeems voucher `id` for `mac`: an unused voucher's plan becomes the client's session
+    /// (provider "voucher"; the voucher names it) and the client is connected at once. The
+    /// same device redeeming its voucher again is connected (resumed) again.
+    pub(super) async fn redeem_voucher(
+        &mut self,
+        mac: MacAddr,
+        id: VoucherId,
+    ) -> Result<ClientView, RedeemError> {
         let Some(voucher) = self.vouchers.vouchers.get(&id).cloned() else {
             return Err(RedeemError::UnknownCode);
         };

@@ -29,6 +29,16 @@ pub struct Snapshot {
     pub maps: Vec<MapFill>,
     /// What the watchers beside the sessions counted.
     pub alerts: AlertCounts,
+    pub trials: TrialCounts,
+}
+
+/// Free trials (docs/trials.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrialCounts {
+    /// Granted since the daemon started.
+    pub granted: u64,
+    /// Devices whose last trial is within the reset window: they are refused another.
+    pub ledger_entries: usize,
 }
 
 /// How full one of the kernel's per-client maps is.
@@ -69,6 +79,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     gate(&mut out, snapshot);
     daemon(&mut out, snapshot);
     alerts(&mut out, &snapshot.alerts);
+    trials(&mut out, snapshot.trials);
     out
 }
 
@@ -235,6 +246,26 @@ fn daemon(out: &mut String, snapshot: &Snapshot) {
     for fill in &snapshot.maps {
         sample(out, name, &[("map", fill.map)], f64::from(fill.capacity));
     }
+}
+
+/// Free trials: granted, and devices refused another until their window passes.
+fn trials(out: &mut String, trials: TrialCounts) {
+    let name = "hotspotd_trials_granted_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Free trials granted since the daemon started.",
+    );
+    sample(out, name, &[], as_f64(trials.granted));
+    let name = "hotspotd_trial_ledger_entries";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Devices whose last free trial is within the reset window.",
+    );
+    sample(out, name, &[], as_f64(trials.ledger_entries as u64));
 }
 
 /// Trouble beside the sessions: MAC moves, refused API tokens, the neighbour tables.
@@ -456,6 +487,10 @@ mod tests {
                     overflows: 276,
                 }),
             },
+            trials: TrialCounts {
+                granted: 4,
+                ledger_entries: 3,
+            },
         }
     }
 
@@ -491,6 +526,8 @@ mod tests {
         assert_eq!(value("hotspotd_poll_seconds_count"), Some(1.0));
         assert_eq!(value("hotspotd_save_seconds_count"), Some(0.0));
         assert_eq!(value("hotspotd_mac_moves_total"), Some(2.0));
+        assert_eq!(value("hotspotd_trials_granted_total"), Some(4.0));
+        assert_eq!(value("hotspotd_trial_ledger_entries"), Some(3.0));
         assert_eq!(
             value(r#"hotspotd_api_refusals_total{why="rate_limited"}"#),
             Some(3.0)

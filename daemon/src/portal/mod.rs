@@ -49,6 +49,8 @@ const CAPTIVE_JSON: &str = "application/captive+json";
 pub struct Ends {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Whether the connection is HTTPS (cookies are then `Secure`).
+    pub tls: bool,
 }
 
 /// The largest form body taken: a token and a code are a hundred bytes.
@@ -91,6 +93,8 @@ pub fn router(site: Site) -> Router {
         .route("/", get(pages::home).post(pages::redeem))
         .route("/pause", post(pages::pause))
         .route("/resume", post(pages::resume))
+        .route("/resume-voucher", post(pages::resume_voucher))
+        .route("/trial", post(pages::trial))
         .route("/portal.js", get(pages::script))
         .route("/style.css", get(pages::style))
         .route("/logo", get(pages::logo))
@@ -240,7 +244,14 @@ async fn serve_round(
                 let accept = || async {
                     let (stream, peer) = listener.accept().await?;
                     let local = stream.local_addr()?;
-                    Ok(((stream, peer), Some(Ends { peer, local })))
+                    Ok((
+                        (stream, peer),
+                        Some(Ends {
+                            peer,
+                            local,
+                            tls: true,
+                        }),
+                    ))
                 };
                 // The handshake runs in the connection's task, under its time limit.
                 let handshake = move |(stream, peer)| {
@@ -274,7 +285,14 @@ async fn serve_plain(listeners: Vec<TcpListener>, router: Router, shutdown: Canc
             let accept = || async {
                 let (stream, peer) = listener.accept().await?;
                 let local = stream.local_addr()?;
-                Ok((stream, Some(Ends { peer, local })))
+                Ok((
+                    stream,
+                    Some(Ends {
+                        peer,
+                        local,
+                        tls: false,
+                    }),
+                ))
             };
             crate::api::serve::serve(accept, router, shutdown, crate::api::serve::MAX_CONNECTIONS)
                 .await;

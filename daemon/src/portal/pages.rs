@@ -1,17 +1,19 @@
-//! The built-in portal's pages: the landing page (enter a voucher code; what is on sale) for a
-//! device without a session, the status page (time and data left, queued sessions, speed,
+//! The built-in portal's pages: the landing page (enter a voucher code; what is on sale; a
+//! free trial, and "resume" for a browser that remembers a voucher) for a device without a
+//! session, the status page (time and data left, queued sessions, speed,
 //! pause and resume) for one with, and the answers to their forms. Server-rendered HTML that
 //! works without JavaScript; `/portal.js` only refreshes the numbers. The device is the MAC
 //! the kernel saw send from the request's address, never anything the request says; every
-//! form carries a CSRF token bound to that MAC. Side effects: pause, resume and redemption
-//! go to the control task.
+//! form carries a CSRF token bound to that MAC. A redeemed voucher is remembered in a cookie
+//! (`control::resume`): `HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS. Side effects: pause,
+//! resume, redemption and trials go to the control task.
 
 use std::fmt::Write as _;
 
 use axum::{
     Form,
     extract::{ConnectInfo, State, rejection::FormRejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -19,23 +21,48 @@ use serde::Deserialize;
 use super::{Ends, Site};
 use crate::theme::Theme;
 use crate::{
-    control::{Command, CommandError, RedeemError},
+    control::{Command, CommandError, RedeemBy, RedeemError, Redeemed, ResumeOffer, TrialError},
     sessions::engine::ClientState,
-    views::{PortalClient, Remaining},
+    views::{PortalClient, Remaining, TrialOffer},
 };
+
+/// The cookie that remembers a redeemed voucher (`control::resume`).
+const RESUME_COOKIE: &str = "hotspotd_voucher";
+/// A cookie value is an id and 64 hex digits; anything longer is not one.
+const MAX_COOKIE_CHARS: usize = 100;
 
 /// The longest voucher code accepted, in characters.
 pub const MAX_CODE_CHARS: usize = 32;
 
-/// `GET /`: the status page of a device with a session, else the landing page.
+/// `GET /`: the status page of a device with a session, else the landing page (offering to
+/// resume the voucher the browser remembers, if it still can be used; a cookie of one that
+/// cannot is dropped).
 pub(super) async fn home(
     State(site): State<Site>,
     ConnectInfo(ends): ConnectInfo<Ends>,
+    headers: HeaderMap,
 ) -> Response {
-    match site.client(&ends).await {
-        Err(response) => response,
-        Ok(client) => front(&site, client.as_ref(), StatusCode::OK, None),
+    let client = match site.client(&ends).await {
+        Err(response) => return response,
+        Ok(client) => client,
+    };
+    let cookie = resume_cookie(&headers);
+    let wants_offer = client.as_ref().is_some_and(|client| !has_session(client));
+    let (Some(cookie), true) = (cookie, wants_offer) else {
+        return front(&site, client.as_ref(), StatusCode::OK, None);
+    };
+    let Ok(offer) = site
+        .commands
+        .ask(|reply| Command::ResumeOffer { cookie, reply })
+        .await
+    else {
+        return unavailable(&site.theme);
+    };
+    let mut response = front_with(&site, client.as_ref(), StatusCode::OK, None, offer.as_ref());
+    if offer.is_none() {
+        forget_cookie(&mut response, ends.tls);
     }
+    response
 }
 
 /// The page a device sees at `/`, with `message` (an answer to its form) on top.
@@ -45,13 +72,59 @@ fn front(
     status: StatusCode,
     message: Option<&str>,
 ) -> Response {
+    front_with(site, client, status, message, None)
+}
+
+/// [`front`], offering to resume a remembered voucher on the landing page.
+fn front_with(
+    site: &Site,
+    client: Option<&PortalClient>,
+    status: StatusCode,
+    message: Option<&str>,
+    resume: Option<&ResumeOffer>,
+) -> Response {
     let theme = &site.theme;
     let token = client.map(|client| site.csrf.token(client.mac));
     let body = match client {
         Some(client) if has_session(client) => status_page(theme, client, token.as_deref()),
-        _ => landing_page(theme, token.as_deref()),
+        _ => {
+            let trial = client.map_or(TrialOffer::Off, |client| client.trial);
+            landing_page(theme, token.as_deref(), trial, resume)
+        }
     };
     page(theme, status, message, &body)
+}
+
+/// The resume cookie the request carries, if one looks like one.
+fn resume_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == RESUME_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| {
+            (1..=MAX_COOKIE_CHARS).contains(&value.len())
+                && value.chars().all(|c| c.is_ascii_hexdigit() || c == '.')
+        })
+}
+
+/// Sets the resume cookie on `response` (see the module doc for its attributes).
+fn remember(response: &mut Response, value: &str, max_age_secs: u64, tls: bool) {
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{RESUME_COOKIE}={value}; Max-Age={max_age_secs}; Path=/; HttpOnly; SameSite=Lax{secure}"
+    );
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+}
+
+/// Tells the browser to drop the resume cookie: it names no voucher that can be used.
+fn forget_cookie(response: &mut Response, tls: bool) {
+    remember(response, "", 0, tls);
 }
 
 /// Whether the device has something to show on a status page: a session running, paused
@@ -91,21 +164,65 @@ pub(super) async fn redeem(
             Some(theme.text("bad_code")),
         );
     };
+    portal_redeem(&site, &ends, &client, RedeemBy::Code(code)).await
+}
+
+/// `POST /resume-voucher`: redeems the voucher the browser's cookie remembers, as a typed
+/// code would be (a device back with another MAC resumes in one tap).
+pub(super) async fn resume_voucher(
+    State(site): State<Site>,
+    ConnectInfo(ends): ConnectInfo<Ends>,
+    headers: HeaderMap,
+    form: Result<Form<PortalForm>, FormRejection>,
+) -> Response {
+    let (client, _) = match site.checked(&ends, form).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let Some(cookie) = resume_cookie(&headers) else {
+        return front(
+            &site,
+            Some(&client),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(site.theme.text("resume_invalid")),
+        );
+    };
+    portal_redeem(&site, &ends, &client, RedeemBy::Cookie(cookie)).await
+}
+
+/// Redeems for the asking device; on success back to `/` with the cookie that remembers the
+/// voucher, else the page saying why.
+async fn portal_redeem(site: &Site, ends: &Ends, client: &PortalClient, by: RedeemBy) -> Response {
+    let theme = &site.theme;
     let mac = client.mac;
+    let by_cookie = matches!(by, RedeemBy::Cookie(_));
     match site
         .commands
-        .ask(|reply| Command::Redeem { mac, code, reply })
+        .ask(|reply| Command::PortalRedeem { mac, by, reply })
         .await
     {
         Err(_) => unavailable(theme),
-        Ok(Ok(_)) => Redirect::to("/").into_response(),
+        Ok(Ok(Redeemed { cookie, .. })) => {
+            let mut response = Redirect::to("/").into_response();
+            remember(&mut response, &cookie.value, cookie.max_age_secs, ends.tls);
+            response
+        }
+        Ok(Err(RedeemError::UnknownCode)) if by_cookie => {
+            let mut response = front(
+                site,
+                Some(client),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(theme.text("resume_invalid")),
+            );
+            forget_cookie(&mut response, ends.tls);
+            response
+        }
         Ok(Err(error)) => {
             let key = match &error {
                 RedeemError::UnknownCode => "unknown_code",
                 RedeemError::Revoked => "voucher_revoked",
                 RedeemError::Expired => "voucher_expired",
                 RedeemError::UsedUp => "voucher_used_up",
-                RedeemError::InUseElsewhere => "voucher_in_use",
                 RedeemError::Throttled { .. } => "too_many_attempts",
                 RedeemError::Failed(reason) => {
                     tracing::warn!(%mac, reason, "a voucher was valid but its session could not be sold");
@@ -125,8 +242,62 @@ pub(super) async fn redeem(
                 }
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, theme.text(key).to_owned()),
             };
-            front(&site, Some(&client), status, Some(&message))
+            front(site, Some(client), status, Some(&message))
         }
+    }
+}
+
+/// `POST /trial`: a free trial for the asking device.
+pub(super) async fn trial(
+    State(site): State<Site>,
+    ConnectInfo(ends): ConnectInfo<Ends>,
+    form: Result<Form<PortalForm>, FormRejection>,
+) -> Response {
+    let (client, _) = match site.checked(&ends, form).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let theme = &site.theme;
+    let mac = client.mac;
+    let (status, message) = match site
+        .commands
+        .ask(|reply| Command::Trial { mac, reply })
+        .await
+    {
+        Err(_) => return unavailable(theme),
+        Ok(Ok(_)) => return Redirect::to("/").into_response(),
+        Ok(Err(TrialError::TooSoon { retry_secs, .. })) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            theme
+                .text("trial_used")
+                .replace("{time}", &span(retry_secs)),
+        ),
+        Ok(Err(TrialError::HasSession)) => (
+            StatusCode::CONFLICT,
+            theme.text("trial_has_session").to_owned(),
+        ),
+        Ok(Err(TrialError::Off)) => (StatusCode::CONFLICT, theme.text("trial_off").to_owned()),
+        Ok(Err(TrialError::Failed(reason))) => {
+            tracing::warn!(%mac, reason, "a free trial could not be given");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                theme.text("trial_failed").to_owned(),
+            )
+        }
+    };
+    front(&site, Some(&client), status, Some(&message))
+}
+
+/// A duration as the pages say it: "45 s", "5 min", "23 h 5 min" (minutes rounded up).
+fn span(secs: u64) -> String {
+    if secs < 60 {
+        return format!("{secs} s");
+    }
+    let minutes = secs.div_ceil(60);
+    match (minutes / 60, minutes % 60) {
+        (0, minutes) => format!("{minutes} min"),
+        (hours, 0) => format!("{hours} h"),
+        (hours, minutes) => format!("{hours} h {minutes} min"),
     }
 }
 
@@ -321,14 +492,64 @@ fn code_form(theme: &Theme, token: Option<&str>) -> String {
     )
 }
 
-fn landing_page(theme: &Theme, token: Option<&str>) -> String {
+fn landing_page(
+    theme: &Theme,
+    token: Option<&str>,
+    trial: TrialOffer,
+    resume: Option<&ResumeOffer>,
+) -> String {
     let text = |key| escape(theme.text(key));
-    format!(
+    let csrf = escape(token.unwrap_or_default());
+    let mut html = String::new();
+    if let Some(resume) = resume {
+        let _ = write!(
+            html,
+            "<section class=\"card\" id=\"resume-offer\"><h2>{}</h2><p>{}</p>\
+             <p class=\"muted\">{}</p>\
+             <form method=\"post\" action=\"/resume-voucher\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" id=\"resume-voucher\">{}</button></form></section>",
+            text("resume_heading"),
+            text("resume_note"),
+            left_in_words(theme, resume.remaining),
+            text("resume_voucher_button"),
+        );
+    }
+    let _ = write!(
+        html,
         "<section class=\"card\" id=\"landing\"><h2>{heading}</h2><p>{on_sale}</p>{form}</section>",
         heading = text("landing_heading"),
         on_sale = text("on_sale"),
         form = code_form(theme, token),
-    )
+    );
+    match trial {
+        TrialOffer::Off => {}
+        TrialOffer::Available { secs } => {
+            let _ = write!(
+                html,
+                "<section class=\"card\" id=\"trial\"><h2>{}</h2><p>{}</p>\
+                 <form method=\"post\" action=\"/trial\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" id=\"trial-button\">{}</button></form></section>",
+                text("trial_heading"),
+                text("trial_note"),
+                escape(&theme.text("trial_button").replace("{time}", &span(secs))),
+            );
+        }
+        TrialOffer::After { retry_secs } => {
+            let _ = write!(
+                html,
+                "<section class=\"card\" id=\"trial\"><h2>{}</h2><p class=\"muted\">{}</p></section>",
+                text("trial_heading"),
+                escape(
+                    &theme
+                        .text("trial_used")
+                        .replace("{time}", &span(retry_secs))
+                ),
+            );
+        }
+    }
+    html
 }
 
 fn status_page(theme: &Theme, client: &PortalClient, token: Option<&str>) -> String {
@@ -502,6 +723,63 @@ mod tests {
     }
 
     #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(60), "1 min");
+        assert_eq!(span(61), "2 min", "rounded up: never too early");
+        assert_eq!(span(3_600), "1 h");
+        assert_eq!(span(86_399), "24 h");
+        assert_eq!(span(83_100), "23 h 5 min");
+    }
+
+    #[test]
+    fn the_resume_cookie_is_read_from_any_cookie_header() {
+        let headers = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for value in values {
+                map.append(header::COOKIE, HeaderValue::from_str(value).expect("ascii"));
+            }
+            map
+        };
+        let value = format!("17.{}", "ab".repeat(32));
+        assert_eq!(
+            resume_cookie(&headers(&["a=b", &format!("x=1; {RESUME_COOKIE}={value}")])),
+            Some(value)
+        );
+        assert_eq!(resume_cookie(&headers(&["a=b"])), None);
+        assert_eq!(
+            resume_cookie(&headers(&[&format!("{RESUME_COOKIE}=<script>")])),
+            None
+        );
+        assert_eq!(
+            resume_cookie(&headers(&[&format!("{RESUME_COOKIE}={}", "1".repeat(101))])),
+            None
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_private_to_the_portal_and_secure_over_https() {
+        let mut response = Redirect::to("/").into_response();
+        remember(&mut response, "17.ab", 600, true);
+        let set = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("ascii");
+        assert_eq!(
+            set,
+            format!("{RESUME_COOKIE}=17.ab; Max-Age=600; Path=/; HttpOnly; SameSite=Lax; Secure")
+        );
+        let mut response = Redirect::to("/").into_response();
+        forget_cookie(&mut response, false);
+        let set = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("ascii");
+        assert!(
+            set.contains("Max-Age=0") && !set.contains("Secure"),
+            "{set}"
+        );
+    }
+
+    #[test]
     fn numbers_read_as_the_script_writes_them() {
         assert_eq!(clock(3_599), "0:59:59");
         assert_eq!(clock(90_061), "25:01:01");
@@ -536,9 +814,29 @@ mod tests {
                     bytes: Some(1_000_000),
                 },
             }],
+            trial: TrialOffer::Off,
         };
         let mut html = status_page(&theme, &client, Some("t"));
-        html.push_str(&landing_page(&theme, None));
+        let resume = ResumeOffer {
+            remaining: Remaining {
+                seconds: Some(60),
+                bytes: None,
+            },
+        };
+        html.push_str(&landing_page(
+            &theme,
+            None,
+            TrialOffer::Available { secs: 300 },
+            Some(&resume),
+        ));
+        html.push_str(&landing_page(
+            &theme,
+            None,
+            TrialOffer::After { retry_secs: 90 },
+            None,
+        ));
+        assert!(html.contains("Try it free for 5 min"), "{html}");
+        assert!(html.contains("possible in 2 min"), "{html}");
         for key in [
             "bad_code",
             "unknown_code",
@@ -553,6 +851,10 @@ mod tests {
             "status_connected",
             "status_waiting",
             "pause_button",
+            "resume_invalid",
+            "trial_has_session",
+            "trial_off",
+            "trial_failed",
         ] {
             assert_ne!(theme.text(key), key, "{key} has no built-in text");
         }

@@ -9,9 +9,12 @@ use super::{
     ChangeBatch, Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession,
     sqlite,
 };
+use chrono::{DateTime, Utc};
+
 use crate::{
     mac::MacAddr,
     sessions::data::SessionData,
+    trials::Trial,
     vouchers::{Voucher, VoucherId},
 };
 
@@ -36,6 +39,10 @@ pub(super) struct Ledger {
     vouchers: BTreeMap<VoucherId, Voucher>,
     /// Vouchers whose latest record is not on disk yet, with their last change.
     vouchers_dirty: BTreeMap<VoucherId, u64>,
+    /// Each device's last free trial.
+    trials: BTreeMap<MacAddr, DateTime<Utc>>,
+    /// Devices whose trial entry, or its removal, is not on disk yet, with their last change.
+    trials_dirty: BTreeMap<MacAddr, u64>,
     generation: u64,
 }
 
@@ -60,6 +67,9 @@ pub(super) struct Changes {
     pub last_id: SessionId,
     /// Vouchers to write, new or changed (with `full`, all of them).
     pub vouchers: Vec<Voucher>,
+    /// Trials to write, new or changed (with `full`, all of them), and to delete.
+    pub trials: Vec<Trial>,
+    pub trials_removed: Vec<MacAddr>,
 }
 
 impl Ledger {
@@ -83,6 +93,12 @@ impl Ledger {
                 .map(|voucher| (voucher.id, voucher))
                 .collect(),
             vouchers_dirty: BTreeMap::new(),
+            trials: loaded
+                .trials
+                .into_iter()
+                .map(|trial| (trial.mac, trial.granted_at))
+                .collect(),
+            trials_dirty: BTreeMap::new(),
             last_id,
             dirty: BTreeMap::new(),
             clients_replaced: None,
@@ -99,6 +115,7 @@ impl Ledger {
             clients: self.clients.values().cloned().collect(),
             meta: self.meta.clone(),
             vouchers: self.vouchers.values().cloned().collect(),
+            trials: self.stored_trials(),
         }
     }
 
@@ -123,6 +140,34 @@ impl Ledger {
             || !self.clients_dirty.is_empty()
             || self.meta_dirty.is_some()
             || !self.vouchers_dirty.is_empty()
+            || !self.trials_dirty.is_empty()
+    }
+
+    /// Takes a device's new trial, replacing its last one.
+    pub(super) fn put_trial(&mut self, trial: Trial) -> Result<(), StoreError> {
+        super::trials::storable(&trial)?;
+        self.generation += 1;
+        self.trials_dirty.insert(trial.mac, self.generation);
+        self.trials.insert(trial.mac, trial.granted_at);
+        Ok(())
+    }
+
+    /// Forgets the trials granted at `before` or earlier.
+    pub(super) fn forget_trials_before(&mut self, before: DateTime<Utc>) {
+        let old: Vec<MacAddr> = self
+            .trials
+            .iter()
+            .filter(|(_, granted_at)| **granted_at <= before)
+            .map(|(mac, _)| *mac)
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        self.generation += 1;
+        for mac in old {
+            self.trials.remove(&mac);
+            self.trials_dirty.insert(mac, self.generation);
+        }
     }
 
     /// Takes new or changed vouchers, each replacing its record. Refuses them all, before
@@ -304,6 +349,28 @@ impl Ledger {
                     .filter_map(|id| self.vouchers.get(id).cloned())
                     .collect()
             },
+            trials: if full {
+                self.stored_trials()
+            } else {
+                self.trials_dirty
+                    .keys()
+                    .filter_map(|mac| {
+                        self.trials.get(mac).map(|granted_at| Trial {
+                            mac: *mac,
+                            granted_at: *granted_at,
+                        })
+                    })
+                    .collect()
+            },
+            trials_removed: if full {
+                Vec::new()
+            } else {
+                self.trials_dirty
+                    .keys()
+                    .filter(|mac| !self.trials.contains_key(mac))
+                    .copied()
+                    .collect()
+            },
         }
     }
 
@@ -319,6 +386,17 @@ impl Ledger {
             .retain(|_, changed| *changed > generation);
         self.vouchers_dirty
             .retain(|_, changed| *changed > generation);
+        self.trials_dirty.retain(|_, changed| *changed > generation);
+    }
+
+    fn stored_trials(&self) -> Vec<Trial> {
+        self.trials
+            .iter()
+            .map(|(mac, granted_at)| Trial {
+                mac: *mac,
+                granted_at: *granted_at,
+            })
+            .collect()
     }
 
     fn stored_sessions(&self) -> Vec<StoredSession> {
@@ -365,6 +443,7 @@ mod tests {
                 clients: Vec::new(),
                 meta: None,
                 vouchers: Vec::new(),
+                trials: Vec::new(),
             },
             0,
         )
@@ -562,6 +641,7 @@ mod tests {
                 clients: Vec::new(),
                 meta: None,
                 vouchers: Vec::new(),
+                trials: Vec::new(),
             },
             // Session 9 was removed before this start; its id stays used.
             9,

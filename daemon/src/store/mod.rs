@@ -17,6 +17,7 @@ mod schema;
 mod seam;
 mod source;
 mod sqlite;
+mod trials;
 mod vouchers;
 mod writer;
 
@@ -129,6 +130,8 @@ pub struct Loaded {
     pub meta: Option<SavedMeta>,
     /// By id.
     pub vouchers: Vec<crate::vouchers::Voucher>,
+    /// Each device's last free trial, by MAC.
+    pub trials: Vec<crate::trials::Trial>,
 }
 
 /// Why the store failed. Each message says what was wrong and what to do.
@@ -329,6 +332,19 @@ impl StoreHandle {
     /// Takes new or changed vouchers, each replacing its record, written like a session.
     pub fn put_vouchers(&self, vouchers: Vec<crate::vouchers::Voucher>) -> Result<(), StoreError> {
         self.change(|ledger| ledger.put_vouchers(vouchers))
+    }
+
+    /// Takes a device's new free trial, replacing its last one, written like a voucher.
+    pub fn put_trial(&self, trial: crate::trials::Trial) -> Result<(), StoreError> {
+        self.change(|ledger| ledger.put_trial(trial))
+    }
+
+    /// Forgets the free trials granted at `before` or earlier.
+    pub fn forget_trials_before(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        self.change(|ledger| {
+            ledger.forget_trials_before(before);
+            Ok(())
+        })
     }
 
     /// One session as the store holds it; `None` when there is no such session.
@@ -795,6 +811,7 @@ pub(crate) mod tests {
                     clients: Vec::new(),
                     meta: None,
                     vouchers: Vec::new(),
+                    trials: Vec::new(),
                 }
             );
         });

@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -131,16 +131,25 @@ CREATE TABLE vouchers (
 );
 ";
 
-/// Device slots: the devices that share a voucher besides the one that redeemed it first
-/// (`mac`), as MACs separated by spaces.
+/// Version 6: free trials (docs/trials.md): each device's last one, so a restart still knows
+/// who had one within the reset window. Entries past the window are deleted.
 const SCHEMA_V6: &str = "
+CREATE TABLE trials (
+    mac        TEXT NOT NULL PRIMARY KEY CHECK (length(mac) = 17),
+    granted_at TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Version 7, device slots: the devices that share a voucher besides the one that redeemed it first
+/// (`mac`), as MACs separated by spaces.
+const SCHEMA_V7: &str = "
 ALTER TABLE vouchers ADD COLUMN devices TEXT NOT NULL DEFAULT '';
 ";
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
@@ -622,6 +631,8 @@ mod tests {
             replace_clients: true,
             last_id: 5,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("saves");
         let loaded = db.load_all().expect("loads");
@@ -712,22 +723,70 @@ mod tests {
         assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
     }
 
-    /// A version 5 file with a voucher in use: its voucher comes back with no other device,
-    /// and devices can be written.
+    /// A version 5 file with a voucher: kept, and an empty trial table beside it that takes
+    /// trials and forgets them.
     #[test]
-    fn the_fifth_schema_gets_device_slots() {
+    fn the_fifth_schema_gets_an_empty_trial_table() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sessions.db");
         sqlite_file(
             &path,
             &format!(
-                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5}
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = 5;"
+            ),
+        );
+        let mut db = Db::open(&path).expect("migrates");
+        let voucher = crate::store::tests::voucher(1);
+        let mut ledger = crate::store::ledger::Ledger::new(
+            db.load_all().expect("loads"),
+            db.last_id().expect("id"),
+        );
+        ledger.put_vouchers(vec![voucher.clone()]).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.sessions, first_schema_sessions());
+        assert!(loaded.trials.is_empty());
+        let start = DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+            .expect("valid")
+            .to_utc();
+        let trial = |n, secs: i64| crate::trials::Trial {
+            mac: crate::store::tests::mac(n),
+            granted_at: start + chrono::TimeDelta::seconds(secs),
+        };
+        let mut ledger = crate::store::ledger::Ledger::new(loaded, db.last_id().expect("id"));
+        ledger.put_trial(trial(1, 0)).expect("takes");
+        ledger.put_trial(trial(2, 10)).expect("takes");
+        db.write(&ledger.changes(false)).expect("writes");
+        ledger.written(ledger.generation());
+        assert_eq!(
+            db.load_all().expect("loads").trials,
+            vec![trial(1, 0), trial(2, 10)]
+        );
+        ledger.forget_trials_before(start + chrono::TimeDelta::seconds(5));
+        db.write(&ledger.changes(false)).expect("writes");
+        let loaded = db.load_all().expect("loads");
+        assert_eq!(loaded.trials, vec![trial(2, 10)]);
+        assert_eq!(loaded.vouchers, vec![voucher]);
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    /// A version 6 file with a voucher in use: its voucher comes back with no other device,
+    /// and devices can be written.
+    #[test]
+    fn the_sixth_schema_gets_device_slots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6}
                  INSERT INTO vouchers (id, code_hash, provider, type, time_secs, data_mb,
                      down_mbits, up_mbits, use_global_speed, max_devices, state, mac,
                      session_id, created_at)
                  VALUES (3, zeroblob(32), 'voucher', 0, 60, 0, 1, 1, 0, 2, 'in_use',
                      '02:00:00:00:00:01', 1, '2027-01-01T00:00:00Z');
-                 PRAGMA user_version = 5;"
+                 PRAGMA user_version = 6;"
             ),
         );
         let mut db = Db::open(&path).expect("migrates");
@@ -741,7 +800,7 @@ mod tests {
         db.write(&ledger.changes(false)).expect("writes");
         assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 6);
+        assert_eq!(pragma(&path, "user_version"), 7);
     }
 
     #[test]
@@ -859,6 +918,8 @@ mod tests {
             replace_clients: true,
             last_id: 1,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("writes");
         db.close().expect("closes");
@@ -910,6 +971,8 @@ mod tests {
             replace_clients: true,
             last_id: 1,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         })
         .expect("writes");
         // What a power cut leaves: the file and its WAL, never checkpointed, and no `-shm`.

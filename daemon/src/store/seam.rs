@@ -13,7 +13,12 @@ use super::{
     ChangeBatch, Loaded, SaveBatch, SessionId, StoreError, StoreHandle, StoreHealth, Ticket,
     health::StorageState, ledger::Ledger,
 };
-use crate::{histogram::Histogram, mac::MacAddr, sessions::data::SessionData, vouchers::Voucher};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    histogram::Histogram, mac::MacAddr, sessions::data::SessionData, trials::Trial,
+    vouchers::Voucher,
+};
 
 /// Where the daemon's sessions, its clients' rows and its last save's time are kept. Every
 /// change is taken at once and never waits for a disk or a network: an implementation that
@@ -45,6 +50,12 @@ pub trait SessionStore: Send + Sync {
     /// never deleted (a revoked voucher keeps its row). Refuses all of them if one could not
     /// be stored.
     fn put_vouchers(&self, vouchers: Vec<Voucher>) -> Result<(), StoreError>;
+
+    /// Takes a device's new free trial (docs/trials.md), replacing its last one.
+    fn put_trial(&self, trial: Trial) -> Result<(), StoreError>;
+
+    /// Forgets the free trials granted at `before` or earlier (their window has passed).
+    fn forget_trials_before(&self, before: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Marks the changes taken so far, for [`saved`](Self::saved).
     fn ticket(&self) -> Ticket;
@@ -98,6 +109,14 @@ impl SessionStore for StoreHandle {
 
     fn put_vouchers(&self, vouchers: Vec<Voucher>) -> Result<(), StoreError> {
         Self::put_vouchers(self, vouchers)
+    }
+
+    fn put_trial(&self, trial: Trial) -> Result<(), StoreError> {
+        Self::put_trial(self, trial)
+    }
+
+    fn forget_trials_before(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        Self::forget_trials_before(self, before)
     }
 
     fn ticket(&self) -> Ticket {
@@ -218,6 +237,17 @@ impl SessionStore for MemoryStore {
         self.change(|ledger| ledger.put_vouchers(vouchers))
     }
 
+    fn put_trial(&self, trial: Trial) -> Result<(), StoreError> {
+        self.change(|ledger| ledger.put_trial(trial))
+    }
+
+    fn forget_trials_before(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        self.change(|ledger| {
+            ledger.forget_trials_before(before);
+            Ok(())
+        })
+    }
+
     fn ticket(&self) -> Ticket {
         Ticket(self.read(Ledger::generation))
     }
@@ -323,6 +353,18 @@ mod tests {
         );
         store.saved(store.ticket()).await.expect("put away");
         assert_eq!(store.load_all().vouchers, vouchers);
+        let trial = |n, secs: i64| Trial {
+            mac: mac(n),
+            granted_at: DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid"),
+        };
+        store.put_trial(trial(1, 0)).expect("takes a trial");
+        store.put_trial(trial(2, 10)).expect("takes a trial");
+        store.put_trial(trial(1, 20)).expect("replaces a trial");
+        store
+            .forget_trials_before(DateTime::from_timestamp(1_800_000_010, 0).expect("valid"))
+            .expect("forgets");
+        store.saved(store.ticket()).await.expect("put away");
+        assert_eq!(store.load_all().trials, vec![trial(1, 20)]);
         assert!(store.remove(a).expect("removes"));
         assert!(!store.remove(a).expect("removes nothing"));
         assert_eq!(store.load_all().clients[0].session_id, None);
@@ -348,6 +390,7 @@ mod tests {
             clients: Vec::new(),
             meta: None,
             vouchers: Vec::new(),
+            trials: Vec::new(),
         });
         behaves_as_the_daemon_needs(Arc::new(store)).await;
     }

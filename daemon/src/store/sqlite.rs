@@ -146,6 +146,7 @@ impl Db {
             clients,
             meta,
             vouchers: super::vouchers::load(&self.conn, &self.path)?,
+            trials: super::trials::load(&self.conn, &self.path)?,
         })
     }
 
@@ -232,6 +233,13 @@ impl Db {
                 }
             }
             super::vouchers::write(&tx, path, &changes.vouchers, changes.full)?;
+            super::trials::write(
+                &tx,
+                path,
+                &changes.trials,
+                &changes.trials_removed,
+                changes.full,
+            )?;
             for sql in RAISE_LAST_ID {
                 tx.prepare_cached(sql)
                     .and_then(|mut statement| statement.execute([changes.last_id]))
@@ -619,6 +627,8 @@ mod tests {
             replace_clients: true,
             last_id,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         }
     }
 
@@ -788,6 +798,8 @@ mod tests {
             replace_clients: true,
             last_id: i64::from(SESSIONS),
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         };
         db.write(&changes).expect("writes");
         let synchronous: i64 = db
@@ -918,6 +930,8 @@ mod tests {
             replace_clients: true,
             last_id: 5,
             vouchers: Vec::new(),
+            trials: Vec::new(),
+            trials_removed: Vec::new(),
         };
         db.write(&full).expect("writes");
         let loaded = db.load_all().expect("loads");

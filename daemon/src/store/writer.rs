@@ -208,6 +208,7 @@ mod tests {
                 clients: Vec::new(),
                 meta: None,
                 vouchers: Vec::new(),
+                trials: Vec::new(),
             },
             0,
         );
