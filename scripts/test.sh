@@ -22,11 +22,12 @@ echo "== build" >&2
 cargo build --bins --locked --quiet
 
 echo "== tests" >&2
-# Every test target; the output is kept to add up the results at the end.
+# Every test target, all of them even after one fails (so a run lists every failure); the
+# output is kept to add up the results at the end.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 passed=$(grep -o '[0-9]* passed' "$log" | awk '{ sum += $1 } END { print sum + 0 }')
 failed=$(grep -o '[0-9]* failed' "$log" | awk '{ sum += $1 } END { print sum + 0 }')
 echo "tests: $passed passed, $failed failed"
