@@ -95,6 +95,9 @@ pub struct PortalClient {
     pub queued: Vec<QueuedSession>,
     /// Whether the landing page offers it a free trial (docs/trials.md).
     pub trial: TrialOffer,
+    /// Its voucher moved to another device lately (docs/vouchers.md, "Device slots"): the
+    /// landing page says so.
+    pub voucher_moved: bool,
 }
 
 /// What the landing page says of a free trial to one device.

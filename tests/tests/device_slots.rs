@@ -8,15 +8,28 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::http::{Answer, exchange, request};
+use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
 use hotspotd_tests::{
-    Client, Daemon, INTERNET_V4, Lan, UdpEcho, UdpSink, UdpStream, udp_echoes, wait_for,
+    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, UdpEcho, UdpSink, UdpStream, udp_echoes,
+    wait_for,
 };
 use serde_json::{Value, json};
 
 const PAYLOAD: usize = 1_000;
 const SETTLE: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The built-in portal's page as `client` sees it.
+fn portal_page(client: &Client) -> Result<String> {
+    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), 2050);
+    let answer = client.netns.run(move || -> Result<Answer> {
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .with_context(|| format!("connect to the portal at {target}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        exchange_on(&mut stream, &request("GET", "/", &[], b""))
+    })??;
+    Ok(answer.body)
+}
 
 fn redeem(daemon: &Daemon, client: &Client, code: &str) -> Result<Answer> {
     let body = json!({ "mac": client.mac, "code": code }).to_string();
@@ -105,6 +118,25 @@ fn two_devices_share_one_data_budget_to_the_packet() -> Result<()> {
             && shared["session_id"] == listed["session_id"],
         "{shared}"
     );
+    // The device on the slot sees the session it shares on the portal, and pausing from it
+    // pauses the voucher for both; resuming from it brings both back.
+    let page = portal_page(second)?;
+    ensure!(
+        page.contains("You are online") && page.contains("3.00 MB"),
+        "{page}"
+    );
+    daemon.ctl_json(&["pause", "--mac", &second.mac])?;
+    ensure!(
+        daemon.client(&first.mac)?["state"] == "paused"
+            && !reaches_internet(&lan, first)?
+            && !reaches_internet(&lan, second)?,
+        "pausing one device of a voucher pauses the voucher"
+    );
+    daemon.ctl_json(&["connect", "--mac", &second.mac])?;
+    ensure!(
+        reaches_internet(&lan, first)? && reaches_internet(&lan, second)?,
+        "resumed from the device on the slot"
+    );
     // Both download at once, 2.5 MB each over 2.5 s: more than the 3 MB they share.
     let sinks = [
         UdpSink::start(&first.netns, SocketAddr::new(first.ipv4.into(), 0))?,
@@ -124,8 +156,9 @@ fn two_devices_share_one_data_budget_to_the_packet() -> Result<()> {
         sink.sync(&lan.gateway)?;
     }
     let received: Vec<u64> = sinks.iter().map(UdpSink::received_ip_bytes).collect();
-    let total: u64 = received.iter().sum();
-    eprintln!("received {received:?} = {total} bytes of a 3,000,000-byte budget");
+    // And the two echo probes after the resume, 184 IP bytes each (64-byte payloads).
+    let total: u64 = received.iter().sum::<u64>() + 2 * 184;
+    eprintln!("received {received:?}, {total} bytes with the probes, of a 3,000,000-byte budget");
     ensure!(
         received.iter().all(|bytes| *bytes > 500_000),
         "both devices used the budget: {received:?}"
@@ -230,6 +263,11 @@ fn a_full_voucher_moves_to_a_new_device_with_the_exact_remainder() -> Result<()>
         daemon.log().contains("moved to a new device"),
         "the move is not logged"
     );
+    let page = portal_page(first)?;
+    ensure!(
+        page.contains("id=\"voucher-moved\"") && page.contains("in use on another device"),
+        "the device the voucher left is not told: {page}"
+    );
 
     // A crash and a start keep the move.
     daemon.kill()?;
@@ -263,6 +301,65 @@ fn a_full_voucher_moves_to_a_new_device_with_the_exact_remainder() -> Result<()>
     ensure!(
         after["mac"] == third.mac.as_str() && data_cons_bytes(&after)? - before < 1_000.0,
         "only the probes were billed in between: {before} → {after}"
+    );
+    Ok(())
+}
+
+#[test]
+fn devices_sharing_a_voucher_are_billed_to_the_byte_across_a_crash() -> Result<()> {
+    let lan = Lan::new(2)?;
+    let (first, second) = (&lan.clients[0], &lan.clients[1]);
+    let mut daemon = Daemon::start(&lan, &[])?;
+    let code = data_voucher(&daemon, "20", "2")?;
+    for client in [first, second] {
+        ensure!(redeem(&daemon, client, &code)?.status == 200, "redeem");
+    }
+    let sinks = [
+        UdpSink::start(&first.netns, SocketAddr::new(first.ipv4.into(), 0))?,
+        UdpSink::start(&second.netns, SocketAddr::new(second.ipv4.into(), 0))?,
+    ];
+    // 1.5 MB each over 3 s; the daemon is killed a second in and started again: the kernel
+    // keeps both on the shared budget meanwhile, and the start bills what passed.
+    let streams = sinks
+        .iter()
+        .map(|sink| stream_to(&lan, sink, 1_500_000, Duration::from_secs(3)))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.kill()?;
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.restart(&lan)?;
+    ensure!(
+        wait_for(Duration::from_secs(8), || streams
+            .iter()
+            .all(UdpStream::finished)),
+        "the streams did not end"
+    );
+    for sink in &sinks {
+        sink.sync(&lan.gateway)?;
+    }
+    let received: Vec<u64> = sinks.iter().map(UdpSink::received_ip_bytes).collect();
+    let total: u64 = received.iter().sum();
+    let sent: u64 = streams.iter().map(UdpStream::sent).sum();
+    eprintln!("received {received:?} = {total} bytes of {sent} datagrams sent, across a SIGKILL");
+    ensure!(
+        received.iter().all(|bytes| *bytes > 1_000_000),
+        "the devices were cut off across the restart: {received:?}"
+    );
+    let listed = voucher(&daemon)?;
+    ensure!(
+        listed["devices"] == 2 && listed["device_macs"] == json!([second.mac]),
+        "the devices survive the crash: {listed}"
+    );
+    let id = listed["session_id"].as_i64().context("a session")?;
+    #[expect(clippy::cast_precision_loss, reason = "bytes of a test download")]
+    let arrived = total as f64;
+    ensure!(
+        wait_for(SETTLE, || daemon
+            .session(id)
+            .is_ok_and(|session| data_cons_bytes(&session)
+                .is_ok_and(|billed| (billed - arrived).abs() < 0.5))),
+        "billed {:?}, {total} bytes arrived",
+        daemon.session(id)?["data_cons"]
     );
     Ok(())
 }

@@ -248,17 +248,23 @@ impl Control {
                 let result = self.remove_session(id).await;
                 self.answer_once_saved(reply, result);
             }
+            // A device on a voucher's slot connects and pauses the session it shares (and so
+            // every device on it).
             Command::Connect { mac, reply } => {
                 let now = self.now();
-                let result = self.engine.connect(mac, now);
-                let result = self.after(result, mac, now).await;
+                let owner = self.session_owner(mac);
+                let result = self.engine.connect(owner, now);
+                let result = self.after(result, owner, now).await;
+                let result = result.map(|view| self.view_for(mac, view));
                 self.answer_once_saved(reply, result);
             }
             Command::Pause { mac, reply } => {
                 let now = self.now();
-                self.bill_before_revoke(mac, now).await;
-                let result = self.engine.pause(mac, now);
-                let result = self.after(result, mac, now).await;
+                let owner = self.session_owner(mac);
+                self.bill_before_revoke(owner, now).await;
+                let result = self.engine.pause(owner, now);
+                let result = self.after(result, owner, now).await;
+                let result = result.map(|view| self.view_for(mac, view));
                 self.answer_once_saved(reply, result);
             }
             Command::Reload { config } => self.reload(&config).await,

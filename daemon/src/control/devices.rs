@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
+
 use super::{Control, speed};
 use crate::{
     mac::MacAddr,
@@ -101,7 +103,64 @@ impl Sharing {
     }
 }
 
+/// How long the landing page of a device whose voucher moved away says so.
+const MOVED_AWAY_SHOWN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Devices remembered as having lost their voucher, at most (the oldest are forgotten).
+const MOVED_AWAY_CAPACITY: usize = 4_096;
+
+/// The devices whose voucher moved to another device lately, and when.
+#[derive(Debug, Default)]
+pub(super) struct MovedAway(BTreeMap<MacAddr, DateTime<Utc>>);
+
+impl MovedAway {
+    pub(super) fn insert(&mut self, mac: MacAddr, at: DateTime<Utc>) {
+        self.0.retain(|_, moved| at - *moved < MOVED_AWAY_SHOWN);
+        while self.0.len() >= MOVED_AWAY_CAPACITY {
+            let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(mac, _)| *mac)
+            else {
+                break;
+            };
+            self.0.remove(&oldest);
+        }
+        self.0.insert(mac, at);
+    }
+
+    pub(super) fn forget(&mut self, mac: MacAddr) {
+        self.0.remove(&mac);
+    }
+
+    /// Whether `mac`'s voucher moved away within the last day.
+    pub(super) fn contains(&self, mac: MacAddr, now: Now) -> bool {
+        self.0
+            .get(&mac)
+            .is_some_and(|at| now.wall - *at < MOVED_AWAY_SHOWN)
+    }
+}
+
 impl Control {
+    /// The client whose session `mac` runs: its holder for a device on a voucher's slot,
+    /// else itself.
+    pub(super) fn session_owner(&self, mac: MacAddr) -> MacAddr {
+        self.sharing.holder_of(mac).unwrap_or(mac)
+    }
+
+    /// The answer about `mac` to a command carried out on its session's owner.
+    pub(super) fn view_for(
+        &self,
+        mac: MacAddr,
+        owner_view: crate::views::ClientView,
+    ) -> crate::views::ClientView {
+        if owner_view.mac == mac {
+            owner_view
+        } else {
+            self.client_view(mac)
+        }
+    }
+
     /// Rebuilds the index of who shares with whom after the vouchers changed.
     pub(super) fn index_devices(&mut self) {
         self.sharing = Sharing::of(self.vouchers.all());
@@ -197,6 +256,35 @@ mod tests {
 
     fn mac(n: u8) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn a_moved_voucher_is_remembered_for_a_day_and_the_memory_is_bounded() {
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("valid");
+        let now = |secs| Now {
+            mono: std::time::Duration::ZERO,
+            wall: at + chrono::TimeDelta::seconds(secs),
+        };
+        let mut moved = MovedAway::default();
+        moved.insert(mac(1), at);
+        assert!(moved.contains(mac(1), now(86_399)));
+        assert!(!moved.contains(mac(1), now(86_400)));
+        assert!(!moved.contains(mac(2), now(0)));
+        moved.forget(mac(1));
+        assert!(!moved.contains(mac(1), now(0)));
+        for n in 0..MOVED_AWAY_CAPACITY + 10 {
+            let mut addr = [2, 0, 0, 0, 0, 0];
+            addr[4..].copy_from_slice(&u16::try_from(n).expect("small").to_be_bytes());
+            moved.insert(
+                MacAddr(addr),
+                at + chrono::TimeDelta::seconds(i64::try_from(n).expect("small")),
+            );
+        }
+        assert_eq!(
+            moved.0.len(),
+            MOVED_AWAY_CAPACITY,
+            "the oldest are forgotten"
+        );
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct Control {
     vouchers: vouchers::VoucherBook,
     /// The devices sharing vouchers, indexed from `vouchers`.
     sharing: devices::Sharing,
+    /// Devices whose voucher moved to another device lately, for their landing page.
+    moved_away: devices::MovedAway,
     /// Who had a free trial when, loaded at restore (`trials.rs`).
     trials: trials::Trials,
 }
@@ -247,6 +249,7 @@ impl Control {
             set_aside: Vec::new(),
             vouchers: vouchers::VoucherBook::new(voucher_key),
             sharing: devices::Sharing::default(),
+            moved_away: devices::MovedAway::default(),
             trials: trials::Trials::default(),
         };
         control.restore().await?;

@@ -29,8 +29,11 @@ impl Control {
         };
         let now = self.now();
         let bytes_per_mb = self.config.accounting.bytes_per_mb;
-        let state = self.engine.client_state(mac);
-        let current = self.engine.client(mac).and_then(|(_, session)| session);
+        // A device on a voucher's slot sees the session it shares; what is left comes from
+        // its own grant, which names the shared budget.
+        let owner = self.session_owner(mac);
+        let state = self.engine.client_state(owner);
+        let current = self.engine.client(owner).and_then(|(_, session)| session);
         let stored_left = |data: &SessionData| Remaining {
             seconds: data.time_left_secs(),
             bytes: data.bytes_left(data.data_cons_bytes(bytes_per_mb), bytes_per_mb),
@@ -46,7 +49,7 @@ impl Control {
         });
         let queued = self
             .engine
-            .sessions_of(mac)
+            .sessions_of(owner)
             .filter(|session| Some(session.id) != current)
             .filter(|session| {
                 matches!(
@@ -59,8 +62,9 @@ impl Control {
                 remaining: stored_left(&session.data),
             })
             .collect();
-        let speed = self.engine.speed_of(mac);
+        let speed = self.engine.speed_of(owner);
         let trial = self.trial_offer(mac, now);
+        let voucher_moved = state != ClientState::Connected && self.moved_away.contains(mac, now);
         Some(PortalClient {
             mac,
             state,
@@ -69,6 +73,7 @@ impl Control {
             up_mbits: speed.map(|(_, up)| up),
             queued,
             trial,
+            voucher_moved,
         })
     }
 }

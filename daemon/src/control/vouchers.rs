@@ -461,10 +461,12 @@ impl Control {
         self.vouchers.vouchers.insert(id, updated);
         self.index_devices();
         self.client_count.set(None);
+        self.moved_away.forget(mac);
         let Some(from) = moved_from else {
             tracing::info!(voucher = id, %mac, "a device joined a voucher in use");
             return Ok(());
         };
+        self.moved_away.insert(from, now.wall);
         tracing::info!(voucher = id, %from, to = %mac, "a voucher with every device slot in use moved to a new device");
         self.events.send(crate::events::LanRecord {
             at: now.wall,

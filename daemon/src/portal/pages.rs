@@ -89,7 +89,8 @@ fn front_with(
         Some(client) if has_session(client) => status_page(theme, client, token.as_deref()),
         _ => {
             let trial = client.map_or(TrialOffer::Off, |client| client.trial);
-            landing_page(theme, token.as_deref(), trial, resume)
+            let moved = client.is_some_and(|client| client.voucher_moved);
+            landing_page(theme, token.as_deref(), trial, resume, moved)
         }
     };
     page(theme, status, message, &body)
@@ -497,10 +498,18 @@ fn landing_page(
     token: Option<&str>,
     trial: TrialOffer,
     resume: Option<&ResumeOffer>,
+    voucher_moved: bool,
 ) -> String {
     let text = |key| escape(theme.text(key));
     let csrf = escape(token.unwrap_or_default());
     let mut html = String::new();
+    if voucher_moved {
+        let _ = write!(
+            html,
+            "<section class=\"card\" id=\"voucher-moved\"><p>{}</p></section>",
+            text("voucher_moved"),
+        );
+    }
     if let Some(resume) = resume {
         let _ = write!(
             html,
@@ -815,6 +824,7 @@ mod tests {
                 },
             }],
             trial: TrialOffer::Off,
+            voucher_moved: false,
         };
         let mut html = status_page(&theme, &client, Some("t"));
         let resume = ResumeOffer {
@@ -828,15 +838,18 @@ mod tests {
             None,
             TrialOffer::Available { secs: 300 },
             Some(&resume),
+            true,
         ));
         html.push_str(&landing_page(
             &theme,
             None,
             TrialOffer::After { retry_secs: 90 },
             None,
+            false,
         ));
         assert!(html.contains("Try it free for 5 min"), "{html}");
         assert!(html.contains("possible in 2 min"), "{html}");
+        assert!(html.contains("in use on another device"), "{html}");
         for key in [
             "bad_code",
             "unknown_code",
