@@ -365,7 +365,7 @@ impl Garden {
 }
 
 /// `GET /v1/garden`: every name, and how full the table of learned addresses is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GardenView {
     pub names: Vec<GardenNameView>,
     /// Addresses learned now, and how many the kernel's table holds.

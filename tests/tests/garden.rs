@@ -11,9 +11,10 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
+use hotspotd::client::ApiClient;
 use hotspotd_tests::{
     Daemon, GATEWAY_LAN_V4, GATEWAY_LAN_V6, INTERNET_IFACE, INTERNET_V4, INTERNET_V6, LAN_IFACE,
-    Lan, Netns, wait_for,
+    Lan, Netns, wait_for, workspace_root,
 };
 
 /// The port the "internet" listens on: not 80 or 443, which the front door takes.
@@ -277,6 +278,15 @@ fn an_unpaid_client_reaches_the_addresses_the_box_resolved_for_a_garden_name() -
         "the connections' bytes are counted for pay.test: {garden}"
     );
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let metrics = runtime.block_on(ApiClient::new(daemon.socket()).get_text("/metrics"))?;
+    ensure!(
+        metrics.contains("hotspotd_garden_addresses{name=\"pay.test\"} 2"),
+        "/metrics counts pay.test's addresses: {metrics}"
+    );
+
     // The TTL (1 s) and the floor pass without a new answer: closed again.
     ensure!(
         wait_for(Duration::from_secs(FLOOR_SECS + 5), || !reaches(client, v4)
@@ -395,6 +405,57 @@ fn forged_answers_and_other_resolvers_open_nothing() -> Result<()> {
     ensure!(
         !reaches(&victim.netns, forged_v4),
         "the forged address stays closed"
+    );
+    Ok(())
+}
+
+/// The repository's configuration with `walled_garden` set to `garden`.
+fn config_with_garden(garden: &str) -> Result<String> {
+    let shipped = std::fs::read_to_string(workspace_root().join("config.toml"))?;
+    ensure!(
+        shipped.contains("walled_garden = []"),
+        "config.toml has no 'walled_garden = []' line"
+    );
+    Ok(shipped.replace("walled_garden = []", &format!("walled_garden = [{garden}]")))
+}
+
+#[test]
+fn sighup_adds_and_removes_garden_names() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let _listener = serve(&lan)?;
+    let _dnsmasq = Dnsmasq::start(&lan.gateway)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_with_garden("\"other.test\"")?)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let client = &lan.clients[0].netns;
+    let pay = IpAddr::V4(INTERNET_V4);
+
+    resolve_to(client, "pay.test", pay)?;
+    std::thread::sleep(Duration::from_millis(300));
+    ensure!(!reaches(client, pay), "pay.test is not in the garden yet");
+
+    std::fs::write(&config, config_with_garden("\"other.test\", \"pay.test\"")?)?;
+    daemon.reload()?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || daemon
+            .ctl_json(&["garden"])
+            .is_ok_and(|garden| garden["names"][1]["name"] == "pay.test")),
+        "the reload adds pay.test"
+    );
+    resolve_to(client, "pay.test", pay)?;
+    ensure!(
+        wait_for(Duration::from_secs(2), || reaches(client, pay)),
+        "pay.test is learned after the reload"
+    );
+
+    // Its name gone, its address goes, whatever its TTL said.
+    std::fs::write(&config, config_with_garden("\"other.test\"")?)?;
+    daemon.reload()?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || !reaches(client, pay)),
+        "pay.test's address closes once the name is gone: {}",
+        daemon.log()
     );
     Ok(())
 }

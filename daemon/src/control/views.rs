@@ -113,6 +113,7 @@ impl Control {
             save_durations: self.store.save_durations(),
             maps: self.map_fill(),
             alerts: self.alerts.read(),
+            garden: self.garden_view(),
         }
     }
 
