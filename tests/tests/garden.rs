@@ -644,3 +644,39 @@ fn a_burst_of_answers_loses_no_learned_address() -> Result<()> {
     );
     Ok(())
 }
+
+/// `portal.mode = "external"` with `portal.url` on a host name: that host is in the garden by
+/// itself, on the URL's port, and nothing else of the server is.
+#[test]
+fn an_external_portals_host_is_in_the_garden() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let _listener = serve(&lan)?;
+    let _dnsmasq = Dnsmasq::start(&lan.gateway)?;
+    let url = format!("http://pay.test:{SERVER_PORT}/login");
+    let daemon = Daemon::start(
+        &lan,
+        &[
+            ("HOTSPOTD__PORTAL__MODE", "external"),
+            ("HOTSPOTD__PORTAL__URL", url.as_str()),
+        ],
+    )?;
+    let client = &lan.clients[0].netns;
+    let portal = IpAddr::V4(INTERNET_V4);
+    resolve_to(client, "pay.test", portal)?;
+    ensure!(
+        wait_for(Duration::from_secs(2), || reaches(client, portal)),
+        "the external portal's host is reached without a session: {}",
+        daemon.log()
+    );
+    let garden = daemon.ctl_json(&["garden"])?;
+    ensure!(
+        garden["names"][0]["name"] == "pay.test"
+            && garden["names"][0]["port"] == u64::from(SERVER_PORT),
+        "the portal's host is listed with its port: {garden}"
+    );
+    ensure!(
+        !reaches(client, IpAddr::V4(NEIGHBOUR_V4)),
+        "the rest of the server stays closed"
+    );
+    Ok(())
+}
