@@ -3,7 +3,9 @@
 //! name's addresses (IPv4 and IPv6) — but not a neighbouring address on the same server, not
 //! after the TTL and floor passed without a new answer, not the bare parent of a wildcard —
 //! while DNS answers forged on the client side or sent by a resolver other than the box's
-//! open nothing. Needs root and Debian's `dnsmasq-base` (`scripts/bootstrap.sh`).
+//! open nothing; what was learned survives a restart, a reload adds and removes names, an
+//! external portal's host is in the garden by itself; and a burst of 10,000 answers a second
+//! loses no learned address. Needs root and Debian's `dnsmasq-base` (`scripts/bootstrap.sh`).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -677,6 +679,42 @@ fn an_external_portals_host_is_in_the_garden() -> Result<()> {
     ensure!(
         !reaches(client, IpAddr::V4(NEIGHBOUR_V4)),
         "the rest of the server stays closed"
+    );
+    Ok(())
+}
+
+/// What was learned is pinned with the gate: it stays open while the daemon restarts, and the
+/// new daemon takes it over (for the floor, as it does not know the TTL).
+#[test]
+fn a_restart_keeps_what_was_learned() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let _listener = serve(&lan)?;
+    let _dnsmasq = Dnsmasq::start(&lan.gateway)?;
+    let mut daemon = Daemon::start(
+        &lan,
+        &[
+            ("HOTSPOTD__NETWORK__WALLED_GARDEN", "pay.test"),
+            ("HOTSPOTD__NETWORK__GARDEN_TTL_FLOOR_SECS", "30"),
+        ],
+    )?;
+    let client = &lan.clients[0].netns;
+    let pay = IpAddr::V4(INTERNET_V4);
+    resolve_to(client, "pay.test", pay)?;
+    ensure!(
+        wait_for(Duration::from_secs(2), || reaches(client, pay)),
+        "pay.test is learned"
+    );
+    daemon.terminate()?;
+    ensure!(reaches(client, pay), "open while no daemon runs");
+    daemon.restart(&lan)?;
+    ensure!(
+        reaches(client, pay),
+        "open after the restart, without a new answer"
+    );
+    let garden = daemon.ctl_json(&["garden"])?;
+    ensure!(
+        garden["names"][0]["addresses"][0]["address"] == "198.51.100.1",
+        "the restarted daemon took the address over: {garden}"
     );
     Ok(())
 }
