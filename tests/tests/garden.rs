@@ -718,3 +718,36 @@ fn a_restart_keeps_what_was_learned() -> Result<()> {
     );
     Ok(())
 }
+
+/// A client without a session that asks another resolver (a hard-coded public one) is
+/// answered by the box's (`portal.redirect_dns`), and that answer opens the garden's name too.
+#[test]
+fn answers_to_redirected_queries_are_learned() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let _listener = serve(&lan)?;
+    let _dnsmasq = Dnsmasq::start(&lan.gateway)?;
+    let daemon = start(&lan, "pay.test")?;
+    let client = &lan.clients[0].netns;
+    // 198.51.100.1 stands for the public resolver: nothing listens on its port 53.
+    let answer = resolve(
+        client,
+        SocketAddr::from((INTERNET_V4, 53)),
+        "pay.test",
+        QTYPE_A,
+    )?;
+    ensure!(
+        answer
+            .windows(4)
+            .any(|window| window == INTERNET_V4.octets()),
+        "the box answered the redirected query: {answer:?}"
+    );
+    ensure!(
+        wait_for(Duration::from_secs(2), || reaches(
+            client,
+            IpAddr::V4(INTERNET_V4)
+        )),
+        "the redirected answer opened pay.test: {}",
+        daemon.log()
+    );
+    Ok(())
+}
