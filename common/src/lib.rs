@@ -133,8 +133,11 @@ pub mod config_word {
     /// 1: an unpaid client's web traffic goes to the portal (plain HTTP to the redirect
     /// listener, HTTPS connections refused with a reset); 0: dropped like the rest.
     pub const PORTAL_STEERING: u32 = 3;
+    /// 1: `network.walled_garden` names host names, so the download program copies the box's
+    /// DNS answers to [`super::MAP_GARDEN_ANSWERS`]; 0: it copies nothing.
+    pub const GARDEN_NAMES: u32 = 4;
     /// Number of entries.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Indexes into [`MAP_STATS`].
@@ -499,4 +502,71 @@ mod pod {
     // SAFETY: `#[repr(C)]` two `MacKey`s (themselves `Pod`) and two `u64`, no padding (32,
     // asserted).
     unsafe impl aya::Pod for super::AddressOwner {}
+    // SAFETY: `#[repr(C)]` a `GardenPorts` (itself `Pod`) and two `u32`, no padding (40,
+    // asserted).
+    unsafe impl aya::Pod for super::GardenLearned {}
+}
+
+/// Addresses learned from the box's DNS answers for the walled garden's host names
+/// (`network.walled_garden`): `HashMap<IpKey, GardenLearned>`, written and expired by the
+/// daemon only; the gate consults it after [`MAP_WALLED_GARDEN`] misses. Pinned like the rest
+/// of the gate's state, so learned addresses stay open while the daemon restarts.
+pub const MAP_GARDEN_LEARNED: &str = "GARDEN_LEARNED";
+/// Entries of [`MAP_GARDEN_LEARNED`]: a big CDN answer holds dozens of addresses, a few
+/// hundred names thousands. At the limit the daemon drops the oldest learned address first.
+pub const MAX_GARDEN_LEARNED: u32 = 8_192;
+/// The box's DNS answers to clients, copied for the daemon to learn the garden's addresses
+/// from: `RingBuf` of a [`GardenAnswerHeader`] followed by the DNS message (UDP payload),
+/// at most [`GARDEN_ANSWER_MAX_LEN`] bytes of it. Not pinned: only a running daemon reads it.
+pub const MAP_GARDEN_ANSWERS: &str = "GARDEN_ANSWERS";
+/// Size of [`MAP_GARDEN_ANSWERS`]: a typical answer takes a few hundred bytes, so thousands
+/// of answers between two reads of the daemon.
+pub const GARDEN_ANSWERS_BYTES: u32 = 1024 * 1024;
+/// The longest DNS answer copied: EDNS's recommended UDP payload size (DNS flag day 2020);
+/// longer answers are copied truncated, and the daemon learns what the whole records hold.
+pub const GARDEN_ANSWER_MAX_LEN: u32 = 1_232;
+/// Bytes clients without a running session sent to learned garden addresses, per name:
+/// `PerCpuArray<u64>` indexed by [`GardenLearned::name_index`], written by the gate.
+pub const MAP_GARDEN_BYTES: &str = "GARDEN_BYTES";
+/// Host names and wildcards `network.walled_garden` may hold (the size of
+/// [`MAP_GARDEN_BYTES`]).
+pub const MAX_GARDEN_NAMES: u32 = 256;
+
+/// A learned walled-garden address (value of [`MAP_GARDEN_LEARNED`]): the ports allowed
+/// there (those of every configured name it was learned for) and the index of the first such
+/// name, for the bytes counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GardenLearned {
+    pub ports: GardenPorts,
+    pub name_index: u32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<GardenLearned>() == 40);
+
+impl GardenLearned {
+    #[must_use]
+    pub const fn new(ports: GardenPorts, name_index: u32) -> Self {
+        Self {
+            ports,
+            name_index,
+            _pad: 0,
+        }
+    }
+}
+
+/// The start of a [`MAP_GARDEN_ANSWERS`] record: how many bytes of DNS message follow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GardenAnswerHeader {
+    pub len: u32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<GardenAnswerHeader>() == 8);
+
+impl GardenAnswerHeader {
+    #[must_use]
+    pub const fn new(len: u32) -> Self {
+        Self { len, _pad: 0 }
+    }
 }

@@ -28,6 +28,7 @@ pub mod control;
 #[cfg(test)]
 mod error_chains;
 pub mod events;
+pub mod garden;
 pub mod histogram;
 pub mod mac;
 pub mod metrics;

@@ -8,8 +8,8 @@ use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{helpers::generated::bpf_jiffies64, maps::lpm_trie::Key, programs::TcContext};
 use hotspotd_common::{
-    Budget, ClientSlots, GateEvent, NO_BUDGET, NO_DEADLINE, UNLIMITED_BYTES, gate_event,
-    grant_flag, stat,
+    Budget, ClientSlots, GardenPorts, GateEvent, NO_BUDGET, NO_DEADLINE, UNLIMITED_BYTES,
+    gate_event, grant_flag, stat,
 };
 
 use crate::{
@@ -176,13 +176,26 @@ unsafe fn report_once(grant: *mut Budget, frame: &Frame, flag: u64, kind: u32) {
 }
 
 /// Whether the remote end is a configured walled-garden destination (longest prefix match)
-/// with an allowed port.
+/// with an allowed port, or an address learned for one of its host names (`garden.rs`).
 #[inline(always)]
 fn in_walled_garden(ctx: &TcContext, frame: &Frame, direction: Direction) -> bool {
     let key = Key::new(128, frame.remote.addr);
-    let Some(ports) = WALLED_GARDEN.get(&key) else {
-        return false;
-    };
+    if let Some(ports) = WALLED_GARDEN.get(&key)
+        && ports_allow(ports, ctx, frame, direction)
+    {
+        return true;
+    }
+    crate::garden::learned_allows(ctx, frame, direction)
+}
+
+/// Whether the packet's remote port is one of `ports`.
+#[inline(always)]
+pub(crate) fn ports_allow(
+    ports: &GardenPorts,
+    ctx: &TcContext,
+    frame: &Frame,
+    direction: Direction,
+) -> bool {
     if ports.any_port != 0 {
         return true;
     }

@@ -21,6 +21,7 @@
               with the packet bounds it proved, and no BPF-to-BPF call limits apply"
 )]
 
+mod garden;
 mod gate;
 mod packet;
 mod portal;
@@ -171,7 +172,10 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
                     // if the call fails, the packet passes as it is.
                     // SAFETY: a tail call with the context the kernel passed.
                     Direction::Up => unsafe { FRONT_DOOR.tail_call(ctx, front_door::TO_BOX) },
-                    Direction::Down => portal::answer_as_resolver(ctx, &frame),
+                    Direction::Down => {
+                        garden::copy_answer(ctx, &frame);
+                        portal::answer_as_resolver(ctx, &frame);
+                    }
                 }
             }
             Class::Local

@@ -376,6 +376,13 @@ pub(super) fn body_too_large() -> ApiError {
     )
 }
 
+/// `GET /v1/garden`: the walled garden's host names with the addresses learned for them.
+pub(super) async fn garden(
+    State(commands): State<Commands>,
+) -> Result<Json<crate::garden::GardenView>, ApiError> {
+    Ok(Json(commands.ask(|reply| Command::Garden { reply }).await?))
+}
+
 /// `GET /v1/vouchers`: every voucher, without codes (only their hashes are kept).
 pub(super) async fn vouchers(
     State(commands): State<Commands>,

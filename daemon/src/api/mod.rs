@@ -250,6 +250,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
             "/v1/vouchers",
             get(handlers::vouchers).post(handlers::create_vouchers),
         )
+        .route("/v1/garden", get(handlers::garden))
         .route("/v1/vouchers/redeem", post(handlers::redeem))
         .route("/v1/vouchers/revoke", post(handlers::revoke_by_code))
         .route("/v1/vouchers/{id}/revoke", post(handlers::revoke_voucher))

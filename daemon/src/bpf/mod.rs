@@ -32,6 +32,7 @@ use crate::config::WalledGardenEntry;
 mod addresses;
 mod batch;
 mod clients;
+mod garden;
 mod gate;
 mod local;
 mod usage;
@@ -39,6 +40,7 @@ mod usage;
 pub use addresses::AddressReader;
 pub use batch::{BatchError, BatchReader};
 pub use clients::{ClientTable, QUARANTINE, read_grant, read_grants, read_slots, read_usage};
+pub use garden::{apply_garden, garden_bytes, garden_learned, set_garden_names};
 pub use gate::set_walled_garden;
 pub use local::{LocalServices, set_local_addrs};
 pub use usage::UsageReader;
@@ -632,6 +634,33 @@ impl Kernel {
     /// Makes the walled garden exactly `entries`.
     pub fn set_walled_garden(&mut self, entries: &[WalledGardenEntry]) -> Result<(), BpfError> {
         gate::set_walled_garden(&mut self.ebpf, entries)
+    }
+
+    /// Whether the download program copies the box's DNS answers (`bpf/garden.rs`).
+    pub fn set_garden_names(&mut self, on: bool) -> Result<(), BpfError> {
+        garden::set_garden_names(&mut self.ebpf, on)
+    }
+
+    /// Writes what the walled garden learned or forgot.
+    pub fn apply_garden(&mut self, changes: &[crate::garden::Change]) -> Result<(), BpfError> {
+        garden::apply_garden(&mut self.ebpf, changes)
+    }
+
+    /// The learned garden addresses in the kernel (a previous run's, at start).
+    pub fn garden_learned(
+        &self,
+    ) -> Result<Vec<(std::net::IpAddr, hotspotd_common::GardenLearned)>, BpfError> {
+        garden::garden_learned(&self.ebpf)
+    }
+
+    /// Bytes unpaid clients sent to each garden name's addresses, by name index.
+    pub fn garden_bytes(&self) -> Result<Vec<u64>, BpfError> {
+        garden::garden_bytes(&self.ebpf)
+    }
+
+    /// Hands over the ring of the box's DNS answers, once.
+    pub fn take_garden_answers(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        garden::take_garden_answers(&mut self.ebpf)
     }
 
     /// Hands over the programs' event ring (budget spent, deadline passed), once.

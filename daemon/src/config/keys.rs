@@ -45,6 +45,8 @@ pub(super) const KEYS: &[Key] = &[
     Key::Text("network.ifb_interface"),
     Key::WalledGarden("network.walled_garden"),
     Key::LocalServices("network.local_services"),
+    Key::Int(GARDEN_TTL_FLOOR_SECS),
+    Key::Int(GARDEN_TTL_CAP_SECS),
     Key::Int(GLOBAL_DOWN_MBITS),
     Key::Int(GLOBAL_UP_MBITS),
     Key::Int(POLL_INTERVAL_MS),
@@ -78,6 +80,12 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(TRIAL_RESET_SECS),
 ];
 
+/// How long an address learned for a walled-garden host name stays open at least, and at
+/// most, whatever TTL its answer gave (`crate::garden`).
+pub(super) const GARDEN_TTL_FLOOR_SECS: IntKey =
+    IntKey::between("network.garden_ttl_floor_secs", 1, 86_400);
+pub(super) const GARDEN_TTL_CAP_SECS: IntKey =
+    IntKey::between("network.garden_ttl_cap_secs", 1, 604_800);
 pub(super) const GLOBAL_DOWN_MBITS: IntKey =
     IntKey::at_least("speed.global_down_mbits", 1, u32::MAX as u64);
 pub(super) const GLOBAL_UP_MBITS: IntKey =
@@ -219,7 +227,8 @@ impl Key {
                     .map_err(|error| {
                         format!(
                             "has an invalid entry {text:?}: {error}; write 10.0.0.0/8, \
-                             192.0.2.1:443 or [2001:db8::/32]:443"
+                             192.0.2.1:443, [2001:db8::/32]:443, pay.example.com or \
+                             *.example.com:443"
                         )
                     })
             }),
@@ -241,8 +250,8 @@ impl Key {
                 shown(value)
             )),
             (Self::WalledGarden(_), _) => Err(format!(
-                "must be a list of strings like [\"10.0.0.0/8\", \"[2001:db8::/32]:443\"] \
-                 (got {})",
+                "must be a list of strings like [\"10.0.0.0/8\", \"[2001:db8::/32]:443\", \
+                 \"pay.example.com\"] (got {})",
                 shown(value)
             )),
         }

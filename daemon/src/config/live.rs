@@ -126,6 +126,8 @@ impl Restart<'_> {
             ifb_interface,
             walled_garden,
             local_services,
+            garden_ttl_floor_secs,
+            garden_ttl_cap_secs,
         } = new;
         NetworkConfig {
             lan_interface: self.keep("network.lan_interface", lan_interface, |c| {
@@ -137,6 +139,9 @@ impl Restart<'_> {
             walled_garden: walled_garden.clone(),
             // Written to the kernel at every poll.
             local_services: local_services.clone(),
+            // Applied to the next answers learned.
+            garden_ttl_floor_secs: *garden_ttl_floor_secs,
+            garden_ttl_cap_secs: *garden_ttl_cap_secs,
         }
     }
 
@@ -254,6 +259,8 @@ mod tests {
     const LIVE: &[&str] = &[
         "network.walled_garden",
         "network.local_services",
+        "network.garden_ttl_floor_secs",
+        "network.garden_ttl_cap_secs",
         "speed.global_down_mbits",
         "speed.global_up_mbits",
         "accounting.poll_interval_ms",

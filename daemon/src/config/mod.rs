@@ -25,7 +25,7 @@ use keys::{
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
-pub use walled_garden::{IpNet, WalledGardenEntry, WalledGardenError};
+pub use walled_garden::{GardenName, GardenNet, IpNet, WalledGardenEntry, WalledGardenError};
 
 /// Where `hotspotd` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hotspotd/config.toml";
@@ -68,6 +68,10 @@ pub struct NetworkConfig {
     /// The box's client services: all a client without a session reaches on the box, and
     /// never billed. Anything else a client has with the box is gated and billed.
     pub local_services: Vec<LocalService>,
+    /// How long an address learned for a walled-garden host name stays open at least, and
+    /// at most, whatever TTL the DNS answer gave it.
+    pub garden_ttl_floor_secs: u32,
+    pub garden_ttl_cap_secs: u32,
 }
 
 impl Default for NetworkConfig {
@@ -77,6 +81,8 @@ impl Default for NetworkConfig {
             ifb_interface: "ifb-hotspot".to_owned(),
             walled_garden: Vec::new(),
             local_services: LocalService::defaults(),
+            garden_ttl_floor_secs: 60,
+            garden_ttl_cap_secs: 86_400,
         }
     }
 }
@@ -602,8 +608,17 @@ impl Config {
     }
 
     /// The lists the kernel holds in tables of a fixed size: a longer one is a mistake,
-    /// refused before it stalls a start.
+    /// refused before it stalls a start; and the walled garden's TTL bounds in order.
     fn check_list_lengths(&self) -> Result<(), (&'static str, String)> {
+        if self.network.garden_ttl_floor_secs > self.network.garden_ttl_cap_secs {
+            return Err((
+                "network.garden_ttl_floor_secs",
+                format!(
+                    "must not be above network.garden_ttl_cap_secs ({} > {})",
+                    self.network.garden_ttl_floor_secs, self.network.garden_ttl_cap_secs
+                ),
+            ));
+        }
         // The daemon merges walled-garden entries in quadratic time, too.
         let garden_len = self.network.walled_garden.len();
         let max_garden = hotspotd_common::MAX_GARDEN_ENTRIES as usize;
@@ -611,6 +626,19 @@ impl Config {
             return Err((
                 "network.walled_garden",
                 format!("may have at most {max_garden} entries (got {garden_len})"),
+            ));
+        }
+        let names = self
+            .network
+            .walled_garden
+            .iter()
+            .filter(|entry| entry.name().is_some())
+            .count();
+        let max_names = hotspotd_common::MAX_GARDEN_NAMES as usize;
+        if names > max_names {
+            return Err((
+                "network.walled_garden",
+                format!("may have at most {max_names} host names (got {names})"),
             ));
         }
         let ports = self

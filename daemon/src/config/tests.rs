@@ -282,7 +282,8 @@ fn each_bad_value_names_its_key_and_what_is_allowed() -> TestResult {
         (
             "[network]\nwalled_garden = \"10.0.0.0/8\"",
             "config.toml: network.walled_garden must be a list of strings like \
-             [\"10.0.0.0/8\", \"[2001:db8::/32]:443\"] (got \"10.0.0.0/8\")",
+             [\"10.0.0.0/8\", \"[2001:db8::/32]:443\", \"pay.example.com\"] \
+             (got \"10.0.0.0/8\")",
         ),
         (
             "[network]\nwalled_garden = [8]",
@@ -328,7 +329,8 @@ fn bad_interface_names_are_refused() -> TestResult {
 
 #[test]
 fn bad_walled_garden_entries_are_refused_with_the_reason() -> TestResult {
-    let hint = "; write 10.0.0.0/8, 192.0.2.1:443 or [2001:db8::/32]:443";
+    let hint = "; write 10.0.0.0/8, 192.0.2.1:443, [2001:db8::/32]:443, pay.example.com or \
+                *.example.com:443";
     for (text, reason) in [
         (
             "10.0.0.0/33",
@@ -351,8 +353,33 @@ fn bad_walled_garden_entries_are_refused_with_the_reason() -> TestResult {
             "the address has bits set past the prefix; did you mean 10.0.0.0/8?",
         ),
         (
-            "example.com",
-            "'example.com' is not an IPv4 or IPv6 address",
+            "pay..example.com",
+            "'pay..example.com' is not a host name: each part between dots must have 1 to 63 \
+             characters",
+        ),
+        (
+            "pay.*.example.com",
+            "'pay.*.example.com' is not a host name: a '*' may only stand first, as in \
+             *.example.com",
+        ),
+        (
+            "*.com",
+            "'*.com' is not a host name: a wildcard must name a domain with a dot, as in \
+             *.example.com",
+        ),
+        (
+            "pay_ex ample.com",
+            "'pay_ex ample.com' is not a host name: a host name has only letters, digits, '-' \
+             and '_' between its dots",
+        ),
+        (
+            "-pay.example.com",
+            "'-pay.example.com' is not a host name: no part of a host name starts or ends with \
+             '-'",
+        ),
+        (
+            "pay.example.com:0",
+            "the port must be a number from 1 to 65535 (got '0')",
         ),
         ("10.0.0.300", "'10.0.0.300' is not an IPv4 or IPv6 address"),
         ("", "'' is not an IPv4 or IPv6 address"),
@@ -384,6 +411,57 @@ fn bad_walled_garden_entries_are_refused_with_the_reason() -> TestResult {
             "config.toml: network.walled_garden has an invalid entry {text:?}: {reason}{hint}"
         );
         assert_eq!(error_for(&toml, &[])?, expected, "{text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn walled_garden_host_names_parse_and_print_back() -> TestResult {
+    for (text, name, wildcard, port, shown) in [
+        (
+            "pay.example.com",
+            "pay.example.com",
+            false,
+            None,
+            "pay.example.com",
+        ),
+        (
+            "Pay.Example.COM.",
+            "pay.example.com",
+            false,
+            None,
+            "pay.example.com",
+        ),
+        ("*.example.com", "example.com", true, None, "*.example.com"),
+        (
+            "*.example.com:443",
+            "example.com",
+            true,
+            Some(443),
+            "*.example.com:443",
+        ),
+        (
+            "localhost:8080",
+            "localhost",
+            false,
+            Some(8080),
+            "localhost:8080",
+        ),
+        (
+            "xn--bcher-kva.example",
+            "xn--bcher-kva.example",
+            false,
+            None,
+            "xn--bcher-kva.example",
+        ),
+    ] {
+        let parsed = entry(text)?;
+        let parsed = parsed.name().ok_or(text)?;
+        assert_eq!(parsed.name, name, "{text}");
+        assert_eq!(parsed.wildcard, wildcard, "{text}");
+        assert_eq!(parsed.port.map(NonZeroU16::get), port, "{text}");
+        assert_eq!(parsed.to_string(), shown, "{text}");
+        assert_eq!(entry(shown)?.name(), Some(parsed), "{text}");
     }
     Ok(())
 }
@@ -439,11 +517,12 @@ fn walled_garden_entries_parse_and_print_back() -> TestResult {
         ),
     ] {
         let parsed = entry(text)?;
+        let parsed = parsed.net().ok_or(text)?;
         assert_eq!(parsed.net.addr(), addr, "{text}");
         assert_eq!(parsed.net.prefix_len(), prefix_len, "{text}");
         assert_eq!(parsed.port.map(NonZeroU16::get), port, "{text}");
         assert_eq!(parsed.to_string(), shown, "{text}");
-        assert_eq!(entry(shown)?, parsed, "{text}");
+        assert_eq!(entry(shown)?.net(), Some(parsed), "{text}");
     }
     Ok(())
 }
@@ -458,7 +537,8 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[network]\nwalled_gardens = []", &[])?,
         "config.toml: unknown key 'network.walled_gardens' \
-         (allowed: lan_interface, ifb_interface, walled_garden, local_services)"
+         (allowed: lan_interface, ifb_interface, walled_garden, local_services, \
+         garden_ttl_floor_secs, garden_ttl_cap_secs)"
     );
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
@@ -521,7 +601,8 @@ fn errors_from_the_environment_name_the_variable() -> TestResult {
         )?,
         "environment variable HOTSPOTD__NETWORK__WALLED_GARDEN: network.walled_garden has \
          an invalid entry \"10.0.0.0/40\": the prefix length must be a number from 0 to 32 \
-         (got '40'); write 10.0.0.0/8, 192.0.2.1:443 or [2001:db8::/32]:443"
+         (got '40'); write 10.0.0.0/8, 192.0.2.1:443, [2001:db8::/32]:443, pay.example.com \
+         or *.example.com:443"
     );
     // Without a file, a bad variable still names itself.
     let error = refused(Config::load_from(

@@ -1,5 +1,6 @@
-//! Walled-garden entries: `IpNet` networks in CIDR form and the optional port reachable there,
-//! parsed from and printed back to the text the configuration holds. Pure; no I/O.
+//! Walled-garden entries: `IpNet` networks in CIDR form, host names and `*.` wildcards, each
+//! with the optional port reachable there, parsed from and printed back to the text the
+//! configuration holds. Pure; no I/O.
 
 use std::{fmt, net::IpAddr, num::NonZeroU16, str::FromStr};
 
@@ -102,11 +103,10 @@ fn mask(addr: IpAddr, prefix_len: u8) -> IpAddr {
     }
 }
 
-/// One `network.walled_garden` entry: a network, and optionally the one port reachable there.
-/// Written `10.0.0.0/8`, `192.0.2.1:443`, `2001:db8::/32` or, with a port, `[2001:db8::/32]:443`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct WalledGardenEntry {
+/// A `network.walled_garden` network, and optionally the one port reachable there. Written
+/// `10.0.0.0/8`, `192.0.2.1:443`, `2001:db8::/32` or, with a port, `[2001:db8::/32]:443`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GardenNet {
     pub net: IpNet,
     /// TCP/UDP destination port; `None` = every port.
     pub port: Option<NonZeroU16>,
@@ -128,9 +128,11 @@ pub enum WalledGardenError {
     Port { port: String },
     #[error("has a '[' without its ']'")]
     Bracket,
+    #[error("'{name}' is not a host name: {why}")]
+    Name { name: String, why: String },
 }
 
-impl fmt::Display for WalledGardenEntry {
+impl fmt::Display for GardenNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.port, self.net.addr) {
             (None, _) => write!(f, "{}", self.net),
@@ -140,7 +142,7 @@ impl fmt::Display for WalledGardenEntry {
     }
 }
 
-impl FromStr for WalledGardenEntry {
+impl FromStr for GardenNet {
     type Err = WalledGardenError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -164,15 +166,172 @@ impl FromStr for WalledGardenEntry {
             (text, None)
         };
         let net = net.parse()?;
-        let port = port
-            .map(|port| {
-                port.parse::<NonZeroU16>()
-                    .map_err(|_| WalledGardenError::Port {
-                        port: port.to_owned(),
-                    })
-            })
-            .transpose()?;
+        let port = port.map(parse_port).transpose()?;
         Ok(Self { net, port })
+    }
+}
+
+fn parse_port(port: &str) -> Result<NonZeroU16, WalledGardenError> {
+    port.parse::<NonZeroU16>()
+        .map_err(|_| WalledGardenError::Port {
+            port: port.to_owned(),
+        })
+}
+
+/// A host name of the walled garden: its addresses are learned from the box's DNS answers
+/// (`crate::garden`). `wildcard` (written `*.example.com`) covers every name under `name`
+/// but not `name` itself. Kept lower-case, without a trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GardenName {
+    pub name: String,
+    pub wildcard: bool,
+    /// TCP/UDP destination port; `None` = every port.
+    pub port: Option<NonZeroU16>,
+}
+
+/// The longest host name DNS carries (RFC 1035 2.3.4), and the longest label.
+const MAX_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+impl GardenName {
+    /// Whether `host` (lower-case, no trailing dot) is this name or, for a wildcard, under it.
+    #[must_use]
+    pub fn matches(&self, host: &str) -> bool {
+        if self.wildcard {
+            host.len() > self.name.len()
+                && host.ends_with(self.name.as_str())
+                && host.as_bytes()[host.len() - self.name.len() - 1] == b'.'
+        } else {
+            host == self.name
+        }
+    }
+
+    /// The entry without its port: `pay.example.com` or `*.example.com`.
+    #[must_use]
+    pub fn pattern(&self) -> String {
+        if self.wildcard {
+            format!("*.{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, WalledGardenError> {
+        let (host, port) = match text.split_once(':') {
+            Some((host, port)) => (host, Some(parse_port(port)?)),
+            None => (text, None),
+        };
+        let lower = host.to_ascii_lowercase();
+        let lower = lower.strip_suffix('.').unwrap_or(&lower);
+        let (name, wildcard) = match lower.strip_prefix("*.") {
+            Some(rest) => (rest, true),
+            None => (lower, false),
+        };
+        let invalid = |why: &str| WalledGardenError::Name {
+            name: host.to_owned(),
+            why: why.to_owned(),
+        };
+        if name.contains('*') {
+            return Err(invalid("a '*' may only stand first, as in *.example.com"));
+        }
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(invalid("a host name has 1 to 253 characters"));
+        }
+        for label in name.split('.') {
+            if label.is_empty() || label.len() > MAX_LABEL_LEN {
+                return Err(invalid(
+                    "each part between dots must have 1 to 63 characters",
+                ));
+            }
+            if !label
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+            {
+                return Err(invalid(
+                    "a host name has only letters, digits, '-' and '_' between its dots",
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(invalid("no part of a host name starts or ends with '-'"));
+            }
+        }
+        if wildcard && !name.contains('.') {
+            return Err(invalid(
+                "a wildcard must name a domain with a dot, as in *.example.com",
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            wildcard,
+            port,
+        })
+    }
+}
+
+impl fmt::Display for GardenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.pattern()),
+            None => write!(f, "{}", self.pattern()),
+        }
+    }
+}
+
+/// One `network.walled_garden` entry: a network or a host name, each with an optional port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum WalledGardenEntry {
+    Net(GardenNet),
+    Name(GardenName),
+}
+
+impl WalledGardenEntry {
+    /// The network, if the entry is one.
+    #[must_use]
+    pub fn net(&self) -> Option<&GardenNet> {
+        match self {
+            Self::Net(net) => Some(net),
+            Self::Name(_) => None,
+        }
+    }
+
+    /// The host name, if the entry is one.
+    #[must_use]
+    pub fn name(&self) -> Option<&GardenName> {
+        match self {
+            Self::Name(name) => Some(name),
+            Self::Net(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for WalledGardenEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Net(net) => net.fmt(f),
+            Self::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+impl FromStr for WalledGardenEntry {
+    type Err = WalledGardenError;
+
+    /// A network when it has brackets, a prefix, two colons (IPv6) or only digits and dots
+    /// before its port; a host name otherwise.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let network = text.starts_with('[')
+            || text.contains('/')
+            || text.matches(':').count() > 1
+            || text.split(':').next().is_none_or(|host| {
+                host.bytes()
+                    .all(|byte| byte.is_ascii_digit() || byte == b'.')
+            });
+        if network {
+            text.parse().map(Self::Net)
+        } else {
+            GardenName::parse(text).map(Self::Name)
+        }
     }
 }
 

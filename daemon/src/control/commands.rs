@@ -55,6 +55,10 @@ pub enum Command {
         new: super::NewVouchers,
         reply: oneshot::Sender<Result<Vec<super::VoucherView>, CommandError>>,
     },
+    /// `GET /v1/garden`.
+    Garden {
+        reply: oneshot::Sender<crate::garden::GardenView>,
+    },
     /// `GET /v1/vouchers`.
     Vouchers {
         reply: oneshot::Sender<Vec<super::VoucherView>>,
@@ -208,6 +212,9 @@ impl Control {
             }
             Command::Vouchers { reply } => {
                 let _ = reply.send(self.voucher_views());
+            }
+            Command::Garden { reply } => {
+                let _ = reply.send(self.garden_view());
             }
             Command::RevokeVoucher { target, reply } => {
                 let result = self.revoke_voucher(target).await;

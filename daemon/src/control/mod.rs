@@ -12,6 +12,7 @@ mod captive;
 mod commands;
 mod deadlines;
 mod devices;
+mod garden;
 mod links;
 mod portal;
 mod reader;
@@ -180,6 +181,8 @@ pub struct Control {
     moved_away: devices::MovedAway,
     /// Who had a free trial when, loaded at restore (`trials.rs`).
     trials: trials::Trials,
+    /// The walled garden's host names and the addresses learned for them (`garden.rs`).
+    garden: crate::garden::Garden,
 }
 
 impl Control {
@@ -198,6 +201,7 @@ impl Control {
             voucher_key,
         } = parts;
         let desired = speed::desired(&config);
+        let config_for_garden = Arc::clone(&config);
         let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
         let neighbours = NeighbourReader::open()
             .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
@@ -251,8 +255,10 @@ impl Control {
             sharing: devices::Sharing::default(),
             moved_away: devices::MovedAway::default(),
             trials: trials::Trials::default(),
+            garden: crate::garden::Garden::new(&config_for_garden),
         };
         control.restore().await?;
+        control.start_garden();
         Ok(control)
     }
 
@@ -307,6 +313,10 @@ impl Control {
         // the ring (now inside the AsyncFd) lives.
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
+        let answers = self.kernel.take_garden_answers()?;
+        // SAFETY: as for the events above.
+        let mut answers = unsafe { AsyncFd::register_with_interest(answers, Interest::READABLE) }
+            .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
@@ -334,6 +344,7 @@ impl Control {
                     self.poll();
                 }
                 tick = ticks.tick() => {
+                    self.expire_garden();
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");
@@ -348,6 +359,16 @@ impl Control {
                     if self.config.poll_interval() != period {
                         period = self.config.poll_interval();
                         ticks = poll_ticks(period);
+                    }
+                }
+                ready = answers.readable_mut() => {
+                    // DNS answers of the box's resolver: the garden learns its names' addresses
+                    // before the client, which has the same answer, connects. Last, so a flood of
+                    // answers cannot hold up the polls and the API (`learn_garden` takes turns).
+                    if let Ok(mut guard) = ready
+                        && !self.learn_garden(guard.get_inner_mut())
+                    {
+                        guard.clear_ready();
                     }
                 }
             }

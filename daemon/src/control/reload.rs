@@ -24,6 +24,7 @@ impl Control {
         {
             tracing::error!(error = %crate::text::chain(&error), "the new walled garden could not be applied");
         }
+        self.reconfigure_garden(&merged);
         let now = self.now();
         let effects = self
             .engine

@@ -130,6 +130,7 @@ impl Control {
             maps: self.map_fill(),
             alerts: self.alerts.read(),
             trials: self.trial_counts(),
+            garden: self.garden_view(),
         }
     }
 

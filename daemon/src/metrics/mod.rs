@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// What the watchers beside the sessions counted.
     pub alerts: AlertCounts,
     pub trials: TrialCounts,
+    /// The walled garden's host names and what was learned for them.
+    pub garden: crate::garden::GardenView,
 }
 
 /// Free trials (docs/trials.md).
@@ -80,7 +82,88 @@ pub fn render(snapshot: &Snapshot) -> String {
     daemon(&mut out, snapshot);
     alerts(&mut out, &snapshot.alerts);
     trials(&mut out, snapshot.trials);
+    garden(&mut out, &snapshot.garden);
     out
+}
+
+/// The walled garden's host names: addresses learned, bytes sent there unpaid, the answers.
+fn garden(out: &mut String, garden: &crate::garden::GardenView) {
+    let name = "hotspotd_garden_addresses";
+    metric(
+        out,
+        name,
+        "gauge",
+        "Addresses learned from the box's DNS answers for each walled-garden host name.",
+    );
+    for entry in &garden.names {
+        sample(
+            out,
+            name,
+            &[("name", &entry.name)],
+            as_f64(entry.addresses.len() as u64),
+        );
+    }
+    let name = "hotspotd_garden_unpaid_bytes_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Bytes (IP level) clients without a running session sent to each walled-garden host name's learned addresses.",
+    );
+    for entry in &garden.names {
+        sample(
+            out,
+            name,
+            &[("name", &entry.name)],
+            as_f64(entry.unpaid_bytes),
+        );
+    }
+    let name = "hotspotd_garden_learned_capacity";
+    metric(
+        out,
+        name,
+        "gauge",
+        "How many learned walled-garden addresses the kernel's table holds.",
+    );
+    sample(out, name, &[], f64::from(garden.capacity));
+    let name = "hotspotd_garden_answers_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "DNS answers of the box's resolver the walled garden read, and those that were no well-formed response.",
+    );
+    sample(
+        out,
+        name,
+        &[("kind", "read")],
+        as_f64(garden.counts.answers),
+    );
+    sample(
+        out,
+        name,
+        &[("kind", "malformed")],
+        as_f64(garden.counts.malformed),
+    );
+    let name = "hotspotd_garden_addresses_removed_total";
+    metric(
+        out,
+        name,
+        "counter",
+        "Learned walled-garden addresses removed: their TTL ran out, or the oldest made room in a full table.",
+    );
+    sample(
+        out,
+        name,
+        &[("why", "expired")],
+        as_f64(garden.counts.expired),
+    );
+    sample(
+        out,
+        name,
+        &[("why", "full")],
+        as_f64(garden.counts.dropped_full),
+    );
 }
 
 /// Each client's traffic and state, and sessions by state.
@@ -491,6 +574,15 @@ mod tests {
                 granted: 4,
                 ledger_entries: 3,
             },
+            garden: crate::garden::GardenView {
+                names: vec![crate::garden::GardenNameView {
+                    name: "*.pay.example".to_owned(),
+                    port: Some(443),
+                    addresses: Vec::new(),
+                    unpaid_bytes: 1_234,
+                }],
+                ..crate::garden::GardenView::default()
+            },
         }
     }
 
@@ -499,6 +591,10 @@ mod tests {
         let text = render(&snapshot());
         let samples = parse(&text).expect("well-formed");
         let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+        assert_eq!(
+            value(r#"hotspotd_garden_unpaid_bytes_total{name="*.pay.example"}"#),
+            Some(1_234.0)
+        );
         assert_eq!(
             value(r#"hotspotd_client_bytes_total{mac="02:00:00:00:00:01",kind="down"}"#),
             Some(5_000.0)

@@ -527,6 +527,16 @@ impl Harness {
         clock.get(&0, 0).expect("read CLOCK")
     }
 
+    /// The DNS answers the download program copied for the walled garden (`GARDEN_ANSWERS`),
+    /// each as its DNS message. The map leaves the object, so call this once.
+    pub(crate) fn take_garden_answers(&mut self) -> RingBuf<MapData> {
+        let map = self
+            .ebpf
+            .take_map(hotspotd_common::MAP_GARDEN_ANSWERS)
+            .expect("GARDEN_ANSWERS map");
+        RingBuf::try_from(map).expect("GARDEN_ANSWERS is a ring buffer")
+    }
+
     /// The reader of the programs' gate events. The map leaves the object, so call this once.
     pub(crate) fn take_events(&mut self) -> Events {
         let map = self.ebpf.take_map(MAP_EVENTS).expect("EVENTS map");

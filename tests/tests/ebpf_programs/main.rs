@@ -11,6 +11,7 @@ mod accounting;
 mod batch;
 mod front_door;
 mod fuzz;
+mod garden;
 mod gate;
 mod harness;
 mod lan_attacks;

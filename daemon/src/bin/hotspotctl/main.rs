@@ -56,6 +56,9 @@ enum Command {
     /// Create or revoke vouchers.
     #[command(subcommand)]
     Voucher(VoucherCommand),
+    /// The walled garden's host names: the addresses learned for each from the box's DNS
+    /// answers, when they expire, and the bytes clients without a session sent there.
+    Garden,
     /// Start or resume the client's session (an error if it has none left).
     Connect {
         #[arg(long, value_parser = parse_mac)]
@@ -367,6 +370,14 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             show(cli, &vouchers, vouchers::table);
         }
         Command::Voucher(command) => voucher(cli, &api, command).await?,
+        Command::Garden => {
+            let garden: serde_json::Value = api.get("/v1/garden").await?;
+            if cli.json {
+                print_json(&garden);
+            } else {
+                table::garden(&garden);
+            }
+        }
         Command::Connect { mac } => {
             let client: ClientView = api
                 .post(

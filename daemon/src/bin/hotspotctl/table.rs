@@ -202,6 +202,47 @@ pub fn event(line: &str) -> String {
     format!("{at}  {name:<20}  {}", rest.join(" "))
 }
 
+/// `hotspotctl garden`: one row per name and learned address.
+pub fn garden(garden: &serde_json::Value) {
+    let mut rows = Vec::new();
+    for name in garden["names"].as_array().into_iter().flatten() {
+        let pattern = name["name"].as_str().unwrap_or("-");
+        let port = name["port"]
+            .as_u64()
+            .map_or_else(|| "any".to_owned(), |port| port.to_string());
+        let bytes = human_bytes(name["unpaid_bytes"].as_u64().unwrap_or(0));
+        let addresses = name["addresses"].as_array().cloned().unwrap_or_default();
+        if addresses.is_empty() {
+            rows.push(vec![
+                pattern.to_owned(),
+                port.clone(),
+                "-".to_owned(),
+                "-".to_owned(),
+                bytes.clone(),
+            ]);
+        }
+        for address in addresses {
+            rows.push(vec![
+                pattern.to_owned(),
+                port.clone(),
+                address["address"].as_str().unwrap_or("-").to_owned(),
+                address["expires_at"].as_str().unwrap_or("-").to_owned(),
+                bytes.clone(),
+            ]);
+        }
+    }
+    print_table(
+        &["NAME", "PORT", "ADDRESS", "EXPIRES", "UNPAID"],
+        &rows,
+        "no host names in network.walled_garden",
+    );
+    println!(
+        "{} of {} learned addresses in use",
+        garden["learned"].as_u64().unwrap_or(0),
+        garden["capacity"].as_u64().unwrap_or(0)
+    );
+}
+
 pub fn print_table(header: &[&str], rows: &[Vec<String>], empty: &str) {
     let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in rows {
