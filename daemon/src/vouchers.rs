@@ -276,6 +276,10 @@ pub enum RedeemError {
     Expired,
     #[error("this voucher is used up")]
     UsedUp,
+    #[error(
+        "this device is running a session of its own; enter the code again when it ends, or pause it first"
+    )]
+    OwnSession,
     #[error("too many wrong codes from this device; try again in {retry_secs} s")]
     Throttled { retry_secs: u64 },
     #[error("the voucher's session could not be sold: {0}")]
@@ -291,6 +295,7 @@ impl RedeemError {
             Self::Revoked => "voucher_revoked",
             Self::Expired => "voucher_expired",
             Self::UsedUp => "voucher_used_up",
+            Self::OwnSession => "has_session",
             Self::Throttled { .. } => "too_many_attempts",
             Self::Failed(_) => "session_failed",
         }

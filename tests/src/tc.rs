@@ -70,13 +70,18 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     words.next()
 }
 
-/// The ceilings of hotspotd's client classes on DEV (not the parent `X:1` or the default
-/// `X:fffe`), as tc prints them (`5Mbit`), sorted.
+/// The ceiling of a spare class hotspotd keeps parked for the next client
+/// (`shaping::PARKED`): 8 kbit/s, which no client class has.
+pub const PARKED_CEIL: &str = "8Kbit";
+
+/// The ceilings of hotspotd's client classes in use on DEV (not the parent `X:1`, the default
+/// `X:fffe` or parked spares), as tc prints them (`5Mbit`), sorted.
 pub fn client_ceils(netns: &Netns, dev: &str) -> Result<Vec<String>> {
     let mut ceils: Vec<String> = classes(netns, dev)?
         .into_iter()
         .filter(|(id, _)| !id.ends_with(":1") && !id.ends_with(":fffe"))
         .filter_map(|(_, line)| field(&line, "ceil").map(str::to_owned))
+        .filter(|ceil| ceil != PARKED_CEIL)
         .collect();
     ceils.sort();
     Ok(ceils)

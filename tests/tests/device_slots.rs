@@ -363,3 +363,66 @@ fn devices_sharing_a_voucher_are_billed_to_the_byte_across_a_crash() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn a_device_runs_one_session_and_shares_one_voucher_at_a_time() -> Result<()> {
+    let lan = Lan::new(3)?;
+    let (holder, member, busy) = (&lan.clients[0], &lan.clients[1], &lan.clients[2]);
+    let daemon = Daemon::start(&lan, &[])?;
+    let code = data_voucher(&daemon, "20", "3")?;
+    for client in [holder, member] {
+        ensure!(redeem(&daemon, client, &code)?.status == 200, "redeem");
+    }
+    // A device running a session of its own cannot take a slot as well: it would run two.
+    daemon.add_session(
+        &busy.mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "3600",
+            "--global-speed",
+            "--connect",
+        ],
+    )?;
+    let refused = redeem(&daemon, busy, &code)?;
+    ensure!(
+        refused.status == 409 && refused.json().context("JSON")?["error"]["code"] == "has_session",
+        "{refused:?}"
+    );
+    ensure!(
+        voucher(&daemon)?["devices"] == 2,
+        "the busy device took a slot"
+    );
+
+    // A device on a slot that is sold a session of its own leaves the slot: from then on its
+    // traffic is its own session's.
+    let own = daemon.add_session(
+        &member.mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "600",
+            "--global-speed",
+            "--connect",
+        ],
+    )?;
+    let listed = voucher(&daemon)?;
+    ensure!(
+        listed["devices"] == 1 && listed["device_macs"] == json!([]),
+        "the device did not leave the slot: {listed}"
+    );
+    let view = daemon.client(&member.mac)?;
+    ensure!(
+        view["state"] == "connected"
+            && view["session_id"] == own["id"]
+            && view.get("shares_with").is_none(),
+        "{view}"
+    );
+    ensure!(
+        reaches_internet(&lan, member)? && reaches_internet(&lan, holder)?,
+        "both online, each on its own session"
+    );
+    Ok(())
+}

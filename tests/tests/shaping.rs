@@ -7,7 +7,7 @@
 //! directly. Forwarded traffic keeps priority 0 and lands in the default class.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     sync::{
@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use hotspotd::shaping::{Desired, Leaf, Rates, Shaper, ShapingError};
 use hotspotd_tests::{
-    GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, Netns, TcpSource, WAN_IFACE, tc,
+    GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, Netns, TcpSource, WAN_IFACE, tc, wait_for,
 };
 use nix::sys::socket::{setsockopt, sockopt};
 
@@ -337,6 +337,95 @@ fn setup_refuses_a_missing_lan_and_a_device_that_is_not_an_ifb() -> Result<()> {
         error.to_string().contains("network.ifb_interface"),
         "{error}"
     );
+    Ok(())
+}
+
+/// Client classes (not `X:1`, `X:fffe`) on DEV that are parked spares.
+fn parked(lan: &Lan, dev: &str) -> Result<Vec<String>> {
+    Ok(classes(lan, dev)?
+        .into_iter()
+        .filter(|(_, line)| tc::field(line, "ceil") == Some(tc::PARKED_CEIL))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+#[test]
+fn a_freed_class_is_parked_and_reused_and_spares_are_made_ahead() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let rt = runtime()?;
+    let global = rates(100_000, 20_000);
+    let mut shaper = setup(&rt, &lan, global)?;
+    let changed = |minors: &[u16]| minors.iter().copied().collect::<BTreeSet<u16>>();
+
+    // A first client: its classes are created (nothing is parked yet), and a refill starts
+    // making spares for the minors above it.
+    let one = desired(global, &[(2, rates(5000, 1000))]);
+    rt.block_on(shaper.apply_changed(&one, &changed(&[2])))?;
+    assert_eq!(shaper.current(), &one);
+    assert_contains(classes(&lan, LAN_IFACE)?.get("1:2"), "ceil 5Mbit", "1:2");
+
+    // It leaves: its classes stay, parked, and count as spares.
+    let sent = shaper.requests_sent();
+    rt.block_on(shaper.apply_changed(&desired(global, &[]), &changed(&[2])))?;
+    assert_eq!(shaper.current(), &desired(global, &[]));
+    // A class change per tree, and a leaf change where the parked leaf differs (a pfifo's
+    // length follows the ceiling; an fq_codel leaf is the same at any rate).
+    let requests = shaper.requests_sent() - sent;
+    ensure!((2..=4).contains(&requests), "{requests} requests to park");
+    assert_contains(classes(&lan, LAN_IFACE)?.get("1:2"), "ceil 8Kbit", "1:2");
+    assert_contains(classes(&lan, IFB)?.get("2:2"), "ceil 8Kbit", "2:2");
+    assert!(shaper.spare_classes() >= 1);
+
+    // The refill made parked classes for the next 64 minors in both trees, with leaves.
+    let made = wait_for(Duration::from_secs(20), || {
+        parked(&lan, LAN_IFACE).is_ok_and(|ids| ids.len() > 64)
+            && parked(&lan, IFB).is_ok_and(|ids| ids.len() > 64)
+    });
+    ensure!(made, "spares made ahead: {:?}", parked(&lan, LAN_IFACE)?);
+    let leaves = qdiscs(&lan, IFB)?;
+    assert_contains(
+        leaves.get("2:41"),
+        &format!("qdisc {} ", shaper.leaf()),
+        "2:41",
+    );
+    // Let the refill report its last group.
+    thread::sleep(Duration::from_millis(200));
+
+    // Two clients arrive: the freed minor and a made one. Both only change classes: no class
+    // is created, none deleted.
+    let before_down = classes(&lan, LAN_IFACE)?.len();
+    let before_up = classes(&lan, IFB)?.len();
+    for dev in [LAN_IFACE, IFB] {
+        let ids = parked(&lan, dev)?;
+        ensure!(
+            ids.iter().any(|id| id.ends_with(":2")) && ids.iter().any(|id| id.ends_with(":3")),
+            "{dev}: 2 and 3 are parked: {ids:?}"
+        );
+    }
+    let two = desired(global, &[(2, rates(3000, 1000)), (3, rates(7000, 2000))]);
+    let sent = shaper.requests_sent();
+    rt.block_on(shaper.apply_changed(&two, &changed(&[2, 3])))?;
+    assert_eq!(shaper.current(), &two);
+    let requests = shaper.requests_sent() - sent;
+    ensure!(
+        (4..=8).contains(&requests),
+        "{requests} requests: two class changes per tree, and the leaves the new ceilings need"
+    );
+    let down = classes(&lan, LAN_IFACE)?;
+    assert_contains(down.get("1:2"), "ceil 3Mbit", "1:2");
+    assert_contains(down.get("1:3"), "ceil 7Mbit", "1:3");
+    assert_contains(classes(&lan, IFB)?.get("2:3"), "ceil 2Mbit", "2:3");
+    let leaves = qdiscs(&lan, LAN_IFACE)?;
+    assert_contains(
+        leaves.get("1:3"),
+        &format!("qdisc {} ", shaper.leaf()),
+        "1:3",
+    );
+    // A refill may be making more spares meanwhile; none went away.
+    assert!(classes(&lan, LAN_IFACE)?.len() >= before_down);
+    assert!(classes(&lan, IFB)?.len() >= before_up);
+
+    rt.block_on(shaper.teardown())?;
     Ok(())
 }
 

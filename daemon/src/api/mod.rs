@@ -74,9 +74,10 @@ impl From<RedeemError> for ApiError {
             RedeemError::UnknownCode => StatusCode::NOT_FOUND,
             RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             RedeemError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RedeemError::Revoked | RedeemError::Expired | RedeemError::UsedUp => {
-                StatusCode::CONFLICT
-            }
+            RedeemError::Revoked
+            | RedeemError::Expired
+            | RedeemError::UsedUp
+            | RedeemError::OwnSession => StatusCode::CONFLICT,
         };
         Self::new(status, error.code(), error.to_string())
     }

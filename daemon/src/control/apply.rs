@@ -45,6 +45,11 @@ impl Control {
                     if self.held_grants.remove(&mac) == Some(grant.session_id) {
                         continue;
                     }
+                    // A device on a voucher's slot that now runs a session of its own leaves
+                    // the slot: its traffic is that session's from here on.
+                    if self.sharing.holder_of(mac).is_some() {
+                        Box::pin(self.leave_slot(mac, false, now)).await;
+                    }
                     // Room for its counters first: what the grant lets through is counted
                     // whatever other MACs filled `SEEN` with.
                     if let Err(error) = self.kernel.reserve_counters(mac.key()) {
@@ -89,39 +94,38 @@ impl Control {
     /// logged: the client is still gated and billed, only its speed is not capped (it falls in
     /// the default class, under the global cap), and the next change retries.
     async fn shape(&mut self, effects: &[Effect]) {
-        let mut changed = false;
+        // Only the classes of these clients change: the shaper's work is in proportion to
+        // them, not to every client (see `Shaper::apply_changed`).
+        let mut changed = std::collections::BTreeSet::new();
         for effect in effects {
             match effect {
                 Effect::Grant(grant) => {
                     if let Some(classes) = self.classes.of(grant.mac) {
                         let rates = speed::rates(grant.down_mbits, grant.up_mbits);
-                        changed |= self.desired.clients.insert(classes.minor, rates) != Some(rates);
+                        if self.desired.clients.insert(classes.minor, rates) != Some(rates) {
+                            changed.insert(classes.minor);
+                        }
                     }
                 }
                 Effect::Revoke { mac } => {
                     if let Some(minor) = self.classes.release(*mac) {
                         self.desired.clients.remove(&minor);
-                        changed = true;
+                        changed.insert(minor);
                     }
                 }
                 Effect::Save(_) | Effect::Event(_) => {}
             }
         }
-        if changed {
-            self.sync_speed().await;
+        if !changed.is_empty() {
+            self.sync_speed_of(&changed).await;
         }
     }
 
-    /// Hands the desired trees to the shaper. On failure (a tree changed behind hotspotd's
-    /// back, say) the trees are rebuilt at the next interface check (`links.rs`), which logs
-    /// once; what did go in stays.
+    /// Hands the desired trees to the shaper after a change of the global rates. On failure
+    /// (a tree changed behind hotspotd's back, say) the trees are rebuilt at the next
+    /// interface check (`links.rs`), which logs once; what did go in stays.
     pub(super) async fn sync_speed(&mut self) {
-        if let Err(error) = self.shaper.apply(&self.desired).await {
-            if !self.link_trouble.shaping_broken {
-                tracing::error!(error = %crate::text::chain(&error), "speed limits could not all be applied; rebuilding the trees");
-            }
-            self.link_trouble.shaping_broken = true;
-        }
+        self.sync_speed_of(&std::collections::BTreeSet::new()).await;
     }
 
     /// Takes a connected client's grant away and bills what it passed since the last poll,

@@ -177,13 +177,15 @@ impl Control {
         let running = self.engine.running_session(holder).is_some()
             && self.engine.running_session(holder) == self.sharing.session_of(holder);
         let speed = self.engine.speed_of(holder);
-        let mut changed = false;
+        let mut changed = BTreeSet::new();
         for member in members {
             if running {
                 let classes = self.classes.of(member);
                 if let (Some(classes), Some((down, up))) = (classes, speed) {
                     let rates = speed::rates(down, up);
-                    changed |= self.desired.clients.insert(classes.minor, rates) != Some(rates);
+                    if self.desired.clients.insert(classes.minor, rates) != Some(rates) {
+                        changed.insert(classes.minor);
+                    }
                 }
                 let (class_down, class_up) = classes.map_or((0, 0), |c| (c.down, c.up));
                 if let Err(error) =
@@ -196,29 +198,29 @@ impl Control {
                 self.block_member(member, &mut changed);
             }
         }
-        if changed {
-            self.sync_speed().await;
+        if !changed.is_empty() {
+            self.sync_speed_of(&changed).await;
         }
     }
 
     /// Takes a member's share of a grant away and frees its classes.
-    fn block_member(&mut self, member: MacAddr, changed: &mut bool) {
+    fn block_member(&mut self, member: MacAddr, changed: &mut BTreeSet<u16>) {
         if let Err(error) = self.kernel.remove_grant(member.key()) {
             tracing::error!(%member, error = %crate::text::chain(&error), "cannot block a device of a voucher");
         }
         if let Some(minor) = self.classes.release(member) {
             self.desired.clients.remove(&minor);
-            *changed = true;
+            changed.insert(minor);
         }
     }
 
     /// A device that no longer uses a voucher: blocked at once, what it passed since the
     /// last poll billed to the session it shared.
     pub(super) async fn drop_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
-        let mut changed = false;
+        let mut changed = BTreeSet::new();
         self.block_member(member, &mut changed);
-        if changed {
-            self.sync_speed().await;
+        if !changed.is_empty() {
+            self.sync_speed_of(&changed).await;
         }
         self.bill_member(member, holder, now).await;
     }

@@ -1,10 +1,13 @@
 //! Speed limits of running sessions: each connected client gets an HTB class minor, its
 //! session's rates go into the desired trees, and its grant names the classes so the eBPF
-//! programs put its packets there (`skb->priority`). Side effects: none here; `apply.rs`
-//! hands the desired trees to the shaper.
+//! programs put its packets there (`skb->priority`). A client's minor is the one freed most
+//! recently, whose class the shaper kept parked (`shaping/pool.rs`), so a sale usually
+//! changes an existing class instead of creating one. Side effects: [`Control::sync_speed_of`]
+//! hands the changed classes to the shaper.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::Control;
 use crate::{
     config::Config,
     mac::MacAddr,
@@ -98,6 +101,21 @@ impl Classes {
         let minor = self.by_mac.remove(&mac)?;
         self.freed.push(minor);
         Some(minor)
+    }
+}
+
+impl Control {
+    /// Brings the classes of `minors` (the clients whose grant changed) to the desired state;
+    /// a change of the global rates goes over every class. On failure (a tree changed behind
+    /// hotspotd's back, say) the trees are rebuilt at the next interface check (`links.rs`),
+    /// which logs once; what did go in stays.
+    pub(super) async fn sync_speed_of(&mut self, minors: &BTreeSet<u16>) {
+        if let Err(error) = self.shaper.apply_changed(&self.desired, minors).await {
+            if !self.link_trouble.shaping_broken {
+                tracing::error!(error = %crate::text::chain(&error), "speed limits could not all be applied; rebuilding the trees");
+            }
+            self.link_trouble.shaping_broken = true;
+        }
     }
 }
 

@@ -420,22 +420,28 @@ impl Control {
             return Err(RedeemError::UnknownCode);
         };
         let in_use = u32::try_from(1 + voucher.devices.len()).unwrap_or(u32::MAX);
-        let mut updated = voucher.clone();
-        let mut moved_from = None;
-        if in_use < voucher.max_devices {
-            updated.devices.push(mac);
-        } else {
+        // With every slot in use, the device active least recently gives its slot up.
+        let gives_up = (in_use >= voucher.max_devices).then(|| {
             let last_active = |device: &MacAddr| {
                 self.table
                     .record(*device)
                     .and_then(|record| record.last_seen)
             };
-            let gives_up = std::iter::once(holder)
+            std::iter::once(holder)
                 .chain(voucher.devices.iter().copied())
                 .min_by_key(last_active)
-                .unwrap_or(holder);
-            moved_from = Some(gives_up);
-            if gives_up == holder {
+                .unwrap_or(holder)
+        });
+        // A device runs one session: on another's slot, it would run two at once.
+        if gives_up != Some(holder) && self.engine.client_state(mac) == ClientState::Connected {
+            return Err(RedeemError::OwnSession);
+        }
+        // And it shares one voucher at a time: the slot it had on another is given up.
+        self.leave_slot(mac, true, now).await;
+        let mut updated = voucher.clone();
+        match gives_up {
+            None => updated.devices.push(mac),
+            Some(gives_up) if gives_up == holder => {
                 let session = voucher.session_id.ok_or(RedeemError::UsedUp)?;
                 self.bill_before_revoke(holder, now).await;
                 let now = self.now();
@@ -448,12 +454,14 @@ impl Control {
                 }
                 self.apply(effects, now).await;
                 updated.mac = Some(mac);
-            } else {
+            }
+            Some(gives_up) => {
                 updated.devices.retain(|device| *device != gives_up);
                 updated.devices.push(mac);
                 self.drop_member(gives_up, holder, now).await;
             }
         }
+        let moved_from = gives_up;
         if let Err(error) = self.store.put_vouchers(vec![updated.clone()]) {
             tracing::error!(voucher = updated.id, error = %crate::text::chain(&error), "a voucher's devices cannot be stored");
         }
@@ -477,5 +485,35 @@ impl Control {
             },
         });
         Ok(())
+    }
+
+    /// Takes `mac` off the voucher whose device slot it uses, if any: the voucher keeps one
+    /// device fewer, and what `mac` passed since the last poll is billed to that voucher's
+    /// session. With `block`, its share of the grant is taken away too; without, the caller
+    /// is about to give it a grant of its own, which replaces the share.
+    pub(super) async fn leave_slot(&mut self, mac: MacAddr, block: bool, now: Now) {
+        let Some(holder) = self.sharing.holder_of(mac) else {
+            return;
+        };
+        let voucher = self
+            .vouchers
+            .vouchers
+            .values()
+            .find(|voucher| voucher.mac == Some(holder) && voucher.devices.contains(&mac))
+            .cloned();
+        if let Some(mut voucher) = voucher {
+            voucher.devices.retain(|device| *device != mac);
+            if let Err(error) = self.store.put_vouchers(vec![voucher.clone()]) {
+                tracing::error!(voucher = voucher.id, error = %crate::text::chain(&error), "a voucher's devices cannot be stored");
+            }
+            tracing::info!(voucher = voucher.id, %mac, "a device left the voucher it shared");
+            self.vouchers.vouchers.insert(voucher.id, voucher);
+        }
+        self.index_devices();
+        if block {
+            self.drop_member(mac, holder, now).await;
+        } else {
+            self.bill_member(mac, holder, now).await;
+        }
     }
 }

@@ -224,6 +224,7 @@ async fn portal_redeem(site: &Site, ends: &Ends, client: &PortalClient, by: Rede
                 RedeemError::Revoked => "voucher_revoked",
                 RedeemError::Expired => "voucher_expired",
                 RedeemError::UsedUp => "voucher_used_up",
+                RedeemError::OwnSession => "voucher_has_session",
                 RedeemError::Throttled { .. } => "too_many_attempts",
                 RedeemError::Failed(reason) => {
                     tracing::warn!(%mac, reason, "a voucher was valid but its session could not be sold");

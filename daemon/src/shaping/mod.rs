@@ -18,13 +18,19 @@
 mod htb;
 mod netlink;
 mod plan;
+mod pool;
 mod probe;
+mod refill;
 mod setup;
 mod tree;
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
 pub use netlink::RequestError;
+pub use pool::PARKED;
 pub use tree::{
     Change, Desired, DesiredError, Direction, FIRST_CLIENT_MINOR, LAST_CLIENT_MINOR, Rates, diff,
 };
@@ -32,6 +38,7 @@ pub use tree::{
 use htb::LeafSpec;
 use netlink::{Connection, classid};
 use plan::{Op, Params, Tree};
+use refill::Refill;
 use setup::ensure_ifb;
 
 /// Handle major of the HTB root on the LAN interface (download).
@@ -42,6 +49,13 @@ pub const IFB_HANDLE: u16 = 2;
 pub const DEFAULT_MINOR: u16 = 0xfffe;
 /// Minor of the parent class that caps everything at the global limit.
 pub const PARENT_MINOR: u16 = 1;
+
+/// The pool is refilled when fewer spare classes than this are left.
+const POOL_LOW: usize = 64;
+/// How many minors one refill makes ready: an eighth of the clients, within these bounds, so
+/// a growing crowd finds spares without a refill creating thousands of classes at once.
+const POOL_REFILL_MIN: usize = 64;
+const POOL_REFILL_MAX: usize = 512;
 
 /// `IFLA_IFALIAS` of an IFB device hotspotd created, so a later run knows it may delete it.
 const IFB_ALIAS: &str = "hotspotd";
@@ -137,6 +151,19 @@ pub struct Shaper {
     params: Params,
     /// What the kernel holds, as far as we know; see [`Shaper::current`].
     current: Desired,
+    /// Spare client classes (see `pool.rs`) by minor, at the rates the kernel holds them
+    /// (parked, or 0: unknown). Never in `current`.
+    spare: BTreeMap<u16, Rates>,
+    /// `current` holds classes read back at start-up that no apply has looked at yet: the
+    /// first [`Shaper::apply_changed`] goes over every class.
+    unreconciled: bool,
+    /// Spare classes being made ahead of need (see `refill.rs`), and the lowest minor no
+    /// refill has started on.
+    refill: Option<Refill>,
+    refill_next: u16,
+    /// Where the refills work: the namespace of the thread that ran [`Shaper::setup`]. `None`
+    /// when it cannot be opened; then there are no refills.
+    netns: Option<std::sync::Arc<refill::Netns>>,
 }
 
 impl Shaper {
@@ -182,6 +209,16 @@ impl Shaper {
                 clock,
             },
             current: Desired::default(),
+            spare: BTreeMap::new(),
+            unreconciled: false,
+            refill: None,
+            refill_next: FIRST_CLIENT_MINOR,
+            netns: refill::Netns::current()
+                .inspect_err(|error| {
+                    tracing::warn!(error = %crate::text::chain(error), "cannot open the network namespace; spare classes are not made ahead");
+                })
+                .ok()
+                .map(std::sync::Arc::new),
         };
         let taken_over = shaper.install_roots(global).await?;
         shaper.install_default_leaves(global).await?;
@@ -202,6 +239,7 @@ impl Shaper {
             for tree in taken_over {
                 shaper.read_back(tree, &qdiscs).await?;
             }
+            shaper.unreconciled = !shaper.current.clients.is_empty();
         }
         tracing::info!(
             lan = %shaper.lan.name,
@@ -213,20 +251,160 @@ impl Shaper {
         Ok(shaper)
     }
 
-    /// Brings the trees to `desired`: the diff against what is installed, as class and leaf
-    /// operations in ordered netlink batches. Sends nothing when nothing changed. If some
-    /// operations fail, the others still happen, [`Shaper::current`] marks what failed as
-    /// unknown (so the next apply retries it), each failure is logged, and the first is
-    /// returned.
+    /// Brings the trees to exactly `desired`: the diff against what is installed, as class
+    /// and leaf operations in ordered netlink batches; spare classes are deleted. Sends
+    /// nothing when nothing changed. If some operations fail, the others still happen,
+    /// [`Shaper::current`] marks what failed as unknown (so the next apply retries it), each
+    /// failure is logged, and the first is returned. Costs O(classes); see
+    /// [`Shaper::apply_changed`] for a change to a few.
     pub async fn apply(&mut self, desired: &Desired) -> Result<(), ShapingError> {
         desired.validate()?;
-        let planned = plan::plan(&self.current, desired, self.params);
+        let minors: BTreeSet<u16> = self
+            .current
+            .clients
+            .keys()
+            .chain(self.spare.keys())
+            .chain(desired.clients.keys())
+            .copied()
+            .collect();
+        self.apply_part(desired, &minors, false).await?;
+        self.unreconciled = false;
+        Ok(())
+    }
+
+    /// Brings the classes of `minors` to what `desired` has for them, in O(`minors`): the
+    /// daemon's path for a sale, a pause or a session's end, where `minors` are the clients
+    /// whose grant changed. A class `desired` no longer has is parked as a spare rather than
+    /// deleted, and a minor that is a spare is taken back by changing its class (see
+    /// `pool.rs`). A change of the global rate, or the first call after [`Shaper::setup`]
+    /// took over classes of a previous run, goes over every class (spares kept). Errors as
+    /// [`Shaper::apply`].
+    pub async fn apply_changed(
+        &mut self,
+        desired: &Desired,
+        minors: &BTreeSet<u16>,
+    ) -> Result<(), ShapingError> {
+        self.tend_pool(false);
+        let applied = self.apply_changed_now(desired, minors).await;
+        self.tend_pool(true);
+        applied
+    }
+
+    async fn apply_changed_now(
+        &mut self,
+        desired: &Desired,
+        minors: &BTreeSet<u16>,
+    ) -> Result<(), ShapingError> {
+        if self.unreconciled || desired.global != self.current.global {
+            let every: BTreeSet<u16> = self
+                .current
+                .clients
+                .keys()
+                .chain(desired.clients.keys())
+                .chain(minors)
+                .copied()
+                .collect();
+            self.apply_part(desired, &every, true).await?;
+            self.unreconciled = false;
+            return Ok(());
+        }
+        self.apply_part(desired, minors, true).await
+    }
+
+    /// Spare classes: parked, ready to be taken by a client without creating a class.
+    #[must_use]
+    pub fn spare_classes(&self) -> usize {
+        self.spare.len()
+    }
+
+    /// Takes in the spares a refill made (unless the minor became a client's or a spare
+    /// meanwhile: then the control task made or changed its classes after the refill), and,
+    /// if `grow`, starts a refill when the pool runs low and none is under way.
+    fn tend_pool(&mut self, grow: bool) {
+        if let Some(refill) = &self.refill {
+            let (made, over) = refill.take();
+            for (minor, rates) in made {
+                if let Some(rates) = rates
+                    && !self.current.clients.contains_key(&minor)
+                    && !self.spare.contains_key(&minor)
+                {
+                    self.spare.insert(minor, rates);
+                }
+            }
+            if over {
+                self.refill = None;
+            }
+        }
+        if grow && self.refill.is_none() && self.spare.len() < POOL_LOW {
+            self.start_refill();
+        }
+    }
+
+    /// Starts making parked classes for the minors above every minor the shaper knows: the
+    /// ones the allocator hands out next once the freed ones are used up.
+    fn start_refill(&mut self) {
+        let Some(netns) = self.netns.clone() else {
+            return;
+        };
+        let highest = [
+            self.current.clients.last_key_value(),
+            self.spare.last_key_value(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(minor, _)| *minor)
+        .max();
+        let first = highest
+            .map_or(FIRST_CLIENT_MINOR, |minor| minor.saturating_add(1))
+            .max(self.refill_next)
+            .max(FIRST_CLIENT_MINOR);
+        if first > LAST_CLIENT_MINOR {
+            return;
+        }
+        let count = (self.current.clients.len() / 8).clamp(POOL_REFILL_MIN, POOL_REFILL_MAX);
+        let last = first
+            .saturating_add(u16::try_from(count - 1).unwrap_or(u16::MAX))
+            .min(LAST_CLIENT_MINOR);
+        let class = |tree: Tree, minor| {
+            let opt = self.params.client_opt(
+                PARKED.get(tree.direction()),
+                self.current.global.get(tree.direction()),
+            );
+            refill::exclusive(self.request(tree, &Op::Class { minor, opt }))
+        };
+        let leaf = |tree: Tree, minor| {
+            let spec = self.params.leaf_spec(PARKED.get(tree.direction()));
+            refill::exclusive(self.request(tree, &Op::Leaf { minor, spec }))
+        };
+        let requests = (first..=last)
+            .map(|minor| {
+                let four = [
+                    class(Tree::Lan, minor),
+                    leaf(Tree::Lan, minor),
+                    class(Tree::Ifb, minor),
+                    leaf(Tree::Ifb, minor),
+                ];
+                (minor, four)
+            })
+            .collect();
+        tracing::debug!(first, last, "making spare classes");
+        self.refill = Refill::start(netns, requests);
+        self.refill_next = last.saturating_add(1);
+    }
+
+    async fn apply_part(
+        &mut self,
+        desired: &Desired,
+        minors: &BTreeSet<u16>,
+        keep_spares: bool,
+    ) -> Result<(), ShapingError> {
+        let pool::Part { from, to } =
+            pool::part(&self.current, &self.spare, desired, minors, keep_spares)?;
+        let planned = plan::plan(&from, &to, self.params);
         if planned.is_empty() {
             // Either nothing changed or the change needs no kernel work (a limit whose class
-            // parameters come out the same); either way the kernel holds `desired`.
-            if self.current != *desired {
-                self.current.clone_from(desired);
-            }
+            // parameters come out the same); either way the kernel holds `to`.
+            pool::split(&to, desired, minors, &mut self.current, &mut self.spare);
             return Ok(());
         }
         let ops: Vec<(Tree, Op)> = planned.iter().map(|p| (p.tree, p.op)).collect();
@@ -251,7 +429,14 @@ impl Shaper {
                 first_error.get_or_insert(error);
             }
         }
-        self.current = plan::settle(&self.current, desired, &planned, &succeeded);
+        let settled = plan::settle(&from, &to, &planned, &succeeded);
+        pool::split(
+            &settled,
+            desired,
+            minors,
+            &mut self.current,
+            &mut self.spare,
+        );
         first_error.map_or(Ok(()), Err)
     }
 
@@ -348,6 +533,11 @@ impl Shaper {
                 clock: probe::psched_clock(),
             },
             current: Desired::default(),
+            spare: BTreeMap::new(),
+            unreconciled: false,
+            refill: None,
+            refill_next: FIRST_CLIENT_MINOR,
+            netns: None,
         };
         shaper.teardown().await
     }

@@ -4,7 +4,8 @@
 //! 1 s poll) the poll duration, the periodic save, resident memory and CPU, and over a loaded
 //! window the latency of a steady 100 requests/s mix; finally the full `GET /v1/clients`, an
 //! unpaid device's front door (its web request redirected, the RFC 8908 answer) and
-//! `GET /metrics`. The clients are a [`Crowd`]: crafted frames from one client namespace, one
+//! `GET /metrics`. Right after the first sales, a turnover at full house: [`TURNOVER`] running
+//! sessions removed, then as many sold again to those devices, each sale timed. The clients are a [`Crowd`]: crafted frames from one client namespace, one
 //! source MAC and IPv6 address per client. Their sender is a thread of this process, so its CPU
 //! is not the daemon's. Prints markdown tables; see BENCHMARKS.md.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
@@ -29,6 +30,9 @@ use hotspotd_tests::{
 };
 use serde_json::Value;
 
+/// Sessions removed and sold again once the crowd is in: sales at N running clients, as a
+/// busy box sees them (clients leaving, others arriving).
+const TURNOVER: usize = 1_000;
 /// Sessions sold at once: the portal's requests in flight.
 const SELL_CONCURRENCY: usize = 16;
 /// How often the quiet window asks `/v1/status` for the last poll's duration: often enough to
@@ -112,6 +116,9 @@ struct Run {
     load_after: f64,
     selling: Latencies,
     selling_took: Duration,
+    /// Sales to new devices after as many sessions were removed, at full house.
+    turnover: Latencies,
+    turnover_took: Duration,
     quiet: Window,
     loaded: Window,
     /// Per kind of request in the loaded window: path shape, latencies, failures.
@@ -213,6 +220,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
     let sold_at = Instant::now();
     let selling = runtime.block_on(sell(&api, &crowd))?;
     let selling_took = sold_at.elapsed();
+    let (turnover, turnover_took) = runtime.block_on(turn_over(&api, &crowd))?;
+    print_sales(clients, &selling, selling_took, &turnover, turnover_took);
     crowd.add_neighbours(&lan.gateway)?;
     let sink = UdpSink::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
     let SocketAddr::V6(to) = sink.addr() else {
@@ -284,6 +293,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
         load_after: load_average()?,
         selling,
         selling_took,
+        turnover,
+        turnover_took,
         quiet,
         loaded,
         requests,
@@ -314,6 +325,59 @@ fn parse_mac(text: &str) -> Result<[u8; 6]> {
 /// Sells every member of `crowd` a 2-hour or 100 GB session and connects it, as a portal
 /// would, `SELL_CONCURRENCY` requests at a time. Each must come back running.
 async fn sell(api: &Arc<ApiClient>, crowd: &Crowd) -> Result<Latencies> {
+    sell_to(
+        api,
+        (0..crowd.len())
+            .map(|index| crowd.mac_string(index))
+            .collect(),
+    )
+    .await
+}
+
+/// Prints the sales at once (on stderr): they are what issue 10 measures, and a later step
+/// may fail.
+fn print_sales(
+    clients: usize,
+    selling: &Latencies,
+    selling_took: Duration,
+    turnover: &Latencies,
+    turnover_took: Duration,
+) {
+    eprintln!(
+        "{clients} clients: sell + connect all {:.1} s, one sale p50 / p99 {:.2} / {:.2} ms; turnover: {} sales {:.2} s, p50 / p99 {:.2} / {:.2} ms",
+        selling_took.as_secs_f64(),
+        selling.at(0.5),
+        selling.at(0.99),
+        turnover.0.len(),
+        turnover_took.as_secs_f64(),
+        turnover.at(0.5),
+        turnover.at(0.99),
+    );
+}
+
+/// Removes the running sessions of the first [`TURNOVER`] members of `crowd` (or all), which
+/// leave the daemon with them, then sells each of them a new session as [`sell`] does, as
+/// devices arriving at a full house; returns those sales and how long they took together.
+async fn turn_over(api: &Arc<ApiClient>, crowd: &Crowd) -> Result<(Latencies, Duration)> {
+    let count = TURNOVER.min(crowd.len());
+    for index in 0..count {
+        let mac = crowd.mac_string(index);
+        let client: Value = api.get(&format!("/v1/clients/{mac}")).await?;
+        let id = client["session_id"]
+            .as_i64()
+            .with_context(|| format!("the running session of {mac}: {client}"))?;
+        api.delete(&format!("/v1/sessions/{id}")).await?;
+    }
+    let newcomers = (0..count).map(|index| crowd.mac_string(index)).collect();
+    let sold_at = Instant::now();
+    let latencies = sell_to(api, newcomers).await?;
+    Ok((latencies, sold_at.elapsed()))
+}
+
+/// Sells each of `macs` a session like [`sell`]'s and connects it, `SELL_CONCURRENCY` at a
+/// time.
+async fn sell_to(api: &Arc<ApiClient>, macs: Vec<String>) -> Result<Latencies> {
+    let crowd = Arc::new(macs);
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Latencies::default()));
     let mut workers = tokio::task::JoinSet::new();
@@ -330,7 +394,7 @@ async fn sell(api: &Arc<ApiClient>, crowd: &Crowd) -> Result<Latencies> {
                 if index >= crowd.len() {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let mac = crowd.mac_string(index);
+                let mac = &crowd[index];
                 let body = serde_json::json!({
                     "mac": mac, "type": "time_or_data", "time_secs": 7_200,
                     "data_mb": 100_000, "use_global_speed": true, "connect": true,
@@ -570,6 +634,7 @@ fn print_run(run: &Run) {
     row("poll (loaded window)", &run.loaded.polls());
     row("save (both windows)", &saves);
     row("sell + connect, one request", &run.selling.0);
+    row("turnover at full house: sale", &run.turnover.0);
     for (kind, latencies, failed) in &run.requests {
         row(&format!("{kind} ({failed} failed)"), &latencies.0);
     }
@@ -622,16 +687,20 @@ fn print_summary(runs: &[Run], args: &Args) {
     println!("| target at 10,000 | p99 ≤ 20 | | ≤ 64 | ≤ 5 | p99 ≤ 10 | |");
     println!();
     println!(
-        "| clients | sell + connect all, s | one sale p50 / p99 ms | GET /v1/clients p50 / max ms, MB | GET /metrics max ms, MB |"
+        "| clients | sell + connect all, s | one sale p50 / p99 ms | turnover at full house: sales, s | one sale p50 / p99 ms | GET /v1/clients p50 / max ms, MB | GET /metrics max ms, MB |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for run in runs {
         println!(
-            "| {} | {:.1} | {:.2} / {:.2} | {:.1} / {:.1}, {:.2} | {:.1}, {:.2} |",
+            "| {} | {:.1} | {:.2} / {:.2} | {}, {:.2} | {:.2} / {:.2} | {:.1} / {:.1}, {:.2} | {:.1}, {:.2} |",
             run.clients,
             run.selling_took.as_secs_f64(),
             run.selling.at(0.5),
             run.selling.at(0.99),
+            run.turnover.0.len(),
+            run.turnover_took.as_secs_f64(),
+            run.turnover.at(0.5),
+            run.turnover.at(0.99),
             run.listing.at(0.5),
             run.listing.at(1.0),
             mib(run.listing_bytes as u64) / 1024.0,
