@@ -131,6 +131,7 @@ impl Control {
             alerts: self.alerts.read(),
             trials: self.trial_counts(),
             garden: self.garden_view(),
+            spare_classes: self.shaper.spare_classes(),
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub trials: TrialCounts,
     /// The walled garden's host names and what was learned for them.
     pub garden: crate::garden::GardenView,
+    /// HTB classes made and parked for the next clients (`shaping/pool.rs`).
+    pub spare_classes: usize,
 }
 
 /// Free trials (docs/trials.md).
@@ -82,6 +84,14 @@ pub fn render(snapshot: &Snapshot) -> String {
     daemon(&mut out, snapshot);
     alerts(&mut out, &snapshot.alerts);
     trials(&mut out, snapshot.trials);
+    let name = "hotspotd_shaping_spare_classes";
+    metric(
+        &mut out,
+        name,
+        "gauge",
+        "HTB class pairs made and parked for the next clients: a sale takes one by a class change instead of making one.",
+    );
+    sample(&mut out, name, &[], as_f64(snapshot.spare_classes as u64));
     garden(&mut out, &snapshot.garden);
     out
 }
@@ -583,6 +593,7 @@ mod tests {
                 }],
                 ..crate::garden::GardenView::default()
             },
+            spare_classes: 64,
         }
     }
 
@@ -595,6 +606,7 @@ mod tests {
             value(r#"hotspotd_garden_unpaid_bytes_total{name="*.pay.example"}"#),
             Some(1_234.0)
         );
+        assert_eq!(value("hotspotd_shaping_spare_classes"), Some(64.0));
         assert_eq!(
             value(r#"hotspotd_client_bytes_total{mac="02:00:00:00:00:01",kind="down"}"#),
             Some(5_000.0)
