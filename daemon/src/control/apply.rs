@@ -155,24 +155,26 @@ impl Control {
                 tracing::error!(%member, error = %crate::text::chain(&error), "cannot block a device of a voucher");
             }
         }
-        self.bill_counters_before_revoke(mac, now).await;
+        self.bill_since_poll(mac, mac, now).await;
         for member in members {
-            self.bill_member(member, mac, now).await;
+            self.bill_since_poll(member, mac, now).await;
         }
         if let Some(grant) = spent_grant {
             self.bill_spent_budget(mac, &grant, now).await;
         }
     }
 
-    /// The counters of the client whose grant was just removed, read alone and billed.
-    async fn bill_counters_before_revoke(&mut self, mac: MacAddr, now: Now) {
+    /// Reads `device`'s counters alone and bills what it passed since the last poll to the
+    /// session `owner` runs: the client itself, once its grant was just removed, or the holder
+    /// of the voucher whose slot `device` uses. Carries out what the bill decided.
+    pub(super) async fn bill_since_poll(&mut self, device: MacAddr, owner: MacAddr, now: Now) {
         let read_at = std::time::Instant::now();
-        let (reading, jiffies) = match (self.kernel.usage_of(mac.key()), self.kernel.jiffies()) {
+        let (reading, jiffies) = match (self.kernel.usage_of(device.key()), self.kernel.jiffies()) {
             (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
             // The kernel never counted it: nothing to bill.
             (Ok(None), _) => return,
             (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%mac, error = %crate::text::chain(&error), "cannot read the client's counters; what it passed since the last poll is not billed");
+                tracing::warn!(%device, error = %crate::text::chain(&error), "cannot read the device's counters; what it passed since the last poll is not billed");
                 return;
             }
         };
@@ -182,13 +184,13 @@ impl Control {
             wall: now.wall,
             read_at,
         };
-        let Some(delta) = self.table.apply_one(mac, &reading, clocks) else {
+        let Some(delta) = self.table.apply_one(device, &reading, clocks) else {
             return;
         };
         let effects = self
             .engine
-            .traffic(mac, delta.up_bytes + delta.down_bytes, true, now);
-        self.apply(effects, now).await;
+            .traffic(owner, delta.up_bytes + delta.down_bytes, true, now);
+        Box::pin(self.apply(effects, now)).await;
     }
 
     /// The last resort after the counters: the kernel's budget says how much the grant let

@@ -222,33 +222,7 @@ impl Control {
         if !changed.is_empty() {
             self.sync_speed_of(&changed).await;
         }
-        self.bill_member(member, holder, now).await;
-    }
-
-    /// Bills what `member` passed since the last poll to `holder`'s session.
-    pub(super) async fn bill_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
-        let read_at = std::time::Instant::now();
-        let (reading, jiffies) = match (self.kernel.usage_of(member.key()), self.kernel.jiffies()) {
-            (Ok(Some(reading)), Ok(jiffies)) => (reading, jiffies),
-            (Ok(None), _) => return,
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%member, error = %crate::text::chain(&error), "cannot read a device's counters; what it passed since the last poll is not billed");
-                return;
-            }
-        };
-        let clocks = crate::accounting::Clocks {
-            jiffies,
-            hz: self.hz,
-            wall: now.wall,
-            read_at,
-        };
-        let Some(delta) = self.table.apply_one(member, &reading, clocks) else {
-            return;
-        };
-        let effects = self
-            .engine
-            .traffic(holder, delta.up_bytes + delta.down_bytes, true, now);
-        Box::pin(self.apply(effects, now)).await;
+        self.bill_since_poll(member, holder, now).await;
     }
 }
 

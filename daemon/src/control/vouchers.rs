@@ -513,7 +513,7 @@ impl Control {
         if block {
             self.drop_member(mac, holder, now).await;
         } else {
-            self.bill_member(mac, holder, now).await;
+            self.bill_since_poll(mac, holder, now).await;
         }
     }
 }
