@@ -309,7 +309,9 @@ fn a_full_voucher_moves_to_a_new_device_with_the_exact_remainder() -> Result<()>
 fn devices_sharing_a_voucher_are_billed_to_the_byte_across_a_crash() -> Result<()> {
     let lan = Lan::new(2)?;
     let (first, second) = (&lan.clients[0], &lan.clients[1]);
-    let mut daemon = Daemon::start(&lan, &[])?;
+    // A full save every second, so the crash comes after saves that billed part of the
+    // download (and saved each device's counters as billed).
+    let mut daemon = Daemon::start(&lan, &[("HOTSPOTD__STORE__SAVE_INTERVAL_SECS", "1")])?;
     let code = data_voucher(&daemon, "20", "2")?;
     for client in [first, second] {
         ensure!(redeem(&daemon, client, &code)?.status == 200, "redeem");
@@ -318,13 +320,14 @@ fn devices_sharing_a_voucher_are_billed_to_the_byte_across_a_crash() -> Result<(
         UdpSink::start(&first.netns, SocketAddr::new(first.ipv4.into(), 0))?,
         UdpSink::start(&second.netns, SocketAddr::new(second.ipv4.into(), 0))?,
     ];
-    // 1.5 MB each over 3 s; the daemon is killed a second in and started again: the kernel
-    // keeps both on the shared budget meanwhile, and the start bills what passed.
+    // 1.5 MB each over 4 s; the daemon is killed 2.5 s in, after polls and a save have
+    // billed part of it, and started again: the kernel keeps both on the shared budget
+    // meanwhile, and the start bills what passed since the save, no more, no less.
     let streams = sinks
         .iter()
-        .map(|sink| stream_to(&lan, sink, 1_500_000, Duration::from_secs(3)))
+        .map(|sink| stream_to(&lan, sink, 1_500_000, Duration::from_secs(4)))
         .collect::<Result<Vec<_>>>()?;
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(2_500));
     daemon.kill()?;
     std::thread::sleep(Duration::from_millis(500));
     daemon.restart(&lan)?;

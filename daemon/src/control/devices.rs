@@ -203,6 +203,35 @@ impl Control {
         }
     }
 
+    /// At a start, before the first speed change: the devices on vouchers' slots keep the
+    /// classes the previous run gave them, at their session's speed, so the first sync (which
+    /// parks every class not wanted) leaves their traffic where it is.
+    pub(super) fn adopt_member_classes(
+        &mut self,
+        kernel_grants: &BTreeMap<hotspotd_common::MacKey, hotspotd_common::Grant>,
+    ) {
+        for (key, grant) in kernel_grants {
+            let member = MacAddr::from(*key);
+            let Some(holder) = self.sharing.holder_of(member) else {
+                continue;
+            };
+            let running = self.engine.running_session(holder);
+            let (Some(_), Some((down, up))) = (
+                running.filter(|session| Some(*session) == self.sharing.session_of(holder)),
+                self.engine.speed_of(holder),
+            ) else {
+                continue;
+            };
+            if self.classes.adopt(member, grant.class_down, grant.class_up)
+                && let Some(classes) = self.classes.of(member)
+            {
+                self.desired
+                    .clients
+                    .insert(classes.minor, speed::rates(down, up));
+            }
+        }
+    }
+
     /// Takes a member's share of a grant away and frees its classes.
     fn block_member(&mut self, member: MacAddr, changed: &mut BTreeSet<u16>) {
         if let Err(error) = self.kernel.remove_grant(member.key()) {

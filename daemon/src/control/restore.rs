@@ -92,13 +92,17 @@ impl Control {
             sessions: &sessions,
             bytes_per_mb: self.config.accounting.bytes_per_mb,
         };
+        // Devices on vouchers' slots are not the engine's: their rows keep their counters,
+        // and what they passed is in their holder's bill above.
         let restored = clients
             .iter()
+            .filter(|client| self.sharing.holder_of(client.mac).is_none())
             .map(|client| meanwhile.client(client))
             .collect();
         let effects = self.engine.restore(sessions, restored, now);
         if survived {
             self.hold_kernel_grants(&kernel_grants, &clients);
+            self.adopt_member_classes(&kernel_grants);
         }
         self.apply(effects, now).await;
         self.held_grants.clear();

@@ -44,11 +44,13 @@ impl Control {
         let mut ids = std::mem::take(&mut self.unsaved);
         ids.extend(self.engine.running());
         self.unsaved_clients.clear();
-        let clients = self
+        let mut clients: Vec<StoredClient> = self
             .engine
             .clients()
             .map(|(mac, state, session_id)| self.stored_client(mac, state, session_id, now))
             .collect();
+        let members: Vec<MacAddr> = self.sharing.members().collect();
+        clients.extend(self.member_rows(&members, now));
         let batch = SaveBatch {
             sessions: self.records(&ids),
             clients,
@@ -77,19 +79,36 @@ impl Control {
         );
         // A client the engine forgot (no session left) keeps its row until the next full
         // save drops it; a start finds it holding nothing and leaves it disconnected.
-        let clients = macs
+        let mut clients: Vec<StoredClient> = macs
             .iter()
             .filter_map(|mac| {
                 let (state, session_id) = self.engine.client(*mac)?;
                 Some(self.stored_client(*mac, state, session_id, now))
             })
             .collect();
+        // A holder's session is saved with what its devices passed: their counters with it.
+        let members: Vec<MacAddr> = macs
+            .iter()
+            .flat_map(|mac| self.sharing.members_of(*mac))
+            .collect();
+        clients.extend(self.member_rows(&members, now));
         let batch = ChangeBatch {
             sessions: self.records(&ids),
             clients,
             meta: self.meta(now),
         };
         taken(self.store.save_changes(batch));
+    }
+
+    /// The rows of devices on vouchers' slots that hold no session of their own: what they
+    /// keep is their counters as billed (to the holder's session, saved beside), so that a
+    /// start bills only what they passed since.
+    fn member_rows(&self, members: &[MacAddr], now: Now) -> Vec<StoredClient> {
+        members
+            .iter()
+            .filter(|mac| self.engine.client(**mac).is_none())
+            .map(|mac| self.stored_client(*mac, ClientState::Disconnected, None, now))
+            .collect()
     }
 
     fn records(&self, ids: &BTreeSet<SessionId>) -> Vec<(SessionId, SessionData)> {
