@@ -136,5 +136,15 @@ fn a_browser_holding_a_resume_cookie_is_offered_its_voucher_after_the_redirect()
             && daemon.client(&first.mac)?["state"] != "connected",
         "the voucher did not move"
     );
+    // The first device, cut off, is told why on its landing page.
+    let mut left = Browser::launch(&first.netns)?;
+    left.resize(PHONE)?;
+    left.open(&format!("http://{INTERNET_V4}/"))?;
+    let text = left.text()?;
+    ensure!(
+        text.contains("Your voucher moved") && text.contains("now in use on another device"),
+        "{text}"
+    );
+    left.screenshot(&screenshots().join("landing-moved-phone.png"))?;
     Ok(())
 }

@@ -507,7 +507,8 @@ fn landing_page(
     if voucher_moved {
         let _ = write!(
             html,
-            "<section class=\"card\" id=\"voucher-moved\"><p>{}</p></section>",
+            "<section class=\"card\" id=\"voucher-moved\"><h2>{}</h2><p>{}</p></section>",
+            text("voucher_moved_heading"),
             text("voucher_moved"),
         );
     }
