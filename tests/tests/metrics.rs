@@ -74,5 +74,37 @@ fn metrics_parse_and_match_the_clients_table() -> Result<()> {
         value("hotspotd_sessions{state=\"running\"}".to_owned()) == Some(1.0),
         "one running session"
     );
+
+    // Without the per-client series: the same text less every `hotspotd_client_*` sample.
+    let api = ApiClient::new(daemon.socket());
+    let light = runtime.block_on(api.get_text("/metrics?clients=false"))?;
+    let light_samples = metrics::parse(&light).map_err(anyhow::Error::msg)?;
+    ensure!(
+        !light_samples
+            .iter()
+            .any(|(name, _)| name.starts_with("hotspotd_client_")),
+        "per-client series with clients=false: {light}"
+    );
+    ensure!(
+        light_samples.iter().any(
+            |(name, value)| name == "hotspotd_sessions{state=\"running\"}"
+                && (*value - 1.0).abs() < 0.5
+        ),
+        "the totals are still there: {light}"
+    );
+    ensure!(
+        runtime
+            .block_on(api.get_text("/metrics?clients=true"))?
+            .contains("hotspotd_client_bytes_total{"),
+        "clients=true keeps them"
+    );
+    let refused = hotspotd_tests::http::exchange(
+        daemon.socket(),
+        &hotspotd_tests::http::request("GET", "/metrics?clients=maybe", &[], b""),
+    )?;
+    ensure!(
+        refused.status == 400 && refused.body.contains("clients=false"),
+        "{refused:?}"
+    );
     Ok(())
 }

@@ -258,11 +258,35 @@ async fn lan_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, ApiErro
     })
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`'s parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsQuery {
+    /// `false`: leave out the series of each client (`hotspotd_client_*`), whose number
+    /// grows with the clients (cardinality, and megabytes at thousands of clients).
+    #[serde(default = "per_client_by_default")]
+    clients: bool,
+}
+
+const fn per_client_by_default() -> bool {
+    true
+}
+
+/// `GET /metrics`: Prometheus text; `?clients=false` without the per-client series.
 pub(super) async fn metrics(
     State(commands): State<Commands>,
+    query: Result<Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let snapshot = commands.ask(|reply| Command::Metrics { reply }).await?;
+    let Query(query) = query.map_err(|rejection| {
+        bad_request(format!(
+            "{}: the one parameter is clients=true or clients=false",
+            rejection.body_text()
+        ))
+    })?;
+    let per_client = query.clients;
+    let snapshot = commands
+        .ask(|reply| Command::Metrics { per_client, reply })
+        .await?;
     // Megabytes of text at thousands of clients: rendered on a blocking thread, so neither
     // the control task nor an API worker waits for it.
     let text = tokio::task::spawn_blocking(move || crate::metrics::render(&snapshot))

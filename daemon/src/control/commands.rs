@@ -106,8 +106,10 @@ pub enum Command {
     Reload {
         config: std::sync::Arc<crate::config::Config>,
     },
-    /// What `/metrics` shows; the API renders it, off this task.
+    /// What `/metrics` shows; the API renders it, off this task. Without `per_client`, the
+    /// clients are left out (not even looked at).
     Metrics {
+        per_client: bool,
         reply: oneshot::Sender<crate::metrics::Snapshot>,
     },
     /// The configuration the daemon runs with: the file as it was at start, with what
@@ -275,9 +277,9 @@ impl Control {
                 self.answer_once_saved(reply, result);
             }
             Command::Reload { config } => self.reload(&config).await,
-            Command::Metrics { reply } => {
+            Command::Metrics { per_client, reply } => {
                 let now = self.now();
-                let _ = reply.send(self.metrics_snapshot(now));
+                let _ = reply.send(self.metrics_snapshot(now, per_client));
             }
             Command::RunningConfig { reply } => {
                 let _ = reply.send(std::sync::Arc::clone(&self.config));

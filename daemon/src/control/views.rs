@@ -109,7 +109,7 @@ impl Control {
         })
     }
 
-    pub(super) fn metrics_snapshot(&self, now: Now) -> crate::metrics::Snapshot {
+    pub(super) fn metrics_snapshot(&self, now: Now, per_client: bool) -> crate::metrics::Snapshot {
         let mut by_state = std::collections::BTreeMap::new();
         for session in self.engine.sessions() {
             if let Some(state) = self.engine.state_of(session.id, now) {
@@ -119,7 +119,11 @@ impl Control {
         }
         let storage = self.store.health();
         crate::metrics::Snapshot {
-            clients: self.client_views(),
+            clients: if per_client {
+                self.client_views()
+            } else {
+                Vec::new()
+            },
             sessions_by_state: by_state.into_values().collect(),
             kernel: self.kernel_stats,
             last_poll_seconds: self.last_poll.as_secs_f64(),

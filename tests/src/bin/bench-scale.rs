@@ -4,7 +4,7 @@
 //! 1 s poll) the poll duration, the periodic save, resident memory and CPU, and over a loaded
 //! window the latency of a steady 100 requests/s mix; finally the full `GET /v1/clients`, an
 //! unpaid device's front door (its web request redirected, the RFC 8908 answer) and
-//! `GET /metrics`. Right after the first sales, a turnover at full house: [`TURNOVER`] running
+//! `GET /metrics` (whole, and without the per-client series). Right after the first sales, a turnover at full house: [`TURNOVER`] running
 //! sessions removed, then as many sold again to those devices, each sale timed. The clients are a [`Crowd`]: crafted frames from one client namespace, one
 //! source MAC and IPv6 address per client. Their sender is a thread of this process, so its CPU
 //! is not the daemon's. Prints markdown tables; see BENCHMARKS.md.
@@ -48,6 +48,8 @@ const FULL_LISTINGS: usize = 5;
 /// ten 1 s polls fall among them.
 const PORTAL_REQUESTS: usize = 500;
 const PORTAL_PACE: Duration = Duration::from_millis(20);
+/// `GET /metrics?clients=false` requests timed, one every [`PORTAL_PACE`].
+const LIGHT_METRICS_REQUESTS: usize = 200;
 const PORTAL_PORT: u16 = 2050;
 
 struct Args {
@@ -131,6 +133,9 @@ struct Run {
     portal_captive: Latencies,
     metrics: Latencies,
     metrics_bytes: usize,
+    /// `GET /metrics?clients=false`, without the per-client series.
+    light_metrics: Latencies,
+    light_metrics_bytes: usize,
     peak_rss_kib: u64,
     polls_counted: u64,
     frames_sent: u64,
@@ -279,6 +284,7 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
     )? {
         portal_captive.push(took);
     }
+    let (light_metrics, light_metrics_bytes) = time_light_metrics(runtime, &api)?;
     let (metrics_text, metrics_took) = runtime.block_on(timed_text(&api, "/metrics"))?;
     metrics.push(metrics_took);
     let peak_rss_kib = ProcessSample::read(pid)?.peak_rss_kib;
@@ -304,6 +310,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
         portal_captive,
         metrics,
         metrics_bytes: metrics_text.len(),
+        light_metrics,
+        light_metrics_bytes,
         peak_rss_kib,
         polls_counted,
         frames_sent,
@@ -596,6 +604,23 @@ fn all_requests(run: &Run) -> Latencies {
     )
 }
 
+/// [`LIGHT_METRICS_REQUESTS`] of `GET /metrics?clients=false`, paced: their latencies and
+/// the size of the text.
+fn time_light_metrics(
+    runtime: &tokio::runtime::Runtime,
+    api: &ApiClient,
+) -> Result<(Latencies, usize)> {
+    let mut latencies = Latencies::default();
+    let mut bytes = 0;
+    for _ in 0..LIGHT_METRICS_REQUESTS {
+        let (body, took) = runtime.block_on(timed_text(api, "/metrics?clients=false"))?;
+        latencies.push(took);
+        bytes = body.len();
+        std::thread::sleep(PORTAL_PACE);
+    }
+    Ok((latencies, bytes))
+}
+
 #[expect(clippy::cast_precision_loss, reason = "KiB and bytes shown as MB")]
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -643,6 +668,12 @@ fn print_run(run: &Run) {
     row("portal: unpaid HTTP → redirect", &run.portal_redirect.0);
     row("portal: RFC 8908 GET /api/captive", &run.portal_captive.0);
     row("GET /metrics", &run.metrics.0);
+    #[expect(clippy::cast_precision_loss, reason = "bytes shown as KiB")]
+    let light_kib = run.light_metrics_bytes as f64 / 1024.0;
+    row(
+        &format!("GET /metrics?clients=false ({light_kib:.1} KiB)"),
+        &run.light_metrics.0,
+    );
     println!();
     println!(
         "sell + connect all: {:.1} s; RSS {:.1} MiB (quiet), {:.1} MiB (loaded), peak {:.1} MiB; CPU {:.2} % (quiet), {:.2} % (loaded); GET /v1/clients {:.2} MB, /metrics {:.2} MB",
