@@ -258,9 +258,9 @@ async fn lan_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, ApiErro
     })
 }
 
-/// `GET /metrics`'s parameters.
+/// `GET /metrics`'s parameters. Others are ignored, as they were before `clients` existed
+/// (a scraper's own parameters must not break it).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct MetricsQuery {
     /// `false`: leave out the series of each client (`hotspotd_client_*`), whose number
     /// grows with the clients (cardinality, and megabytes at thousands of clients).
@@ -279,7 +279,7 @@ pub(super) async fn metrics(
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let Query(query) = query.map_err(|rejection| {
         bad_request(format!(
-            "{}: the one parameter is clients=true or clients=false",
+            "{}: clients is true or false",
             rejection.body_text()
         ))
     })?;
