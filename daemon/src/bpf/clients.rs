@@ -329,13 +329,18 @@ pub fn read_grant(ebpf: &Ebpf, client: MacKey) -> Result<Option<Grant>, BpfError
         return Ok(None);
     };
     let budgets: Array<&MapData, Budget> = typed_map(ebpf, MAP_BUDGETS)?;
+    grant_of(&budgets, &slots).map(Some)
+}
+
+/// The grant of a client with `slots`: the budget they name, with its classes.
+fn grant_of(budgets: &Array<&MapData, Budget>, slots: &ClientSlots) -> Result<Grant, BpfError> {
     let budget = budgets
         .get(&slots.budget, 0)
         .map_err(|source| BpfError::Map {
             name: MAP_BUDGETS,
             source,
         })?;
-    Ok(Some(Grant::of(&budget, &slots)))
+    Ok(Grant::of(&budget, slots))
 }
 
 /// Every grant in the kernel, by client: what a previous run left running. Clients that
@@ -348,13 +353,7 @@ pub fn read_grants(ebpf: &Ebpf) -> Result<Vec<(MacKey, Grant)>, BpfError> {
         if slots.budget == NO_BUDGET {
             continue;
         }
-        let budget = budgets
-            .get(&slots.budget, 0)
-            .map_err(|source| BpfError::Map {
-                name: MAP_BUDGETS,
-                source,
-            })?;
-        grants.push((client, Grant::of(&budget, &slots)));
+        grants.push((client, grant_of(&budgets, &slots)?));
     }
     Ok(grants)
 }
