@@ -44,6 +44,18 @@ fn redeem(daemon: &Daemon, client: &Client, code: &str) -> Result<Answer> {
     )
 }
 
+/// `answer` is a 409 with the error `code` and a message that says `reason`.
+fn refused_for(answer: &Answer, code: &str, reason: &str) -> Result<()> {
+    let body = answer.json().unwrap_or_default();
+    ensure!(
+        answer.status == 409 && body["error"]["code"] == code,
+        "{answer:?}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    ensure!(message.contains(reason), "the reason is said: {message:?}");
+    Ok(())
+}
+
 /// One data voucher of `mb` MB for `devices` devices; its code.
 fn data_voucher(daemon: &Daemon, mb: &str, devices: &str) -> Result<String> {
     let created = daemon.ctl_json(&[
@@ -190,8 +202,11 @@ fn two_devices_share_one_data_budget_to_the_packet() -> Result<()> {
         );
     }
     // Used up: a third device is refused, with a reason.
-    let refused = redeem(&daemon, third, &code)?;
-    ensure!(refused.status != 200, "{refused:?}");
+    refused_for(
+        &redeem(&daemon, third, &code)?,
+        "voucher_used_up",
+        "used up",
+    )?;
     ensure!(!reaches_internet(&lan, third)?, "the third device got in");
     Ok(())
 }
@@ -388,11 +403,7 @@ fn a_device_runs_one_session_and_shares_one_voucher_at_a_time() -> Result<()> {
             "--connect",
         ],
     )?;
-    let refused = redeem(&daemon, busy, &code)?;
-    ensure!(
-        refused.status == 409 && refused.json().context("JSON")?["error"]["code"] == "has_session",
-        "{refused:?}"
-    );
+    refused_for(&redeem(&daemon, busy, &code)?, "has_session", "session")?;
     ensure!(
         voucher(&daemon)?["devices"] == 2,
         "the busy device took a slot"
