@@ -393,7 +393,8 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
     kernel.set_walled_garden(&config.network.walled_garden)?;
     let hz = kernel_hz(&kernel).await?;
     let ifb = &config.network.ifb_interface;
-    let shaper = Shaper::setup(lan, ifb, crate::control::global_rates(config)).await?;
+    let mut shaper = Shaper::setup(lan, ifb, crate::control::global_rates(config)).await?;
+    shaper.set_classes_ready(crate::control::classes_ready(config));
     tracing::info!(interface = %lan, ifb = %ifb, leaf = %shaper.leaf(), "speed limits ready");
     kernel.set_ifb(shaper.ifb_ifindex())?;
     Ok((kernel, netlink, lan_ifindex, hz, shaper))

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use hotspotd::shaping::{Desired, Leaf, Rates, Shaper, ShapingError};
+use hotspotd::shaping::{Desired, Leaf, POOL_LOW, Rates, Shaper, ShapingError};
 use hotspotd_tests::{
     GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, Netns, TcpSource, WAN_IFACE, tc, wait_for,
 };
@@ -425,6 +425,71 @@ fn a_freed_class_is_parked_and_reused_and_spares_are_made_ahead() -> Result<()> 
     assert!(classes(&lan, LAN_IFACE)?.len() >= before_down);
     assert!(classes(&lan, IFB)?.len() >= before_up);
 
+    rt.block_on(shaper.teardown())?;
+    Ok(())
+}
+
+/// `speed.classes_ready`: the shaper makes classes for that many clients ahead, from the start,
+/// so that a crowd's sales only change classes; once the crowd holds them, only the last
+/// [`POOL_LOW`] spares are made again, not another crowd's worth.
+#[test]
+fn classes_are_made_ready_for_the_configured_crowd_which_only_changes_them() -> Result<()> {
+    const READY: usize = 300;
+    let lan = Lan::new(1)?;
+    let rt = runtime()?;
+    let global = rates(100_000, 20_000);
+    let mut shaper = setup(&rt, &lan, global)?;
+    shaper.set_classes_ready(READY);
+    let filled = wait_for(Duration::from_mins(1), || {
+        shaper.tend_spares();
+        shaper.spare_classes() >= READY
+    });
+    ensure!(filled, "{} spares of {READY}", shaper.spare_classes());
+    // Refills stop once the pool holds what was asked (one refill may round it up).
+    thread::sleep(Duration::from_millis(300));
+    shaper.tend_spares();
+    let spares = shaper.spare_classes();
+    ensure!(
+        spares < READY + POOL_LOW,
+        "{spares} spares for {READY} asked"
+    );
+    let before: Vec<BTreeSet<String>> = [LAN_IFACE, IFB]
+        .into_iter()
+        .map(|dev| parked(&lan, dev).map(BTreeSet::from_iter))
+        .collect::<Result<_>>()?;
+    ensure!(
+        before.iter().all(|ids| ids.len() >= READY),
+        "both trees hold the spares"
+    );
+
+    let crowd: Vec<(u16, Rates)> = (2..2 + u16::try_from(READY)?)
+        .map(|minor| (minor, rates(4000, 1000)))
+        .collect();
+    for (minor, _) in &crowd {
+        ensure!(
+            before[0].contains(&format!("1:{minor:x}"))
+                && before[1].contains(&format!("2:{minor:x}")),
+            "minor {minor:x} was made ahead"
+        );
+    }
+    let all = desired(global, &crowd);
+    let minors = crowd.iter().map(|(minor, _)| *minor).collect();
+    rt.block_on(shaper.apply_changed(&all, &minors))?;
+    assert_eq!(shaper.current(), &all);
+    assert_contains(classes(&lan, IFB)?.get("2:12d"), "ceil 1Mbit", "2:12d");
+
+    // With the crowd in, at most the last POOL_LOW spares are made again.
+    thread::sleep(Duration::from_secs(1));
+    shaper.tend_spares();
+    for (dev, ids) in [LAN_IFACE, IFB].into_iter().zip(&before) {
+        let count = classes(&lan, dev)?.len();
+        // Beside the clients' and spares': the parent and the default class.
+        let most = ids.len().max(READY) + POOL_LOW + 2;
+        ensure!(
+            count <= most,
+            "{dev}: {count} classes, at most {most} expected"
+        );
+    }
     rt.block_on(shaper.teardown())?;
     Ok(())
 }

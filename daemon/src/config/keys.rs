@@ -49,6 +49,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(GARDEN_TTL_CAP_SECS),
     Key::Int(GLOBAL_DOWN_MBITS),
     Key::Int(GLOBAL_UP_MBITS),
+    Key::Int(CLASSES_READY),
     Key::Int(POLL_INTERVAL_MS),
     Key::Int(BYTES_PER_MB),
     Key::Choice("sessions.queue_order", QueueOrder::NAMES),
@@ -90,6 +91,8 @@ pub(super) const GLOBAL_DOWN_MBITS: IntKey =
     IntKey::at_least("speed.global_down_mbits", 1, u32::MAX as u64);
 pub(super) const GLOBAL_UP_MBITS: IntKey =
     IntKey::at_least("speed.global_up_mbits", 1, u32::MAX as u64);
+/// At most one spare per client minor (`shaping::tree`: 2 ..= 0xfffd).
+pub(super) const CLASSES_READY: IntKey = IntKey::between("speed.classes_ready", 0, 65_532);
 pub(super) const POLL_INTERVAL_MS: IntKey =
     IntKey::between("accounting.poll_interval_ms", 10, 60_000);
 pub(super) const BYTES_PER_MB: IntKey = IntKey::at_least("accounting.bytes_per_mb", 1, u64::MAX);

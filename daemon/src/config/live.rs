@@ -68,10 +68,12 @@ fn live_speed(new: &SpeedConfig) -> SpeedConfig {
     let SpeedConfig {
         global_down_mbits,
         global_up_mbits,
+        classes_ready,
     } = *new;
     SpeedConfig {
         global_down_mbits,
         global_up_mbits,
+        classes_ready,
     }
 }
 
@@ -263,6 +265,7 @@ mod tests {
         "network.garden_ttl_cap_secs",
         "speed.global_down_mbits",
         "speed.global_up_mbits",
+        "speed.classes_ready",
         "accounting.poll_interval_ms",
         "accounting.bytes_per_mb",
         "sessions.queue_order",

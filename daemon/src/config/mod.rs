@@ -18,10 +18,10 @@ use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
 use keys::{
-    BYTES_PER_MB, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS, IDLE_PAUSE_SECS, KEYS, Key,
-    Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT, SAVE_INTERVAL_SECS,
-    TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS, TRIAL_UP_MBITS, VOUCHER_CODE_LENGTH,
-    check_values,
+    BYTES_PER_MB, CLASSES_READY, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS,
+    IDLE_PAUSE_SECS, KEYS, Key, Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT,
+    SAVE_INTERVAL_SECS, TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS, TRIAL_UP_MBITS,
+    VOUCHER_CODE_LENGTH, check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -93,6 +93,10 @@ impl Default for NetworkConfig {
 pub struct SpeedConfig {
     pub global_down_mbits: u32,
     pub global_up_mbits: u32,
+    /// Spare client class pairs kept made ahead of demand (`shaping/pool.rs`): a sale takes one
+    /// by a class change instead of creating classes, whose kernel cost grows with the classes
+    /// already there. Set to the box's peak of clients and a crowd never waits for it.
+    pub classes_ready: u32,
 }
 
 impl Default for SpeedConfig {
@@ -100,6 +104,7 @@ impl Default for SpeedConfig {
         Self {
             global_down_mbits: 100,
             global_up_mbits: 100,
+            classes_ready: 64,
         }
     }
 }
@@ -691,6 +696,7 @@ impl Config {
         for (key, value) in [
             (GLOBAL_DOWN_MBITS, u64::from(self.speed.global_down_mbits)),
             (GLOBAL_UP_MBITS, u64::from(self.speed.global_up_mbits)),
+            (CLASSES_READY, u64::from(self.speed.classes_ready)),
             (POLL_INTERVAL_MS, self.accounting.poll_interval_ms),
             (BYTES_PER_MB, self.accounting.bytes_per_mb),
             (IDLE_PAUSE_SECS, self.sessions.idle_pause_secs),

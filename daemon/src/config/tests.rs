@@ -532,7 +532,7 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[speed]\nglobal_dwn_mbits = 5", &[])?,
         "config.toml: unknown key 'speed.global_dwn_mbits' \
-         (allowed: global_down_mbits, global_up_mbits)"
+         (allowed: global_down_mbits, global_up_mbits, classes_ready)"
     );
     assert_eq!(
         error_for("[network]\nwalled_gardens = []", &[])?,
@@ -581,7 +581,7 @@ fn errors_from_the_environment_name_the_variable() -> TestResult {
     assert_eq!(
         error_for("", &[("HOTSPOTD__SPEED__GLOBAL_DWN_MBITS", "5")])?,
         "environment variable HOTSPOTD__SPEED__GLOBAL_DWN_MBITS: unknown key \
-         'speed.global_dwn_mbits' (allowed: global_down_mbits, global_up_mbits)"
+         'speed.global_dwn_mbits' (allowed: global_down_mbits, global_up_mbits, classes_ready)"
     );
     assert_eq!(
         error_for("", &[("HOTSPOTD__NETWORK__LAN_INTERFACE", "ifb-hotspot")])?,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 
-use super::Control;
+use super::{Control, speed};
 use crate::{
     netlink::{self, LinkChanges},
     shaping::Shaper,
@@ -118,6 +118,8 @@ impl Control {
         match rebuilt {
             Ok(shaper) => {
                 self.shaper = shaper;
+                self.shaper
+                    .set_classes_ready(speed::classes_ready(&self.config));
                 if let Err(error) = self.kernel.set_ifb(self.shaper.ifb_ifindex()) {
                     tracing::error!(error = %crate::text::chain(&error), "cannot redirect uploads to the new IFB");
                 }

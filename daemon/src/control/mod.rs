@@ -43,7 +43,7 @@ pub use crate::trials::TrialError;
 pub use crate::vouchers::RedeemError;
 pub use commands::{ClientAt, Command, CommandError, Commands, ControlGone, channel};
 pub use resume::{RedeemBy, Redeemed, ResumeCookie, ResumeOffer};
-pub use speed::global as global_rates;
+pub use speed::{classes_ready, global as global_rates};
 pub use vouchers::{NewVouchers, VoucherError, VoucherRef, VoucherView};
 
 use hotspotd_common::Usage;
@@ -345,6 +345,7 @@ impl Control {
                 }
                 tick = ticks.tick() => {
                     self.expire_garden();
+                    self.shaper.tend_spares();
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");

@@ -34,6 +34,7 @@ impl Control {
         let global = speed::global(&merged);
         let global_changed = self.desired.global != global;
         self.desired.global = global;
+        self.shaper.set_classes_ready(speed::classes_ready(&merged));
         self.config = Arc::new(merged);
         self.apply(effects, now).await;
         if global_changed {

@@ -134,6 +134,12 @@ pub fn global(config: &Config) -> Rates {
     rates(config.speed.global_down_mbits, config.speed.global_up_mbits)
 }
 
+/// How many spare class pairs `config` wants made ahead of need.
+#[must_use]
+pub fn classes_ready(config: &Config) -> usize {
+    usize::try_from(config.speed.classes_ready).unwrap_or(usize::MAX)
+}
+
 /// An empty desired state at `config`'s global caps.
 #[must_use]
 pub(super) fn desired(config: &Config) -> Desired {

@@ -50,10 +50,12 @@ pub const DEFAULT_MINOR: u16 = 0xfffe;
 /// Minor of the parent class that caps everything at the global limit.
 pub const PARENT_MINOR: u16 = 1;
 
-/// The pool is refilled when fewer spare classes than this are left.
-const POOL_LOW: usize = 64;
-/// How many minors one refill makes ready: an eighth of the clients, within these bounds, so
-/// a growing crowd finds spares without a refill creating thousands of classes at once.
+/// The pool is refilled when fewer spare classes than this are left, and while clients and
+/// spares together hold fewer classes than the operator wants ready (`speed.classes_ready`).
+pub const POOL_LOW: usize = 64;
+/// How many minors one refill makes ready: an eighth of the clients or what the pool lacks,
+/// within these bounds, so a growing crowd finds spares without a refill creating thousands
+/// of classes at once (each holds the RTNL lock a sale's change also needs).
 const POOL_REFILL_MIN: usize = 64;
 const POOL_REFILL_MAX: usize = 512;
 
@@ -164,6 +166,9 @@ pub struct Shaper {
     /// Where the refills work: the namespace of the thread that ran [`Shaper::setup`]. `None`
     /// when it cannot be opened; then there are no refills.
     netns: Option<std::sync::Arc<refill::Netns>>,
+    /// How many client classes (in use or spare) the refills keep made ahead of need, on top
+    /// of the [`POOL_LOW`] spares always kept.
+    classes_ready: usize,
 }
 
 impl Shaper {
@@ -219,6 +224,7 @@ impl Shaper {
                 })
                 .ok()
                 .map(std::sync::Arc::new),
+            classes_ready: POOL_LOW,
         };
         let taken_over = shaper.install_roots(global).await?;
         shaper.install_default_leaves(global).await?;
@@ -317,6 +323,21 @@ impl Shaper {
         self.spare.len()
     }
 
+    /// Keeps classes for `count` clients made (in use or spare; beyond them, [`POOL_LOW`]
+    /// spares) from now on; the next [`Shaper::tend_spares`] starts on it. Counting the
+    /// clients' classes in means a crowd that takes the spares does not set refills off: the
+    /// kernel's cost of a new class is paid before the crowd, not under it.
+    pub fn set_classes_ready(&mut self, count: usize) {
+        self.classes_ready = count;
+    }
+
+    /// Takes in what the refill thread made and starts the next refill while the pool holds
+    /// fewer spares than it should. Cheap (no netlink on the caller's thread): the control
+    /// task calls it at every poll, so the pool fills at start and between sales.
+    pub fn tend_spares(&mut self) {
+        self.tend_pool(true);
+    }
+
     /// Takes in the spares a refill made (unless the minor became a client's or a spare
     /// meanwhile: then the control task made or changed its classes after the refill), and,
     /// if `grow`, starts a refill when the pool runs low and none is under way.
@@ -335,9 +356,17 @@ impl Shaper {
                 self.refill = None;
             }
         }
-        if grow && self.refill.is_none() && self.spare.len() < POOL_LOW {
+        if grow && self.refill.is_none() && self.spare.len() < self.spares_wanted() {
             self.start_refill();
         }
+    }
+
+    /// How many spares the pool should hold now: what is missing of `classes_ready` beside
+    /// the clients' classes, and never fewer than [`POOL_LOW`].
+    fn spares_wanted(&self) -> usize {
+        self.classes_ready
+            .saturating_sub(self.current.clients.len())
+            .max(POOL_LOW)
     }
 
     /// Starts making parked classes for the minors above every minor the shaper knows: the
@@ -361,7 +390,10 @@ impl Shaper {
         if first > LAST_CLIENT_MINOR {
             return;
         }
-        let count = (self.current.clients.len() / 8).clamp(POOL_REFILL_MIN, POOL_REFILL_MAX);
+        let lacking = self.spares_wanted().saturating_sub(self.spare.len());
+        let count = (self.current.clients.len() / 8)
+            .max(lacking)
+            .clamp(POOL_REFILL_MIN, POOL_REFILL_MAX);
         let last = first
             .saturating_add(u16::try_from(count - 1).unwrap_or(u16::MAX))
             .min(LAST_CLIENT_MINOR);
@@ -538,6 +570,7 @@ impl Shaper {
             refill: None,
             refill_next: FIRST_CLIENT_MINOR,
             netns: None,
+            classes_ready: POOL_LOW,
         };
         shaper.teardown().await
     }

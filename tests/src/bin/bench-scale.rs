@@ -40,6 +40,8 @@ const SELL_CONCURRENCY: usize = 16;
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// After every client is seen active: time for the saves that followed the sales to finish.
 const WARM_UP: Duration = Duration::from_secs(5);
+/// How long the daemon may take to make the spare classes for every client.
+const SPARES_TIMEOUT: Duration = Duration::from_mins(3);
 /// How long every client may take to show traffic after the crowd starts sending.
 const ACTIVE_TIMEOUT: Duration = Duration::from_mins(1);
 /// Full listings (`GET /v1/clients`) measured, one a second.
@@ -56,6 +58,8 @@ struct Args {
     clients: Vec<usize>,
     window: Duration,
     rate_per_second: u32,
+    /// `speed.classes_ready`; `None`: the run's client count.
+    classes_ready: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -85,6 +89,7 @@ fn parse_args() -> Result<Args> {
         clients: vec![0, 1_000, 10_000],
         window: Duration::from_secs(30),
         rate_per_second: 100,
+        classes_ready: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
@@ -102,8 +107,14 @@ fn parse_args() -> Result<Args> {
                 args.window = Duration::from_secs(value.parse().context("--window-secs")?);
             }
             "--rate" => args.rate_per_second = value.parse().context("--rate")?,
+            "--classes-ready" => {
+                args.classes_ready = Some(value.parse().context("--classes-ready")?);
+            }
             _ => {
-                bail!("usage: bench-scale [--clients 0,1000,10000] [--window-secs 30] [--rate 100]")
+                bail!(
+                    "usage: bench-scale [--clients 0,1000,10000] [--window-secs 30] [--rate 100] \
+                     [--classes-ready N (default: the client count)]"
+                )
             }
         }
     }
@@ -217,10 +228,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
     let load_before = load_average()?;
     let lan = Lan::new(1)?;
     let crowd = Crowd::new(clients)?;
-    // The shipped configuration but for the harness's paths: a 1 s poll, a save every 30 s.
-    let daemon = Daemon::start(&lan, &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "1000")])?;
+    let (daemon, api) = start_daemon(runtime, &lan, clients, args)?;
     let pid = daemon.pid();
-    let api = Arc::new(ApiClient::new(daemon.socket()));
 
     let sold_at = Instant::now();
     let selling = runtime.block_on(sell(&api, &crowd))?;
@@ -317,6 +326,34 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
         frames_sent,
         frames_delivered,
     })
+}
+
+/// The daemon for a run: the shipped configuration but for the harness's paths (a 1 s poll,
+/// a save every 30 s), with classes made ready for every client, as an operator sets
+/// `speed.classes_ready` to the box's peak (unless `--classes-ready` says otherwise). Returns
+/// once the classes are made.
+fn start_daemon(
+    runtime: &tokio::runtime::Runtime,
+    lan: &Lan,
+    clients: usize,
+    args: &Args,
+) -> Result<(Daemon, Arc<ApiClient>)> {
+    let ready = args.classes_ready.unwrap_or(clients);
+    let daemon = Daemon::start(
+        lan,
+        &[
+            ("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "1000"),
+            ("HOTSPOTD__SPEED__CLASSES_READY", &ready.to_string()),
+        ],
+    )?;
+    let api = Arc::new(ApiClient::new(daemon.socket()));
+    let spares = ready.max(hotspotd::shaping::POOL_LOW);
+    let spares_took = runtime.block_on(wait_for_spares(&api, spares))?;
+    println!(
+        "{clients} clients: {spares} spare class pairs made ready in {:.1} s after start",
+        spares_took.as_secs_f64()
+    );
+    Ok((daemon, api))
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6]> {
@@ -458,6 +495,30 @@ async fn timed_text(api: &ApiClient, path: &str) -> Result<(String, Duration)> {
     let asked = Instant::now();
     let text = api.get_text(path).await?;
     Ok((text, asked.elapsed()))
+}
+
+/// Waits until the daemon holds `count` spare class pairs (`speed.classes_ready`), returning
+/// how long that took from now.
+async fn wait_for_spares(api: &ApiClient, count: usize) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let metrics = api.get_text("/metrics?clients=false").await?;
+        let samples = hotspotd::metrics::parse(&metrics).map_err(anyhow::Error::msg)?;
+        let spares = samples
+            .iter()
+            .find(|(name, _)| name == "hotspotd_shaping_spare_classes")
+            .map(|(_, value)| *value)
+            .context("/metrics has hotspotd_shaping_spare_classes")?;
+        #[expect(clippy::cast_precision_loss, reason = "a count below 2^16")]
+        if spares >= count as f64 {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < SPARES_TIMEOUT,
+            "{spares} spare classes of {count} after {SPARES_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// How many polls the daemon has made: `hotspotd_poll_seconds_count`.
