@@ -375,6 +375,20 @@ impl Daemon {
             .with_context(|| format!("run {} (set HOTSPOTCTL_BIN)", hotspotctl_bin().display()))
     }
 
+    /// The value of one series in the daemon's `/metrics`, if it has it.
+    pub fn metric(&self, series: &str) -> Result<Option<f64>> {
+        let answer = crate::http::exchange(
+            self.socket(),
+            &crate::http::request("GET", "/metrics", &[], b""),
+        )?;
+        anyhow::ensure!(answer.status == 200, "GET /metrics: {}", answer.status);
+        let samples = hotspotd::metrics::parse(&answer.body).map_err(anyhow::Error::msg)?;
+        Ok(samples
+            .into_iter()
+            .find(|(name, _)| name == series)
+            .map(|(_, value)| value))
+    }
+
     /// Runs `hotspotctl --socket SOCKET ARGS... --json` and parses its stdout as JSON.
     pub fn ctl_json(&self, args: &[&str]) -> Result<serde_json::Value> {
         let output = Command::new(hotspotctl_bin())

@@ -9,19 +9,8 @@ use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
     CLIENT_IFACE, Daemon, FrameSender, GATEWAY_LAN_V4, GATEWAY_LAN_V6, LAN_IFACE, Lan,
     frames::{self, ETH_P_IPV6, XorShift, mac_of},
-    http, wait_for,
+    wait_for,
 };
-
-/// The value of one series in the daemon's `/metrics`.
-fn metric(daemon: &Daemon, series: &str) -> Result<Option<f64>> {
-    let answer = http::exchange(daemon.socket(), &http::request("GET", "/metrics", &[], b""))?;
-    ensure!(answer.status == 200, "GET /metrics: {}", answer.status);
-    let samples = hotspotd::metrics::parse(&answer.body).map_err(anyhow::Error::msg)?;
-    Ok(samples
-        .into_iter()
-        .find(|(name, _)| name == series)
-        .map(|(_, value)| value))
-}
 
 /// Frames the clone test sends, in turn from the owner's port and the clone's.
 const FRAMES: usize = 21;
@@ -94,12 +83,14 @@ fn a_cloned_mac_moving_between_ports_is_an_event_a_metric_and_one_log_line() -> 
         "the event names the MAC's old and new port: {first}"
     );
     let counted = wait_for(Duration::from_secs(5), || {
-        metric(&daemon, "hotspotd_mac_moves_total").is_ok_and(|value| value >= Some(expected_moves))
+        daemon
+            .metric("hotspotd_mac_moves_total")
+            .is_ok_and(|value| value >= Some(expected_moves))
     });
     ensure!(
         counted,
         "every move is counted: {:?} of {expected_moves}",
-        metric(&daemon, "hotspotd_mac_moves_total")?
+        daemon.metric("hotspotd_mac_moves_total")?
     );
     // One event and one log line for the flapping, not one per move.
     std::thread::sleep(Duration::from_millis(300));
@@ -144,14 +135,14 @@ fn a_neighbour_solicitation_flood_overflows_the_table_and_is_warned_about() -> R
     let daemon = Daemon::start(&lan, &[])?;
     let overflows = r#"hotspotd_neighbour_table_overflows_total{family="ipv6"}"#;
     let read = wait_for(Duration::from_secs(10), || {
-        metric(&daemon, overflows).is_ok_and(|value| value.is_some())
+        daemon.metric(overflows).is_ok_and(|value| value.is_some())
     });
     ensure!(
         read,
         "the IPv6 table is read at start; log:\n{}",
         daemon.log()
     );
-    let before = metric(&daemon, overflows)?.unwrap_or_default();
+    let before = daemon.metric(overflows)?.unwrap_or_default();
     let small_table_warned = daemon
         .log()
         .contains(&format!("net.ipv6.neigh.default.gc_thresh3 is {limit}:"));
@@ -206,7 +197,7 @@ fn a_neighbour_solicitation_flood_overflows_the_table_and_is_warned_about() -> R
         "the overflow is warned about within 15 s; log:\n{}",
         daemon.log()
     );
-    let after = metric(&daemon, overflows)?.unwrap_or_default();
+    let after = daemon.metric(overflows)?.unwrap_or_default();
     ensure!(
         after > before,
         "the metric counts the refused entries: {before} before, {after} after {flood} \

@@ -522,3 +522,40 @@ fn classes_follow_running_sessions_and_nothing_is_left_over() -> Result<()> {
     ensure!(filters.is_empty(), "no tc filter left: {filters:?}");
     Ok(())
 }
+
+/// `speed.classes_ready` from the configuration file: the daemon makes that many spare class
+/// pairs after it starts (no client yet), and more when a reload raises it.
+#[test]
+fn the_configured_classes_are_made_ready_and_a_reload_raises_them() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[speed]\nclasses_ready = 200\n")?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let spares_reach = |count: f64| {
+        wait_for(Duration::from_secs(30), || {
+            daemon
+                .metric("hotspotd_shaping_spare_classes")
+                .is_ok_and(|spares| spares >= Some(count))
+        })
+    };
+    ensure!(
+        spares_reach(200.0),
+        "200 spares after start: {}",
+        daemon.log()
+    );
+    let parked = tc::classes(&lan.gateway, IFB)?
+        .values()
+        .filter(|line| tc::field(line, "ceil") == Some(tc::PARKED_CEIL))
+        .count();
+    ensure!(parked >= 200, "{parked} parked classes on the IFB");
+
+    std::fs::write(&config, "[speed]\nclasses_ready = 700\n")?;
+    daemon.reload()?;
+    ensure!(
+        spares_reach(700.0),
+        "700 spares after the reload: {}",
+        daemon.log()
+    );
+    Ok(())
+}
