@@ -18,6 +18,45 @@ use crate::{
     store::StoreHealth,
 };
 
+/// Which clients a listing shows (`GET /v1/clients`, `hotspotctl clients`): those whose MAC or
+/// one of whose addresses contains `search` (lower case) and whose state is `state`, in MAC
+/// order, at most `limit` of them after skipping `offset`: a page of a crowd, without the
+/// daemon building a view of every client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub search: Option<String>,
+    pub state: Option<ClientState>,
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// A client listing's `search`, lower case: a piece of a MAC or an address, so only hex
+/// digits, `:` and `.` (it then needs no escaping in a URL either); `None` when empty.
+pub fn client_search(text: &str) -> Result<String, String> {
+    let search = text.trim().to_ascii_lowercase();
+    if search.is_empty() || search.len() > 64 {
+        return Err(format!(
+            "search '{text}' must be 1 to 64 characters of a MAC or an address"
+        ));
+    }
+    if let Some(bad) = search
+        .chars()
+        .find(|c| !(c.is_ascii_hexdigit() || *c == ':' || *c == '.'))
+    {
+        return Err(format!(
+            "search '{text}' has '{bad}': it matches MACs and addresses, so only hex digits, ':' and '.'"
+        ));
+    }
+    Ok(search)
+}
+
+/// One page of a client listing, and how many clients match in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPage {
+    pub total: usize,
+    pub clients: Vec<ClientView>,
+}
+
 /// One client in `GET /v1/clients`. Bytes are IP-level; `up`/`down` are billable traffic,
 /// `local_bytes` is traffic with the box itself (never billed), `dropped_bytes` what the gate
 /// stopped.

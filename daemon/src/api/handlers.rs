@@ -7,7 +7,7 @@ use axum::{
         Path, Query, State,
         rejection::{JsonRejection, PathRejection},
     },
-    http::StatusCode,
+    http::{HeaderName, StatusCode},
 };
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -19,27 +19,82 @@ use crate::{
     mac::MacAddr,
     portal::rfc8910::{self, Format},
     sessions::engine::SessionId,
+    views::ClientFilter,
 };
 
-/// Other parameters are ignored, as they were before `ip` existed.
+/// The header that says how many clients match a listing, beside the page it answers.
+const TOTAL_COUNT: &str = "x-total-count";
+
+/// The most clients one page of `GET /v1/clients` holds.
+pub const MAX_CLIENTS_PAGE: usize = 1_000;
+
+/// Other parameters are ignored, as they were before these existed.
 #[derive(Deserialize)]
 pub(super) struct ClientsQuery {
     ip: Option<String>,
+    search: Option<String>,
+    state: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
 }
 
-/// `GET /v1/clients`: every client. `?ip=ADDR`: the one client the kernel saw send from
-/// `ADDR` (how a portal finds who is asking), as a list of one; 404 if nobody did, 409 if
-/// the address moved between two MACs in the last minute (someone claims another's address:
-/// no answer could be trusted).
+impl ClientsQuery {
+    /// The listing's filter, or a sentence saying which parameter is wrong.
+    fn filter(self) -> Result<ClientFilter, ApiError> {
+        let state = self
+            .state
+            .map(|state| {
+                serde_json::from_value(serde_json::Value::String(state.clone())).map_err(|_| {
+                    bad_request(format!(
+                        "state '{state}' is not a client state: connected, paused or disconnected"
+                    ))
+                })
+            })
+            .transpose()?;
+        let number = |name: &str, text: Option<String>, range: std::ops::RangeInclusive<usize>| {
+            text.map(|text| {
+                text.parse::<usize>()
+                    .ok()
+                    .filter(|value| range.contains(value))
+                    .ok_or_else(|| {
+                        bad_request(format!(
+                            "{name} must be a whole number from {} to {} (got '{text}')",
+                            range.start(),
+                            range.end()
+                        ))
+                    })
+            })
+            .transpose()
+        };
+        Ok(ClientFilter {
+            search: self
+                .search
+                .map(|search| crate::views::client_search(&search).map_err(bad_request))
+                .transpose()?,
+            state,
+            offset: number("offset", self.offset, 0..=usize::MAX)?.unwrap_or(0),
+            limit: number("limit", self.limit, 1..=MAX_CLIENTS_PAGE)?,
+        })
+    }
+}
+
+/// `GET /v1/clients`: every client, or a page of them (`search`, `state`, `offset`,
+/// `limit`), with how many match in `X-Total-Count`. `?ip=ADDR`: the one client the kernel saw
+/// send from `ADDR` (how a portal finds who is asking), as a list of one; 404 if nobody did,
+/// 409 if the address moved between two MACs in the last minute (someone claims another's
+/// address: no answer could be trusted).
 pub(super) async fn clients(
     State(commands): State<Commands>,
     query: Result<Query<ClientsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<ClientView>>, ApiError> {
+) -> Result<([(HeaderName, String); 1], Json<Vec<ClientView>>), ApiError> {
     let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
-    let Some(ip) = query.ip else {
-        return Ok(Json(
-            commands.ask(|reply| Command::Clients { reply }).await?,
-        ));
+    let total = |count: usize| [(HeaderName::from_static(TOTAL_COUNT), count.to_string())];
+    let Some(ip) = query.ip.clone() else {
+        let filter = query.filter()?;
+        let page = commands
+            .ask(|reply| Command::Clients { filter, reply })
+            .await?;
+        return Ok((total(page.total), Json(page.clients)));
     };
     let ip: std::net::IpAddr = ip.parse().map_err(|_| {
         bad_request(format!(
@@ -50,7 +105,7 @@ pub(super) async fn clients(
         .ask(|reply| Command::ClientAt { ip, reply })
         .await?
     {
-        Ok(crate::control::ClientAt::Client(view)) => Ok(Json(vec![*view])),
+        Ok(crate::control::ClientAt::Client(view)) => Ok((total(1), Json(vec![*view]))),
         Ok(crate::control::ClientAt::Unknown) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_address",

@@ -13,13 +13,14 @@ use crate::{
         engine::{ClientState, EngineError, Now, Session, SessionId},
     },
     store::StoreError,
-    views::{ClientView, SessionView, StatusView},
+    views::{ClientFilter, ClientPage, ClientView, SessionView, StatusView},
 };
 
 /// A request to the control task.
 pub enum Command {
     Clients {
-        reply: oneshot::Sender<Vec<ClientView>>,
+        filter: ClientFilter,
+        reply: oneshot::Sender<ClientPage>,
     },
     /// What the built-in portal's page shows the client at `client`; `None` when the kernel
     /// cannot name who sends from it.
@@ -187,8 +188,8 @@ impl Control {
     /// then dropped too.
     pub(super) async fn handle(&mut self, command: Command) {
         match command {
-            Command::Clients { reply } => {
-                let _ = reply.send(self.client_views());
+            Command::Clients { filter, reply } => {
+                let _ = reply.send(self.client_page(&filter));
             }
             Command::Portal { client, reply } => {
                 let _ = reply.send(self.portal_client(client));

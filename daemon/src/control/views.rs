@@ -6,16 +6,44 @@ use crate::{
     accounting::ClientRecord,
     mac::MacAddr,
     sessions::engine::{Now, SessionId},
-    views::{ClientView, SessionView, StatusView},
+    views::{ClientFilter, ClientPage, ClientView, SessionView, StatusView},
 };
 
 impl Control {
-    /// Every client the kernel has seen or that holds a session.
-    pub(super) fn client_views(&self) -> Vec<ClientView> {
-        self.client_macs()
-            .into_iter()
-            .map(|mac| self.client_view(mac))
-            .collect()
+    /// The clients `filter` asks for, in MAC order, and how many match in all. Only the page's
+    /// clients get a view built; the others are only matched (state, MAC and addresses).
+    pub(super) fn client_page(&self, filter: &ClientFilter) -> ClientPage {
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut total = 0;
+        let mut clients = Vec::new();
+        for mac in self.client_macs() {
+            if !self.client_matches(mac, filter) {
+                continue;
+            }
+            if total >= filter.offset && clients.len() < limit {
+                clients.push(self.client_view(mac));
+            }
+            total += 1;
+        }
+        ClientPage { total, clients }
+    }
+
+    fn client_matches(&self, mac: MacAddr, filter: &ClientFilter) -> bool {
+        if let Some(state) = filter.state
+            && self.engine.client_state(self.runs_as(mac).0) != state
+        {
+            return false;
+        }
+        let Some(search) = &filter.search else {
+            return true;
+        };
+        mac.to_string().contains(search.as_str())
+            || self.table.record(mac).is_some_and(|record| {
+                record
+                    .ips
+                    .iter()
+                    .any(|ip| ip.to_string().contains(search.as_str()))
+            })
     }
 
     /// Every client: seen by the kernel, holding a session, or sharing a voucher's.
@@ -28,7 +56,7 @@ impl Control {
     }
 
     /// The client, if the kernel has seen it, it holds a session or shares a voucher's (what
-    /// `client_views` lists).
+    /// a listing shows).
     pub(super) fn known_client_view(&self, mac: MacAddr) -> Option<ClientView> {
         let known = self.table.record(mac).is_some()
             || self.engine.client(mac).is_some()
@@ -36,7 +64,7 @@ impl Control {
         known.then(|| self.client_view(mac))
     }
 
-    /// How many clients `client_views` lists, counted without building the list.
+    /// How many clients a listing shows, counted without building the list.
     fn client_count(&self) -> usize {
         if let Some(count) = self.client_count.get() {
             return count;
@@ -57,12 +85,7 @@ impl Control {
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
         let record = self.table.record(mac);
         let totals = record.map(|record| record.totals).unwrap_or_default();
-        // A device sharing a voucher runs its holder's session while the holder does.
-        let shares_with = self.sharing.holder_of(mac).filter(|holder| {
-            let running = self.engine.running_session(*holder);
-            running.is_some() && running == self.sharing.session_of(*holder)
-        });
-        let runs = shares_with.unwrap_or(mac);
+        let (runs, shares_with) = self.runs_as(mac);
         let speed = self.engine.speed_of(runs);
         ClientView {
             mac,
@@ -84,6 +107,16 @@ impl Control {
             address_conflicts: self.addresses.conflicts_of(mac).cloned().collect(),
             shares_with,
         }
+    }
+
+    /// Whose session the client runs: its own, or, for a device sharing a voucher, its
+    /// holder's while the holder runs the voucher's session (then also the holder).
+    fn runs_as(&self, mac: MacAddr) -> (MacAddr, Option<MacAddr>) {
+        let shares_with = self.sharing.holder_of(mac).filter(|holder| {
+            let running = self.engine.running_session(*holder);
+            running.is_some() && running == self.sharing.session_of(*holder)
+        });
+        (shares_with.unwrap_or(mac), shares_with)
     }
 
     pub(super) fn session_views(&self, mac: Option<MacAddr>, now: Now) -> Vec<SessionView> {
@@ -120,7 +153,7 @@ impl Control {
         let storage = self.store.health();
         crate::metrics::Snapshot {
             clients: if per_client {
-                self.client_views()
+                self.client_page(&ClientFilter::default()).clients
             } else {
                 Vec::new()
             },

@@ -38,8 +38,21 @@ enum Command {
     Clients {
         /// Only the client the kernel saw send from this address (what a portal asks); an
         /// error if none did, or if it moved between two devices in the last minute.
-        #[arg(long, value_parser = parse_ip)]
+        #[arg(long, value_parser = parse_ip, conflicts_with_all = ["search", "state", "offset", "limit"])]
         ip: Option<std::net::IpAddr>,
+        /// Only clients whose MAC or one of whose addresses contains this text (hex digits,
+        /// ':' and '.').
+        #[arg(long, value_parser = parse_search)]
+        search: Option<String>,
+        /// Only clients in this state.
+        #[arg(long, value_parser = ["connected", "paused", "disconnected"])]
+        state: Option<String>,
+        /// Skip this many of the matching clients (in MAC order).
+        #[arg(long)]
+        offset: Option<usize>,
+        /// Show at most this many (1 to 1000).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
     },
     /// Sessions with what they allow, what is used and their state.
     Sessions {
@@ -328,12 +341,40 @@ fn one_sentence(report: &str) -> String {
     hotspotd::text::bounded(format!("{sentence} (see 'hotspotctl --help')"))
 }
 
+/// A piece of a MAC or an address, as `GET /v1/clients?search=` takes it.
+fn parse_search(text: &str) -> Result<String, String> {
+    hotspotd::views::client_search(text)
+}
+
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
     let api = ApiClient::new(&cli.socket);
     match &cli.command {
-        Command::Clients { ip } => {
+        Command::Clients {
+            ip,
+            search,
+            state,
+            offset,
+            limit,
+        } => {
             let path = ip.map_or_else(
-                || "/v1/clients".to_owned(),
+                || {
+                    // Each value is checked to need no escaping (`parse_search`, the
+                    // parsers of the others).
+                    let query: Vec<String> = [
+                        search.as_ref().map(|search| format!("search={search}")),
+                        state.as_ref().map(|state| format!("state={state}")),
+                        offset.map(|offset| format!("offset={offset}")),
+                        limit.map(|limit| format!("limit={limit}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if query.is_empty() {
+                        "/v1/clients".to_owned()
+                    } else {
+                        format!("/v1/clients?{}", query.join("&"))
+                    }
+                },
                 |ip| format!("/v1/clients?ip={ip}"),
             );
             let clients: Vec<ClientView> = api.get(&path).await?;
