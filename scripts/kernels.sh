@@ -33,6 +33,10 @@ BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 # What the guest may load later (tc qdiscs and classifiers, veth, ifb, ...): these trees.
 KEEP_MODULE_DIRS=(kernel/net kernel/fs/9p kernel/fs/netfs kernel/fs/overlayfs kernel/fs/fscache
   kernel/drivers/net kernel/drivers/virtio kernel/lib kernel/crypto kernel/arch)
+# ...less the hardware drivers in them (two thirds of their size).
+PRUNE_MODULE_DIRS=(kernel/drivers/net/wireless kernel/drivers/net/ethernet kernel/drivers/net/can
+  kernel/drivers/net/usb kernel/drivers/net/wwan kernel/drivers/net/ieee802154 kernel/drivers/net/hamradio
+  kernel/net/wireless kernel/net/mac80211 kernel/net/bluetooth)
 
 say() { printf 'kernels: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -102,6 +106,7 @@ unpack() {
     mkdir -p "$dir/root/lib/modules/$release/$(dirname "$d")"
     cp -a "$src/$d" "$dir/root/lib/modules/$release/$(dirname "$d")/"
   done
+  for d in "${PRUNE_MODULE_DIRS[@]}"; do rm -rf "${dir:?}/root/lib/modules/$release/$d"; done
   cp "$src"/modules.builtin* "$src"/modules.order "$dir/root/lib/modules/$release/" 2>/dev/null || true
   rm -rf "$x"
   depmod -b "$dir/root" "$release"
