@@ -14,6 +14,7 @@ APT_PACKAGES=(
   faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
   chromium fonts-dejavu-core                                          # the portal in a real browser (tests/tests/portal_browser.rs)
   dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
+  qemu-system-x86 busybox-static kmod cpio xz-utils                   # the kernel matrix (scripts/kernel-matrix.sh)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -67,5 +68,9 @@ fi
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || die "cannot mount the BPF filesystem on /sys/fs/bpf"
 fi
+
+# Debian's kernels for the kernel matrix, downloaded and unpacked into .cache/kernels (never
+# installed); a kernel already there is kept until Debian has a newer one.
+"$(dirname "$0")/kernels.sh" fetch || die "cannot fetch the kernel matrix's kernels (scripts/kernels.sh fetch)"
 
 say "ready"

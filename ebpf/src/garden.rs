@@ -38,10 +38,15 @@ static GARDEN_ANSWERS: RingBuf = RingBuf::with_byte_size(GARDEN_ANSWERS_BYTES, 0
 #[map(name = "GARDEN_BYTES")]
 static GARDEN_BYTES: PerCpuArray<u64> = PerCpuArray::pinned(MAX_GARDEN_NAMES, 0);
 
+/// Room for the payload in [`GARDEN_SCRATCH`]: a power of two above [`GARDEN_ANSWER_MAX_LEN`],
+/// so that a length masked with `SCRATCH_PAYLOAD - 1` fits whatever the verifier knows of it.
+const SCRATCH_PAYLOAD: usize = 2048;
+const _: () = assert!(SCRATCH_PAYLOAD >= GARDEN_ANSWER_MAX_LEN as usize);
+
 /// Where an answer is put together before it goes into the ring whole: the BPF stack is too
 /// small for it. One per CPU, used only with preemption off, so no two packets share it.
 #[map(name = "GARDEN_SCRATCH")]
-static GARDEN_SCRATCH: PerCpuArray<[u8; HEADER_LEN + GARDEN_ANSWER_MAX_LEN as usize]> =
+static GARDEN_SCRATCH: PerCpuArray<[u8; HEADER_LEN + SCRATCH_PAYLOAD]> =
     PerCpuArray::with_max_entries(1, 0);
 
 /// Copies a DNS answer the box sent to a client (UDP from port 53) into `GARDEN_ANSWERS`,
@@ -79,16 +84,24 @@ pub fn copy_answer(ctx: &TcContext, frame: &Frame) {
     };
     let header = GardenAnswerHeader::new(len);
     // SAFETY: `scratch` is this CPU's value from a successful lookup, HEADER_LEN +
-    // GARDEN_ANSWER_MAX_LEN bytes long; the header fills its first HEADER_LEN bytes, the
-    // payload at most the rest (`len` is at most GARDEN_ANSWER_MAX_LEN, checked again in a
-    // form the verifier tracks); the ring copies HEADER_LEN + len of them.
+    // SCRATCH_PAYLOAD bytes long; the header fills its first HEADER_LEN bytes, the payload at
+    // most the rest (`len` is 1..=SCRATCH_PAYLOAD in a form every verifier tracks, see
+    // below); the ring copies HEADER_LEN + len of them.
     unsafe {
         let base = scratch.cast::<u8>();
         core::ptr::write_unaligned(base.cast::<GardenAnswerHeader>(), header);
-        let len = u64::from(len) & 0x7ff;
-        if len > u64::from(GARDEN_ANSWER_MAX_LEN) || len == 0 {
-            return;
-        }
+        // `len` is 12..=GARDEN_ANSWER_MAX_LEN here, but the verifier must see it too, in the
+        // register the helpers get. LLVM spills `len` to the stack before a comparison, and
+        // older verifiers (Debian 12's 6.1 among them) neither keep the bounds of a scalar
+        // spilled unbounded nor narrow a spilled copy when the register is compared
+        // ("R4 min value is negative"). So the bounds come from arithmetic on a value LLVM
+        // cannot reason about (a volatile read): `((len - 1) & (SCRATCH_PAYLOAD - 1)) + 1`
+        // is `len` for every length here and 1..=SCRATCH_PAYLOAD for any value, and a spill
+        // of a bounded scalar keeps its bounds.
+        let len = u64::from(len);
+        let len = ((core::ptr::read_volatile(&raw const len).wrapping_sub(1))
+            & (SCRATCH_PAYLOAD as u64 - 1))
+            + 1;
         if bpf_skb_load_bytes(
             ctx.skb.skb.cast(),
             payload_at,

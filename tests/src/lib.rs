@@ -61,3 +61,16 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// How many times slower than natively the tests run: `$HOTSPOTD_TEST_SLOWDOWN` (a whole
+/// number, default 1). The kernel matrix (scripts/kernel-matrix.sh) sets it in its QEMU guests,
+/// whose software emulation is several times slower, so waits for one packet's round trip and
+/// traffic meant to outrun a budget are stretched by it; nothing else changes.
+#[must_use]
+pub fn slowdown() -> u32 {
+    std::env::var("HOTSPOTD_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|value| value.parse::<u32>().ok())
+        .filter(|&factor| factor >= 1)
+        .unwrap_or(1)
+}

@@ -114,7 +114,7 @@ impl UdpEcho {
 }
 
 /// From inside `netns`, sends `count` datagrams of `payload_len` bytes to `to`, one at a time,
-/// each waiting up to 1 s for its echo. Never retries, so the traffic is exactly `count`
+/// each waiting up to 1 s (times [`crate::slowdown`]) for its echo. Never retries, so the traffic is exactly `count`
 /// datagrams each way or an error. Returns the number echoed.
 pub fn udp_ping_pong(
     netns: &Netns,
@@ -124,7 +124,7 @@ pub fn udp_ping_pong(
 ) -> Result<usize> {
     let name = netns.name().to_owned();
     netns
-        .run(move || ping_pong(to, payload_len, count, ECHO_TIMEOUT))?
+        .run(move || ping_pong(to, payload_len, count, ECHO_TIMEOUT * crate::slowdown()))?
         .with_context(|| format!("UDP ping-pong from {name} to {to}"))
 }
 

@@ -185,7 +185,7 @@ fn blast_through_data_session(
         &lan.internet,
         sink.addr(),
         PAYLOAD,
-        Duration::from_millis(1_500),
+        Duration::from_millis(1_500) * hotspotd_tests::slowdown(),
     )?;
     let datagram = ip_bytes_udp(PAYLOAD, false);
     // Otherwise the test would prove nothing about the cut.

@@ -35,6 +35,7 @@ mod clients;
 mod garden;
 mod gate;
 mod local;
+pub mod probe;
 mod usage;
 
 pub use addresses::AddressReader;
@@ -70,6 +71,9 @@ pub enum BpfError {
         "cannot load the eBPF object (hotspotd needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a kernel with BTF)"
     )]
     Load(#[from] aya::EbpfError),
+    /// The kernel lacks a feature the programs use: one sentence, no verifier log.
+    #[error(transparent)]
+    OldKernel(#[from] probe::Missing),
     #[error("the eBPF object has no program '{name}'")]
     MissingProgram { name: &'static str },
     #[error("the eBPF object has no map '{name}'")]
@@ -160,6 +164,8 @@ impl Kernel {
     /// Loads the object, reusing maps pinned under `pin_dir` by an earlier run (so no count
     /// is lost across a crash), and loads the programs into the kernel without attaching them.
     pub fn load(base_dir: &Path) -> Result<Self, BpfError> {
+        // Before anything is created: an old kernel is refused with the feature it lacks.
+        probe::require()?;
         let pin_dir = base_dir.join(layout_folder(MAP_LAYOUT_VERSION));
         std::fs::create_dir_all(&pin_dir).map_err(|source| BpfError::PinDir {
             path: pin_dir.clone(),

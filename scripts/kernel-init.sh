@@ -1,0 +1,57 @@
+#!/bin/busybox sh
+# The init of the kernel matrix's initramfs (scripts/kernels.sh builds it): loads the modules
+# that reach the host's root, shared read-only over 9p, puts a tmpfs overlay on it (so the
+# guest can write, in RAM) and the unpacked kernel's modules at /lib/modules, runs the command
+# from the kernel command line in it, prints its status for the host and powers off.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules/order); do
+  insmod "/modules/$m" || echo "init: cannot load $m"
+done
+
+modules= cmd_hex=
+for word in $(cat /proc/cmdline); do
+  case $word in
+  hotspotd.modules=*) modules=${word#hotspotd.modules=} ;;
+  hotspotd.cmd=*) cmd_hex=${word#hotspotd.cmd=} ;;
+  esac
+done
+
+mkdir -p /mnt/lower /mnt/rw /mnt/root
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /mnt/lower \
+  || { echo "init: cannot mount the shared root"; echo "hotspotd-guest-status=125"; poweroff -f; }
+mount -t tmpfs -o size=75% rw /mnt/rw
+mkdir -p /mnt/rw/upper /mnt/rw/work
+mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /mnt/root \
+  || { echo "init: cannot mount the overlay"; echo "hotspotd-guest-status=125"; poweroff -f; }
+# The host's own modules are for its kernel; this one's come from the unpacked package.
+mkdir -p /mnt/root/lib/modules
+mount --bind "/mnt/root$modules" /mnt/root/lib/modules
+for fs in proc sys dev; do mount --move "/$fs" "/mnt/root/$fs"; done
+mount -t tmpfs tmpfs /mnt/root/run
+mount -t tmpfs tmpfs /mnt/root/tmp
+mount -t bpf bpf /mnt/root/sys/fs/bpf
+mount -t cgroup2 cgroup2 /mnt/root/sys/fs/cgroup 2>/dev/null
+mkdir -p /mnt/root/dev/pts /mnt/root/dev/shm
+mount -t devpts devpts /mnt/root/dev/pts
+mount -t tmpfs tmpfs /mnt/root/dev/shm
+
+printf "$(echo "$cmd_hex" | sed 's/../\\x&/g')" >/mnt/root/run/hotspotd-guest-cmd
+cat >/mnt/root/run/hotspotd-guest <<'STAGE2'
+#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root
+hostname hotspotd-guest
+ip link set lo up
+echo "guest: Linux $(uname -r), $(nproc) CPUs"
+sh -e /run/hotspotd-guest-cmd
+echo "hotspotd-guest-status=$?"
+sync
+# Power off; the shell must not exit meanwhile (init exiting is a panic) nor run a
+# program from the root being unmounted.
+echo o >/proc/sysrq-trigger
+while :; do :; done
+STAGE2
+chmod +x /mnt/root/run/hotspotd-guest
+exec switch_root /mnt/root /run/hotspotd-guest
