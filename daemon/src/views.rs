@@ -201,6 +201,9 @@ pub struct NewSession {
     /// Start (or resume) the client's session at once.
     #[serde(default)]
     pub connect: bool,
+    /// What it was sold for, in `sales.currency`: `"2.50"` or `2.5`, at most three decimals.
+    #[serde(default)]
+    pub price: Option<crate::store::usage::Price>,
 }
 
 fn default_provider() -> String {

@@ -124,13 +124,14 @@ pub(super) async fn add_session(
     body: Result<Json<NewSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let Json(new) = body.map_err(|rejection| json_error(&rejection))?;
-    let (mac, connect) = (station(new.mac)?, new.connect);
+    let (mac, connect, price) = (station(new.mac)?, new.connect, new.price);
     // The control task stamps `created_at` again with the daemon's clock (`crate::clock`).
     let data = new.into_data(chrono::Utc::now());
     let view = commands
         .ask(|reply| Command::AddSession {
             mac,
             data,
+            price,
             connect,
             reply,
         })
@@ -355,7 +356,7 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
+pub(super) fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
     let mac = text.parse().map_err(|error: crate::mac::ParseMacError| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_mac", error.to_string())
     })?;
@@ -377,7 +378,7 @@ fn station(mac: MacAddr) -> Result<MacAddr, ApiError> {
     ))
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 

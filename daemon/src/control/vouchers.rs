@@ -383,7 +383,7 @@ impl Control {
             VoucherState::Unused => {
                 self.client_count.set(None);
                 let sold = self
-                    .add_session(mac, voucher.plan.clone(), true)
+                    .add_session(mac, voucher.plan.clone(), None, true)
                     .await
                     .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
                 let now = self.now();

@@ -186,16 +186,19 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
     };
     match kind {
         Kind::Empty => SaveBatch {
+            usage: hotspotd::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: Vec::new(),
             meta,
         },
         Kind::Sessions => SaveBatch {
+            usage: hotspotd::store::usage::UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: Vec::new(),
             meta,
         },
         Kind::SessionsAndClients => SaveBatch {
+            usage: hotspotd::store::usage::UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: clients(),
             meta,
