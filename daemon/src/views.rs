@@ -286,6 +286,9 @@ pub struct NewVoucherBatch {
     /// voucher can no longer be redeemed.
     #[serde(default)]
     pub valid_until: Option<String>,
+    /// What each voucher's session is sold for, in `sales.currency`: `"2.50"` or `2.5`.
+    #[serde(default)]
+    pub price: Option<crate::store::usage::Price>,
 }
 
 fn one_device() -> u32 {

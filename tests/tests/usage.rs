@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
+use hotspotd_tests::http::{Answer, exchange, request};
 use hotspotd_tests::{Daemon, INTERNET_V4, Lan, UdpEcho, ip_bytes_udp, udp_ping_pong, wait_for};
 use serde_json::Value;
 
@@ -198,6 +199,121 @@ fn bad_queries_are_refused(daemon: &Daemon) -> Result<()> {
         ensure!(
             !output.status.success() && stderr.contains(says),
             "{args:?}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+fn api(daemon: &Daemon, method: &str, path: &str, body: Option<&Value>) -> Result<Answer> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    exchange(
+        daemon.socket(),
+        &request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        ),
+    )
+}
+
+#[test]
+fn vouchers_and_the_api_sell_with_prices_and_the_api_reads_them() -> Result<()> {
+    let lan = Lan::new(2)?;
+    let daemon = Daemon::start(&lan, ENV)?;
+    let (first, second) = (&lan.clients[0], &lan.clients[1]);
+    let created = daemon.ctl_json(&[
+        "voucher",
+        "create",
+        "--count",
+        "1",
+        "--type",
+        "time",
+        "--time-secs",
+        "600",
+        "--global-speed",
+        "--price",
+        "1.75",
+    ])?;
+    let voucher = &created[0];
+    ensure!(
+        voucher["price"] == "1.75",
+        "the voucher keeps its price: {voucher:#}"
+    );
+    let code = voucher["code"].as_str().context("a code")?;
+    let redeemed = api(
+        &daemon,
+        "POST",
+        "/v1/vouchers/redeem",
+        Some(&serde_json::json!({ "mac": first.mac, "code": code })),
+    )?;
+    ensure!(redeemed.status == 200, "{redeemed:?}");
+    // A JSON number is read from its decimal text: 3.5, not 3.4999….
+    let sold = api(
+        &daemon,
+        "POST",
+        "/v1/sessions",
+        Some(&serde_json::json!({
+            "mac": second.mac, "type": "time", "time_secs": 60, "use_global_speed": true,
+            "price": 3.5
+        })),
+    )?;
+    ensure!(sold.status == 201, "{sold:?}");
+    let bad = api(
+        &daemon,
+        "POST",
+        "/v1/sessions",
+        Some(&serde_json::json!({
+            "mac": second.mac, "type": "time", "time_secs": 60, "use_global_speed": true,
+            "price": -1
+        })),
+    )?;
+    ensure!(
+        bad.status == 400 && bad.body.contains("like 2.50"),
+        "{bad:?}"
+    );
+
+    let sales = api(&daemon, "GET", "/v1/sales", None)?;
+    let sales = sales.json().context("sales are JSON")?;
+    ensure!(
+        sales["count"] == 2 && sales["totals"]["EUR"] == "5.25",
+        "1.75 + 3.50 EUR: {sales:#}"
+    );
+    let providers: Vec<&str> = sales["sales"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|sale| sale["provider"].as_str())
+        .collect();
+    ensure!(providers == ["voucher", "api"], "{sales:#}");
+    let csv = api(
+        &daemon,
+        "GET",
+        "/v1/sales?format=csv&provider=voucher",
+        None,
+    )?;
+    ensure!(
+        csv.status == 200
+            && csv
+                .headers
+                .to_ascii_lowercase()
+                .contains("content-type: text/csv")
+            && csv.body.lines().count() == 2
+            && csv.body.contains(",1.75,EUR"),
+        "{csv:?}"
+    );
+    for (path, says) in [
+        ("/v1/usage?by=week", "hour or day"),
+        ("/v1/usage?per=device", "per=client or per=session"),
+        ("/v1/usage?format=xml", "format=json or format=csv"),
+        ("/v1/usage?mac=ff:ff:ff:ff:ff:ff", "multicast"),
+        ("/v1/sales?limit=100001", "1 to 100000"),
+        ("/v1/sales?currency=EUR", "takes mac, provider"),
+    ] {
+        let answer = api(&daemon, "GET", path, None)?;
+        ensure!(
+            answer.status == 400 && answer.body.contains(says),
+            "{path}: {answer:?}"
         );
     }
     Ok(())

@@ -442,6 +442,7 @@ pub(super) async fn create_vouchers(
     let new = crate::control::NewVouchers {
         count: batch.count,
         plan: batch.plan(chrono::Utc::now()),
+        price: batch.price,
         max_devices: batch.max_devices,
         valid_until,
     };

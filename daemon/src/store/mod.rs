@@ -532,6 +532,9 @@ pub(crate) mod tests {
             session_id: redeemed.then_some(i64::from(n)),
             created_at,
             redeemed_at: redeemed.then(|| created_at + TimeDelta::seconds(9)),
+            price: n
+                .is_multiple_of(3)
+                .then(|| usage::Price(i64::from(n) * 125)),
         }
     }
 

@@ -149,7 +149,7 @@ ALTER TABLE vouchers ADD COLUMN devices TEXT NOT NULL DEFAULT '';
 /// Version 8, the usage history and the sales (docs/usage.md): bytes and connected seconds
 /// per hour, client and session (`session_id` 0: none), hours folded into days after
 /// `history.hourly_days`; every session sold with its plan and price (thousandths of
-/// `currency`). Neither refers to `sessions`: they outlive the sessions they count.
+/// `currency`); a voucher's price. Neither refers to `sessions`: they outlive the sessions they count.
 const SCHEMA_V8: &str = "
 CREATE TABLE usage_hourly (
     hour_start     INTEGER NOT NULL,
@@ -182,6 +182,7 @@ CREATE TABLE sales (
     sold_at_secs INTEGER NOT NULL
 );
 CREATE INDEX sales_by_time ON sales (sold_at_secs);
+ALTER TABLE vouchers ADD COLUMN price_milli INTEGER CHECK (price_milli >= 0);
 ";
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them

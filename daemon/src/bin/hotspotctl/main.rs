@@ -196,6 +196,9 @@ struct CreateVouchers {
     /// Also write a printable HTML page of cards (A4, 3 x 8 a page) to this file (mode 0600).
     #[arg(long, value_name = "FILE")]
     print: Option<PathBuf>,
+    /// What each voucher's session is sold for, in the daemon's `sales.currency` (like 2.50).
+    #[arg(long)]
+    price: Option<String>,
 }
 
 #[derive(Args)]
@@ -600,6 +603,7 @@ async fn voucher(cli: &Cli, api: &ApiClient, command: &VoucherCommand) -> Result
                 "valid_until".to_owned(),
                 serde_json::json!(create.valid_until),
             );
+            body.insert("price".to_owned(), serde_json::json!(create.price));
             let created: Vec<VoucherView> = api
                 .post("/v1/vouchers", &serde_json::Value::Object(body))
                 .await?;
