@@ -240,6 +240,9 @@ pub struct NewSession {
     /// Start (or resume) the client's session at once.
     #[serde(default)]
     pub connect: bool,
+    /// What it was sold for, in `sales.currency`: `"2.50"` or `2.5`, at most three decimals.
+    #[serde(default)]
+    pub price: Option<crate::store::usage::Price>,
 }
 
 fn default_provider() -> String {
@@ -322,6 +325,9 @@ pub struct NewVoucherBatch {
     /// voucher can no longer be redeemed.
     #[serde(default)]
     pub valid_until: Option<String>,
+    /// What each voucher's session is sold for, in `sales.currency`: `"2.50"` or `2.5`.
+    #[serde(default)]
+    pub price: Option<crate::store::usage::Price>,
 }
 
 fn one_device() -> u32 {

@@ -242,6 +242,8 @@ pub struct Voucher {
     pub session_id: Option<SessionId>,
     pub created_at: DateTime<Utc>,
     pub redeemed_at: Option<DateTime<Utc>>,
+    /// What its session is sold for (the sale's price, docs/usage.md); `None`: no price.
+    pub price: Option<crate::store::usage::Price>,
 }
 
 impl Voucher {
@@ -393,6 +395,7 @@ mod tests {
     fn voucher(stage: Stage, valid_until: Option<DateTime<Utc>>) -> Voucher {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("valid");
         Voucher {
+            price: None,
             id: 1,
             code_hash: [0; 32],
             plan: SessionData {

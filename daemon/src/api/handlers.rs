@@ -179,13 +179,14 @@ pub(super) async fn add_session(
     body: Result<Json<NewSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let Json(new) = body.map_err(|rejection| json_error(&rejection))?;
-    let (mac, connect) = (station(new.mac)?, new.connect);
+    let (mac, connect, price) = (station(new.mac)?, new.connect, new.price);
     // The control task stamps `created_at` again with the daemon's clock (`crate::clock`).
     let data = new.into_data(chrono::Utc::now());
     let view = commands
         .ask(|reply| Command::AddSession {
             mac,
             data,
+            price,
             connect,
             reply,
         })
@@ -410,7 +411,7 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
+pub(super) fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
     let mac = text.parse().map_err(|error: crate::mac::ParseMacError| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_mac", error.to_string())
     })?;
@@ -432,7 +433,7 @@ fn station(mac: MacAddr) -> Result<MacAddr, ApiError> {
     ))
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
@@ -496,6 +497,7 @@ pub(super) async fn create_vouchers(
     let new = crate::control::NewVouchers {
         count: batch.count,
         plan: batch.plan(chrono::Utc::now()),
+        price: batch.price,
         max_devices: batch.max_devices,
         valid_until,
     };

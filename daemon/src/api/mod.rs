@@ -3,6 +3,7 @@
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
 mod handlers;
+mod history;
 pub(crate) mod serve;
 mod throttle;
 mod token;
@@ -258,6 +259,8 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/v1/trial", post(handlers::trial))
         .route("/v1/portal/dhcp-options", get(handlers::dhcp_options))
         .route("/v1/events", get(handlers::events))
+        .route("/v1/usage", get(history::usage))
+        .route("/v1/sales", get(history::sales))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

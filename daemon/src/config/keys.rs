@@ -36,6 +36,8 @@ pub(super) const SECTIONS: &[&str] = &[
     "events",
     "portal",
     "vouchers",
+    "history",
+    "sales",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -79,6 +81,9 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(TRIAL_DOWN_MBITS),
     Key::Int(TRIAL_UP_MBITS),
     Key::Int(TRIAL_RESET_SECS),
+    Key::Int(HOURLY_DAYS),
+    Key::Int(DAILY_DAYS),
+    Key::Text("sales.currency"),
 ];
 
 /// How long an address learned for a walled-garden host name stays open at least, and at
@@ -120,6 +125,10 @@ pub(super) const TRIAL_UP_MBITS: IntKey =
 /// A minute to a year.
 pub(super) const TRIAL_RESET_SECS: IntKey =
     IntKey::between("portal.trial_reset_secs", 60, 31_536_000);
+
+/// Up to ten years of hours and of days (docs/usage.md).
+pub(super) const HOURLY_DAYS: IntKey = IntKey::between("history.hourly_days", 1, 3_660);
+pub(super) const DAILY_DAYS: IntKey = IntKey::between("history.daily_days", 1, 3_660);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {

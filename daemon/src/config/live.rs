@@ -22,7 +22,7 @@ pub struct Reloaded {
 impl Config {
     /// What a running daemon (with `self`) makes of `new`. Applied while running: the walled
     /// garden, `[speed]`, `[accounting]`, `[sessions]`, `store.save_interval_secs`,
-    /// `[vouchers]` (new codes only) and the `portal.trial_*` keys (the next trial). Read only at start: the interfaces (the programs and
+    /// `[vouchers]` (new codes only), `[history]` (the next save), `[sales]` (the next sale) and the `portal.trial_*` keys (the next trial). Read only at start: the interfaces (the programs and
     /// trees hang on them), the database path, every `[api]` key (the listeners and the token are set up once), the pin folder,
     /// and `[events]` (the hook task is started with its program and timeout).
     #[must_use]
@@ -38,6 +38,8 @@ impl Config {
             events,
             portal,
             vouchers,
+            history,
+            sales,
         } = new;
         let mut restart = Restart {
             keys: Vec::new(),
@@ -55,6 +57,9 @@ impl Config {
             portal: restart.portal(portal),
             // Only new codes' length: applied whole.
             vouchers: vouchers.clone(),
+            // Applied at the next save and the next sale.
+            history: history.clone(),
+            sales: sales.clone(),
         };
         Reloaded {
             config,
@@ -281,6 +286,9 @@ mod tests {
         "portal.trial_up_mbits",
         "portal.trial_reset_secs",
         "vouchers.code_length",
+        "history.hourly_days",
+        "history.daily_days",
+        "sales.currency",
     ];
 
     /// Another value of the same kind as `value`.

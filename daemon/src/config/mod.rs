@@ -18,7 +18,8 @@ use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
 use keys::{
-    BYTES_PER_MB, CLASSES_READY, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS,
+    BYTES_PER_MB, CLASSES_READY, DAILY_DAYS, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS,
+    HOURLY_DAYS,
     IDLE_PAUSE_SECS, KEYS, Key, Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT,
     SAVE_INTERVAL_SECS, TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS, TRIAL_UP_MBITS,
     VOUCHER_CODE_LENGTH, check_values,
@@ -53,6 +54,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub portal: PortalConfig,
     pub vouchers: VouchersConfig,
+    pub history: HistoryConfig,
+    pub sales: SalesConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -316,6 +319,33 @@ impl Default for VouchersConfig {
     }
 }
 
+/// `[history]`: how long the usage history is kept (docs/usage.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Days of usage kept by the hour; older hours are folded into days.
+    pub hourly_days: u32,
+    /// Days of usage kept by the day, and of sales; older ones are deleted.
+    pub daily_days: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            hourly_days: 14,
+            daily_days: 400,
+        }
+    }
+}
+
+/// `[sales]`: what prices are in (docs/usage.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SalesConfig {
+    /// The ISO 4217 code of prices (`EUR`, `KES`); empty: none named.
+    pub currency: String,
+}
+
 /// Whose portal clients are sent to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -489,6 +519,7 @@ impl Config {
         check_values(&merged.cache, &origins)?;
         let config: Self = merged.try_deserialize().map_err(merge)?;
         config.check(&origins)?;
+        config.check_history(&origins)?;
         // Read now, so --check-config and a reload report a broken theme; the portal reads it
         // again at start.
         crate::theme::Theme::load(&config.portal.theme_dir).map_err(|source| {
@@ -503,10 +534,12 @@ impl Config {
     /// Checks the rules that types cannot express: ranges, interface names, distinct interfaces,
     /// paths. [`Config::load`] already did this; it is for a `Config` built in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.check(&Origins {
+        let origins = Origins {
             fallback: "configuration".to_owned(),
             env: HashMap::new(),
-        })
+        };
+        self.check(&origins)?;
+        self.check_history(&origins)
     }
 
     /// How often the kernel counters are read.
@@ -662,6 +695,37 @@ impl Config {
         Ok(())
     }
 
+    /// `[history]` and `[sales]` beyond their ranges: a currency code, and hours kept no
+    /// longer than days.
+    fn check_history(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origins.of(key),
+            key,
+            message: crate::text::tidy(&message),
+        };
+        let currency = &self.sales.currency;
+        if !currency.is_empty()
+            && (currency.len() != 3 || !currency.bytes().all(|byte| byte.is_ascii_uppercase()))
+        {
+            return Err(invalid(
+                "sales.currency",
+                format!(
+                    "must be an ISO 4217 code of three capital letters like EUR or KES, or empty (got {currency:?})"
+                ),
+            ));
+        }
+        if self.history.hourly_days > self.history.daily_days {
+            return Err(invalid(
+                "history.hourly_days",
+                format!(
+                    "must not be more than history.daily_days ({}): days are kept by the hour first, then by the day",
+                    self.history.daily_days
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             origin: origins.of(key),
@@ -705,6 +769,8 @@ impl Config {
             (PORTAL_LISTEN_PORT, u64::from(self.portal.listen_port)),
             (PORTAL_TLS_PORT, u64::from(self.portal.tls_port)),
             (VOUCHER_CODE_LENGTH, self.vouchers.code_length),
+            (HOURLY_DAYS, u64::from(self.history.hourly_days)),
+            (DAILY_DAYS, u64::from(self.history.daily_days)),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| invalid(key.path, message))?;

@@ -543,7 +543,7 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
         "config.toml: unknown section 'sped' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
     );
     let short = error_for("[vouchers]\ncode_length = 8", &[])?;
     assert!(
@@ -553,12 +553,12 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("poll_interval_ms = 5", &[])?,
         "config.toml: unknown section 'poll_interval_ms' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
     );
     assert_eq!(
         error_for("[Speed]\n", &[])?,
         "config.toml: unknown section 'Speed' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! What the API asks of the control task, and how the task answers: each command carries a
 //! one-shot channel for its reply. The handlers run on the control task, between polls.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,6 +88,8 @@ pub enum Command {
     AddSession {
         mac: MacAddr,
         data: SessionData,
+        /// What it was sold for, for the sales (docs/usage.md).
+        price: Option<crate::store::usage::Price>,
         connect: bool,
         reply: oneshot::Sender<Result<SessionView, CommandError>>,
     },
@@ -117,6 +119,11 @@ pub enum Command {
     /// reloads applied since.
     RunningConfig {
         reply: oneshot::Sender<std::sync::Arc<crate::config::Config>>,
+    },
+    /// Where the usage history and the sales are read (`GET /v1/usage`, `/v1/sales`);
+    /// `None` for a store that keeps none.
+    History {
+        reply: oneshot::Sender<Option<crate::store::usage::History>>,
     },
 }
 
@@ -246,11 +253,12 @@ impl Control {
             Command::AddSession {
                 mac,
                 data,
+                price,
                 connect,
                 reply,
             } => {
                 self.client_count.set(None);
-                let result = self.add_session(mac, data, connect).await;
+                let result = self.add_session(mac, data, price, connect).await;
                 self.answer_once_saved(reply, result);
             }
             Command::RemoveSession { id, reply } => {
@@ -282,9 +290,9 @@ impl Control {
                 let now = self.now();
                 let _ = reply.send(self.metrics_snapshot(now, per_client));
             }
-            Command::RunningConfig { reply } => {
-                let _ = reply.send(std::sync::Arc::clone(&self.config));
-            }
+            Command::RunningConfig { reply } => drop(reply.send(Arc::clone(&self.config))),
+            // A failed send: the asker is gone, nothing to answer.
+            Command::History { reply } => drop(reply.send(self.store.history())),
         }
     }
 
@@ -333,11 +341,13 @@ impl Control {
     }
 
     /// Sells a session. The store hands out its id and keeps it even while the disk fails,
-    /// so a portal can go on selling; it is written as soon as the disk works.
+    /// so a portal can go on selling; it is written as soon as the disk works, with its sale
+    /// (provider, plan, `price` in `sales.currency`).
     pub(super) async fn add_session(
         &mut self,
         mac: MacAddr,
         data: SessionData,
+        price: Option<crate::store::usage::Price>,
         connect: bool,
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.
@@ -348,7 +358,9 @@ impl Control {
             created_at: now.wall,
             ..data
         };
-        let id = self.store.insert(mac, data.clone())?;
+        let id = self
+            .store
+            .sell(mac, data.clone(), price, &self.config.sales.currency)?;
         let mut effects = match self.engine.add(Session { id, mac, data }, now) {
             Ok(effects) => effects,
             Err(error) => {

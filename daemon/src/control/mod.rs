@@ -13,6 +13,7 @@ mod commands;
 mod deadlines;
 mod devices;
 mod garden;
+mod history;
 mod links;
 mod portal;
 mod reader;
@@ -121,6 +122,8 @@ pub struct Control {
     unsaved: BTreeSet<SessionId>,
     /// Clients whose state or grant changed since the last save.
     unsaved_clients: BTreeSet<MacAddr>,
+    /// Where each client's counts stood at its last save, for the usage history.
+    usage_marks: history::UsageMarks,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: deadlines::Deadlines,
@@ -228,6 +231,7 @@ impl Control {
             last_save: Instant::now(),
             unsaved: BTreeSet::new(),
             unsaved_clients: BTreeSet::new(),
+            usage_marks: history::UsageMarks::default(),
             deadlines: deadlines::Deadlines::default(),
             events,
             alerts,

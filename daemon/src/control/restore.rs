@@ -55,6 +55,11 @@ impl Control {
 
         self.table
             .restore_totals(clients.iter().map(|client| (client.mac, client.totals)));
+        // The history counted up to these totals in the previous run.
+        self.usage_marks.seed(
+            clients.iter().map(|client| (client.mac, client.totals)),
+            now,
+        );
         let survived = meta.as_ref().is_some_and(|meta| {
             meta.kernel_epoch == self.kernel_epoch && meta.boot_id == self.boot_id
         });

@@ -51,10 +51,13 @@ impl Control {
             .collect();
         let members: Vec<MacAddr> = self.sharing.members().collect();
         clients.extend(self.member_rows(&members, now));
+        let mut usage = self.usage_marks.take(seen(&clients), now, true);
+        usage.retention = Some(super::history::retention(&self.config.history, now));
         let batch = SaveBatch {
             sessions: self.records(&ids),
             clients,
             meta: self.meta(now),
+            usage,
         };
         taken(self.store.save_batch(batch));
         self.last_save = Instant::now();
@@ -92,10 +95,12 @@ impl Control {
             .flat_map(|mac| self.sharing.members_of(*mac))
             .collect();
         clients.extend(self.member_rows(&members, now));
+        let usage = self.usage_marks.take(seen(&clients), now, false);
         let batch = ChangeBatch {
             sessions: self.records(&ids),
             clients,
             meta: self.meta(now),
+            usage,
         };
         taken(self.store.save_changes(batch));
     }
@@ -156,6 +161,20 @@ fn taken(result: Result<(), StoreError>) {
     if let Err(error) = result {
         tracing::error!(error = %crate::text::chain(&error), "the store did not take a save");
     }
+}
+
+/// The clients of a save as the usage history counts them: a device on a voucher's slot
+/// (saved with no session) under no session.
+fn seen(clients: &[StoredClient]) -> Vec<super::history::Seen> {
+    clients
+        .iter()
+        .map(|client| super::history::Seen {
+            mac: client.mac,
+            totals: client.totals,
+            connected: client.state == crate::store::ClientState::Connected,
+            session_id: client.session_id,
+        })
+        .collect()
 }
 
 fn mono_ns(now: Now) -> u64 {

@@ -51,7 +51,7 @@ impl Control {
             })?;
         self.client_count.set(None);
         let sold = self
-            .add_session(mac, plan, true)
+            .add_session(mac, plan, None, true)
             .await
             .map_err(|error| TrialError::Failed(crate::text::chain_string(&error)))?;
         let trial = self.trials.ledger.grant(mac, now.wall);

@@ -32,6 +32,8 @@ pub const MAX_DEVICES: u32 = 1_000;
 pub struct NewVouchers {
     pub count: u32,
     pub plan: SessionData,
+    /// What each is sold for, in `sales.currency`.
+    pub price: Option<crate::store::usage::Price>,
     pub max_devices: u32,
     pub valid_until: Option<DateTime<Utc>>,
 }
@@ -65,6 +67,9 @@ pub struct VoucherView {
     pub session_id: Option<SessionId>,
     pub created_at: DateTime<Utc>,
     pub redeemed_at: Option<DateTime<Utc>>,
+    /// What its session is sold for, in `sales.currency`; `null`: no price.
+    #[serde(default)]
+    pub price: Option<crate::store::usage::Price>,
 }
 
 /// Why a voucher command was refused; each message says what to change.
@@ -185,6 +190,7 @@ impl Control {
                 session_id: None,
                 created_at: now.wall,
                 redeemed_at: None,
+                price: new.price,
             });
             codes.push(code);
             next_id += 1;
@@ -236,6 +242,7 @@ impl Control {
             session_id: voucher.session_id,
             created_at: voucher.created_at,
             redeemed_at: voucher.redeemed_at,
+            price: voucher.price,
         }
     }
 
@@ -383,7 +390,7 @@ impl Control {
             VoucherState::Unused => {
                 self.client_count.set(None);
                 let sold = self
-                    .add_session(mac, voucher.plan.clone(), true)
+                    .add_session(mac, voucher.plan.clone(), voucher.price, true)
                     .await
                     .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
                 let now = self.now();

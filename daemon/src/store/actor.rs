@@ -246,6 +246,7 @@ fn record(shared: &Shared, state: &mut State, backoff: &mut Backoff, attempt: At
             });
         }
         Err(error) => {
+            state.ledger.write_failed();
             let wait = backoff.failed(Instant::now());
             let next_retry = now + wait;
             let pending = state.ledger.pending();

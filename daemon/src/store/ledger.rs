@@ -3,11 +3,12 @@
 //! lands here first, so a write that fails loses nothing: the latest record of each session
 //! wins, and the next write carries everything pending in one transaction. Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::{cell::Cell, collections::BTreeMap};
 
 use super::{
     ChangeBatch, Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession,
     sqlite,
+    usage::{Price, Sale, UsageBatch},
 };
 use chrono::{DateTime, Utc};
 
@@ -43,6 +44,15 @@ pub(super) struct Ledger {
     trials: BTreeMap<MacAddr, DateTime<Utc>>,
     /// Devices whose trial entry, or its removal, is not on disk yet, with their last change.
     trials_dirty: BTreeMap<MacAddr, u64>,
+    /// Usage counts not on disk yet, each batch with the change it came with. At most two: the
+    /// one a write in flight carries and the one that came since (see [`Self::add_usage`]), so
+    /// a disk that fails for days holds one batch's buckets, not one per save.
+    usage: Vec<(u64, UsageBatch)>,
+    /// The generation the last write taken carries, until it succeeds or fails: its usage must
+    /// not be folded into newer counts, or a success would drop them too.
+    usage_taken: Cell<Option<u64>>,
+    /// Sales not on disk yet, with their change.
+    sales: Vec<(u64, Sale)>,
     generation: u64,
 }
 
@@ -70,6 +80,10 @@ pub(super) struct Changes {
     /// Trials to write, new or changed (with `full`, all of them), and to delete.
     pub trials: Vec<Trial>,
     pub trials_removed: Vec<MacAddr>,
+    /// Usage counts to add to the history, and how long to keep it.
+    pub usage: UsageBatch,
+    /// Sales to record.
+    pub sales: Vec<Sale>,
 }
 
 impl Ledger {
@@ -104,6 +118,9 @@ impl Ledger {
             clients_replaced: None,
             clients_dirty: BTreeMap::new(),
             meta_dirty: None,
+            usage: Vec::new(),
+            usage_taken: Cell::new(None),
+            sales: Vec::new(),
             generation: 0,
         }
     }
@@ -141,6 +158,57 @@ impl Ledger {
             || self.meta_dirty.is_some()
             || !self.vouchers_dirty.is_empty()
             || !self.trials_dirty.is_empty()
+            || !self.usage.is_empty()
+            || !self.sales.is_empty()
+    }
+
+    /// Takes the usage counts of a save. Counts that no write has taken yet, or whose write
+    /// failed, are summed with these; those a write in flight carries stay apart.
+    fn add_usage(&mut self, batch: UsageBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.generation += 1;
+        let taken = self.usage_taken.get();
+        let fold_from = match taken {
+            None => 0,
+            Some(taken) => self
+                .usage
+                .iter()
+                .position(|(generation, _)| *generation > taken)
+                .unwrap_or(self.usage.len()),
+        };
+        let mut merged = UsageBatch::default();
+        for (_, pending) in self.usage.drain(fold_from..) {
+            merged.absorb(pending);
+        }
+        merged.absorb(batch);
+        self.usage.push((self.generation, merged));
+    }
+
+    /// Takes a new session like [`Self::insert`], and records its sale.
+    pub(super) fn sell(
+        &mut self,
+        mac: MacAddr,
+        data: SessionData,
+        price: Option<Price>,
+        currency: &str,
+    ) -> Result<SessionId, StoreError> {
+        let sale = Sale::of(0, mac, &data, price, currency);
+        let id = self.insert(mac, data)?;
+        self.sales.push((
+            self.generation,
+            Sale {
+                session_id: id,
+                ..sale
+            },
+        ));
+        Ok(id)
+    }
+
+    /// The last write failed: nothing is in flight, its usage may be summed with newer.
+    pub(super) fn write_failed(&self) {
+        self.usage_taken.set(None);
     }
 
     /// Takes a device's new trial, replacing its last one.
@@ -226,6 +294,7 @@ impl Ledger {
     /// returned: a save never brings back a removed session. A record the database could not
     /// hold is skipped too, and logged, so one bad value never blocks every later write.
     pub(super) fn merge(&mut self, batch: SaveBatch) -> Vec<SessionId> {
+        self.add_usage(batch.usage);
         let missing = self.merge_sessions(batch.sessions);
         self.merge_meta(batch.meta);
         self.clients = batch
@@ -244,6 +313,7 @@ impl Ledger {
     /// every other client keeps its own (each client's row and its sessions' records are
     /// saved together, so the two always agree). Skips what [`Self::merge`] skips.
     pub(super) fn merge_changes(&mut self, batch: ChangeBatch) -> Vec<SessionId> {
+        self.add_usage(batch.usage);
         let missing = self.merge_sessions(batch.sessions);
         self.merge_meta(batch.meta);
         self.generation += 1;
@@ -292,6 +362,9 @@ impl Ledger {
         if self.sessions.remove(&id).is_none() {
             return false;
         }
+        // A sale taken back before it was written (`add_session` failed) leaves no row; one
+        // already written stays, as a removal of a sold session does.
+        self.sales.retain(|(_, sale)| sale.session_id != id);
         for client in self.clients.values_mut() {
             if client.session_id == Some(id) {
                 client.session_id = None;
@@ -333,7 +406,14 @@ impl Ledger {
         } else {
             None
         };
+        self.usage_taken.set(Some(self.generation));
+        let mut usage = UsageBatch::default();
+        for (_, pending) in &self.usage {
+            usage.absorb(pending.clone());
+        }
         Changes {
+            usage,
+            sales: self.sales.iter().map(|(_, sale)| sale.clone()).collect(),
             generation: self.generation,
             full,
             sessions,
@@ -387,6 +467,9 @@ impl Ledger {
         self.vouchers_dirty
             .retain(|_, changed| *changed > generation);
         self.trials_dirty.retain(|_, changed| *changed > generation);
+        self.usage.retain(|(changed, _)| *changed > generation);
+        self.sales.retain(|(changed, _)| *changed > generation);
+        self.usage_taken.set(None);
     }
 
     fn stored_trials(&self) -> Vec<Trial> {
@@ -456,6 +539,7 @@ mod tests {
             .map(|n| ledger.insert(mac(n), running(n)).expect("storable"))
             .collect();
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: (1..=3)
                 .map(|n| client(n, Some(ids[n as usize - 1])))
@@ -475,6 +559,7 @@ mod tests {
         let mut used = running(2);
         used.time_cons += 1;
         ledger.merge_changes(ChangeBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(ids[1], used.clone())],
             clients: vec![moved.clone()],
             meta: meta(2),
@@ -510,6 +595,7 @@ mod tests {
             assert!(ledger.update(a, running(n)).expect("storable"));
         }
         let missing = ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(b, running(20)), (a, running(21))],
             clients: vec![client(1, Some(a))],
             meta: meta(1),
@@ -548,6 +634,7 @@ mod tests {
         // While that write runs, a changes again and the clients are saved.
         assert!(ledger.update(a, running(3)).expect("storable"));
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(2, Some(b))],
             meta: meta(2),
@@ -590,6 +677,7 @@ mod tests {
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         let b = ledger.insert(mac(2), running(2)).expect("storable");
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a)), client(2, Some(b))],
             meta: meta(1),
@@ -600,6 +688,7 @@ mod tests {
         assert!(!ledger.update(a, running(9)).expect("storable"));
         // A batch built before the removal names it still.
         let missing = ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(a, running(5)), (b, running(6))],
             clients: vec![client(1, Some(a)), client(2, Some(b))],
             meta: meta(2),
@@ -621,6 +710,7 @@ mod tests {
         let mut ledger = empty();
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a))],
             meta: meta(1),
@@ -660,6 +750,7 @@ mod tests {
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         let b = ledger.insert(mac(2), running(2)).expect("storable");
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a))],
             meta: meta(1),
@@ -700,6 +791,7 @@ mod tests {
         assert!(ledger.update(a, nan.clone()).is_err());
         // In a batch, the bad record is skipped and the rest is taken.
         ledger.merge(SaveBatch {
+            usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(a, nan)],
             clients: vec![client(1, Some(a))],
             meta: meta(1),
@@ -707,5 +799,84 @@ mod tests {
         assert_eq!(ledger.session(a), Some((mac(1), running(1))));
         assert_eq!(ledger.pending(), 0);
         assert!(ledger.has_changes(), "the clients are still saved");
+    }
+
+    fn usage(n: u32, up_bytes: u64) -> crate::store::usage::UsageBatch {
+        let mut batch = crate::store::usage::UsageBatch::default();
+        batch.add(
+            crate::store::usage::UsageKey {
+                hour_start_secs: 3_600,
+                mac: mac(n),
+                session_id: None,
+            },
+            crate::store::usage::UsageCounts {
+                up_bytes,
+                ..Default::default()
+            },
+        );
+        batch
+    }
+
+    fn change_with(usage: crate::store::usage::UsageBatch) -> ChangeBatch {
+        ChangeBatch {
+            sessions: Vec::new(),
+            clients: Vec::new(),
+            meta: meta(1),
+            usage,
+        }
+    }
+
+    fn ups(changes: &Changes) -> Vec<u64> {
+        changes.usage.counts.values().map(|c| c.up_bytes).collect()
+    }
+
+    #[test]
+    fn usage_a_write_carries_is_dropped_by_its_success_and_nothing_else() {
+        let mut ledger = empty();
+        ledger.merge_changes(change_with(usage(1, 10)));
+        let taken = ledger.changes(false);
+        assert_eq!(ups(&taken), vec![10]);
+        // Counted while that write is on its way: kept apart, not summed into it.
+        ledger.merge_changes(change_with(usage(1, 5)));
+        ledger.merge_changes(change_with(usage(1, 1)));
+        ledger.written(taken.generation);
+        assert_eq!(ups(&ledger.changes(false)), vec![6], "only what came after");
+        // A write that fails keeps everything, summed with what comes next: one batch.
+        ledger.write_failed();
+        ledger.merge_changes(change_with(usage(1, 100)));
+        assert_eq!(ledger.usage.len(), 1);
+        let retried = ledger.changes(false);
+        assert_eq!(ups(&retried), vec![106]);
+        ledger.written(retried.generation);
+        assert!(ledger.changes(false).usage.counts.is_empty());
+        assert!(!ledger.has_changes());
+    }
+
+    #[test]
+    fn a_sale_taken_back_before_it_is_written_leaves_no_row() {
+        let mut ledger = empty();
+        let id = ledger.sell(mac(1), running(1), None, "").expect("storable");
+        assert!(ledger.remove(id));
+        assert!(ledger.changes(false).sales.is_empty());
+        let kept = ledger
+            .sell(
+                mac(2),
+                running(2),
+                Some(crate::store::usage::Price(1_500)),
+                "EUR",
+            )
+            .expect("storable");
+        let taken = ledger.changes(false);
+        assert_eq!(taken.sales.len(), 1);
+        assert_eq!(
+            (
+                taken.sales[0].session_id,
+                taken.sales[0].price,
+                taken.sales[0].currency.as_str()
+            ),
+            (kept, Some(crate::store::usage::Price(1_500)), "EUR")
+        );
+        ledger.written(taken.generation);
+        assert!(ledger.changes(false).sales.is_empty(), "written once");
     }
 }

@@ -18,6 +18,7 @@ mod seam;
 mod source;
 mod sqlite;
 mod trials;
+pub mod usage;
 mod vouchers;
 mod writer;
 
@@ -106,6 +107,8 @@ pub struct SaveBatch {
     /// Every client; the stored clients become exactly these.
     pub clients: Vec<StoredClient>,
     pub meta: SavedMeta,
+    /// What each client moved since the last save, for the usage history.
+    pub usage: usage::UsageBatch,
 }
 
 /// A save of what changed since the last one (a change of state: a sale, a pause, a session
@@ -117,6 +120,8 @@ pub struct ChangeBatch {
     pub sessions: Vec<(SessionId, SessionData)>,
     pub clients: Vec<StoredClient>,
     pub meta: SavedMeta,
+    /// What these clients moved since the last save, for the usage history.
+    pub usage: usage::UsageBatch,
 }
 
 /// Everything in the store, as [`StoreHandle::load_all`] gives it at startup.
@@ -294,6 +299,24 @@ impl StoreHandle {
     /// written at once, or kept and written when the disk works again.
     pub fn insert(&self, mac: MacAddr, data: SessionData) -> Result<SessionId, StoreError> {
         self.change(|ledger| ledger.insert(mac, data))
+    }
+
+    /// Takes a session sold for `price` (thousandths of `currency`) like [`Self::insert`],
+    /// and records the sale in the same write.
+    pub fn sell(
+        &self,
+        mac: MacAddr,
+        data: SessionData,
+        price: Option<usage::Price>,
+        currency: &str,
+    ) -> Result<SessionId, StoreError> {
+        self.change(|ledger| ledger.sell(mac, data, price, currency))
+    }
+
+    /// The way to read the usage history and the sales in the file.
+    #[must_use]
+    pub fn history(&self) -> usage::History {
+        usage::History::new(self.inner.shared.path.clone())
     }
 
     /// Replaces one session's record (a change of state); `false` when the store holds no
@@ -509,6 +532,9 @@ pub(crate) mod tests {
             session_id: redeemed.then_some(i64::from(n)),
             created_at,
             redeemed_at: redeemed.then(|| created_at + TimeDelta::seconds(9)),
+            price: n
+                .is_multiple_of(3)
+                .then(|| usage::Price(i64::from(n) * 125)),
         }
     }
 
@@ -733,6 +759,7 @@ pub(crate) mod tests {
         };
         store
             .save_batch(SaveBatch {
+                usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(kept, running(10))],
                 clients: vec![client.clone()],
                 meta: meta.clone(),

@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -146,10 +146,49 @@ const SCHEMA_V7: &str = "
 ALTER TABLE vouchers ADD COLUMN devices TEXT NOT NULL DEFAULT '';
 ";
 
+/// Version 8, the usage history and the sales (docs/usage.md): bytes and connected seconds
+/// per hour, client and session (`session_id` 0: none), hours folded into days after
+/// `history.hourly_days`; every session sold with its plan and price (thousandths of
+/// `currency`); a voucher's price. Neither refers to `sessions`: they outlive the sessions they count.
+const SCHEMA_V8: &str = "
+CREATE TABLE usage_hourly (
+    hour_start     INTEGER NOT NULL,
+    mac            TEXT    NOT NULL CHECK (length(mac) = 17),
+    session_id     INTEGER NOT NULL CHECK (session_id >= 0),
+    up_bytes       INTEGER NOT NULL CHECK (up_bytes >= 0),
+    down_bytes     INTEGER NOT NULL CHECK (down_bytes >= 0),
+    connected_secs INTEGER NOT NULL CHECK (connected_secs >= 0),
+    PRIMARY KEY (hour_start, mac, session_id)
+) WITHOUT ROWID;
+CREATE TABLE usage_daily (
+    day_start      INTEGER NOT NULL,
+    mac            TEXT    NOT NULL CHECK (length(mac) = 17),
+    session_id     INTEGER NOT NULL CHECK (session_id >= 0),
+    up_bytes       INTEGER NOT NULL CHECK (up_bytes >= 0),
+    down_bytes     INTEGER NOT NULL CHECK (down_bytes >= 0),
+    connected_secs INTEGER NOT NULL CHECK (connected_secs >= 0),
+    PRIMARY KEY (day_start, mac, session_id)
+) WITHOUT ROWID;
+CREATE TABLE sales (
+    session_id   INTEGER PRIMARY KEY,
+    mac          TEXT    NOT NULL CHECK (length(mac) = 17),
+    provider     TEXT    NOT NULL,
+    type         INTEGER NOT NULL CHECK (type IN (0, 1, 2)),
+    time_secs    INTEGER NOT NULL CHECK (time_secs >= 0),
+    data_mb      REAL    NOT NULL,
+    price_milli  INTEGER CHECK (price_milli >= 0),
+    currency     TEXT    NOT NULL,
+    sold_at      TEXT    NOT NULL,
+    sold_at_secs INTEGER NOT NULL
+);
+CREATE INDEX sales_by_time ON sales (sold_at_secs);
+ALTER TABLE vouchers ADD COLUMN price_milli INTEGER CHECK (price_milli >= 0);
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
@@ -623,6 +662,8 @@ mod tests {
             ..loaded.sessions[0].clone()
         };
         db.write(&Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 1,
             full: false,
             sessions: vec![sold.clone()],
@@ -800,7 +841,32 @@ mod tests {
         db.write(&ledger.changes(false)).expect("writes");
         assert_eq!(db.load_all().expect("loads").vouchers, vec![voucher]);
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 7);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn the_seventh_schema_gets_an_empty_usage_history_and_sales() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        sqlite_file(
+            &path,
+            &format!(
+                "{FIRST_SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6}
+                 {SCHEMA_V7} PRAGMA user_version = 7;"
+            ),
+        );
+        let db = Db::open(&path).expect("migrates");
+        db.close().expect("closes");
+        assert_eq!(pragma(&path, "user_version"), 8);
+        let conn = Connection::open(&path).expect("opens");
+        for table in ["usage_hourly", "usage_daily", "sales"] {
+            let rows: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .expect(table);
+            assert_eq!(rows, 0, "{table}");
+        }
     }
 
     #[test]
@@ -906,6 +972,8 @@ mod tests {
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
         db.write(&Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 1,
             full: false,
             sessions: vec![StoredSession {
@@ -963,6 +1031,8 @@ mod tests {
             data: crate::store::tests::running(1),
         };
         db.write(&Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 1,
             full: false,
             sessions: vec![session.clone()],

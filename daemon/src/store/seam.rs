@@ -11,7 +11,9 @@ use futures::future::BoxFuture;
 
 use super::{
     ChangeBatch, Loaded, SaveBatch, SessionId, StoreError, StoreHandle, StoreHealth, Ticket,
-    health::StorageState, ledger::Ledger,
+    health::StorageState,
+    ledger::Ledger,
+    usage::{History, Price},
 };
 use chrono::{DateTime, Utc};
 
@@ -31,6 +33,22 @@ pub trait SessionStore: Send + Sync {
     /// Takes a new session for `mac` and hands out its id (never one handed out before).
     /// Refuses a record out of range ([`SessionData::check_ranges`]).
     fn insert(&self, mac: MacAddr, data: SessionData) -> Result<SessionId, StoreError>;
+
+    /// Takes a session sold for `price` (thousandths of `currency`) like
+    /// [`insert`](Self::insert), and records the sale (docs/usage.md) with it.
+    fn sell(
+        &self,
+        mac: MacAddr,
+        data: SessionData,
+        price: Option<Price>,
+        currency: &str,
+    ) -> Result<SessionId, StoreError>;
+
+    /// Where the usage history and the sales can be read; `None` for a store that keeps no
+    /// history (it counts only what is live).
+    fn history(&self) -> Option<History> {
+        None
+    }
 
     /// Forgets a session; `false` when there is none with that id.
     fn remove(&self, id: SessionId) -> Result<bool, StoreError>;
@@ -89,6 +107,20 @@ impl SessionStore for StoreHandle {
 
     fn insert(&self, mac: MacAddr, data: SessionData) -> Result<SessionId, StoreError> {
         Self::insert(self, mac, data)
+    }
+
+    fn sell(
+        &self,
+        mac: MacAddr,
+        data: SessionData,
+        price: Option<Price>,
+        currency: &str,
+    ) -> Result<SessionId, StoreError> {
+        Self::sell(self, mac, data, price, currency)
+    }
+
+    fn history(&self) -> Option<History> {
+        Some(Self::history(self))
     }
 
     fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
@@ -213,6 +245,17 @@ impl SessionStore for MemoryStore {
         self.change(|ledger| ledger.insert(mac, data))
     }
 
+    /// The sale is taken and forgotten with the session's record: this store keeps no history.
+    fn sell(
+        &self,
+        mac: MacAddr,
+        data: SessionData,
+        price: Option<Price>,
+        currency: &str,
+    ) -> Result<SessionId, StoreError> {
+        self.change(|ledger| ledger.sell(mac, data, price, currency))
+    }
+
     fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
         self.change(|ledger| Ok(ledger.remove(id)))
     }
@@ -312,6 +355,7 @@ mod tests {
         assert!(store.insert(mac(3), spoiled).is_err(), "out of range");
         store
             .save_batch(SaveBatch {
+                usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(a, running(11))],
                 clients: vec![client(1, Some(a), 1), client(2, Some(b), 1)],
                 meta: meta(1),
@@ -319,6 +363,7 @@ mod tests {
             .expect("takes a full save");
         store
             .save_changes(ChangeBatch {
+                usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(b, running(12))],
                 clients: vec![client(2, Some(b), 2)],
                 meta: meta(2),

@@ -240,6 +240,7 @@ impl Db {
                 &changes.trials_removed,
                 changes.full,
             )?;
+            super::usage::write(&tx, path, &changes.usage, &changes.sales)?;
             for sql in RAISE_LAST_ID {
                 tx.prepare_cached(sql)
                     .and_then(|mut statement| statement.execute([changes.last_id]))
@@ -619,6 +620,8 @@ mod tests {
     fn sessions(sessions: Vec<StoredSession>) -> Changes {
         let last_id = sessions.iter().map(|s| s.id).max().unwrap_or(0);
         Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 1,
             full: false,
             sessions,
@@ -775,6 +778,8 @@ mod tests {
         db.write(&sessions(stored.clone())).expect("writes");
 
         let mut changes = Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 2,
             full: false,
             sessions: stored
@@ -919,6 +924,8 @@ mod tests {
             },
         ];
         let full = Changes {
+            usage: crate::store::usage::UsageBatch::default(),
+            sales: Vec::new(),
             generation: 9,
             full: true,
             sessions: held.clone(),

@@ -3,7 +3,10 @@
 //! cost of the store thread's round trip and of a commit) in the same run. Each is measured
 //! `--runs` times, round robin, from `StoreHandle::save_batch` as the daemon calls it until the
 //! store thread has it on disk (`StoreHandle::sync`), and the median is printed as a markdown
-//! table. Side effects: a database in a temporary folder,
+//! table. With the usage history (docs/usage.md): the same save carrying every client's
+//! counts of the hour, and the day's fold: every client's 24 hourly rows of a day past
+//! `history.hourly_days` folded into one daily row each, in the save that crosses the day.
+//! Side effects: a database in a temporary folder,
 //! removed on exit. Needs no root.
 //!
 //! Usage: `bench-store [--runs N] [--sessions N]`
@@ -20,7 +23,12 @@ use hotspotd::{
     accounting::Totals,
     mac::MacAddr,
     sessions::data::{SessionData, SessionType},
-    store::{ClientState, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient},
+    store::{
+        ClientState, SaveBatch, SavedMeta, SessionId, Store, StoreHandle, StoredClient,
+        usage::{
+            DAY_SECS, HOUR_SECS, Period, Retention, UsageBatch, UsageCounts, UsageKey, UsageQuery,
+        },
+    },
 };
 use hotspotd_common::Usage;
 
@@ -77,10 +85,17 @@ enum Kind {
     Empty,
     Sessions,
     SessionsAndClients,
+    /// The periodic save with the usage history: every client's counts of the hour.
+    WithUsage,
 }
 
 impl Kind {
-    const ALL: [Self; 3] = [Self::Empty, Self::Sessions, Self::SessionsAndClients];
+    const ALL: [Self; 4] = [
+        Self::Empty,
+        Self::Sessions,
+        Self::SessionsAndClients,
+        Self::WithUsage,
+    ];
 
     fn label(self, sessions: u32) -> String {
         match self {
@@ -91,6 +106,12 @@ impl Kind {
             Self::SessionsAndClients => {
                 let sessions = thousands(sessions);
                 format!("{sessions} running sessions + their {sessions} clients")
+            }
+            Self::WithUsage => {
+                let sessions = thousands(sessions);
+                format!(
+                    "{sessions} running sessions + their {sessions} clients + {sessions} usage buckets of the hour"
+                )
             }
         }
     }
@@ -107,9 +128,98 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("start the tokio runtime")?;
     let samples = runtime.block_on(measure(&store, &options))?;
+    let folds = runtime.block_on(measure_folds(&store, &options))?;
     runtime.block_on(store.close())?;
     print_table(&samples, &options);
+    print_folds(&folds, &options);
     Ok(())
+}
+
+/// Days folded: each run first writes (untimed) a day of 24 hourly rows per client, older
+/// than the hours kept, then times the save whose retention folds them.
+const FOLD_RUNS: usize = 5;
+const HOURLY_DAYS: u32 = 14;
+
+async fn measure_folds(store: &StoreHandle, options: &Options) -> anyhow::Result<Vec<Duration>> {
+    let now = Utc::now();
+    let today = now.timestamp().div_euclid(DAY_SECS) * DAY_SECS;
+    let mut samples = Vec::with_capacity(FOLD_RUNS);
+    for run in 0..FOLD_RUNS {
+        let day = today - (i64::from(HOURLY_DAYS) + 1 + i64::try_from(run)?) * DAY_SECS;
+        let mut seed = UsageBatch::default();
+        for n in 0..options.sessions {
+            for hour in 0..24 {
+                seed.add(
+                    UsageKey {
+                        hour_start_secs: day + hour * HOUR_SECS,
+                        mac: mac(n),
+                        session_id: Some(i64::from(n) + 1),
+                    },
+                    counts(n),
+                );
+            }
+        }
+        store.save_batch(SaveBatch {
+            usage: seed,
+            ..batch(Kind::Empty, &[], run)
+        })?;
+        store.sync().await?;
+        let started = Instant::now();
+        store.save_batch(SaveBatch {
+            usage: UsageBatch {
+                counts: std::collections::BTreeMap::new(),
+                retention: Some(Retention {
+                    hourly_days: HOURLY_DAYS,
+                    daily_days: 400,
+                    now,
+                }),
+            },
+            ..batch(Kind::Empty, &[], run)
+        })?;
+        store.sync().await?;
+        samples.push(started.elapsed());
+    }
+    let days = store.history().usage(&UsageQuery {
+        by: Period::Day,
+        since: Some(DateTime::from_timestamp(today - 40 * DAY_SECS, 0).unwrap_or_default()),
+        until: Some(
+            DateTime::from_timestamp(today - i64::from(HOURLY_DAYS) * DAY_SECS, 0)
+                .unwrap_or_default(),
+        ),
+        limit: 100_000,
+        ..UsageQuery::default()
+    })?;
+    ensure!(
+        days.len() == FOLD_RUNS * options.sessions as usize
+            && days
+                .iter()
+                .all(|row| row.up_bytes == 24 * counts(0).up_bytes),
+        "every folded day holds its 24 hours: {} rows",
+        days.len()
+    );
+    Ok(samples)
+}
+
+/// A client's counts in one bucket.
+fn counts(n: u32) -> UsageCounts {
+    UsageCounts {
+        up_bytes: 1_000_000,
+        down_bytes: 9_000_000 + u64::from(n),
+        connected_secs: 30,
+    }
+}
+
+fn print_folds(samples: &[Duration], options: &Options) {
+    println!();
+    println!(
+        "Folding a day of the usage history: the save that crosses a day folds {} clients' 24 hourly rows of the day past `history.hourly_days` into one daily row each ({} hourly rows folded), {} runs: median {} ms, min {} ms, max {} ms.",
+        thousands(options.sessions),
+        thousands(options.sessions.saturating_mul(24)),
+        samples.len(),
+        ms(median(samples)),
+        ms(samples.iter().min().copied().unwrap_or_default()),
+        ms(samples.iter().max().copied().unwrap_or_default()),
+    );
 }
 
 async fn measure(store: &StoreHandle, options: &Options) -> anyhow::Result<Vec<Vec<Duration>>> {
@@ -186,20 +296,52 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
     };
     match kind {
         Kind::Empty => SaveBatch {
+            usage: UsageBatch::default(),
             sessions: Vec::new(),
             clients: Vec::new(),
             meta,
         },
         Kind::Sessions => SaveBatch {
+            usage: UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: Vec::new(),
             meta,
         },
         Kind::SessionsAndClients => SaveBatch {
+            usage: UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: clients(),
             meta,
         },
+        Kind::WithUsage => {
+            let hour = Utc::now().timestamp().div_euclid(HOUR_SECS) * HOUR_SECS;
+            // As the daemon's periodic save: with the retention, so the cut (nothing to fold
+            // here) is in the time.
+            let mut usage = UsageBatch {
+                retention: Some(Retention {
+                    hourly_days: HOURLY_DAYS,
+                    daily_days: 400,
+                    now: Utc::now(),
+                }),
+                ..UsageBatch::default()
+            };
+            for (&(id, _), n) in sessions.iter().zip(0..) {
+                usage.add(
+                    UsageKey {
+                        hour_start_secs: hour,
+                        mac: mac(n),
+                        session_id: Some(id),
+                    },
+                    counts(n),
+                );
+            }
+            SaveBatch {
+                usage,
+                sessions: sessions.to_vec(),
+                clients: clients(),
+                meta,
+            }
+        }
     }
 }
 

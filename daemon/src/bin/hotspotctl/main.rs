@@ -90,6 +90,63 @@ enum Command {
     /// The captive portal as phones find it.
     #[command(subcommand)]
     Portal(PortalCommand),
+    /// What clients moved and how long they were connected, by hour or day (docs/usage.md).
+    Usage {
+        /// Only this client's.
+        #[arg(long, value_parser = parse_mac)]
+        mac: Option<MacAddr>,
+        /// Only this session's.
+        #[arg(long, allow_negative_numbers = true)]
+        session: Option<i64>,
+        /// From this time on: RFC 3339, a date (2026-12-01) or a span back (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time, written like --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// hour or day.
+        #[arg(long, default_value = "hour", value_parser = ["hour", "day"])]
+        by: String,
+        /// One row per session instead of per client.
+        #[arg(long)]
+        per_session: bool,
+        #[command(flatten)]
+        page: Page,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Sessions sold: when, to whom, by whom, the plan and the price, with the totals.
+    Sales {
+        /// From this time on: RFC 3339, a date (2026-12-01) or a span back (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time, written like --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this client's.
+        #[arg(long, value_parser = parse_mac)]
+        mac: Option<MacAddr>,
+        /// Only those sold by this provider (cli, api, voucher, trial…).
+        #[arg(long)]
+        provider: Option<String>,
+        #[command(flatten)]
+        page: Page,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// Which page of a long listing.
+#[derive(Args)]
+struct Page {
+    /// At most this many rows (1 to 100000; 1000 without it).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Skip this many rows first.
+    #[arg(long)]
+    offset: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +209,9 @@ struct CreateVouchers {
     /// Also write a printable HTML page of cards (A4, 3 x 8 a page) to this file (mode 0600).
     #[arg(long, value_name = "FILE")]
     print: Option<PathBuf>,
+    /// What each voucher's session is sold for, in the daemon's `sales.currency` (like 2.50).
+    #[arg(long)]
+    price: Option<String>,
 }
 
 #[derive(Args)]
@@ -166,6 +226,9 @@ struct AddSession {
     /// Start it (or the client's current one) at once.
     #[arg(long)]
     connect: bool,
+    /// What it was sold for, in the daemon's `sales.currency` (like 2.50).
+    #[arg(long)]
+    price: Option<String>,
 }
 
 /// What a session sells, as `session add` and `voucher create` take it.
@@ -393,6 +456,8 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             body.insert("mac".to_owned(), serde_json::json!(add.mac));
             body.insert("provider".to_owned(), serde_json::json!(add.provider));
             body.insert("connect".to_owned(), serde_json::json!(add.connect));
+            // `null` when not given: no price.
+            body.insert("price".to_owned(), serde_json::json!(add.price));
             let session: SessionView = api
                 .post("/v1/sessions", &serde_json::Value::Object(body))
                 .await?;
@@ -456,6 +521,7 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
                 print!("{}", options["text"].as_str().unwrap_or_default());
             }
         }
+        Command::Usage { .. } | Command::Sales { .. } => report(cli, &api).await?,
         Command::Status => {
             let status: StatusView = api.get("/v1/status").await?;
             if cli.json {
@@ -466,6 +532,102 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// `hotspotctl usage|sales`: the query from the flags.
+async fn report(cli: &Cli, api: &ApiClient) -> Result<(), ClientError> {
+    match &cli.command {
+        Command::Usage {
+            mac,
+            session,
+            since,
+            until,
+            by,
+            per_session,
+            page,
+            csv,
+        } => {
+            let mut query = vec![("by", by.clone())];
+            query.extend(mac.map(|mac| ("mac", mac.to_string())));
+            query.extend(session.map(|id| ("session", id.to_string())));
+            query.extend(since.clone().map(|since| ("since", since)));
+            query.extend(until.clone().map(|until| ("until", until)));
+            if *per_session {
+                query.push(("per", "session".to_owned()));
+            }
+            page.add(&mut query);
+            history(cli, api, "/v1/usage", query, *csv, table::usage).await?;
+        }
+        Command::Sales {
+            since,
+            until,
+            mac,
+            provider,
+            page,
+            csv,
+        } => {
+            let mut query = Vec::new();
+            query.extend(mac.map(|mac| ("mac", mac.to_string())));
+            query.extend(provider.clone().map(|provider| ("provider", provider)));
+            query.extend(since.clone().map(|since| ("since", since)));
+            query.extend(until.clone().map(|until| ("until", until)));
+            page.add(&mut query);
+            history(cli, api, "/v1/sales", query, *csv, table::sales).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Page {
+    fn add(&self, query: &mut Vec<(&'static str, String)>) {
+        query.extend(self.limit.map(|limit| ("limit", limit.to_string())));
+        query.extend(self.offset.map(|offset| ("offset", offset.to_string())));
+    }
+}
+
+/// `hotspotctl usage|sales`: CSV as the daemon writes it, JSON, or a table.
+async fn history(
+    cli: &Cli,
+    api: &ApiClient,
+    path: &str,
+    mut query: Vec<(&'static str, String)>,
+    csv: bool,
+    table: fn(&serde_json::Value),
+) -> Result<(), ClientError> {
+    if csv {
+        query.push(("format", "csv".to_owned()));
+    }
+    let encoded: Vec<String> = query
+        .iter()
+        .map(|(key, value)| format!("{key}={}", percent_encode(value)))
+        .collect();
+    let path = format!("{path}?{}", encoded.join("&"));
+    if csv {
+        print!("{}", api.get_text(&path).await?);
+        return Ok(());
+    }
+    let answer: serde_json::Value = api.get(&path).await?;
+    if cli.json {
+        print_json(&answer);
+    } else {
+        table(&answer);
+    }
+    Ok(())
+}
+
+/// A query value with everything but unreserved characters percent-encoded.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
 }
 
 /// `hotspotctl voucher create|revoke`.
@@ -482,6 +644,7 @@ async fn voucher(cli: &Cli, api: &ApiClient, command: &VoucherCommand) -> Result
                 "valid_until".to_owned(),
                 serde_json::json!(create.valid_until),
             );
+            body.insert("price".to_owned(), serde_json::json!(create.price));
             let created: Vec<VoucherView> = api
                 .post("/v1/vouchers", &serde_json::Value::Object(body))
                 .await?;

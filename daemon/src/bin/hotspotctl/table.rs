@@ -297,3 +297,98 @@ fn human_bytes(bytes: u64) -> String {
         format!("{value:.2} {}", UNITS[unit])
     }
 }
+
+/// `hotspotctl usage`: one row per period and client (or session), bytes exact.
+pub fn usage(rows: &serde_json::Value) {
+    let text = |row: &serde_json::Value, key: &str| match &row[key] {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            vec![
+                text(row, "start"),
+                text(row, "mac"),
+                text(row, "session_id"),
+                text(row, "up_bytes"),
+                text(row, "down_bytes"),
+                text(row, "connected_secs"),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "START",
+            "MAC",
+            "SESSION",
+            "UP_BYTES",
+            "DOWN_BYTES",
+            "CONNECTED_SECS",
+        ],
+        &rows,
+        "no usage in that period",
+    );
+}
+
+/// `hotspotctl sales`: one row per sale, then the count and the totals per currency.
+pub fn sales(report: &serde_json::Value) {
+    let text = |row: &serde_json::Value, key: &str| match &row[key] {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(text) if text.is_empty() => "-".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = report["sales"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|sale| {
+            vec![
+                text(sale, "sold_at"),
+                text(sale, "session_id"),
+                text(sale, "mac"),
+                text(sale, "provider"),
+                sale["type"]
+                    .as_u64()
+                    .and_then(|kind| u8::try_from(kind).ok())
+                    .and_then(|kind| hotspotd::sessions::SessionType::try_from(kind).ok())
+                    .map_or_else(|| "-".to_owned(), |kind| kind.name().to_owned()),
+                text(sale, "price"),
+                text(sale, "currency"),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SOLD_AT", "SESSION", "MAC", "PROVIDER", "TYPE", "PRICE", "CURRENCY",
+        ],
+        &rows,
+        "no sales in that period",
+    );
+    let totals: Vec<String> = report["totals"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(currency, sum)| {
+            let sum = sum.as_str().unwrap_or("-");
+            if currency.is_empty() {
+                sum.to_owned()
+            } else {
+                format!("{sum} {currency}")
+            }
+        })
+        .collect();
+    println!(
+        "{} sales{}",
+        report["count"].as_u64().unwrap_or(0),
+        if totals.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", totals.join(", "))
+        }
+    );
+}

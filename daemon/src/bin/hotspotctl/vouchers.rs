@@ -213,6 +213,7 @@ mod tests {
             mac: None,
             device_macs: Vec::new(),
             session_id: None,
+            price: None,
             created_at: at,
             redeemed_at: None,
         }
