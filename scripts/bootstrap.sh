@@ -14,6 +14,7 @@ APT_PACKAGES=(
   faketime                                                            # wall-clock jumps (tests/tests/clock.rs)
   chromium fonts-dejavu-core                                          # the portal in a real browser (tests/tests/portal_browser.rs)
   dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
+  freeradius freeradius-utils                                         # a real RADIUS server, run by the tests (tests/tests/radius.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

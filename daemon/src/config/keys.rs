@@ -36,6 +36,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "events",
     "portal",
     "vouchers",
+    "radius",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -78,6 +79,15 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(TRIAL_DOWN_MBITS),
     Key::Int(TRIAL_UP_MBITS),
     Key::Int(TRIAL_RESET_SECS),
+    Key::Text("radius.auth_server"),
+    Key::Texts("radius.auth_servers"),
+    Key::Text("radius.acct_server"),
+    Key::Texts("radius.acct_servers"),
+    Key::Text("radius.secret"),
+    Key::Text("radius.nas_identifier"),
+    Key::Int(RADIUS_TIMEOUT_MS),
+    Key::Int(RADIUS_RETRIES),
+    Key::Int(RADIUS_DEFAULT_TIME_SECS),
 ];
 
 /// How long an address learned for a walled-garden host name stays open at least, and at
@@ -118,8 +128,17 @@ pub(super) const TRIAL_UP_MBITS: IntKey =
 pub(super) const TRIAL_RESET_SECS: IntKey =
     IntKey::between("portal.trial_reset_secs", 60, 31_536_000);
 
+/// One try's wait for a RADIUS server: 100 ms to a minute.
+pub(super) const RADIUS_TIMEOUT_MS: IntKey = IntKey::between("radius.timeout_ms", 100, 60_000);
+pub(super) const RADIUS_RETRIES: IntKey = IntKey::between("radius.retries", 0, 10);
+/// A minute to a year.
+pub(super) const RADIUS_DEFAULT_TIME_SECS: IntKey =
+    IntKey::between("radius.default_time_secs", 60, 31_536_000);
+
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {
+    /// A list of strings.
+    Texts(&'static str),
     /// A string: an interface name or a path.
     Text(&'static str),
     Int(IntKey),
@@ -183,6 +202,7 @@ impl Key {
     pub(super) fn path(self) -> &'static str {
         match self {
             Self::Text(path)
+            | Self::Texts(path)
             | Self::Choice(path, _)
             | Self::WalledGarden(path)
             | Self::LocalServices(path)
@@ -199,6 +219,20 @@ impl Key {
                 Ok(())
             }
             (Self::Bool(_), _) => Err(format!("must be true or false (got {})", shown(value))),
+            (Self::Texts(_), ValueKind::Array(items)) => items.iter().try_for_each(|item| {
+                if matches!(item.kind, ValueKind::String(_)) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "must be a list of strings (got {} in it)",
+                        shown(item)
+                    ))
+                }
+            }),
+            (Self::Texts(_), _) => Err(format!(
+                "must be a list of strings like [\"192.0.2.11:1812\"] (got {})",
+                shown(value)
+            )),
             (Self::Text(_), _) => Err(format!("must be a string (got {})", shown(value))),
             (Self::Int(key), kind) => match integer(kind) {
                 Some(number) => key.check(number),

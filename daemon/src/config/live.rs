@@ -5,7 +5,7 @@
 
 use super::{
     AccountingConfig, ApiConfig, Config, EventsConfig, KernelConfig, NetworkConfig, PortalConfig,
-    SessionsConfig, SpeedConfig, StoreConfig,
+    RadiusConfig, SessionsConfig, SpeedConfig, StoreConfig,
 };
 
 /// A new configuration as a running daemon applies it.
@@ -38,6 +38,7 @@ impl Config {
             events,
             portal,
             vouchers,
+            radius,
         } = new;
         let mut restart = Restart {
             keys: Vec::new(),
@@ -55,6 +56,7 @@ impl Config {
             portal: restart.portal(portal),
             // Only new codes' length: applied whole.
             vouchers: vouchers.clone(),
+            radius: restart.radius(radius),
         };
         Reloaded {
             config,
@@ -118,6 +120,41 @@ impl Restart<'_> {
             self.keys.push(key);
         }
         running.clone()
+    }
+
+    /// `[radius]`: read at start (the servers' accounting queue and the logins in flight
+    /// hold them).
+    fn radius(&mut self, new: &RadiusConfig) -> RadiusConfig {
+        let RadiusConfig {
+            auth_server,
+            auth_servers,
+            acct_server,
+            acct_servers,
+            secret,
+            nas_identifier,
+            timeout_ms,
+            retries,
+            default_time_secs,
+        } = new;
+        RadiusConfig {
+            auth_server: self.keep("radius.auth_server", auth_server, |c| &c.radius.auth_server),
+            auth_servers: self.keep("radius.auth_servers", auth_servers, |c| {
+                &c.radius.auth_servers
+            }),
+            acct_server: self.keep("radius.acct_server", acct_server, |c| &c.radius.acct_server),
+            acct_servers: self.keep("radius.acct_servers", acct_servers, |c| {
+                &c.radius.acct_servers
+            }),
+            secret: self.keep("radius.secret", secret, |c| &c.radius.secret),
+            nas_identifier: self.keep("radius.nas_identifier", nas_identifier, |c| {
+                &c.radius.nas_identifier
+            }),
+            timeout_ms: self.keep("radius.timeout_ms", timeout_ms, |c| &c.radius.timeout_ms),
+            retries: self.keep("radius.retries", retries, |c| &c.radius.retries),
+            default_time_secs: self.keep("radius.default_time_secs", default_time_secs, |c| {
+                &c.radius.default_time_secs
+            }),
+        }
     }
 
     fn network(&mut self, new: &NetworkConfig) -> NetworkConfig {

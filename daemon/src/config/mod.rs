@@ -6,6 +6,7 @@
 mod keys;
 mod live;
 mod local_services;
+mod radius;
 mod walled_garden;
 
 use std::{
@@ -25,6 +26,7 @@ use keys::{
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
+pub use radius::RadiusConfig;
 pub use walled_garden::{GardenName, GardenNet, IpNet, WalledGardenEntry, WalledGardenError};
 
 /// Where `hotspotd` looks for its configuration when `--config` is not given.
@@ -53,6 +55,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub portal: PortalConfig,
     pub vouchers: VouchersConfig,
+    pub radius: RadiusConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -742,6 +745,7 @@ impl Config {
         self.check_list_lengths()
             .map_err(|(key, message)| invalid(key, message))?;
         self.check_portal()
+            .and_then(|()| self.radius.check())
             .map_err(|(key, message)| invalid(key, message))?;
         let socket_len = self.api.socket.as_os_str().len();
         if socket_len > MAX_SOCKET_PATH_BYTES {

@@ -15,6 +15,7 @@ mod devices;
 mod garden;
 mod links;
 mod portal;
+mod radius;
 mod reader;
 mod reload;
 mod restore;
@@ -183,6 +184,8 @@ pub struct Control {
     trials: trials::Trials,
     /// The walled garden's host names and the addresses learned for them (`garden.rs`).
     garden: crate::garden::Garden,
+    /// RADIUS logins in flight and the sessions RADIUS sold (`radius.rs`).
+    radius: radius::Radius,
 }
 
 impl Control {
@@ -256,6 +259,7 @@ impl Control {
             moved_away: devices::MovedAway::default(),
             trials: trials::Trials::default(),
             garden: crate::garden::Garden::new(&config_for_garden),
+            radius: radius::Radius::default(),
         };
         control.restore().await?;
         control.start_garden();
@@ -318,6 +322,7 @@ impl Control {
         let mut answers = unsafe { AsyncFd::register_with_interest(answers, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
+        let mut logins = self.radius.take_answers().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
@@ -353,6 +358,7 @@ impl Control {
                 }
                 Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
                 _ = link_checks.tick() => self.check_links().await,
+                Some(answer) = logins.recv() => self.finish_login(answer).await,
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
                     // A reload may have changed the poll interval.

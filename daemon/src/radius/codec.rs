@@ -5,8 +5,8 @@
 //! Why a codec of our own and not the `radius` crate (moznion, 0.4.0, the one maintained RADIUS
 //! crate that is not tied to async-std): it neither computes nor checks Message-Authenticator
 //! (it only stores the attribute's bytes), and a NAS must check it in every Access-Accept and
-//! Access-Reject it takes since Blast-RADIUS (CVE-2024-3596), and in CoA requests; its
-//! request-side check does not cover CoA with Message-Authenticator either. It also brings a
+//! Access-Reject it takes since Blast-RADIUS (CVE-2024-3596), and in `CoA` requests; its
+//! request-side check does not cover `CoA` with Message-Authenticator either. It also brings a
 //! second `rand`, a second `thiserror` and tokio's "full" features. `radius-rust` 0.4.4 has
 //! HMAC, but its client is synchronous or async-std, and it reads a dictionary file at run
 //! time. What is needed here is ~300 lines over `md-5` and `hmac`, each rule tested below.
@@ -376,7 +376,7 @@ fn constant_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// User-Password hidden as RFC 2865 §5.2 says: padded to 16 octets, each block XORed with
+/// User-Password hidden as RFC 2865 §5.2 says: padded to 16 octets, each block `XOR`ed with
 /// MD5(secret + the previous block), the first with the Request Authenticator. At most 128
 /// octets.
 #[must_use]

@@ -1,5 +1,5 @@
 //! The RADIUS codes and attributes hotspotd sends and reads, with their numbers from the RFCs
-//! and the vendors' dictionaries (FreeRADIUS ships the same in /usr/share/freeradius/). Pure.
+//! and the vendors' dictionaries (`FreeRADIUS` ships the same in /usr/share/freeradius/). Pure.
 
 // Codes (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3).
 pub const ACCESS_REQUEST: u8 = 1;
@@ -64,17 +64,17 @@ pub const ERROR_INVALID_REQUEST: u32 = 404;
 pub const ERROR_UNSUPPORTED_SERVICE: u32 = 405;
 
 // Vendors (IANA enterprise numbers) and their attributes.
-/// ChilliSpot (also what CoovaChilli answers to).
+/// `ChilliSpot` (also what `CoovaChilli` answers to).
 pub const VENDOR_CHILLISPOT: u32 = 14_559;
 pub const CHILLISPOT_MAX_TOTAL_OCTETS: u8 = 3;
-/// CoovaChilli's addition (its dictionary.chillispot; Debian's FreeRADIUS lacks it:
+/// `CoovaChilli`'s addition (its dictionary.chillispot; Debian's `FreeRADIUS` lacks it:
 /// docs/radius/dictionary.hotspotd adds it).
 pub const CHILLISPOT_MAX_TOTAL_GIGAWORDS: u8 = 23;
-/// MikroTik.
+/// `MikroTik`.
 pub const VENDOR_MIKROTIK: u32 = 14_988;
 pub const MIKROTIK_TOTAL_LIMIT: u8 = 17;
 pub const MIKROTIK_TOTAL_LIMIT_GIGAWORDS: u8 = 18;
-/// The Wi-Fi Alliance's WISPr.
+/// The Wi-Fi Alliance's `WISPr`.
 pub const VENDOR_WISPR: u32 = 14_122;
 pub const WISPR_BANDWIDTH_MAX_UP: u8 = 7;
 pub const WISPR_BANDWIDTH_MAX_DOWN: u8 = 8;

@@ -1,0 +1,420 @@
+//! End to end: hotspotd as a RADIUS client of a real `FreeRADIUS` (Debian's `freeradius`,
+//! started by the test in a network namespace of its own with exactly the files of
+//! docs/radius/, its SQL module on SQLite and its `sqlcounter`). A code that is no local
+//! voucher is sent as an Access-Request; an Access-Accept connects the device with the data the
+//! server granted; a reject and an unreachable server give the portal and the API a clear
+//! answer; a dead first server fails over to the next. Needs root and `freeradius`
+//! (scripts/bootstrap.sh installs it).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
+use hotspotd_tests::{
+    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, Netns, UdpEcho, udp_echoes, workspace_root,
+};
+use serde_json::Value;
+
+/// `portal.listen_port`'s default.
+const PORTAL_PORT: u16 = 2050;
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The secret of docs/radius/clients.conf, as written there.
+const SECRET: &str = "change-this-long-random-secret";
+/// How long `FreeRADIUS` may take to start.
+const RADIUS_START: Duration = Duration::from_secs(20);
+
+/// A `FreeRADIUS` run with the files of docs/radius/ in a temporary folder, in a namespace of
+/// its own; each LAN's gateway reaches it over a veth of its own ([`FreeRadius::link`]).
+struct FreeRadius {
+    netns: Netns,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    links: u8,
+}
+
+impl FreeRadius {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        copy_dir(&workspace_root().join("docs/radius"), dir.path())?;
+        let db = rusqlite::Connection::open(dir.path().join("hotspotd-radius.sqlite"))?;
+        db.execute_batch(&std::fs::read_to_string(dir.path().join("schema.sql"))?)?;
+        let name = format!("hs-{}-{}-radius", std::process::id(), unique());
+        let netns = Netns::create(&name)?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        let mut radius = Self {
+            netns,
+            child: None,
+            dir,
+            links: 0,
+        };
+        radius.run()?;
+        Ok(radius)
+    }
+
+    /// Starts `freeradius -f -d <dir>` and waits until it serves.
+    fn run(&mut self) -> Result<()> {
+        let log = std::fs::File::create(self.log_path())?;
+        let child = self
+            .netns
+            .command("freeradius")
+            .args(["-f", "-d"])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start freeradius (scripts/bootstrap.sh installs it)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + RADIUS_START;
+        while Instant::now() < deadline {
+            if self.log().contains("Ready to process requests") {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("freeradius exited ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "freeradius did not start in {RADIUS_START:?}:\n{}",
+            self.log()
+        )
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("freeradius.out")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A veth between this server's namespace and `lan`'s gateway: the server is
+    /// `10.99.<n>.1`, the gateway `10.99.<n>.2` (inside clients.conf's 10.0.0.0/8).
+    fn link(&mut self, lan: &Lan) -> Result<Ipv4Addr> {
+        self.links += 1;
+        let n = self.links;
+        let (ours, theirs) = (format!("rad{n}"), format!("radius{n}"));
+        self.netns.ip(&[
+            "link",
+            "add",
+            &ours,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &theirs,
+            "netns",
+            lan.gateway.name(),
+        ])?;
+        self.netns
+            .ip(&["addr", "add", &format!("10.99.{n}.1/24"), "dev", &ours])?;
+        self.netns.ip(&["link", "set", &ours, "up"])?;
+        lan.gateway
+            .ip(&["addr", "add", &format!("10.99.{n}.2/24"), "dev", &theirs])?;
+        lan.gateway.ip(&["link", "set", &theirs, "up"])?;
+        Ok(Ipv4Addr::new(10, 99, n, 1))
+    }
+
+    fn db(&self) -> Result<rusqlite::Connection> {
+        Ok(rusqlite::Connection::open(
+            self.dir.path().join("hotspotd-radius.sqlite"),
+        )?)
+    }
+
+    /// A code the server knows: its password is itself; `check` are more radcheck items,
+    /// `reply` radreply items.
+    fn add_code(&self, code: &str, check: &[(&str, &str)], reply: &[(&str, &str)]) -> Result<()> {
+        let db = self.db()?;
+        db.execute(
+            "INSERT INTO radcheck (username, attribute, op, value) VALUES (?1, 'Cleartext-Password', ':=', ?1)",
+            [code],
+        )?;
+        for (attribute, value) in check {
+            db.execute(
+                "INSERT INTO radcheck (username, attribute, op, value) VALUES (?1, ?2, ':=', ?3)",
+                [code, attribute, value],
+            )?;
+        }
+        for (attribute, value) in reply {
+            db.execute(
+                "INSERT INTO radreply (username, attribute, op, value) VALUES (?1, ?2, '=', ?3)",
+                [code, attribute, value],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FreeRadius {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1_000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The shipped config.toml with `[radius]` pointing at `servers` (the first as `auth_server`,
+/// the rest as `auth_servers`), the docs' secret and `timeout_ms`.
+fn config_with_radius(dir: &Path, servers: &[String], timeout_ms: u64) -> Result<PathBuf> {
+    let shipped = std::fs::read_to_string(workspace_root().join("config.toml"))?;
+    let rest: Vec<String> = servers[1..].iter().map(|s| format!("{s:?}")).collect();
+    let config = shipped
+        .replace(
+            "auth_server = \"\"",
+            &format!("auth_server = {:?}", servers[0]),
+        )
+        .replace(
+            "auth_servers = []",
+            &format!("auth_servers = [{}]", rest.join(", ")),
+        )
+        .replace("secret = \"\"", &format!("secret = {SECRET:?}"))
+        .replace("timeout_ms = 2000", &format!("timeout_ms = {timeout_ms}"))
+        .replace("retries = 2", "retries = 1");
+    ensure!(
+        config.contains(&format!("secret = {SECRET:?}")),
+        "config.toml has no [radius] secret line"
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+fn portal(netns: &Netns, raw: Vec<u8>) -> Result<Answer> {
+    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
+    netns.run(move || -> Result<Answer> {
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .with_context(|| format!("connect to the portal at {target}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        exchange_on(&mut stream, &raw)
+    })?
+}
+
+/// Enters `code` on the portal's form from `client`, as a browser does.
+fn enter_code(client: &Client, code: &str) -> Result<Answer> {
+    let page = portal(&client.netns, request("GET", "/", &[], b""))?;
+    let (_, rest) = page
+        .body
+        .split_once("name=\"csrf\" value=\"")
+        .context("a CSRF field")?;
+    let csrf = rest.split('"').next().unwrap_or_default();
+    let body = format!("csrf={csrf}&code={code}");
+    portal(
+        &client.netns,
+        request(
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        ),
+    )
+}
+
+fn redeem(daemon: &Daemon, mac: &str, code: &str) -> Result<Answer> {
+    let body = serde_json::json!({ "mac": mac, "code": code }).to_string();
+    exchange(
+        daemon.socket(),
+        &request(
+            "POST",
+            "/v1/vouchers/redeem",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        ),
+    )
+}
+
+fn reaches_internet(lan: &Lan, client: &Client) -> Result<bool> {
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    Ok(udp_echoes(&client.netns, echo.addr(), 64, 1, PROBE_TIMEOUT)? == 1)
+}
+
+/// The session `mac` runs, from `hotspotctl`.
+fn running_session(daemon: &Daemon, mac: &str) -> Result<Value> {
+    let client = daemon.client(mac)?;
+    let id = client["session_id"]
+        .as_i64()
+        .with_context(|| format!("{mac} runs no session: {client}"))?;
+    daemon.session(id)
+}
+
+#[test]
+fn codes_log_in_through_freeradius_with_failover_rejects_and_an_absent_server() -> Result<()> {
+    let lan = Lan::new(3)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code(
+        "RADDATA5MB",
+        &[("Hotspotd-Max-Total-Octets", "5000000")],
+        &[],
+    )?;
+    radius.add_code(
+        "RADTIME600",
+        &[],
+        &[
+            ("Session-Timeout", "600"),
+            ("WISPr-Bandwidth-Max-Down", "8000000"),
+            ("WISPr-Bandwidth-Max-Up", "2000000"),
+            ("Acct-Interim-Interval", "60"),
+        ],
+    )?;
+    let dir = tempfile::tempdir()?;
+    // The first server does not exist (nothing listens there): every login fails over.
+    let config = config_with_radius(
+        dir.path(),
+        &[format!("{server}:1819"), format!("{server}:1812")],
+        300,
+    )?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let (first, second, third) = (&lan.clients[0], &lan.clients[1], &lan.clients[2]);
+    ensure!(!reaches_internet(&lan, first)?, "unpaid traffic passes");
+
+    // A code the server does not know: a page saying so, and the device stays blocked.
+    let refused = enter_code(first, "NOSUCHCODE")?;
+    ensure!(refused.status == 403, "{refused:?}");
+    ensure!(
+        refused.body.contains("This code was not accepted"),
+        "{}",
+        refused.body
+    );
+    ensure!(
+        !reaches_internet(&lan, first)?,
+        "a rejected code let traffic through"
+    );
+
+    // The server's code on the portal: connected at once with the 5 MB the server granted.
+    let accepted = enter_code(first, "raddata5mb")?;
+    ensure!(accepted.status == 303, "{accepted:?}\n{}", radius.log());
+    let session = running_session(&daemon, &first.mac)?;
+    ensure!(session["provider"] == "radius", "{session}");
+    ensure!(session["type"] == 1, "a data session: {session}");
+    ensure!(session["data_mb"] == 5.0, "{session}");
+    ensure!(
+        reaches_internet(&lan, first)?,
+        "no traffic after the RADIUS login"
+    );
+
+    // Through the API, for an external portal: time and speed from the reply attributes.
+    let answer = redeem(&daemon, &second.mac, "RADTIME600")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    ensure!(
+        answer.json().context("JSON")?["state"] == "connected",
+        "{answer:?}"
+    );
+    let session = running_session(&daemon, &second.mac)?;
+    ensure!(
+        session["type"] == 0 && session["time_secs"] == 600,
+        "{session}"
+    );
+    ensure!(
+        session["down_mbits"] == 8
+            && session["up_mbits"] == 2
+            && session["use_global_speed"] == false,
+        "{session}"
+    );
+    let rejected = redeem(&daemon, &third.mac, "WRONGCODE")?;
+    ensure!(rejected.status == 403, "{rejected:?}");
+    ensure!(
+        rejected.json().context("JSON")?["error"]["code"] == "code_rejected",
+        "{rejected:?}"
+    );
+
+    server_away(&lan, &daemon, &mut radius)
+}
+
+/// The server goes away: new logins get a clear answer, running sessions go on, and the
+/// control task answers meanwhile; back, it logs in again.
+fn server_away(lan: &Lan, daemon: &Daemon, radius: &mut FreeRadius) -> Result<()> {
+    let (first, second, third) = (&lan.clients[0], &lan.clients[1], &lan.clients[2]);
+    radius.stop()?;
+    let away = redeem(daemon, &third.mac, "RADTIME600")?;
+    ensure!(away.status == 503, "{away:?}");
+    ensure!(
+        away.json().context("JSON")?["error"]["code"] == "radius_unreachable",
+        "{away:?}"
+    );
+    let page = enter_code(third, "RADTIME600")?;
+    ensure!(page.status == 503, "{page:?}");
+    ensure!(
+        page.body.contains("cannot reach its login server"),
+        "{}",
+        page.body
+    );
+    ensure!(
+        reaches_internet(lan, first)?,
+        "a running session stopped with the server"
+    );
+    ensure!(
+        reaches_internet(lan, second)?,
+        "a running session stopped with the server"
+    );
+    ensure!(
+        !reaches_internet(lan, third)?,
+        "a device without login passes"
+    );
+    // And the status answers meanwhile: logins never hold up the control task.
+    let started = Instant::now();
+    let waiting = std::thread::spawn({
+        let socket = daemon.socket().to_owned();
+        let mac = third.mac.clone();
+        move || {
+            let body = serde_json::json!({ "mac": mac, "code": "RADTIME600" }).to_string();
+            exchange(
+                &socket,
+                &request(
+                    "POST",
+                    "/v1/vouchers/redeem",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                ),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.status()?;
+    ensure!(
+        started.elapsed() < Duration::from_millis(600),
+        "the status waited for a login: {:?}",
+        started.elapsed()
+    );
+    let away = waiting
+        .join()
+        .map_err(|_| anyhow::anyhow!("login thread"))??;
+    ensure!(away.status == 503, "{away:?}");
+
+    // Back, it answers again.
+    radius.run()?;
+    let answer = redeem(daemon, &third.mac, "RADTIME600")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    Ok(())
+}
