@@ -418,3 +418,114 @@ fn server_away(lan: &Lan, daemon: &Daemon, radius: &mut FreeRadius) -> Result<()
     ensure!(answer.status == 200, "{answer:?}");
     Ok(())
 }
+
+/// A radacct row: input and output octets, session time, whether stopped, terminate cause.
+type AcctRow = (i64, i64, i64, bool, String);
+
+/// radacct's row of `user`.
+fn radacct(radius: &FreeRadius, user: &str) -> Result<Option<AcctRow>> {
+    let db = radius.db()?;
+    let mut statement = db.prepare(
+        "SELECT acctinputoctets, acctoutputoctets, acctsessiontime, acctstoptime IS NOT NULL, acctterminatecause
+         FROM radacct WHERE username = ?1",
+    )?;
+    let mut rows = statement.query_map([user], |row| {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })?;
+    Ok(rows.next().transpose()?)
+}
+
+/// Requests waiting in hotspotd's spool.
+fn spooled(daemon: &Daemon) -> Result<i64> {
+    let path = daemon
+        .socket()
+        .parent()
+        .context("the socket's folder")?
+        .join("hotspotd.sqlite");
+    let db = rusqlite::Connection::open(path)?;
+    Ok(db.query_row("SELECT COUNT(*) FROM radius_spool", [], |row| row.get(0))?)
+}
+
+#[test]
+fn accounting_waits_on_disk_across_a_crash_and_arrives_exact() -> Result<()> {
+    let lan = Lan::new(1)?;
+    lan.pin_neighbors()?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code(
+        "RADACCT5MB",
+        &[("Hotspotd-Max-Total-Octets", "5000000")],
+        &[("Acct-Interim-Interval", "1")],
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = config_with_radius(dir.path(), &[format!("{server}:1812")], 300)?;
+    let mut daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let client = &lan.clients[0];
+    let answer = redeem(&daemon, &client.mac, "RADACCT5MB")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    ensure!(udp_echoes(&client.netns, echo.addr(), 1000, 200, PROBE_TIMEOUT)? == 200);
+    // Start, then interim updates with what passed.
+    let arrived = hotspotd_tests::wait_for(Duration::from_secs(10), || {
+        radacct(&radius, "RADACCT5MB").is_ok_and(|row| row.is_some_and(|row| row.0 > 200_000))
+    });
+    ensure!(
+        arrived,
+        "no interim update reached radacct: {:?}\n{}",
+        radacct(&radius, "RADACCT5MB"),
+        daemon.log()
+    );
+
+    // The server goes away: what follows waits in the spool, on disk.
+    radius.stop()?;
+    ensure!(udp_echoes(&client.netns, echo.addr(), 1000, 300, PROBE_TIMEOUT)? == 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.ctl(&[
+        "session",
+        "remove",
+        "--id",
+        &running_session(&daemon, &client.mac)?["id"].to_string(),
+    ])?;
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(5), || spooled(&daemon)
+            .is_ok_and(|n| n >= 2)),
+        "nothing waits in the spool: {:?}",
+        spooled(&daemon)
+    );
+    let view = daemon.client(&client.mac)?;
+    let (up, down) = (
+        view["up_bytes"].as_i64().context("up_bytes")?,
+        view["down_bytes"].as_i64().context("down_bytes")?,
+    );
+
+    // hotspotd dies with it all unsent; the server comes back; so does hotspotd.
+    daemon.kill()?;
+    radius.run()?;
+    daemon.restart(&lan)?;
+    let delivered = hotspotd_tests::wait_for(Duration::from_secs(20), || {
+        spooled(&daemon).is_ok_and(|n| n == 0)
+            && radacct(&radius, "RADACCT5MB").is_ok_and(|row| row.is_some_and(|row| row.3))
+    });
+    ensure!(
+        delivered,
+        "the spool was not delivered: {:?} {:?}\n{}",
+        spooled(&daemon),
+        radacct(&radius, "RADACCT5MB"),
+        daemon.log()
+    );
+    let (input, output, session_time, _, cause) =
+        radacct(&radius, "RADACCT5MB")?.context("a radacct row")?;
+    ensure!(
+        (input, output) == (up, down),
+        "radacct holds {input} up, {output} down; hotspotd counted {up} up, {down} down"
+    );
+    ensure!(cause == "Admin-Reset", "{cause}");
+    ensure!(session_time >= 1, "{session_time}");
+    Ok(())
+}

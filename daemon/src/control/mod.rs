@@ -262,6 +262,7 @@ impl Control {
             radius: radius::Radius::default(),
         };
         control.restore().await?;
+        control.open_radius();
         control.start_garden();
         Ok(control)
     }
@@ -491,6 +492,7 @@ impl Control {
         self.client_count.set(None);
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
+        self.radius_interims(now);
         self.release_counters(&counters.usage);
         if counters.with_addresses {
             self.learn_addresses(&counters.addresses, clocks, now);

@@ -4,14 +4,21 @@
 //! connected as a voucher's is. Side effects: spawns the round trip; a login sells a session.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Control, RedeemBy, RedeemError, Redeemed};
 use crate::{
     mac::MacAddr,
-    radius::{self, ExchangeError, Login, Outcome},
-    sessions::engine::SessionId,
+    radius::Servers,
+    radius::{
+        self, ExchangeError, Login, Outcome,
+        codec::Attribute,
+        dict,
+        spool::{Spool, SpooledSession},
+    },
+    sessions::engine::{Event, Now, SessionId},
     views::ClientView,
 };
 
@@ -25,23 +32,26 @@ pub(super) enum LoginReply {
 pub(super) struct LoginAnswer {
     mac: MacAddr,
     user: String,
+    ip: Option<std::net::Ipv4Addr>,
     result: Result<Outcome, ExchangeError>,
     reply: LoginReply,
 }
 
-/// A session a RADIUS server sold: what accounting needs of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A session a RADIUS server sold: its accounting state, and when its last Start or
+/// Interim-Update went out (this run; a restart sends the next one a full interval later).
+#[derive(Clone, Debug)]
 pub(super) struct RadiusSession {
-    pub(super) user: String,
-    pub(super) interim_secs: Option<u32>,
+    stored: SpooledSession,
+    last_sent: Instant,
 }
 
-/// The logins in flight and the sessions RADIUS sold.
+/// The logins in flight, the sessions RADIUS sold, and the accounting spool.
 #[derive(Debug)]
 pub(super) struct Radius {
     answers_to: mpsc::UnboundedSender<LoginAnswer>,
     answers: Option<mpsc::UnboundedReceiver<LoginAnswer>>,
-    pub(super) sessions: BTreeMap<SessionId, RadiusSession>,
+    sessions: BTreeMap<SessionId, RadiusSession>,
+    spool: Option<Spool>,
 }
 
 impl std::fmt::Debug for LoginAnswer {
@@ -60,6 +70,7 @@ impl Default for Radius {
             answers_to,
             answers: Some(answers),
             sessions: BTreeMap::new(),
+            spool: None,
         }
     }
 }
@@ -134,6 +145,7 @@ impl Control {
             let _ = answers_to.send(LoginAnswer {
                 mac,
                 user: login.user,
+                ip: login.ip,
                 result,
                 reply,
             });
@@ -146,6 +158,7 @@ impl Control {
         let LoginAnswer {
             mac,
             user,
+            ip,
             result,
             reply,
         } = answer;
@@ -161,13 +174,7 @@ impl Control {
                 match self.add_session(mac, plan, true).await {
                     Ok(sold) => {
                         tracing::info!(%mac, user, session = sold.session.id, "RADIUS login accepted");
-                        self.radius.sessions.insert(
-                            sold.session.id,
-                            RadiusSession {
-                                user,
-                                interim_secs: grant.interim_secs,
-                            },
-                        );
+                        self.account_login(sold.session.id, mac, user, ip, grant.interim_secs);
                         Ok(self.client_view(mac))
                     }
                     Err(error) => Err(RedeemError::Failed(crate::text::chain_string(&error))),
@@ -194,4 +201,258 @@ impl Control {
             ),
         }
     }
+}
+
+/// How often a session's Interim-Update goes out when its Access-Accept named no
+/// Acct-Interim-Interval.
+pub(super) const DEFAULT_INTERIM_SECS: u32 = 300;
+
+impl Control {
+    /// Opens the accounting spool at start (RADIUS on) and takes back the RADIUS sessions of
+    /// the last run that still exist; the others' state is dropped.
+    pub(super) fn open_radius(&mut self) {
+        if !self.config.radius.enabled() {
+            return;
+        }
+        let servers = Servers {
+            addresses: self.config.radius.acct_servers(),
+            ..radius::auth_servers(&self.config.radius)
+        };
+        match Spool::start(&self.config.store.sqlite_path, servers) {
+            Ok((spool, kept)) => {
+                for stored in kept {
+                    if self.engine.session(stored.session_id).is_some() {
+                        self.radius.sessions.insert(
+                            stored.session_id,
+                            RadiusSession {
+                                stored,
+                                last_sent: Instant::now(),
+                            },
+                        );
+                    } else {
+                        spool.forget(stored.session_id);
+                    }
+                }
+                self.radius.spool = Some(spool);
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::text::chain(&error), "RADIUS accounting is off");
+            }
+        }
+    }
+
+    /// Keeps a sold session's accounting state; if it runs already, its Start goes out.
+    fn account_login(
+        &mut self,
+        id: SessionId,
+        mac: MacAddr,
+        user: String,
+        ip: Option<std::net::Ipv4Addr>,
+        interim_secs: Option<u32>,
+    ) {
+        // Unique across boxes and restarts: 64 random bits (the session id if /dev/urandom
+        // fails, unique on this box).
+        let acct_session_id = match radius::client::random::<8>() {
+            Ok(bytes) => format!("{:016X}", u64::from_be_bytes(bytes)),
+            Err(_) => format!("{id:016X}"),
+        };
+        let stored = SpooledSession {
+            session_id: id,
+            user,
+            acct_session_id,
+            mac: mac.to_string(),
+            ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            interim_secs: interim_secs.unwrap_or(DEFAULT_INTERIM_SECS),
+            base: None,
+            started_at: None,
+        };
+        if let Some(spool) = &self.radius.spool {
+            spool.put(stored.clone());
+        }
+        self.radius.sessions.insert(
+            id,
+            RadiusSession {
+                stored,
+                last_sent: Instant::now(),
+            },
+        );
+        let started = self
+            .engine
+            .session(id)
+            .is_some_and(|session| session.data.started_at.is_some());
+        if started {
+            let now = self.now();
+            self.account_start(id, now);
+        }
+    }
+
+    /// What an engine event means for accounting: a RADIUS session's start sends its Start;
+    /// its end (consumed, expired, removed) its Stop.
+    pub(super) fn radius_event(&mut self, event: &Event, now: Now) {
+        match *event {
+            Event::SessionStarted { id, .. } => self.account_start(id, now),
+            Event::SessionConsumed { id, .. } | Event::SessionExpired { id, .. } => {
+                self.account_stop(id, dict::TERMINATE_SESSION_TIMEOUT, now);
+            }
+            Event::SessionRemoved { id, .. } => {
+                self.account_stop(id, dict::TERMINATE_ADMIN_RESET, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The client's byte totals now: (up, down).
+    fn totals_of(&self, mac: &str) -> (u64, u64) {
+        let Ok(mac) = mac.parse::<MacAddr>() else {
+            return (0, 0);
+        };
+        self.table.record(mac).map_or((0, 0), |record| {
+            (record.totals.up_bytes, record.totals.down_bytes)
+        })
+    }
+
+    fn account_start(&mut self, id: SessionId, now: Now) {
+        let Some(mac) = self
+            .radius
+            .sessions
+            .get(&id)
+            .filter(|session| session.stored.base.is_none())
+            .map(|session| session.stored.mac.clone())
+        else {
+            return;
+        };
+        let base = self.totals_of(&mac);
+        let Some(session) = self.radius.sessions.get_mut(&id) else {
+            return;
+        };
+        session.stored.base = Some(base);
+        session.stored.started_at = Some(now.wall.timestamp());
+        session.last_sent = Instant::now();
+        let stored = session.stored.clone();
+        if let Some(spool) = &self.radius.spool {
+            spool.put(stored.clone());
+            spool.send(acct_attributes(
+                &stored,
+                dict::ACCT_START,
+                (0, 0),
+                now,
+                &self.config.radius.nas_identifier(),
+            ));
+        }
+        tracing::debug!(session = id, "RADIUS accounting started");
+    }
+
+    fn account_stop(&mut self, id: SessionId, cause: u32, now: Now) {
+        let Some(session) = self.radius.sessions.remove(&id) else {
+            return;
+        };
+        let Some(spool) = self.radius.spool.clone() else {
+            return;
+        };
+        if let Some(used) = self.used(&session.stored) {
+            let mut attributes = acct_attributes(
+                &session.stored,
+                dict::ACCT_STOP,
+                used,
+                now,
+                &self.config.radius.nas_identifier(),
+            );
+            attributes.push(Attribute::integer(dict::ACCT_TERMINATE_CAUSE, cause));
+            spool.send(attributes);
+        }
+        spool.forget(id);
+    }
+
+    /// What a started session's client passed since its Start: (up, down).
+    fn used(&self, stored: &SpooledSession) -> Option<(u64, u64)> {
+        let (base_up, base_down) = stored.base?;
+        let (up, down) = self.totals_of(&stored.mac);
+        Some((up.saturating_sub(base_up), down.saturating_sub(base_down)))
+    }
+
+    /// Sends the Interim-Updates that are due; after each poll.
+    pub(super) fn radius_interims(&mut self, now: Now) {
+        let Some(spool) = self.radius.spool.clone() else {
+            return;
+        };
+        let due: Vec<SessionId> = self
+            .radius
+            .sessions
+            .iter()
+            .filter(|(_, session)| {
+                session.stored.base.is_some()
+                    && session.last_sent.elapsed().as_secs()
+                        >= u64::from(session.stored.interim_secs)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let nas_identifier = self.config.radius.nas_identifier();
+        for id in due {
+            let Some(stored) = self
+                .radius
+                .sessions
+                .get(&id)
+                .map(|session| session.stored.clone())
+            else {
+                continue;
+            };
+            if let Some(used) = self.used(&stored) {
+                spool.send(acct_attributes(
+                    &stored,
+                    dict::ACCT_INTERIM_UPDATE,
+                    used,
+                    now,
+                    &nas_identifier,
+                ));
+            }
+            if let Some(session) = self.radius.sessions.get_mut(&id) {
+                session.last_sent = Instant::now();
+            }
+        }
+    }
+}
+
+/// An Accounting-Request's attributes: the status, the session, `used` (up, down) as 64-bit
+/// octets (Octets and Gigawords), the time since Start, and Event-Timestamp.
+fn acct_attributes(
+    stored: &SpooledSession,
+    status: u32,
+    (up, down): (u64, u64),
+    now: Now,
+    nas_identifier: &str,
+) -> Vec<Attribute> {
+    let low = |bytes: u64| u32::try_from(bytes & 0xFFFF_FFFF).unwrap_or(0);
+    let high = |bytes: u64| u32::try_from(bytes >> 32).unwrap_or(u32::MAX);
+    let timestamp = now.wall.timestamp();
+    let session_time = stored
+        .started_at
+        .map_or(0, |started| timestamp.saturating_sub(started).max(0));
+    let mut attributes = vec![
+        Attribute::integer(dict::ACCT_STATUS_TYPE, status),
+        Attribute::text(dict::USER_NAME, &stored.user),
+        Attribute::text(dict::ACCT_SESSION_ID, &stored.acct_session_id),
+        Attribute::text(dict::NAS_IDENTIFIER, nas_identifier),
+        Attribute::text(dict::CALLED_STATION_ID, nas_identifier),
+        Attribute::text(
+            dict::CALLING_STATION_ID,
+            &stored.mac.replace(':', "-").to_ascii_uppercase(),
+        ),
+        Attribute::integer(dict::NAS_PORT_TYPE, dict::NAS_PORT_TYPE_WIRELESS),
+        Attribute::integer(dict::EVENT_TIMESTAMP, u32::try_from(timestamp).unwrap_or(0)),
+        Attribute::integer(
+            dict::ACCT_SESSION_TIME,
+            u32::try_from(session_time).unwrap_or(u32::MAX),
+        ),
+        Attribute::integer(dict::ACCT_INPUT_OCTETS, low(up)),
+        Attribute::integer(dict::ACCT_INPUT_GIGAWORDS, high(up)),
+        Attribute::integer(dict::ACCT_OUTPUT_OCTETS, low(down)),
+        Attribute::integer(dict::ACCT_OUTPUT_GIGAWORDS, high(down)),
+    ];
+    if let Ok(ip) = stored.ip.parse::<std::net::Ipv4Addr>() {
+        attributes.push(Attribute::new(dict::FRAMED_IP_ADDRESS, ip.octets()));
+    }
+    attributes
 }

@@ -199,6 +199,28 @@ impl Packet {
     }
 }
 
+/// Attributes in their wire form, one after another (what the accounting spool keeps).
+pub fn encode_attributes(attributes: &[Attribute]) -> Result<Vec<u8>, CodecError> {
+    let packet = Packet {
+        code: 0,
+        identifier: 0,
+        authenticator: [0; 16],
+        attributes: attributes.to_vec(),
+    };
+    Ok(packet.to_bytes()?.split_off(HEADER_LEN))
+}
+
+/// The reverse of [`encode_attributes`].
+pub fn decode_attributes(bytes: &[u8]) -> Result<Vec<Attribute>, CodecError> {
+    let len = HEADER_LEN + bytes.len();
+    let len = u16::try_from(len).map_err(|_| CodecError::TooLong(len))?;
+    let mut packet = vec![0, 0];
+    packet.extend_from_slice(&len.to_be_bytes());
+    packet.extend_from_slice(&[0; 16]);
+    packet.extend_from_slice(bytes);
+    Ok(Packet::decode(&packet)?.attributes)
+}
+
 fn be_u32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }

@@ -28,6 +28,7 @@ pub const CALLED_STATION_ID: u8 = 30;
 pub const CALLING_STATION_ID: u8 = 31;
 pub const NAS_IDENTIFIER: u8 = 32;
 pub const ACCT_STATUS_TYPE: u8 = 40;
+pub const ACCT_DELAY_TIME: u8 = 41;
 pub const ACCT_INPUT_OCTETS: u8 = 42;
 pub const ACCT_OUTPUT_OCTETS: u8 = 43;
 pub const ACCT_SESSION_ID: u8 = 44;

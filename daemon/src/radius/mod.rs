@@ -8,6 +8,7 @@ pub mod client;
 pub mod codec;
 pub mod dict;
 pub mod grant;
+pub mod spool;
 
 use std::net::Ipv4Addr;
 
