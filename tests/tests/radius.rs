@@ -529,3 +529,127 @@ fn accounting_waits_on_disk_across_a_crash_and_arrives_exact() -> Result<()> {
     ensure!(session_time >= 1, "{session_time}");
     Ok(())
 }
+
+/// radacct's row of `user` on box `nas`: (input, output, stopped).
+fn radacct_on(radius: &FreeRadius, user: &str, nas: &str) -> Result<Option<(i64, i64, bool)>> {
+    let db = radius.db()?;
+    let mut statement = db.prepare(
+        "SELECT acctinputoctets, acctoutputoctets, acctstoptime IS NOT NULL
+         FROM radacct WHERE username = ?1 AND nasidentifier = ?2",
+    )?;
+    let mut rows = statement.query_map([user, nas], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    Ok(rows.next().transpose()?)
+}
+
+/// What `client` passed through `daemon`: up + down bytes, as hotspotd counted them.
+fn passed(daemon: &Daemon, client: &Client) -> Result<i64> {
+    let view = daemon.client(&client.mac)?;
+    Ok(view["up_bytes"].as_i64().context("up_bytes")?
+        + view["down_bytes"].as_i64().context("down_bytes")?)
+}
+
+/// Roaming: one code, two boxes, one `FreeRADIUS`. 3 MB of a 5 MB code on box A; on box B the
+/// server grants exactly what is left, and the kernel there lets through exactly that (at most
+/// one packet more); radacct holds, per box, exactly what that box counted.
+#[test]
+fn a_code_roams_between_two_boxes_with_exactly_what_is_left() -> Result<()> {
+    const ALLOWANCE: i64 = 5_000_000;
+    const PAYLOAD: usize = 1000;
+    let (lan_a, lan_b) = (Lan::new(1)?, Lan::new(1)?);
+    lan_a.pin_neighbors()?;
+    lan_b.pin_neighbors()?;
+    let mut radius = FreeRadius::start()?;
+    let server_a = radius.link(&lan_a)?;
+    let server_b = radius.link(&lan_b)?;
+    radius.add_code(
+        "ROAMING5MB",
+        &[("Hotspotd-Max-Total-Octets", "5000000")],
+        &[],
+    )?;
+    let dir_a = tempfile::tempdir()?;
+    let dir_b = tempfile::tempdir()?;
+    let config = |dir: &Path, server: Ipv4Addr, nas: &str| -> Result<PathBuf> {
+        let path = config_with_radius(dir, &[format!("{server}:1812")], 1000)?;
+        let text = std::fs::read_to_string(&path)?.replace(
+            "nas_identifier = \"\"",
+            &format!("nas_identifier = {nas:?}"),
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    let box_a = Daemon::start_with_config(&lan_a, &config(dir_a.path(), server_a, "box-a")?, &[])?;
+    let box_b = Daemon::start_with_config(&lan_b, &config(dir_b.path(), server_b, "box-b")?, &[])?;
+    let (phone_a, phone_b) = (&lan_a.clients[0], &lan_b.clients[0]);
+
+    // About 3 MB on box A, then the operator ends the session there (its Stop goes out).
+    let answer = redeem(&box_a, &phone_a.mac, "ROAMING5MB")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    let echo_a = UdpEcho::start(&lan_a.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    ensure!(udp_echoes(&phone_a.netns, echo_a.addr(), PAYLOAD, 1450, PROBE_TIMEOUT)? == 1450);
+    std::thread::sleep(Duration::from_millis(300));
+    let id = running_session(&box_a, &phone_a.mac)?["id"].to_string();
+    box_a.ctl(&["session", "remove", "--id", &id])?;
+    let used_a = passed(&box_a, phone_a)?;
+    ensure!((2_900_000..3_100_000).contains(&used_a), "{used_a}");
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(10), || {
+            radacct_on(&radius, "ROAMING5MB", "box-a").is_ok_and(|row| row.is_some_and(|row| row.2))
+        }),
+        "box A's Stop did not arrive\n{}",
+        box_a.log()
+    );
+    let (input, output, _) = radacct_on(&radius, "ROAMING5MB", "box-a")?.context("box A's row")?;
+    ensure!(
+        input + output == used_a,
+        "radacct: {input} + {output}; box A counted {used_a}"
+    );
+
+    // On box B the server grants what is left, and the kernel lets exactly that through.
+    let answer = redeem(&box_b, &phone_b.mac, "ROAMING5MB")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    let left = ALLOWANCE - used_a;
+    let session = running_session(&box_b, &phone_b.mac)?;
+    #[expect(clippy::cast_precision_loss, reason = "below 2^53")]
+    let granted_mb = left as f64 / 1e6;
+    ensure!(
+        session["data_mb"].as_f64() == Some(granted_mb),
+        "{session}, {left} left"
+    );
+    let echo_b = UdpEcho::start(&lan_b.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    let mut echoed = 0;
+    while udp_echoes(
+        &phone_b.netns,
+        echo_b.addr(),
+        PAYLOAD,
+        1,
+        Duration::from_millis(200),
+    )? == 1
+    {
+        echoed += 1;
+        ensure!(echoed < 3000, "box B never stopped the code");
+    }
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(10), || {
+            radacct_on(&radius, "ROAMING5MB", "box-b").is_ok_and(|row| row.is_some_and(|row| row.2))
+        }),
+        "box B's Stop did not arrive\n{}",
+        box_b.log()
+    );
+    let used_b = passed(&box_b, phone_b)?;
+    // The kernel lets through at most one packet beyond the budget (1028 bytes here).
+    ensure!(
+        (left..=left + 1028).contains(&used_b),
+        "box B passed {used_b} with {left} left"
+    );
+    let (input, output, _) = radacct_on(&radius, "ROAMING5MB", "box-b")?.context("box B's row")?;
+    ensure!(
+        input + output == used_b,
+        "radacct: {input} + {output}; box B counted {used_b}"
+    );
+    // And the code is used up everywhere: a third login is refused.
+    let again = redeem(&box_a, &phone_a.mac, "ROAMING5MB")?;
+    ensure!(again.status == 403, "{again:?}");
+    Ok(())
+}
