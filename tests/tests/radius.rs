@@ -653,3 +653,208 @@ fn a_code_roams_between_two_boxes_with_exactly_what_is_left() -> Result<()> {
     ensure!(again.status == 403, "{again:?}");
     Ok(())
 }
+
+impl FreeRadius {
+    /// Runs `radclient` in the server's namespace: `kind` (`coa`, `disconnect`) to `to` with
+    /// `attributes` (one per line) and `secret`; its stdout and stderr.
+    fn radclient(&self, to: &str, kind: &str, secret: &str, attributes: &str) -> Result<String> {
+        use std::io::Write as _;
+        let mut child = self
+            .netns
+            .command("radclient")
+            .args(["-x", "-r", "1", "-t", "2", "-d"])
+            .arg(self.dir.path())
+            .args(["-D", "/usr/share/freeradius", to, kind, secret])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run radclient (freeradius-utils)")?;
+        child
+            .stdin
+            .take()
+            .context("radclient's stdin")?
+            .write_all(attributes.as_bytes())?;
+        let output = child.wait_with_output()?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A CoA-Request of our own making, signed with `secret`, sent from `netns` to `to`; the
+/// answer's code, if any came in a second.
+fn raw_coa(netns: &Netns, to: SocketAddr, bytes: Vec<u8>) -> Result<Option<u8>> {
+    netns.run(move || -> Result<Option<u8>> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        socket.send_to(&bytes, to)?;
+        let mut buffer = [0_u8; 4096];
+        Ok(socket.recv(&mut buffer).ok().map(|_| buffer[0]))
+    })?
+}
+
+fn coa_bytes(user: &str, event_timestamp: i64, secret: &str) -> Result<Vec<u8>> {
+    use hotspotd::radius::{codec, dict};
+    let packet = codec::Packet {
+        code: dict::COA_REQUEST,
+        identifier: 7,
+        authenticator: [0; 16],
+        attributes: vec![
+            codec::Attribute::text(dict::USER_NAME, user),
+            codec::Attribute::integer(dict::EVENT_TIMESTAMP, u32::try_from(event_timestamp)?),
+            codec::Attribute::integer(dict::SESSION_TIMEOUT, 7200),
+        ],
+    };
+    Ok(codec::encode_signed_request(
+        packet,
+        secret.as_bytes(),
+        true,
+    )?)
+}
+
+/// RFC 5176 from a real server (`radclient`): a CoA-Request tops a running session up and
+/// changes its speed, and the kernel's grant follows at once (the new data limit holds to the
+/// packet); a Disconnect-Request ends one (its Stop says Admin-Reset). A wrong secret, a
+/// stale Event-Timestamp, a replay and a request from an address that is no server are dropped.
+#[test]
+fn coa_changes_and_disconnect_ends_sessions_and_forgeries_and_replays_are_dropped() -> Result<()> {
+    let lan = Lan::new(2)?;
+    lan.pin_neighbors()?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code("COATIME600", &[], &[("Session-Timeout", "600")])?;
+    radius.add_code("DISCONNECT", &[], &[("Session-Timeout", "600")])?;
+    let dir = tempfile::tempdir()?;
+    let config = config_with_radius(dir.path(), &[format!("{server}:1812")], 1000)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let box_at = "10.99.1.2:3799";
+    let (phone, other) = (&lan.clients[0], &lan.clients[1]);
+    ensure!(redeem(&daemon, &phone.mac, "COATIME600")?.status == 200);
+    ensure!(redeem(&daemon, &other.mac, "DISCONNECT")?.status == 200);
+
+    // A wrong secret: dropped, nothing changes.
+    let forged = radius.radclient(
+        box_at,
+        "coa",
+        "not-the-secret",
+        &format!(
+            "User-Name = COATIME600\nSession-Timeout = 9999\nEvent-Timestamp = {}\n",
+            unix_now()
+        ),
+    )?;
+    ensure!(!forged.contains("Received CoA"), "{forged}");
+    ensure!(running_session(&daemon, &phone.mac)?["time_secs"] == 600);
+
+    // The server's CoA: 500 kB more from now, 5/1 Mbit/s, an hour.
+    let answer = radius.radclient(
+        box_at,
+        "coa",
+        SECRET,
+        &format!(
+            "User-Name = COATIME600\nSession-Timeout = 3600\nChilliSpot-Max-Total-Octets = 500000\n\
+             WISPr-Bandwidth-Max-Down = 5000000\nWISPr-Bandwidth-Max-Up = 1000000\nEvent-Timestamp = {}\n",
+            unix_now()
+        ),
+    )?;
+    ensure!(
+        answer.contains("Received CoA-ACK"),
+        "{answer}\n{}",
+        daemon.log()
+    );
+    let session = running_session(&daemon, &phone.mac)?;
+    ensure!(session["type"] == 2, "time or data now: {session}");
+    ensure!(
+        session["data_mb"] == 0.5 && session["down_mbits"] == 5 && session["up_mbits"] == 1,
+        "{session}"
+    );
+    let time_secs = session["time_secs"].as_i64().context("time_secs")?;
+    ensure!((3600..3610).contains(&time_secs), "{session}");
+    // The kernel holds the new budget at once: 500 kB and not a packet more.
+    let before = passed(&daemon, phone)?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    let mut echoed = 0;
+    while udp_echoes(
+        &phone.netns,
+        echo.addr(),
+        1000,
+        1,
+        Duration::from_millis(200),
+    )? == 1
+    {
+        echoed += 1;
+        ensure!(echoed < 1000, "the CoA's data limit did not hold");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let used = passed(&daemon, phone)? - before;
+    ensure!(
+        (500_000..=501_028).contains(&used),
+        "passed {used} of a 500000-byte top-up"
+    );
+
+    dropped_requests(&radius, other)?;
+
+    // Disconnect: the session ends, the device is blocked, its Stop says why.
+    ensure!(
+        reaches_internet(&lan, other)?,
+        "the second device is not online"
+    );
+    let answer = radius.radclient(
+        box_at,
+        "disconnect",
+        SECRET,
+        &format!("User-Name = DISCONNECT\nEvent-Timestamp = {}\n", unix_now()),
+    )?;
+    ensure!(answer.contains("Received Disconnect-ACK"), "{answer}");
+    ensure!(
+        !reaches_internet(&lan, other)?,
+        "a disconnected device passes"
+    );
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(10), || {
+            radacct(&radius, "DISCONNECT")
+                .is_ok_and(|row| row.is_some_and(|row| row.3 && row.4 == "Admin-Reset"))
+        }),
+        "no Stop for the disconnected session: {:?}",
+        radacct(&radius, "DISCONNECT")
+    );
+    // And one for no session here is refused.
+    let answer = radius.radclient(
+        box_at,
+        "disconnect",
+        SECRET,
+        &format!("User-Name = NOBODY\nEvent-Timestamp = {}\n", unix_now()),
+    )?;
+    ensure!(answer.contains("Received Disconnect-NAK"), "{answer}");
+    Ok(())
+}
+
+/// Replays and stale requests are dropped; a request from a client is no server's.
+fn dropped_requests(radius: &FreeRadius, other: &Client) -> Result<()> {
+    let to: SocketAddr = "10.99.1.2:3799".parse()?;
+    let fresh = coa_bytes("DISCONNECT", unix_now(), SECRET)?;
+    ensure!(raw_coa(&radius.netns, to, fresh.clone())? == Some(hotspotd::radius::dict::COA_ACK));
+    ensure!(
+        raw_coa(&radius.netns, to, fresh)?.is_none(),
+        "a replay was answered"
+    );
+    let stale = coa_bytes("DISCONNECT", unix_now() - 1000, SECRET)?;
+    ensure!(
+        raw_coa(&radius.netns, to, stale)?.is_none(),
+        "a stale request was answered"
+    );
+    let from_lan = SocketAddr::new(GATEWAY_LAN_V4.into(), 3799);
+    let by_client = coa_bytes("DISCONNECT", unix_now(), SECRET)?;
+    ensure!(
+        raw_coa(&other.netns, from_lan, by_client)?.is_none(),
+        "a client's request was answered"
+    );
+
+    Ok(())
+}

@@ -135,6 +135,7 @@ impl Restart<'_> {
             timeout_ms,
             retries,
             default_time_secs,
+            coa_port,
         } = new;
         RadiusConfig {
             auth_server: self.keep("radius.auth_server", auth_server, |c| &c.radius.auth_server),
@@ -154,6 +155,7 @@ impl Restart<'_> {
             default_time_secs: self.keep("radius.default_time_secs", default_time_secs, |c| {
                 &c.radius.default_time_secs
             }),
+            coa_port: self.keep("radius.coa_port", coa_port, |c| &c.radius.coa_port),
         }
     }
 

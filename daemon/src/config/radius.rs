@@ -25,6 +25,8 @@ pub struct RadiusConfig {
     pub retries: u64,
     /// The session an Access-Accept without Session-Timeout or a data limit sells, seconds.
     pub default_time_secs: u64,
+    /// UDP port of the CoA/Disconnect listener (RFC 5176); 0: none.
+    pub coa_port: u16,
 }
 
 impl Default for RadiusConfig {
@@ -39,6 +41,7 @@ impl Default for RadiusConfig {
             timeout_ms: 2_000,
             retries: 2,
             default_time_secs: 3_600,
+            coa_port: 3_799,
         }
     }
 }

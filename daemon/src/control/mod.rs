@@ -324,6 +324,7 @@ impl Control {
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
         let mut logins = self.radius.take_answers().ok_or(ControlError::Channels)?;
+        let mut coas = self.radius.take_coa().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
@@ -360,6 +361,7 @@ impl Control {
                 Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
                 _ = link_checks.tick() => self.check_links().await,
                 Some(answer) = logins.recv() => self.finish_login(answer).await,
+                Some(request) = coas.recv() => self.handle_coa(request).await,
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
                     // A reload may have changed the poll interval.

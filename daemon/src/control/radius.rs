@@ -14,6 +14,7 @@ use crate::{
     radius::Servers,
     radius::{
         self, ExchangeError, Login, Outcome,
+        coa::{CoaKind, CoaRequest},
         codec::Attribute,
         dict,
         spool::{Spool, SpooledSession},
@@ -52,6 +53,8 @@ pub(super) struct Radius {
     answers: Option<mpsc::UnboundedReceiver<LoginAnswer>>,
     sessions: BTreeMap<SessionId, RadiusSession>,
     spool: Option<Spool>,
+    coa_to: mpsc::UnboundedSender<CoaRequest>,
+    coa: Option<mpsc::UnboundedReceiver<CoaRequest>>,
 }
 
 impl std::fmt::Debug for LoginAnswer {
@@ -66,7 +69,10 @@ impl std::fmt::Debug for LoginAnswer {
 impl Default for Radius {
     fn default() -> Self {
         let (answers_to, answers) = mpsc::unbounded_channel();
+        let (coa_to, coa) = mpsc::unbounded_channel();
         Self {
+            coa_to,
+            coa: Some(coa),
             answers_to,
             answers: Some(answers),
             sessions: BTreeMap::new(),
@@ -79,6 +85,11 @@ impl Radius {
     /// Where the logins' answers arrive; taken by `run`.
     pub(super) fn take_answers(&mut self) -> Option<mpsc::UnboundedReceiver<LoginAnswer>> {
         self.answers.take()
+    }
+
+    /// Where the `CoA` listener's requests arrive; taken by `run`.
+    pub(super) fn take_coa(&mut self) -> Option<mpsc::UnboundedReceiver<CoaRequest>> {
+        self.coa.take()
     }
 }
 
@@ -239,6 +250,120 @@ impl Control {
                 tracing::error!(error = %crate::text::chain(&error), "RADIUS accounting is off");
             }
         }
+        let port = self.config.radius.coa_port;
+        if port != 0 {
+            let mut servers = self.config.radius.auth_servers();
+            servers.extend(self.config.radius.acct_servers());
+            let secret = self.config.radius.secret.as_bytes().to_vec();
+            let to_control = self.radius.coa_to.clone();
+            tokio::spawn(async move {
+                if let Err(error) = radius::coa::listen(port, servers, secret, to_control).await {
+                    tracing::error!(error = %crate::text::chain(&error), "RADIUS CoA/Disconnect is off");
+                }
+            });
+        }
+    }
+
+    /// A checked CoA/Disconnect request: the RADIUS session it names (Acct-Session-Id, else
+    /// User-Name with Calling-Station-Id if given) is ended, or changed: Session-Timeout is the
+    /// time left from now, a data limit the bytes left from now, `WISPr` speeds the new speed;
+    /// the kernel's grant follows at once.
+    pub(super) async fn handle_coa(&mut self, request: CoaRequest) {
+        let CoaRequest {
+            kind,
+            packet,
+            reply,
+        } = request;
+        let text = |kind: u8| {
+            packet
+                .get(kind)
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        };
+        let (acct_id, user, station) = (
+            text(dict::ACCT_SESSION_ID),
+            text(dict::USER_NAME),
+            text(dict::CALLING_STATION_ID)
+                .map(|station| station.replace(':', "-").to_ascii_uppercase()),
+        );
+        let found = self.radius.sessions.iter().find(|(_, session)| {
+            let stored = &session.stored;
+            match &acct_id {
+                Some(id) => *id == stored.acct_session_id,
+                None => {
+                    user.as_ref().is_some_and(|user| *user == stored.user)
+                        && station.as_ref().is_none_or(|station| {
+                            *station == stored.mac.replace(':', "-").to_ascii_uppercase()
+                        })
+                }
+            }
+        });
+        let Some(id) = found.map(|(id, _)| *id) else {
+            tracing::info!(
+                ?acct_id,
+                ?user,
+                "a CoA/Disconnect request names no RADIUS session here"
+            );
+            let _ = reply.send(Err(dict::ERROR_SESSION_CONTEXT_NOT_FOUND));
+            return;
+        };
+        let result = match kind {
+            CoaKind::Disconnect => {
+                self.client_count.set(None);
+                self.remove_session(id).await.map_err(|error| {
+                    tracing::warn!(session = id, error = %crate::text::chain(&error), "a Disconnect-Request could not end its session");
+                    dict::ERROR_RESOURCES_UNAVAILABLE
+                })
+            }
+            CoaKind::Change => self.change_session(id, &radius::Grant::of(&packet)).await,
+        };
+        tracing::info!(
+            session = id,
+            ?kind,
+            ok = result.is_ok(),
+            "RADIUS change of authorization"
+        );
+        let _ = reply.send(result);
+    }
+
+    async fn change_session(&mut self, id: SessionId, grant: &radius::Grant) -> Result<(), u32> {
+        let bytes_per_mb = self.config.accounting.bytes_per_mb;
+        let now = self.now();
+        let effects = self
+            .engine
+            .change(id, now, |data, data_cons_bytes| {
+                let mut new = data.clone();
+                if let Some(secs) = grant.time_secs {
+                    new.time_secs = new.time_cons + secs;
+                    if new.kind == crate::sessions::SessionType::Data {
+                        new.kind = crate::sessions::SessionType::TimeOrData;
+                    }
+                }
+                if let Some(bytes) = grant.data_bytes {
+                    #[expect(
+                        clippy::cast_precision_loss,
+                        reason = "MB as the record keeps them; exact below 2^53 bytes"
+                    )]
+                    let total = (data_cons_bytes + bytes) as f64 / bytes_per_mb as f64;
+                    new.data_mb = total;
+                    if new.kind == crate::sessions::SessionType::Time {
+                        new.kind = crate::sessions::SessionType::TimeOrData;
+                    }
+                }
+                let mbits = |bps: u64| i32::try_from(bps.div_ceil(1_000_000)).unwrap_or(i32::MAX);
+                if let (Some(down), Some(up)) = (grant.down_bps, grant.up_bps) {
+                    new.down_mbits = mbits(down);
+                    new.up_mbits = mbits(up);
+                    new.use_global_speed = false;
+                }
+                new
+            })
+            .map_err(|error| {
+                tracing::warn!(session = id, error = %crate::text::chain(&error), "a CoA-Request was refused");
+                dict::ERROR_INVALID_REQUEST
+            })?;
+        self.apply(effects, now).await;
+        self.save();
+        Ok(())
     }
 
     /// Keeps a sold session's accounting state; if it runs already, its Start goes out.

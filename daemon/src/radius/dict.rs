@@ -63,6 +63,7 @@ pub const TERMINATE_NAS_REBOOT: u32 = 11;
 pub const ERROR_SESSION_CONTEXT_NOT_FOUND: u32 = 503;
 pub const ERROR_INVALID_REQUEST: u32 = 404;
 pub const ERROR_UNSUPPORTED_SERVICE: u32 = 405;
+pub const ERROR_RESOURCES_UNAVAILABLE: u32 = 506;
 
 // Vendors (IANA enterprise numbers) and their attributes.
 /// `ChilliSpot` (also what `CoovaChilli` answers to).

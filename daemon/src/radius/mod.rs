@@ -5,6 +5,7 @@
 //! the configured servers.
 
 pub mod client;
+pub mod coa;
 pub mod codec;
 pub mod dict;
 pub mod grant;
