@@ -858,3 +858,37 @@ fn dropped_requests(radius: &FreeRadius, other: &Client) -> Result<()> {
 
     Ok(())
 }
+
+/// `radius.away_grant_secs`: while no server answers, a code is let in for that long, and the
+/// server hears of the session (its Start waited in the spool) once it is back.
+#[test]
+fn an_absent_server_can_be_set_to_let_codes_in_for_a_while() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.stop()?;
+    let dir = tempfile::tempdir()?;
+    let path = config_with_radius(dir.path(), &[format!("{server}:1812")], 200)?;
+    let text =
+        std::fs::read_to_string(&path)?.replace("away_grant_secs = 0", "away_grant_secs = 120");
+    std::fs::write(&path, text)?;
+    let daemon = Daemon::start_with_config(&lan, &path, &[])?;
+    let phone = &lan.clients[0];
+    let answer = redeem(&daemon, &phone.mac, "ANYCODE")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    let session = running_session(&daemon, &phone.mac)?;
+    ensure!(
+        session["type"] == 0 && session["time_secs"] == 120,
+        "{session}"
+    );
+    ensure!(reaches_internet(&lan, phone)?, "the code was not let in");
+    radius.run()?;
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(20), || {
+            radacct(&radius, "ANYCODE").is_ok_and(|row| row.is_some())
+        }),
+        "the server never heard of the session\n{}",
+        daemon.log()
+    );
+    Ok(())
+}

@@ -89,6 +89,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(RADIUS_RETRIES),
     Key::Int(RADIUS_DEFAULT_TIME_SECS),
     Key::Int(RADIUS_COA_PORT),
+    Key::Int(RADIUS_AWAY_GRANT_SECS),
 ];
 
 /// How long an address learned for a walled-garden host name stays open at least, and at
@@ -133,6 +134,9 @@ pub(super) const TRIAL_RESET_SECS: IntKey =
 pub(super) const RADIUS_TIMEOUT_MS: IntKey = IntKey::between("radius.timeout_ms", 100, 60_000);
 /// 0: no listener for change-of-authorization requests.
 pub(super) const RADIUS_COA_PORT: IntKey = IntKey::between("radius.coa_port", 0, 65_535);
+/// 0 (refuse) to a day.
+pub(super) const RADIUS_AWAY_GRANT_SECS: IntKey =
+    IntKey::between("radius.away_grant_secs", 0, 86_400);
 pub(super) const RADIUS_RETRIES: IntKey = IntKey::between("radius.retries", 0, 10);
 /// A minute to a year.
 pub(super) const RADIUS_DEFAULT_TIME_SECS: IntKey =

@@ -136,6 +136,7 @@ impl Restart<'_> {
             retries,
             default_time_secs,
             coa_port,
+            away_grant_secs,
         } = new;
         RadiusConfig {
             auth_server: self.keep("radius.auth_server", auth_server, |c| &c.radius.auth_server),
@@ -156,6 +157,9 @@ impl Restart<'_> {
                 &c.radius.default_time_secs
             }),
             coa_port: self.keep("radius.coa_port", coa_port, |c| &c.radius.coa_port),
+            away_grant_secs: self.keep("radius.away_grant_secs", away_grant_secs, |c| {
+                &c.radius.away_grant_secs
+            }),
         }
     }
 

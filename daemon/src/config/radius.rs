@@ -27,6 +27,9 @@ pub struct RadiusConfig {
     pub default_time_secs: u64,
     /// UDP port of the CoA/Disconnect listener (RFC 5176); 0: none.
     pub coa_port: u16,
+    /// When no server answers a login: 0 refuses it (the default); more lets the code in for
+    /// that many seconds, unchecked, accounted to the server once it is back.
+    pub away_grant_secs: u64,
 }
 
 impl Default for RadiusConfig {
@@ -42,6 +45,7 @@ impl Default for RadiusConfig {
             retries: 2,
             default_time_secs: 3_600,
             coa_port: 3_799,
+            away_grant_secs: 0,
         }
     }
 }
@@ -131,6 +135,7 @@ impl RadiusConfig {
                 super::keys::RADIUS_DEFAULT_TIME_SECS,
                 self.default_time_secs,
             ),
+            (super::keys::RADIUS_AWAY_GRANT_SECS, self.away_grant_secs),
         ] {
             key.check(i128::from(value))
                 .map_err(|message| (key.path, message))?;

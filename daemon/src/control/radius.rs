@@ -196,6 +196,10 @@ impl Control {
                 self.vouchers.wrong_guess(mac);
                 Err(RedeemError::Rejected { message })
             }
+            Err(error) if self.config.radius.away_grant_secs > 0 => {
+                tracing::warn!(%mac, user, error = %crate::text::chain(&error), "no RADIUS server answered; the code is let in unchecked (radius.away_grant_secs)");
+                self.away_grant(mac, user, ip).await
+            }
             Err(error) => {
                 tracing::warn!(%mac, error = %crate::text::chain(&error), "a RADIUS login could not be checked");
                 Err(RedeemError::ServerAway(crate::text::chain_string(&error)))
@@ -323,6 +327,33 @@ impl Control {
             "RADIUS change of authorization"
         );
         let _ = reply.send(result);
+    }
+
+    /// Lets a code in unchecked while no server answers (`radius.away_grant_secs`): a time
+    /// session at the global speed, accounted as a RADIUS session so the server hears of it.
+    async fn away_grant(
+        &mut self,
+        mac: MacAddr,
+        user: String,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<ClientView, RedeemError> {
+        let now = self.now();
+        let grant = radius::Grant {
+            time_secs: Some(self.config.radius.away_grant_secs),
+            ..radius::Grant::default()
+        };
+        let plan = grant.plan(
+            self.config.radius.default_time_secs,
+            self.config.accounting.bytes_per_mb,
+            now.wall,
+        );
+        self.client_count.set(None);
+        let sold = self
+            .add_session(mac, plan, true)
+            .await
+            .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
+        self.account_login(sold.session.id, mac, user, ip, None);
+        Ok(self.client_view(mac))
     }
 
     async fn change_session(&mut self, id: SessionId, grant: &radius::Grant) -> Result<(), u32> {
