@@ -892,3 +892,39 @@ fn an_absent_server_can_be_set_to_let_codes_in_for_a_while() -> Result<()> {
     );
     Ok(())
 }
+
+/// `radius.mac_auth`: a device the server knows by its MAC is connected when it first sends,
+/// without the portal; one it does not know is left to the portal.
+#[test]
+fn a_device_the_server_knows_by_its_mac_is_let_in_without_the_portal() -> Result<()> {
+    let lan = Lan::new(2)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    let (known, unknown) = (&lan.clients[0], &lan.clients[1]);
+    let station = known.mac.replace(':', "-").to_ascii_uppercase();
+    radius.add_code(&station, &[], &[("Session-Timeout", "900")])?;
+    let dir = tempfile::tempdir()?;
+    let path = config_with_radius(dir.path(), &[format!("{server}:1812")], 500)?;
+    let text = std::fs::read_to_string(&path)?.replace("mac_auth = false", "mac_auth = true");
+    std::fs::write(&path, text)?;
+    let daemon = Daemon::start_with_config(&lan, &path, &[])?;
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(10), || reaches_internet(&lan, known)
+            .unwrap_or(false)),
+        "the known device was not let in\n{}",
+        daemon.log()
+    );
+    let session = running_session(&daemon, &known.mac)?;
+    ensure!(
+        session["provider"] == "radius" && session["time_secs"] == 900,
+        "{session}"
+    );
+    for _ in 0..5 {
+        ensure!(
+            !reaches_internet(&lan, unknown)?,
+            "an unknown device was let in"
+        );
+    }
+    ensure!(daemon.client(&unknown.mac)?["session_id"].is_null());
+    Ok(())
+}

@@ -90,6 +90,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(RADIUS_DEFAULT_TIME_SECS),
     Key::Int(RADIUS_COA_PORT),
     Key::Int(RADIUS_AWAY_GRANT_SECS),
+    Key::Bool("radius.mac_auth"),
 ];
 
 /// How long an address learned for a walled-garden host name stays open at least, and at

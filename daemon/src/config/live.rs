@@ -137,6 +137,7 @@ impl Restart<'_> {
             default_time_secs,
             coa_port,
             away_grant_secs,
+            mac_auth,
         } = new;
         RadiusConfig {
             auth_server: self.keep("radius.auth_server", auth_server, |c| &c.radius.auth_server),
@@ -160,6 +161,7 @@ impl Restart<'_> {
             away_grant_secs: self.keep("radius.away_grant_secs", away_grant_secs, |c| {
                 &c.radius.away_grant_secs
             }),
+            mac_auth: self.keep("radius.mac_auth", mac_auth, |c| &c.radius.mac_auth),
         }
     }
 

@@ -30,6 +30,9 @@ pub struct RadiusConfig {
     /// When no server answers a login: 0 refuses it (the default); more lets the code in for
     /// that many seconds, unchecked, accounted to the server once it is back.
     pub away_grant_secs: u64,
+    /// A new device is logged in by its MAC (User-Name and User-Password
+    /// `AA-BB-CC-DD-EE-FF`) when it first sends, before it needs the portal.
+    pub mac_auth: bool,
 }
 
 impl Default for RadiusConfig {
@@ -46,6 +49,7 @@ impl Default for RadiusConfig {
             default_time_secs: 3_600,
             coa_port: 3_799,
             away_grant_secs: 0,
+            mac_auth: false,
         }
     }
 }

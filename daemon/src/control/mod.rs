@@ -483,6 +483,7 @@ impl Control {
         let seen = self
             .table
             .apply_map(CounterMap::Seen, &mut counters.seen, clocks);
+        self.mac_logins(&seen);
         let mut traffic = billable_by_mac(&paid, &seen);
         self.sharing.fold(&mut traffic);
         let mut effects = self.engine.traffic_sorted(&traffic, now);

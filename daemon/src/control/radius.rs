@@ -27,6 +27,8 @@ use crate::{
 pub(super) enum LoginReply {
     Api(oneshot::Sender<Result<ClientView, RedeemError>>),
     Portal(oneshot::Sender<Result<Redeemed, RedeemError>>),
+    /// A new device logged in by its MAC (`radius.mac_auth`): nobody waits.
+    MacAuth,
 }
 
 /// A login's round trip, done.
@@ -55,6 +57,8 @@ pub(super) struct Radius {
     spool: Option<Spool>,
     coa_to: mpsc::UnboundedSender<CoaRequest>,
     coa: Option<mpsc::UnboundedReceiver<CoaRequest>>,
+    /// When each unpaid device was last asked about by its MAC (`radius.mac_auth`).
+    mac_tried: std::collections::HashMap<MacAddr, Instant>,
 }
 
 impl std::fmt::Debug for LoginAnswer {
@@ -73,6 +77,7 @@ impl Default for Radius {
         Self {
             coa_to,
             coa: Some(coa),
+            mac_tried: std::collections::HashMap::new(),
             answers_to,
             answers: Some(answers),
             sessions: BTreeMap::new(),
@@ -193,8 +198,15 @@ impl Control {
             }
             Ok(Outcome::Reject(message)) => {
                 tracing::info!(%mac, user, ?message, "RADIUS login rejected");
-                self.vouchers.wrong_guess(mac);
+                // A device's own MAC is no guess at a code.
+                if !matches!(reply, LoginReply::MacAuth) {
+                    self.vouchers.wrong_guess(mac);
+                }
                 Err(RedeemError::Rejected { message })
+            }
+            Err(error) if matches!(reply, LoginReply::MacAuth) => {
+                tracing::debug!(%mac, error = %crate::text::chain(&error), "a MAC login could not be checked; the device can still use the portal");
+                Err(RedeemError::ServerAway(String::new()))
             }
             Err(error) if self.config.radius.away_grant_secs > 0 => {
                 tracing::warn!(%mac, user, error = %crate::text::chain(&error), "no RADIUS server answered; the code is let in unchecked (radius.away_grant_secs)");
@@ -214,6 +226,7 @@ impl Control {
                     cookie: None,
                 }),
             ),
+            LoginReply::MacAuth => {}
         }
     }
 }
@@ -235,8 +248,25 @@ impl Control {
         };
         match Spool::start(&self.config.store.sqlite_path, servers) {
             Ok((spool, kept)) => {
+                let now = self.now();
                 for stored in kept {
-                    if self.engine.session(stored.session_id).is_some() {
+                    let state = self.engine.state_of(stored.session_id, now);
+                    if let Some(
+                        crate::sessions::engine::SessionState::Consumed
+                        | crate::sessions::engine::SessionState::Expired,
+                    ) = state
+                    {
+                        // It ended while hotspotd was away (the kernel's counters say so).
+                        self.radius.sessions.insert(
+                            stored.session_id,
+                            RadiusSession {
+                                stored: stored.clone(),
+                                last_sent: Instant::now(),
+                            },
+                        );
+                        self.radius.spool = Some(spool.clone());
+                        self.account_stop(stored.session_id, dict::TERMINATE_SESSION_TIMEOUT, now);
+                    } else if state.is_some() {
                         self.radius.sessions.insert(
                             stored.session_id,
                             RadiusSession {
@@ -611,4 +641,39 @@ fn acct_attributes(
         attributes.push(Attribute::new(dict::FRAMED_IP_ADDRESS, ip.octets()));
     }
     attributes
+}
+
+/// How long a device's MAC login waits before it is tried again after a reject or no answer.
+const MAC_RETRY: std::time::Duration = std::time::Duration::from_mins(5);
+
+impl Control {
+    /// `radius.mac_auth`: each unpaid device seen sending (`seen`: this poll's unpaid
+    /// traffic) is asked about by its MAC, at most every [`MAC_RETRY`]; an accept connects it
+    /// without the portal.
+    pub(super) fn mac_logins(&mut self, seen: &[(MacAddr, hotspotd_common::Usage)]) {
+        if !self.config.radius.enabled() || !self.config.radius.mac_auth {
+            return;
+        }
+        for (mac, _) in seen {
+            if self.engine.client(*mac).is_some() || self.sharing.holder_of(*mac).is_some() {
+                continue;
+            }
+            if self
+                .radius
+                .mac_tried
+                .get(mac)
+                .is_some_and(|at| at.elapsed() < MAC_RETRY)
+            {
+                continue;
+            }
+            self.radius.mac_tried.insert(*mac, Instant::now());
+            let name = radius::station(*mac);
+            self.start_login(*mac, name, LoginReply::MacAuth);
+        }
+        if self.radius.mac_tried.len() > 100_000 {
+            self.radius
+                .mac_tried
+                .retain(|_, at| at.elapsed() < MAC_RETRY);
+        }
+    }
 }
