@@ -928,3 +928,62 @@ fn a_device_the_server_knows_by_its_mac_is_let_in_without_the_portal() -> Result
     ensure!(daemon.client(&unknown.mac)?["session_id"].is_null());
     Ok(())
 }
+
+/// A session used up while hotspotd was down (the kernel enforced its budget meanwhile) gets
+/// its Stop when hotspotd is back, with every byte the kernel counted.
+#[test]
+fn a_session_used_up_while_hotspotd_was_down_gets_its_stop() -> Result<()> {
+    let lan = Lan::new(1)?;
+    lan.pin_neighbors()?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code(
+        "DOWNTIME300K",
+        &[("Hotspotd-Max-Total-Octets", "300000")],
+        &[],
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = config_with_radius(dir.path(), &[format!("{server}:1812")], 500)?;
+    let mut daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let phone = &lan.clients[0];
+    ensure!(redeem(&daemon, &phone.mac, "DOWNTIME300K")?.status == 200);
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(5), || radacct(&radius, "DOWNTIME300K")
+            .is_ok_and(|row| row.is_some())),
+        "no Start"
+    );
+    daemon.kill()?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(INTERNET_V4.into(), 0))?;
+    let mut echoed = 0;
+    while udp_echoes(
+        &phone.netns,
+        echo.addr(),
+        1000,
+        1,
+        Duration::from_millis(200),
+    )? == 1
+    {
+        echoed += 1;
+        ensure!(
+            echoed < 1000,
+            "the kernel did not hold the budget while hotspotd was down"
+        );
+    }
+    daemon.restart(&lan)?;
+    ensure!(
+        hotspotd_tests::wait_for(Duration::from_secs(10), || radacct(&radius, "DOWNTIME300K")
+            .is_ok_and(|row| row.is_some_and(|row| row.3))),
+        "no Stop after the restart: {:?}\n{}",
+        radacct(&radius, "DOWNTIME300K"),
+        daemon.log()
+    );
+    let (input, output, _, _, cause) = radacct(&radius, "DOWNTIME300K")?.context("a row")?;
+    let counted = passed(&daemon, phone)?;
+    ensure!(
+        input + output == counted,
+        "radacct {input} + {output}; hotspotd counted {counted}"
+    );
+    ensure!((300_000..=301_028).contains(&counted), "{counted}");
+    ensure!(cause == "Session-Timeout", "{cause}");
+    Ok(())
+}
