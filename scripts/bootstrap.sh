@@ -15,6 +15,7 @@ APT_PACKAGES=(
   chromium fonts-dejavu-core                                          # the portal in a real browser (tests/tests/portal_browser.rs)
   dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
   qemu-system-x86 busybox-static kmod cpio xz-utils                   # the kernel matrix (scripts/kernel-matrix.sh)
+  freeradius freeradius-utils                                         # a real RADIUS server, run by the tests (tests/tests/radius.rs)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -36,6 +36,7 @@ pub mod net;
 pub mod netlink;
 mod notify;
 pub mod portal;
+pub mod radius;
 mod run;
 pub mod sessions;
 pub mod shaping;

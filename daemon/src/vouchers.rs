@@ -286,6 +286,14 @@ pub enum RedeemError {
     Throttled { retry_secs: u64 },
     #[error("the voucher's session could not be sold: {0}")]
     Failed(String),
+    /// The code is no local voucher and the RADIUS server refused it (docs/radius.md).
+    #[error("the RADIUS server refused this code{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Rejected { message: Option<String> },
+    /// The code is no local voucher and no RADIUS server answered: new logins wait for one.
+    #[error(
+        "no RADIUS server answered, so the code cannot be checked; try again when one does: {0}"
+    )]
+    ServerAway(String),
 }
 
 impl RedeemError {
@@ -300,6 +308,8 @@ impl RedeemError {
             Self::OwnSession => "has_session",
             Self::Throttled { .. } => "too_many_attempts",
             Self::Failed(_) => "session_failed",
+            Self::Rejected { .. } => "code_rejected",
+            Self::ServerAway(_) => "radius_unreachable",
         }
     }
 }

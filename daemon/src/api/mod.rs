@@ -74,7 +74,8 @@ impl From<RedeemError> for ApiError {
         let status = match error {
             RedeemError::UnknownCode => StatusCode::NOT_FOUND,
             RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            RedeemError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RedeemError::Failed(_) | RedeemError::ServerAway(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RedeemError::Rejected { .. } => StatusCode::FORBIDDEN,
             RedeemError::Revoked
             | RedeemError::Expired
             | RedeemError::UsedUp

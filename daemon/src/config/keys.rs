@@ -38,6 +38,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "vouchers",
     "history",
     "sales",
+    "radius",
 ];
 
 /// Every key, and the kind of value it takes. The merged values are checked against this before
@@ -84,6 +85,18 @@ pub(super) const KEYS: &[Key] = &[
     Key::Int(HOURLY_DAYS),
     Key::Int(DAILY_DAYS),
     Key::Text("sales.currency"),
+    Key::Text("radius.auth_server"),
+    Key::Texts("radius.auth_servers"),
+    Key::Text("radius.acct_server"),
+    Key::Texts("radius.acct_servers"),
+    Key::Text("radius.secret"),
+    Key::Text("radius.nas_identifier"),
+    Key::Int(RADIUS_TIMEOUT_MS),
+    Key::Int(RADIUS_RETRIES),
+    Key::Int(RADIUS_DEFAULT_TIME_SECS),
+    Key::Int(RADIUS_COA_PORT),
+    Key::Int(RADIUS_AWAY_GRANT_SECS),
+    Key::Bool("radius.mac_auth"),
 ];
 
 /// How long an address learned for a walled-garden host name stays open at least, and at
@@ -129,9 +142,22 @@ pub(super) const TRIAL_RESET_SECS: IntKey =
 /// Up to ten years of hours and of days (docs/usage.md).
 pub(super) const HOURLY_DAYS: IntKey = IntKey::between("history.hourly_days", 1, 3_660);
 pub(super) const DAILY_DAYS: IntKey = IntKey::between("history.daily_days", 1, 3_660);
+/// One try's wait for a RADIUS server: 100 ms to a minute.
+pub(super) const RADIUS_TIMEOUT_MS: IntKey = IntKey::between("radius.timeout_ms", 100, 60_000);
+/// 0: no listener for change-of-authorization requests.
+pub(super) const RADIUS_COA_PORT: IntKey = IntKey::between("radius.coa_port", 0, 65_535);
+/// 0 (refuse) to a day.
+pub(super) const RADIUS_AWAY_GRANT_SECS: IntKey =
+    IntKey::between("radius.away_grant_secs", 0, 86_400);
+pub(super) const RADIUS_RETRIES: IntKey = IntKey::between("radius.retries", 0, 10);
+/// A minute to a year.
+pub(super) const RADIUS_DEFAULT_TIME_SECS: IntKey =
+    IntKey::between("radius.default_time_secs", 60, 31_536_000);
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Key {
+    /// A list of strings.
+    Texts(&'static str),
     /// A string: an interface name or a path.
     Text(&'static str),
     Int(IntKey),
@@ -195,6 +221,7 @@ impl Key {
     pub(super) fn path(self) -> &'static str {
         match self {
             Self::Text(path)
+            | Self::Texts(path)
             | Self::Choice(path, _)
             | Self::WalledGarden(path)
             | Self::LocalServices(path)
@@ -211,6 +238,20 @@ impl Key {
                 Ok(())
             }
             (Self::Bool(_), _) => Err(format!("must be true or false (got {})", shown(value))),
+            (Self::Texts(_), ValueKind::Array(items)) => items.iter().try_for_each(|item| {
+                if matches!(item.kind, ValueKind::String(_)) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "must be a list of strings (got {} in it)",
+                        shown(item)
+                    ))
+                }
+            }),
+            (Self::Texts(_), _) => Err(format!(
+                "must be a list of strings like [\"192.0.2.11:1812\"] (got {})",
+                shown(value)
+            )),
             (Self::Text(_), _) => Err(format!("must be a string (got {})", shown(value))),
             (Self::Int(key), kind) => match integer(kind) {
                 Some(number) => key.check(number),

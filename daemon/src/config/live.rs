@@ -5,7 +5,7 @@
 
 use super::{
     AccountingConfig, ApiConfig, Config, EventsConfig, KernelConfig, NetworkConfig, PortalConfig,
-    SessionsConfig, SpeedConfig, StoreConfig,
+    RadiusConfig, SessionsConfig, SpeedConfig, StoreConfig,
 };
 
 /// A new configuration as a running daemon applies it.
@@ -40,6 +40,7 @@ impl Config {
             vouchers,
             history,
             sales,
+            radius,
         } = new;
         let mut restart = Restart {
             keys: Vec::new(),
@@ -60,6 +61,7 @@ impl Config {
             // Applied at the next save and the next sale.
             history: history.clone(),
             sales: sales.clone(),
+            radius: restart.radius(radius),
         };
         Reloaded {
             config,
@@ -125,6 +127,49 @@ impl Restart<'_> {
             self.keys.push(key);
         }
         running.clone()
+    }
+
+    /// `[radius]`: read at start (the servers' accounting queue and the logins in flight
+    /// hold them).
+    fn radius(&mut self, new: &RadiusConfig) -> RadiusConfig {
+        let RadiusConfig {
+            auth_server,
+            auth_servers,
+            acct_server,
+            acct_servers,
+            secret,
+            nas_identifier,
+            timeout_ms,
+            retries,
+            default_time_secs,
+            coa_port,
+            away_grant_secs,
+            mac_auth,
+        } = new;
+        RadiusConfig {
+            auth_server: self.keep("radius.auth_server", auth_server, |c| &c.radius.auth_server),
+            auth_servers: self.keep("radius.auth_servers", auth_servers, |c| {
+                &c.radius.auth_servers
+            }),
+            acct_server: self.keep("radius.acct_server", acct_server, |c| &c.radius.acct_server),
+            acct_servers: self.keep("radius.acct_servers", acct_servers, |c| {
+                &c.radius.acct_servers
+            }),
+            secret: self.keep("radius.secret", secret, |c| &c.radius.secret),
+            nas_identifier: self.keep("radius.nas_identifier", nas_identifier, |c| {
+                &c.radius.nas_identifier
+            }),
+            timeout_ms: self.keep("radius.timeout_ms", timeout_ms, |c| &c.radius.timeout_ms),
+            retries: self.keep("radius.retries", retries, |c| &c.radius.retries),
+            default_time_secs: self.keep("radius.default_time_secs", default_time_secs, |c| {
+                &c.radius.default_time_secs
+            }),
+            coa_port: self.keep("radius.coa_port", coa_port, |c| &c.radius.coa_port),
+            away_grant_secs: self.keep("radius.away_grant_secs", away_grant_secs, |c| {
+                &c.radius.away_grant_secs
+            }),
+            mac_auth: self.keep("radius.mac_auth", mac_auth, |c| &c.radius.mac_auth),
+        }
     }
 
     fn network(&mut self, new: &NetworkConfig) -> NetworkConfig {

@@ -6,6 +6,7 @@
 mod keys;
 mod live;
 mod local_services;
+mod radius;
 mod walled_garden;
 
 use std::{
@@ -26,6 +27,7 @@ use keys::{
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
+pub use radius::RadiusConfig;
 pub use walled_garden::{GardenName, GardenNet, IpNet, WalledGardenEntry, WalledGardenError};
 
 /// Where `hotspotd` looks for its configuration when `--config` is not given.
@@ -56,6 +58,7 @@ pub struct Config {
     pub vouchers: VouchersConfig,
     pub history: HistoryConfig,
     pub sales: SalesConfig,
+    pub radius: RadiusConfig,
 }
 
 /// `[network]`: where the clients are.
@@ -814,6 +817,7 @@ impl Config {
         self.check_list_lengths()
             .map_err(|(key, message)| invalid(key, message))?;
         self.check_portal()
+            .and_then(|()| self.radius.check())
             .map_err(|(key, message)| invalid(key, message))?;
         let socket_len = self.api.socket.as_os_str().len();
         if socket_len > MAX_SOCKET_PATH_BYTES {

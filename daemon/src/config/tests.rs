@@ -543,7 +543,7 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("[sped]\nglobal_down_mbits = 5", &[])?,
         "config.toml: unknown section 'sped' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales, radius)"
     );
     let short = error_for("[vouchers]\ncode_length = 8", &[])?;
     assert!(
@@ -553,12 +553,12 @@ fn unknown_keys_and_sections_are_refused_with_the_allowed_ones() -> TestResult {
     assert_eq!(
         error_for("poll_interval_ms = 5", &[])?,
         "config.toml: unknown section 'poll_interval_ms' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales, radius)"
     );
     assert_eq!(
         error_for("[Speed]\n", &[])?,
         "config.toml: unknown section 'Speed' \
-         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales)"
+         (allowed: network, speed, accounting, sessions, store, api, kernel, events, portal, vouchers, history, sales, radius)"
     );
     Ok(())
 }
@@ -885,5 +885,50 @@ fn a_trial_is_off_by_default_and_its_keys_are_checked() -> TestResult {
     }
     let env = error_for("[portal]", &[("HOTSPOTD__PORTAL__TRIAL_RESET_SECS", "10")])?;
     assert!(env.contains("HOTSPOTD__PORTAL__TRIAL_RESET_SECS"), "{env}");
+    Ok(())
+}
+
+#[test]
+fn radius_servers_must_be_host_and_port_and_need_a_secret() -> TestResult {
+    let config = load_toml(
+        "[radius]\nauth_server = \"192.0.2.10:1812\"\nauth_servers = [\"radius2.example.net:1812\"]\nsecret = \"s\"",
+        &[],
+    )?;
+    assert_eq!(
+        config.radius.auth_servers(),
+        ["192.0.2.10:1812", "radius2.example.net:1812"]
+    );
+    assert_eq!(
+        config.radius.acct_servers(),
+        ["192.0.2.10:1813", "radius2.example.net:1813"],
+        "accounting goes to the auth servers' hosts at 1813 unless set"
+    );
+    assert!(!Config::default().radius.enabled(), "off by default");
+    assert!(
+        error_for(
+            "[radius]\nauth_server = \"192.0.2.10\"\nsecret = \"s\"",
+            &[]
+        )?
+        .contains("radius.auth_server must be host:port")
+    );
+    assert!(
+        error_for("[radius]\nauth_server = \"192.0.2.10:1812\"", &[])?
+            .contains("radius.secret must be set")
+    );
+    assert!(
+        error_for(
+            "[radius]\nauth_servers = [\"192.0.2.10:1812\"]\nsecret = \"s\"",
+            &[]
+        )?
+        .contains("set radius.auth_server")
+    );
+    assert!(
+        error_for("[radius]\nauth_servers = [1812]", &[])?
+            .contains("radius.auth_servers must be a list of strings")
+    );
+    assert!(
+        error_for("[radius]\ntimeout_ms = 5", &[])?
+            .contains("radius.timeout_ms must be between 100 and 60000")
+    );
     Ok(())
 }

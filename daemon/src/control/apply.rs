@@ -77,6 +77,7 @@ impl Control {
                     self.unsaved.insert(id);
                 }
                 Effect::Event(event) => {
+                    self.radius_event(&event, now);
                     log_event(&event, now);
                     self.events.send(crate::events::EventRecord {
                         at: now.wall,

@@ -201,13 +201,9 @@ impl Control {
             Command::Portal { client, reply } => {
                 let _ = reply.send(self.portal_client(client));
             }
-            Command::Redeem { mac, code, reply } => {
-                let result = self.redeem(mac, &code).await;
-                self.answer_once_saved(reply, result);
-            }
+            Command::Redeem { mac, code, reply } => self.redeem_command(mac, code, reply).await,
             Command::PortalRedeem { mac, by, reply } => {
-                let result = self.portal_redeem(mac, by).await;
-                self.answer_once_saved(reply, result);
+                self.portal_redeem_command(mac, by, reply).await;
             }
             Command::ResumeOffer { cookie, reply } => {
                 let _ = reply.send(self.resume_offer(&cookie));
@@ -302,7 +298,7 @@ impl Control {
     /// [`SAVED_WAIT`]. While the store is degraded already it answers at once: the change is
     /// kept, and waiting for the next attempt would only slow the portal down. The control
     /// task goes on meanwhile.
-    fn answer_once_saved<T: Send + 'static, E: Send + 'static>(
+    pub(super) fn answer_once_saved<T: Send + 'static, E: Send + 'static>(
         &self,
         reply: oneshot::Sender<Result<T, E>>,
         result: Result<T, E>,

@@ -16,6 +16,7 @@ mod garden;
 mod history;
 mod links;
 mod portal;
+mod radius;
 mod reader;
 mod reload;
 mod restore;
@@ -186,6 +187,8 @@ pub struct Control {
     trials: trials::Trials,
     /// The walled garden's host names and the addresses learned for them (`garden.rs`).
     garden: crate::garden::Garden,
+    /// RADIUS logins in flight and the sessions RADIUS sold (`radius.rs`).
+    radius: radius::Radius,
 }
 
 impl Control {
@@ -260,8 +263,10 @@ impl Control {
             moved_away: devices::MovedAway::default(),
             trials: trials::Trials::default(),
             garden: crate::garden::Garden::new(&config_for_garden),
+            radius: radius::Radius::default(),
         };
         control.restore().await?;
+        control.open_radius();
         control.start_garden();
         Ok(control)
     }
@@ -322,6 +327,8 @@ impl Control {
         let mut answers = unsafe { AsyncFd::register_with_interest(answers, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
+        let mut logins = self.radius.take_answers().ok_or(ControlError::Channels)?;
+        let mut coas = self.radius.take_coa().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
         let mut ticks = poll_ticks(period);
         let mut link_checks = poll_ticks(links::CHECK_INTERVAL);
@@ -358,6 +365,8 @@ impl Control {
                 }
                 Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
                 _ = link_checks.tick() => self.check_links().await,
+                Some(answer) = logins.recv() => self.finish_login(answer).await,
+                Some(request) = coas.recv() => self.handle_coa(request).await,
                 Some(command) = commands.recv() => {
                     self.handle(command).await;
                     // A reload may have changed the poll interval.
@@ -479,6 +488,7 @@ impl Control {
         let seen = self
             .table
             .apply_map(CounterMap::Seen, &mut counters.seen, clocks);
+        self.mac_logins(&seen);
         let mut traffic = billable_by_mac(&paid, &seen);
         self.sharing.fold(&mut traffic);
         let mut effects = self.engine.traffic_sorted(&traffic, now);
@@ -490,6 +500,7 @@ impl Control {
         self.client_count.set(None);
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
+        self.radius_interims(now);
         self.release_counters(&counters.usage);
         if counters.with_addresses {
             self.learn_addresses(&counters.addresses, clocks, now);

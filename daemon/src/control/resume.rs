@@ -30,7 +30,8 @@ pub enum RedeemBy {
 #[derive(Clone, Debug)]
 pub struct Redeemed {
     pub client: ClientView,
-    pub cookie: ResumeCookie,
+    /// `None` for a RADIUS login: no voucher of this box to remember.
+    pub cookie: Option<ResumeCookie>,
 }
 
 /// The resume cookie's value and how long the browser should keep it.
@@ -94,7 +95,7 @@ impl Control {
         let now = self.now();
         Ok(Redeemed {
             client,
-            cookie: self.resume_cookie(id, now),
+            cookie: Some(self.resume_cookie(id, now)),
         })
     }
 

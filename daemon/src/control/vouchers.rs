@@ -135,6 +135,16 @@ impl VoucherBook {
     pub(super) fn get(&self, id: VoucherId) -> Option<&Voucher> {
         self.vouchers.get(&id)
     }
+
+    /// Whether `mac` may try a code now (not throttled for wrong ones).
+    pub(super) fn guesses_allow(&mut self, mac: MacAddr) -> bool {
+        self.guesses.check(mac, std::time::Instant::now()).is_ok()
+    }
+
+    /// Counts a wrong code from `mac` (one a RADIUS server refused).
+    pub(super) fn wrong_guess(&mut self, mac: MacAddr) {
+        self.guesses.wrong(mac, std::time::Instant::now());
+    }
 }
 
 impl Control {

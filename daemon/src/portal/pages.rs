@@ -205,7 +205,10 @@ async fn portal_redeem(site: &Site, ends: &Ends, client: &PortalClient, by: Rede
         Err(_) => unavailable(theme),
         Ok(Ok(Redeemed { cookie, .. })) => {
             let mut response = Redirect::to("/").into_response();
-            remember(&mut response, &cookie.value, cookie.max_age_secs, ends.tls);
+            // A RADIUS login has no voucher here to remember.
+            if let Some(cookie) = cookie {
+                remember(&mut response, &cookie.value, cookie.max_age_secs, ends.tls);
+            }
             response
         }
         Ok(Err(RedeemError::UnknownCode)) if by_cookie => {
@@ -230,6 +233,8 @@ async fn portal_redeem(site: &Site, ends: &Ends, client: &PortalClient, by: Rede
                     tracing::warn!(%mac, reason, "a voucher was valid but its session could not be sold");
                     "redeem_failed"
                 }
+                RedeemError::Rejected { .. } => "code_rejected",
+                RedeemError::ServerAway(_) => "radius_unreachable",
             };
             let (status, message) = match error {
                 // The theme's text may say when: `{seconds}` is replaced.
@@ -239,8 +244,18 @@ async fn portal_redeem(site: &Site, ends: &Ends, client: &PortalClient, by: Rede
                         .text(key)
                         .replace("{seconds}", &retry_secs.to_string()),
                 ),
-                RedeemError::Failed(_) => {
+                RedeemError::Failed(_) | RedeemError::ServerAway(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, theme.text(key).to_owned())
+                }
+                // The server's Reply-Message, if it gave one, after the theme's text.
+                RedeemError::Rejected {
+                    message: Some(message),
+                } => (
+                    StatusCode::FORBIDDEN,
+                    format!("{} {message}", theme.text(key)),
+                ),
+                RedeemError::Rejected { message: None } => {
+                    (StatusCode::FORBIDDEN, theme.text(key).to_owned())
                 }
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, theme.text(key).to_owned()),
             };
@@ -870,6 +885,8 @@ mod tests {
             "trial_has_session",
             "trial_off",
             "trial_failed",
+            "code_rejected",
+            "radius_unreachable",
         ] {
             assert_ne!(theme.text(key), key, "{key} has no built-in text");
         }

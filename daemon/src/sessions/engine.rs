@@ -41,7 +41,7 @@ pub use self::model::{
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
 use self::transitions::credit_running;
-use crate::{clock::Step, mac::MacAddr};
+use crate::{clock::Step, mac::MacAddr, sessions::SessionData};
 
 /// The state machine; see the module doc.
 #[derive(Debug)]
@@ -153,6 +153,52 @@ impl Engine {
             && client.status == Status::Disconnected
         {
             self.clients.remove(&mac);
+        }
+        Ok(effects)
+    }
+
+    /// Changes session `id`'s record as `change` says (a RADIUS change of authorization:
+    /// more time or data, another speed), given the record as credited up to `now`. A running
+    /// session's grant is replaced at once; one the change used up ends, and the next starts.
+    /// On error (the new record is invalid) nothing changed.
+    pub fn change(
+        &mut self,
+        id: SessionId,
+        now: Now,
+        change: impl FnOnce(&SessionData, u64) -> SessionData,
+    ) -> Result<Vec<Effect>, EngineError> {
+        let mac = self
+            .sessions
+            .get(&id)
+            .map(|entry| entry.session.mac)
+            .ok_or(EngineError::UnknownSession { id })?;
+        let running = self.running_session(mac) == Some(id);
+        if running {
+            self.credit(mac, now);
+        }
+        let entry = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(EngineError::UnknownSession { id })?;
+        let new = change(&entry.session.data, entry.data_cons_bytes);
+        new.validate()
+            .map_err(|source| EngineError::InvalidSession { id, source })?;
+        let old_expiry = entry.session.data.expires_at();
+        entry.session.data = new;
+        let new_expiry = entry.session.data.expires_at();
+        if let Some(at) = old_expiry {
+            self.expiries.remove(&(at, id));
+        }
+        if let Some(at) = new_expiry {
+            self.expiries.insert((at, id));
+        }
+        let mut effects = vec![Effect::Save(id)];
+        if running {
+            if self.usable(id, now) {
+                self.push_grant(mac, id, now, &mut effects);
+            } else {
+                self.settle(mac, now, &mut effects);
+            }
         }
         Ok(effects)
     }

@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -185,10 +185,33 @@ CREATE INDEX sales_by_time ON sales (sold_at_secs);
 ALTER TABLE vouchers ADD COLUMN price_milli INTEGER CHECK (price_milli >= 0);
 ";
 
+/// Version 9, RADIUS (docs/radius.md): the sessions a RADIUS server sold, with what their
+/// accounting needs (the client's byte totals when they started, their Acct-Session-Id), and
+/// the accounting requests not yet answered, in the order they are sent (`radius::spool`).
+const SCHEMA_V9: &str = "
+CREATE TABLE radius_sessions (
+    session_id      INTEGER PRIMARY KEY,
+    user_name       TEXT    NOT NULL,
+    acct_session_id TEXT    NOT NULL UNIQUE,
+    mac             TEXT    NOT NULL,
+    ip              TEXT    NOT NULL DEFAULT '',
+    interim_secs    INTEGER NOT NULL,
+    base_up         INTEGER,
+    base_down       INTEGER,
+    started_at      INTEGER
+);
+CREATE TABLE radius_spool (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    attributes BLOB    NOT NULL,
+    queued_at  INTEGER NOT NULL
+);
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
@@ -857,7 +880,7 @@ mod tests {
         );
         let db = Db::open(&path).expect("migrates");
         db.close().expect("closes");
-        assert_eq!(pragma(&path, "user_version"), 8);
+        assert_eq!(pragma(&path, "user_version"), i64::from(SCHEMA_VERSION));
         let conn = Connection::open(&path).expect("opens");
         for table in ["usage_hourly", "usage_daily", "sales"] {
             let rows: i64 = conn

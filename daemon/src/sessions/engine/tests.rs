@@ -1634,3 +1634,57 @@ fn a_moved_session_keeps_what_it_consumed_and_its_old_client_goes_on_with_the_ne
         "already B's"
     );
 }
+
+// ---- change (a RADIUS CoA) ----
+
+#[test]
+fn a_change_credits_the_running_session_and_replaces_its_grant_at_once() {
+    let mut clock = Clock::new();
+    let mut engine = engine(config(), [session(1, A, SessionType::Time)], clock.now());
+    engine.connect(A, clock.now()).expect("connects");
+    let now = clock.secs(10);
+    let effects = engine
+        .change(1, now, |data, data_cons_bytes| {
+            assert_eq!(data.time_cons, 10, "credited up to now first");
+            assert_eq!(data_cons_bytes, 0);
+            SessionData {
+                time_secs: data.time_cons + 300,
+                down_mbits: 9,
+                ..data.clone()
+            }
+        })
+        .expect("changes");
+    assert_eq!(effects[0], Effect::Save(1));
+    let grant = grant(&effects);
+    assert_eq!(grant.run_for, Some(Duration::from_mins(5)));
+    assert_eq!(grant.down_mbits, 9);
+    assert_eq!(data(&engine, 1).time_secs, 310);
+
+    // A change that leaves nothing ends the session, and the client is out.
+    let now = clock.secs(1);
+    let effects = engine
+        .change(1, now, |data, _| SessionData {
+            time_secs: data.time_cons,
+            ..data.clone()
+        })
+        .expect("changes");
+    assert!(
+        effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })),
+        "{effects:?}"
+    );
+    assert_eq!(engine.running_session(A), None);
+
+    // An invalid record is refused and changes nothing.
+    assert!(matches!(
+        engine.change(1, now, |data, _| SessionData {
+            down_mbits: 0,
+            use_global_speed: false,
+            ..data.clone()
+        }),
+        Err(EngineError::InvalidSession { id: 1, .. })
+    ));
+    assert_eq!(
+        engine.change(9, now, |data, _| data.clone()),
+        Err(EngineError::UnknownSession { id: 9 })
+    );
+}
