@@ -49,10 +49,8 @@ fn page(daemon: &Daemon, target: &str) -> Result<(Vec<String>, usize)> {
     Ok((macs, total))
 }
 
-#[test]
-fn clients_come_a_page_at_a_time_with_search_state_and_the_total() -> Result<()> {
-    let lan = Lan::new(1)?;
-    let daemon = Daemon::start(&lan, &[])?;
+/// Five clients sold a session (the first two connected) and one that sent to the box.
+fn holders_and_a_sender(daemon: &Daemon, lan: &Lan) -> Result<()> {
     for mac in HOLDERS {
         let added = daemon.ctl(&[
             "session",
@@ -83,14 +81,23 @@ fn clients_come_a_page_at_a_time_with_search_state_and_the_total() -> Result<()>
         answer.json()
     };
     ensure!(
-        wait_for(Duration::from_secs(10), || sender_row(&daemon).is_some_and(
+        wait_for(Duration::from_secs(10), || sender_row(daemon).is_some_and(
             |row| row["ips"]
                 .as_array()
                 .is_some_and(|ips| ips.iter().any(|ip| *ip == sender.ipv4.to_string()))
         )),
         "the sender is listed with its address: {:?}",
-        sender_row(&daemon)
+        sender_row(daemon)
     );
+    Ok(())
+}
+
+#[test]
+fn clients_come_a_page_at_a_time_with_search_state_and_the_total() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let daemon = Daemon::start(&lan, &[])?;
+    holders_and_a_sender(&daemon, &lan)?;
+    let sender = &lan.clients[0];
     // Pages in MAC order, which together are the whole list.
     let (all, total) = page(&daemon, "/v1/clients")?;
     ensure!(total == 6 && all.len() == 6 && all.is_sorted(), "{all:?}");

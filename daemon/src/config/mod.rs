@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use keys::{
     BYTES_PER_MB, CLASSES_READY, DAILY_DAYS, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS,
-    HOURLY_DAYS,
-    IDLE_PAUSE_SECS, KEYS, Key, Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT, PORTAL_TLS_PORT,
-    SAVE_INTERVAL_SECS, TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS, TRIAL_UP_MBITS,
-    VOUCHER_CODE_LENGTH, check_values,
+    HOURLY_DAYS, IDLE_PAUSE_SECS, KEYS, Key, Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT,
+    PORTAL_TLS_PORT, SAVE_INTERVAL_SECS, TRIAL_DOWN_MBITS, TRIAL_RESET_SECS, TRIAL_SECS,
+    TRIAL_UP_MBITS, VOUCHER_CODE_LENGTH, check_values,
 };
 pub use live::Reloaded;
 pub use local_services::{LocalService, LocalServiceError};
@@ -729,6 +728,39 @@ impl Config {
         Ok(())
     }
 
+    /// `api.tcp_listen`: an address, on loopback unless the operator says otherwise, and
+    /// with a token file.
+    fn check_tcp_listen(&self) -> Result<(), (&'static str, String)> {
+        if !self.api.tcp_listen.is_empty() {
+            let Ok(address) = self.api.tcp_listen.parse::<std::net::SocketAddr>() else {
+                return Err((
+                    "api.tcp_listen",
+                    format!(
+                        "must be an address and port like 127.0.0.1:8080 or [::1]:8080 (got {:?})",
+                        self.api.tcp_listen
+                    ),
+                ));
+            };
+            if !address.ip().is_loopback() && !self.api.allow_non_loopback {
+                return Err((
+                    "api.tcp_listen",
+                    format!(
+                        "{address} is not a loopback address, so the LAN could reach the API: \
+                         use 127.0.0.1 or ::1, or set api.allow_non_loopback = true if you mean it"
+                    ),
+                ));
+            }
+            if self.api.token_file.as_os_str().is_empty() {
+                return Err((
+                    "api.token_file",
+                    "must name the file with the bearer token when api.tcp_listen is set"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             origin: origins.of(key),
@@ -787,33 +819,8 @@ impl Config {
                 return Err(invalid(key, "must not be empty".to_owned()));
             }
         }
-        if !self.api.tcp_listen.is_empty() {
-            let Ok(address) = self.api.tcp_listen.parse::<std::net::SocketAddr>() else {
-                return Err(invalid(
-                    "api.tcp_listen",
-                    format!(
-                        "must be an address and port like 127.0.0.1:8080 or [::1]:8080 (got {:?})",
-                        self.api.tcp_listen
-                    ),
-                ));
-            };
-            if !address.ip().is_loopback() && !self.api.allow_non_loopback {
-                return Err(invalid(
-                    "api.tcp_listen",
-                    format!(
-                        "{address} is not a loopback address, so the LAN could reach the API: \
-                         use 127.0.0.1 or ::1, or set api.allow_non_loopback = true if you mean it"
-                    ),
-                ));
-            }
-            if self.api.token_file.as_os_str().is_empty() {
-                return Err(invalid(
-                    "api.token_file",
-                    "must name the file with the bearer token when api.tcp_listen is set"
-                        .to_owned(),
-                ));
-            }
-        }
+        self.check_tcp_listen()
+            .map_err(|(key, message)| invalid(key, message))?;
         self.check_list_lengths()
             .map_err(|(key, message)| invalid(key, message))?;
         self.check_portal()

@@ -187,7 +187,7 @@ impl Control {
                     now.wall,
                 );
                 self.client_count.set(None);
-                match self.add_session(mac, plan, true).await {
+                match self.add_session(mac, plan, None, true).await {
                     Ok(sold) => {
                         tracing::info!(%mac, user, session = sold.session.id, "RADIUS login accepted");
                         self.account_login(sold.session.id, mac, user, ip, grant.interim_secs);
@@ -379,7 +379,7 @@ impl Control {
         );
         self.client_count.set(None);
         let sold = self
-            .add_session(mac, plan, true)
+            .add_session(mac, plan, None, true)
             .await
             .map_err(|error| RedeemError::Failed(crate::text::chain_string(&error)))?;
         self.account_login(sold.session.id, mac, user, ip, None);

@@ -409,6 +409,34 @@ fn parse_search(text: &str) -> Result<String, String> {
     hotspotd::views::client_search(text)
 }
 
+/// `GET /v1/clients` with the flags of `hotspotctl clients` as its query.
+fn clients_path(
+    ip: Option<std::net::IpAddr>,
+    search: Option<&str>,
+    state: Option<&str>,
+    offset: Option<usize>,
+    limit: Option<u16>,
+) -> String {
+    if let Some(ip) = ip {
+        return format!("/v1/clients?ip={ip}");
+    }
+    // Each value is checked to need no escaping (`parse_search`, the parsers of the others).
+    let query: Vec<String> = [
+        search.map(|search| format!("search={search}")),
+        state.map(|state| format!("state={state}")),
+        offset.map(|offset| format!("offset={offset}")),
+        limit.map(|limit| format!("limit={limit}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if query.is_empty() {
+        "/v1/clients".to_owned()
+    } else {
+        format!("/v1/clients?{}", query.join("&"))
+    }
+}
+
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
     let api = ApiClient::new(&cli.socket);
     match &cli.command {
@@ -419,27 +447,7 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             offset,
             limit,
         } => {
-            let path = ip.map_or_else(
-                || {
-                    // Each value is checked to need no escaping (`parse_search`, the
-                    // parsers of the others).
-                    let query: Vec<String> = [
-                        search.as_ref().map(|search| format!("search={search}")),
-                        state.as_ref().map(|state| format!("state={state}")),
-                        offset.map(|offset| format!("offset={offset}")),
-                        limit.map(|limit| format!("limit={limit}")),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                    if query.is_empty() {
-                        "/v1/clients".to_owned()
-                    } else {
-                        format!("/v1/clients?{}", query.join("&"))
-                    }
-                },
-                |ip| format!("/v1/clients?ip={ip}"),
-            );
+            let path = clients_path(*ip, search.as_deref(), state.as_deref(), *offset, *limit);
             let clients: Vec<ClientView> = api.get(&path).await?;
             show(cli, &clients, table::clients);
         }
@@ -484,21 +492,8 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
                 table::garden(&garden);
             }
         }
-        Command::Connect { mac } => {
-            let client: ClientView = api
-                .post(
-                    &format!("/v1/clients/{mac}/connect"),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            show(cli, std::slice::from_ref(&client), table::clients);
-        }
-        Command::Pause { mac } => {
-            let client: ClientView = api
-                .post(&format!("/v1/clients/{mac}/pause"), &serde_json::json!({}))
-                .await?;
-            show(cli, std::slice::from_ref(&client), table::clients);
-        }
+        Command::Connect { mac } => client_action(cli, &api, mac, "connect").await?,
+        Command::Pause { mac } => client_action(cli, &api, mac, "pause").await?,
         Command::Events => {
             let json = cli.json;
             api.stream_lines("/v1/events", |line| {
@@ -531,6 +526,23 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             }
         }
     }
+    Ok(())
+}
+
+/// `hotspotctl connect|pause`: the client as it is after the action.
+async fn client_action(
+    cli: &Cli,
+    api: &ApiClient,
+    mac: &MacAddr,
+    action: &str,
+) -> Result<(), ClientError> {
+    let client: ClientView = api
+        .post(
+            &format!("/v1/clients/{mac}/{action}"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    show(cli, std::slice::from_ref(&client), table::clients);
     Ok(())
 }
 
