@@ -318,3 +318,55 @@ fn vouchers_and_the_api_sell_with_prices_and_the_api_reads_them() -> Result<()> 
     }
     Ok(())
 }
+
+/// A client's walled-garden traffic before it pays is free (`local_bytes`): the history counts
+/// none of it, neither under the client nor under the session it is sold afterwards, which
+/// gets exactly what passed after the sale.
+#[test]
+fn garden_traffic_before_a_sale_is_not_in_the_history() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let garden = INTERNET_V4.to_string();
+    let env = [
+        ENV,
+        &[("HOTSPOTD__NETWORK__WALLED_GARDEN", garden.as_str())],
+    ]
+    .concat();
+    let daemon = Daemon::start(&lan, &env)?;
+    let echo = UdpEcho::start(&lan.internet, SocketAddr::new(IpAddr::V4(INTERNET_V4), 0))?;
+    let client = &lan.clients[0];
+    udp_ping_pong(&client.netns, echo.addr(), 500, 6)?;
+    let free = ip_bytes_udp(500, false) * 6;
+    let local = || {
+        daemon
+            .client(&client.mac)
+            .ok()
+            .and_then(|view| view["local_bytes"].as_u64())
+    };
+    ensure!(
+        wait_for(Duration::from_secs(5), || local() >= Some(2 * free)),
+        "the garden traffic is free: {:?} local bytes of {free} each way",
+        local()
+    );
+    // Saved at least once while the client has no session.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let sold = daemon.add_session(
+        &client.mac,
+        &[
+            "--type",
+            "time",
+            "--time-secs",
+            "3600",
+            "--global-speed",
+            "--connect",
+        ],
+    )?;
+    let id = sold["id"].as_i64().context("a session id")?;
+    let rows = wait_for_usage(&daemon, &client.mac, 0, 1)?;
+    ensure!(
+        rows.as_array().into_iter().flatten().all(|row| {
+            row["session_id"].as_i64() == Some(id) && row["up_bytes"] == 0 && row["down_bytes"] == 0
+        }),
+        "no garden bytes in the history, before or after the sale: {rows:#}"
+    );
+    Ok(())
+}

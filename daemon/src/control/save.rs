@@ -51,7 +51,7 @@ impl Control {
             .collect();
         let members: Vec<MacAddr> = self.sharing.members().collect();
         clients.extend(self.member_rows(&members, now));
-        let mut usage = self.usage_marks.take(seen(&clients), now, true);
+        let mut usage = self.usage_marks.take(self.every_client_seen(), now, true);
         usage.retention = Some(super::history::retention(&self.config.history, now));
         let batch = SaveBatch {
             sessions: self.records(&ids),
@@ -103,6 +103,27 @@ impl Control {
             usage,
         };
         taken(self.store.save_changes(batch));
+    }
+
+    /// Every client the table knows, for the usage history: also those without a session
+    /// (walled-garden traffic), which have no row, so none of their traffic is counted later
+    /// under a session they are sold.
+    fn every_client_seen(&self) -> Vec<super::history::Seen> {
+        self.table
+            .records()
+            .map(|record| {
+                let (state, session_id) = self
+                    .engine
+                    .client(record.mac)
+                    .unwrap_or((ClientState::Disconnected, None));
+                super::history::Seen {
+                    mac: record.mac,
+                    totals: record.totals,
+                    connected: state == ClientState::Connected,
+                    session_id,
+                }
+            })
+            .collect()
     }
 
     /// The rows of devices on vouchers' slots that hold no session of their own: what they
