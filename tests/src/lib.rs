@@ -24,6 +24,7 @@ mod raw;
 pub mod tc;
 pub mod tls;
 mod traffic;
+pub mod units;
 
 use std::time::{Duration, Instant};
 

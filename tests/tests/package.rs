@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use hotspotd_tests::{LAN_IFACE, Lan, wait_for, workspace_root};
+use hotspotd_tests::{LAN_IFACE, Lan, units::said_of_hotspotd, wait_for, workspace_root};
 use nix::fcntl::{Flock, FlockArg};
 
 const PACKAGE: &str = "hotspotd";
@@ -201,51 +201,14 @@ fn check_installed() -> Result<()> {
         "systemd-analyze",
         &["verify", "--man=no", "/lib/systemd/system/hotspotd.service"],
     )?;
-    // A box has other units, and verify loads their files too (Debian's freeradius.service
-    // warns about MemoryLimit=): only what it says of hotspotd's own unit is judged.
-    let stderr = String::from_utf8_lossy(&verify.stderr);
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    let ours: Vec<&str> = stderr
-        .lines()
-        .chain(stdout.lines())
-        .filter(|line| !about_another_unit(line))
-        .collect();
+    // Only what verify says of hotspotd's own unit is judged (tests/src/units.rs).
+    let ours = said_of_hotspotd(&verify.stdout, &verify.stderr);
     ensure!(
         verify.status.success() && ours.is_empty(),
-        "systemd-analyze verify of the installed unit:\n{stderr}{stdout}"
+        "systemd-analyze verify of the installed unit:\n{}",
+        ours.join("\n")
     );
     Ok(())
-}
-
-/// Whether a line of `systemd-analyze verify` is about a unit other than hotspotd's: it starts
-/// with another unit's name or file (`/lib/systemd/system/freeradius.service:23: …`).
-fn about_another_unit(line: &str) -> bool {
-    let Some((subject, _)) = line.split_once(": ") else {
-        return false;
-    };
-    let subject = subject.split(':').next().unwrap_or(subject);
-    let name = subject.rsplit('/').next().unwrap_or(subject);
-    let is_unit = [
-        ".service", ".socket", ".target", ".timer", ".mount", ".slice", ".path",
-    ]
-    .iter()
-    .any(|kind| name.ends_with(kind));
-    is_unit && name != "hotspotd.service"
-}
-
-#[test]
-fn only_hotspotds_own_unit_is_judged() {
-    assert!(about_another_unit(
-        "/lib/systemd/system/freeradius.service:23: Unit uses MemoryLimit=; please use MemoryMax= instead."
-    ));
-    assert!(about_another_unit("dbus.socket: something"));
-    assert!(!about_another_unit(
-        "hotspotd.service: Command /usr/bin/hotspotd is not executable: No such file or directory"
-    ));
-    assert!(!about_another_unit(
-        "/lib/systemd/system/hotspotd.service:12: Unknown key name 'Foo' in section 'Service', ignoring."
-    ));
-    assert!(!about_another_unit("Failed to load something"));
 }
 
 /// Runs the installed daemon on the installed configuration in `lan`, whose bridge is the
