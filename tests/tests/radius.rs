@@ -41,6 +41,9 @@ impl FreeRadius {
         copy_dir(&workspace_root().join("docs/radius"), dir.path())?;
         let db = rusqlite::Connection::open(dir.path().join("hotspotd-radius.sqlite"))?;
         db.execute_batch(&std::fs::read_to_string(dir.path().join("schema.sql"))?)?;
+        // The tests read radacct while the server writes it: in WAL mode a reader never makes
+        // the server's write wait (it runs as root here, so it can make the -wal file).
+        db.pragma_update(None, "journal_mode", "WAL")?;
         let name = format!("hs-{}-{}-radius", std::process::id(), unique());
         let netns = Netns::create(&name)?;
         netns.ip(&["link", "set", "lo", "up"])?;
@@ -971,7 +974,8 @@ fn a_session_used_up_while_hotspotd_was_down_gets_its_stop() -> Result<()> {
     }
     daemon.restart(&lan)?;
     ensure!(
-        hotspotd_tests::wait_for(Duration::from_secs(10), || radacct(&radius, "DOWNTIME300K")
+        // The spool retries on a backoff (1, 2, 4, 8 s) if the server is slow to answer.
+        hotspotd_tests::wait_for(Duration::from_secs(20), || radacct(&radius, "DOWNTIME300K")
             .is_ok_and(|row| row.is_some_and(|row| row.3))),
         "no Stop after the restart: {:?}\n{}",
         radacct(&radius, "DOWNTIME300K"),
