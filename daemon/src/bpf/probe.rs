@@ -251,13 +251,9 @@ fn atomic_fetch() -> Probe {
         RETURN_0[0],
         RETURN_0[1],
     ];
-    match load(&program) {
-        Ok(()) => Probe::Has,
-        // Older verifiers reject the instruction itself ("BPF_STX uses reserved fields",
-        // "unknown opcode", or an atomic they only know as XADD without BPF_FETCH).
-        Err(Load::Rejected(_)) => Probe::Lacks,
-        Err(Load::Other) => Probe::Unknown,
-    }
+    // Older verifiers reject the instruction itself ("BPF_STX uses reserved fields",
+    // "unknown opcode", or an atomic they only know as XADD without BPF_FETCH).
+    loads(&program)
 }
 
 /// A SOCKMAP lookup handed to `bpf_sk_assign` and released, the way the steering program
@@ -287,11 +283,7 @@ fn socket_assign() -> Probe {
         RETURN_0[0],
         RETURN_0[1],
     ];
-    match load(&program) {
-        Ok(()) => Probe::Has,
-        Err(Load::Rejected(_)) => Probe::Lacks,
-        Err(Load::Other) => Probe::Unknown,
-    }
+    loads(&program)
 }
 
 /// A program that calls a BPF function and makes a tail call.
@@ -315,11 +307,7 @@ fn tail_calls_with_calls() -> Probe {
         RETURN_0[0],
         RETURN_0[1],
     ];
-    match load(&program) {
-        Ok(()) => Probe::Has,
-        Err(Load::Rejected(_)) => Probe::Lacks,
-        Err(Load::Other) => Probe::Unknown,
-    }
+    loads(&program)
 }
 
 /// Whether the kernel knows helper `id` in tc programs: a call with arguments the verifier
@@ -411,6 +399,16 @@ enum Load {
     Rejected(String),
     /// Anything else (no permission, no memory): the probe tells nothing.
     Other,
+}
+
+/// Whether the kernel has what `program` uses: it loads (`Has`), the verifier refuses it
+/// (`Lacks`), or the load failed for another reason (`Unknown`).
+fn loads(program: &[Insn]) -> Probe {
+    match load(program) {
+        Ok(()) => Probe::Has,
+        Err(Load::Rejected(_)) => Probe::Lacks,
+        Err(Load::Other) => Probe::Unknown,
+    }
 }
 
 /// Loads `program` as a tc classifier and closes it at once.
