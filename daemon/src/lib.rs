@@ -12,6 +12,8 @@
 //! | decisions → tc classes | `control::speed`, [`shaping`] |
 //! | decisions → saves | `control::save` → [`store`] (through `store::SessionStore`) |
 //! | decisions → events | [`events`] |
+//! | saves → usage history and sales | `control::history` → `store::usage` |
+//! | codes and usage ↔ RADIUS servers | `control::radius` → [`radius`] |
 //! | state → API, `hotspotctl`, `/metrics` | `control::views` builds the [`views`]; [`api`], [`metrics`] serve them |
 //! | the LAN beside the sessions (MAC moves, neighbour tables) → log, events, `/metrics` | [`watch`], counted in [`alerts`] |
 
