@@ -45,6 +45,7 @@ pub mod text;
 pub mod theme;
 pub mod trials;
 pub mod views;
+pub mod voucher_sheet;
 pub mod vouchers;
 pub mod watch;
 
