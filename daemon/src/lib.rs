@@ -25,6 +25,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 #[cfg(test)]
 mod error_chains;
 pub mod events;
