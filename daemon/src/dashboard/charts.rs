@@ -140,6 +140,7 @@ pub fn traffic(
             },
         ],
         scale: bytes,
+        whole: false,
     }
     .draw()
 }
@@ -190,7 +191,7 @@ pub fn sales(totals: &[SalesTotal], since: DateTime<Utc>, now: DateTime<Utc>) ->
         .map(|(currency, milli)| format!("{} {currency}", crate::store::usage::Price(*milli)))
         .collect();
     let title = format!(
-        "Sessions sold by day {} (UTC): {sold}{}",
+        "Sessions sold by day {} (UTC): {sold} sold{}",
         since.format("since %Y-%m-%d"),
         if brought.is_empty() {
             String::new()
@@ -211,6 +212,7 @@ pub fn sales(totals: &[SalesTotal], since: DateTime<Utc>, now: DateTime<Utc>) ->
             values: counts,
         }],
         scale: |value| format!("{value:.0}"),
+        whole: true,
     }
     .draw()
 }
@@ -229,6 +231,8 @@ struct Chart<'a> {
     series: Vec<Series>,
     /// How a value on the scale is written.
     scale: fn(f64) -> String,
+    /// Whether the values are counts, so gridlines fall on whole numbers.
+    whole: bool,
 }
 
 /// The smallest of 1, 2, 5 × 10^k at or above `value`, so the gridlines fall on round numbers.
@@ -255,7 +259,12 @@ impl Chart<'_> {
                     .sum()
             })
             .collect();
-        let top = round_up(stacked.iter().copied().fold(0.0, f64::max) / 4.0) * 4.0;
+        let mut step = round_up(stacked.iter().copied().fold(0.0, f64::max) / f64::from(GRIDLINES));
+        if self.whole {
+            // Counts: a gridline on every whole number at least.
+            step = step.max(1.0);
+        }
+        let top = step * f64::from(GRIDLINES);
         let (plot_width, plot_height) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
         #[expect(clippy::cast_precision_loss, reason = "a chart has a few hundred bars")]
         let slot = plot_width / bars as f64;
@@ -373,7 +382,7 @@ mod tests {
         let svg = sales(&totals, since, now);
         assert_eq!(svg.matches("<g>").count(), 7);
         assert!(svg.contains("2026-12-04: 3 sold, 7.50 EUR"), "{svg}");
-        assert!(svg.contains(": 3, 7.50 EUR"), "{svg}");
+        assert!(svg.contains(": 3 sold, 7.50 EUR"), "{svg}");
     }
 
     #[test]

@@ -178,9 +178,9 @@ async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
-/// `?days=N`: how far back a chart reaches.
+/// `?days=N`: how far back a chart reaches. Other parameters are ignored: the page adds one
+/// so that the browser loads a chart anew instead of showing the one it has.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ChartQuery {
     days: Option<u32>,
 }

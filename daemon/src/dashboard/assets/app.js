@@ -211,6 +211,12 @@ function number(id) {
   return value === '' ? null : Number(value);
 }
 
+// Only the limits the type counts: the API refuses a time on a data session and the reverse.
+function limits(body, minutesId, dataId) {
+  if (body.type !== 'data') body.time_secs = Math.round((number(minutesId) || 0) * 60);
+  if (body.type !== 'time') body.data_mb = number(dataId) || 0;
+}
+
 async function sell(event) {
   event.preventDefault();
   const result = document.getElementById('sell-result');
@@ -218,11 +224,10 @@ async function sell(event) {
   const body = {
     mac: document.getElementById('sell-mac').value.trim(),
     type: document.getElementById('sell-type').value,
-    time_secs: Math.round((number('sell-minutes') || 0) * 60),
-    data_mb: number('sell-data') || 0,
     connect: document.getElementById('sell-connect').checked,
     provider: 'dashboard',
   };
+  limits(body, 'sell-minutes', 'sell-data');
   if (down === null && up === null) body.use_global_speed = true;
   else { body.down_mbits = down || 0; body.up_mbits = up || 0; }
   const price = document.getElementById('sell-price').value.trim();
@@ -272,11 +277,10 @@ async function createVouchers(event) {
   const body = {
     count: number('voucher-count') || 0,
     type: document.getElementById('voucher-type').value,
-    time_secs: Math.round((number('voucher-minutes') || 0) * 60),
-    data_mb: number('voucher-data') || 0,
     max_devices: number('voucher-devices') || 1,
     use_global_speed: true,
   };
+  limits(body, 'voucher-minutes', 'voucher-data');
   const until = document.getElementById('voucher-until').value;
   if (until) body.valid_until = until;
   const price = document.getElementById('voucher-price').value.trim();
