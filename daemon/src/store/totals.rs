@@ -127,3 +127,106 @@ impl History {
         Ok(days)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        SaveBatch, Store,
+        tests::{connected, mac, meta, running},
+        usage::{UsageBatch, UsageCounts, UsageKey},
+    };
+
+    /// 2027-01-15T00:00:00Z, a day's start.
+    const DAY: i64 = 1_800_000_000 - 1_800_000_000 % DAY_SECS;
+    const HOUR: i64 = 3_600;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).expect("valid")
+    }
+
+    fn counts(up_bytes: u64, down_bytes: u64) -> UsageCounts {
+        UsageCounts {
+            up_bytes,
+            down_bytes,
+            connected_secs: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn totals_sum_every_client_per_period_and_sales_per_day() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
+        let mut sold = running(1);
+        sold.created_at = at(DAY + 10);
+        store
+            .sell(
+                mac(1),
+                sold.clone(),
+                Some("2.50".parse().expect("price")),
+                "EUR",
+            )
+            .expect("sells");
+        store
+            .sell(mac(2), sold.clone(), None, "EUR")
+            .expect("sells");
+        let mut usage = UsageBatch::default();
+        for (hour, n, up, down) in [(0, 1, 10, 20), (0, 2, 1, 2), (1, 1, 100, 200)] {
+            let key = UsageKey {
+                hour_start_secs: DAY + hour * HOUR,
+                mac: mac(n),
+                session_id: None,
+            };
+            usage.add(key, counts(up, down));
+        }
+        store
+            .save_batch(SaveBatch {
+                sessions: Vec::new(),
+                clients: vec![connected(1, None)],
+                meta: meta(1),
+                usage,
+            })
+            .expect("takes");
+        store.sync().await.expect("saved");
+
+        let history = store.history();
+        let hours = history
+            .traffic_totals(at(DAY), Period::Hour)
+            .expect("reads");
+        assert_eq!(
+            hours,
+            [
+                TrafficTotal {
+                    start: at(DAY),
+                    up_bytes: 11,
+                    down_bytes: 22
+                },
+                TrafficTotal {
+                    start: at(DAY + HOUR),
+                    up_bytes: 100,
+                    down_bytes: 200
+                },
+            ]
+        );
+        let days = history.traffic_totals(at(DAY), Period::Day).expect("reads");
+        assert_eq!(days.len(), 1);
+        assert_eq!((days[0].up_bytes, days[0].down_bytes), (111, 222));
+        // From a later hour on, the earlier one is left out.
+        let later = history
+            .traffic_totals(at(DAY + HOUR), Period::Hour)
+            .expect("reads");
+        assert_eq!(later.len(), 1);
+
+        let sales = history.sales_totals(at(DAY)).expect("reads");
+        assert_eq!(sales.len(), 1, "{sales:?}");
+        assert_eq!(sales[0].day, at(DAY));
+        assert_eq!(sales[0].count, 2);
+        assert_eq!(sales[0].totals.get("EUR"), Some(&Price(2_500)));
+        assert!(
+            history
+                .sales_totals(at(DAY + DAY_SECS))
+                .expect("reads")
+                .is_empty()
+        );
+    }
+}
