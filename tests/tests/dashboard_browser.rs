@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::browser::{Browser, DESKTOP};
-use hotspotd_tests::{Daemon, INTERNET_V4, Lan, TcpSink, tcp_send, wait_for, workspace_root};
+use hotspotd_tests::{
+    Crowd, Daemon, INTERNET_V4, INTERNET_V6, Lan, TcpSink, tcp_send, wait_for, workspace_root,
+};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const DASHBOARD: &str = "http://127.0.0.1:8099/dashboard";
@@ -261,4 +263,98 @@ fn print_vouchers(browser: &mut Browser) -> Result<()> {
         pdf.len()
     );
     Ok(())
+}
+
+/// The number at the start of `#clients-total` ("10001 in all").
+fn clients_total(browser: &mut Browser) -> u64 {
+    browser
+        .evaluate("parseInt(document.getElementById('clients-total').textContent, 10) || 0")
+        .ok()
+        .and_then(|value| value.as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn ten_thousand_clients_are_paged_and_searched() -> Result<()> {
+    const MEMBERS: usize = 10_000;
+    let lan = Lan::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n"))?;
+    let daemon = Daemon::start(
+        &lan,
+        &[
+            ("HOTSPOTD__API__TCP_LISTEN", "127.0.0.1:8099"),
+            (
+                "HOTSPOTD__API__TOKEN_FILE",
+                token_file.to_str().context("a UTF-8 path")?,
+            ),
+        ],
+    )?;
+    let crowd = Crowd::new(MEMBERS)?;
+    // The first page's members run a session, so each refresh also asks for their sessions.
+    for member in 0..24 {
+        daemon.connect_for_an_hour(&crowd.mac_string(member))?;
+    }
+    crowd.add_neighbours(&lan.gateway)?;
+    let bridge: Vec<u8> = lan
+        .bridge_mac()
+        .split(':')
+        .map(|byte| u8::from_str_radix(byte, 16))
+        .collect::<Result<_, _>>()?;
+    let bridge: [u8; 6] = bridge.try_into().map_err(|_| anyhow::anyhow!("a MAC"))?;
+    // Unpaid: every member's datagrams are dropped at the gate, and every member is seen.
+    let to = std::net::SocketAddrV6::new(INTERNET_V6, 9, 0, 0);
+    let _sender = crowd.start_sending(&lan.clients[0].netns, bridge, to, Duration::from_secs(2))?;
+
+    let mut browser = Browser::launch(&lan.gateway)?;
+    browser.resize(DESKTOP)?;
+    log_in(&mut browser)?;
+    let all = u64::try_from(MEMBERS)?;
+    ensure!(
+        wait_for(Duration::from_mins(2), || clients_total(&mut browser) > all),
+        "the page counts {} clients",
+        clients_total(&mut browser)
+    );
+    let rows = browser.evaluate("document.querySelectorAll('#clients-rows tr').length")?;
+    ensure!(rows == 25, "a page of 25 rows, not {rows}");
+    let timed = browser
+        .evaluate("document.querySelectorAll('#clients-rows td.time-left[data-seconds]').length")?;
+    ensure!(timed == 24, "24 rows show their time left, not {timed}");
+    // One refresh of the page as the script does it every 2 s: the listing's page and the
+    // sessions of its 24 clients that hold one.
+    let mut slowest_ms = 0.0_f64;
+    for _ in 0..5 {
+        let took = browser.evaluate(
+            "(async () => { const start = performance.now(); await loadClients(); return performance.now() - start; })()",
+        )?;
+        slowest_ms = slowest_ms.max(took.as_f64().context("a time")?);
+    }
+    eprintln!("clients page refresh at {MEMBERS} clients: slowest of 5 took {slowest_ms:.0} ms");
+    ensure!(slowest_ms < 1_000.0, "a refresh took {slowest_ms:.0} ms");
+
+    // A piece of one member's MAC finds it alone.
+    let wanted = crowd.mac_string(4_321);
+    browser.evaluate(&format!(
+        "const search = document.getElementById('search'); search.value = '{wanted}'; \
+         search.dispatchEvent(new Event('input'))"
+    ))?;
+    let found = wait_for(Duration::from_secs(10), || {
+        browser
+            .evaluate("[...document.querySelectorAll('#clients-rows tr')].map((row) => row.dataset.mac).join(' ')")
+            .is_ok_and(|macs| macs == wanted.as_str())
+    });
+    ensure!(
+        found,
+        "the search did not find {wanted} alone: {}",
+        browser.text()?
+    );
+    browser.evaluate("document.getElementById('search').value = ''; document.getElementById('search').dispatchEvent(new Event('input'))")?;
+    ensure!(
+        wait_for(Duration::from_secs(10), || browser
+            .evaluate("document.querySelectorAll('#clients-rows tr').length")
+            .is_ok_and(|rows| rows == 25)),
+        "the page did not come back"
+    );
+    shot(&mut browser, "clients", "crowd")
 }
