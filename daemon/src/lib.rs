@@ -27,6 +27,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 #[cfg(test)]
 mod error_chains;
 pub mod events;
@@ -47,6 +48,7 @@ pub mod text;
 pub mod theme;
 pub mod trials;
 pub mod views;
+pub mod voucher_sheet;
 pub mod vouchers;
 pub mod watch;
 

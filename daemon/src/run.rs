@@ -129,15 +129,15 @@ impl Beside {
         &self,
         tasks: &TaskTracker,
         config: &Config,
-        tcp: Option<(tokio::net::TcpListener, String)>,
+        tcp: Option<(tokio::net::TcpListener, api::TcpAccess)>,
         front_door: Option<FrontDoor>,
         configs: watch::Receiver<Arc<Config>>,
     ) {
-        if let Some((tcp_listener, token)) = tcp {
-            tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token");
+        if let Some((tcp_listener, access)) = tcp {
+            tracing::info!(address = %config.api.tcp_listen, "the API also serves TCP, with a token, and the dashboard at /dashboard");
             tasks.spawn(api::serve_tcp(
                 tcp_listener,
-                token,
+                access,
                 Arc::clone(&self.alerts),
                 self.commands.clone(),
                 self.events.clone(),
@@ -404,15 +404,20 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
 /// configured.
 async fn listen(
     config: &Config,
-) -> Result<(UnixListener, Option<(TcpListener, String)>), RunError> {
+) -> Result<(UnixListener, Option<(TcpListener, api::TcpAccess)>), RunError> {
     let listener = api::listen(&config.api.socket).await?;
     let tcp = match config.api.tcp_address() {
         Some(address) => {
-            let token = api::read_token(&config.api.token_file)?;
+            let access = api::TcpAccess {
+                token: api::read_token(&config.api.token_file)?,
+                logins: crate::dashboard::logins::Logins::random()
+                    .map_err(api::ListenError::LoginKey)?,
+                lan_interface: config.network.lan_interface.clone(),
+            };
             let tcp_listener = TcpListener::bind(address)
                 .await
                 .map_err(|source| api::ListenError::Tcp { address, source })?;
-            Some((tcp_listener, token))
+            Some((tcp_listener, access))
         }
         None => None,
     };

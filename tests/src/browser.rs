@@ -280,6 +280,21 @@ impl Browser {
         std::fs::write(path, png).with_context(|| format!("write {}", path.display()))
     }
 
+    /// Prints the page as Chromium would on paper (its CSS page size, backgrounds), saves the
+    /// PDF at `path` and returns it.
+    pub fn pdf(&mut self, path: &Path) -> Result<Vec<u8>> {
+        let printed = self.call(
+            "Page.printToPDF",
+            &json!({ "preferCSSPageSize": true, "printBackground": true }),
+        )?;
+        let pdf = decode_base64(printed["data"].as_str().context("PDF data")?)?;
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::write(path, &pdf).with_context(|| format!("write {}", path.display()))?;
+        Ok(pdf)
+    }
+
     /// Screenshots of the page as a phone (`NAME-phone.png`) and a desktop
     /// (`NAME-desktop.png`) show it, in `folder`; the window is a phone's again afterwards.
     pub fn screenshots(&mut self, folder: &Path, name: &str) -> Result<Vec<PathBuf>> {

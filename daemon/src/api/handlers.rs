@@ -433,7 +433,7 @@ fn station(mac: MacAddr) -> Result<MacAddr, ApiError> {
     ))
 }
 
-pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
@@ -473,7 +473,7 @@ pub(super) async fn vouchers(
 }
 
 /// `POST /v1/vouchers`: creates a batch; the answer is the only place the codes are shown.
-pub(super) async fn create_vouchers(
+pub(crate) async fn create_vouchers(
     State(commands): State<Commands>,
     body: Result<Json<crate::views::NewVoucherBatch>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Vec<crate::control::VoucherView>>), ApiError> {

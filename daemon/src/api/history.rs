@@ -156,7 +156,7 @@ fn csv(format: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-async fn history(commands: &Commands) -> Result<History, ApiError> {
+pub(crate) async fn history(commands: &Commands) -> Result<History, ApiError> {
     commands
         .ask(|reply| Command::History { reply })
         .await?
@@ -169,7 +169,7 @@ async fn history(commands: &Commands) -> Result<History, ApiError> {
         })
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(read)

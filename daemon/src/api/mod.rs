@@ -2,11 +2,11 @@
 //! creates the socket file (mode 0660) and its folder, replaces a stale socket left by a dead
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
-mod handlers;
-mod history;
+pub(crate) mod handlers;
+pub(crate) mod history;
 pub(crate) mod serve;
 mod throttle;
-mod token;
+pub(crate) mod token;
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -38,7 +38,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -147,6 +147,8 @@ pub enum ListenError {
     InUse { path: PathBuf },
     #[error("api.token_file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
+    #[error("cannot draw the dashboard's login key from /dev/urandom")]
+    LoginKey(#[source] std::io::Error),
     #[error("cannot listen on TCP {address}")]
     Tcp {
         address: std::net::SocketAddr,
@@ -274,23 +276,42 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         })
 }
 
-/// Serves the same API on a TCP listener until `shutdown`, every request checked for
-/// `Authorization: Bearer <token>` first: without it the answer is `401` and nothing else,
-/// and a source that sent too many of those is answered `429` (see `token.rs`). Refusals are
+/// What the TCP listener checks requests against: the token, the dashboard's logins, and the
+/// LAN interface whose networks never reach the dashboard.
+pub struct TcpAccess {
+    pub token: String,
+    pub logins: crate::dashboard::logins::Logins,
+    pub lan_interface: String,
+}
+
+/// Serves the same API, and the dashboard (`crate::dashboard`), on a TCP listener until
+/// `shutdown`, every request checked first for `Authorization: Bearer <token>` or a dashboard
+/// login: without either the answer is `401` and nothing else, and a source that sent too
+/// many of those is answered `429` (see `token.rs`, `dashboard/door.rs`). Refusals are
 /// counted in `alerts`.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
-    token: String,
+    access: TcpAccess,
     alerts: std::sync::Arc<crate::alerts::Alerts>,
     commands: Commands,
     events: Events,
     shutdown: CancellationToken,
 ) {
-    // Outside the router's own layers: the token is checked before the body is read.
-    let guard = std::sync::Arc::new(token::TokenGuard::new(token, alerts));
-    let guarded = router(commands, events, shutdown.clone()).layer(
-        axum::middleware::from_fn_with_state(guard, token::require_token),
-    );
+    let door = std::sync::Arc::new(crate::dashboard::door::Door {
+        guard: token::TokenGuard::new(access.token, alerts),
+        logins: access.logins,
+        lan_interface: access.lan_interface,
+    });
+    // Outside the routers' own layers: the token is checked before the body is read.
+    let guarded = router(commands.clone(), events, shutdown.clone())
+        .merge(crate::dashboard::router(
+            commands,
+            std::sync::Arc::clone(&door),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            door,
+            crate::dashboard::door::door,
+        ));
     let accept = || async {
         listener
             .accept()

@@ -148,7 +148,7 @@ pub(crate) async fn serve_prepared<R, S, C, A, F, P, PF>(
 /// Reads the request's body, at most [`MAX_BODY_BYTES`] of it, within [`BODY_TIMEOUT`], before
 /// the handler runs: a client that sends less than it announced gets `request_timeout`
 /// instead of holding its connection. Layered on every route by [`super::router`].
-pub(super) async fn read_body_in_time(request: Request, next: Next) -> Response {
+pub(crate) async fn read_body_in_time(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES));
     let bytes = match read.await {

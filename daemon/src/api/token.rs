@@ -1,5 +1,5 @@
-//! The TCP listener's door: every request must carry `Authorization: Bearer <token>` with the
-//! token of `api.token_file`. Refusals are counted per source ([`super::throttle`]): one that
+//! The TCP listener's token: a request carries `Authorization: Bearer <token>` with the token
+//! of `api.token_file` (or a dashboard login made with it, see `crate::dashboard::door`). Refusals are counted per source ([`super::throttle`]): one that
 //! sent too many is answered `429` for a while, its token not even compared. Side effects: a
 //! log line for a source's first refusal in a window and one when it is blocked; counts in
 //! [`Alerts`] for `/metrics`.
@@ -11,9 +11,8 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse as _, Response},
 };
 
@@ -67,43 +66,53 @@ impl TokenGuard {
     }
 }
 
-/// Lets a request through only with the token, and only from a source not blocked.
-pub(super) async fn require_token(
-    State(guard): State<Arc<TokenGuard>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // `serve` puts each TCP connection's peer on its requests.
-    let address = request
+impl TokenGuard {
+    /// How long `address` is still refused unread, counting the refusal, if it is blocked.
+    pub(crate) fn blocked(&self, address: IpAddr, now: Instant) -> Option<Duration> {
+        let blocked = self.throttle().blocked(address, now);
+        if blocked.is_some() {
+            self.alerts.update(|counts| counts.api_rate_limited += 1);
+        }
+        blocked
+    }
+
+    /// Whether `presented` is the token.
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
+        same(presented.as_bytes(), self.token.as_bytes())
+    }
+
+    /// Counts a wrong or missing token from `address`, and answers `401`.
+    pub(crate) fn refuse(&self, address: IpAddr, now: Instant) -> Response {
+        self.refused(address, now);
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this listener needs 'Authorization: Bearer <token>' with the token of api.token_file, or a dashboard login",
+        )
+        .into_response()
+    }
+}
+
+/// The address a TCP request came from (`serve` puts each connection's peer on its requests).
+pub(crate) fn peer(request: &Request) -> IpAddr {
+    request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-    let now = Instant::now();
-    let blocked = guard.throttle().blocked(address, now);
-    if let Some(wait) = blocked {
-        guard.alerts.update(|counts| counts.api_rate_limited += 1);
-        return too_many(wait);
-    }
-    let presented = request
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// The token of an `Authorization: Bearer` header, if the request has one.
+pub(crate) fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if presented.is_some_and(|presented| same(presented.as_bytes(), guard.token.as_bytes())) {
-        return next.run(request).await;
-    }
-    guard.refused(address, now);
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this listener needs 'Authorization: Bearer <token>' with the token of api.token_file",
-    )
-    .into_response()
+        .and_then(|value| value.strip_prefix("Bearer "))
 }
 
 /// `429` with `Retry-After` in whole seconds, rounded up so a client that waits that long is
 /// served.
-fn too_many(wait: Duration) -> Response {
+pub(crate) fn too_many(wait: Duration) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,

@@ -17,6 +17,7 @@ mod schema;
 mod seam;
 mod source;
 mod sqlite;
+pub mod totals;
 mod trials;
 pub mod usage;
 mod vouchers;

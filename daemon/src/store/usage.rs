@@ -412,7 +412,7 @@ pub struct SalesReport {
 /// Reads the history and the sales of the database at a path, beside the store thread.
 #[derive(Clone, Debug)]
 pub struct History {
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
 /// How long a read waits for the store thread's write to let go (a checkpoint).
@@ -424,7 +424,7 @@ impl History {
         Self { path }
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
+    pub(super) fn open(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -606,7 +606,7 @@ impl History {
         u64::try_from(value).map_err(|_| self.bad("usage", key, field, value.to_string()))
     }
 
-    fn bad(
+    pub(super) fn bad(
         &self,
         table: &'static str,
         key: &str,
