@@ -84,6 +84,20 @@ pub const MAP_FRONT_DOOR: &str = "FRONT_DOOR";
 /// The programs at [`front_door::STEER`] and [`front_door::TO_BOX`].
 pub const PROGRAM_INGRESS_STEER: &str = "lan_ingress_steer";
 pub const PROGRAM_INGRESS_TO_BOX: &str = "lan_ingress_to_box";
+/// The classic (not direct-action) filter behind `lan_ingress` on kernels without TCX: it
+/// matches the uploads `lan_ingress` tagged for the IFB, and the filter's mirred action
+/// redirects them there ([`IFB_BY_FILTER`]).
+pub const PROGRAM_INGRESS_TO_IFB: &str = "lan_ingress_to_ifb";
+
+/// Set in the [`config_word::IFB_IFINDEX`] word (an ifindex is below 2^31): uploads reach the
+/// IFB through a mirred action rather than `bpf_redirect`. Linux before 6.6 has no TCX, and
+/// its IFB drops what `bpf_redirect` hands it (the packet is not marked redirected, which only
+/// `act_mirred` does there): Debian 12's 6.1 lost every shaped upload. `lan_ingress` then tags
+/// the packet ([`TO_IFB_TAG`] in `cb[0]`) and hands it on; the filter behind it matches the
+/// tag and its action redirects.
+pub const IFB_BY_FILTER: u32 = 1 << 31;
+/// What `lan_ingress` writes in `skb->cb[0]` for the filter behind it (0 otherwise): "hotI".
+pub const TO_IFB_TAG: u32 = 0x686f_7449;
 
 /// Indexes into [`MAP_FRONT_DOOR`].
 pub mod front_door {

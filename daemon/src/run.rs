@@ -396,6 +396,10 @@ async fn prepare_kernel(config: &Config) -> Result<(Kernel, Netlink, u32, u32, S
     let mut shaper = Shaper::setup(lan, ifb, crate::control::global_rates(config)).await?;
     shaper.set_classes_ready(crate::control::classes_ready(config));
     tracing::info!(interface = %lan, ifb = %ifb, leaf = %shaper.leaf(), "speed limits ready");
+    if let Some(program) = kernel.upload_filter_program()? {
+        crate::bpf::ensure_clsact(lan);
+        shaper.route_uploads_to_ifb(program).await?;
+    }
     kernel.set_ifb(shaper.ifb_ifindex())?;
     Ok((kernel, netlink, lan_ifindex, hz, shaper))
 }

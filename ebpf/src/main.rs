@@ -38,9 +38,9 @@ use aya_ebpf::{
 };
 use gate::Verdict;
 use hotspotd_common::{
-    AddressOwner, Budget, ClientSlots, DnsFlow, EVENTS_BYTES, GardenPorts, IpKey, LOCAL_TABLE_LEN,
-    LocalTable, MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS,
-    MAX_SEEN, MacKey, Usage, config_word, front_door, stat,
+    AddressOwner, Budget, ClientSlots, DnsFlow, EVENTS_BYTES, GardenPorts, IFB_BY_FILTER, IpKey,
+    LOCAL_TABLE_LEN, LocalTable, MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES,
+    MAX_LOCAL_ADDRS, MAX_SEEN, MacKey, TO_IFB_TAG, Usage, config_word, front_door, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
@@ -101,14 +101,37 @@ static PORTAL_SOCKETS: SockMap = SockMap::with_max_entries(2, 0);
     reason = "#[classifier] requires the context by value"
 )]
 pub fn lan_ingress(ctx: TcContext) -> i32 {
+    // Whatever the layers below left in the control block must not read as the tag for the
+    // filter behind this one (`lan_ingress_to_ifb`).
+    // SAFETY: tc programs may write `cb`; `skb` is the context pointer.
+    unsafe { (*ctx.skb.skb).cb[0] = 0 };
     // A packet the IFB hands back after upload shaping has been through here already: the IFB
     // re-injects it with itself as the ingress interface.
-    let ifb = config_value(config_word::IFB_IFINDEX);
+    let ifb = config_value(config_word::IFB_IFINDEX) & !IFB_BY_FILTER;
     // SAFETY: `skb` is the context pointer the kernel passed to the program.
     if ifb != 0 && unsafe { (*ctx.skb.skb).ingress_ifindex } == ifb {
         return TC_ACT_UNSPEC;
     }
     handle(&ctx, Direction::Up)
+}
+
+/// The classic filter behind `lan_ingress` on kernels without TCX (see [`IFB_BY_FILTER`]):
+/// -1 ("matched": the filter's mirred action redirects the packet into the IFB) for an upload
+/// `lan_ingress` tagged, 0 ("no match": on to the next filter, or passed) for anything else.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] requires the context by value"
+)]
+pub fn lan_ingress_to_ifb(ctx: TcContext) -> i32 {
+    // SAFETY: tc programs may read and write `cb`; `skb` is the context pointer.
+    unsafe {
+        if (*ctx.skb.skb).cb[0] == TO_IFB_TAG {
+            (*ctx.skb.skb).cb[0] = 0;
+            return -1;
+        }
+    }
+    0
 }
 
 /// Client download: frames the LAN interface sends.
@@ -289,8 +312,15 @@ fn shape(ctx: &TcContext, direction: Direction, htb_class: u32) -> i32 {
     match direction {
         Direction::Down => TC_ACT_UNSPEC,
         Direction::Up => {
-            let ifb = config_value(config_word::IFB_IFINDEX);
+            let word = config_value(config_word::IFB_IFINDEX);
+            let ifb = word & !IFB_BY_FILTER;
             if ifb == 0 {
+                return TC_ACT_UNSPEC;
+            }
+            if word & IFB_BY_FILTER != 0 {
+                // The filter behind this one redirects it (`lan_ingress_to_ifb`).
+                // SAFETY: tc programs may write `cb`; `skb` is the context pointer.
+                unsafe { (*ctx.skb.skb).cb[0] = TO_IFB_TAG };
                 return TC_ACT_UNSPEC;
             }
             // SAFETY: a plain helper call; an invalid ifindex makes it return TC_ACT_SHOT.

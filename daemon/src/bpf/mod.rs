@@ -7,6 +7,7 @@
 use std::{
     collections::BTreeSet,
     io,
+    os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
 };
 
@@ -21,10 +22,10 @@ use aya::{
     util::KernelVersion,
 };
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER, MAP_CLIENTS,
-    MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_FRONT_DOOR, MAP_LAYOUT_VERSION, MAP_PORTAL_SOCKETS,
-    MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, Usage,
-    config_word, front_door, stat,
+    AddressOwner, CLOCK_PROBE, Grant, IFB_BY_FILTER, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER,
+    MAP_CLIENTS, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_FRONT_DOOR, MAP_LAYOUT_VERSION,
+    MAP_PORTAL_SOCKETS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, PROGRAM_INGRESS_STEER,
+    PROGRAM_INGRESS_TO_BOX, PROGRAM_INGRESS_TO_IFB, Usage, config_word, front_door, stat,
 };
 
 use crate::config::WalledGardenEntry;
@@ -182,6 +183,7 @@ impl Kernel {
             PROGRAM_EGRESS,
             PROGRAM_INGRESS_STEER,
             PROGRAM_INGRESS_TO_BOX,
+            PROGRAM_INGRESS_TO_IFB,
             CLOCK_PROBE,
         ] {
             classifier(&mut ebpf, name)?
@@ -278,10 +280,9 @@ impl Kernel {
                 iface: iface.to_owned(),
             });
         }
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        let tcx = has_tcx();
         if !tcx {
-            // Without TCX the programs hang off a clsact qdisc; it may already be there.
-            let _ = tc::qdisc_add_clsact(iface);
+            ensure_clsact(iface);
         }
         let links_dir = self.pin_dir.join("links");
         std::fs::create_dir_all(&links_dir).map_err(|source| BpfError::PinDir {
@@ -299,17 +300,8 @@ impl Kernel {
             };
             let program = classifier(&mut self.ebpf, name)?;
             if !tcx {
-                // A previous run's filter is still there: a stop or a crash leaves it. Our
-                // programs hand a packet on with TC_ACT_UNSPEC, so a filter behind ours would
-                // count it and spend its budget a second time: the old one goes first. Packets
-                // pass ungated between the two calls (microseconds); TCX, which replaces the
-                // program in its link atomically, has no such gap.
-                if tc::qdisc_detach_program(iface, attach_type, name).is_ok() {
-                    tracing::info!(program = name, "replaced the filter a previous run left");
-                }
-                let id = program.attach(iface, attach_type).map_err(attach_error)?;
-                // Taken out of the program, so that dropping the `Ebpf` does not detach it.
-                let filter = program.take_link(id).map_err(attach_error)?;
+                let filter =
+                    attach_filter(program, iface, attach_type, name).map_err(attach_error)?;
                 self.filters.push(filter);
                 continue;
             }
@@ -539,15 +531,38 @@ impl Kernel {
         Ok(u64::from(epoch))
     }
 
-    /// Tells the programs which IFB device uploads are shaped on (0: none).
+    /// Tells the programs which IFB device uploads are shaped on (0: none). Without TCX they
+    /// reach it through the filter of [`Kernel::upload_filter_program`], which must be in
+    /// place first (`hotspotd_common::IFB_BY_FILTER` says why).
     pub fn set_ifb(&mut self, ifindex: u32) -> Result<(), BpfError> {
+        let word = if ifindex != 0 && !has_tcx() {
+            ifindex | IFB_BY_FILTER
+        } else {
+            ifindex
+        };
         let mut config: Array<&mut MapData, u32> = self.map_mut(MAP_CONFIG)?;
         config
-            .set(config_word::IFB_IFINDEX, ifindex, 0)
+            .set(config_word::IFB_IFINDEX, word, 0)
             .map_err(|source| BpfError::Map {
                 name: MAP_CONFIG,
                 source,
             })
+    }
+
+    /// Without TCX (Linux before 6.6): the program of the classic filter behind `lan_ingress`
+    /// that hands tagged uploads to the IFB's mirred action, with its name. `None` with TCX,
+    /// where `lan_ingress` redirects them itself.
+    pub fn upload_filter_program(&mut self) -> Result<Option<(u32, &'static str)>, BpfError> {
+        if has_tcx() {
+            return Ok(None);
+        }
+        let name = PROGRAM_INGRESS_TO_IFB;
+        let fd = classifier(&mut self.ebpf, name)?
+            .fd()
+            .map_err(|source| BpfError::Program { name, source })?
+            .as_fd()
+            .as_raw_fd();
+        Ok(Some((u32::try_from(fd).unwrap_or(u32::MAX), name)))
     }
 
     /// Sends unpaid clients' web traffic to the portal's redirect listeners (IPv4, IPv6), or,
@@ -742,6 +757,67 @@ impl Drop for Kernel {
     }
 }
 
+/// Where the programs' clsact filters sit without TCX: a priority of their own (before the
+/// upload filter's, `shaping::netlink::UPLOAD_FILTER_PREF`) and handle 1, so a restart finds
+/// the filter a previous run left and replaces its program in place.
+const GATE_FILTER_PREF: u16 = 0xff00;
+const GATE_FILTER_HANDLE: tc::TcHandle = tc::TcHandle::new(0, 1);
+
+/// Without TCX: attaches `program` as its clsact filter on `iface`. A filter a previous run
+/// left (a stop or a crash leaves it) has its program replaced in place, atomically, as TCX
+/// replaces a link's: no packet passes ungated, none is counted twice. One that a version
+/// before the fixed priority left elsewhere is removed first (our programs hand a packet on
+/// with `TC_ACT_UNSPEC`, so a filter behind ours would count it and spend its budget a second
+/// time): packets pass ungated for the microseconds between the two calls, once.
+fn attach_filter(
+    program: &mut SchedClassifier,
+    iface: &str,
+    attach_type: TcAttachType,
+    name: &'static str,
+) -> Result<SchedClassifierLink, aya::programs::ProgramError> {
+    let ours = tc::SchedClassifierLink::attached(
+        iface,
+        attach_type,
+        GATE_FILTER_PREF,
+        GATE_FILTER_HANDLE,
+        None,
+    )
+    .map_err(aya::programs::ProgramError::IOError)?;
+    // Without a filter there, the kernel refuses (no NLM_F_CREATE): a fresh attach follows.
+    if let Ok(id) = program.attach_to_link(ours) {
+        tracing::info!(
+            program = name,
+            "replaced the program of the filter a previous run left"
+        );
+        return program.take_link(id);
+    }
+    if tc::qdisc_detach_program(iface, attach_type, name).is_ok() {
+        tracing::info!(program = name, "removed the filter an earlier version left");
+    }
+    let id = program.attach_with_options(
+        iface,
+        attach_type,
+        tc::TcAttachOptions::Netlink(tc::NlOptions {
+            priority: GATE_FILTER_PREF,
+            handle: GATE_FILTER_HANDLE,
+            classid: None,
+        }),
+    )?;
+    program.take_link(id)
+}
+
+/// Without TCX the programs hang off a clsact qdisc on `iface`: adds it unless it is there
+/// (an error here shows when the filters are attached).
+pub fn ensure_clsact(iface: &str) {
+    let _ = tc::qdisc_add_clsact(iface);
+}
+
+/// Whether the kernel attaches tc programs with TCX (Linux 6.6 and later); before, they hang
+/// off a clsact qdisc.
+fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
 /// Puts the front door's programs where the upload program tail-calls them
 /// ([`MAP_FRONT_DOOR`]).
 pub fn fill_front_door(ebpf: &mut Ebpf) -> Result<(), BpfError> {
@@ -848,9 +924,14 @@ fn is_bpf_fs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
-/// Names of the TCX programs attached to `iface` (ingress, then egress): what an operator
-/// would check to see whether hotspotd left anything behind.
+/// Names of the programs attached to `iface` (ingress, then egress): what an operator would
+/// check to see whether hotspotd left anything behind. TCX links, or, on kernels without TCX,
+/// the clsact qdisc's bpf filters. Not from inside a tokio runtime (it runs one of its own
+/// for the netlink dump without TCX).
 pub fn attached_programs(iface: &str) -> Result<Vec<String>, aya::programs::ProgramError> {
+    if !has_tcx() {
+        return clsact_programs(iface).map_err(aya::programs::ProgramError::IOError);
+    }
     let mut names = Vec::new();
     for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
         let (_revision, programs) = SchedClassifier::query_tcx(iface, attach_type)?;
@@ -861,6 +942,46 @@ pub fn attached_programs(iface: &str) -> Result<Vec<String>, aya::programs::Prog
         );
     }
     Ok(names)
+}
+
+/// The names of the bpf filters on `iface`'s clsact hooks, ingress then egress.
+fn clsact_programs(iface: &str) -> io::Result<Vec<String>> {
+    use futures::TryStreamExt as _;
+    use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcOption};
+
+    let ifindex = nix::net::if_::if_nametoindex(iface)
+        .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
+    let ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        let driver = tokio::spawn(connection);
+        let mut names = Vec::new();
+        for ingress in [true, false] {
+            let request = handle.traffic_filter(ifindex).get();
+            let request = if ingress {
+                request.ingress()
+            } else {
+                request.egress()
+            };
+            let mut filters = request.execute();
+            while let Some(filter) = filters.try_next().await.map_err(io::Error::other)? {
+                for attribute in filter.attributes {
+                    let TcAttribute::Options(options) = attribute else {
+                        continue;
+                    };
+                    names.extend(options.into_iter().filter_map(|option| match option {
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(name)) => Some(name),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+        driver.abort();
+        Ok(names)
+    })
 }
 
 /// The folder of pin layout `version` under `kernel.pin_dir`.
@@ -901,10 +1022,10 @@ fn other_layouts(base_dir: &Path) -> Vec<(u32, PathBuf)> {
 /// Returns whether anything was there.
 pub fn release(pin_dir: &Path, iface: &str) -> Result<bool, BpfError> {
     let mut found = false;
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-    if !tcx && nix::net::if_::if_nametoindex(iface).is_ok() {
+    if !has_tcx() && nix::net::if_::if_nametoindex(iface).is_ok() {
         for (name, attach_type) in [
             (PROGRAM_INGRESS, TcAttachType::Ingress),
+            (PROGRAM_INGRESS_TO_IFB, TcAttachType::Ingress),
             (PROGRAM_EGRESS, TcAttachType::Egress),
         ] {
             match tc::qdisc_detach_program(iface, attach_type, name) {

@@ -103,6 +103,23 @@ impl Control {
         }
     }
 
+    /// Without TCX: the filter that hands uploads to the (new) IFB, behind the (new) upload
+    /// program. Failing, uploads pass unshaped (still gated and billed): logged.
+    async fn route_uploads_to_ifb(&mut self, lan: &str) {
+        let program = match self.kernel.upload_filter_program() {
+            Ok(Some(program)) => program,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(error = %crate::text::chain(&error), "cannot find the upload filter's program; uploads are not shaped");
+                return;
+            }
+        };
+        crate::bpf::ensure_clsact(lan);
+        if let Err(error) = self.shaper.route_uploads_to_ifb(program).await {
+            tracing::error!(error = %crate::text::chain(&error), "uploads are not shaped");
+        }
+    }
+
     /// Sets the trees up again on the current interfaces (taking over whichever tree is
     /// still there) and brings them to the desired state.
     async fn rebuild_shaping(&mut self, lan: &str, ifb: &str) {
@@ -120,6 +137,7 @@ impl Control {
                 self.shaper = shaper;
                 self.shaper
                     .set_classes_ready(speed::classes_ready(&self.config));
+                self.route_uploads_to_ifb(lan).await;
                 if let Err(error) = self.kernel.set_ifb(self.shaper.ifb_ifindex()) {
                     tracing::error!(error = %crate::text::chain(&error), "cannot redirect uploads to the new IFB");
                 }

@@ -127,6 +127,14 @@ pub enum ShapingError {
         classid: ClassId,
         source: RequestError,
     },
+    #[error(
+        "cannot put the filter that hands uploads to the IFB {ifb} behind the upload program on {iface}"
+    )]
+    UploadFilter {
+        iface: String,
+        ifb: String,
+        source: RequestError,
+    },
     #[error("cannot {what} over netlink")]
     Netlink {
         what: &'static str,
@@ -585,6 +593,29 @@ impl Shaper {
     #[must_use]
     pub fn ifb_ifindex(&self) -> u32 {
         self.ifb.ifindex
+    }
+
+    /// Without TCX: puts (or replaces) the classic filter behind the upload program on the
+    /// LAN's clsact ingress, with `program` (its fd and name: `Kernel::upload_filter_program`)
+    /// and a mirred action into this shaper's IFB. Before `Kernel::set_ifb`, so no tagged
+    /// upload finds no filter (it would pass unshaped).
+    pub async fn route_uploads_to_ifb(&mut self, program: (u32, &str)) -> Result<(), ShapingError> {
+        let (fd, name) = program;
+        let request = netlink::upsert_upload_filter(self.lan.ifindex, fd, name, self.ifb.ifindex);
+        let result = self.connection.execute(vec![request]).await.pop();
+        match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(source)) => Err(ShapingError::UploadFilter {
+                iface: self.lan.name.clone(),
+                ifb: self.ifb.name.clone(),
+                source,
+            }),
+            None => Err(ShapingError::UploadFilter {
+                iface: self.lan.name.clone(),
+                ifb: self.ifb.name.clone(),
+                source: RequestError::Closed,
+            }),
+        }
     }
 
     #[must_use]

@@ -307,6 +307,63 @@ fn tc_message(ifindex: u32, parent: u32, handle: u32, kind: &str) -> TcMessage {
     message
 }
 
+/// The clsact qdisc's ingress hook: `tc filter ... ingress` (`TC_H_MAKE(TC_H_CLSACT,
+/// TC_H_MIN_INGRESS)`).
+const CLSACT_INGRESS: u32 = 0xffff_fff2;
+/// `ETH_P_ALL`, in network order as a filter's protocol is given.
+const ETH_P_ALL_BE: u16 = 0x0003_u16.to_be();
+/// `TCA_BPF_ACT`: a classic bpf filter's actions.
+const TCA_BPF_ACT: u16 = 1;
+/// `NLA_F_NESTED`.
+const NLA_F_NESTED: u16 = 0x8000;
+/// The upload filter's priority: after any the kernel numbers itself (from 49152 down), so it
+/// runs after `lan_ingress` whatever order they were added in.
+pub(crate) const UPLOAD_FILTER_PREF: u16 = 0xfff0;
+/// Its handle among the bpf filters at that priority.
+const UPLOAD_FILTER_HANDLE: u32 = 1;
+
+/// `tc filter replace dev LAN ingress pref 65520 handle 1 protocol all bpf fd FD name NAME
+/// action mirred egress redirect dev IFB` — classic mode (not direct-action), so the program
+/// only says match (-1) or not (0) and the filter's action does the redirect, which marks the
+/// packet redirected as an IFB before Linux 6.6 requires (see `hotspotd_common::IFB_BY_FILTER`).
+pub(crate) fn upsert_upload_filter(
+    lan_ifindex: u32,
+    program_fd: u32,
+    program_name: &str,
+    ifb_ifindex: u32,
+) -> Request {
+    use rtnetlink::packet_core::Emitable as _;
+    use rtnetlink::packet_route::tc::{
+        TcAction, TcActionAttribute, TcActionGeneric, TcActionMirror, TcActionMirrorOption,
+        TcActionOption, TcActionType, TcBpfFlags, TcFilterBpfOption, TcMirror, TcMirrorActionType,
+    };
+    let mut mirror = TcMirror::default();
+    mirror.generic = TcActionGeneric::default();
+    mirror.generic.action = TcActionType::Stolen;
+    mirror.eaction = TcMirrorActionType::EgressRedir;
+    mirror.ifindex = ifb_ifindex;
+    let mut action = TcAction::default();
+    action.attributes = vec![
+        TcActionAttribute::Kind(TcActionMirror::KIND.to_owned()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            mirror,
+        ))]),
+    ];
+    let actions = [action];
+    let mut encoded = vec![0; actions.as_slice().buffer_len()];
+    actions.as_slice().emit(&mut encoded);
+    let mut message = tc_message(lan_ifindex, CLSACT_INGRESS, UPLOAD_FILTER_HANDLE, "bpf");
+    message.header.info = u32::from(UPLOAD_FILTER_PREF) << 16 | u32::from(ETH_P_ALL_BE);
+    message.attributes.push(TcAttribute::Options(vec![
+        TcOption::Bpf(TcFilterBpfOption::ProgFd(program_fd)),
+        TcOption::Bpf(TcFilterBpfOption::ProgName(program_name.to_owned())),
+        // No TCA_BPF_FLAG_ACT_DIRECT: the action below decides.
+        TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::empty())),
+        TcOption::Other(DefaultNla::new(TCA_BPF_ACT | NLA_F_NESTED, encoded)),
+    ]));
+    with_flags(RouteNetlinkMessage::NewTrafficFilter(message), UPSERT)
+}
+
 /// Create-or-replace flags: `tc ... replace`. With them every request is idempotent, which
 /// is what lets an interrupted apply simply be retried.
 const UPSERT: u16 = NLM_F_CREATE | NLM_F_REPLACE;
