@@ -16,7 +16,7 @@ APT_PACKAGES=(
   dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
   qemu-system-x86 busybox-static kmod cpio xz-utils                   # the kernel matrix (scripts/kernel-matrix.sh)
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross                         # the arm64 build (.cargo/config.toml)
-  qemu-system-arm mmdebstrap                                          # its guest and the guest's userland
+  qemu-system-arm mmdebstrap                                          # its guest and its userland; Debian chroots (tests/tests/package_debian.rs)
 )
 # The arm64 build's Rust target (the eBPF object is the same little-endian BPF for both).
 CROSS_TARGET=aarch64-unknown-linux-gnu
