@@ -104,8 +104,9 @@ deb [signed-by=$keyring] http://deb.debian.org/debian bullseye main
 deb [signed-by=$keyring] http://deb.debian.org/debian-security bullseye-security main
 EOF
   # The lists are refreshed once a day at most: a kernel once unpacked stays until a newer
-  # one is out.
-  if [ -z "$(find "$CACHE/apt/state/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ]; then
+  # one is out. A cache from before the arm64 kernel has no arm64 lists: refreshed too.
+  if [ -z "$(find "$CACHE/apt/state/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ] \
+    || [ -z "$(find "$CACHE/apt/state/lists" -maxdepth 1 -name '*binary-arm64_Packages*' 2>/dev/null)" ]; then
     apt_private apt-get update -qq >/dev/null || die "apt-get update of the kernel suites failed"
   fi
   local entry name suite arch pkg release
