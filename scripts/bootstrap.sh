@@ -16,7 +16,11 @@ APT_PACKAGES=(
   dnsmasq-base                                                        # a real DHCP server, no service (tests/tests/rfc8910.rs)
   qemu-system-x86 busybox-static kmod cpio xz-utils                   # the kernel matrix (scripts/kernel-matrix.sh)
   freeradius freeradius-utils                                         # a real RADIUS server, run by the tests (tests/tests/radius.rs)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross                         # the arm64 build (.cargo/config.toml)
+  qemu-system-arm mmdebstrap                                          # its guest and its userland; Debian chroots (tests/tests/package_debian.rs)
 )
+# The arm64 build's Rust target (the eBPF object is the same little-endian BPF for both).
+CROSS_TARGET=aarch64-unknown-linux-gnu
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -58,6 +62,11 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   rustup component add clippy --toolchain nightly >/dev/null 2>&1 || die "rustup component add clippy --toolchain nightly failed"
 fi
 
+if ! rustup target list --installed 2>/dev/null | grep -qx "$CROSS_TARGET"; then
+  say "adding the Rust target $CROSS_TARGET"
+  rustup target add "$CROSS_TARGET" >/dev/null 2>&1 || die "rustup target add $CROSS_TARGET failed"
+fi
+
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   say "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR (about 2 minutes)"
   LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install --locked --quiet \
@@ -70,8 +79,9 @@ if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || die "cannot mount the BPF filesystem on /sys/fs/bpf"
 fi
 
-# Debian's kernels for the kernel matrix, downloaded and unpacked into .cache/kernels (never
-# installed); a kernel already there is kept until Debian has a newer one.
+# Debian's kernels for the kernel matrix (amd64 and arm64) and the arm64 guests' userland,
+# downloaded and unpacked into .cache/kernels (never installed); a kernel already there is kept
+# until Debian has a newer one.
 "$(dirname "$0")/kernels.sh" fetch || die "cannot fetch the kernel matrix's kernels (scripts/kernels.sh fetch)"
 
 say "ready"

@@ -3,6 +3,8 @@
 # that reach the host's root, shared read-only over 9p, puts a tmpfs overlay on it (so the
 # guest can write, in RAM) and the unpacked kernel's modules at /lib/modules, runs the command
 # from the kernel command line in it, prints its status for the host and powers off.
+# An arm64 guest's root is a minimal userland instead (scripts/kernels.sh): the checkout comes
+# as a second share (hotspotd.checkout=PATH), and busybox provides sh and the small tools.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -11,10 +13,11 @@ for m in $(cat /modules/order); do
   insmod "/modules/$m" || echo "init: cannot load $m"
 done
 
-modules= cmd_hex=
+modules= cmd_hex= checkout=
 for word in $(cat /proc/cmdline); do
   case $word in
   hotspotd.modules=*) modules=${word#hotspotd.modules=} ;;
+  hotspotd.checkout=*) checkout=${word#hotspotd.checkout=} ;;
   hotspotd.cmd=*) cmd_hex=${word#hotspotd.cmd=} ;;
   esac
 done
@@ -26,10 +29,17 @@ mount -t tmpfs -o size=75% rw /mnt/rw
 mkdir -p /mnt/rw/upper /mnt/rw/work
 mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /mnt/root \
   || { echo "init: cannot mount the overlay"; echo "hotspotd-guest-status=125"; poweroff -f; }
+if [ -n "$checkout" ]; then
+  mkdir -p "/mnt/root$checkout"
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose checkout "/mnt/root$checkout" \
+    || { echo "init: cannot mount the checkout"; echo "hotspotd-guest-status=125"; poweroff -f; }
+fi
 # The host's own modules are for its kernel; this one's come from the unpacked package.
 mkdir -p /mnt/root/lib/modules
 mount --bind "/mnt/root$modules" /mnt/root/lib/modules
 for fs in proc sys dev; do mount --move "/$fs" "/mnt/root/$fs"; done
+# The minimal userland: busybox links for the tools it lacks (in the overlay; none replaces a file).
+[ -f /mnt/root/.hotspotd-userland ] && chroot /mnt/root /bin/busybox --install -s
 mount -t tmpfs tmpfs /mnt/root/run
 mount -t tmpfs tmpfs /mnt/root/tmp
 mount -t bpf bpf /mnt/root/sys/fs/bpf

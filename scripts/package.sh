@@ -6,6 +6,11 @@
 #   scripts/package.sh                 release build, the package for a box: target/debian/
 #   scripts/package.sh --dev [DIR]     packages the debug binaries that `cargo build --bins`
 #                                      already built, stripped, into DIR (default target/debian)
+#   scripts/package.sh --target aarch64-unknown-linux-gnu [--dev [DIR]]
+#                                      the same for arm64 boards (Architecture: arm64), cross-
+#                                      built with Debian's cross toolchain (.cargo/config.toml;
+#                                      scripts/bootstrap.sh installs it); --dev takes what
+#                                      `cargo build --bins --target ...` built
 #
 # --dev is for the package test (tests/tests/package.rs): it takes seconds where a release
 # build (thin LTO, one codegen unit) takes minutes. cargo-deb warns that it will refuse the dev
@@ -18,12 +23,23 @@ CARGO_DEB_VERSION=3.8.0
 say() { printf 'package: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+usage="usage: $0 [--target TRIPLE] [--dev [OUTPUT_DIR]]"
 dev=false
 out=target/debian
+target=()
+bin_dir=target/debug
+if [ "${1:-}" = --target ]; then
+  [ -n "${2:-}" ] || die "$usage"
+  rustup target list --installed 2>/dev/null | grep -qx "$2" \
+    || die "the Rust target $2 is not installed: rustup target add $2 (scripts/bootstrap.sh does for aarch64)"
+  target=(--target "$2")
+  bin_dir="target/$2/debug"
+  shift 2
+fi
 case "${1:-}" in
   --dev) dev=true; out="${2:-$out}" ;;
   "") ;;
-  *) die "usage: $0 [--dev [OUTPUT_DIR]]" ;;
+  *) die "$usage" ;;
 esac
 
 command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs) first"
@@ -49,12 +65,12 @@ fi
 
 if $dev; then
   for bin in hotspotd hotspotctl; do
-    [ -x "target/debug/$bin" ] || die "target/debug/$bin is not built: run 'cargo build --bins' first"
+    [ -x "$bin_dir/$bin" ] || die "$bin_dir/$bin is not built: run 'cargo build --bins ${target[*]}' first"
   done
   # --quiet hides the dev-profile warning explained above; --fast: xz at a low level. The
   # revision marks a debug package (0.1.0-0debug), older than any release build's -1.
-  cargo deb -p hotspotd --profile dev --no-build --strip --fast --quiet \
+  cargo deb -p hotspotd "${target[@]}" --profile dev --no-build --strip --fast --quiet \
     --deb-revision 0debug --output "$out"
 else
-  cargo deb -p hotspotd --locked --output "$out"
+  cargo deb -p hotspotd "${target[@]}" --locked --output "$out"
 fi

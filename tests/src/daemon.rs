@@ -24,10 +24,16 @@ use nix::unistd::Pid;
 
 use crate::lan::{LAN_IFACE, Lan};
 use crate::netns::{owner_pid, pid_alive, unique_id};
-use crate::wait_for;
+use crate::{slowdown, wait_for};
 
-/// How long the daemon may take to load its programs and open the API socket.
+/// How long the daemon may take to load its programs and open the API socket, natively.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// [`START_TIMEOUT`] stretched by [`slowdown`]: a debug build starts in about 15 s on
+/// emulated arm64 (the kernel matrix's Cortex-A72), where 20 s leaves no margin on a busy host.
+fn start_timeout() -> Duration {
+    START_TIMEOUT * slowdown()
+}
 /// How long a SIGTERM'd daemon may take for its final save.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Global speed caps far above what the veths carry (100 Gbit/s), so that a test not about
@@ -147,7 +153,8 @@ impl Daemon {
     ) -> Result<(ExitStatus, String)> {
         let mut daemon = Self::launch(lan, extra_env, &[], &workspace_root().join("config.toml"))?;
         let mut exited = None;
-        wait_for(START_TIMEOUT, || {
+        let timeout = start_timeout();
+        wait_for(timeout, || {
             exited = daemon.child.try_wait().ok().flatten();
             exited.is_some()
         });
@@ -155,7 +162,7 @@ impl Daemon {
             Some(status) => Ok((status, daemon.log())),
             // Drop kills it.
             None => bail!(
-                "hotspotd did not exit within {START_TIMEOUT:?}; log:\n{}",
+                "hotspotd did not exit within {timeout:?}; log:\n{}",
                 daemon.log()
             ),
         }
@@ -243,7 +250,8 @@ impl Daemon {
     /// daemon and fails with its log.
     fn wait_until_serving(&mut self) -> Result<()> {
         let mut exited = None;
-        let ready = wait_for(START_TIMEOUT, || {
+        let timeout = start_timeout();
+        let ready = wait_for(timeout, || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 exited = Some(status);
                 return true;
@@ -263,7 +271,7 @@ impl Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
             bail!(
-                "hotspotd did not open {} within {START_TIMEOUT:?}; log:\n{}",
+                "hotspotd did not open {} within {timeout:?}; log:\n{}",
                 self.socket.display(),
                 self.log()
             );

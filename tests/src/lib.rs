@@ -65,8 +65,9 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// How many times slower than natively the tests run: `$HOTSPOTD_TEST_SLOWDOWN` (a whole
 /// number, default 1). The kernel matrix (scripts/kernel-matrix.sh) sets it in its QEMU guests,
-/// whose software emulation is several times slower, so waits for one packet's round trip and
-/// traffic meant to outrun a budget are stretched by it; nothing else changes.
+/// whose software emulation is several times slower, so waits for one packet's round trip,
+/// traffic meant to outrun a budget and the wait for the daemon to start are stretched by it;
+/// nothing else changes.
 #[must_use]
 pub fn slowdown() -> u32 {
     std::env::var("HOTSPOTD_TEST_SLOWDOWN")
