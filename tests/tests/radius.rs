@@ -991,3 +991,75 @@ fn a_session_used_up_while_hotspotd_was_down_gets_its_stop() -> Result<()> {
     ensure!(cause == "Session-Timeout", "{cause}");
     Ok(())
 }
+
+/// How many Access-Accepts the server logged for `user` (radiusd.conf logs `auth = yes`).
+fn logins_of(radius: &FreeRadius, user: &str) -> usize {
+    radius.log().matches(&format!("Login OK: [{user}]")).count()
+}
+
+/// The sessions `hotspotctl sessions` lists for `mac`.
+fn sessions_of(daemon: &Daemon, mac: &str) -> Result<Vec<Value>> {
+    Ok(daemon
+        .sessions()?
+        .into_iter()
+        .filter(|session| session["mac"] == mac)
+        .collect())
+}
+
+/// A device that enters again the code of the RADIUS session it holds here (paused, on the
+/// portal or through the API) is connected to that same session: no second Access-Request and
+/// no second session, which the server would grant from what the first had reported so far.
+/// Its budget is in the kernel, so this works with the server away too.
+#[test]
+fn entering_a_held_code_again_resumes_its_session_without_a_second_login() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code(
+        "RESUME5MB",
+        &[("Hotspotd-Max-Total-Octets", "5000000")],
+        &[],
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = config_with_radius(dir.path(), &[format!("{server}:1812")], 300)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let phone = &lan.clients[0];
+    ensure!(redeem(&daemon, &phone.mac, "RESUME5MB")?.status == 200);
+    let id = running_session(&daemon, &phone.mac)?["id"].clone();
+    ensure!(reaches_internet(&lan, phone)?, "no traffic after the login");
+    ensure!(logins_of(&radius, "RESUME5MB") == 1, "{}", radius.log());
+
+    // Paused, the code again on the portal: the same session runs again.
+    daemon.ctl_json(&["pause", "--mac", &phone.mac])?;
+    ensure!(!reaches_internet(&lan, phone)?, "a paused device passes");
+    let again = enter_code(phone, "RESUME5MB")?;
+    ensure!(again.status == 303, "{again:?}");
+    ensure!(
+        running_session(&daemon, &phone.mac)?["id"] == id,
+        "another session runs: {:?}",
+        sessions_of(&daemon, &phone.mac)
+    );
+    ensure!(reaches_internet(&lan, phone)?, "not connected again");
+    let held = sessions_of(&daemon, &phone.mac)?;
+    ensure!(held.len() == 1, "a second session was sold: {held:?}");
+    ensure!(
+        logins_of(&radius, "RESUME5MB") == 1,
+        "the server was asked again:\n{}",
+        radius.log()
+    );
+
+    // Paused again, the server away, the code through the API: connected, nothing asked.
+    daemon.ctl_json(&["pause", "--mac", &phone.mac])?;
+    radius.stop()?;
+    let answer = redeem(&daemon, &phone.mac, "RESUME5MB")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    ensure!(
+        answer.json().context("JSON")?["state"] == "connected",
+        "{answer:?}"
+    );
+    ensure!(running_session(&daemon, &phone.mac)?["id"] == id);
+    ensure!(reaches_internet(&lan, phone)?, "not connected again");
+    let held = sessions_of(&daemon, &phone.mac)?;
+    ensure!(held.len() == 1, "a second session was sold: {held:?}");
+    Ok(())
+}
