@@ -33,9 +33,13 @@ impl FreeRadius {
         copy_dir(&workspace_root().join("docs/radius"), dir.path())?;
         let db = rusqlite::Connection::open(dir.path().join("hotspotd-radius.sqlite"))?;
         db.execute_batch(&std::fs::read_to_string(dir.path().join("schema.sql"))?)?;
-        // The tests read radacct while the server writes it: in WAL mode a reader never makes
-        // the server's write wait (it runs as root here, so it can make the -wal file).
-        db.pragma_update(None, "journal_mode", "WAL")?;
+        // schema.sql puts the file in WAL mode, so the tests' reads of radacct never make the
+        // server's writes wait (it runs as root here, so it can make the -wal file).
+        let mode: String = db.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        ensure!(
+            mode == "wal",
+            "schema.sql left the database in {mode} mode, not WAL"
+        );
         let name = format!("hs-{}-{}-radius", std::process::id(), unique());
         let netns = Netns::create(&name)?;
         netns.ip(&["link", "set", "lo", "up"])?;
