@@ -37,6 +37,9 @@ echo
 echo "## Vouchers: redeem to first packet"
 ./target/release/bench-connect --voucher
 echo
+echo "## RADIUS: login to first packet, Interim-Update bursts of 10,000 (a local FreeRADIUS)"
+./target/release/bench-radius
+echo
 echo "## Walled garden by host name: answer to learned address, 10,000 answers in a second"
 # cargo runs the test in its package folder: the binaries' paths must be absolute.
 HOTSPOTD_BIN="$PWD/$HOTSPOTD_BIN" HOTSPOTCTL_BIN="$PWD/$HOTSPOTCTL_BIN" \

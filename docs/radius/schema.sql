@@ -1,5 +1,9 @@
 -- The SQLite database of docs/radius/mods/sql: the usual FreeRADIUS tables, with the columns
 -- hotspotd's set-up uses. Create it with `sqlite3 hotspotd-radius.sqlite < schema.sql`.
+
+-- Write-ahead logging (kept in the file): logins read while accounting writes, instead of
+-- waiting for each other's locks.
+PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS radcheck (
 	id INTEGER PRIMARY KEY,
 	username TEXT NOT NULL DEFAULT '',

@@ -20,6 +20,7 @@ pub mod http;
 mod lan;
 mod netns;
 pub mod process;
+pub mod radius;
 mod raw;
 pub mod tc;
 pub mod tls;

@@ -3,216 +3,24 @@
 //! docs/radius/, its SQL module on SQLite and its `sqlcounter`). A code that is no local
 //! voucher is sent as an Access-Request; an Access-Accept connects the device with the data the
 //! server granted; a reject and an unreachable server give the portal and the API a clear
-//! answer; a dead first server fails over to the next. Needs root and `freeradius`
-//! (scripts/bootstrap.sh installs it).
+//! answer; a dead first server fails over to the next. The server is `hotspotd_tests::radius`'s.
+//! Needs root and `freeradius` (scripts/bootstrap.sh installs it).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
+use hotspotd_tests::radius::{FreeRadius, SECRET, config_with_radius};
 use hotspotd_tests::{
-    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, Netns, UdpEcho, udp_echoes, workspace_root,
+    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, Netns, UdpEcho, udp_echoes,
 };
 use serde_json::Value;
 
 /// `portal.listen_port`'s default.
 const PORTAL_PORT: u16 = 2050;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// The secret of docs/radius/clients.conf, as written there.
-const SECRET: &str = "change-this-long-random-secret";
-/// How long `FreeRADIUS` may take to start.
-const RADIUS_START: Duration = Duration::from_secs(20);
-
-/// A `FreeRADIUS` run with the files of docs/radius/ in a temporary folder, in a namespace of
-/// its own; each LAN's gateway reaches it over a veth of its own ([`FreeRadius::link`]).
-struct FreeRadius {
-    netns: Netns,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    links: u8,
-}
-
-impl FreeRadius {
-    fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        copy_dir(&workspace_root().join("docs/radius"), dir.path())?;
-        let db = rusqlite::Connection::open(dir.path().join("hotspotd-radius.sqlite"))?;
-        db.execute_batch(&std::fs::read_to_string(dir.path().join("schema.sql"))?)?;
-        // The tests read radacct while the server writes it: in WAL mode a reader never makes
-        // the server's write wait (it runs as root here, so it can make the -wal file).
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        let name = format!("hs-{}-{}-radius", std::process::id(), unique());
-        let netns = Netns::create(&name)?;
-        netns.ip(&["link", "set", "lo", "up"])?;
-        let mut radius = Self {
-            netns,
-            child: None,
-            dir,
-            links: 0,
-        };
-        radius.run()?;
-        Ok(radius)
-    }
-
-    /// Starts `freeradius -f -d <dir>` and waits until it serves.
-    fn run(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.log_path())?;
-        let child = self
-            .netns
-            .command("freeradius")
-            .args(["-f", "-d"])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start freeradius (scripts/bootstrap.sh installs it)")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + RADIUS_START;
-        while Instant::now() < deadline {
-            if self.log().contains("Ready to process requests") {
-                return Ok(());
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("freeradius exited ({status}):\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "freeradius did not start in {RADIUS_START:?}:\n{}",
-            self.log()
-        )
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("freeradius.out")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// A veth between this server's namespace and `lan`'s gateway: the server is
-    /// `10.99.<n>.1`, the gateway `10.99.<n>.2` (inside clients.conf's 10.0.0.0/8).
-    fn link(&mut self, lan: &Lan) -> Result<Ipv4Addr> {
-        self.links += 1;
-        let n = self.links;
-        let (ours, theirs) = (format!("rad{n}"), format!("radius{n}"));
-        self.netns.ip(&[
-            "link",
-            "add",
-            &ours,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &theirs,
-            "netns",
-            lan.gateway.name(),
-        ])?;
-        self.netns
-            .ip(&["addr", "add", &format!("10.99.{n}.1/24"), "dev", &ours])?;
-        self.netns.ip(&["link", "set", &ours, "up"])?;
-        lan.gateway
-            .ip(&["addr", "add", &format!("10.99.{n}.2/24"), "dev", &theirs])?;
-        lan.gateway.ip(&["link", "set", &theirs, "up"])?;
-        Ok(Ipv4Addr::new(10, 99, n, 1))
-    }
-
-    fn db(&self) -> Result<rusqlite::Connection> {
-        Ok(rusqlite::Connection::open(
-            self.dir.path().join("hotspotd-radius.sqlite"),
-        )?)
-    }
-
-    /// A code the server knows: its password is itself; `check` are more radcheck items,
-    /// `reply` radreply items.
-    fn add_code(&self, code: &str, check: &[(&str, &str)], reply: &[(&str, &str)]) -> Result<()> {
-        let db = self.db()?;
-        db.execute(
-            "INSERT INTO radcheck (username, attribute, op, value) VALUES (?1, 'Cleartext-Password', ':=', ?1)",
-            [code],
-        )?;
-        for (attribute, value) in check {
-            db.execute(
-                "INSERT INTO radcheck (username, attribute, op, value) VALUES (?1, ?2, ':=', ?3)",
-                [code, attribute, value],
-            )?;
-        }
-        for (attribute, value) in reply {
-            db.execute(
-                "INSERT INTO radreply (username, attribute, op, value) VALUES (?1, ?2, '=', ?3)",
-                [code, attribute, value],
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1_000);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir_all(&target)?;
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
-/// The shipped config.toml with `[radius]` pointing at `servers` (the first as `auth_server`,
-/// the rest as `auth_servers`), the docs' secret and `timeout_ms`.
-fn config_with_radius(dir: &Path, servers: &[String], timeout_ms: u64) -> Result<PathBuf> {
-    let shipped = std::fs::read_to_string(workspace_root().join("config.toml"))?;
-    let rest: Vec<String> = servers[1..].iter().map(|s| format!("{s:?}")).collect();
-    let config = shipped
-        .replace(
-            "auth_server = \"\"",
-            &format!("auth_server = {:?}", servers[0]),
-        )
-        .replace(
-            "auth_servers = []",
-            &format!("auth_servers = [{}]", rest.join(", ")),
-        )
-        .replace("secret = \"\"", &format!("secret = {SECRET:?}"))
-        .replace("timeout_ms = 2000", &format!("timeout_ms = {timeout_ms}"))
-        .replace("retries = 2", "retries = 1");
-    ensure!(
-        config.contains(&format!("secret = {SECRET:?}")),
-        "config.toml has no [radius] secret line"
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config)?;
-    Ok(path)
-}
 
 fn portal(netns: &Netns, raw: Vec<u8>) -> Result<Answer> {
     let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
@@ -657,36 +465,6 @@ fn a_code_roams_between_two_boxes_with_exactly_what_is_left() -> Result<()> {
     Ok(())
 }
 
-impl FreeRadius {
-    /// Runs `radclient` in the server's namespace: `kind` (`coa`, `disconnect`) to `to` with
-    /// `attributes` (one per line) and `secret`; its stdout and stderr.
-    fn radclient(&self, to: &str, kind: &str, secret: &str, attributes: &str) -> Result<String> {
-        use std::io::Write as _;
-        let mut child = self
-            .netns
-            .command("radclient")
-            .args(["-x", "-r", "1", "-t", "2", "-d"])
-            .arg(self.dir.path())
-            .args(["-D", "/usr/share/freeradius", to, kind, secret])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("run radclient (freeradius-utils)")?;
-        child
-            .stdin
-            .take()
-            .context("radclient's stdin")?
-            .write_all(attributes.as_bytes())?;
-        let output = child.wait_with_output()?;
-        Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
-
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -989,5 +767,188 @@ fn a_session_used_up_while_hotspotd_was_down_gets_its_stop() -> Result<()> {
     );
     ensure!((300_000..=301_028).contains(&counted), "{counted}");
     ensure!(cause == "Session-Timeout", "{cause}");
+    Ok(())
+}
+
+/// How many Access-Accepts the server logged for `user` (radiusd.conf logs `auth = yes`).
+fn logins_of(radius: &FreeRadius, user: &str) -> usize {
+    radius.log().matches(&format!("Login OK: [{user}]")).count()
+}
+
+/// The sessions `hotspotctl sessions` lists for `mac`.
+fn sessions_of(daemon: &Daemon, mac: &str) -> Result<Vec<Value>> {
+    Ok(daemon
+        .sessions()?
+        .into_iter()
+        .filter(|session| session["mac"] == mac)
+        .collect())
+}
+
+/// A device that enters again the code of the RADIUS session it holds here (paused, on the
+/// portal or through the API) is connected to that same session: no second Access-Request and
+/// no second session, which the server would grant from what the first had reported so far.
+/// Its budget is in the kernel, so this works with the server away too.
+#[test]
+fn entering_a_held_code_again_resumes_its_session_without_a_second_login() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    radius.add_code(
+        "RESUME5MB",
+        &[("Hotspotd-Max-Total-Octets", "5000000")],
+        &[],
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = config_with_radius(dir.path(), &[format!("{server}:1812")], 300)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let phone = &lan.clients[0];
+    ensure!(redeem(&daemon, &phone.mac, "RESUME5MB")?.status == 200);
+    let id = running_session(&daemon, &phone.mac)?["id"].clone();
+    ensure!(reaches_internet(&lan, phone)?, "no traffic after the login");
+    ensure!(logins_of(&radius, "RESUME5MB") == 1, "{}", radius.log());
+
+    // Paused, the code again on the portal: the same session runs again.
+    daemon.ctl_json(&["pause", "--mac", &phone.mac])?;
+    ensure!(!reaches_internet(&lan, phone)?, "a paused device passes");
+    let again = enter_code(phone, "RESUME5MB")?;
+    ensure!(again.status == 303, "{again:?}");
+    ensure!(
+        running_session(&daemon, &phone.mac)?["id"] == id,
+        "another session runs: {:?}",
+        sessions_of(&daemon, &phone.mac)
+    );
+    ensure!(reaches_internet(&lan, phone)?, "not connected again");
+    let held = sessions_of(&daemon, &phone.mac)?;
+    ensure!(held.len() == 1, "a second session was sold: {held:?}");
+    ensure!(
+        logins_of(&radius, "RESUME5MB") == 1,
+        "the server was asked again:\n{}",
+        radius.log()
+    );
+
+    // Paused again, the server away, the code through the API: connected, nothing asked.
+    daemon.ctl_json(&["pause", "--mac", &phone.mac])?;
+    radius.stop()?;
+    let answer = redeem(&daemon, &phone.mac, "RESUME5MB")?;
+    ensure!(answer.status == 200, "{answer:?}");
+    ensure!(
+        answer.json().context("JSON")?["state"] == "connected",
+        "{answer:?}"
+    );
+    ensure!(running_session(&daemon, &phone.mac)?["id"] == id);
+    ensure!(reaches_internet(&lan, phone)?, "not connected again");
+    let held = sessions_of(&daemon, &phone.mac)?;
+    ensure!(held.len() == 1, "a second session was sold: {held:?}");
+    Ok(())
+}
+
+/// The text of docs/radius.md between the first `start` after `after` and the next `end`.
+fn doc_part(doc: &str, after: &str, start: &str, end: &str) -> Result<String> {
+    let (_, rest) = doc
+        .split_once(after)
+        .with_context(|| format!("docs/radius.md has no {after:?}"))?;
+    let (_, rest) = rest
+        .split_once(start)
+        .with_context(|| format!("docs/radius.md has no {start:?} after {after:?}"))?;
+    let (part, _) = rest
+        .split_once(end)
+        .with_context(|| format!("docs/radius.md has no {end:?} after {after:?}"))?;
+    Ok(part.to_owned())
+}
+
+/// The shipped config.toml with each `key = value` line of `block` in place of that key's line
+/// in its `[radius]` table.
+fn shipped_config_with(block: &str) -> Result<String> {
+    let shipped = std::fs::read_to_string(hotspotd_tests::workspace_root().join("config.toml"))?;
+    let mut config = String::new();
+    let mut table = "";
+    let mut used = 0;
+    let settings: Vec<&str> = block.lines().filter(|line| line.contains(" = ")).collect();
+    for line in shipped.lines() {
+        if line.starts_with('[') {
+            table = line;
+        }
+        let key = line.split(" = ").next().unwrap_or_default();
+        let given = settings
+            .iter()
+            .find(|setting| table == "[radius]" && setting.split(" = ").next() == Some(key));
+        if let Some(setting) = given {
+            used += 1;
+            config.push_str(setting);
+        } else {
+            config.push_str(line);
+        }
+        config.push('\n');
+    }
+    ensure!(
+        used == settings.len(),
+        "config.toml's [radius] lacks a key of the docs' block:\n{block}"
+    );
+    Ok(config)
+}
+
+/// docs/radius.md as an operator follows it (the server's files are docs/radius/, run as
+/// `FreeRadius` runs them): its code with 5 MB (the SQL as written) logs in on a box set up
+/// with its `[radius]` block (the server's address and the secret of clients.conf in place of
+/// the examples), and its `radclient` command (the box's address and the server's folder in
+/// place of the examples) gives the session an hour.
+#[test]
+fn docs_radius_md_works_as_written() -> Result<()> {
+    let doc = std::fs::read_to_string(hotspotd_tests::workspace_root().join("docs/radius.md"))?;
+    let lan = Lan::new(1)?;
+    let mut radius = FreeRadius::start()?;
+    let server = radius.link(&lan)?;
+    let sql = doc_part(&doc, "A code with 5 MB", "<<'SQL'\n", "\nSQL\n")?;
+    radius.db()?.execute_batch(&sql)?;
+
+    let block = doc_part(&doc, "On each box:", "```toml\n", "```")?;
+    ensure!(block.starts_with("[radius]\n"), "{block}");
+    let block = block
+        .replace("10.0.0.5", &server.to_string())
+        .replace("the secret of clients.conf", SECRET);
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, shipped_config_with(&block)?)?;
+    let daemon = Daemon::start_with_config(&lan, &config, &[])?;
+    let phone = &lan.clients[0];
+    let answer = redeem(&daemon, &phone.mac, "K7M2Q9XR4T")?;
+    ensure!(answer.status == 200, "{answer:?}\n{}", radius.log());
+    let session = running_session(&daemon, &phone.mac)?;
+    ensure!(
+        session["type"] == 1 && session["data_mb"] == 5.0,
+        "{session}"
+    );
+
+    let command = doc_part(&doc, "## Change of authorization", "```sh\n", "```")?;
+    let box_address = "10.99.1.2";
+    ensure!(
+        server.to_string() == "10.99.1.1",
+        "the box is {box_address}"
+    );
+    let command = command
+        .replace(
+            "/etc/freeradius/hotspotd",
+            &radius.dir().display().to_string(),
+        )
+        .replace("10.0.0.20", box_address)
+        .replace("'the secret'", &format!("'{SECRET}'"));
+    let output = radius
+        .netns
+        .command("sh")
+        .args(["-c", &command])
+        .output()
+        .context("run the docs' radclient command")?;
+    ensure!(
+        output.status.success(),
+        "{command}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let session = running_session(&daemon, &phone.mac)?;
+    let time_secs = session["time_secs"].as_i64().context("time_secs")?;
+    ensure!(
+        session["type"] == 2 && (3600..3610).contains(&time_secs),
+        "the docs' CoA did not give an hour: {session}"
+    );
     Ok(())
 }

@@ -106,6 +106,10 @@ impl Control {
         code: String,
         reply: oneshot::Sender<Result<ClientView, RedeemError>>,
     ) {
+        if let Some(result) = self.resume_radius(mac, &code).await {
+            self.answer_once_saved(reply, result);
+            return;
+        }
         if self.goes_to_radius(mac, &code) {
             self.start_login(mac, code, LoginReply::Api(reply));
             return;
@@ -122,6 +126,16 @@ impl Control {
         reply: oneshot::Sender<Result<Redeemed, RedeemError>>,
     ) {
         if let RedeemBy::Code(code) = &by
+            && let Some(result) = self.resume_radius(mac, code).await
+        {
+            let result = result.map(|client| Redeemed {
+                client,
+                cookie: None,
+            });
+            self.answer_once_saved(reply, result);
+            return;
+        }
+        if let RedeemBy::Code(code) = &by
             && self.goes_to_radius(mac, code)
         {
             self.start_login(mac, code.clone(), LoginReply::Portal(reply));
@@ -129,6 +143,48 @@ impl Control {
         }
         let result = self.portal_redeem(mac, by).await;
         self.answer_once_saved(reply, result);
+    }
+
+    /// A device entering again the code of a RADIUS session it holds here is connected to that
+    /// session again, not sold a second one (which the server would grant from what the
+    /// first had reported so far). No round trip: the session's budget is in the kernel.
+    /// `None`: it holds no such session that is still usable, so the servers are asked.
+    async fn resume_radius(
+        &mut self,
+        mac: MacAddr,
+        code: &str,
+    ) -> Option<Result<ClientView, RedeemError>> {
+        use crate::sessions::engine::{ClientState, SessionState};
+        let now = self.now();
+        let id = self
+            .radius
+            .sessions
+            .iter()
+            .filter(|(_, session)| session.stored.user == code)
+            .map(|(id, _)| *id)
+            .find(|id| {
+                self.engine
+                    .session(*id)
+                    .is_some_and(|session| session.mac == mac)
+            })?;
+        // Used up or expired but not yet ended by a poll: the server decides what is left.
+        if let Some(SessionState::Consumed | SessionState::Expired) | None =
+            self.engine.state_of(id, now)
+        {
+            return None;
+        }
+        if self.engine.client_state(mac) != ClientState::Connected {
+            match self.engine.connect(mac, now) {
+                Ok(effects) => {
+                    self.apply(effects, now).await;
+                    self.save();
+                }
+                Err(error) => {
+                    return Some(Err(RedeemError::Failed(crate::text::chain_string(&error))));
+                }
+            }
+        }
+        Some(Ok(self.client_view(mac)))
     }
 
     /// Whether `code`, typed by `mac`, goes to the RADIUS servers: RADIUS is on, no local

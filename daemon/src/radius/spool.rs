@@ -73,6 +73,13 @@ impl Spool {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        // Each delivered request's delete is not synced on its own: losing one to a power cut
+        // only sends an acknowledged request again, which the server's upsert takes twice
+        // harmlessly. Syncing each cost a disk flush per request, and made hotspotd, not the
+        // server, the limit of an Interim-Update burst (BENCHMARKS.md, "RADIUS"). What is
+        // spooled is synced ([`write`]).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
         let sessions = load_sessions(&conn).map_err(fail)?;
         let (orders, queue) = mpsc::unbounded_channel();
         tokio::spawn(run(Arc::new(Mutex::new(conn)), queue, servers));
@@ -123,9 +130,22 @@ fn load_sessions(conn: &Connection) -> rusqlite::Result<Vec<SpooledSession>> {
         .collect()
 }
 
-/// Writes `orders` in one transaction.
+/// Writes `orders` in one transaction, synced to disk before this returns: a power cut
+/// loses no accounting that was spooled.
 fn write(conn: &Mutex<Connection>, orders: &[Order]) -> rusqlite::Result<()> {
     let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    // Unsynced, a write still survives a crash of hotspotd: better that than none.
+    if let Err(error) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::warn!(error = %crate::text::chain(&error), "the RADIUS spool's writes are not synced to disk");
+    }
+    let written = write_orders(&mut conn, orders);
+    if let Err(error) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        tracing::warn!(error = %crate::text::chain(&error), "each delivered RADIUS request's delete is synced to disk");
+    }
+    written
+}
+
+fn write_orders(conn: &mut Connection, orders: &[Order]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let now = chrono::Utc::now().timestamp();
     for order in orders {
