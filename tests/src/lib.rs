@@ -19,6 +19,7 @@ mod goodput;
 pub mod http;
 mod lan;
 mod netns;
+pub mod portal;
 pub mod process;
 pub mod radius;
 mod raw;

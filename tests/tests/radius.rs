@@ -6,51 +6,20 @@
 //! answer; a dead first server fails over to the next. The server is `hotspotd_tests::radius`'s.
 //! Needs root and `freeradius` (scripts/bootstrap.sh installs it).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
+use hotspotd_tests::http::{Answer, exchange, request};
+use hotspotd_tests::portal::enter_code;
 use hotspotd_tests::radius::{FreeRadius, SECRET, config_with_radius};
 use hotspotd_tests::{
     Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, Netns, UdpEcho, udp_echoes,
 };
 use serde_json::Value;
 
-/// `portal.listen_port`'s default.
-const PORTAL_PORT: u16 = 2050;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-fn portal(netns: &Netns, raw: Vec<u8>) -> Result<Answer> {
-    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
-    netns.run(move || -> Result<Answer> {
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .with_context(|| format!("connect to the portal at {target}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        exchange_on(&mut stream, &raw)
-    })?
-}
-
-/// Enters `code` on the portal's form from `client`, as a browser does.
-fn enter_code(client: &Client, code: &str) -> Result<Answer> {
-    let page = portal(&client.netns, request("GET", "/", &[], b""))?;
-    let (_, rest) = page
-        .body
-        .split_once("name=\"csrf\" value=\"")
-        .context("a CSRF field")?;
-    let csrf = rest.split('"').next().unwrap_or_default();
-    let body = format!("csrf={csrf}&code={code}");
-    portal(
-        &client.netns,
-        request(
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        ),
-    )
-}
 
 fn redeem(daemon: &Daemon, mac: &str, code: &str) -> Result<Answer> {
     let body = serde_json::json!({ "mac": mac, "code": code }).to_string();

@@ -6,16 +6,14 @@
 //! start the ledger still refuses it; `/metrics` counts the trials; SIGHUP turns trials on.
 //! Needs root.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
-use hotspotd_tests::{Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, UdpEcho, udp_echoes};
+use hotspotd_tests::http::{Answer, exchange, request};
+use hotspotd_tests::{Client, Daemon, INTERNET_V4, Lan, UdpEcho, udp_echoes};
 use serde_json::Value;
 
-/// `portal.listen_port`'s default.
-const PORTAL_PORT: u16 = 2050;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Five minutes at 5/2 Mbit/s, once a day.
 const TRIAL: &[(&str, &str)] = &[
@@ -25,13 +23,7 @@ const TRIAL: &[(&str, &str)] = &[
 ];
 
 fn portal(client: &Client, raw: Vec<u8>) -> Result<Answer> {
-    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
-    client.netns.run(move || -> Result<Answer> {
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .with_context(|| format!("connect to the portal at {target}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        exchange_on(&mut stream, &raw)
-    })?
+    hotspotd_tests::portal::exchange(&client.netns, raw)
 }
 
 /// The landing or status page of `client`.

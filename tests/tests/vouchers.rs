@@ -6,55 +6,21 @@
 //! off; an expired, used-up or revoked code gets a page saying so; a device entering wrong
 //! codes is throttled, with an event; bad input gets a clear error. Needs root.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::http::{Answer, exchange, exchange_on, request};
-use hotspotd_tests::{
-    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, UdpEcho, udp_echoes, wait_for,
-};
+use hotspotd_tests::http::{Answer, exchange, request};
+use hotspotd_tests::portal::{enter_code, exchange as portal};
+use hotspotd_tests::{Client, Daemon, INTERNET_V4, Lan, UdpEcho, udp_echoes, wait_for};
 use serde_json::Value;
 
-/// `portal.listen_port`'s default.
-const PORTAL_PORT: u16 = 2050;
 /// How long the daemon may take to show what it decided on its own.
 const SETTLE: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The alphabet of codes (docs/vouchers.md).
 const ALPHABET: &str = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-
-fn portal(netns: &hotspotd_tests::Netns, raw: Vec<u8>) -> Result<Answer> {
-    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
-    netns.run(move || -> Result<Answer> {
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .with_context(|| format!("connect to the portal at {target}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        exchange_on(&mut stream, &raw)
-    })?
-}
-
-/// Enters `code` on the portal's form from `client`, as a browser does: the page first, for
-/// its CSRF token, then the form.
-fn enter_code(client: &Client, code: &str) -> Result<Answer> {
-    let page = portal(&client.netns, request("GET", "/", &[], b""))?;
-    let (_, rest) = page
-        .body
-        .split_once("name=\"csrf\" value=\"")
-        .context("a CSRF field")?;
-    let csrf = rest.split('"').next().unwrap_or_default();
-    let body = format!("csrf={csrf}&code={code}");
-    portal(
-        &client.netns,
-        request(
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        ),
-    )
-}
 
 /// Whether `client` gets an echo from the internet: one datagram, 500 ms.
 fn reaches_internet(lan: &Lan, client: &Client) -> Result<bool> {

@@ -6,27 +6,19 @@
 //! no other voucher and is dropped; a revoked voucher's cookie is dropped. Plain HTTP requests
 //! with the page's CSRF token, as a browser sends them. Needs root.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use hotspotd_tests::http::{Answer, exchange_on, request};
-use hotspotd_tests::{Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, Lan, UdpEcho, udp_echoes};
+use hotspotd_tests::http::{Answer, request};
+use hotspotd_tests::{Client, Daemon, INTERNET_V4, Lan, UdpEcho, udp_echoes};
 use serde_json::Value;
 
-/// `portal.listen_port`'s default.
-const PORTAL_PORT: u16 = 2050;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 fn portal(client: &Client, raw: Vec<u8>) -> Result<Answer> {
-    let target = SocketAddr::new(GATEWAY_LAN_V4.into(), PORTAL_PORT);
-    client.netns.run(move || -> Result<Answer> {
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .with_context(|| format!("connect to the portal at {target}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        exchange_on(&mut stream, &raw)
-    })?
+    hotspotd_tests::portal::exchange(&client.netns, raw)
 }
 
 /// `client`'s page at `/`, sending `cookie` (a `name=value` pair) if given.
