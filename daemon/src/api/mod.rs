@@ -181,18 +181,21 @@ pub async fn listen(path: &Path) -> Result<UnixListener, ListenError> {
         path: path.to_owned(),
         source,
     };
-    let listener = bind_private(path).map_err(bind_error)?;
-    // Owner and group (the portal's) may call the API; nobody else. Set again by path in
-    // case the kernel did not take the mode from the socket (see `bind_private`).
+    let fd = bind_private(path).map_err(bind_error)?;
+    // Owner and group (the portal's) may call the API; nobody else. The kernel took the
+    // socket's mode less the umask (0640 under 022): the group's write bit comes back here,
+    // before `listen`, so no client connects while the file has another mode.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_error)?;
-    Ok(listener)
+    nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
+        .map_err(|errno| bind_error(errno.into()))?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd)).map_err(bind_error)
 }
 
-/// Binds and listens on a Unix socket whose file is created with mode 0660 (less the umask),
-/// so there is no moment in which another user could connect: Linux creates the file with
-/// the socket's own mode, which `fchmod` sets before `bind`.
-fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
-    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+/// Binds (without listening) a Unix socket whose file is created with mode 0660 less the
+/// umask, so there is no moment in which another user could connect: Linux creates the file
+/// with the socket's own mode, which `fchmod` sets before `bind`.
+fn bind_private(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
     let fd = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -201,8 +204,7 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     )?;
     nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o660))?;
     socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
-    socket::listen(&fd, Backlog::MAXCONN)?;
-    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+    Ok(fd)
 }
 
 /// What the handlers share: the way to the control task, and the event stream.
