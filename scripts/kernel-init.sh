@@ -13,12 +13,13 @@ for m in $(cat /modules/order); do
   insmod "/modules/$m" || echo "init: cannot load $m"
 done
 
-modules= cmd_hex= checkout=
+modules= cmdfile= checkout= share=
 for word in $(cat /proc/cmdline); do
   case $word in
   hotspotd.modules=*) modules=${word#hotspotd.modules=} ;;
   hotspotd.checkout=*) checkout=${word#hotspotd.checkout=} ;;
-  hotspotd.cmd=*) cmd_hex=${word#hotspotd.cmd=} ;;
+  hotspotd.share=*) share=1 ;;
+  hotspotd.cmdfile=*) cmdfile=${word#hotspotd.cmdfile=} ;;
   esac
 done
 
@@ -29,11 +30,19 @@ mount -t tmpfs -o size=75% rw /mnt/rw
 mkdir -p /mnt/rw/upper /mnt/rw/work
 mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /mnt/root \
   || { echo "init: cannot mount the overlay"; echo "hotspotd-guest-status=125"; poweroff -f; }
-if [ -n "$checkout" ]; then
+# The checkout, kept at /mnt/checkout too: the tmpfs on /tmp below would hide one under /tmp.
+mkdir -p /mnt/checkout
+if [ -n "$share" ]; then
+  # A second share (arm64: the root is a minimal userland).
   mkdir -p "/mnt/root$checkout"
-  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose checkout "/mnt/root$checkout" \
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose checkout /mnt/checkout \
     || { echo "init: cannot mount the checkout"; echo "hotspotd-guest-status=125"; poweroff -f; }
+  mount --bind /mnt/checkout "/mnt/root$checkout"
+else
+  mount --bind "/mnt/root$checkout" /mnt/checkout
 fi
+cmd=$(cat "/mnt/root$cmdfile") \
+  || { echo "init: cannot read the command $cmdfile"; echo "hotspotd-guest-status=125"; poweroff -f; }
 # The host's own modules are for its kernel; this one's come from the unpacked package.
 mkdir -p /mnt/root/lib/modules
 mount --bind "/mnt/root$modules" /mnt/root/lib/modules
@@ -42,13 +51,14 @@ for fs in proc sys dev; do mount --move "/$fs" "/mnt/root/$fs"; done
 [ -f /mnt/root/.hotspotd-userland ] && chroot /mnt/root /bin/busybox --install -s
 mount -t tmpfs tmpfs /mnt/root/run
 mount -t tmpfs tmpfs /mnt/root/tmp
+case $checkout in /tmp/*) mkdir -p "/mnt/root$checkout" && mount --bind /mnt/checkout "/mnt/root$checkout" ;; esac
 mount -t bpf bpf /mnt/root/sys/fs/bpf
 mount -t cgroup2 cgroup2 /mnt/root/sys/fs/cgroup 2>/dev/null
 mkdir -p /mnt/root/dev/pts /mnt/root/dev/shm
 mount -t devpts devpts /mnt/root/dev/pts
 mount -t tmpfs tmpfs /mnt/root/dev/shm
 
-printf "$(echo "$cmd_hex" | sed 's/../\\x&/g')" >/mnt/root/run/hotspotd-guest-cmd
+printf '%s\n' "$cmd" >/mnt/root/run/hotspotd-guest-cmd
 cat >/mnt/root/run/hotspotd-guest <<'STAGE2'
 #!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root

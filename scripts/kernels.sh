@@ -204,9 +204,11 @@ boot() {
   # Kernels unpacked before arm64 came have no arch file: amd64.
   local arch=amd64
   [ -f "$dir/arch" ] && arch=$(cat "$dir/arch")
-  # The command travels on the kernel command line (hex, so spaces and quotes survive).
-  local cmd_hex
-  cmd_hex=$(printf '%s' "cd '$PWD' && $*" | od -An -tx1 | tr -d ' \n')
+  # The command travels in a file the guest reads through its share: the kernel command line
+  # holds 2,048 bytes on x86, which a few test paths overflow (the guest then hangs silently).
+  local cmd_file
+  cmd_file=$(mktemp "$CACHE/guest-cmd.XXXXXX")
+  printf '%s' "cd '$PWD' && $*" >"$cmd_file"
   # TCG: no KVM here (nested KVM fails); multi-threaded TCG uses both cores.
   local machine root=/ console=ttyS0 checkout=()
   case $arch in
@@ -233,12 +235,12 @@ boot() {
     "${machine[@]}" -accel tcg,thread=multi -smp "$cpus" -m "$mem" \
     -no-reboot -display none -serial stdio -monitor none \
     -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
-    -append "console=$console quiet panic=-1 random.trust_cpu=on hotspotd.modules=$dir/root/lib/modules ${checkout:+hotspotd.checkout=$ROOT} hotspotd.cmd=$cmd_hex" \
+    -append "console=$console quiet panic=-1 random.trust_cpu=on hotspotd.modules=$dir/root/lib/modules hotspotd.checkout=$ROOT ${checkout:+hotspotd.share=1} hotspotd.cmdfile=$cmd_file" \
     -fsdev "local,id=root,path=$root,security_model=none,readonly=on,multidevs=remap" \
     -device virtio-9p-pci,fsdev=root,mount_tag=hostroot "${checkout[@]}" \
     -nic none </dev/null | tee "$log" || true
   status=$(tr -d '\r' <"$log" | sed -n 's/^hotspotd-guest-status=\([0-9]*\)$/\1/p' | tail -1)
-  rm -f "$log"
+  rm -f "$log" "$cmd_file"
   [ -n "$status" ] || die "the guest on kernel $name ended without a status (crash or timeout)"
   return "$status"
 }
