@@ -34,6 +34,7 @@ TESTS=(
   "sessions data_session_stops_at_its_last_byte"
   "sessions time_session_ends_on_time_with_the_daemon_stopped"
   "sessions daemon_crash_keeps_the_gate_and_loses_nothing"
+  "crashes a_stop_and_start_under_traffic_keep_the_gate_closed_and_bill_every_byte"
   "shaping apply_installs_changes_and_removes_client_classes_and_twice_sends_nothing"
   "shaping setup_builds_both_trees_and_teardown_removes_them"
 )
