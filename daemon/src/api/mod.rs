@@ -382,4 +382,20 @@ mod tests {
         // others, or the owner's x, means the mode did not come from the socket.
         assert_eq!(mode & 0o107, 0, "created as {mode:o}");
     }
+
+    /// `listen` sets the mode before it listens: until then nobody can connect, so no client
+    /// ever reaches the socket while its file has the umask's mode.
+    #[tokio::test]
+    async fn nobody_connects_before_the_mode_is_set() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api.sock");
+        let _bound = bind_private(&path).expect("bind");
+        let refused = std::os::unix::net::UnixStream::connect(&path).expect_err("not listening");
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let _ = std::fs::remove_file(&path);
+        let _listener = listen(&path).await.expect("listen");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        std::os::unix::net::UnixStream::connect(&path).expect("listening");
+    }
 }
