@@ -253,9 +253,28 @@ fn pause_resume_remove(browser: &mut Browser, mac: &str) -> Result<()> {
             .is_ok_and(|count| count == 1)
     });
     ensure!(listed, "the session is not listed: {}", browser.text()?);
-    for _ in 0..2 {
-        browser.evaluate("document.querySelector('#sessions-rows button.remove').click()")?;
-    }
+    // The first click asks; the list re-renders (forced here, every 10 s on its own) before
+    // the second, as it does for an operator who reads the question: the question must stay.
+    browser.evaluate(
+        "window.askedButton = document.querySelector('#sessions-rows button.remove'); \
+         window.askedButton.click(); \
+         document.getElementById('sessions-mac').dispatchEvent(new Event('change'))",
+    )?;
+    let rendered = wait_for(Duration::from_secs(10), || {
+        browser
+            .evaluate(
+                "document.querySelector('#sessions-rows button.remove') !== window.askedButton",
+            )
+            .is_ok_and(|fresh| fresh == true)
+    });
+    ensure!(rendered, "the sessions list never re-rendered");
+    let asking =
+        browser.evaluate("document.querySelector('#sessions-rows button.remove').textContent")?;
+    ensure!(
+        asking == "Remove, sure?",
+        "a refresh forgot the question: the button says {asking}"
+    );
+    browser.evaluate("document.querySelector('#sessions-rows button.remove').click()")?;
     row_becomes(browser, mac, "disconnected")
 }
 

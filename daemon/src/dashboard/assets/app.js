@@ -166,6 +166,17 @@ function sellTo(mac) {
 // ---- sessions --------------------------------------------------------------------------
 
 const SESSIONS_SHOWN = 200;
+// A Remove asked for (first click) and when: the list re-renders every few seconds, and the
+// question must survive that, or the operator's second click only asks again.
+const removalsAsked = new Map();
+const REMOVAL_ASKED_MS = 10000;
+
+function removalAsked(id) {
+  const at = removalsAsked.get(id);
+  if (at !== undefined && Date.now() - at < REMOVAL_ASKED_MS) return true;
+  removalsAsked.delete(id);
+  return false;
+}
 
 async function loadSessions() {
   const mac = document.getElementById('sessions-mac').value.trim();
@@ -173,14 +184,18 @@ async function loadSessions() {
   all.sort((a, b) => b.id - a.id);
   const rows = all.slice(0, SESSIONS_SHOWN).map((session) => {
     const remaining = left(session);
-    const remove = el('button', { type: 'button', class: 'remove' }, 'Remove');
+    const asked = removalAsked(session.id);
+    const remove = el('button', { type: 'button', class: 'remove', 'data-sure': asked ? 'yes' : 'no' },
+      asked ? 'Remove, sure?' : 'Remove');
     remove.addEventListener('click', async () => {
       // Two clicks: the first asks, the second removes.
-      if (remove.dataset.sure !== 'yes') {
+      if (!removalAsked(session.id)) {
+        removalsAsked.set(session.id, Date.now());
         remove.dataset.sure = 'yes';
         remove.textContent = 'Remove, sure?';
         return;
       }
+      removalsAsked.delete(session.id);
       try {
         await api('DELETE', `/v1/sessions/${session.id}`);
         problem('');
