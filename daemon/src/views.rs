@@ -164,6 +164,10 @@ pub struct SessionView {
     #[serde(flatten)]
     pub session: Session,
     pub state: SessionState,
+    /// When it ended, for a session read from the history; absent for a live one (and for
+    /// one that ended moments ago, before a save let go of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `GET /v1/status`.

@@ -18,7 +18,10 @@ use sha2::Sha256;
 
 use crate::{
     mac::MacAddr,
-    sessions::{SessionData, engine::SessionState},
+    sessions::{
+        SessionData,
+        engine::{SessionEnd, SessionState},
+    },
     store::SessionId,
 };
 
@@ -244,12 +247,17 @@ pub struct Voucher {
     pub redeemed_at: Option<DateTime<Utc>>,
     /// What its session is sold for (the sale's price, docs/usage.md); `None`: no price.
     pub price: Option<crate::store::usage::Price>,
+    /// How its session ended, once it did: the session then leaves the daemon's memory (and
+    /// later the database), the voucher's state stays.
+    pub session_end: Option<crate::sessions::engine::SessionEnd>,
 }
 
 impl Voucher {
-    /// Its state at `now`, given what the engine says of its session (`None`: gone).
+    /// Its state at `now`, given what the engine says of its session (`None`: gone: ended,
+    /// then [`Self::session_end`] says how, or removed).
     #[must_use]
     pub fn state(&self, session: Option<SessionState>, now: DateTime<Utc>) -> VoucherState {
+        let session = session.or_else(|| self.session_end.map(SessionEnd::state));
         match self.stage {
             Stage::Revoked => VoucherState::Revoked,
             Stage::Unused if self.valid_until.is_some_and(|until| now > until) => {
@@ -405,6 +413,7 @@ mod tests {
     fn voucher(stage: Stage, valid_until: Option<DateTime<Utc>>) -> Voucher {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("valid");
         Voucher {
+            session_end: None,
             price: None,
             id: 1,
             code_hash: [0; 32],
@@ -594,5 +603,21 @@ mod tests {
         );
         assert_eq!(Stage::from_name("in_use"), Some(Stage::InUse));
         assert_eq!(Stage::from_name("used_up"), None);
+    }
+
+    #[test]
+    fn a_voucher_whose_session_ended_and_left_memory_says_how_it_ended() {
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("valid");
+        for (end, shown) in [
+            (SessionEnd::Expired, VoucherState::Expired),
+            (SessionEnd::Consumed, VoucherState::UsedUp),
+        ] {
+            let voucher = Voucher {
+                session_end: Some(end),
+                session_id: Some(7),
+                ..voucher(Stage::InUse, None)
+            };
+            assert_eq!(voucher.state(None, now), shown, "{end:?}");
+        }
     }
 }

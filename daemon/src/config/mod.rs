@@ -327,7 +327,7 @@ impl Default for VouchersConfig {
 pub struct HistoryConfig {
     /// Days of usage kept by the hour; older hours are folded into days.
     pub hourly_days: u32,
-    /// Days of usage kept by the day, and of sales; older ones are deleted.
+    /// Days of usage kept by the day, of sales and of ended sessions; older ones are deleted.
     pub daily_days: u32,
 }
 

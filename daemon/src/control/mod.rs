@@ -266,7 +266,6 @@ impl Control {
             radius: radius::Radius::default(),
         };
         control.restore().await?;
-        control.open_radius();
         control.start_garden();
         Ok(control)
     }

@@ -130,6 +130,9 @@ impl Control {
         for holder in holders {
             self.follow_holder(holder).await;
         }
+        // Before the save below lets go of the sessions that ended while hotspotd was away:
+        // their RADIUS Stop is sent from what the engine still holds of them.
+        self.open_radius();
         // Every client's row anew: a row this run does not rewrite must not keep a baseline
         // of the counters of another boot or of maps gone since.
         self.save_all();

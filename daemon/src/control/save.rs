@@ -17,9 +17,9 @@ use crate::{
     mac::MacAddr,
     sessions::{
         SessionData,
-        engine::{ClientState, Now, SessionId},
+        engine::{ClientState, Now, SessionEnd, SessionId},
     },
-    store::{ChangeBatch, SaveBatch, SavedMeta, StoreError, StoredClient},
+    store::{ChangeBatch, Ended, SaveBatch, SavedMeta, StoreError, StoredClient},
 };
 
 impl Control {
@@ -53,11 +53,15 @@ impl Control {
         clients.extend(self.member_rows(&members, now));
         let mut usage = self.usage_marks.take(self.every_client_seen(), now, true);
         usage.retention = Some(super::history::retention(&self.config.history, now));
+        let (ended, records) = self.let_go_of_ended(now);
+        let mut sessions = self.records(&ids);
+        sessions.extend(records);
         let batch = SaveBatch {
-            sessions: self.records(&ids),
+            sessions,
             clients,
             meta: self.meta(now),
             usage,
+            ended,
         };
         taken(self.store.save_batch(batch));
         self.last_save = Instant::now();
@@ -96,11 +100,15 @@ impl Control {
             .collect();
         clients.extend(self.member_rows(&members, now));
         let usage = self.usage_marks.take(seen(&clients), now, false);
+        let (ended, records) = self.let_go_of_ended(now);
+        let mut sessions = self.records(&ids);
+        sessions.extend(records);
         let batch = ChangeBatch {
-            sessions: self.records(&ids),
+            sessions,
             clients,
             meta: self.meta(now),
             usage,
+            ended,
         };
         taken(self.store.save_changes(batch));
     }
@@ -135,6 +143,36 @@ impl Control {
             .filter(|mac| self.engine.client(**mac).is_none())
             .map(|mac| self.stored_client(*mac, ClientState::Disconnected, None, now))
             .collect()
+    }
+
+    /// Takes the sessions that ended out of the engine: the save carries their last records
+    /// and how they ended, and the store keeps them as history from then on; their vouchers
+    /// remember how they ended.
+    fn let_go_of_ended(&mut self, now: Now) -> (Vec<Ended>, Vec<(SessionId, SessionData)>) {
+        let taken = self.engine.take_ended();
+        let ends: Vec<(SessionId, SessionEnd)> = taken
+            .iter()
+            .map(|ended| (ended.session.id, ended.end))
+            .collect();
+        let vouchers = self.vouchers.sessions_ended(&ends);
+        if !vouchers.is_empty()
+            && let Err(error) = self.store.put_vouchers(vouchers)
+        {
+            tracing::error!(error = %crate::text::chain(&error), "the store did not take the vouchers whose sessions ended");
+        }
+        let ended = ends
+            .iter()
+            .map(|(id, end)| Ended {
+                id: *id,
+                end: *end,
+                at: now.wall,
+            })
+            .collect();
+        let records = taken
+            .into_iter()
+            .map(|ended| (ended.session.id, ended.session.data))
+            .collect();
+        (ended, records)
     }
 
     fn records(&self, ids: &BTreeSet<SessionId>) -> Vec<(SessionId, SessionData)> {

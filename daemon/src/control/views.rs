@@ -139,6 +139,7 @@ impl Control {
         Some(SessionView {
             session: session.clone(),
             state,
+            ended_at: None,
         })
     }
 

@@ -16,7 +16,7 @@ use crate::{
         SessionData,
         engine::{ClientState, Now},
     },
-    store::SessionId,
+    store::{SessionEnd, SessionId},
     views::ClientView,
     vouchers::{
         MAX_BATCH, RedeemError, Stage, Voucher, VoucherId, VoucherKey, VoucherState, new_code,
@@ -117,6 +117,22 @@ impl VoucherBook {
         }
     }
 
+    /// Marks the vouchers whose sessions ended, and returns them changed, for the store.
+    pub(super) fn sessions_ended(&mut self, ended: &[(SessionId, SessionEnd)]) -> Vec<Voucher> {
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        let ended: BTreeMap<SessionId, SessionEnd> = ended.iter().copied().collect();
+        self.vouchers
+            .values_mut()
+            .filter_map(|voucher| {
+                let end = *ended.get(&voucher.session_id?)?;
+                voucher.session_end = Some(end);
+                Some(voucher.clone())
+            })
+            .collect()
+    }
+
     /// Every voucher, oldest first.
     pub(super) fn all(&self) -> impl Iterator<Item = &Voucher> {
         self.vouchers.values()
@@ -201,6 +217,7 @@ impl Control {
                 created_at: now.wall,
                 redeemed_at: None,
                 price: new.price,
+                session_end: None,
             });
             codes.push(code);
             next_id += 1;

@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 pub use self::model::{
-    ClientState, Effect, EngineConfig, EngineError, Event, Grant, Now, PauseReason, RestoredClient,
-    Session, SessionId, SessionState,
+    ClientState, Effect, EndedSession, EngineConfig, EngineError, Event, Grant, Now, PauseReason,
+    RestoredClient, Session, SessionEnd, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
 use self::transitions::credit_running;
@@ -52,6 +52,9 @@ pub struct Engine {
     /// Started, not yet ended sessions that expire, by expiry, so `tick` finds the due ones
     /// (paused ones too: expiry runs while paused) without scanning every session.
     expiries: BTreeSet<(DateTime<Utc>, SessionId)>,
+    /// Sessions that ended and are still held, for [`Engine::take_ended`]: an ended session
+    /// is history, kept by the store, not in memory (a box sells thousands a month).
+    ended: BTreeSet<SessionId>,
 }
 
 impl Engine {
@@ -62,6 +65,7 @@ impl Engine {
             sessions: BTreeMap::new(),
             clients: BTreeMap::new(),
             expiries: BTreeSet::new(),
+            ended: BTreeSet::new(),
         }
     }
 
@@ -129,6 +133,7 @@ impl Engine {
         if matches!(status, Status::Connected { session, .. } if session == id) {
             self.credit(mac, now);
         }
+        self.ended.remove(&id);
         if let Some(entry) = self.sessions.remove(&id)
             && let Some(at) = entry.session.data.expires_at()
         {
@@ -462,6 +467,7 @@ impl Engine {
         self.sessions.clear();
         self.clients.clear();
         self.expiries.clear();
+        self.ended.clear();
         for session in sessions {
             self.insert(session);
         }
@@ -529,6 +535,52 @@ impl Engine {
             .filter_map(|(id, entry)| Some((entry.session.data.expires_at()?, *id)))
             .collect();
         effects
+    }
+
+    /// Hands over the sessions that ended since the last call, and forgets them: no client
+    /// runs or resumes one of them, so they matter only as history, which the caller gives
+    /// the store. Their clients stay (disconnected, with their saved rows and lifetime totals),
+    /// as they did while the ended sessions were held. Call it after the effects that ended
+    /// them are carried out (their `Save` reads them here).
+    pub fn take_ended(&mut self) -> Vec<EndedSession> {
+        let mut taken = Vec::new();
+        for id in std::mem::take(&mut self.ended) {
+            let Some(entry) = self.sessions.get(&id) else {
+                continue;
+            };
+            let (mac, end) = (entry.session.mac, entry.ended);
+            let Some(end) = end else {
+                continue;
+            };
+            let status = self.status(mac);
+            let held = matches!(status, Status::Connected { session, .. } if session == id)
+                || matches!(status, Status::Paused { session: Some(session), .. } if session == id);
+            if held {
+                // Not yet let go of (the caller has effects to carry out first): next time.
+                self.ended.insert(id);
+                continue;
+            }
+            let Some(entry) = self.sessions.remove(&id) else {
+                continue;
+            };
+            if let Some(at) = entry.session.data.expires_at() {
+                self.expiries.remove(&(at, id));
+            }
+            if let Some(client) = self.clients.get_mut(&mac) {
+                client.sessions.remove(&id);
+            }
+            taken.push(EndedSession {
+                session: entry.session,
+                end,
+            });
+        }
+        taken
+    }
+
+    /// How many sessions are held: those not ended, and the ended ones not yet taken.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.sessions.len()
     }
 
     #[must_use]

@@ -1,13 +1,14 @@
-//! What the database should hold, kept in memory by the store: every session, the clients, the
-//! last save's time and the next session id, with what of it is not on disk yet. Every change
+//! What the database should hold, kept in memory by the store: every live session, the
+//! clients, the last save's time and the next session id, with what of it is not on disk yet.
+//! A session that ended stays until its ending is on disk, then only the file keeps it. Every change
 //! lands here first, so a write that fails loses nothing: the latest record of each session
 //! wins, and the next write carries everything pending in one transaction. Pure: no I/O.
 
 use std::{cell::Cell, collections::BTreeMap};
 
 use super::{
-    ChangeBatch, Loaded, SaveBatch, SavedMeta, SessionId, StoreError, StoredClient, StoredSession,
-    sqlite,
+    ChangeBatch, Ended, Loaded, SaveBatch, SavedMeta, SessionEnd, SessionId, StoreError,
+    StoredClient, StoredSession, sqlite,
     usage::{Price, Sale, UsageBatch},
 };
 use chrono::{DateTime, Utc};
@@ -24,6 +25,9 @@ use crate::{
 #[derive(Debug)]
 pub(super) struct Ledger {
     sessions: BTreeMap<SessionId, (MacAddr, SessionData)>,
+    /// Sessions of `sessions` that ended, how and when (seconds since 1970): written with
+    /// their record, then let go of ([`Self::written`]).
+    ended: BTreeMap<SessionId, (SessionEnd, i64)>,
     clients: BTreeMap<MacAddr, StoredClient>,
     meta: Option<SavedMeta>,
     /// The highest id ever handed out (in this file or by this run); never handed out again.
@@ -68,6 +72,8 @@ pub(super) struct Changes {
     pub sessions: Vec<StoredSession>,
     /// Sessions to delete.
     pub removed: Vec<SessionId>,
+    /// Sessions of `sessions` that ended: how, and when (seconds since 1970).
+    pub ended: Vec<(SessionId, SessionEnd, i64)>,
     /// The clients to write and the last save's time, when they changed: with
     /// `replace_clients` the stored clients become exactly these, otherwise these replace
     /// their own rows and the rest stay.
@@ -95,6 +101,7 @@ impl Ledger {
                 .into_iter()
                 .map(|stored| (stored.id, (stored.mac, stored.data)))
                 .collect(),
+            ended: BTreeMap::new(),
             clients: loaded
                 .clients
                 .into_iter()
@@ -127,8 +134,10 @@ impl Ledger {
 
     /// Everything held, as a fresh start would read it from the file.
     pub(super) fn loaded(&self) -> Loaded {
+        let mut sessions = self.stored_sessions();
+        sessions.retain(|session| !self.ended.contains_key(&session.id));
         Loaded {
-            sessions: self.stored_sessions(),
+            sessions,
             clients: self.clients.values().cloned().collect(),
             meta: self.meta.clone(),
             vouchers: self.vouchers.values().cloned().collect(),
@@ -296,6 +305,7 @@ impl Ledger {
     pub(super) fn merge(&mut self, batch: SaveBatch) -> Vec<SessionId> {
         self.add_usage(batch.usage);
         let missing = self.merge_sessions(batch.sessions);
+        self.merge_ended(&batch.ended);
         self.merge_meta(batch.meta);
         self.clients = batch
             .clients
@@ -315,6 +325,7 @@ impl Ledger {
     pub(super) fn merge_changes(&mut self, batch: ChangeBatch) -> Vec<SessionId> {
         self.add_usage(batch.usage);
         let missing = self.merge_sessions(batch.sessions);
+        self.merge_ended(&batch.ended);
         self.merge_meta(batch.meta);
         self.generation += 1;
         for client in batch.clients {
@@ -333,6 +344,17 @@ impl Ledger {
             }
             Err(error) => {
                 tracing::error!(error = %crate::text::chain(&error), "the save's time cannot be saved; the last one is kept");
+            }
+        }
+    }
+
+    /// Marks the sessions that ended, to be written so and then let go of.
+    fn merge_ended(&mut self, ended: &[Ended]) {
+        for ended in ended {
+            if self.sessions.contains_key(&ended.id) {
+                self.ended
+                    .insert(ended.id, (ended.end, ended.at.timestamp()));
+                self.touch(ended.id);
             }
         }
     }
@@ -362,6 +384,7 @@ impl Ledger {
         if self.sessions.remove(&id).is_none() {
             return false;
         }
+        self.ended.remove(&id);
         // A sale taken back before it was written (`add_session` failed) leaves no row; one
         // already written stays, as a removal of a sold session does.
         self.sales.retain(|(_, sale)| sale.session_id != id);
@@ -411,7 +434,15 @@ impl Ledger {
         for (_, pending) in &self.usage {
             usage.absorb(pending.clone());
         }
+        let ended = sessions
+            .iter()
+            .filter_map(|session| {
+                let (end, at) = self.ended.get(&session.id)?;
+                Some((session.id, *end, *at))
+            })
+            .collect();
         Changes {
+            ended,
             usage,
             sales: self.sales.iter().map(|(_, sale)| sale.clone()).collect(),
             generation: self.generation,
@@ -457,6 +488,16 @@ impl Ledger {
     /// Marks every change up to `generation` as on disk; later ones stay pending.
     pub(super) fn written(&mut self, generation: u64) {
         self.dirty.retain(|_, changed| *changed > generation);
+        // An ended session whose ending is on disk is history: only the file keeps it.
+        let dirty = &self.dirty;
+        let sessions = &mut self.sessions;
+        self.ended.retain(|id, _| {
+            if dirty.contains_key(id) {
+                return true;
+            }
+            sessions.remove(id);
+            false
+        });
         for dirty in [&mut self.clients_replaced, &mut self.meta_dirty] {
             if dirty.is_some_and(|changed| changed <= generation) {
                 *dirty = None;
@@ -539,6 +580,7 @@ mod tests {
             .map(|n| ledger.insert(mac(n), running(n)).expect("storable"))
             .collect();
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: (1..=3)
@@ -559,6 +601,7 @@ mod tests {
         let mut used = running(2);
         used.time_cons += 1;
         ledger.merge_changes(ChangeBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(ids[1], used.clone())],
             clients: vec![moved.clone()],
@@ -595,6 +638,7 @@ mod tests {
             assert!(ledger.update(a, running(n)).expect("storable"));
         }
         let missing = ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(b, running(20)), (a, running(21))],
             clients: vec![client(1, Some(a))],
@@ -634,6 +678,7 @@ mod tests {
         // While that write runs, a changes again and the clients are saved.
         assert!(ledger.update(a, running(3)).expect("storable"));
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(2, Some(b))],
@@ -677,6 +722,7 @@ mod tests {
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         let b = ledger.insert(mac(2), running(2)).expect("storable");
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a)), client(2, Some(b))],
@@ -688,6 +734,7 @@ mod tests {
         assert!(!ledger.update(a, running(9)).expect("storable"));
         // A batch built before the removal names it still.
         let missing = ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(a, running(5)), (b, running(6))],
             clients: vec![client(1, Some(a)), client(2, Some(b))],
@@ -710,6 +757,7 @@ mod tests {
         let mut ledger = empty();
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a))],
@@ -750,6 +798,7 @@ mod tests {
         let a = ledger.insert(mac(1), running(1)).expect("storable");
         let b = ledger.insert(mac(2), running(2)).expect("storable");
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: Vec::new(),
             clients: vec![client(1, Some(a))],
@@ -791,6 +840,7 @@ mod tests {
         assert!(ledger.update(a, nan.clone()).is_err());
         // In a batch, the bad record is skipped and the rest is taken.
         ledger.merge(SaveBatch {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sessions: vec![(a, nan)],
             clients: vec![client(1, Some(a))],
@@ -819,6 +869,7 @@ mod tests {
 
     fn change_with(usage: crate::store::usage::UsageBatch) -> ChangeBatch {
         ChangeBatch {
+            ended: Vec::new(),
             sessions: Vec::new(),
             clients: Vec::new(),
             meta: meta(1),

@@ -11,6 +11,7 @@
 
 mod actor;
 mod backoff;
+pub mod ended;
 mod health;
 mod ledger;
 mod schema;
@@ -98,6 +99,18 @@ pub struct SavedMeta {
     pub clock_ahead_ns: i64,
 }
 
+/// How a session ended: the engine's own type.
+pub use crate::sessions::engine::SessionEnd;
+
+/// A session that ended: the store writes how and when beside its last record (which comes in
+/// the same batch), then lets it go from memory: from then on it is history in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub id: SessionId,
+    pub end: SessionEnd,
+    pub at: DateTime<Utc>,
+}
+
 /// One periodic (or shutdown, or change of state) save: the store takes it at once and writes
 /// it in one synced transaction (all or nothing) with whatever else is pending.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +123,8 @@ pub struct SaveBatch {
     pub meta: SavedMeta,
     /// What each client moved since the last save, for the usage history.
     pub usage: usage::UsageBatch,
+    /// Sessions of `sessions` that ended.
+    pub ended: Vec<Ended>,
 }
 
 /// A save of what changed since the last one (a change of state: a sale, a pause, a session
@@ -123,6 +138,8 @@ pub struct ChangeBatch {
     pub meta: SavedMeta,
     /// What these clients moved since the last save, for the usage history.
     pub usage: usage::UsageBatch,
+    /// Sessions of `sessions` that ended.
+    pub ended: Vec<Ended>,
 }
 
 /// Everything in the store, as [`StoreHandle::load_all`] gives it at startup.
@@ -508,6 +525,7 @@ pub(crate) mod tests {
         code_hash[..4].copy_from_slice(&n.to_be_bytes());
         let redeemed = n % 2 == 1;
         crate::vouchers::Voucher {
+            session_end: None,
             id: i64::from(n),
             code_hash,
             plan: SessionData {
@@ -606,6 +624,54 @@ pub(crate) mod tests {
         assert_eq!(health.state, StorageState::Ok);
         assert_eq!(health.pending_saves, 0);
         assert!(health.last_saved.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_leaves_memory_once_written_and_stays_in_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let store = Store::open(&path).expect("opens");
+        let ids: Vec<SessionId> = (1..=3)
+            .map(|n| store.insert(mac(n), running(n)).expect("inserts"))
+            .collect();
+        let at = DateTime::from_timestamp(1_800_000_100, 0).expect("valid");
+        let mut last = running(1);
+        last.time_cons = 99;
+        store
+            .save_changes(ChangeBatch {
+                sessions: vec![(ids[0], last.clone())],
+                clients: Vec::new(),
+                meta: meta(1),
+                usage: usage::UsageBatch::default(),
+                ended: vec![Ended {
+                    id: ids[0],
+                    end: SessionEnd::Consumed,
+                    at,
+                }],
+            })
+            .expect("takes");
+        store.sync().await.expect("saved");
+        assert_eq!(store.session(ids[0]), None, "let go of once written");
+        assert_eq!(store.load_all().sessions.len(), 2);
+        // A full write (a file that missed writes) keeps the history it has.
+        store.update(ids[1], running(5)).expect("updates");
+        store.sync().await.expect("saved");
+        drop(store);
+        let reopened = Store::open(&path).expect("opens again");
+        let live: Vec<SessionId> = reopened.load_all().sessions.iter().map(|s| s.id).collect();
+        assert_eq!(live, ids[1..].to_vec(), "a start loads only the live ones");
+        let page = reopened
+            .history()
+            .ended_sessions(&ended::EndedQuery {
+                limit: 10,
+                ..ended::EndedQuery::default()
+            })
+            .expect("reads");
+        assert_eq!(page.total, 1);
+        assert_eq!(page.rows[0].session.id, ids[0]);
+        assert_eq!(page.rows[0].session.data, last, "its last record");
+        assert_eq!(page.rows[0].end, SessionEnd::Consumed);
+        assert_eq!(page.rows[0].ended_at, at);
     }
 
     #[tokio::test]
@@ -760,6 +826,7 @@ pub(crate) mod tests {
         };
         store
             .save_batch(SaveBatch {
+                ended: Vec::new(),
                 usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(kept, running(10))],
                 clients: vec![client.clone()],

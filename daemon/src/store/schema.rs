@@ -27,7 +27,7 @@ use super::StoreError;
 pub const APPLICATION_ID: i32 = 0x4853_5044;
 
 /// The schema this hotspotd writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// Version 1: the sessions, every field of `SessionData` (sessions.md "The record").
 /// AUTOINCREMENT because ids are handed to portals and operators: a plain rowid would give a
@@ -207,11 +207,24 @@ CREATE TABLE radius_spool (
 );
 ";
 
+/// Version 10, sessions that ended are history (docs/usage.md, "Ended sessions"): how and
+/// when each ended, so a start loads only the live ones (`sessions_live`) and lists, paging
+/// and pruning find the ended ones by time (`sessions_ended`); a voucher remembers how its
+/// session ended, which outlives the session's pruned row. Rows of an older schema have
+/// `ended` NULL: the first start loads them and ends those that are over, as it always did.
+const SCHEMA_V10: &str = "
+ALTER TABLE sessions ADD COLUMN ended TEXT CHECK (ended IN ('consumed', 'expired'));
+ALTER TABLE sessions ADD COLUMN ended_at_secs INTEGER;
+CREATE INDEX sessions_live ON sessions (id) WHERE ended IS NULL;
+CREATE INDEX sessions_ended ON sessions (ended_at_secs) WHERE ended IS NOT NULL;
+ALTER TABLE vouchers ADD COLUMN session_end TEXT CHECK (session_end IN ('consumed', 'expired'));
+";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new database runs them
 /// all. A released step is never edited: a change is a new step.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9,
+    SCHEMA_V9, SCHEMA_V10,
 ];
 
 /// How long a write waits for a lock someone else holds (an operator's `sqlite3` shell)
@@ -685,6 +698,7 @@ mod tests {
             ..loaded.sessions[0].clone()
         };
         db.write(&Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 1,
@@ -995,6 +1009,7 @@ mod tests {
         let path = dir.path().join("sessions.db");
         let mut db = Db::open(&path).expect("opens");
         db.write(&Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 1,
@@ -1054,6 +1069,7 @@ mod tests {
             data: crate::store::tests::running(1),
         };
         db.write(&Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 1,

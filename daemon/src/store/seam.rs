@@ -355,6 +355,7 @@ mod tests {
         assert!(store.insert(mac(3), spoiled).is_err(), "out of range");
         store
             .save_batch(SaveBatch {
+                ended: Vec::new(),
                 usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(a, running(11))],
                 clients: vec![client(1, Some(a), 1), client(2, Some(b), 1)],
@@ -363,6 +364,7 @@ mod tests {
             .expect("takes a full save");
         store
             .save_changes(ChangeBatch {
+                ended: Vec::new(),
                 usage: crate::store::usage::UsageBatch::default(),
                 sessions: vec![(b, running(12))],
                 clients: vec![client(2, Some(b), 2)],

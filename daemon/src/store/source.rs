@@ -29,7 +29,9 @@ pub trait SessionSource: Send + Sync {
 /// Why a [`SessionSource`] call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("session {id} is no longer in the session database (it was removed)")]
+    #[error(
+        "session {id} is no longer a live session (it was removed, or it ended and is kept as history: hotspotctl sessions --state ended)"
+    )]
     Missing { id: SessionId },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -170,11 +172,7 @@ mod tests {
         let error = session.reload().await.expect_err("gone");
         assert!(matches!(error, SourceError::Missing { id } if id == session.id()));
         let error = session.save(running(2)).await.expect_err("gone");
-        assert!(
-            error
-                .to_string()
-                .contains("no longer in the session database")
-        );
+        assert!(error.to_string().contains("no longer a live session"));
         assert_eq!(session.data(), running(1), "a failed save leaves the cache");
         assert!(
             store.session(session.id()).is_none(),

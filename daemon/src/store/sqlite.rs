@@ -33,14 +33,26 @@ ON CONFLICT (id) DO UPDATE SET mac = excluded.mac, provider = excluded.provider,
     down_mbits = excluded.down_mbits, up_mbits = excluded.up_mbits,
     use_global_speed = excluded.use_global_speed, created_at = excluded.created_at";
 
-macro_rules! select_sessions {
+/// The columns `read_session` reads, first in every query of sessions.
+macro_rules! session_columns {
     () => {
-        "SELECT id, mac, provider, type, time_secs, data_mb, time_cons, data_cons, started_at,
-            exp_days, down_mbits, up_mbits, use_global_speed, created_at
-        FROM sessions"
+        "id, mac, provider, type, time_secs, data_mb, time_cons, data_cons, started_at,
+            exp_days, down_mbits, up_mbits, use_global_speed, created_at"
     };
 }
-const SELECT_ALL_SESSIONS: &str = concat!(select_sessions!(), " ORDER BY id");
+macro_rules! select_sessions {
+    () => {
+        concat!("SELECT ", session_columns!(), " FROM sessions")
+    };
+}
+/// Every session's columns as `read_session` reads them, for queries elsewhere.
+pub(super) const SESSION_COLUMNS: &str = session_columns!();
+
+/// The live sessions: an ended one is history, read by `History::sessions` when asked for.
+const SELECT_LIVE_SESSIONS: &str = concat!(select_sessions!(), " WHERE ended IS NULL ORDER BY id");
+
+/// How and when a session ended, beside its last record.
+const MARK_ENDED: &str = "UPDATE sessions SET ended = ?2, ended_at_secs = ?3 WHERE id = ?1";
 
 /// The session a client row names is looked up rather than trusted, so a session removed
 /// while the batch was being built leaves `NULL` instead of failing the whole save on the
@@ -102,7 +114,7 @@ impl Db {
         let mut sessions = Vec::new();
         let mut statement = self
             .conn
-            .prepare_cached(SELECT_ALL_SESSIONS)
+            .prepare_cached(SELECT_LIVE_SESSIONS)
             .map_err(self.fail(op))?;
         let mut rows = statement.query([]).map_err(self.fail(op))?;
         while let Some(row) = rows.next().map_err(self.fail(op))? {
@@ -186,8 +198,9 @@ impl Db {
         // An early return drops `tx`, which rolls the whole write back.
         {
             if changes.full {
-                // The file may be an older copy: it keeps exactly the sessions held now.
-                tx.execute_batch("DELETE FROM clients; DELETE FROM sessions;")
+                // The file may be an older copy: it keeps exactly the live sessions held now,
+                // and the history it has (ended sessions are not held in memory).
+                tx.execute_batch("DELETE FROM clients; DELETE FROM sessions WHERE ended IS NULL;")
                     .map_err(fail(path, op))?;
             }
             let mut upsert = tx.prepare_cached(UPSERT_SESSION).map_err(fail(path, op))?;
@@ -197,6 +210,10 @@ impl Db {
                 upsert
                     .execute(values.bind(&session.id, &mac).as_slice())
                     .map_err(fail(path, op))?;
+            }
+            let mut mark = tx.prepare_cached(MARK_ENDED).map_err(fail(path, op))?;
+            for (id, end, at) in &changes.ended {
+                mark.execute((id, end.name(), at)).map_err(fail(path, op))?;
             }
             let mut delete = tx
                 .prepare_cached("DELETE FROM sessions WHERE id = ?1")
@@ -263,55 +280,7 @@ impl Db {
     }
 
     fn read_session(&self, row: &Row<'_>) -> Result<StoredSession, StoreError> {
-        let sql = self.fail("read a session");
-        let id: SessionId = row.get(0).map_err(&sql)?;
-        let bad = |field, value: &dyn ToString| StoreError::BadValue {
-            path: self.path.clone(),
-            table: "sessions",
-            key: id.to_string(),
-            field,
-            value: value.to_string(),
-        };
-        let mac: String = row.get(1).map_err(&sql)?;
-        let kind: i64 = row.get(3).map_err(&sql)?;
-        let time_secs: i64 = row.get(4).map_err(&sql)?;
-        let time_cons: i64 = row.get(6).map_err(&sql)?;
-        let started_at: Option<String> = row.get(8).map_err(&sql)?;
-        let exp_days: Option<i64> = row.get(9).map_err(&sql)?;
-        let down_mbits: i64 = row.get(10).map_err(&sql)?;
-        let up_mbits: i64 = row.get(11).map_err(&sql)?;
-        let use_global_speed: i64 = row.get(12).map_err(&sql)?;
-        let created_at: String = row.get(13).map_err(&sql)?;
-        let data = SessionData {
-            provider: row.get(2).map_err(&sql)?,
-            kind: u8::try_from(kind)
-                .ok()
-                .and_then(|kind| SessionType::try_from(kind).ok())
-                .ok_or_else(|| bad("type", &kind))?,
-            time_secs: u64::try_from(time_secs).map_err(|_| bad("time_secs", &time_secs))?,
-            data_mb: row.get(5).map_err(&sql)?,
-            time_cons: u64::try_from(time_cons).map_err(|_| bad("time_cons", &time_cons))?,
-            data_cons: row.get(7).map_err(&sql)?,
-            started_at: started_at
-                .map(|text| parse_time(&text).ok_or_else(|| bad("started_at", &text)))
-                .transpose()?,
-            exp_days: exp_days
-                .map(|days| u32::try_from(days).map_err(|_| bad("exp_days", &days)))
-                .transpose()?,
-            down_mbits: i32::try_from(down_mbits).map_err(|_| bad("down_mbits", &down_mbits))?,
-            up_mbits: i32::try_from(up_mbits).map_err(|_| bad("up_mbits", &up_mbits))?,
-            use_global_speed: match use_global_speed {
-                0 => false,
-                1 => true,
-                other => return Err(bad("use_global_speed", &other)),
-            },
-            created_at: parse_time(&created_at).ok_or_else(|| bad("created_at", &created_at))?,
-        };
-        Ok(StoredSession {
-            id,
-            mac: mac.parse().map_err(|_| bad("mac", &mac))?,
-            data,
-        })
+        read_session(&self.path, row)
     }
 
     fn read_client(&self, row: &Row<'_>) -> Result<StoredClient, StoreError> {
@@ -561,6 +530,59 @@ pub(super) fn to_sql_real(field: &'static str, value: f64) -> Result<f64, StoreE
     }
 }
 
+/// A session of a row whose first columns are `select_sessions!`'s, in the file at `path`.
+pub(super) fn read_session(path: &Path, row: &Row<'_>) -> Result<StoredSession, StoreError> {
+    let sql = fail(path, "read a session");
+    let id: SessionId = row.get(0).map_err(&sql)?;
+    let bad = |field, value: &dyn ToString| StoreError::BadValue {
+        path: path.to_owned(),
+        table: "sessions",
+        key: id.to_string(),
+        field,
+        value: value.to_string(),
+    };
+    let mac: String = row.get(1).map_err(&sql)?;
+    let kind: i64 = row.get(3).map_err(&sql)?;
+    let time_secs: i64 = row.get(4).map_err(&sql)?;
+    let time_cons: i64 = row.get(6).map_err(&sql)?;
+    let started_at: Option<String> = row.get(8).map_err(&sql)?;
+    let exp_days: Option<i64> = row.get(9).map_err(&sql)?;
+    let down_mbits: i64 = row.get(10).map_err(&sql)?;
+    let up_mbits: i64 = row.get(11).map_err(&sql)?;
+    let use_global_speed: i64 = row.get(12).map_err(&sql)?;
+    let created_at: String = row.get(13).map_err(&sql)?;
+    let data = SessionData {
+        provider: row.get(2).map_err(&sql)?,
+        kind: u8::try_from(kind)
+            .ok()
+            .and_then(|kind| SessionType::try_from(kind).ok())
+            .ok_or_else(|| bad("type", &kind))?,
+        time_secs: u64::try_from(time_secs).map_err(|_| bad("time_secs", &time_secs))?,
+        data_mb: row.get(5).map_err(&sql)?,
+        time_cons: u64::try_from(time_cons).map_err(|_| bad("time_cons", &time_cons))?,
+        data_cons: row.get(7).map_err(&sql)?,
+        started_at: started_at
+            .map(|text| parse_time(&text).ok_or_else(|| bad("started_at", &text)))
+            .transpose()?,
+        exp_days: exp_days
+            .map(|days| u32::try_from(days).map_err(|_| bad("exp_days", &days)))
+            .transpose()?,
+        down_mbits: i32::try_from(down_mbits).map_err(|_| bad("down_mbits", &down_mbits))?,
+        up_mbits: i32::try_from(up_mbits).map_err(|_| bad("up_mbits", &up_mbits))?,
+        use_global_speed: match use_global_speed {
+            0 => false,
+            1 => true,
+            other => return Err(bad("use_global_speed", &other)),
+        },
+        created_at: parse_time(&created_at).ok_or_else(|| bad("created_at", &created_at))?,
+    };
+    Ok(StoredSession {
+        id,
+        mac: mac.parse().map_err(|_| bad("mac", &mac))?,
+        data,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -620,6 +642,7 @@ mod tests {
     fn sessions(sessions: Vec<StoredSession>) -> Changes {
         let last_id = sessions.iter().map(|s| s.id).max().unwrap_or(0);
         Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 1,
@@ -778,6 +801,7 @@ mod tests {
         db.write(&sessions(stored.clone())).expect("writes");
 
         let mut changes = Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 2,
@@ -924,6 +948,7 @@ mod tests {
             },
         ];
         let full = Changes {
+            ended: Vec::new(),
             usage: crate::store::usage::UsageBatch::default(),
             sales: Vec::new(),
             generation: 9,
@@ -940,9 +965,23 @@ mod tests {
             trials: Vec::new(),
             trials_removed: Vec::new(),
         };
+        // Session 5 ended before: history, which a full write of the live ones keeps.
+        put(&mut db, 5, mac(3), running(3));
+        let mut ended = sessions(Vec::new());
+        ended.ended = vec![(5, crate::store::SessionEnd::Expired, 1_800_000_000)];
+        db.write(&ended).expect("writes");
         db.write(&full).expect("writes");
         let loaded = db.load_all().expect("loads");
         assert_eq!(loaded.sessions, held);
+        let kept: (String, i64) = db
+            .conn
+            .query_row(
+                "SELECT ended, ended_at_secs FROM sessions WHERE id = 5",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("the ended row stays");
+        assert_eq!(kept, ("expired".to_owned(), 1_800_000_000));
         assert_eq!(
             loaded.clients,
             vec![client(2, ClientState::Connected, Some(4))]

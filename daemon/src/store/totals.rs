@@ -181,6 +181,7 @@ mod tests {
         }
         store
             .save_batch(SaveBatch {
+                ended: Vec::new(),
                 sessions: Vec::new(),
                 clients: vec![connected(1, None)],
                 meta: meta(1),

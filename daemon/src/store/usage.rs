@@ -70,7 +70,7 @@ impl UsageCounts {
 pub struct Retention {
     /// Whole days of hourly rows kept before they are folded into days.
     pub hourly_days: u32,
-    /// Days of daily rows, and of sales, kept before they are deleted.
+    /// Days of daily rows, of sales and of ended sessions, kept before they are deleted.
     pub daily_days: u32,
     pub now: DateTime<Utc>,
 }
@@ -317,6 +317,11 @@ pub(super) fn write(
             ("DELETE FROM usage_hourly WHERE hour_start < ?1", hourly_cut),
             ("DELETE FROM usage_daily WHERE day_start < ?1", daily_cut),
             ("DELETE FROM sales WHERE sold_at_secs < ?1", daily_cut),
+            // Ended sessions are history like their sales (live ones are never cut).
+            (
+                "DELETE FROM sessions WHERE ended IS NOT NULL AND ended_at_secs < ?1",
+                daily_cut,
+            ),
         ] {
             tx.prepare_cached(sql)
                 .and_then(|mut statement| statement.execute([cut]))
@@ -745,6 +750,7 @@ mod tests {
 
     fn save(usage: UsageBatch) -> SaveBatch {
         SaveBatch {
+            ended: Vec::new(),
             sessions: Vec::new(),
             clients: vec![connected(1, None)],
             meta: meta(1),

@@ -18,15 +18,16 @@ use crate::{
 const SELECT_VOUCHERS: &str = "
 SELECT id, code_hash, provider, type, time_secs, data_mb, exp_days, down_mbits, up_mbits,
     use_global_speed, max_devices, valid_until, state, mac, session_id, created_at, redeemed_at,
-    devices, price_milli
+    devices, price_milli, session_end
 FROM vouchers ORDER BY id";
 
 /// A voucher's row is written whole: created, redeemed, revoked.
 const UPSERT_VOUCHER: &str = "
 INSERT OR REPLACE INTO vouchers (id, code_hash, provider, type, time_secs, data_mb, exp_days,
     down_mbits, up_mbits, use_global_speed, max_devices, valid_until, state, mac, session_id,
-    created_at, redeemed_at, devices, price_milli)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    created_at, redeemed_at, devices, price_milli, session_end)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20)";
 
 /// Every voucher, by id.
 pub(super) fn load(conn: &Connection, path: &Path) -> Result<Vec<Voucher>, StoreError> {
@@ -89,6 +90,7 @@ pub(super) fn write(
                     .collect::<Vec<_>>()
                     .join(" "),
                 voucher.price.map(|price| price.0),
+                voucher.session_end.map(crate::store::SessionEnd::name),
             ])
             .map_err(fail(path, op))?;
     }
@@ -132,6 +134,7 @@ fn read(row: &Row<'_>, path: &Path) -> Result<Voucher, StoreError> {
     let created_at: String = row.get(15).map_err(&sql)?;
     let redeemed_at: Option<String> = row.get(16).map_err(&sql)?;
     let devices: String = row.get(17).map_err(&sql)?;
+    let session_end: Option<String> = row.get(19).map_err(&sql)?;
     let price: Option<i64> = row.get(18).map_err(&sql)?;
     let time = |field, text: String| parse_time(&text).ok_or_else(|| bad(field, &text));
     let created_at = time("created_at", created_at)?;
@@ -180,6 +183,11 @@ fn read(row: &Row<'_>, path: &Path) -> Result<Voucher, StoreError> {
                 (milli >= 0)
                     .then_some(crate::store::usage::Price(milli))
                     .ok_or_else(|| bad("price_milli", &milli))
+            })
+            .transpose()?,
+        session_end: session_end
+            .map(|name| {
+                crate::store::SessionEnd::from_name(&name).ok_or_else(|| bad("session_end", &name))
             })
             .transpose()?,
     })

@@ -160,12 +160,14 @@ async fn measure_folds(store: &StoreHandle, options: &Options) -> anyhow::Result
             }
         }
         store.save_batch(SaveBatch {
+            ended: Vec::new(),
             usage: seed,
             ..batch(Kind::Empty, &[], run)
         })?;
         store.sync().await?;
         let started = Instant::now();
         store.save_batch(SaveBatch {
+            ended: Vec::new(),
             usage: UsageBatch {
                 counts: std::collections::BTreeMap::new(),
                 retention: Some(Retention {
@@ -296,18 +298,21 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
     };
     match kind {
         Kind::Empty => SaveBatch {
+            ended: Vec::new(),
             usage: UsageBatch::default(),
             sessions: Vec::new(),
             clients: Vec::new(),
             meta,
         },
         Kind::Sessions => SaveBatch {
+            ended: Vec::new(),
             usage: UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: Vec::new(),
             meta,
         },
         Kind::SessionsAndClients => SaveBatch {
+            ended: Vec::new(),
             usage: UsageBatch::default(),
             sessions: sessions.to_vec(),
             clients: clients(),
@@ -336,6 +341,7 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
                 );
             }
             SaveBatch {
+                ended: Vec::new(),
                 usage,
                 sessions: sessions.to_vec(),
                 clients: clients(),

@@ -81,6 +81,49 @@ pub enum SessionState {
     Expired,
 }
 
+/// How a session ended: its state from then on, for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    Consumed,
+    Expired,
+}
+
+impl SessionEnd {
+    /// The state it is shown as.
+    #[must_use]
+    pub const fn state(self) -> SessionState {
+        match self {
+            Self::Consumed => SessionState::Consumed,
+            Self::Expired => SessionState::Expired,
+        }
+    }
+
+    /// Its name in the database and in queries.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Consumed => "consumed",
+            Self::Expired => "expired",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Consumed, Self::Expired]
+            .into_iter()
+            .find(|end| end.name() == name)
+    }
+}
+
+/// A session that ended, handed over by [`super::Engine::take_ended`]: the engine has
+/// forgotten it, the store keeps it as history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedSession {
+    pub session: Session,
+    pub end: SessionEnd,
+}
+
 /// A client's state as `hotspotctl clients` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

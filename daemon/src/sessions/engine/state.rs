@@ -8,12 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{ClientState, EngineConfig, PauseReason, Session, SessionId};
 use crate::sessions::data::SessionData;
 
-/// How a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum End {
-    Consumed,
-    Expired,
-}
+pub(super) use super::model::SessionEnd as End;
 
 /// A session and the engine's bookkeeping for it.
 #[derive(Debug)]

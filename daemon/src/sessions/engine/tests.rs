@@ -1688,3 +1688,103 @@ fn a_change_credits_the_running_session_and_replaces_its_grant_at_once() {
         Err(EngineError::UnknownSession { id: 9 })
     );
 }
+
+// ---- ended sessions leave the engine (history is the store's) ----
+
+#[test]
+fn ended_sessions_are_handed_over_once_and_forgotten() {
+    let mut clock = Clock::new();
+    let one_day = |session| with(session, |data| data.exp_days = Some(1));
+    let mut engine = engine(
+        config(),
+        [
+            session(1, A, SessionType::Time),
+            one_day(session(2, A, SessionType::Data)),
+            session(3, B, SessionType::Time),
+        ],
+        clock.now(),
+    );
+    assert!(engine.take_ended().is_empty(), "nothing ended yet");
+    let _ = engine.connect(A, clock.now()).unwrap();
+    // Session 1 is consumed by time; 2 takes over and expires a day later.
+    let effects = engine.tick(clock.secs(60));
+    assert!(effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+    let taken = engine.take_ended();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].session.id, 1);
+    assert_eq!(taken[0].end, SessionEnd::Consumed);
+    assert_eq!(taken[0].session.data.time_cons, 60, "its last record");
+    assert_eq!(engine.session(1), None);
+    assert!(engine.take_ended().is_empty(), "handed over once");
+    assert_eq!(engine.running_session(A), Some(2));
+
+    let effects = engine.tick(clock.secs(DAY_SECS));
+    assert!(effects.contains(&ev(Event::SessionExpired { id: 2, mac: A })));
+    let taken = engine.take_ended();
+    assert_eq!(
+        taken
+            .iter()
+            .map(|ended| (ended.session.id, ended.end))
+            .collect::<Vec<_>>(),
+        vec![(2, SessionEnd::Expired)]
+    );
+    assert_eq!(
+        engine.client(A),
+        Some((ClientState::Disconnected, None)),
+        "its client stays, with nothing left"
+    );
+    assert_eq!(engine.sessions_of(A).count(), 0);
+    assert_eq!(engine.held(), 1, "B's session stays");
+    assert_eq!(engine.sessions_of(B).count(), 1);
+}
+
+#[test]
+fn a_session_that_arrives_over_is_handed_over_and_a_removed_one_is_not() {
+    let clock = Clock::new();
+    let used_up = with(session(1, A, SessionType::Time), |data| {
+        data.started_at = Some(t0());
+        data.time_cons = 60;
+    });
+    let mut engine = engine(
+        config(),
+        [used_up, session(2, A, SessionType::Time)],
+        clock.now(),
+    );
+    assert_eq!(
+        engine.state_of(1, clock.now()),
+        Some(SessionState::Consumed)
+    );
+    let _ = engine.remove(2, clock.now()).unwrap();
+    let taken = engine.take_ended();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].session.id, 1);
+    assert_eq!(engine.held(), 0);
+}
+
+#[test]
+fn a_restart_holds_only_what_it_is_given_and_hands_over_what_ended_meanwhile() {
+    let mut clock = Clock::new();
+    let running = with(session(1, A, SessionType::Time), |data| {
+        data.started_at = Some(t0());
+        data.time_cons = 50;
+    });
+    let mut engine = Engine::new(config());
+    let effects = engine.restore(
+        vec![running, session(2, A, SessionType::Time)],
+        vec![RestoredClient {
+            mac: A,
+            state: ClientState::Connected,
+            session_id: Some(1),
+            pause_reason: None,
+            credit: Duration::from_secs(20),
+            billed: Vec::new(),
+        }],
+        clock.secs(1),
+    );
+    assert!(effects.contains(&ev(Event::SessionConsumed { id: 1, mac: A })));
+    assert_eq!(engine.running_session(A), Some(2), "the next one runs");
+    let taken = engine.take_ended();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].session.id, 1);
+    assert_eq!(engine.held(), 1);
+}

@@ -53,6 +53,9 @@ impl Engine {
             && entry.ended.is_none()
         {
             entry.ended = entry.end_at(now.wall, self.config.bytes_per_mb);
+            if entry.ended.is_some() {
+                self.ended.insert(id);
+            }
         }
     }
 
@@ -112,6 +115,7 @@ impl Engine {
         };
         entry.ended = Some(end);
         let mac = entry.session.mac;
+        self.ended.insert(id);
         effects.push(Effect::Save(id));
         effects.push(Effect::Event(match end {
             End::Consumed => Event::SessionConsumed { id, mac },
