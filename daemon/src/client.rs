@@ -69,6 +69,33 @@ impl ApiClient {
             .await
     }
 
+    /// A listing a page at a time (`/v1/clients`, `/v1/sessions`): the page, and how many
+    /// match in all (`X-Total-Count`; `None` from a daemon that does not say).
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, Option<u64>), ClientError> {
+        let response = self.send(Method::GET, path, None).await?;
+        let status = response.status();
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse().ok());
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| self.http_error(source))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        let page =
+            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { source })?;
+        Ok((page, total))
+    }
+
     /// For endpoints that answer text, like `/metrics`.
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let bytes = self.successful_body(Method::GET, path, None).await?;

@@ -408,7 +408,7 @@ fn probe(rng: &mut XorShift, paused_mac: &str) -> Probe {
                 1 => format!("?mac={FRESH_MAC}&mac={FRESH_MAC}"),
                 2 => "?mac=".to_owned(),
                 3 => format!("?{}=1", pick(rng, &["foo", "MAC", "id", "mac[]", "%ff"])),
-                _ => format!("?mac={FRESH_MAC}&limit=10"),
+                _ => format!("?mac={FRESH_MAC}&limit=0"),
             };
             let target = format!("/v1/sessions{query}");
             Probe::api(target.clone(), request("GET", &target, &[], b""))

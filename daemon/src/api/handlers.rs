@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// The header that says how many clients match a listing, beside the page it answers.
-const TOTAL_COUNT: &str = "x-total-count";
+pub(super) const TOTAL_COUNT: &str = "x-total-count";
 
 /// The most clients one page of `GET /v1/clients` holds.
 pub const MAX_CLIENTS_PAGE: usize = 1_000;
@@ -155,25 +155,6 @@ pub(super) async fn status(State(commands): State<Commands>) -> Result<Json<Stat
     Ok(Json(commands.ask(|reply| Command::Status { reply }).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SessionsQuery {
-    mac: Option<String>,
-}
-
-pub(super) async fn sessions(
-    State(commands): State<Commands>,
-    query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
-    let mac = query.mac.as_deref().map(parse_mac).transpose()?;
-    Ok(Json(
-        commands
-            .ask(|reply| Command::Sessions { mac, reply })
-            .await?,
-    ))
-}
-
 pub(super) async fn add_session(
     State(commands): State<Commands>,
     body: Result<Json<NewSession>, JsonRejection>,
@@ -199,9 +180,26 @@ pub(super) async fn remove_session(
     id: Result<Path<SessionId>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id.map_err(|_| bad_request("a session id is a whole number, like 42"))?;
-    commands
+    let removed = commands
         .ask(|reply| Command::RemoveSession { id, reply })
-        .await??;
+        .await?;
+    if let Err(crate::control::CommandError::Engine(
+        crate::sessions::engine::EngineError::UnknownSession { .. },
+    )) = removed
+        && let Some(history) = commands.ask(|reply| Command::History { reply }).await?
+        && let Some(ended) = super::history::blocking(move || history.ended_session(id)).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "session_ended",
+            format!(
+                "session {id} ended ({}) at {}: it is history, kept for the usage and sales reports until history.daily_days have passed, and is not removed",
+                ended.end.name(),
+                ended.ended_at.to_rfc3339()
+            ),
+        ));
+    }
+    removed?;
     Ok(StatusCode::NO_CONTENT)
 }
 

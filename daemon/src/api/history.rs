@@ -135,7 +135,7 @@ fn instant(
         .map_err(bad_request)
 }
 
-fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(limit @ 1..=MAX_LIMIT) => Ok(limit),

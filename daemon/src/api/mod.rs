@@ -5,6 +5,7 @@
 pub(crate) mod handlers;
 pub(crate) mod history;
 pub(crate) mod serve;
+mod sessions;
 mod throttle;
 pub(crate) mod token;
 
@@ -246,7 +247,7 @@ pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -
         .route("/v1/clients/{mac}/pause", post(handlers::pause))
         .route(
             "/v1/sessions",
-            get(handlers::sessions).post(handlers::add_session),
+            get(sessions::sessions).post(handlers::add_session),
         )
         .route(
             "/v1/sessions/{id}",

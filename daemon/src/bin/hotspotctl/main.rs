@@ -54,11 +54,22 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
         limit: Option<u16>,
     },
-    /// Sessions with what they allow, what is used and their state.
+    /// Sessions with what they allow, what is used and their state: the live ones first, then
+    /// those that ended, most recent first (kept `history.daily_days`).
     Sessions {
         /// Only this client's.
         #[arg(long, value_parser = parse_mac)]
         mac: Option<MacAddr>,
+        /// Only sessions in this state; `live`: available, running or paused; `ended`:
+        /// consumed or expired.
+        #[arg(long, value_parser = ["available", "running", "paused", "consumed", "expired", "live", "ended"])]
+        state: Option<String>,
+        /// Skip this many of the matching sessions.
+        #[arg(long)]
+        offset: Option<u64>,
+        /// Show at most this many (1 to 100000; 1000 when not given).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: Option<u32>,
     },
     /// Add or remove a session.
     #[command(subcommand)]
@@ -437,6 +448,38 @@ fn clients_path(
     }
 }
 
+/// `hotspotctl sessions`: a page of `GET /v1/sessions`, and on stderr how to page on when
+/// more match.
+async fn list_sessions(
+    cli: &Cli,
+    api: &ApiClient,
+    mac: Option<MacAddr>,
+    state: Option<&str>,
+    offset: Option<u64>,
+    limit: Option<u32>,
+) -> Result<(), ClientError> {
+    // Each value is checked to need no escaping (by its parser).
+    let query: Vec<String> = [
+        mac.map(|mac| format!("mac={mac}")),
+        state.map(|state| format!("state={state}")),
+        offset.map(|offset| format!("offset={offset}")),
+        limit.map(|limit| format!("limit={limit}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let path = format!("/v1/sessions?{}", query.join("&"));
+    let (sessions, total): (Vec<SessionView>, _) = api.get_page(&path).await?;
+    show(cli, &sessions, table::sessions);
+    let shown = offset.unwrap_or(0) + sessions.len() as u64;
+    if let Some(total) = total.filter(|total| shown < *total) {
+        eprintln!(
+            "{shown} of {total} shown: page on with --offset {shown}, or narrow with --mac or --state"
+        );
+    }
+    Ok(())
+}
+
 async fn execute(cli: &Cli) -> Result<(), ClientError> {
     let api = ApiClient::new(&cli.socket);
     match &cli.command {
@@ -451,14 +494,12 @@ async fn execute(cli: &Cli) -> Result<(), ClientError> {
             let clients: Vec<ClientView> = api.get(&path).await?;
             show(cli, &clients, table::clients);
         }
-        Command::Sessions { mac } => {
-            let path = mac.map_or_else(
-                || "/v1/sessions".to_owned(),
-                |mac| format!("/v1/sessions?mac={mac}"),
-            );
-            let sessions: Vec<SessionView> = api.get(&path).await?;
-            show(cli, &sessions, table::sessions);
-        }
+        Command::Sessions {
+            mac,
+            state,
+            offset,
+            limit,
+        } => list_sessions(cli, &api, *mac, state.as_deref(), *offset, *limit).await?,
         Command::Session(SessionCommand::Add(add)) => {
             let mut body = add.plan.json();
             body.insert("mac".to_owned(), serde_json::json!(add.mac));

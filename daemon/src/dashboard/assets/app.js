@@ -107,7 +107,7 @@ async function loadClients() {
   // Only the page's clients with a session are asked about: a page, not the crowd.
   const sessions = await Promise.all(list.map((client) => client.session_id === null
     ? null
-    : api('GET', `/v1/sessions?mac=${encodeURIComponent(client.mac)}`)
+    : api('GET', `/v1/sessions?state=live&mac=${encodeURIComponent(client.mac)}`)
       .then((all) => all.find((session) => session.id === client.session_id) || null)
       .catch(() => null)));
   const now = performance.now();
@@ -180,9 +180,13 @@ function removalAsked(id) {
 
 async function loadSessions() {
   const mac = document.getElementById('sessions-mac').value.trim();
-  const all = await api('GET', mac ? `/v1/sessions?mac=${encodeURIComponent(mac)}` : '/v1/sessions');
-  all.sort((a, b) => b.id - a.id);
-  const rows = all.slice(0, SESSIONS_SHOWN).map((session) => {
+  // The live sessions first, then the history, most recently ended first (the server's order).
+  const query = new URLSearchParams({ limit: SESSIONS_SHOWN });
+  if (mac) query.set('mac', mac);
+  const response = await api('GET', `/v1/sessions?${query}`, undefined, 'response');
+  const shown = await response.json();
+  const total = Number(response.headers.get('X-Total-Count') || shown.length);
+  const rows = shown.map((session) => {
     const remaining = left(session);
     const asked = removalAsked(session.id);
     const remove = el('button', { type: 'button', class: 'remove', 'data-sure': asked ? 'yes' : 'no' },
@@ -214,11 +218,12 @@ async function loadSessions() {
       timeCell(remaining),
       dataCell(remaining),
       el('td', {}, new Date(session.created_at).toLocaleString()),
-      el('td', {}, remove));
+      // History (ended and saved) is kept, not removed: it is pruned after history.daily_days.
+      el('td', {}, session.ended_at ? '' : remove));
   });
   document.getElementById('sessions-rows').replaceChildren(...rows);
   document.getElementById('sessions-total').textContent =
-    all.length > SESSIONS_SHOWN ? `latest ${SESSIONS_SHOWN} of ${all.length}` : `${all.length}`;
+    total > shown.length ? `${shown.length} of ${total}` : `${total}`;
 }
 
 function number(id) {
