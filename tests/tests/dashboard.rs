@@ -562,6 +562,14 @@ fn the_pages_event_stream_needs_a_login_and_is_capped() -> Result<()> {
         "the API with every stream open: {}",
         answer.status
     );
+    // Nor can the login read the API's stream, which is not counted.
+    let answer = local(&lan, "GET", "/v1/events", &[("Cookie", &cookie)], "")?;
+    ensure!(
+        answer.status == 403 && answer.body.contains("\"dashboard_stream\""),
+        "/v1/events with a login: {} {}",
+        answer.status,
+        answer.body
+    );
     // An event reaches every open stream: a session sold and started.
     let mac = lan.clients[0].mac.as_str();
     let sale = format!(
@@ -583,11 +591,22 @@ fn the_pages_event_stream_needs_a_login_and_is_capped() -> Result<()> {
         );
     }
 
+    places_come_back_and_streams_end(&lan, &cookie, &csrf, open)
+}
+
+/// A closed stream gives its place back; a login's streams end when it is logged out, and it
+/// opens no new one.
+fn places_come_back_and_streams_end(
+    lan: &Lan,
+    cookie: &str,
+    csrf: &str,
+    mut open: Vec<std::net::TcpStream>,
+) -> Result<()> {
     // A tab closed gives its place back: a keep-alive (every 15 s) finds it gone.
     drop(open.pop());
     let mut reopened = String::new();
     let again = hotspotd_tests::wait_for(std::time::Duration::from_secs(40), || {
-        if let Ok((stream, head)) = open_stream(&lan, &cookie) {
+        if let Ok((stream, head)) = open_stream(lan, cookie) {
             reopened = head;
             if reopened.starts_with("HTTP/1.1 200") {
                 open.push(stream);
@@ -600,10 +619,10 @@ fn the_pages_event_stream_needs_a_login_and_is_capped() -> Result<()> {
     ensure!(again, "a closed stream's place never came back: {reopened}");
 
     // Logged out: its streams end (at the next keep-alive), and no new one opens.
-    let with = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
-    let answer = local(&lan, "POST", "/dashboard/logout", &with, "")?;
+    let with = [("Cookie", cookie), ("X-CSRF-Token", csrf)];
+    let answer = local(lan, "POST", "/dashboard/logout", &with, "")?;
     ensure!(answer.status == 303, "log out: {}", answer.status);
-    let answer = local(&lan, "GET", "/dashboard/events", &[("Cookie", &cookie)], "")?;
+    let answer = local(lan, "GET", "/dashboard/events", &[("Cookie", cookie)], "")?;
     ensure!(
         answer.status == 303,
         "the stream of an ended login: {}",
