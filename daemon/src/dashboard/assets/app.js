@@ -99,7 +99,8 @@ function dataCell(remaining) {
 
 // ---- clients ---------------------------------------------------------------------------
 
-const clients = { offset: 0, total: 0, seen: new Map(), asked: 0 };
+// `shown`: the MACs in the table, and whether the page had room for more.
+const clients = { offset: 0, total: 0, seen: new Map(), asked: 0, shown: new Set(), full: false };
 
 // The rates down and up (bytes a second) of `client`, measured since the refresh before.
 function rates(client, now) {
@@ -134,6 +135,8 @@ async function loadClients() {
       .then((all) => all.find((session) => session.id === client.session_id) || null)
       .catch(() => null)));
   if (asked !== clients.asked) return;
+  clients.shown = new Set(list.map((client) => client.mac));
+  clients.full = list.length >= CLIENTS_PAGE;
   const now = performance.now();
   const rows = list.map((client, at) => {
     const { down, up } = rates(client, now);
@@ -208,8 +211,19 @@ function clientsSoon() {
   }, EVENTS_SETTLE_MS);
 }
 
-// Every event is about a client (or says some were missed): each refreshes the page of
-// clients, which also shows what a state filter now lets in or leaves out.
+// Whether an event can change the table: it names a client shown, or the page had room for
+// one more (a client sold its first session appears), or the page is filtered by state (a
+// client enters or leaves it), or events were missed. The listing is in MAC order, so a
+// change of state moves nobody on an unfiltered page; at 10,000 clients the events of the
+// others do not refresh the page (the poll counts them in).
+function concernsTable(message) {
+  let record;
+  try { record = JSON.parse(message.data); } catch (_) { return true; }
+  if (record.event === 'missed' || !clients.full) return true;
+  if (document.getElementById('state').value) return true;
+  return [record.mac, record.from, record.to].some((mac) => mac && clients.shown.has(mac));
+}
+
 function listen() {
   const source = new EventSource('/dashboard/events');
   source.addEventListener('open', () => {
@@ -218,7 +232,9 @@ function listen() {
     // What changed while the stream was down.
     clientsSoon();
   });
-  source.addEventListener('message', clientsSoon);
+  source.addEventListener('message', (message) => {
+    if (concernsTable(message)) clientsSoon();
+  });
   source.addEventListener('error', () => {
     // Dropped, refused (too many streams) or sent to the login form (the stream cannot
     // tell which): a refresh of the table shows the daemon's problem, or finds the login
