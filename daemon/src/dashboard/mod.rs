@@ -1,7 +1,8 @@
 //! The operator's dashboard: pages served on the API's TCP listener under `/dashboard`
 //! (docs/dashboard.md), never on the portal's. A login form takes the API token and opens a
 //! login ([`logins`]); the pages' script then calls the same `/v1` API with the login's cookie
-//! and CSRF token ([`door`]). Charts are SVG drawn here from the usage history and the
+//! and CSRF token ([`door`]), and follows the daemon's events on a stream of its own, capped
+//! ([`live`]). Charts are SVG drawn here from the usage history and the
 //! sales ([`charts`]); the voucher sheet is `hotspotctl --print`'s. Every asset is in the
 //! binary: no CDN, no build step.
 
