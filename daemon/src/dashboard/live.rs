@@ -6,9 +6,9 @@
 //! so the door refuses it to the LAN and without a login like every page; the number of
 //! streams open at once is capped here, apart from the API's scrapers and portals; and the
 //! stream ends when its login does. Server-sent events rather than raw NDJSON because the
-//! browser parses them (`EventSource`) and a comment line every [`KEEP_ALIVE`] both keeps
-//! proxies from closing an idle stream and finds a tab that went away (its write fails), so
-//! its place is given back within that time.
+//! browser parses them (`EventSource`), and a comment line every [`KEEP_ALIVE`] keeps proxies
+//! from closing an idle stream. A tab that closes gives its place back at once: the
+//! connection's end drops the stream.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -34,10 +34,6 @@ pub const MAX_STREAMS: usize = 16;
 
 /// How often an idle stream sends a comment line, and checks that its login is still open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// How long the browser waits before it reconnects on its own, told in the stream (the
-/// page also reconnects, with its own backoff, when the stream is refused).
-const RETRY: Duration = Duration::from_secs(1);
 
 /// The places for streams; one is held by each open stream.
 #[derive(Clone)]
@@ -107,7 +103,7 @@ pub(super) async fn events(State(state): State<DashboardState>, headers: HeaderM
 async fn next(stream: &mut Stream) -> Option<Event> {
     if std::mem::take(&mut stream.first) {
         // At once, so the page knows it is live (and headers leave now).
-        return Some(Event::default().retry(RETRY).comment("live"));
+        return Some(Event::default().comment("live"));
     }
     let shutdown: &CancellationToken = &stream.state.shutdown;
     let received = tokio::select! {
