@@ -3,7 +3,8 @@
 //! request for it from the LAN (whatever it carries, even from a paying client the gate lets
 //! through) are refused; the login form opens a
 //! login with an `HttpOnly`, `SameSite=Strict` cookie, and the pages' changes pass with its CSRF
-//! token. Needs root.
+//! token. The page's event stream is refused the same way, and a login cannot open so many
+//! that the API's connections run out. Needs root.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -409,6 +410,12 @@ fn the_lan_never_reaches_the_dashboard() -> Result<()> {
             vec![("Authorization", bearer.as_str())],
             String::new(),
         ),
+        (
+            "GET",
+            "/dashboard/events",
+            vec![("Authorization", bearer.as_str())],
+            String::new(),
+        ),
     ] {
         let answer = from_lan(method, path, &headers, &body)?;
         ensure!(
@@ -420,13 +427,41 @@ fn the_lan_never_reaches_the_dashboard() -> Result<()> {
             answer.body
         );
     }
-    // A login made on the box is worth nothing from the LAN.
-    let (cookie, csrf) = log_in(&lan)?;
-    let answer = from_lan("GET", "/v1/clients", &[("Cookie", &cookie)], "")?;
+    login_from_the_lan(&lan, box_on_lan)?;
+
+    // The refusal is the LAN's: the same listener shows the form to the WAN side.
+    let wan = SocketAddrV4::new(GATEWAY_WAN_V4, PORT);
+    let answer = ask(&lan.internet, None, wan, "GET", "/dashboard/login", &[], "")?;
     ensure!(
-        answer.status == 401,
-        "the operator's cookie from the LAN: {}",
+        answer.status == 200,
+        "the form from the WAN side: {}",
         answer.status
+    );
+    Ok(())
+}
+
+/// A login made on the box is worth nothing from the LAN: the API refuses its cookie, and the
+/// page's event stream is the dashboard's, refused to the LAN whatever comes with it.
+fn login_from_the_lan(lan: &Lan, box_on_lan: SocketAddrV4) -> Result<()> {
+    let client = &lan.clients[0];
+    let from_lan = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        ask(&client.netns, None, box_on_lan, method, path, headers, body)
+    };
+    let (cookie, csrf) = log_in(lan)?;
+    for path in ["/v1/clients", "/v1/events"] {
+        let answer = from_lan("GET", path, &[("Cookie", &cookie)], "")?;
+        ensure!(
+            answer.status == 401,
+            "the operator's cookie from the LAN on {path}: {}",
+            answer.status
+        );
+    }
+    let answer = from_lan("GET", "/dashboard/events", &[("Cookie", &cookie)], "")?;
+    ensure!(
+        answer.status == 403 && answer.body.contains("\"lan_refused\""),
+        "the page's event stream with the operator's cookie from the LAN: {} {}",
+        answer.status,
+        answer.body
     );
     let answer = from_lan(
         "POST",
@@ -439,14 +474,201 @@ fn the_lan_never_reaches_the_dashboard() -> Result<()> {
         "a sale with the operator's cookie from the LAN: {}",
         answer.status
     );
+    Ok(())
+}
 
-    // The refusal is the LAN's: the same listener shows the form to the WAN side.
-    let wan = SocketAddrV4::new(GATEWAY_WAN_V4, PORT);
-    let answer = ask(&lan.internet, None, wan, "GET", "/dashboard/login", &[], "")?;
+/// Opens the page's event stream from loopback with `cookie`: the connection, once its answer's
+/// headers and first line are in, and what was read. An answer that is not a stream is read
+/// whole.
+fn open_stream(lan: &Lan, cookie: &str) -> Result<(std::net::TcpStream, String)> {
+    use std::io::{Read as _, Write as _};
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, PORT);
+    let mut stream = lan
+        .gateway
+        .run(move || tcp_connect_from(Ipv4Addr::LOCALHOST, to))??;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.write_all(&request(
+        "GET",
+        "/dashboard/events",
+        &[("Cookie", cookie), ("Accept", "text/event-stream")],
+        b"",
+    ))?;
+    let mut read = Vec::new();
+    let mut buffer = [0; 4096];
+    // The stream's first line is the comment ": live"; anything else ends with the connection.
+    while !String::from_utf8_lossy(&read).contains(": live") {
+        let count = stream.read(&mut buffer)?;
+        if count == 0 {
+            break;
+        }
+        read.extend_from_slice(&buffer[..count]);
+    }
+    Ok((stream, String::from_utf8_lossy(&read).into_owned()))
+}
+
+/// The places for the page's event streams (16).
+const STREAMS: usize = 16;
+
+#[test]
+fn the_pages_event_stream_needs_a_login_and_is_capped() -> Result<()> {
+    let lan = Lan::new(1)?;
+    let (_daemon, _token) = start(&lan, "127.0.0.1:8099", &[])?;
+
+    // Without a login, or with a made-up one: the login form, no stream.
+    let made_up =
+        "hotspotd_dashboard=00000000000000000000000000000000000000000000000000000000000000";
+    for headers in [vec![], vec![("Cookie", made_up)]] {
+        let answer = local(&lan, "GET", "/dashboard/events", &headers, "")?;
+        ensure!(
+            answer.status == 303
+                && header(&answer, "location") == Some("/dashboard/login")
+                && header(&answer, "content-type").is_none_or(|kind| kind != "text/event-stream"),
+            "the stream without a login ({headers:?}): {} {}",
+            answer.status,
+            answer.headers
+        );
+    }
+
+    // A login's streams: as many as there are places, then `429`; the API still answers.
+    let (cookie, csrf) = log_in(&lan)?;
+    let mut open = Vec::new();
+    for at in 0..STREAMS {
+        let (stream, head) = open_stream(&lan, &cookie)?;
+        ensure!(
+            head.starts_with("HTTP/1.1 200")
+                && head
+                    .to_ascii_lowercase()
+                    .contains("content-type: text/event-stream"),
+            "stream {at}: {head}"
+        );
+        open.push(stream);
+    }
+    let (_, refused) = open_stream(&lan, &cookie)?;
+    ensure!(
+        refused.starts_with("HTTP/1.1 429") && refused.contains("\"too_many_streams\""),
+        "stream {} of a login: {refused}",
+        STREAMS + 1
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let answer = local(
+        &lan,
+        "GET",
+        "/v1/clients",
+        &[("Authorization", &bearer)],
+        "",
+    )?;
     ensure!(
         answer.status == 200,
-        "the form from the WAN side: {}",
+        "the API with every stream open: {}",
         answer.status
     );
+    // Nor can the login read the API's stream, which is not counted.
+    let answer = local(&lan, "GET", "/v1/events", &[("Cookie", &cookie)], "")?;
+    ensure!(
+        answer.status == 403 && answer.body.contains("\"dashboard_stream\""),
+        "/v1/events with a login: {} {}",
+        answer.status,
+        answer.body
+    );
+    // An event reaches every open stream: a session sold and started.
+    let mac = lan.clients[0].mac.as_str();
+    let sale = format!(
+        r#"{{"mac":"{mac}","type":"time","time_secs":600,"use_global_speed":true,"connect":true}}"#
+    );
+    let sold = local(
+        &lan,
+        "POST",
+        "/v1/sessions",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        &sale,
+    )?;
+    ensure!(sold.status == 201, "a sale: {} {}", sold.status, sold.body);
+    for (at, stream) in open.iter_mut().enumerate() {
+        let line = read_until(stream, "\"event\":\"session_started\"")?;
+        ensure!(
+            line.contains("data: {") && line.contains(mac),
+            "stream {at}: {line}"
+        );
+    }
+
+    places_come_back_and_streams_end(&lan, &cookie, &csrf, open)
+}
+
+/// A closed stream gives its place back; a login's streams end when it is logged out, and it
+/// opens no new one.
+fn places_come_back_and_streams_end(
+    lan: &Lan,
+    cookie: &str,
+    csrf: &str,
+    mut open: Vec<std::net::TcpStream>,
+) -> Result<()> {
+    // A tab closed gives its place back: the connection's end drops its stream.
+    drop(open.pop());
+    let closed = std::time::Instant::now();
+    let mut reopened = String::new();
+    let again = hotspotd_tests::wait_for(std::time::Duration::from_secs(10), || {
+        if let Ok((stream, head)) = open_stream(lan, cookie) {
+            reopened = head;
+            if reopened.starts_with("HTTP/1.1 200") {
+                open.push(stream);
+                return true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        false
+    });
+    ensure!(again, "a closed stream's place never came back: {reopened}");
+    eprintln!(
+        "a closed stream's place came back after {} ms",
+        closed.elapsed().as_millis()
+    );
+
+    // Logged out: its streams end (at the next keep-alive), and no new one opens.
+    let with = [("Cookie", cookie), ("X-CSRF-Token", csrf)];
+    let answer = local(lan, "POST", "/dashboard/logout", &with, "")?;
+    ensure!(answer.status == 303, "log out: {}", answer.status);
+    let answer = local(lan, "GET", "/dashboard/events", &[("Cookie", cookie)], "")?;
+    ensure!(
+        answer.status == 303,
+        "the stream of an ended login: {}",
+        answer.status
+    );
+    let logged_out = std::time::Instant::now();
+    let stream = open.first_mut().context("an open stream")?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(25)))?;
+    let ended = read_to_end(stream)?;
+    eprintln!(
+        "a logged-out login's stream ended after {} ms",
+        logged_out.elapsed().as_millis()
+    );
+    ensure!(
+        ended.contains("0\r\n\r\n"),
+        "the stream of an ended login did not end: {ended}"
+    );
     Ok(())
+}
+
+/// Reads `stream` until what was read contains `wanted`; what was read.
+fn read_until(stream: &mut std::net::TcpStream, wanted: &str) -> Result<String> {
+    use std::io::Read as _;
+    let mut read = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&read).contains(wanted) {
+        let count = stream.read(&mut buffer).context("read the stream")?;
+        ensure!(
+            count > 0,
+            "the stream ended: {}",
+            String::from_utf8_lossy(&read)
+        );
+        read.extend_from_slice(&buffer[..count]);
+    }
+    Ok(String::from_utf8_lossy(&read).into_owned())
+}
+
+/// Reads `stream` until the daemon closes it; what was read.
+fn read_to_end(stream: &mut std::net::TcpStream) -> Result<String> {
+    use std::io::Read as _;
+    let mut read = Vec::new();
+    stream.read_to_end(&mut read).context("read to the end")?;
+    Ok(String::from_utf8_lossy(&read).into_owned())
 }

@@ -306,10 +306,12 @@ pub async fn serve_tcp(
         lan_interface: access.lan_interface,
     });
     // Outside the routers' own layers: the token is checked before the body is read.
-    let guarded = router(commands.clone(), events, shutdown.clone())
+    let guarded = router(commands.clone(), events.clone(), shutdown.clone())
         .merge(crate::dashboard::router(
             commands,
             std::sync::Arc::clone(&door),
+            events,
+            shutdown.clone(),
         ))
         .layer(axum::middleware::from_fn_with_state(
             door,

@@ -18,6 +18,13 @@ const LEFT: f64 = 72.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 40.0;
+/// The legend's colour square, the space between it and its name, and between two entries
+/// (px).
+const LEGEND_SWATCH: f64 = 10.0;
+const LEGEND_NAME_GAP: f64 = 4.0;
+const LEGEND_GAP: f64 = 18.0;
+/// A character of a name at 11 px, a little wide so that no name runs into the next entry.
+const LEGEND_CHAR_WIDTH: f64 = 7.0;
 /// Gridlines above the baseline.
 const GRIDLINES: u32 = 4;
 /// Most bar labels along the bottom; the others are left out so they do not overlap.
@@ -273,14 +280,18 @@ impl Chart<'_> {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" role=\"img\" aria-label=\"{title}\">\n<title>{title}</title>\n<text x=\"{LEFT}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{title}</text>\n",
             title = escape(self.title)
         );
-        let mut legend_x = WIDTH - RIGHT;
+        // Right to left from the plot's edge: each entry is its swatch, its name, and a gap
+        // before the entry to its right.
+        let mut legend_x = WIDTH - RIGHT + LEGEND_GAP;
         for series in self.series.iter().rev() {
-            legend_x -= 12.0 + 7.0 * f64::from(u32::try_from(series.name.len()).unwrap_or(10));
+            let name_width =
+                LEGEND_CHAR_WIDTH * f64::from(u32::try_from(series.name.len()).unwrap_or(10));
+            legend_x -= LEGEND_GAP + LEGEND_SWATCH + LEGEND_NAME_GAP + name_width;
             let _ = writeln!(
                 svg,
-                "<rect x=\"{legend_x:.1}\" y=\"9\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"18\">{}</text>",
+                "<rect x=\"{legend_x:.1}\" y=\"9\" width=\"{LEGEND_SWATCH}\" height=\"{LEGEND_SWATCH}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"18\">{}</text>",
                 series.colour,
-                legend_x + 13.0,
+                legend_x + LEGEND_SWATCH + LEGEND_NAME_GAP,
                 series.name
             );
         }
@@ -383,6 +394,36 @@ mod tests {
         assert_eq!(svg.matches("<g>").count(), 7);
         assert!(svg.contains("2026-12-04: 3 sold, 7.50 EUR"), "{svg}");
         assert!(svg.contains(": 3 sold, 7.50 EUR"), "{svg}");
+    }
+
+    /// The x of the legend's swatch and of its name, for the entry named `name`.
+    fn legend_entry(svg: &str, name: &str) -> (f64, f64) {
+        let line = svg
+            .lines()
+            .find(|line| line.contains("y=\"9\"") && line.contains(&format!(">{name}</text>")))
+            .unwrap_or_default();
+        let numbers: Vec<f64> = line
+            .split("x=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect();
+        (
+            numbers.first().copied().unwrap_or_default(),
+            numbers.get(1).copied().unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn legend_entries_keep_apart() {
+        let now = at("2026-12-05T10:30:00Z");
+        let svg = traffic(&[], first_period(now, 1, Period::Hour), now, Period::Hour);
+        let (down_swatch, down_name) = legend_entry(&svg, "down");
+        let (up_swatch, up_name) = legend_entry(&svg, "up");
+        assert!(down_swatch > 0.0 && down_name > down_swatch, "{svg}");
+        // "down" is 4 characters of at most LEGEND_CHAR_WIDTH; at least a gap before "up".
+        let down_end = down_name + 4.0 * LEGEND_CHAR_WIDTH;
+        assert!(up_swatch - down_end >= LEGEND_GAP, "{svg}");
+        assert!(up_name + 2.0 * LEGEND_CHAR_WIDTH <= WIDTH - RIGHT, "{svg}");
     }
 
     #[test]

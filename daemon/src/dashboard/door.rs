@@ -4,6 +4,8 @@
 //! refused to the LAN whatever they carry, and a login's cookie counts for nothing from there.
 //! Without either the answer is `401` (a browser asking for a page is sent to the login form
 //! instead), counted like a wrong token; a source that sent too many is answered `429`.
+//! A login reads the events at `/dashboard/events`, whose streams are counted, not at
+//! `/v1/events`, which only the bearer token opens.
 
 use std::{sync::Arc, time::Instant};
 
@@ -33,6 +35,10 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Where the dashboard lives on the listener.
 pub const PREFIX: &str = "/dashboard";
+
+/// The API's event stream: each one holds a connection for as long as it is read, so a
+/// login (a page, or a script in it) is sent to the dashboard's, which are capped.
+const API_EVENTS: &str = "/v1/events";
 
 /// Whether `path` is one of the dashboard's.
 fn is_dashboard(path: &str) -> bool {
@@ -83,6 +89,14 @@ pub(crate) async fn door(State(door): State<Arc<Door>>, request: Request, next: 
         .filter(|id| door.logins.is_open(id, now) && !from_lan())
         .map(str::to_owned);
     if let Some(login) = login {
+        if path == API_EVENTS {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "dashboard_stream",
+                "a dashboard login reads the events at /dashboard/events (a few streams at once); /v1/events takes the bearer token",
+            )
+            .into_response();
+        }
         let reads = matches!(*request.method(), Method::GET | Method::HEAD);
         let csrf = request
             .headers()

@@ -1,13 +1,15 @@
 //! The operator's dashboard: pages served on the API's TCP listener under `/dashboard`
 //! (docs/dashboard.md), never on the portal's. A login form takes the API token and opens a
 //! login ([`logins`]); the pages' script then calls the same `/v1` API with the login's cookie
-//! and CSRF token ([`door`]). Charts are SVG drawn here from the usage history and the
+//! and CSRF token ([`door`]), and follows the daemon's events on a stream of its own, capped
+//! ([`live`]). Charts are SVG drawn here from the usage history and the
 //! sales ([`charts`]); the voucher sheet is `hotspotctl --print`'s. Every asset is in the
 //! binary: no CDN, no build step.
 
 pub mod charts;
 pub mod door;
 pub mod lan;
+mod live;
 pub mod logins;
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
@@ -21,8 +23,10 @@ use axum::{
 };
 use serde::Deserialize;
 
+use tokio_util::sync::CancellationToken;
+
 use self::door::Door;
-use crate::{api::ApiError, control::Commands};
+use crate::{api::ApiError, control::Commands, events::Events};
 
 const INDEX: &str = include_str!("assets/index.html");
 const LOGIN: &str = include_str!("assets/login.html");
@@ -34,10 +38,19 @@ const SCRIPT: &str = include_str!("assets/app.js");
 struct DashboardState {
     commands: Commands,
     door: Arc<Door>,
+    events: Events,
+    /// Ends the event streams when the daemon stops.
+    shutdown: CancellationToken,
+    streams: live::Streams,
 }
 
 /// The dashboard's routes; the TCP listener puts [`door::door`] in front of them.
-pub fn router(commands: Commands, door: Arc<Door>) -> Router {
+pub fn router(
+    commands: Commands,
+    door: Arc<Door>,
+    events: Events,
+    shutdown: CancellationToken,
+) -> Router {
     Router::new()
         .route("/dashboard", get(index))
         .route("/dashboard/", get(index))
@@ -48,13 +61,20 @@ pub fn router(commands: Commands, door: Arc<Door>) -> Router {
         .route("/dashboard/charts/traffic.svg", get(traffic_chart))
         .route("/dashboard/charts/sales.svg", get(sales_chart))
         .route("/dashboard/vouchers/sheet", post(voucher_sheet))
+        .route("/dashboard/events", get(live::events))
         .layer(axum::middleware::from_fn(
             crate::api::serve::read_body_in_time,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::api::MAX_BODY_BYTES,
         ))
-        .with_state(DashboardState { commands, door })
+        .with_state(DashboardState {
+            commands,
+            door,
+            events,
+            shutdown,
+            streams: live::Streams::default(),
+        })
 }
 
 /// Headers of every page: no caching of what a login saw, no framing by other sites, and

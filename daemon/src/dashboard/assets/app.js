@@ -1,10 +1,16 @@
 // The dashboard's script: reads the /v1 API with the login's cookie, sends the login's CSRF
-// token with every change, and redraws its tables every few seconds. No library, no build.
+// token with every change, and redraws its tables every few seconds; the clients' table also
+// at once when the daemon's event stream tells of a change. No library, no build.
 'use strict';
 
 const csrf = document.querySelector('meta[name=csrf-token]').content;
 const CLIENTS_PAGE = 25;
-const CLIENTS_EVERY_MS = 2000;
+// The clients' states come with the event stream; this poll is for what has no event: the
+// rates and the data and time left.
+const CLIENTS_EVERY_MS = 5000;
+// Rates are measured over at least this long: a refresh an event asked for may come a moment
+// after the last one, when the counters have not moved yet.
+const RATE_OVER_MS = 1500;
 const HEALTH_EVERY_MS = 5000;
 const LISTS_EVERY_MS = 10000;
 const CHARTS_EVERY_MS = 60000;
@@ -93,9 +99,27 @@ function dataCell(remaining) {
 
 // ---- clients ---------------------------------------------------------------------------
 
-const clients = { offset: 0, total: 0, seen: new Map() };
+// `shown`: the MACs in the table, and whether the page had room for more.
+const clients = { offset: 0, total: 0, seen: new Map(), asked: 0, shown: new Set(), full: false };
+
+// The rates down and up (bytes a second) of `client`, measured since the refresh before.
+function rates(client, now) {
+  const before = clients.seen.get(client.mac);
+  if (before && now - before.at < RATE_OVER_MS) return before;
+  const seconds = before ? (now - before.at) / 1000 : 0;
+  const measured = {
+    down: before && seconds > 0 ? Math.max(0, (client.down_bytes - before.downBytes) / seconds) : 0,
+    up: before && seconds > 0 ? Math.max(0, (client.up_bytes - before.upBytes) / seconds) : 0,
+    downBytes: client.down_bytes, upBytes: client.up_bytes, at: now,
+  };
+  clients.seen.set(client.mac, measured);
+  return measured;
+}
 
 async function loadClients() {
+  // Refreshes overlap (the poll, an event, a click): only the latest asked draws the table, so
+  // a slower, older answer never puts back a state the page already moved past.
+  const asked = ++clients.asked;
   const query = new URLSearchParams({ offset: clients.offset, limit: CLIENTS_PAGE });
   const search = document.getElementById('search').value.trim();
   const state = document.getElementById('state').value;
@@ -110,13 +134,12 @@ async function loadClients() {
     : api('GET', `/v1/sessions?state=live&mac=${encodeURIComponent(client.mac)}`)
       .then((all) => all.find((session) => session.id === client.session_id) || null)
       .catch(() => null)));
+  if (asked !== clients.asked) return;
+  clients.shown = new Set(list.map((client) => client.mac));
+  clients.full = list.length >= CLIENTS_PAGE;
   const now = performance.now();
   const rows = list.map((client, at) => {
-    const before = clients.seen.get(client.mac);
-    clients.seen.set(client.mac, { up: client.up_bytes, down: client.down_bytes, at: now });
-    const seconds = before ? (now - before.at) / 1000 : 0;
-    const down = before && seconds > 0 ? (client.down_bytes - before.down) / seconds : 0;
-    const up = before && seconds > 0 ? (client.up_bytes - before.up) / seconds : 0;
+    const { down, up } = rates(client, now);
     const remaining = sessions[at] ? left(sessions[at]) : null;
     const actions = el('td', {},
       el('button', { type: 'button', class: 'sell', onclick: () => sellTo(client.mac) }, 'Sell'));
@@ -131,8 +154,8 @@ async function loadClients() {
       el('td', {}, stateBadge(client.state)),
       timeCell(remaining),
       dataCell(remaining),
-      el('td', { class: 'num' }, rate(Math.max(0, down))),
-      el('td', { class: 'num' }, rate(Math.max(0, up))),
+      el('td', { class: 'num' }, rate(down)),
+      el('td', { class: 'num' }, rate(up)),
       el('td', {}, client.down_mbits === null ? '–' : `${client.down_mbits}/${client.up_mbits} Mbit/s`),
       actions);
   });
@@ -161,6 +184,67 @@ function sellTo(mac) {
   document.getElementById('sessions').scrollIntoView();
   document.getElementById('sell-minutes').focus();
   refresh(loadSessions);
+}
+
+// ---- live: the event stream -----------------------------------------------------------
+
+// After a drop (the daemon restarts) the page reconnects after this, doubled at each failure
+// up to the most; the browser's own retry would not back off, and gives up after a refusal.
+const LIVE_RETRY_FIRST_MS = 500;
+const LIVE_RETRY_MOST_MS = 10000;
+// Events come in bursts (a session started, the client connected): one refresh for a burst.
+const EVENTS_SETTLE_MS = 100;
+const live = { retryMs: LIVE_RETRY_FIRST_MS, soon: null };
+
+function liveState(state) {
+  const badge = document.getElementById('live');
+  badge.textContent = state;
+  badge.dataset.state = state;
+}
+
+// Refreshes the clients' page shortly, once for however many events arrive meanwhile.
+function clientsSoon() {
+  if (live.soon !== null) return;
+  live.soon = setTimeout(() => {
+    live.soon = null;
+    refresh(loadClients);
+  }, EVENTS_SETTLE_MS);
+}
+
+// Whether an event can change the table: it names a client shown, or the page had room for
+// one more (a client sold its first session appears), or the page is filtered by state (a
+// client enters or leaves it), or events were missed. The listing is in MAC order, so a
+// change of state moves nobody on an unfiltered page; at 10,000 clients the events of the
+// others do not refresh the page (the poll counts them in).
+function concernsTable(message) {
+  let record;
+  try { record = JSON.parse(message.data); } catch (_) { return true; }
+  if (record.event === 'missed' || !clients.full) return true;
+  if (document.getElementById('state').value) return true;
+  return [record.mac, record.from, record.to].some((mac) => mac && clients.shown.has(mac));
+}
+
+function listen() {
+  const source = new EventSource('/dashboard/events');
+  source.addEventListener('open', () => {
+    live.retryMs = LIVE_RETRY_FIRST_MS;
+    liveState('live');
+    // What changed while the stream was down.
+    clientsSoon();
+  });
+  source.addEventListener('message', (message) => {
+    if (concernsTable(message)) clientsSoon();
+  });
+  source.addEventListener('error', () => {
+    // Dropped, refused (too many streams) or sent to the login form (the stream cannot
+    // tell which): a refresh of the table shows the daemon's problem, or finds the login
+    // ended and goes to the form; then the stream is tried again, less and less often.
+    source.close();
+    liveState('reconnecting');
+    clientsSoon();
+    setTimeout(listen, live.retryMs);
+    live.retryMs = Math.min(live.retryMs * 2, LIVE_RETRY_MOST_MS);
+  });
 }
 
 // ---- sessions --------------------------------------------------------------------------
@@ -409,6 +493,7 @@ for (const id of ['traffic-days', 'sales-days']) {
   document.getElementById(id).addEventListener('change', loadCharts);
 }
 
+listen();
 every(loadClients, CLIENTS_EVERY_MS);
 every(loadHealth, HEALTH_EVERY_MS);
 every(loadSessions, LISTS_EVERY_MS);
