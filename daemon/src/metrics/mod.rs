@@ -216,7 +216,12 @@ fn clients(out: &mut String, snapshot: &Snapshot) {
             connected,
         );
     }
-    metric(out, "hotspotd_sessions", "gauge", "Sessions by state.");
+    metric(
+        out,
+        "hotspotd_sessions",
+        "gauge",
+        "Sessions held by state: the live ones, and ended ones until the next save makes them history.",
+    );
     for (state, count) in &snapshot.sessions_by_state {
         let name = serde_json::to_value(state)
             .ok()
