@@ -76,21 +76,12 @@ impl ApiClient {
         path: &str,
     ) -> Result<(T, Option<u64>), ClientError> {
         let response = self.send(Method::GET, path, None).await?;
-        let status = response.status();
         let total = response
             .headers()
             .get("x-total-count")
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.parse().ok());
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|source| self.http_error(source))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(api_error(status.as_u16(), &bytes));
-        }
+        let bytes = self.successful(response).await?;
         let page =
             serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { source })?;
         Ok((page, total))
@@ -167,6 +158,14 @@ impl ApiClient {
         body: Option<String>,
     ) -> Result<Bytes, ClientError> {
         let response = self.send(method, path, body).await?;
+        self.successful(response).await
+    }
+
+    /// The whole body of `response` if it succeeded; else its API error.
+    async fn successful(
+        &self,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<Bytes, ClientError> {
         let status = response.status();
         let bytes = response
             .into_body()

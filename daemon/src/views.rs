@@ -176,6 +176,7 @@ pub struct StatusView {
     pub version: String,
     pub lan_interface: String,
     pub clients: usize,
+    /// Sessions held in memory: the live ones (ended ones are history, in the database).
     pub sessions: usize,
     pub last_poll_ms: f64,
     /// How long the last save to SQLite took. Absent from an older daemon's answer.

@@ -32,6 +32,27 @@ impl Answer {
     }
 }
 
+/// One page of a listing (`GET /v1/clients`, `/v1/sessions`): its rows and the number that
+/// match in all (`X-Total-Count`); an error for any answer but 200.
+pub fn listing(socket: &Path, target: &str) -> Result<(Vec<serde_json::Value>, u64)> {
+    let answer = exchange(socket, &request("GET", target, &[], b""))?;
+    ensure!(answer.status == 200, "{target}: {answer:?}");
+    let total = answer
+        .headers
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-total-count")
+                .then(|| value.trim().parse().ok())?
+        })
+        .with_context(|| format!("{target}: X-Total-Count in {}", answer.headers))?;
+    let rows = answer
+        .json()
+        .and_then(|body| body.as_array().cloned())
+        .with_context(|| format!("{target}: a JSON list in {}", answer.body))?;
+    Ok((rows, total))
+}
+
 /// A request: the method, the target (path and query, sent as given), headers, the body.
 /// `Content-Length` is added for a body; `Host` and `Connection: close` always.
 #[must_use]

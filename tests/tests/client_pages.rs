@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use hotspotd_tests::{
     Daemon, GATEWAY_LAN_V4, Lan,
-    http::{Answer, exchange, request},
+    http::{Answer, exchange, listing, request},
     wait_for,
 };
 use serde_json::Value;
@@ -27,26 +27,12 @@ fn get(daemon: &Daemon, target: &str) -> Result<Answer> {
 
 /// The page's MACs and the total the header gives.
 fn page(daemon: &Daemon, target: &str) -> Result<(Vec<String>, usize)> {
-    let answer = get(daemon, target)?;
-    ensure!(answer.status == 200, "{target}: {answer:?}");
-    let total = answer
-        .headers
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("x-total-count")
-                .then(|| value.trim().parse().ok())?
-        })
-        .with_context(|| format!("{target}: X-Total-Count in {}", answer.headers))?;
-    let macs = answer
-        .json()
-        .context("JSON")?
-        .as_array()
-        .context("a list")?
+    let (rows, total) = listing(daemon.socket(), target)?;
+    let macs = rows
         .iter()
         .filter_map(|client| Some(client["mac"].as_str()?.to_owned()))
         .collect();
-    Ok((macs, total))
+    Ok((macs, usize::try_from(total)?))
 }
 
 /// Five clients sold a session (the first two connected) and one that sent to the box.

@@ -8,7 +8,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
     Daemon, Lan,
-    http::{Answer, exchange, request},
+    http::{Answer, exchange, listing, request},
     process::ProcessSample,
     wait_for,
 };
@@ -20,24 +20,7 @@ fn get(daemon: &Daemon, target: &str) -> Result<Answer> {
 
 /// The page's sessions and the total the header gives.
 fn page(daemon: &Daemon, target: &str) -> Result<(Vec<Value>, u64)> {
-    let answer = get(daemon, target)?;
-    ensure!(answer.status == 200, "{target}: {answer:?}");
-    let total = answer
-        .headers
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("x-total-count")
-                .then(|| value.trim().parse().ok())?
-        })
-        .with_context(|| format!("{target}: X-Total-Count in {}", answer.headers))?;
-    let rows = answer
-        .json()
-        .context("JSON")?
-        .as_array()
-        .context("a list")?
-        .clone();
-    Ok((rows, total))
+    listing(daemon.socket(), target)
 }
 
 /// Sessions the daemon holds in memory (`status`).

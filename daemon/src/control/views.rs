@@ -208,7 +208,7 @@ impl Control {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lan_interface: self.config.network.lan_interface.clone(),
             clients: self.client_count(),
-            sessions: self.engine.sessions().count(),
+            sessions: self.engine.held(),
             last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
             kernel: self.kernel_stats,
             storage,

@@ -432,19 +432,24 @@ fn clients_path(
         return format!("/v1/clients?ip={ip}");
     }
     // Each value is checked to need no escaping (`parse_search`, the parsers of the others).
-    let query: Vec<String> = [
-        search.map(|search| format!("search={search}")),
-        state.map(|state| format!("state={state}")),
-        offset.map(|offset| format!("offset={offset}")),
-        limit.map(|limit| format!("limit={limit}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    with_query(
+        "/v1/clients",
+        [
+            search.map(|search| format!("search={search}")),
+            state.map(|state| format!("state={state}")),
+            offset.map(|offset| format!("offset={offset}")),
+            limit.map(|limit| format!("limit={limit}")),
+        ],
+    )
+}
+
+/// `path` with the parameters given, `name=value` each, none of which needs escaping.
+fn with_query<const N: usize>(path: &str, parameters: [Option<String>; N]) -> String {
+    let query: Vec<String> = parameters.into_iter().flatten().collect();
     if query.is_empty() {
-        "/v1/clients".to_owned()
+        path.to_owned()
     } else {
-        format!("/v1/clients?{}", query.join("&"))
+        format!("{path}?{}", query.join("&"))
     }
 }
 
@@ -459,16 +464,15 @@ async fn list_sessions(
     limit: Option<u32>,
 ) -> Result<(), ClientError> {
     // Each value is checked to need no escaping (by its parser).
-    let query: Vec<String> = [
-        mac.map(|mac| format!("mac={mac}")),
-        state.map(|state| format!("state={state}")),
-        offset.map(|offset| format!("offset={offset}")),
-        limit.map(|limit| format!("limit={limit}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let path = format!("/v1/sessions?{}", query.join("&"));
+    let path = with_query(
+        "/v1/sessions",
+        [
+            mac.map(|mac| format!("mac={mac}")),
+            state.map(|state| format!("state={state}")),
+            offset.map(|offset| format!("offset={offset}")),
+            limit.map(|limit| format!("limit={limit}")),
+        ],
+    );
     let (sessions, total): (Vec<SessionView>, _) = api.get_page(&path).await?;
     show(cli, &sessions, table::sessions);
     let shown = offset.unwrap_or(0) + sessions.len() as u64;
