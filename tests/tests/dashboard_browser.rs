@@ -242,6 +242,11 @@ fn pause_resume_remove(browser: &mut Browser, mac: &str) -> Result<()> {
         "document.querySelector('{row} button.pause').click()"
     ))?;
     row_becomes(browser, mac, "paused")?;
+    // A paused client still shows what its session has left (the one it resumes).
+    let paused_left = wait_for(Duration::from_secs(5), || {
+        in_row(browser, mac, ".data-left", "data-mb").is_some()
+    });
+    ensure!(paused_left, "the paused row shows no data left");
     browser.evaluate(&format!(
         "document.querySelector('{row} button.connect').click()"
     ))?;

@@ -423,6 +423,9 @@ pub struct History {
 /// How long a read waits for the store thread's write to let go (a checkpoint).
 const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A read connection's page cache, KiB (as SQLite's negative `cache_size`).
+const READ_CACHE_KIB: i64 = -256;
+
 impl History {
     #[must_use]
     pub fn new(path: PathBuf) -> Self {
@@ -439,6 +442,12 @@ impl History {
             source,
         })?;
         conn.busy_timeout(READ_BUSY_TIMEOUT)
+            .map_err(fail(&self.path, "read the usage history"))?;
+        // A read scans and is gone: a small page cache costs only rereads from the kernel's
+        // cache, while SQLite's 2 MB default, once allocated on each of the blocking threads
+        // that serve reads, stays in the daemon's memory (the allocator keeps a freed arena's
+        // pages): tens of MB after an operator pages through the history.
+        conn.pragma_update(None, "cache_size", READ_CACHE_KIB)
             .map_err(fail(&self.path, "read the usage history"))?;
         Ok(conn)
     }

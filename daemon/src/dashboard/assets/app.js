@@ -128,11 +128,14 @@ async function loadClients() {
   const response = await api('GET', `/v1/clients?${query}`, undefined, 'response');
   const list = await response.json();
   clients.total = Number(response.headers.get('X-Total-Count') || list.length);
-  // Only the page's clients with a session are asked about: a page, not the crowd.
-  const sessions = await Promise.all(list.map((client) => client.session_id === null
+  // Only the page's clients with a session are asked about: a page, not the crowd. A connected
+  // client's is the one it runs; a paused client's, the one it would resume (shown paused).
+  const sessions = await Promise.all(list.map((client) => client.state === 'disconnected'
     ? null
     : api('GET', `/v1/sessions?state=live&mac=${encodeURIComponent(client.mac)}`)
-      .then((all) => all.find((session) => session.id === client.session_id) || null)
+      .then((all) => all.find((session) => (client.session_id === null
+        ? session.state === 'paused'
+        : session.id === client.session_id)) || null)
       .catch(() => null)));
   if (asked !== clients.asked) return;
   clients.shown = new Set(list.map((client) => client.mac));
