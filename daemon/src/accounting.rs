@@ -61,6 +61,12 @@ pub struct ClientRecord {
 }
 
 impl ClientRecord {
+    /// Whether the last poll found it in either kernel map: the kernel still counts it.
+    #[must_use]
+    pub fn in_kernel(&self) -> bool {
+        self.in_maps.iter().any(|held| *held)
+    }
+
     /// Whether a reading begun at `read_at` is older than what this record already holds.
     fn is_stale(&self, read_at: Instant) -> bool {
         self.read_alone_at.is_some_and(|alone| read_at < alone)
@@ -356,7 +362,7 @@ impl ClientTable {
     pub fn forget_gone(&mut self, keep: impl Fn(MacAddr) -> bool) -> usize {
         let before = self.clients.len();
         self.clients
-            .retain(|mac, record| record.in_maps.iter().any(|held| *held) || keep(*mac));
+            .retain(|mac, record| record.in_kernel() || keep(*mac));
         before - self.clients.len()
     }
 

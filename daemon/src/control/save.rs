@@ -22,6 +22,10 @@ use crate::{
     store::{ChangeBatch, Ended, SaveBatch, SavedMeta, StoreError, StoredClient},
 };
 
+/// How long a client that holds nothing stays known after the kernel last saw it: its row and
+/// its lifetime totals (`hotspotctl clients`) outlive a short absence.
+const FORGET_DEPARTED_AFTER: std::time::Duration = std::time::Duration::from_hours(1);
+
 impl Control {
     /// Saves what must be saved now: everything once the save interval has passed since the
     /// last full save, else what changed since the last save.
@@ -41,6 +45,8 @@ impl Control {
     /// Saves every running session and every client, with what changed.
     pub(super) fn save_all(&mut self) {
         let now = self.now();
+        let (ended, records) = self.let_go_of_ended(now);
+        self.forget_departed(now);
         let mut ids = std::mem::take(&mut self.unsaved);
         ids.extend(self.engine.running());
         self.unsaved_clients.clear();
@@ -53,7 +59,6 @@ impl Control {
         clients.extend(self.member_rows(&members, now));
         let mut usage = self.usage_marks.take(self.every_client_seen(), now, true);
         usage.retention = Some(super::history::retention(&self.config.history, now));
-        let (ended, records) = self.let_go_of_ended(now);
         let mut sessions = self.records(&ids);
         sessions.extend(records);
         let batch = SaveBatch {
@@ -143,6 +148,31 @@ impl Control {
             .filter(|mac| self.engine.client(**mac).is_none())
             .map(|mac| self.stored_client(*mac, ClientState::Disconnected, None, now))
             .collect()
+    }
+
+    /// Forgets the clients that hold nothing and that the kernel has not seen for
+    /// [`FORGET_DEPARTED_AFTER`]: the daemon's memory and each full save then follow who is
+    /// around, not everyone who ever bought a session. What they used stays in the usage
+    /// history; one that comes back starts a new row.
+    fn forget_departed(&mut self, now: Now) {
+        let Ok(after) = chrono::TimeDelta::from_std(FORGET_DEPARTED_AFTER) else {
+            return;
+        };
+        let before = now.wall - after;
+        let departed: Vec<MacAddr> = self
+            .engine
+            .idle_clients()
+            .filter(|mac| {
+                self.sharing.holder_of(*mac).is_none()
+                    && self.sharing.members_of(*mac).is_empty()
+                    && self.table.record(*mac).is_none_or(|record| {
+                        !record.in_kernel() && record.last_seen.is_none_or(|seen| seen < before)
+                    })
+            })
+            .collect();
+        for mac in departed {
+            self.engine.forget_client(mac);
+        }
     }
 
     /// Takes the sessions that ended out of the engine: the save carries their last records

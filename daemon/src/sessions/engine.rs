@@ -577,6 +577,28 @@ impl Engine {
         taken
     }
 
+    /// Clients that hold no session and are disconnected: nothing of theirs is live.
+    pub fn idle_clients(&self) -> impl Iterator<Item = MacAddr> + '_ {
+        self.clients
+            .iter()
+            .filter(|(_, client)| {
+                client.sessions.is_empty() && client.status == Status::Disconnected
+            })
+            .map(|(mac, _)| *mac)
+    }
+
+    /// Forgets a client that holds no session and is disconnected (one that left: the caller
+    /// decides when); `false`, and nothing changes, for any other.
+    pub fn forget_client(&mut self, mac: MacAddr) -> bool {
+        let idle = self.clients.get(&mac).is_some_and(|client| {
+            client.sessions.is_empty() && client.status == Status::Disconnected
+        });
+        if idle {
+            self.clients.remove(&mac);
+        }
+        idle
+    }
+
     /// How many sessions are held: those not ended, and the ended ones not yet taken.
     #[must_use]
     pub fn held(&self) -> usize {

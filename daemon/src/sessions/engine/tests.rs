@@ -1788,3 +1788,27 @@ fn a_restart_holds_only_what_it_is_given_and_hands_over_what_ended_meanwhile() {
     assert_eq!(taken[0].session.id, 1);
     assert_eq!(engine.held(), 1);
 }
+
+#[test]
+fn only_a_client_that_holds_nothing_is_forgotten() {
+    let mut clock = Clock::new();
+    let mut engine = engine(
+        config(),
+        [
+            session(1, A, SessionType::Time),
+            session(2, B, SessionType::Time),
+        ],
+        clock.now(),
+    );
+    let _ = engine.connect(A, clock.now()).unwrap();
+    assert_eq!(engine.idle_clients().count(), 0);
+    assert!(!engine.forget_client(A), "it runs a session");
+    assert!(!engine.forget_client(B), "it holds one");
+    let _ = engine.tick(clock.secs(60));
+    let _ = engine.take_ended();
+    assert_eq!(engine.idle_clients().collect::<Vec<_>>(), vec![A]);
+    assert!(engine.forget_client(A));
+    assert_eq!(engine.client(A), None);
+    assert_eq!(engine.client_state(A), ClientState::Disconnected);
+    assert!(engine.connect(A, clock.now()).is_err(), "nothing to run");
+}
