@@ -125,6 +125,9 @@ pub struct Control {
     unsaved_clients: BTreeSet<MacAddr>,
     /// Where each client's counts stood at its last save, for the usage history.
     usage_marks: history::UsageMarks,
+    /// Since when each client that holds nothing has held nothing, as this run saw it at its
+    /// full saves (`save.rs`, `forget_departed`).
+    idle_since: std::collections::BTreeMap<MacAddr, Instant>,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: deadlines::Deadlines,
@@ -235,6 +238,7 @@ impl Control {
             unsaved: BTreeSet::new(),
             unsaved_clients: BTreeSet::new(),
             usage_marks: history::UsageMarks::default(),
+            idle_since: std::collections::BTreeMap::new(),
             deadlines: deadlines::Deadlines::default(),
             events,
             alerts,

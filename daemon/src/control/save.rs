@@ -46,7 +46,7 @@ impl Control {
     pub(super) fn save_all(&mut self) {
         let now = self.now();
         let (ended, records) = self.let_go_of_ended(now);
-        self.forget_departed(now);
+        self.forget_departed();
         let mut ids = std::mem::take(&mut self.unsaved);
         ids.extend(self.engine.running());
         self.unsaved_clients.clear();
@@ -150,28 +150,34 @@ impl Control {
             .collect()
     }
 
-    /// Forgets the clients that hold nothing and that the kernel has not seen for
-    /// [`FORGET_DEPARTED_AFTER`]: the daemon's memory and each full save then follow who is
-    /// around, not everyone who ever bought a session. What they used stays in the usage
-    /// history; one that comes back starts a new row.
-    fn forget_departed(&mut self, now: Now) {
-        let Ok(after) = chrono::TimeDelta::from_std(FORGET_DEPARTED_AFTER) else {
-            return;
-        };
-        let before = now.wall - after;
-        let departed: Vec<MacAddr> = self
+    /// Forgets the clients that hold nothing (no session, no voucher shared) and that the
+    /// kernel does not count now: at once one that never moved a byte, else once it has held
+    /// nothing for [`FORGET_DEPARTED_AFTER`] (as this run saw it: a restart starts the hour
+    /// again). The daemon's memory and each full save then follow who is around, not
+    /// everyone who ever bought a session; what they used stays in the usage history, and a
+    /// client that comes back starts a new row.
+    fn forget_departed(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<MacAddr> = self
             .engine
             .idle_clients()
             .filter(|mac| {
-                self.sharing.holder_of(*mac).is_none()
-                    && self.sharing.members_of(*mac).is_empty()
-                    && self.table.record(*mac).is_none_or(|record| {
-                        !record.in_kernel() && record.last_seen.is_none_or(|seen| seen < before)
-                    })
+                self.sharing.holder_of(*mac).is_none() && self.sharing.members_of(*mac).is_empty()
             })
             .collect();
-        for mac in departed {
-            self.engine.forget_client(mac);
+        let mut since = std::mem::take(&mut self.idle_since);
+        for mac in idle {
+            let idle_since = since.remove(&mac).unwrap_or(now);
+            let record = self.table.record(mac);
+            let departed = record.is_none_or(|record| {
+                !record.in_kernel()
+                    && (record.totals == crate::accounting::Totals::default()
+                        || now.duration_since(idle_since) >= FORGET_DEPARTED_AFTER)
+            });
+            if departed && self.engine.forget_client(mac) {
+                continue;
+            }
+            self.idle_since.insert(mac, idle_since);
         }
     }
 

@@ -128,9 +128,25 @@ impl Control {
                 .collect(),
             None => self.engine.sessions().map(|session| session.id).collect(),
         };
-        ids.into_iter()
+        let mut views: Vec<SessionView> = ids
+            .into_iter()
             .filter_map(|id| self.session_view(id, now))
-            .collect()
+            .collect();
+        // Let go of by the engine, not yet written as ended: the most recently ended, so
+        // after the held ones and before the file's history.
+        let mut pending = self.store.ended_pending();
+        pending.sort_by_key(|(session, _, at)| std::cmp::Reverse((*at, session.id)));
+        views.extend(
+            pending
+                .into_iter()
+                .filter(|(session, _, _)| mac.is_none_or(|mac| session.mac == mac))
+                .map(|(session, end, at)| SessionView {
+                    session,
+                    state: end.state(),
+                    ended_at: chrono::DateTime::from_timestamp(at, 0),
+                }),
+        );
+        views
     }
 
     pub(super) fn session_view(&self, id: SessionId, now: Now) -> Option<SessionView> {

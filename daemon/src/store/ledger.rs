@@ -145,6 +145,26 @@ impl Ledger {
         }
     }
 
+    /// The sessions that ended and whose ending is not on disk yet: how, and when (seconds
+    /// since 1970). A listing of the history shows them with the file's.
+    pub(super) fn ended_pending(&self) -> Vec<(StoredSession, SessionEnd, i64)> {
+        self.ended
+            .iter()
+            .filter_map(|(id, (end, at))| {
+                let (mac, data) = self.sessions.get(id)?;
+                Some((
+                    StoredSession {
+                        id: *id,
+                        mac: *mac,
+                        data: data.clone(),
+                    },
+                    *end,
+                    *at,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) fn session(&self, id: SessionId) -> Option<(MacAddr, SessionData)> {
         self.sessions.get(&id).cloned()
     }
@@ -571,6 +591,46 @@ mod tests {
             },
             0,
         )
+    }
+
+    #[test]
+    fn an_ended_session_is_pending_until_written_then_let_go_of() {
+        let mut ledger = empty();
+        let id = ledger.insert(mac(1), running(1)).expect("storable");
+        ledger.written(ledger.generation());
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        ledger.merge_changes(ChangeBatch {
+            sessions: vec![(id, running(2))],
+            clients: Vec::new(),
+            meta: meta(1),
+            usage: crate::store::usage::UsageBatch::default(),
+            ended: vec![Ended {
+                id,
+                end: SessionEnd::Expired,
+                at,
+            }],
+        });
+        let pending = ledger.ended_pending();
+        assert_eq!(pending.len(), 1, "listed while its ending is on its way");
+        assert_eq!(pending[0].0.data, running(2));
+        assert_eq!(
+            (pending[0].1, pending[0].2),
+            (SessionEnd::Expired, 1_800_000_000)
+        );
+        assert!(
+            ledger.loaded().sessions.is_empty(),
+            "a start would not load it"
+        );
+        let changes = ledger.changes(false);
+        assert_eq!(
+            changes.ended,
+            vec![(id, SessionEnd::Expired, 1_800_000_000)]
+        );
+        ledger.write_failed();
+        assert_eq!(ledger.ended_pending().len(), 1, "a failed write keeps it");
+        ledger.written(changes.generation);
+        assert!(ledger.ended_pending().is_empty());
+        assert_eq!(ledger.session(id), None, "let go of once written");
     }
 
     #[test]

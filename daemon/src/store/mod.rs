@@ -394,6 +394,12 @@ impl StoreHandle {
         self.inner.shared.lock().ledger.session(id)
     }
 
+    /// The sessions that ended and are not written as ended yet: how, and when (seconds).
+    #[must_use]
+    pub fn ended_pending(&self) -> Vec<(StoredSession, SessionEnd, i64)> {
+        self.inner.shared.lock().ledger.ended_pending()
+    }
+
     /// Marks the changes made so far, for [`saved`](Self::saved).
     #[must_use]
     pub fn ticket(&self) -> Ticket {

@@ -50,6 +50,13 @@ pub trait SessionStore: Send + Sync {
         None
     }
 
+    /// The sessions that ended and are not yet where the history is read from (written as
+    /// ended): how, and when (seconds since 1970). Listings show them beside that history, so
+    /// a session is listed while its ending is on its way.
+    fn ended_pending(&self) -> Vec<(super::StoredSession, super::SessionEnd, i64)> {
+        Vec::new()
+    }
+
     /// Forgets a session; `false` when there is none with that id.
     fn remove(&self, id: SessionId) -> Result<bool, StoreError>;
 
@@ -121,6 +128,10 @@ impl SessionStore for StoreHandle {
 
     fn history(&self) -> Option<History> {
         Some(Self::history(self))
+    }
+
+    fn ended_pending(&self) -> Vec<(super::StoredSession, super::SessionEnd, i64)> {
+        Self::ended_pending(self)
     }
 
     fn remove(&self, id: SessionId) -> Result<bool, StoreError> {
