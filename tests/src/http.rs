@@ -25,6 +25,15 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The value of header `name` (any case), trimmed; `None` if it was not sent.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
     /// The answer's JSON body, if it has one.
     #[must_use]
     pub fn json(&self) -> Option<serde_json::Value> {
@@ -38,13 +47,8 @@ pub fn listing(socket: &Path, target: &str) -> Result<(Vec<serde_json::Value>, u
     let answer = exchange(socket, &request("GET", target, &[], b""))?;
     ensure!(answer.status == 200, "{target}: {answer:?}");
     let total = answer
-        .headers
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("x-total-count")
-                .then(|| value.trim().parse().ok())?
-        })
+        .header("x-total-count")
+        .and_then(|value| value.parse().ok())
         .with_context(|| format!("{target}: X-Total-Count in {}", answer.headers))?;
     let rows = answer
         .json()

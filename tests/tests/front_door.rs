@@ -105,13 +105,8 @@ fn redirected_to(answer: &Answer, portal: &str) -> Result<()> {
         "not a redirect: {answer:?}"
     );
     let location = answer
-        .headers
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("location")
-                .then(|| value.trim().to_owned())
-        })
+        .header("location")
+        .map(str::to_owned)
         .context("no Location header")?;
     ensure!(
         location == portal,
