@@ -986,6 +986,64 @@ mod tests {
         assert_eq!(report.totals.get(""), Some(&Price(3_000)));
     }
 
+    #[tokio::test]
+    async fn an_ended_session_goes_one_second_past_the_cut_and_stays_at_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("sessions.db")).expect("opens");
+        let cut_secs = DAY - 30 * DAY_SECS;
+        let ids: Vec<_> = (1..=3)
+            .map(|n| store.insert(mac(n), running(n)).expect("inserts"))
+            .collect();
+        let ended = [(ids[0], cut_secs - 1), (ids[1], cut_secs)]
+            .into_iter()
+            .map(|(id, secs)| crate::store::Ended {
+                id,
+                end: crate::store::SessionEnd::Consumed,
+                at: at(secs),
+            })
+            .collect();
+        store
+            .save_changes(crate::store::ChangeBatch {
+                sessions: Vec::new(),
+                clients: Vec::new(),
+                meta: crate::store::tests::meta(1),
+                usage: UsageBatch::default(),
+                ended,
+            })
+            .expect("takes");
+        store
+            .save_batch(save(UsageBatch {
+                retention: Some(Retention {
+                    hourly_days: 2,
+                    daily_days: 30,
+                    now: at(DAY + 3 * HOUR_SECS),
+                }),
+                ..UsageBatch::default()
+            }))
+            .expect("takes");
+        store.sync().await.expect("saved");
+        let page = store
+            .history()
+            .ended_sessions(&crate::store::ended::EndedQuery {
+                limit: 10,
+                ..crate::store::ended::EndedQuery::default()
+            })
+            .expect("reads");
+        assert_eq!(
+            page.rows
+                .iter()
+                .map(|row| row.session.id)
+                .collect::<Vec<_>>(),
+            vec![ids[1]],
+            "ended at the cut: kept; a second before: gone"
+        );
+        assert_eq!(
+            store.load_all().sessions.len(),
+            1,
+            "the live one is never cut"
+        );
+    }
+
     #[test]
     fn prices_are_read_and_written_exactly() {
         for (text, milli, shown) in [
