@@ -38,14 +38,22 @@ use aya_ebpf::{
 };
 use gate::Verdict;
 use hotspotd_common::{
-    AddressOwner, Budget, ClientSlots, DnsFlow, EVENTS_BYTES, GardenPorts, IFB_BY_FILTER, IpKey,
-    LOCAL_TABLE_LEN, LocalTable, MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES,
-    MAX_LOCAL_ADDRS, MAX_SEEN, MacKey, TO_IFB_TAG, Usage, config_word, front_door, stat,
+    AddressOwner, Budget, CLIENT_INDEX_LEN, CLIENT_INDEX_PROBES, ClientSlots, DnsFlow,
+    EVENTS_BYTES, GardenPorts, IFB_BY_FILTER, INDEX_EMPTY, IndexEntry, IpKey, LOCAL_TABLE_LEN,
+    LocalTable, MAX_ADDRESSES, MAX_CLIENTS, MAX_DNS_REDIRECTS, MAX_GARDEN_ENTRIES, MAX_LOCAL_ADDRS,
+    MAX_SEEN, MacKey, TO_IFB_TAG, Usage, config_word, front_door, index_home, index_info,
+    index_key, local_filter_v4, local_filter_v6, stat,
 };
 use packet::{Direction, Frame, FrameKind};
 
 #[map(name = "CLIENTS")]
 static CLIENTS: HashMap<MacKey, ClientSlots> = HashMap::pinned(MAX_CLIENTS, 0);
+
+#[map(name = "CLIENT_INDEX")]
+static CLIENT_INDEX: Array<IndexEntry> = Array::pinned(CLIENT_INDEX_LEN, 0);
+
+#[map(name = "CLIENT_INDEX_INFO")]
+static CLIENT_INDEX_INFO: Array<u64> = Array::pinned(index_info::COUNT, 0);
 
 #[map(name = "USAGE")]
 static USAGE: PerCpuArray<Usage> = PerCpuArray::pinned(MAX_CLIENTS, 0);
@@ -415,13 +423,17 @@ fn local_table() -> Option<&'static LocalTable> {
     LOCAL_TABLE.get(slot)
 }
 
-/// Whether the IPv4 address is the box's: the inline table first, the hash map only when the
-/// box has more addresses than the table holds (a hash lookup costs ~35 ns per packet).
+/// Whether the IPv4 address is the box's: the table's filter first (most addresses are not,
+/// and one bit says so), then the inline table, the hash map only when the box has more
+/// addresses than the table holds (a hash lookup costs ~35 ns per packet).
 #[inline(always)]
 pub(crate) fn is_local_v4(addr: [u8; 4]) -> bool {
     let Some(table) = local_table() else {
         return false;
     };
+    if table.filter != 0 && table.filter & local_filter_v4(addr) == 0 {
+        return false;
+    }
     for i in 0..LOCAL_TABLE_LEN {
         if i as u32 >= table.v4_count {
             break;
@@ -440,6 +452,9 @@ pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
     let Some(table) = local_table() else {
         return false;
     };
+    if table.filter != 0 && table.filter & local_filter_v6(addr) == 0 {
+        return false;
+    }
     for i in 0..LOCAL_TABLE_LEN {
         if i as u32 >= table.v6_count {
             break;
@@ -452,11 +467,36 @@ pub(crate) fn is_local_v6(addr: &[u8; 16]) -> bool {
     table.overflow != 0 && unsafe { LOCAL_ADDRS.get(IpKey::from_v6(*addr)).is_some() }
 }
 
-/// The client's slots, if the daemon keeps room for it.
+/// The client's slots, if the daemon keeps room for it: found in `CLIENT_INDEX`, walking
+/// from the client's home entry until its key or an empty entry; in `CLIENTS` only when the
+/// index lacks some client.
 #[inline(always)]
 fn slots_of(client: &MacKey) -> Option<ClientSlots> {
+    let key = index_key(client);
+    let multiplier = index_info_word(index_info::MULTIPLIER);
+    let home = index_home(key, multiplier);
+    for probe in 0..CLIENT_INDEX_PROBES {
+        let Some(entry) = CLIENT_INDEX.get((home + probe) & (CLIENT_INDEX_LEN - 1)) else {
+            break;
+        };
+        if entry.key == key {
+            return Some(entry.slots);
+        }
+        if entry.key == INDEX_EMPTY {
+            break;
+        }
+    }
+    if index_info_word(index_info::UNINDEXED) == 0 {
+        return None;
+    }
     // SAFETY: a lookup whose value is copied out at once; the daemon replaces entries whole.
     unsafe { CLIENTS.get(client).copied() }
+}
+
+/// A word of `CLIENT_INDEX_INFO` (0 if unset).
+#[inline(always)]
+fn index_info_word(index: u32) -> u64 {
+    CLIENT_INDEX_INFO.get(index).copied().unwrap_or(0)
 }
 
 /// Adds the packet to the client's counters; returns whether it is the client's first packet

@@ -2,7 +2,8 @@
 //! in `CLIENTS` names its counters (a slot of `USAGE`), the budget it draws on (a slot of
 //! `BUDGETS`, shared by the devices of one voucher) and its HTB classes, so a packet needs one
 //! lookup by MAC. [`ClientTable`] hands out the slots and mirrors `CLIENTS`, which only the
-//! daemon writes. Side effects: writes `CLIENTS`, `USAGE` (zeroing a slot before it is given
+//! daemon writes, and keeps `CLIENT_INDEX` (the programs' way to the same entries, see
+//! `client_index.rs`) in step with it. Side effects: writes `CLIENTS`, `USAGE` (zeroing a slot before it is given
 //! out) and `BUDGETS`.
 //!
 //! A slot given back is not reused at once: a program that looked the client up just before
@@ -23,7 +24,7 @@ use hotspotd_common::{
     NO_BUDGET, Usage,
 };
 
-use super::{BpfError, typed_map, typed_map_mut};
+use super::{BpfError, client_index::ClientIndex, typed_map, typed_map_mut};
 
 /// How long a slot given back waits before it is handed out again.
 pub const QUARANTINE: Duration = Duration::from_secs(1);
@@ -80,11 +81,24 @@ pub struct ClientTable {
     budget_users: HashMap<u32, u32>,
     counters: SlotPool,
     budgets: SlotPool,
+    /// The programs' index of `clients`; `None` in a table that only reads
+    /// ([`ClientTable::read_only`]).
+    index: Option<ClientIndex>,
 }
 
 impl ClientTable {
-    /// The table as the pinned `CLIENTS` holds it.
-    pub fn load(ebpf: &Ebpf) -> Result<Self, BpfError> {
+    /// The table as the pinned `CLIENTS` holds it, with `CLIENT_INDEX` made to hold the same
+    /// clients (what a previous run left there is reused): the table that writes, which
+    /// must be loaded before the programs are attached, since they find clients through the
+    /// index.
+    pub fn load(ebpf: &mut Ebpf) -> Result<Self, BpfError> {
+        let mut table = Self::read_only(ebpf)?;
+        table.index = Some(ClientIndex::load(ebpf, &table.clients)?);
+        Ok(table)
+    }
+
+    /// The table as the pinned `CLIENTS` holds it, for reading only: it keeps no index.
+    pub fn read_only(ebpf: &Ebpf) -> Result<Self, BpfError> {
         let map: BpfHashMap<&MapData, MacKey, ClientSlots> = typed_map(ebpf, MAP_CLIENTS)?;
         // An entry removed between the key walk and its lookup is simply skipped; only the
         // daemon removes entries, and it is not running another table.
@@ -100,6 +114,7 @@ impl ClientTable {
             budgets: SlotPool::new(&budgets),
             clients,
             budget_users,
+            index: None,
         })
     }
 
@@ -118,7 +133,17 @@ impl ClientTable {
             };
             write_client(ebpf, client, slots).map(|()| slots)
         });
-        match zeroed {
+        let indexed = zeroed.and_then(|slots| match &mut self.index {
+            Some(index) => index
+                .insert(ebpf, client, slots)
+                .map(|()| slots)
+                .inspect_err(|_| {
+                    // Not found by the programs, so not kept: the next try starts over.
+                    let _ = remove_client(ebpf, client);
+                }),
+            None => Ok(slots),
+        });
+        match indexed {
             Ok(slots) => {
                 self.clients.insert(client, slots);
                 Ok(())
@@ -137,19 +162,11 @@ impl ClientTable {
         let Some(slots) = self.clients.get(&client).copied() else {
             return Ok(());
         };
-        let mut map: BpfHashMap<&mut MapData, MacKey, ClientSlots> =
-            typed_map_mut(ebpf, MAP_CLIENTS)?;
-        match map.remove(&client) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(MapError::SyscallError(error))
-                if error.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(source) => {
-                return Err(BpfError::Map {
-                    name: MAP_CLIENTS,
-                    source,
-                });
-            }
+        // The programs stop finding it first; the list follows.
+        if let Some(index) = &mut self.index {
+            index.remove(ebpf, client)?;
         }
+        remove_client(ebpf, client)?;
         let now = Instant::now();
         self.clients.remove(&client);
         self.counters.give_back(slots.counters, now);
@@ -254,6 +271,9 @@ impl ClientTable {
             class_up,
         };
         write_client(ebpf, client, slots)?;
+        if let Some(index) = &mut self.index {
+            index.update(ebpf, client, slots)?;
+        }
         self.clients.insert(client, slots);
         if before.budget != budget {
             self.drop_budget_user(before.budget, Instant::now());
@@ -283,6 +303,22 @@ fn write_client(ebpf: &mut Ebpf, client: MacKey, slots: ClientSlots) -> Result<(
             name: MAP_CLIENTS,
             source,
         })
+}
+
+fn remove_client(ebpf: &mut Ebpf, client: MacKey) -> Result<(), BpfError> {
+    let mut map: BpfHashMap<&mut MapData, MacKey, ClientSlots> = typed_map_mut(ebpf, MAP_CLIENTS)?;
+    match map.remove(&client) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(error))
+            if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(BpfError::Map {
+            name: MAP_CLIENTS,
+            source,
+        }),
+    }
 }
 
 fn write_budget(ebpf: &mut Ebpf, slot: u32, budget: Budget) -> Result<(), BpfError> {

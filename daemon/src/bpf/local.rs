@@ -10,7 +10,7 @@ use aya::{
 };
 use hotspotd_common::{
     IpKey, LOCAL_ADDR_PRESENT, LOCAL_SERVICES_LEN, LOCAL_TABLE_LEN, LocalTable, MAP_CONFIG,
-    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, config_word, local_service,
+    MAP_LOCAL_ADDRS, MAP_LOCAL_TABLE, config_word, local_filter_v4, local_filter_v6, local_service,
 };
 
 /// The box's free client services as the programs hold them: TCP and UDP ports, and whether
@@ -139,6 +139,11 @@ fn local_table(addrs: &BTreeSet<IpKey>, services: &LocalServices) -> LocalTable 
     table.v4_count = fits(v4.len());
     table.v6_count = fits(v6.len());
     table.overflow = u32::from(v4.len() > LOCAL_TABLE_LEN || v6.len() > LOCAL_TABLE_LEN);
+    table.filter = v4
+        .iter()
+        .map(|addr| local_filter_v4(*addr))
+        .fold(0, |a, b| a | b)
+        | v6.iter().map(local_filter_v6).fold(0, |a, b| a | b);
     for (slot, (protocol, port)) in table.services.iter_mut().zip(&services.ports) {
         *slot = local_service(*protocol, *port);
     }
@@ -161,6 +166,34 @@ mod tests {
             .iter()
             .map(|addr| ip_key(addr.parse().expect("valid address")))
             .collect()
+    }
+
+    #[test]
+    fn the_filter_has_every_address_of_the_box_and_lets_most_others_skip_the_walk() {
+        let mut addrs: Vec<String> = (1..=40).map(|n| format!("10.1.{n}.1")).collect();
+        addrs.extend((1..=40).map(|n| format!("2001:db8:{n:x}::1")));
+        let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let table = local_table(&keys(&refs), &LocalServices::default());
+        assert_eq!(table.overflow, 1, "more than the table holds");
+        for key in keys(&refs) {
+            let bit = match std::net::Ipv6Addr::from(key.addr).to_ipv4_mapped() {
+                Some(v4) => local_filter_v4(v4.octets()),
+                None => local_filter_v6(&key.addr),
+            };
+            assert_ne!(table.filter & bit, 0, "{key:?} (beyond the table too)");
+        }
+        let few = local_table(
+            &keys(&["192.168.50.1", "198.51.100.2", "fe80::1", "2001:db8:50::1"]),
+            &LocalServices::default(),
+        );
+        assert!(few.filter.count_ones() <= 4);
+        let skipped = (0..=255u8)
+            .filter(|n| few.filter & local_filter_v4([203, 0, 113, *n]) == 0)
+            .count();
+        assert!(
+            skipped > 200,
+            "only {skipped} of 256 other addresses skip the walk"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::config::WalledGardenEntry;
 
 mod addresses;
 mod batch;
+mod client_index;
 mod clients;
 mod garden;
 mod gate;
@@ -191,7 +192,7 @@ impl Kernel {
                 .map_err(|source| BpfError::Program { name, source })?;
         }
         fill_front_door(&mut ebpf)?;
-        let clients = ClientTable::load(&ebpf)?;
+        let clients = ClientTable::load(&mut ebpf)?;
         Ok(Self {
             ebpf,
             base_dir: base_dir.to_owned(),
@@ -216,7 +217,7 @@ impl Kernel {
                 name: CLOCK_PROBE,
                 source,
             })?;
-        let clients = ClientTable::load(&ebpf)?;
+        let clients = ClientTable::read_only(&ebpf)?;
         Ok(KernelReader(Self {
             ebpf,
             base_dir: base_dir.to_owned(),

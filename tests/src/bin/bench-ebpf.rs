@@ -171,7 +171,7 @@ fn main() -> anyhow::Result<()> {
     let down_frame = ethernet(client, GATEWAY, &[], ETH_P_IPV4, &down);
 
     let mut rows = Vec::new();
-    let mut table = hotspotd::bpf::ClientTable::load(&ebpf).context("read CLIENTS")?;
+    let mut table = hotspotd::bpf::ClientTable::load(&mut ebpf).context("read CLIENTS")?;
     let mut clients_inserted = 0;
     for clients in CLIENT_COUNTS {
         while clients_inserted < clients {

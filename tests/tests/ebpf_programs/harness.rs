@@ -18,9 +18,10 @@ use aya::{
 };
 use hotspotd::{bpf::EBPF_OBJECT, config::WalledGardenEntry};
 use hotspotd_common::{
-    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IpKey, MAP_ADDRESSES, MAP_BOX_RESOLVER,
-    MAP_CLIENTS, MAP_CLOCK, MAP_CONFIG, MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey,
-    NO_DEADLINE, PROGRAM_INGRESS_STEER, PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, stat,
+    AddressOwner, CLOCK_PROBE, GateEvent, Grant, IndexEntry, IpKey, MAP_ADDRESSES,
+    MAP_BOX_RESOLVER, MAP_CLIENT_INDEX, MAP_CLIENT_INDEX_INFO, MAP_CLIENTS, MAP_CLOCK, MAP_CONFIG,
+    MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, PROGRAM_INGRESS_STEER,
+    PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, index_info, stat,
 };
 use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
 
@@ -127,7 +128,70 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) fn load() -> Self {
-        let pins = PinDir::create();
+        Self::load_on(PinDir::create(), |_| {})
+    }
+
+    /// A harness whose client index hashes every MAC to the same home entry (multiplier 1),
+    /// so its window is full after `CLIENT_INDEX_PROBES` clients: the case a random
+    /// multiplier makes too rare to meet by chance.
+    pub(crate) fn load_colliding() -> Self {
+        Self::load_on(PinDir::create(), |ebpf| {
+            let mut info: Array<_, u64> = Array::try_from(
+                ebpf.map_mut(MAP_CLIENT_INDEX_INFO)
+                    .expect("CLIENT_INDEX_INFO map"),
+            )
+            .expect("an array");
+            info.set(index_info::MULTIPLIER, 1, 0)
+                .expect("set the multiplier");
+        })
+    }
+
+    /// The same pinned maps loaded again, as a restarted daemon loads them; `before_table`
+    /// may change them first, as a crash or an older release could have left them.
+    pub(crate) fn reload(self, before_table: impl FnOnce(&mut Ebpf)) -> Self {
+        let Self {
+            ebpf,
+            clients,
+            local_addrs,
+            local_services,
+            _pins: pins,
+        } = self;
+        drop(clients);
+        drop(ebpf);
+        let mut harness = Self::load_on(pins, before_table);
+        harness.local_addrs = local_addrs;
+        harness.local_services = local_services;
+        harness
+    }
+
+    /// Writes `entry` at `position` of `CLIENT_INDEX`, behind the daemon's back.
+    pub(crate) fn write_index_entry(ebpf: &mut Ebpf, position: u32, entry: IndexEntry) {
+        let mut index: Array<_, IndexEntry> =
+            Array::try_from(ebpf.map_mut(MAP_CLIENT_INDEX).expect("CLIENT_INDEX map"))
+                .expect("an array");
+        index.set(position, entry, 0).expect("write an index entry");
+    }
+
+    /// Entry `position` of `CLIENT_INDEX`.
+    pub(crate) fn index_entry(&self, position: u32) -> IndexEntry {
+        let index: Array<_, IndexEntry> =
+            Array::try_from(self.ebpf.map(MAP_CLIENT_INDEX).expect("CLIENT_INDEX map"))
+                .expect("an array");
+        index.get(&position, 0).expect("read an index entry")
+    }
+
+    /// Word `word` of `CLIENT_INDEX_INFO`.
+    pub(crate) fn index_info(&self, word: u32) -> u64 {
+        let info: Array<_, u64> = Array::try_from(
+            self.ebpf
+                .map(MAP_CLIENT_INDEX_INFO)
+                .expect("CLIENT_INDEX_INFO map"),
+        )
+        .expect("an array");
+        info.get(&word, 0).expect("read CLIENT_INDEX_INFO")
+    }
+
+    fn load_on(pins: PinDir, before_table: impl FnOnce(&mut Ebpf)) -> Self {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pins.path)
             .load(EBPF_OBJECT)
@@ -147,7 +211,8 @@ impl Harness {
             classifier.load().expect("the verifier accepts the program");
         }
         hotspotd::bpf::fill_front_door(&mut ebpf).expect("the front door's program in its map");
-        let clients = hotspotd::bpf::ClientTable::load(&ebpf).expect("read CLIENTS");
+        before_table(&mut ebpf);
+        let clients = hotspotd::bpf::ClientTable::load(&mut ebpf).expect("read CLIENTS");
         Self {
             ebpf,
             clients,

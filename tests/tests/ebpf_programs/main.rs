@@ -9,6 +9,7 @@
 
 mod accounting;
 mod batch;
+mod client_index;
 mod front_door;
 mod fuzz;
 mod garden;
