@@ -252,6 +252,12 @@ impl ClientIndex {
         self.empty_behind(ebpf, position)
     }
 
+    /// How many clients the index has no entry for.
+    #[must_use]
+    pub fn unindexed_count(&self) -> usize {
+        self.unindexed.len()
+    }
+
     /// Empties the vacated entries at and behind `position` that no walk needs.
     fn empty_behind(&mut self, ebpf: &mut Ebpf, position: u32) -> Result<(), BpfError> {
         for emptied in self.probes.emptiable(position) {

@@ -242,6 +242,12 @@ impl ClientTable {
         self.clients.get(&client).copied()
     }
 
+    /// How many clients the index has no entry for (see `client_index.rs`).
+    #[must_use]
+    pub fn unindexed_count(&self) -> usize {
+        self.index.as_ref().map_or(0, ClientIndex::unindexed_count)
+    }
+
     /// How many clients have a grant.
     #[must_use]
     pub fn grant_count(&self) -> usize {

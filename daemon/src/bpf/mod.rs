@@ -653,6 +653,12 @@ impl Kernel {
         self.clients.grant_count()
     }
 
+    /// How many clients the programs look up in `CLIENTS` (their index window is full).
+    #[must_use]
+    pub fn unindexed_clients(&self) -> usize {
+        self.clients.unindexed_count()
+    }
+
     /// Makes the walled garden exactly `entries`.
     pub fn set_walled_garden(&mut self, entries: &[WalledGardenEntry]) -> Result<(), BpfError> {
         gate::set_walled_garden(&mut self.ebpf, entries)

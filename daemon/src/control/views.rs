@@ -186,6 +186,7 @@ impl Control {
             trials: self.trial_counts(),
             garden: self.garden_view(),
             spare_classes: self.shaper.spare_classes(),
+            unindexed_clients: self.kernel.unindexed_clients(),
         }
     }
 

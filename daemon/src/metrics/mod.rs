@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub garden: crate::garden::GardenView,
     /// HTB classes made and parked for the next clients (`shaping/pool.rs`).
     pub spare_classes: usize,
+    /// Clients the programs look up in `CLIENTS` because their window of the client index
+    /// is full (`bpf/client_index.rs`).
+    pub unindexed_clients: usize,
 }
 
 /// Free trials (docs/trials.md).
@@ -92,6 +95,19 @@ pub fn render(snapshot: &Snapshot) -> String {
         "HTB class pairs made and parked for the next clients: a sale takes one by a class change instead of making one.",
     );
     sample(&mut out, name, &[], as_f64(snapshot.spare_classes as u64));
+    let name = "hotspotd_unindexed_clients";
+    metric(
+        &mut out,
+        name,
+        "gauge",
+        "Clients whose window of the kernel's client index is full: their packets are looked up in CLIENTS, slower, still exact. 0 in practice.",
+    );
+    sample(
+        &mut out,
+        name,
+        &[],
+        as_f64(snapshot.unindexed_clients as u64),
+    );
     garden(&mut out, &snapshot.garden);
     out
 }
@@ -599,6 +615,7 @@ mod tests {
                 ..crate::garden::GardenView::default()
             },
             spare_classes: 64,
+            unindexed_clients: 2,
         }
     }
 
@@ -612,6 +629,7 @@ mod tests {
             Some(1_234.0)
         );
         assert_eq!(value("hotspotd_shaping_spare_classes"), Some(64.0));
+        assert_eq!(value("hotspotd_unindexed_clients"), Some(2.0));
         assert_eq!(
             value(r#"hotspotd_client_bytes_total{mac="02:00:00:00:00:01",kind="down"}"#),
             Some(5_000.0)
