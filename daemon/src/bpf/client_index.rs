@@ -15,7 +15,10 @@
 //! index and counted in `index_info::UNINDEXED`, which sends the programs' misses to
 //! `CLIENTS`: such a client is served, only at a hash map's cost.
 
-use std::os::fd::AsFd as _;
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::AsFd as _,
+};
 
 use aya::{
     Ebpf,
@@ -120,17 +123,14 @@ impl Probes {
 pub struct ClientIndex {
     probes: Probes,
     /// Clients of `CLIENTS` the index has no room for (`index_info::UNINDEXED`).
-    unindexed: std::collections::HashSet<MacKey>,
+    unindexed: HashSet<MacKey>,
 }
 
 impl ClientIndex {
     /// Makes the pinned index hold exactly `clients`, each with its slots, and returns its
     /// mirror. New maps get a random multiplier first; pinned ones keep theirs, so what a
     /// previous run wrote is reused and only what differs is written.
-    pub fn load<'a>(
-        ebpf: &mut Ebpf,
-        clients: impl IntoIterator<Item = (&'a MacKey, &'a ClientSlots)>,
-    ) -> Result<Self, BpfError> {
+    pub fn load(ebpf: &mut Ebpf, clients: &HashMap<MacKey, ClientSlots>) -> Result<Self, BpfError> {
         let mut info: Array<&mut MapData, u64> = typed_map_mut(ebpf, MAP_CLIENT_INDEX_INFO)?;
         let info_error = |source| BpfError::Map {
             name: MAP_CLIENT_INDEX_INFO,
@@ -144,47 +144,45 @@ impl ClientIndex {
             info.set(index_info::MULTIPLIER, multiplier, 0)
                 .map_err(info_error)?;
         }
-        let written = read_entries(ebpf)?;
         let mut index = Self {
             probes: Probes::empty(multiplier),
-            unindexed: std::collections::HashSet::new(),
+            unindexed: HashSet::new(),
         };
-        let wanted: std::collections::HashMap<u64, (MacKey, ClientSlots)> = clients
-            .into_iter()
-            .map(|(mac, slots)| (index_key(mac), (*mac, *slots)))
-            .collect();
-        // What a previous run wrote stays where a walk finds it, if it is still wanted as it
-        // is; anything else is vacated (a multiplier that was unset means every entry is).
-        let mut kept = std::collections::HashSet::new();
-        for (position, entry) in (0u32..).zip(&written) {
-            index.probes.keys[position as usize] = entry.key;
-            let keep = !fresh
-                && wanted.get(&entry.key).map(|(_, slots)| slots) == Some(&entry.slots)
-                && !kept.contains(&entry.key);
-            if keep {
-                kept.insert(entry.key);
-            } else if entry.key != INDEX_EMPTY && entry.key != INDEX_VACATED {
-                index.probes.keys[position as usize] = INDEX_VACATED;
-            }
-        }
-        for (position, entry) in (0u32..).zip(&written) {
+        // What a previous run wrote stays, if it is still wanted as it is; any other entry in
+        // use is vacated (every one, when the multiplier was unset). Read a batch at a time,
+        // into the mirror: nothing the size of the index is allocated and freed here (a
+        // freed block that large would raise the allocator's threshold for keeping memory).
+        let mut vacated = Vec::new();
+        read_entries(ebpf, |position, entry| {
+            let mac = mac_of(entry.key);
+            let wanted =
+                !fresh && index_key(&mac) == entry.key && clients.get(&mac) == Some(&entry.slots);
+            index.probes.keys[position as usize] = match entry.key {
+                INDEX_EMPTY | INDEX_VACATED => entry.key,
+                _ if wanted => entry.key,
+                _ => {
+                    vacated.push(position);
+                    INDEX_VACATED
+                }
+            };
+        })?;
+        // An entry a walk does not reach first goes too: a second one for a client, or one
+        // behind an empty entry.
+        for position in 0..CLIENT_INDEX_LEN {
             let key = index.probes.key(position);
-            if key != entry.key {
-                write_entry(ebpf, position, key, entry.slots)?;
-            }
-        }
-        // A kept entry a walk cannot reach (left behind an emptied entry) goes too.
-        for key in kept {
-            if index.probes.find(key).is_none()
-                && let Some(position) = index.probes.keys.iter().position(|k| *k == key)
+            if key != INDEX_EMPTY
+                && key != INDEX_VACATED
+                && index.probes.find(key) != Some(position)
             {
-                let position = u32::try_from(position).unwrap_or(0);
                 index.probes.keys[position as usize] = INDEX_VACATED;
-                write_entry(ebpf, position, INDEX_VACATED, ClientSlots::default())?;
+                vacated.push(position);
             }
         }
-        for (key, (mac, slots)) in &wanted {
-            if index.probes.find(*key).is_none() {
+        for position in vacated {
+            write_entry(ebpf, position, INDEX_VACATED, ClientSlots::default())?;
+        }
+        for (mac, slots) in clients {
+            if index.probes.find(index_key(mac)).is_none() {
                 index.insert(ebpf, *mac, *slots)?;
             }
         }
@@ -292,27 +290,37 @@ fn write_entry(
         })
 }
 
-/// Every entry of the pinned index, in order: in batches, else one by one.
-fn read_entries(ebpf: &Ebpf) -> Result<Vec<IndexEntry>, BpfError> {
+/// The MAC an index key names (whatever its tag says).
+fn mac_of(key: u64) -> MacKey {
+    let bytes = key.to_le_bytes();
+    MacKey::new([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]])
+}
+
+/// Calls `each` with every entry of the pinned index and its position: in batches, else one
+/// by one.
+fn read_entries(ebpf: &Ebpf, mut each: impl FnMut(u32, IndexEntry)) -> Result<(), BpfError> {
     let map = ebpf.map(MAP_CLIENT_INDEX).ok_or(BpfError::MissingMap {
         name: MAP_CLIENT_INDEX,
     })?;
-    let mut entries = vec![IndexEntry::default(); CLIENT_INDEX_LEN as usize];
     if let (Map::Array(data), Ok(mut reader)) = (map, BatchReader::new(READ_BATCH_ENTRIES, 1)) {
+        let mut seen = 0u32;
         let read = reader.read_first(
             data.fd().as_fd(),
             CLIENT_INDEX_LEN as usize,
             |position: &u32, values: &[IndexEntry]| {
-                if let (Some(entry), Some(value)) =
-                    (entries.get_mut(*position as usize), values.first())
+                if let Some(value) = values.first()
+                    && *position < CLIENT_INDEX_LEN
                 {
-                    *entry = *value;
+                    each(*position, *value);
+                    seen += 1;
                 }
             },
         );
         match read {
-            Ok(()) => return Ok(entries),
-            Err(BatchError::Unsupported) => {}
+            Ok(()) => return Ok(()),
+            // Nothing was read yet (the first call is the one a kernel without batches
+            // refuses), so reading one by one below sees every entry once.
+            Err(BatchError::Unsupported) if seen == 0 => {}
             Err(source) => {
                 return Err(BpfError::Batch {
                     name: MAP_CLIENT_INDEX,
@@ -326,13 +334,14 @@ fn read_entries(ebpf: &Ebpf) -> Result<Vec<IndexEntry>, BpfError> {
             name: MAP_CLIENT_INDEX,
             source,
         })?;
-    for (position, entry) in (0u32..).zip(entries.iter_mut()) {
-        *entry = map.get(&position, 0).map_err(|source| BpfError::Map {
+    for position in 0..CLIENT_INDEX_LEN {
+        let entry = map.get(&position, 0).map_err(|source| BpfError::Map {
             name: MAP_CLIENT_INDEX,
             source,
         })?;
+        each(position, entry);
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]
