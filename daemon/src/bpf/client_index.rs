@@ -203,8 +203,8 @@ impl ClientIndex {
         slots: ClientSlots,
     ) -> Result<(), BpfError> {
         let key = index_key(&client);
-        if let Some(position) = self.probes.find(key) {
-            return write_entry(ebpf, position, key, slots);
+        if self.probes.find(key).is_some() {
+            return self.update(ebpf, client, slots);
         }
         let Some(position) = self.probes.place(key) else {
             tracing::warn!(

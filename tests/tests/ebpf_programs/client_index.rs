@@ -7,11 +7,11 @@ use hotspotd_common::{
     CLIENT_INDEX_PROBES, ClientSlots, Grant, IndexEntry, MacKey, NO_DEADLINE, index_home,
     index_info, index_key,
 };
-use hotspotd_tests::frames::{ETH_P_IPV4, IPV4_HLEN, Mac, UDP_HLEN, client_mac, ethernet};
+use hotspotd_tests::frames::{Mac, client_mac};
 
 use crate::harness::{
-    CLIENT_V4, GATEWAY, Harness, Program, REMOTE_V4, TC_ACT_SHOT, TC_ACT_UNSPEC, counters, to_u64,
-    udp_v4,
+    Harness, Program, TC_ACT_SHOT, TC_ACT_UNSPEC, counters, to_u64, udp_download_to,
+    udp_upload_from,
 };
 
 const PACKET_LEN: usize = 100;
@@ -19,13 +19,11 @@ const PACKET_LEN: usize = 100;
 const PACKETS_IN_BUDGET: usize = 3;
 
 fn upload_from(client: Mac) -> Vec<u8> {
-    let packet = udp_v4(CLIENT_V4, REMOTE_V4, PACKET_LEN - IPV4_HLEN - UDP_HLEN);
-    ethernet(GATEWAY, client, &[], ETH_P_IPV4, &packet)
+    udp_upload_from(client, PACKET_LEN)
 }
 
 fn download_to(client: Mac) -> Vec<u8> {
-    let packet = udp_v4(REMOTE_V4, CLIENT_V4, PACKET_LEN - IPV4_HLEN - UDP_HLEN);
-    ethernet(client, GATEWAY, &[], ETH_P_IPV4, &packet)
+    udp_download_to(client, PACKET_LEN)
 }
 
 fn budget() -> Grant {

@@ -23,7 +23,9 @@ use hotspotd_common::{
     MAP_EVENTS, MAP_SEEN, MAP_STATS, MAP_USAGE, MacKey, NO_DEADLINE, PROGRAM_INGRESS_STEER,
     PROGRAM_INGRESS_TO_BOX, UNLIMITED_BYTES, Usage, index_info, stat,
 };
-use hotspotd_tests::frames::{ETH_HLEN, IPPROTO_UDP, Mac, ethernet, ipv4, ipv6, udp};
+use hotspotd_tests::frames::{
+    ETH_HLEN, ETH_P_IPV4, IPPROTO_UDP, IPV4_HLEN, Mac, UDP_HLEN, ethernet, ipv4, ipv6, udp,
+};
 
 /// The verdict on every frame the gate lets through: `TC_ACT_UNSPEC` (`TCX_NEXT`), "let whatever
 /// comes next decide".
@@ -681,6 +683,18 @@ pub(crate) fn billable_up(ip_bytes: usize, packets: u64) -> Usage {
 
 pub(crate) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).expect("usize fits u64")
+}
+
+/// A `packet_len`-byte UDP packet (IP header included) from `client` to the remote address.
+pub(crate) fn udp_upload_from(client: Mac, packet_len: usize) -> Vec<u8> {
+    let packet = udp_v4(CLIENT_V4, REMOTE_V4, packet_len - IPV4_HLEN - UDP_HLEN);
+    ethernet(GATEWAY, client, &[], ETH_P_IPV4, &packet)
+}
+
+/// A `packet_len`-byte UDP packet (IP header included) from the remote address to `client`.
+pub(crate) fn udp_download_to(client: Mac, packet_len: usize) -> Vec<u8> {
+    let packet = udp_v4(REMOTE_V4, CLIENT_V4, packet_len - IPV4_HLEN - UDP_HLEN);
+    ethernet(client, GATEWAY, &[], ETH_P_IPV4, &packet)
 }
 
 pub(crate) fn udp_v4(src: [u8; 4], dst: [u8; 4], payload_len: usize) -> Vec<u8> {
