@@ -3,8 +3,8 @@
 //! `BUDGETS`, shared by the devices of one voucher) and its HTB classes, so a packet needs one
 //! lookup by MAC. [`ClientTable`] hands out the slots and mirrors `CLIENTS`, which only the
 //! daemon writes, and keeps `CLIENT_INDEX` (the programs' way to the same entries, see
-//! `client_index.rs`) in step with it. Side effects: writes `CLIENTS`, `USAGE` (zeroing a slot before it is given
-//! out) and `BUDGETS`.
+//! `client_index.rs`) in step with it. Side effects: writes `CLIENTS`, `CLIENT_INDEX`, `USAGE`
+//! (zeroing a slot before it is given out) and `BUDGETS`.
 //!
 //! A slot given back is not reused at once: a program that looked the client up just before
 //! its entry changed may still count into the old slot or spend from the old budget. Programs
