@@ -267,6 +267,8 @@ fn global_speed_is_each_clients_limit_and_caps_their_sum() -> Result<()> {
     add(&daemon, own, &hour_at("20", "20"))?;
     let down = flows(&lan, &[(global, Way::Down), (own, Way::Down)])?;
     let up = flows(&lan, &[(global, Way::Up), (own, Way::Up)])?;
+    // The first client's limit is the global cap, the second's (20) is above it: what they
+    // share is split in proportion to those limits (docs/sessions.md), 8:20 down, 4:20 up.
     for (pair, cap, way) in [(&down, 8.0, "down"), (&up, 4.0, "up")] {
         let each: Vec<f64> = pair.iter().map(Flow::mbits).collect();
         let sum: f64 = each.iter().sum();
@@ -275,9 +277,23 @@ fn global_speed_is_each_clients_limit_and_caps_their_sum() -> Result<()> {
             sum <= (1.0 + TOLERANCE) * cap && sum >= (1.0 - TOLERANCE) * cap,
             "{way}: the clients' sum {sum:.3} Mbit/s is not the global {cap} Mbit/s ± 10 %"
         );
+        // Each one's share once the two TCP flows have found their rates (over the whole
+        // window, a slow start behind the other's full queue was seen to leave the smaller
+        // one 42 % of its share). Half its proportional share is the floor: starving it
+        // (the failure this guards against) gives far less.
+        let settled: Vec<f64> = pair
+            .iter()
+            .map(|flow| mbits_between(&flow.reads, flow.started + WARMUP, flow.started + MEASURE))
+            .collect();
+        let shares = [cap * cap / (cap + 20.0), cap * 20.0 / (cap + 20.0)];
+        eprintln!("settled {way}: {settled:.3?} Mbit/s, proportional shares {shares:.3?}");
         ensure!(
-            each.iter().all(|&mbits| mbits > 0.1 * cap),
-            "{way}: each client gets a share of the global cap: {each:?}"
+            settled
+                .iter()
+                .zip(shares)
+                .all(|(&mbits, share)| mbits >= 0.5 * share),
+            "{way}: each client gets at least half its share of the global cap once settled: \
+             {settled:.3?} Mbit/s of {shares:.3?}"
         );
         // Over time too: from the start to any second, the sum never ran above the cap
         // (beyond each flow's start allowance).
