@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-use crate::api::ErrorBody;
+use crate::views::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

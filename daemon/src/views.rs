@@ -247,7 +247,7 @@ pub struct NewSession {
     pub connect: bool,
     /// What it was sold for, in `sales.currency`: `"2.50"` or `2.5`, at most three decimals.
     #[serde(default)]
-    pub price: Option<crate::store::usage::Price>,
+    pub price: Option<crate::price::Price>,
 }
 
 fn default_provider() -> String {
@@ -332,7 +332,7 @@ pub struct NewVoucherBatch {
     pub valid_until: Option<String>,
     /// What each voucher's session is sold for, in `sales.currency`: `"2.50"` or `2.5`.
     #[serde(default)]
-    pub price: Option<crate::store::usage::Price>,
+    pub price: Option<crate::price::Price>,
 }
 
 fn one_device() -> u32 {

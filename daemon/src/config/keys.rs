@@ -124,8 +124,8 @@ pub(super) const PORTAL_TLS_PORT: IntKey = IntKey::between("portal.tls_port", 1,
 /// At least 40 bits of randomness; at most what the portal's form takes.
 pub(super) const VOUCHER_CODE_LENGTH: IntKey = IntKey::between(
     "vouchers.code_length",
-    crate::vouchers::MIN_CODE_LENGTH as u64,
-    crate::vouchers::MAX_CODE_LENGTH as u64,
+    crate::vouchers::code::MIN_CODE_LENGTH as u64,
+    crate::vouchers::code::MAX_CODE_LENGTH as u64,
 );
 
 /// A free trial of up to a day; 0: none.

@@ -18,6 +18,10 @@ use std::{
 use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
+use crate::sessions::engine::EngineConfig;
+
+/// Defined with the rules that follow it; a key of `[sessions]`.
+pub use crate::sessions::engine::QueueOrder;
 use keys::{
     BYTES_PER_MB, CLASSES_READY, DAILY_DAYS, EXEC_TIMEOUT_MS, GLOBAL_DOWN_MBITS, GLOBAL_UP_MBITS,
     HOURLY_DAYS, IDLE_PAUSE_SECS, KEYS, Key, Origins, POLL_INTERVAL_MS, PORTAL_LISTEN_PORT,
@@ -141,20 +145,6 @@ pub struct SessionsConfig {
     pub queue_order: QueueOrder,
     /// Pause a running session after this many seconds without traffic; 0 = never.
     pub idle_pause_secs: u64,
-}
-
-/// Which waiting session a client uses next.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueOrder {
-    #[default]
-    OldestFirst,
-    NewestFirst,
-}
-
-impl QueueOrder {
-    /// The names the configuration accepts, as serde spells them.
-    const NAMES: &[&str] = &["oldest_first", "newest_first"];
 }
 
 /// `[store]`: where sessions are saved.
@@ -316,7 +306,7 @@ pub struct VouchersConfig {
 impl Default for VouchersConfig {
     fn default() -> Self {
         Self {
-            code_length: crate::vouchers::DEFAULT_CODE_LENGTH as u64,
+            code_length: crate::vouchers::code::DEFAULT_CODE_LENGTH as u64,
         }
     }
 }
@@ -437,7 +427,7 @@ pub enum ConfigError {
     Tls {
         origin: String,
         #[source]
-        error: crate::portal::TlsFilesError,
+        error: crate::tls_files::TlsFilesError,
     },
     /// The `config` crate failed in a way the checks above did not foresee.
     #[error("{origin}")]
@@ -448,6 +438,19 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The session engine's part of the configuration.
+    #[must_use]
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            bytes_per_mb: self.accounting.bytes_per_mb,
+            queue_order: self.sessions.queue_order,
+            idle_pause: (self.sessions.idle_pause_secs > 0)
+                .then(|| Duration::from_secs(self.sessions.idle_pause_secs)),
+            global_down_mbits: self.speed.global_down_mbits,
+            global_up_mbits: self.speed.global_up_mbits,
+        }
+    }
+
     /// Loads the built-in defaults, then the file at `path` (which must exist) if given, then
     /// the `HOTSPOTD__SECTION__KEY` environment variables, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -837,9 +840,11 @@ impl Config {
             ));
         }
         // Last: it reads the two files, and every cheaper mistake is reported first.
-        crate::portal::tls::check(&self.portal).map_err(|error| ConfigError::Tls {
-            origin: origins.of(error.key()),
-            error,
+        crate::tls_files::check(&self.portal.tls_cert, &self.portal.tls_key).map_err(|error| {
+            ConfigError::Tls {
+                origin: origins.of(error.key()),
+                error,
+            }
         })?;
         Ok(())
     }

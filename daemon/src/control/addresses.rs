@@ -151,7 +151,7 @@ impl Control {
     /// session are forgotten (their counters restart when they come back), which is what a
     /// flood of made-up MACs costs. Paying clients are counted in `USAGE`, unaffected.
     pub(super) fn warn_if_seen_full(&mut self) {
-        let seen = crate::metrics::MapFill {
+        let seen = crate::telemetry::MapFill {
             map: "seen",
             entries: self.seen_entries,
             capacity: MAX_SEEN,

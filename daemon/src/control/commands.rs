@@ -89,7 +89,7 @@ pub enum Command {
         mac: MacAddr,
         data: SessionData,
         /// What it was sold for, for the sales (docs/usage.md).
-        price: Option<crate::store::usage::Price>,
+        price: Option<crate::price::Price>,
         connect: bool,
         reply: oneshot::Sender<Result<SessionView, CommandError>>,
     },
@@ -113,7 +113,7 @@ pub enum Command {
     /// clients are left out (not even looked at).
     Metrics {
         per_client: bool,
-        reply: oneshot::Sender<crate::metrics::Snapshot>,
+        reply: oneshot::Sender<crate::telemetry::Snapshot>,
     },
     /// The configuration the daemon runs with: the file as it was at start, with what
     /// reloads applied since.
@@ -343,7 +343,7 @@ impl Control {
         &mut self,
         mac: MacAddr,
         data: SessionData,
-        price: Option<crate::store::usage::Price>,
+        price: Option<crate::price::Price>,
         connect: bool,
     ) -> Result<SessionView, CommandError> {
         // Checked before it is stored, so a bad session leaves no row behind.

@@ -211,7 +211,7 @@ impl Control {
         } = parts;
         let desired = speed::desired(&config);
         let config_for_garden = Arc::clone(&config);
-        let engine = Engine::new(crate::sessions::engine::EngineConfig::from_config(&config));
+        let engine = Engine::new(config.engine());
         let neighbours = NeighbourReader::open()
             .map_err(|source| ControlError::Netlink(NetlinkError::Open(source)))?;
         let maps = reader::MapReaders {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{Control, speed};
-use crate::{config::Config, sessions::engine::EngineConfig};
+use crate::config::Config;
 
 impl Control {
     pub(super) async fn reload(&mut self, new: &Config) {
@@ -26,9 +26,7 @@ impl Control {
         }
         self.reconfigure_garden(&merged);
         let now = self.now();
-        let effects = self
-            .engine
-            .set_config(EngineConfig::from_config(&merged), now);
+        let effects = self.engine.set_config(merged.engine(), now);
         // The global caps: the trees' parent classes; clients at the global speed get grants
         // with the new rates among `effects`.
         let global = speed::global(&merged);

@@ -85,8 +85,8 @@ impl Control {
     }
 
     /// Trials granted since start, and devices the ledger holds: for `/metrics`.
-    pub(super) fn trial_counts(&self) -> crate::metrics::TrialCounts {
-        crate::metrics::TrialCounts {
+    pub(super) fn trial_counts(&self) -> crate::telemetry::TrialCounts {
+        crate::telemetry::TrialCounts {
             granted: self.trials.granted,
             ledger_entries: self.trials.ledger.len(),
         }

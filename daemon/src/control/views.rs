@@ -159,7 +159,11 @@ impl Control {
         })
     }
 
-    pub(super) fn metrics_snapshot(&self, now: Now, per_client: bool) -> crate::metrics::Snapshot {
+    pub(super) fn metrics_snapshot(
+        &self,
+        now: Now,
+        per_client: bool,
+    ) -> crate::telemetry::Snapshot {
         let mut by_state = std::collections::BTreeMap::new();
         for session in self.engine.sessions() {
             if let Some(state) = self.engine.state_of(session.id, now) {
@@ -168,7 +172,7 @@ impl Control {
             }
         }
         let storage = self.store.health();
-        crate::metrics::Snapshot {
+        crate::telemetry::Snapshot {
             clients: if per_client {
                 self.client_page(&ClientFilter::default()).clients
             } else {
@@ -191,8 +195,8 @@ impl Control {
     }
 
     /// How full each of the kernel's per-client maps was at the last poll.
-    pub(super) fn map_fill(&self) -> Vec<crate::metrics::MapFill> {
-        use crate::metrics::MapFill;
+    pub(super) fn map_fill(&self) -> Vec<crate::telemetry::MapFill> {
+        use crate::telemetry::MapFill;
         use hotspotd_common::{MAX_ADDRESSES, MAX_CLIENTS, MAX_SEEN};
         vec![
             MapFill {

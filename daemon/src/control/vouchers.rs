@@ -33,7 +33,7 @@ pub struct NewVouchers {
     pub count: u32,
     pub plan: SessionData,
     /// What each is sold for, in `sales.currency`.
-    pub price: Option<crate::store::usage::Price>,
+    pub price: Option<crate::price::Price>,
     pub max_devices: u32,
     pub valid_until: Option<DateTime<Utc>>,
 }
@@ -69,7 +69,7 @@ pub struct VoucherView {
     pub redeemed_at: Option<DateTime<Utc>>,
     /// What its session is sold for, in `sales.currency`; `null`: no price.
     #[serde(default)]
-    pub price: Option<crate::store::usage::Price>,
+    pub price: Option<crate::price::Price>,
 }
 
 /// Why a voucher command was refused; each message says what to change.

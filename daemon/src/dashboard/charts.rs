@@ -195,7 +195,7 @@ pub fn sales(totals: &[SalesTotal], since: DateTime<Utc>, now: DateTime<Utc>) ->
     }
     let brought: Vec<String> = money
         .iter()
-        .map(|(currency, milli)| format!("{} {currency}", crate::store::usage::Price(*milli)))
+        .map(|(currency, milli)| format!("{} {currency}", crate::price::Price(*milli)))
         .collect();
     let title = format!(
         "Sessions sold by day {} (UTC): {sold} sold{}",
@@ -388,7 +388,7 @@ mod tests {
         let totals = [SalesTotal {
             day: at("2026-12-04T00:00:00Z"),
             count: 3,
-            totals: [("EUR".to_owned(), crate::store::usage::Price(7_500))].into(),
+            totals: [("EUR".to_owned(), crate::price::Price(7_500))].into(),
         }];
         let svg = sales(&totals, since, now);
         assert_eq!(svg.matches("<g>").count(), 7);

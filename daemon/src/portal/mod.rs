@@ -32,11 +32,12 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::theme::{Theme, ThemeError};
+pub use crate::tls_files::TlsFilesError;
 pub use captive::CaptiveSource;
 pub use csrf::CsrfKey;
 pub use listen::{Port, PortalListenError};
 pub use pages::MAX_CODE_CHARS;
-pub use tls::{PortalTls, TlsFilesError};
+pub use tls::PortalTls;
 
 use crate::{config::Config, control::Commands};
 

@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::model::{
     ClientState, Effect, EndedSession, EngineConfig, EngineError, Event, Grant, Now, PauseReason,
-    RestoredClient, Session, SessionEnd, SessionId, SessionState,
+    QueueOrder, RestoredClient, Session, SessionEnd, SessionId, SessionState,
 };
 use self::state::{Client, End, Entry, Status, speed_mbits};
 use self::transitions::credit_running;

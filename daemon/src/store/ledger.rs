@@ -970,12 +970,7 @@ mod tests {
         assert!(ledger.remove(id));
         assert!(ledger.changes(false).sales.is_empty());
         let kept = ledger
-            .sell(
-                mac(2),
-                running(2),
-                Some(crate::store::usage::Price(1_500)),
-                "EUR",
-            )
+            .sell(mac(2), running(2), Some(crate::price::Price(1_500)), "EUR")
             .expect("storable");
         let taken = ledger.changes(false);
         assert_eq!(taken.sales.len(), 1);
@@ -985,7 +980,7 @@ mod tests {
                 taken.sales[0].price,
                 taken.sales[0].currency.as_str()
             ),
-            (kept, Some(crate::store::usage::Price(1_500)), "EUR")
+            (kept, Some(crate::price::Price(1_500)), "EUR")
         );
         ledger.written(taken.generation);
         assert!(ledger.changes(false).sales.is_empty(), "written once");

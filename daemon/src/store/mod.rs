@@ -41,8 +41,8 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use seam::{MemoryStore, SessionStore};
 pub use source::{SessionSource, SourceError, SqliteSession};
 
-/// A session's identity: its row id in the `sessions` table, never reused.
-pub type SessionId = i64;
+/// A session's identity (its row id in the `sessions` table), defined with the engine's rules.
+pub use crate::sessions::engine::SessionId;
 
 /// One session as stored: its id, the client it belongs to, its record — the engine's own
 /// type, so a session has one definition wherever it is.

@@ -181,7 +181,7 @@ fn read(row: &Row<'_>, path: &Path) -> Result<Voucher, StoreError> {
         price: price
             .map(|milli| {
                 (milli >= 0)
-                    .then_some(crate::store::usage::Price(milli))
+                    .then_some(crate::price::Price(milli))
                     .ok_or_else(|| bad("price_milli", &milli))
             })
             .transpose()?,

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{Config, QueueOrder},
     mac::MacAddr,
     sessions::data::{InvalidSession, SessionData},
 };
@@ -52,19 +51,18 @@ pub struct EngineConfig {
     pub global_up_mbits: u32,
 }
 
-impl EngineConfig {
-    /// The engine's part of the daemon's configuration.
-    #[must_use]
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            bytes_per_mb: config.accounting.bytes_per_mb,
-            queue_order: config.sessions.queue_order,
-            idle_pause: (config.sessions.idle_pause_secs > 0)
-                .then(|| Duration::from_secs(config.sessions.idle_pause_secs)),
-            global_down_mbits: config.speed.global_down_mbits,
-            global_up_mbits: config.speed.global_up_mbits,
-        }
-    }
+/// Which waiting session a client uses next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
+impl QueueOrder {
+    /// The names the configuration accepts, as serde spells them.
+    pub(crate) const NAMES: &[&str] = &["oldest_first", "newest_first"];
 }
 
 /// A session's state as `hotspotctl sessions` shows it.

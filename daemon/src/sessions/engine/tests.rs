@@ -7,7 +7,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::*;
 use crate::{
     clock::Step,
-    config::QueueOrder,
     sessions::data::{InvalidSession, SessionData, SessionType},
 };
 

@@ -4,11 +4,12 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use super::model::QueueOrder;
 use super::{
     Effect, Engine, Event, Grant, Now, PauseReason, Session, SessionId,
     state::{Client, End, Entry, Status, speed_mbits},
 };
-use crate::{config::QueueOrder, mac::MacAddr};
+use crate::mac::MacAddr;
 
 impl Engine {
     pub(super) fn status(&self, mac: MacAddr) -> Status {

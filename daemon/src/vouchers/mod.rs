@@ -1,9 +1,9 @@
-//! Vouchers: codes sold on paper that carry a session (docs/vouchers.md). What a code is (an
-//! alphabet without look-alikes, drawn from the OS's CSPRNG), how it is kept (an HMAC under a
-//! key that lives in its own file, not in the database, so a dump of the database alone
-//! redeems nothing), how what is typed is normalised, and a voucher's state. Side effects:
-//! [`VoucherKey::load_or_create`] reads, or creates (mode 0600), the key file; [`new_code`]
-//! reads /dev/urandom.
+//! Vouchers: codes sold on paper that carry a session (docs/vouchers.md). What a code is
+//! ([`code`]), how it is kept (an HMAC under a key that lives in its own file, not in the
+//! database, so a dump of the database alone redeems nothing), and a voucher's state. Side
+//! effects: [`VoucherKey::load_or_create`] reads, or creates (mode 0600), the key file.
+
+pub mod code;
 
 use std::{
     io::{Read as _, Write as _},
@@ -18,71 +18,23 @@ use sha2::Sha256;
 
 use crate::{
     mac::MacAddr,
+    sessions::engine::SessionId,
     sessions::{
         SessionData,
         engine::{SessionEnd, SessionState},
     },
-    store::SessionId,
+};
+
+pub use code::{
+    ALPHABET, DEFAULT_CODE_LENGTH, MAX_CODE_LENGTH, MIN_CODE_LENGTH, entropy_bits, new_code,
+    normalise,
 };
 
 /// A voucher's identity: never reused, shown by `hotspotctl vouchers` (codes are not kept).
 pub type VoucherId = i64;
 
-/// The characters of a code: digits and capitals without the look-alikes 0/O, 1/I/L.
-pub const ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-
-/// The shortest code allowed: 9 characters of [`ALPHABET`] are 44.6 bits, the least above 40.
-pub const MIN_CODE_LENGTH: usize = 9;
-/// The longest code allowed (what the portal's form takes).
-pub const MAX_CODE_LENGTH: usize = 32;
-/// The default length: 10 characters, 49.5 bits.
-pub const DEFAULT_CODE_LENGTH: usize = 10;
-
 /// The most vouchers one request creates.
 pub const MAX_BATCH: u32 = 10_000;
-
-/// Bits of randomness in a code of `length` characters.
-#[must_use]
-pub fn entropy_bits(length: usize) -> f64 {
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a code is at most 32 characters"
-    )]
-    let length = length as f64;
-    length * f64::from(u8::try_from(ALPHABET.len()).unwrap_or(u8::MAX)).log2()
-}
-
-/// A new code of `length` characters, each drawn uniformly from [`ALPHABET`] with bytes of
-/// /dev/urandom (a byte ≥ 248 is drawn again, so no character is likelier than another).
-pub fn new_code(length: usize) -> std::io::Result<String> {
-    let mut urandom = std::fs::File::open("/dev/urandom")?;
-    let mut code = String::with_capacity(length);
-    let mut bytes = [0_u8; 64];
-    while code.len() < length {
-        urandom.read_exact(&mut bytes)?;
-        for byte in bytes {
-            // 248 = 8 × 31: the bytes below it map onto the alphabet evenly.
-            if byte < 248 && code.len() < length {
-                code.push(char::from(ALPHABET[usize::from(byte) % ALPHABET.len()]));
-            }
-        }
-    }
-    Ok(code)
-}
-
-/// A code as typed, made comparable: case folded, spaces and dashes dropped (cards print codes
-/// in groups). `None` when anything else is left that no code holds.
-#[must_use]
-pub fn normalise(typed: &str) -> Option<String> {
-    let code: String = typed
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    let valid =
-        (1..=MAX_CODE_LENGTH).contains(&code.len()) && code.bytes().all(|c| ALPHABET.contains(&c));
-    valid.then_some(code)
-}
 
 /// The key codes are kept under: HMAC-SHA-256 of a code with it is what the database holds.
 #[derive(Clone)]
@@ -246,7 +198,7 @@ pub struct Voucher {
     pub created_at: DateTime<Utc>,
     pub redeemed_at: Option<DateTime<Utc>>,
     /// What its session is sold for (the sale's price, docs/usage.md); `None`: no price.
-    pub price: Option<crate::store::usage::Price>,
+    pub price: Option<crate::price::Price>,
     /// How its session ended, once it did: the session then leaves the daemon's memory (and
     /// later the database), the voucher's state stays.
     pub session_end: Option<crate::sessions::engine::SessionEnd>,
