@@ -4,7 +4,11 @@
 //! entries poisoned with group MACs (deleted by the reader, reported here), and `SEEN`
 //! filling up. Side effects: deletes `USAGE` entries, logs, sends events.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::Duration,
+};
 
 use hotspotd_common::{AddressOwner, IpKey, MAX_SEEN, MacKey, Usage};
 use tokio::time::Instant;
@@ -21,6 +25,22 @@ use crate::{
 
 /// How often one poisoned address is logged at most.
 const POISONED_LOG_EVERY: Duration = Duration::from_mins(10);
+
+/// What the box keeps of the LAN poll by poll.
+#[derive(Default)]
+pub(super) struct LanWatch {
+    /// Which MAC sends from each address, and the moves between MACs (`ADDRESSES`).
+    pub(super) addresses: crate::addresses::AddressBook,
+    /// Clients that had room in `USAGE` but no grant at the last poll: at this poll their
+    /// counters were read after their grant went, so their room can be given back.
+    pub(super) releasing: BTreeSet<MacAddr>,
+    /// When a poll last read `ADDRESSES` (see `ADDRESSES_EVERY`).
+    pub(super) addresses_read_at: Option<Instant>,
+    /// Once-only warnings: `SEEN` is full; each address whose neighbour entry was poisoned,
+    /// with when it was last logged.
+    pub(super) seen_full_logged: bool,
+    pub(super) poisoned_logged: BTreeMap<IpAddr, Instant>,
+}
 
 impl Control {
     /// Gives back the `USAGE` entries of clients that had no grant at the last poll either:
@@ -54,7 +74,7 @@ impl Control {
         });
         for key in unconnected {
             let mac = MacAddr::from(key);
-            if !self.releasing.contains(&mac) {
+            if !self.lan.releasing.contains(&mac) {
                 ungranted.insert(mac);
                 continue;
             }
@@ -63,7 +83,7 @@ impl Control {
                 ungranted.insert(mac);
             }
         }
-        self.releasing = ungranted;
+        self.lan.releasing = ungranted;
     }
 
     /// Takes a reading of `ADDRESSES`: the clients' addresses, and an event for each address
@@ -74,7 +94,7 @@ impl Control {
         clocks: Clocks,
         now: Now,
     ) {
-        let (mut pairs, moves) = self.addresses.update(readings, clocks);
+        let (mut pairs, moves) = self.lan.addresses.update(readings, clocks);
         self.table.set_addresses(&mut pairs);
         for change in moves {
             tracing::warn!(
@@ -111,13 +131,14 @@ impl Control {
     pub(super) fn report_poisoned(&mut self, poisoned: &[Poisoned]) {
         for entry in poisoned {
             let due = self
+                .lan
                 .poisoned_logged
                 .get(&entry.ip)
                 .is_none_or(|logged| logged.elapsed() >= POISONED_LOG_EVERY);
             if !due {
                 continue;
             }
-            self.poisoned_logged.insert(entry.ip, Instant::now());
+            self.lan.poisoned_logged.insert(entry.ip, Instant::now());
             let sender = self
                 .kernel
                 .address_owner(ip_key(entry.ip))
@@ -143,7 +164,8 @@ impl Control {
                 ),
             }
         }
-        self.poisoned_logged
+        self.lan
+            .poisoned_logged
             .retain(|_, logged| logged.elapsed() < POISONED_LOG_EVERY);
     }
 
@@ -153,16 +175,16 @@ impl Control {
     pub(super) fn warn_if_seen_full(&mut self) {
         let seen = crate::telemetry::MapFill {
             map: "seen",
-            entries: self.seen_entries,
+            entries: self.telemetry.seen_entries,
             capacity: MAX_SEEN,
         };
         let full = seen.is_full();
-        if full && !self.seen_full_logged {
+        if full && !self.lan.seen_full_logged {
             tracing::warn!(
                 capacity = MAX_SEEN,
                 "the kernel's table of clients without a session is full (a flood of MAC addresses?); the least recently seen are forgotten first, paying clients are not affected"
             );
         }
-        self.seen_full_logged = full;
+        self.lan.seen_full_logged = full;
     }
 }

@@ -32,7 +32,7 @@ impl Control {
             match effect {
                 Effect::Grant(grant) => {
                     let mac = grant.mac;
-                    self.unsaved_clients.insert(mac);
+                    self.saving.unsaved_clients.insert(mac);
                     match grant.run_for {
                         Some(run_for) => {
                             self.deadlines
@@ -67,14 +67,14 @@ impl Control {
                     }
                 }
                 Effect::Revoke { mac } => {
-                    self.unsaved_clients.insert(mac);
+                    self.saving.unsaved_clients.insert(mac);
                     self.deadlines.remove(mac);
                     if let Err(error) = self.kernel.remove_grant(mac.key()) {
                         tracing::error!(%mac, error = %crate::text::chain(&error), "cannot block the client");
                     }
                 }
                 Effect::Save(id) => {
-                    self.unsaved.insert(id);
+                    self.saving.unsaved_sessions.insert(id);
                 }
                 Effect::Event(event) => {
                     self.radius_event(&event, now);
@@ -97,36 +97,17 @@ impl Control {
     async fn shape(&mut self, effects: &[Effect]) {
         // Only the classes of these clients change: the shaper's work is in proportion to
         // them, not to every client (see `Shaper::apply_changed`).
-        let mut changed = std::collections::BTreeSet::new();
         for effect in effects {
             match effect {
                 Effect::Grant(grant) => {
-                    if let Some(classes) = self.classes.of(grant.mac) {
-                        let rates = speed::rates(grant.down_mbits, grant.up_mbits);
-                        if self.desired.clients.insert(classes.minor, rates) != Some(rates) {
-                            changed.insert(classes.minor);
-                        }
-                    }
+                    let rates = speed::rates(grant.down_mbits, grant.up_mbits);
+                    self.speed.run_at(grant.mac, rates);
                 }
-                Effect::Revoke { mac } => {
-                    if let Some(minor) = self.classes.release(*mac) {
-                        self.desired.clients.remove(&minor);
-                        changed.insert(minor);
-                    }
-                }
+                Effect::Revoke { mac } => self.speed.stop(*mac),
                 Effect::Save(_) | Effect::Event(_) => {}
             }
         }
-        if !changed.is_empty() {
-            self.sync_speed_of(&changed).await;
-        }
-    }
-
-    /// Hands the desired trees to the shaper after a change of the global rates. On failure
-    /// (a tree changed behind hotspotd's back, say) the trees are rebuilt at the next
-    /// interface check (`links.rs`), which logs once; what did go in stays.
-    pub(super) async fn sync_speed(&mut self) {
-        self.sync_speed_of(&std::collections::BTreeSet::new()).await;
+        self.speed.apply().await;
     }
 
     /// Takes a connected client's grant away and bills what it passed since the last poll,
@@ -250,7 +231,7 @@ impl Control {
             }
         };
         let mut kernel_grant = Grant::new(grant.session_id, bytes_left, deadline_jiffies);
-        if let Some(classes) = self.classes.of(grant.mac) {
+        if let Some(classes) = self.speed.classes_of(grant.mac) {
             kernel_grant.class_down = classes.down;
             kernel_grant.class_up = classes.up;
         }

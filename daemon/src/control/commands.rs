@@ -253,12 +253,12 @@ impl Control {
                 connect,
                 reply,
             } => {
-                self.client_count.set(None);
+                self.telemetry.clients_changed();
                 let result = self.add_session(mac, data, price, connect).await;
                 self.answer_once_saved(reply, result);
             }
             Command::RemoveSession { id, reply } => {
-                self.client_count.set(None);
+                self.telemetry.clients_changed();
                 let result = self.remove_session(id).await;
                 self.answer_once_saved(reply, result);
             }

@@ -176,17 +176,16 @@ impl Control {
         }
         let running = self.engine.running_session(holder).is_some()
             && self.engine.running_session(holder) == self.sharing.session_of(holder);
-        let speed = self.engine.speed_of(holder);
-        let mut changed = BTreeSet::new();
+        let rates = self
+            .engine
+            .speed_of(holder)
+            .map(|(down, up)| speed::rates(down, up));
         for member in members {
             if running {
-                let classes = self.classes.of(member);
-                if let (Some(classes), Some((down, up))) = (classes, speed) {
-                    let rates = speed::rates(down, up);
-                    if self.desired.clients.insert(classes.minor, rates) != Some(rates) {
-                        changed.insert(classes.minor);
-                    }
-                }
+                let classes = match rates {
+                    Some(rates) => self.speed.run_at(member, rates),
+                    None => self.speed.classes_of(member),
+                };
                 let (class_down, class_up) = classes.map_or((0, 0), |c| (c.down, c.up));
                 if let Err(error) =
                     self.kernel
@@ -195,12 +194,10 @@ impl Control {
                     tracing::error!(%member, %holder, error = %crate::text::chain(&error), "cannot let a device share its voucher");
                 }
             } else {
-                self.block_member(member, &mut changed);
+                self.block_member(member);
             }
         }
-        if !changed.is_empty() {
-            self.sync_speed_of(&changed).await;
-        }
+        self.speed.apply().await;
     }
 
     /// At a start, before the first speed change: the devices on vouchers' slots keep the
@@ -222,35 +219,27 @@ impl Control {
             ) else {
                 continue;
             };
-            if self.classes.adopt(member, grant.class_down, grant.class_up)
-                && let Some(classes) = self.classes.of(member)
-            {
-                self.desired
-                    .clients
-                    .insert(classes.minor, speed::rates(down, up));
-            }
+            self.speed.adopt(
+                member,
+                (grant.class_down, grant.class_up),
+                Some(speed::rates(down, up)),
+            );
         }
     }
 
     /// Takes a member's share of a grant away and frees its classes.
-    fn block_member(&mut self, member: MacAddr, changed: &mut BTreeSet<u16>) {
+    fn block_member(&mut self, member: MacAddr) {
         if let Err(error) = self.kernel.remove_grant(member.key()) {
             tracing::error!(%member, error = %crate::text::chain(&error), "cannot block a device of a voucher");
         }
-        if let Some(minor) = self.classes.release(member) {
-            self.desired.clients.remove(&minor);
-            changed.insert(minor);
-        }
+        self.speed.stop(member);
     }
 
     /// A device that no longer uses a voucher: blocked at once, what it passed since the
     /// last poll billed to the session it shared.
     pub(super) async fn drop_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
-        let mut changed = BTreeSet::new();
-        self.block_member(member, &mut changed);
-        if !changed.is_empty() {
-            self.sync_speed_of(&changed).await;
-        }
+        self.block_member(member);
+        self.speed.apply().await;
         self.bill_since_poll(member, holder, now).await;
     }
 }

@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 
-use super::{Control, speed};
-use crate::{
-    netlink::{self, LinkChanges},
-    shaping::Shaper,
-};
+use super::Control;
+use crate::netlink::{self, LinkChanges};
 
 /// How often the interfaces are checked besides on every link notification: the fallback
 /// for notifications lost to a full socket buffer. A LAN interface recreated by someone else
@@ -52,9 +49,6 @@ pub(super) async fn changed(changes: Option<&mut LinkChanges>) -> Option<()> {
 pub(super) struct LinkTrouble {
     /// The LAN interface is gone.
     pub lan_missing: bool,
-    /// The trees are not at the desired state (a change or a rebuild failed): rebuilt at
-    /// every check until it works.
-    pub shaping_broken: bool,
 }
 
 impl Control {
@@ -90,15 +84,15 @@ impl Control {
                 "the LAN interface is back; programs attached"
             );
         }
-        let ifb_gone =
-            nix::net::if_::if_nametoindex(ifb.as_str()).ok() != Some(self.shaper.ifb_ifindex());
-        if ifb_gone && !self.link_trouble.shaping_broken {
+        let ifb_gone = nix::net::if_::if_nametoindex(ifb.as_str()).ok()
+            != Some(self.speed.shaper().ifb_ifindex());
+        if ifb_gone && !self.speed.is_broken() {
             tracing::warn!(
                 ifb = %ifb,
                 "the IFB device was deleted behind hotspotd's back; recreating it"
             );
         }
-        if lan_recreated || ifb_gone || self.link_trouble.shaping_broken {
+        if lan_recreated || ifb_gone || self.speed.is_broken() {
             self.rebuild_shaping(&lan, &ifb).await;
         }
     }
@@ -115,7 +109,7 @@ impl Control {
             }
         };
         crate::bpf::ensure_clsact(lan);
-        if let Err(error) = self.shaper.route_uploads_to_ifb(program).await {
+        if let Err(error) = self.speed.shaper_mut().route_uploads_to_ifb(program).await {
             tracing::error!(error = %crate::text::chain(&error), "uploads are not shaped");
         }
     }
@@ -128,33 +122,25 @@ impl Control {
             tracing::error!(error = %crate::text::chain(&error), "cannot stop redirecting uploads to the old IFB");
         }
         let started = Instant::now();
-        let rebuilt = match Shaper::setup(lan, ifb, self.desired.global).await {
-            Ok(mut shaper) => shaper.apply(&self.desired).await.map(|()| shaper),
-            Err(error) => Err(error),
-        };
-        match rebuilt {
-            Ok(shaper) => {
-                self.shaper = shaper;
-                self.shaper
-                    .set_classes_ready(speed::classes_ready(&self.config));
+        let was_broken = self.speed.is_broken();
+        match self.speed.rebuild(lan, ifb, &self.config).await {
+            Ok(()) => {
                 self.route_uploads_to_ifb(lan).await;
-                if let Err(error) = self.kernel.set_ifb(self.shaper.ifb_ifindex()) {
+                if let Err(error) = self.kernel.set_ifb(self.speed.shaper().ifb_ifindex()) {
                     tracing::error!(error = %crate::text::chain(&error), "cannot redirect uploads to the new IFB");
                 }
-                self.link_trouble.shaping_broken = false;
                 tracing::info!(
                     interface = %lan,
                     ifb = %ifb,
-                    clients = self.desired.clients.len(),
+                    clients = self.speed.client_count(),
                     took_ms = started.elapsed().as_millis(),
                     "speed limits rebuilt"
                 );
             }
             Err(error) => {
-                if !self.link_trouble.shaping_broken {
+                if !was_broken {
                     tracing::error!(error = %crate::text::chain(&error), "cannot rebuild the speed limits; clients pass unshaped until it works, retrying every poll");
                 }
-                self.link_trouble.shaping_broken = true;
             }
         }
     }

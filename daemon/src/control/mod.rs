@@ -23,15 +23,12 @@ mod restore;
 mod resume;
 mod save;
 mod speed;
+mod telemetry;
 mod trials;
 mod views;
 mod vouchers;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -53,14 +50,14 @@ use hotspotd_common::Usage;
 use crate::{
     accounting::{ClientTable, Clocks, CounterMap},
     alerts::Alerts,
-    bpf::{BpfError, Kernel, KernelStats},
+    bpf::{BpfError, Kernel},
     clock::{Reading, Step, WallClock},
     config::Config,
     events::Events,
     mac::MacAddr,
     netlink::{NeighbourReader, Netlink, NetlinkError},
     sessions::engine::{Effect, Engine, Now, SessionId},
-    shaping::{Desired, Shaper},
+    shaping::Shaper,
     store::{SessionStore, StoreError},
 };
 
@@ -115,19 +112,8 @@ pub struct Control {
     /// Which pinned maps the counter baselines refer to (see `restore`).
     kernel_epoch: u64,
     boot_id: String,
-    kernel_stats: KernelStats,
-    last_poll: Duration,
-    /// When everything was last saved (see `save.rs`).
-    last_save: Instant,
-    /// Sessions whose state changed since the last save.
-    unsaved: BTreeSet<SessionId>,
-    /// Clients whose state or grant changed since the last save.
-    unsaved_clients: BTreeSet<MacAddr>,
-    /// Where each client's counts stood at its last save, for the usage history.
-    usage_marks: history::UsageMarks,
-    /// Since when each client that holds nothing has held nothing, as this run saw it at its
-    /// full saves (`save.rs`, `forget_departed`).
-    idle_since: std::collections::BTreeMap<MacAddr, Instant>,
+    /// What the store has not been given yet, and what the next save measures from.
+    saving: save::Saving,
     /// When each running session with a deadline ends: the task wakes then and chains to
     /// the next session before the kernel cuts the client off.
     deadlines: deadlines::Deadlines,
@@ -136,26 +122,10 @@ pub struct Control {
     /// What the watchers beside the sessions counted (MAC moves, refused API tokens,
     /// neighbour tables), shown with the metrics.
     alerts: Arc<Alerts>,
-    /// How many entries `USAGE`, `SEEN` and `ADDRESSES` held at the last poll: for
-    /// `/metrics` and `/v1/status`.
-    usage_entries: usize,
-    seen_entries: usize,
-    address_entries: usize,
-    /// Which MAC sends from each address, and the moves between MACs (`ADDRESSES`).
-    addresses: crate::addresses::AddressBook,
-    /// Clients that had room in `USAGE` but no grant at the last poll: at this poll their
-    /// counters were read after their grant went, so their room can be given back.
-    releasing: BTreeSet<MacAddr>,
-    /// Once-only warnings: `SEEN` is full; each address whose neighbour entry was poisoned,
-    /// with when it was last logged.
-    seen_full_logged: bool,
-    /// When a poll last read `ADDRESSES` (see [`ADDRESSES_EVERY`]).
-    addresses_read_at: Option<Instant>,
-    poisoned_logged: BTreeMap<std::net::IpAddr, Instant>,
-    /// Speed limits: the HTB trees, what they should hold, which client has which class.
-    shaper: Shaper,
-    desired: Desired,
-    classes: speed::Classes,
+    /// What the box keeps of the LAN poll by poll: addresses, counter room, warnings.
+    lan: addresses::LanWatch,
+    /// Speed limits: which client has which classes, what the trees should hold, the shaper.
+    speed: speed::SpeedPlan,
     /// What is wrong with the interfaces, as last checked (see `links.rs`).
     link_trouble: links::LinkTrouble,
     /// During the restore only: the running sessions whose grant the kernel still holds from
@@ -165,10 +135,6 @@ pub struct Control {
     held_grants: BTreeMap<MacAddr, SessionId>,
     /// The daemon's wall clock (see `crate::clock`); continued from the last save at restore.
     clock: WallClock,
-    /// How many clients `/v1/status` counts, once counted: forgotten by every poll and by
-    /// every command that adds or removes a session (nothing else adds or removes a client),
-    /// so a status request costs a count of every client at most once a poll.
-    client_count: std::cell::Cell<Option<usize>>,
     /// Reads the counters and the neighbour table for each poll, on a thread of its own.
     reader: reader::Reader,
     /// Where the reader's readings arrive; taken by `run`.
@@ -176,8 +142,8 @@ pub struct Control {
     /// A poll was asked for while a reading was in flight: one more follows it, so what
     /// asked (a gate event, a deadline) sees counters read after it.
     poll_again: bool,
-    /// Every poll's duration, for `/metrics` (every save's is the store's).
-    poll_durations: crate::histogram::Histogram,
+    /// What the polls measured, for `/metrics` and `/v1/status`.
+    telemetry: telemetry::Telemetry,
     /// Stored sessions not loaded at start because a value was out of range (`restore`).
     set_aside: Vec<crate::views::SetAsideView>,
     /// Every voucher, loaded at restore.
@@ -209,7 +175,6 @@ impl Control {
             shaper,
             voucher_key,
         } = parts;
-        let desired = speed::desired(&config);
         let config_for_garden = Arc::clone(&config);
         let engine = Engine::new(config.engine());
         let neighbours = NeighbourReader::open()
@@ -221,6 +186,7 @@ impl Control {
         };
         let (reader, readings) =
             reader::Reader::spawn(maps, neighbours).map_err(ControlError::ReaderThread)?;
+        let speed = speed::SpeedPlan::new(shaper, &config);
         let mut control = Self {
             config,
             kernel,
@@ -232,35 +198,19 @@ impl Control {
             hz,
             kernel_epoch: 0,
             boot_id: String::new(),
-            kernel_stats: KernelStats::default(),
-            last_poll: Duration::ZERO,
-            last_save: Instant::now(),
-            unsaved: BTreeSet::new(),
-            unsaved_clients: BTreeSet::new(),
-            usage_marks: history::UsageMarks::default(),
-            idle_since: std::collections::BTreeMap::new(),
+            saving: save::Saving::new(),
             deadlines: deadlines::Deadlines::default(),
             events,
             alerts,
-            usage_entries: 0,
-            seen_entries: 0,
-            address_entries: 0,
-            addresses: crate::addresses::AddressBook::default(),
-            releasing: BTreeSet::new(),
-            seen_full_logged: false,
-            addresses_read_at: None,
-            poisoned_logged: BTreeMap::new(),
-            shaper,
-            desired,
-            classes: speed::Classes::default(),
+            lan: addresses::LanWatch::default(),
+            speed,
             link_trouble: links::LinkTrouble::default(),
             held_grants: BTreeMap::new(),
             clock: WallClock::start(Reading::now(), None).0,
-            client_count: std::cell::Cell::new(None),
             reader,
             readings: Some(readings),
             poll_again: false,
-            poll_durations: crate::histogram::Histogram::default(),
+            telemetry: telemetry::Telemetry::default(),
             set_aside: Vec::new(),
             vouchers: vouchers::VoucherBook::new(voucher_key),
             sharing: devices::Sharing::default(),
@@ -303,7 +253,7 @@ impl Control {
         );
         for effect in effects {
             if let Effect::Save(id) = effect {
-                self.unsaved.insert(id);
+                self.saving.unsaved_sessions.insert(id);
             }
         }
     }
@@ -359,7 +309,8 @@ impl Control {
                 }
                 tick = ticks.tick() => {
                     self.expire_garden();
-                    self.shaper.tend_spares();
+                    self.speed.shaper_mut().tend_spares();
+                    self.reconcile_speeds().await;
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");
@@ -405,7 +356,7 @@ impl Control {
             }
         }
         self.save_all();
-        Ok((self.kernel, self.shaper))
+        Ok((self.kernel, self.speed.into_shaper()))
     }
 
     /// Asks the reader for a poll's reading; accounting follows when it arrives. One asked
@@ -423,10 +374,11 @@ impl Control {
     fn start_reading(&mut self) -> bool {
         let neighbours_of = (!self.link_trouble.lan_missing).then_some(self.lan_ifindex);
         let with_addresses = self
+            .lan
             .addresses_read_at
             .is_none_or(|read| read.elapsed() >= ADDRESSES_EVERY);
         if with_addresses {
-            self.addresses_read_at = Some(Instant::now());
+            self.lan.addresses_read_at = Some(Instant::now());
         }
         match self.reader.start(neighbours_of, with_addresses) {
             Ok(started) => started,
@@ -449,13 +401,14 @@ impl Control {
                 if let Err(error) = result {
                     tracing::warn!(error = %crate::text::chain(&error), "reading the kernel's counters failed; retrying next poll");
                 }
-                self.last_poll = counters.started.elapsed();
-                self.poll_durations.observe(self.last_poll);
+                self.telemetry.poll_took(counters.started.elapsed());
                 self.reader.recycle(reader::Read::Counters(counters));
                 if std::mem::take(&mut self.poll_again) {
                     self.poll();
                 }
-                if self.last_save.elapsed() >= self.config.save_interval() || self.has_unsaved() {
+                if self.saving.last_full.elapsed() >= self.config.save_interval()
+                    || self.has_unsaved()
+                {
                     self.save();
                 }
             }
@@ -476,9 +429,9 @@ impl Control {
         self.kernel
             .sync_box_addresses(&addrs, &self.config, self.lan_ifindex)?;
 
-        self.usage_entries = counters.usage.len();
-        self.seen_entries = counters.seen.len();
-        self.address_entries = counters.addresses.len();
+        self.telemetry.usage_entries = counters.usage.len();
+        self.telemetry.seen_entries = counters.seen.len();
+        self.telemetry.address_entries = counters.addresses.len();
         let now = self.now();
         let clocks = Clocks {
             jiffies: self.kernel.jiffies()?,
@@ -497,10 +450,10 @@ impl Control {
         let mut effects = self.engine.traffic_sorted(&traffic, now);
         let engine = &self.engine;
         if self.table.forget_gone(|mac| engine.client(mac).is_some()) > 0 {
-            self.client_count.set(None);
+            self.telemetry.clients_changed();
         }
         // The reading may have brought new clients.
-        self.client_count.set(None);
+        self.telemetry.clients_changed();
         effects.extend(self.engine.tick(now));
         self.apply(effects, now).await;
         self.radius_interims(now);
@@ -510,7 +463,7 @@ impl Control {
         }
         self.warn_if_seen_full();
 
-        self.kernel_stats = self.kernel.stats()?;
+        self.telemetry.kernel = self.kernel.stats()?;
         Ok(())
     }
 }

@@ -242,7 +242,7 @@ impl Control {
                     self.config.accounting.bytes_per_mb,
                     now.wall,
                 );
-                self.client_count.set(None);
+                self.telemetry.clients_changed();
                 match self.add_session(mac, plan, None, true).await {
                     Ok(sold) => {
                         tracing::info!(%mac, user, session = sold.session.id, "RADIUS login accepted");
@@ -398,7 +398,7 @@ impl Control {
         };
         let result = match kind {
             CoaKind::Disconnect => {
-                self.client_count.set(None);
+                self.telemetry.clients_changed();
                 self.remove_session(id).await.map_err(|error| {
                     tracing::warn!(session = id, error = %crate::text::chain(&error), "a Disconnect-Request could not end its session");
                     dict::ERROR_RESOURCES_UNAVAILABLE
@@ -433,7 +433,7 @@ impl Control {
             self.config.accounting.bytes_per_mb,
             now.wall,
         );
-        self.client_count.set(None);
+        self.telemetry.clients_changed();
         let sold = self
             .add_session(mac, plan, None, true)
             .await

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{Control, speed};
+use super::Control;
 use crate::config::Config;
 
 impl Control {
@@ -28,16 +28,10 @@ impl Control {
         let now = self.now();
         let effects = self.engine.set_config(merged.engine(), now);
         // The global caps: the trees' parent classes; clients at the global speed get grants
-        // with the new rates among `effects`.
-        let global = speed::global(&merged);
-        let global_changed = self.desired.global != global;
-        self.desired.global = global;
-        self.shaper.set_classes_ready(speed::classes_ready(&merged));
+        // with the new rates among `effects`, and the apply goes over every class.
+        self.speed.configure(&merged);
         self.config = Arc::new(merged);
         self.apply(effects, now).await;
-        if global_changed {
-            self.sync_speed().await;
-        }
         self.save();
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");

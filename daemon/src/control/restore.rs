@@ -56,7 +56,7 @@ impl Control {
         self.table
             .restore_totals(clients.iter().map(|client| (client.mac, client.totals)));
         // The history counted up to these totals in the previous run.
-        self.usage_marks.seed(
+        self.saving.usage_marks.seed(
             clients.iter().map(|client| (client.mac, client.totals)),
             now,
         );
@@ -111,7 +111,7 @@ impl Control {
         }
         self.apply(effects, now).await;
         self.held_grants.clear();
-        self.unsaved.extend(moved);
+        self.saving.unsaved_sessions.extend(moved);
 
         // Grants of clients the store does not know as running (a crash between a grant and
         // its save) would let them through for free.
@@ -249,8 +249,8 @@ impl Control {
             };
             if Some(grant.session_id) == client.session_id
                 && self
-                    .classes
-                    .adopt(client.mac, grant.class_down, grant.class_up)
+                    .speed
+                    .adopt(client.mac, (grant.class_down, grant.class_up), None)
             {
                 self.held_grants.insert(client.mac, grant.session_id);
             }

@@ -8,7 +8,7 @@
 //! stands for would lose that traffic's bill if the daemon then crashed. The store takes a
 //! save at once and writes it on its own thread. Side effects: hands saves to the store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::time::Instant;
 
@@ -26,11 +26,38 @@ use crate::{
 /// its lifetime totals (`hotspotctl clients`) outlive a short absence.
 const FORGET_DEPARTED_AFTER: std::time::Duration = std::time::Duration::from_hours(1);
 
+/// What the store has not been given yet, and what the next save measures from.
+pub(super) struct Saving {
+    /// When everything was last saved.
+    pub(super) last_full: Instant,
+    /// Sessions whose state changed since the last save.
+    pub(super) unsaved_sessions: BTreeSet<SessionId>,
+    /// Clients whose state or grant changed since the last save.
+    pub(super) unsaved_clients: BTreeSet<MacAddr>,
+    /// Where each client's counts stood at its last save, for the usage history.
+    pub(super) usage_marks: super::history::UsageMarks,
+    /// Since when each client that holds nothing has held nothing, as this run saw it at its
+    /// full saves ([`Control::forget_departed`]).
+    pub(super) idle_since: BTreeMap<MacAddr, Instant>,
+}
+
+impl Saving {
+    pub(super) fn new() -> Self {
+        Self {
+            last_full: Instant::now(),
+            unsaved_sessions: BTreeSet::new(),
+            unsaved_clients: BTreeSet::new(),
+            usage_marks: super::history::UsageMarks::default(),
+            idle_since: BTreeMap::new(),
+        }
+    }
+}
+
 impl Control {
     /// Saves what must be saved now: everything once the save interval has passed since the
     /// last full save, else what changed since the last save.
     pub(super) fn save(&mut self) {
-        if self.last_save.elapsed() >= self.config.save_interval() {
+        if self.saving.last_full.elapsed() >= self.config.save_interval() {
             self.save_all();
         } else {
             self.save_changes();
@@ -39,7 +66,7 @@ impl Control {
 
     /// Whether a change of state waits to be saved.
     pub(super) fn has_unsaved(&self) -> bool {
-        !self.unsaved.is_empty() || !self.unsaved_clients.is_empty()
+        !self.saving.unsaved_sessions.is_empty() || !self.saving.unsaved_clients.is_empty()
     }
 
     /// Saves every running session and every client, with what changed.
@@ -47,9 +74,9 @@ impl Control {
         let now = self.now();
         let (ended, records) = self.let_go_of_ended(now);
         self.forget_departed();
-        let mut ids = std::mem::take(&mut self.unsaved);
+        let mut ids = std::mem::take(&mut self.saving.unsaved_sessions);
         ids.extend(self.engine.running());
-        self.unsaved_clients.clear();
+        self.saving.unsaved_clients.clear();
         let mut clients: Vec<StoredClient> = self
             .engine
             .clients()
@@ -57,7 +84,10 @@ impl Control {
             .collect();
         let members: Vec<MacAddr> = self.sharing.members().collect();
         clients.extend(self.member_rows(&members, now));
-        let mut usage = self.usage_marks.take(self.every_client_seen(), now, true);
+        let mut usage = self
+            .saving
+            .usage_marks
+            .take(self.every_client_seen(), now, true);
         usage.retention = Some(super::history::retention(&self.config.history, now));
         let mut sessions = self.records(&ids);
         sessions.extend(records);
@@ -69,7 +99,7 @@ impl Control {
             ended,
         };
         taken(self.store.save_batch(batch));
-        self.last_save = Instant::now();
+        self.saving.last_full = Instant::now();
     }
 
     /// Saves the sessions whose state changed and the clients whose state or grant changed,
@@ -79,8 +109,8 @@ impl Control {
             return;
         }
         let now = self.now();
-        let mut ids = std::mem::take(&mut self.unsaved);
-        let mut macs: BTreeSet<MacAddr> = std::mem::take(&mut self.unsaved_clients);
+        let mut ids = std::mem::take(&mut self.saving.unsaved_sessions);
+        let mut macs: BTreeSet<MacAddr> = std::mem::take(&mut self.saving.unsaved_clients);
         macs.extend(
             ids.iter()
                 .filter_map(|id| self.engine.session(*id).map(|session| session.mac)),
@@ -104,7 +134,7 @@ impl Control {
             .flat_map(|mac| self.sharing.members_of(*mac))
             .collect();
         clients.extend(self.member_rows(&members, now));
-        let usage = self.usage_marks.take(seen(&clients), now, false);
+        let usage = self.saving.usage_marks.take(seen(&clients), now, false);
         let (ended, records) = self.let_go_of_ended(now);
         let mut sessions = self.records(&ids);
         sessions.extend(records);
@@ -165,7 +195,7 @@ impl Control {
                 self.sharing.holder_of(*mac).is_none() && self.sharing.members_of(*mac).is_empty()
             })
             .collect();
-        let mut since = std::mem::take(&mut self.idle_since);
+        let mut since = std::mem::take(&mut self.saving.idle_since);
         for mac in idle {
             let idle_since = since.remove(&mac).unwrap_or(now);
             let record = self.table.record(mac);
@@ -177,7 +207,7 @@ impl Control {
             if departed && self.engine.forget_client(mac) {
                 continue;
             }
-            self.idle_since.insert(mac, idle_since);
+            self.saving.idle_since.insert(mac, idle_since);
         }
     }
 

@@ -49,7 +49,7 @@ impl Control {
                 retry_secs,
                 window_secs,
             })?;
-        self.client_count.set(None);
+        self.telemetry.clients_changed();
         let sold = self
             .add_session(mac, plan, None, true)
             .await

@@ -66,20 +66,19 @@ impl Control {
 
     /// How many clients a listing shows, counted without building the list.
     fn client_count(&self) -> usize {
-        if let Some(count) = self.client_count.get() {
-            return count;
-        }
-        let unseen_members = self
-            .sharing
-            .members()
-            .filter(|mac| self.table.record(*mac).is_none() && self.engine.client(*mac).is_none())
-            .count();
-        let count = union_len(
-            self.table.records().map(|record| record.mac),
-            self.engine.clients().map(|(mac, _, _)| mac),
-        ) + unseen_members;
-        self.client_count.set(Some(count));
-        count
+        self.telemetry.client_count(|| {
+            let unseen_members = self
+                .sharing
+                .members()
+                .filter(|mac| {
+                    self.table.record(*mac).is_none() && self.engine.client(*mac).is_none()
+                })
+                .count();
+            union_len(
+                self.table.records().map(|record| record.mac),
+                self.engine.clients().map(|(mac, _, _)| mac),
+            ) + unseen_members
+        })
     }
 
     pub(super) fn client_view(&self, mac: MacAddr) -> ClientView {
@@ -104,7 +103,7 @@ impl Control {
             last_seen: record.and_then(|record: &ClientRecord| record.last_seen),
             down_mbits: speed.map(|(down, _)| down),
             up_mbits: speed.map(|(_, up)| up),
-            address_conflicts: self.addresses.conflicts_of(mac).cloned().collect(),
+            address_conflicts: self.lan.addresses.conflicts_of(mac).cloned().collect(),
             shares_with,
         }
     }
@@ -179,17 +178,17 @@ impl Control {
                 Vec::new()
             },
             sessions_by_state: by_state.into_values().collect(),
-            kernel: self.kernel_stats,
-            last_poll_seconds: self.last_poll.as_secs_f64(),
+            kernel: self.telemetry.kernel,
+            last_poll_seconds: self.telemetry.last_poll.as_secs_f64(),
             last_save_seconds: storage.last_save_ms / 1_000.0,
             storage,
-            poll_durations: self.poll_durations.clone(),
+            poll_durations: self.telemetry.poll_durations.clone(),
             save_durations: self.store.save_durations(),
             maps: self.map_fill(),
             alerts: self.alerts.read(),
             trials: self.trial_counts(),
             garden: self.garden_view(),
-            spare_classes: self.shaper.spare_classes(),
+            spare_classes: self.speed.shaper().spare_classes(),
             unindexed_clients: self.kernel.unindexed_clients(),
         }
     }
@@ -201,12 +200,12 @@ impl Control {
         vec![
             MapFill {
                 map: "usage",
-                entries: self.usage_entries,
+                entries: self.telemetry.usage_entries,
                 capacity: MAX_CLIENTS,
             },
             MapFill {
                 map: "seen",
-                entries: self.seen_entries,
+                entries: self.telemetry.seen_entries,
                 capacity: MAX_SEEN,
             },
             MapFill {
@@ -216,7 +215,7 @@ impl Control {
             },
             MapFill {
                 map: "addresses",
-                entries: self.address_entries,
+                entries: self.telemetry.address_entries,
                 capacity: MAX_ADDRESSES,
             },
         ]
@@ -230,8 +229,8 @@ impl Control {
             lan_interface: self.config.network.lan_interface.clone(),
             clients: self.client_count(),
             sessions: self.engine.held(),
-            last_poll_ms: self.last_poll.as_secs_f64() * 1_000.0,
-            kernel: self.kernel_stats,
+            last_poll_ms: self.telemetry.last_poll.as_secs_f64() * 1_000.0,
+            kernel: self.telemetry.kernel,
             storage,
             kernel_maps: self
                 .map_fill()

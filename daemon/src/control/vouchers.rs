@@ -310,7 +310,7 @@ impl Control {
             .session_id
             .filter(|session| self.engine.session(*session).is_some())
         {
-            self.client_count.set(None);
+            self.telemetry.clients_changed();
             self.remove_session(session).await?;
         }
         let revoked = Voucher {
@@ -415,7 +415,7 @@ impl Control {
                 Ok(self.client_view(mac))
             }
             VoucherState::Unused => {
-                self.client_count.set(None);
+                self.telemetry.clients_changed();
                 let sold = self
                     .add_session(mac, voucher.plan.clone(), voucher.price, true)
                     .await
@@ -502,7 +502,7 @@ impl Control {
         let id = updated.id;
         self.vouchers.vouchers.insert(id, updated);
         self.index_devices();
-        self.client_count.set(None);
+        self.telemetry.clients_changed();
         self.moved_away.forget(mac);
         let Some(from) = moved_from else {
             tracing::info!(voucher = id, %mac, "a device joined a voucher in use");
