@@ -221,6 +221,35 @@ fn traffic_with_the_gateways_services_is_local_and_never_billed() -> Result<()> 
     Ok(())
 }
 
+#[test]
+fn an_address_the_box_gains_is_local_at_once_not_at_the_next_poll() -> Result<()> {
+    // Polls 30 s apart: only the netlink notification can make the new address local within
+    // the bound below (the daemon reads the box's addresses on notifications, and at polls
+    // only every 10 s as a fallback).
+    let lan = Lan::new(1)?;
+    let client = &lan.clients[0];
+    let daemon = Daemon::start(&lan, &[("HOTSPOTD__ACCOUNTING__POLL_INTERVAL_MS", "30000")])?;
+    let added = std::net::Ipv4Addr::new(192, 0, 2, 200);
+    lan.gateway
+        .ip(&["addr", "add", &format!("{added}/24"), "dev", LAN_IFACE])?;
+    let added_at = std::time::Instant::now();
+    let echo = UdpEcho::start(&lan.gateway, SocketAddr::new(IpAddr::V4(added), 53))?;
+    let reached = wait_for(Duration::from_secs(3), || {
+        udp_ping_pong(&client.netns, echo.addr(), 100, 1).is_ok()
+    });
+    ensure!(
+        reached,
+        "a sessionless client reaches a local service on the box's new address {added} within \
+         3 s, polls being 30 s apart"
+    );
+    eprintln!(
+        "the new address was local {} ms after it was added",
+        added_at.elapsed().as_millis()
+    );
+    drop(daemon);
+    Ok(())
+}
+
 /// The TCX programs on the gateway's LAN bridge.
 fn attached(lan: &Lan) -> Result<Vec<String>> {
     Ok(lan

@@ -6,7 +6,9 @@
 //! meanwhile uploads are not redirected (they would be dropped at a missing device), so they
 //! pass unshaped but gated and counted. A change the kernel refused (a tree altered behind
 //! hotspotd's back) is repaired the same way, by a rebuild. Each trouble is logged once.
-//! Side effects: TCX links, the HTB trees, the IFB device, the programs' IFB word.
+//! The box's own addresses are followed the same way, by notification. Side effects: TCX
+//! links, the HTB trees, the IFB device, the programs' IFB word, the box's addresses in the
+//! kernel.
 
 use std::time::{Duration, Instant};
 
@@ -44,31 +46,68 @@ pub(super) async fn changed(changes: Option<&mut LinkChanges>) -> Option<()> {
     Some(())
 }
 
-/// What the last check found wrong, so each trouble is logged once, not on every tick.
+/// What the checks found, so each trouble is logged once, not on every tick.
 #[derive(Debug, Default)]
-pub(super) struct LinkTrouble {
+pub(super) struct LinkWatch {
     /// The LAN interface is gone.
     pub lan_missing: bool,
+    /// When the box's addresses were last read into the kernel.
+    box_addresses_at: Option<Instant>,
 }
 
+impl LinkWatch {
+    /// Whether the box's addresses are due to be read again without a notification: at the
+    /// first poll and every [`BOX_ADDRESSES_EVERY`], in case a notification was lost.
+    pub(super) fn box_addresses_due(&self) -> bool {
+        self.box_addresses_at
+            .is_none_or(|at| at.elapsed() >= BOX_ADDRESSES_EVERY)
+    }
+}
+
+/// How often the box's addresses are read without a notification that they changed: the
+/// fallback for notifications lost to a full socket buffer.
+const BOX_ADDRESSES_EVERY: Duration = Duration::from_secs(10);
+
 impl Control {
+    /// Reads the box's own addresses and hands them to the kernel: traffic to them is the
+    /// box's (its local services), and the LAN's first addresses are where unpaid clients'
+    /// DNS goes. Called when a notification says an address or a link changed, after a
+    /// reload, and every [`BOX_ADDRESSES_EVERY`]; a netlink dump on the control task, so not
+    /// at every poll. A failure is logged and retried at the next poll.
+    pub(super) async fn sync_box_addresses(&mut self) {
+        let synced = match self.netlink.local_addresses().await {
+            Ok(addrs) => self
+                .kernel
+                .sync_box_addresses(&addrs, &self.config, self.lan_ifindex)
+                .map_err(crate::control::ControlError::from),
+            Err(error) => Err(error.into()),
+        };
+        match synced {
+            Ok(()) => self.links.box_addresses_at = Some(Instant::now()),
+            Err(error) => {
+                self.links.box_addresses_at = None;
+                tracing::warn!(error = %crate::text::chain(&error), "cannot read the box's addresses into the kernel; retrying next poll");
+            }
+        }
+    }
+
     /// Checks both interfaces and repairs what changed. Cheap when nothing did: two
     /// `if_nametoindex` calls.
     pub(super) async fn check_links(&mut self) {
         let lan = self.config.network.lan_interface.clone();
         let ifb = self.config.network.ifb_interface.clone();
         let Ok(lan_ifindex) = nix::net::if_::if_nametoindex(lan.as_str()) else {
-            if !self.link_trouble.lan_missing {
+            if !self.links.lan_missing {
                 tracing::warn!(
                     interface = %lan,
                     "the LAN interface is gone; clients are neither counted nor let through \
                      until an interface of that name is back"
                 );
-                self.link_trouble.lan_missing = true;
+                self.links.lan_missing = true;
             }
             return;
         };
-        let lan_recreated = lan_ifindex != self.lan_ifindex || self.link_trouble.lan_missing;
+        let lan_recreated = lan_ifindex != self.lan_ifindex || self.links.lan_missing;
         if lan_recreated {
             let started = Instant::now();
             if let Err(error) = self.kernel.reattach(&lan) {
@@ -76,7 +115,9 @@ impl Control {
                 return;
             }
             self.lan_ifindex = lan_ifindex;
-            self.link_trouble.lan_missing = false;
+            self.links.lan_missing = false;
+            // The LAN's addresses are where unpaid clients' DNS goes.
+            self.sync_box_addresses().await;
             tracing::info!(
                 interface = %lan,
                 ifindex = lan_ifindex,

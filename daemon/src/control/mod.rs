@@ -126,8 +126,9 @@ pub struct Control {
     lan: addresses::LanWatch,
     /// Speed limits: which client has which classes, what the trees should hold, the shaper.
     speed: speed::SpeedPlan,
-    /// What is wrong with the interfaces, as last checked (see `links.rs`).
-    link_trouble: links::LinkTrouble,
+    /// What the interface checks found, and when the box's addresses were last read (see
+    /// `links.rs`).
+    links: links::LinkWatch,
     /// During the restore only: the running sessions whose grant the kernel still holds from
     /// the previous run, in the classes this run adopted. Those grants stay as they are —
     /// their budget and deadline are the exact ones — where rewriting them would race with
@@ -204,7 +205,7 @@ impl Control {
             alerts,
             lan: addresses::LanWatch::default(),
             speed,
-            link_trouble: links::LinkTrouble::default(),
+            links: links::LinkWatch::default(),
             held_grants: BTreeMap::new(),
             clock: WallClock::start(Reading::now(), None).0,
             reader,
@@ -317,7 +318,10 @@ impl Control {
                     }
                     self.poll();
                 }
-                Some(()) = links::changed(link_changes.as_mut()) => self.check_links().await,
+                Some(()) = links::changed(link_changes.as_mut()) => {
+                    self.check_links().await;
+                    self.sync_box_addresses().await;
+                }
                 _ = link_checks.tick() => self.check_links().await,
                 Some(answer) = logins.recv() => self.finish_login(answer).await,
                 Some(request) = coas.recv() => self.handle_coa(request).await,
@@ -372,7 +376,7 @@ impl Control {
     /// Returns whether a reading started. The neighbour table is read from the LAN interface
     /// as it is now, and not at all while it is missing (`links.rs`).
     fn start_reading(&mut self) -> bool {
-        let neighbours_of = (!self.link_trouble.lan_missing).then_some(self.lan_ifindex);
+        let neighbours_of = (!self.links.lan_missing).then_some(self.lan_ifindex);
         let with_addresses = self
             .lan
             .addresses_read_at
@@ -425,10 +429,9 @@ impl Control {
     /// Turns a reading of the counters into per-client totals and feeds what moved to the engine; then lets
     /// time pass in the engine and carries out what it decided.
     async fn account(&mut self, counters: &mut reader::Counters) -> Result<(), ControlError> {
-        let addrs = self.netlink.local_addresses().await?;
-        self.kernel
-            .sync_box_addresses(&addrs, &self.config, self.lan_ifindex)?;
-
+        if self.links.box_addresses_due() {
+            self.sync_box_addresses().await;
+        }
         self.telemetry.usage_entries = counters.usage.len();
         self.telemetry.seen_entries = counters.seen.len();
         self.telemetry.address_entries = counters.addresses.len();

@@ -32,6 +32,8 @@ impl Control {
         self.speed.configure(&merged);
         self.config = Arc::new(merged);
         self.apply(effects, now).await;
+        // Local services and DNS redirection may have changed with the configuration.
+        self.sync_box_addresses().await;
         self.save();
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");

@@ -185,13 +185,16 @@ impl Netlink {
     }
 }
 
-/// Link changes anywhere in the box (an interface added, deleted, up or down): one item per
-/// netlink notification, saying only that something changed, so the caller looks again.
-/// Drops with the returned receiver; the socket's driver task ends with it.
+/// Link and address changes anywhere in the box (an interface added, deleted, up or down; an
+/// IPv4 or IPv6 address added or removed): one item per netlink notification, saying only
+/// that something changed, so the caller looks again. Drops with the returned receiver; the
+/// socket's driver task ends with it.
 pub fn link_changes() -> Result<LinkChanges, NetlinkError> {
+    use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
     let (mut connection, _handle, messages) =
         rtnetlink::new_connection().map_err(NetlinkError::Open)?;
-    let groups = rtnetlink::sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+    let groups =
+        rtnetlink::sys::SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR);
     connection
         .socket_mut()
         .socket_mut()

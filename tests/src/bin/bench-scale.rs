@@ -4,7 +4,7 @@
 //! 1 s poll) the poll duration, the periodic save, resident memory and CPU, and over a loaded
 //! window the latency of a steady 100 requests/s mix; finally the full `GET /v1/clients`, an
 //! unpaid device's front door (its web request redirected, the RFC 8908 answer) and
-//! `GET /metrics` (whole, and without the per-client series). Right after the first sales, a turnover at full house: [`TURNOVER`] running
+//! `GET /metrics` (whole, and without the per-client series). Right after the first sales, a turnover at full house: [`TURNOVER`] (`--turnover`) running
 //! sessions removed, then as many sold again to those devices, each sale timed. The clients are a [`Crowd`]: crafted frames from one client namespace, one
 //! source MAC and IPv6 address per client. Their sender is a thread of this process, so its CPU
 //! is not the daemon's. Prints markdown tables; see BENCHMARKS.md.
@@ -60,6 +60,8 @@ struct Args {
     rate_per_second: u32,
     /// `speed.classes_ready`; `None`: the run's client count.
     classes_ready: Option<usize>,
+    /// Running sessions removed and sold again at full house.
+    turnover: usize,
 }
 
 fn main() -> Result<()> {
@@ -90,6 +92,7 @@ fn parse_args() -> Result<Args> {
         window: Duration::from_secs(30),
         rate_per_second: 100,
         classes_ready: None,
+        turnover: TURNOVER,
     };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
@@ -110,10 +113,11 @@ fn parse_args() -> Result<Args> {
             "--classes-ready" => {
                 args.classes_ready = Some(value.parse().context("--classes-ready")?);
             }
+            "--turnover" => args.turnover = value.parse().context("--turnover")?,
             _ => {
                 bail!(
                     "usage: bench-scale [--clients 0,1000,10000] [--window-secs 30] [--rate 100] \
-                     [--classes-ready N (default: the client count)]"
+                     [--classes-ready N (default: the client count)] [--turnover 1000]"
                 )
             }
         }
@@ -234,7 +238,7 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
     let sold_at = Instant::now();
     let selling = runtime.block_on(sell(&api, &crowd))?;
     let selling_took = sold_at.elapsed();
-    let (turnover, turnover_took) = runtime.block_on(turn_over(&api, &crowd))?;
+    let (turnover, turnover_took) = runtime.block_on(turn_over(&api, &crowd, args.turnover))?;
     print_sales(clients, &selling, selling_took, &turnover, turnover_took);
     crowd.add_neighbours(&lan.gateway)?;
     let sink = UdpSink::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
@@ -400,11 +404,15 @@ fn print_sales(
     );
 }
 
-/// Removes the running sessions of the first [`TURNOVER`] members of `crowd` (or all), which
+/// Removes the running sessions of the first `count` members of `crowd` (or all), which
 /// leave the daemon with them, then sells each of them a new session as [`sell`] does, as
 /// devices arriving at a full house; returns those sales and how long they took together.
-async fn turn_over(api: &Arc<ApiClient>, crowd: &Crowd) -> Result<(Latencies, Duration)> {
-    let count = TURNOVER.min(crowd.len());
+async fn turn_over(
+    api: &Arc<ApiClient>,
+    crowd: &Crowd,
+    count: usize,
+) -> Result<(Latencies, Duration)> {
+    let count = count.min(crowd.len());
     for index in 0..count {
         let mac = crowd.mac_string(index);
         let client: Value = api.get(&format!("/v1/clients/{mac}")).await?;
