@@ -10,8 +10,7 @@ use hotspotd_common::{Grant, NO_DEADLINE, UNLIMITED_BYTES};
 use super::{Control, speed};
 use crate::{
     mac::MacAddr,
-    sessions::engine::{self, ClientState, Effect, Event, Now, PauseReason},
-    store,
+    sessions::engine::{self, ClientState, Effect, Event, Now},
 };
 
 impl Control {
@@ -255,14 +254,6 @@ fn jiffies_for(duration: Duration, hz: u32) -> u64 {
         .saturating_mul(u128::from(hz))
         .div_ceil(1_000_000_000);
     u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
-}
-
-pub(super) fn stored_state(state: ClientState, reason: Option<PauseReason>) -> store::ClientState {
-    match state {
-        ClientState::Connected => store::ClientState::Connected,
-        ClientState::Disconnected => store::ClientState::Disconnected,
-        ClientState::Paused => store::ClientState::Paused(reason.unwrap_or(PauseReason::Operator)),
-    }
 }
 
 fn log_event(event: &Event, now: Now) {

@@ -25,7 +25,7 @@ use crate::{
     mac::MacAddr,
     sessions::SessionData,
     sessions::engine::{ClientState, RestoredClient, SessionId},
-    store::{self, Loaded, SavedMeta, StoredClient, StoredSession},
+    store::{Loaded, SavedMeta, StoredClient, StoredSession},
 };
 
 /// Where the kernel says which boot this is.
@@ -241,7 +241,7 @@ impl Control {
         clients: &[StoredClient],
     ) {
         for client in clients {
-            if client.state != store::ClientState::Connected {
+            if client.state != ClientState::Connected {
                 continue;
             }
             let Some(grant) = kernel_grants.get(&client.mac.key()) else {
@@ -291,20 +291,15 @@ impl Meanwhile<'_> {
     /// A stored client as the engine takes it back, with the time and traffic the kernel
     /// let it use meanwhile.
     fn client(&self, client: &StoredClient) -> RestoredClient {
-        let pause_reason = match client.state {
-            store::ClientState::Paused(reason) => Some(reason),
-            _ => None,
-        };
+        let pause_reason = client
+            .pause_reason
+            .filter(|_| client.state == ClientState::Paused);
         let grant = self.kernel_grants.get(&client.mac.key());
-        let (state, kept_running) = match client.state {
-            store::ClientState::Connected => (
-                ClientState::Connected,
-                // The kernel ran it all along only if its grant is still there.
-                grant.filter(|grant| Some(grant.session_id) == client.session_id),
-            ),
-            store::ClientState::Paused(_) => (ClientState::Paused, None),
-            store::ClientState::Disconnected => (ClientState::Disconnected, None),
-        };
+        // The kernel ran it all along only if its grant is still there.
+        let kept_running = grant.filter(|grant| {
+            client.state == ClientState::Connected && Some(grant.session_id) == client.session_id
+        });
+        let state = client.state;
         let credit = match kept_running {
             Some(grant) if self.survived => {
                 let data = self
@@ -428,10 +423,7 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::{
-        sessions::{SessionType, data::example},
-        store::ClientState as StoredState,
-    };
+    use crate::sessions::{SessionType, data::example};
 
     const HZ: u32 = 250;
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
@@ -448,7 +440,8 @@ mod tests {
     fn client(session_id: Option<SessionId>) -> StoredClient {
         StoredClient {
             mac: MAC,
-            state: StoredState::Connected,
+            state: ClientState::Connected,
+            pause_reason: None,
             session_id,
             baseline: hotspotd_common::Usage::default(),
             totals: crate::accounting::Totals::default(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::time::Instant;
 
-use super::{Control, apply::stored_state};
+use super::Control;
 use crate::{
     mac::MacAddr,
     sessions::{
@@ -261,7 +261,8 @@ impl Control {
     ) -> StoredClient {
         StoredClient {
             mac,
-            state: stored_state(state, self.engine.pause_reason(mac)),
+            state,
+            pause_reason: self.engine.pause_reason(mac),
             session_id,
             baseline: self.table.baseline(mac),
             totals: self.table.totals(mac),
@@ -296,7 +297,7 @@ fn seen(clients: &[StoredClient]) -> Vec<super::history::Seen> {
         .map(|client| super::history::Seen {
             mac: client.mac,
             totals: client.totals,
-            connected: client.state == crate::store::ClientState::Connected,
+            connected: client.state == ClientState::Connected,
             session_id: client.session_id,
         })
         .collect()

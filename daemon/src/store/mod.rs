@@ -51,19 +51,17 @@ pub use crate::sessions::engine::Session as StoredSession;
 /// Why a client is paused: the engine's own type, stored as it is.
 pub use crate::sessions::engine::PauseReason;
 
-/// What a client was doing at the last save.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ClientState {
-    Connected,
-    Paused(PauseReason),
-    Disconnected,
-}
+/// What a client was doing at the last save: the engine's state, kept as it is.
+pub use crate::sessions::engine::ClientState;
 
 /// One client at the last save: enough for a restarted daemon to carry on where it was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredClient {
     pub mac: MacAddr,
     pub state: ClientState,
+    /// Why it was paused: `Some` exactly when `state` is `Paused` (the database refuses
+    /// anything else).
+    pub pause_reason: Option<PauseReason>,
     /// The session it was running (connected) or would resume (paused). `None` when there was
     /// none, or when that session has been removed since (the database clears it rather than
     /// keep a dangling id).
@@ -575,6 +573,7 @@ pub(crate) mod tests {
         StoredClient {
             mac: mac(n),
             state: ClientState::Connected,
+            pause_reason: None,
             session_id,
             baseline: Usage::default(),
             totals: Totals::default(),
@@ -825,6 +824,7 @@ pub(crate) mod tests {
         let client = StoredClient {
             mac: mac(3),
             state: ClientState::Connected,
+            pause_reason: None,
             session_id: Some(sold),
             baseline: Usage::default(),
             totals: Totals::default(),

@@ -680,6 +680,7 @@ mod tests {
         let client = StoredClient {
             mac: loaded.sessions[0].mac,
             state: ClientState::Connected,
+            pause_reason: None,
             session_id: Some(1),
             baseline: hotspotd_common::Usage::default(),
             totals: crate::accounting::Totals::default(),

@@ -295,11 +295,11 @@ impl Db {
         };
         let state: String = row.get(1).map_err(&sql)?;
         let pause_reason: Option<String> = row.get(2).map_err(&sql)?;
-        let state = match (state.as_str(), pause_reason.as_deref()) {
-            ("connected", None) => ClientState::Connected,
-            ("disconnected", None) => ClientState::Disconnected,
-            ("paused", Some("operator")) => ClientState::Paused(PauseReason::Operator),
-            ("paused", Some("idle")) => ClientState::Paused(PauseReason::Idle),
+        let (state, pause_reason) = match (state.as_str(), pause_reason.as_deref()) {
+            ("connected", None) => (ClientState::Connected, None),
+            ("disconnected", None) => (ClientState::Disconnected, None),
+            ("paused", Some("operator")) => (ClientState::Paused, Some(PauseReason::Operator)),
+            ("paused", Some("idle")) => (ClientState::Paused, Some(PauseReason::Idle)),
             _ => return Err(bad("state", &format!("{state} ({pause_reason:?})"))),
         };
         // Counters are stored as their two's complement (see `ClientValues`).
@@ -328,6 +328,7 @@ impl Db {
         Ok(StoredClient {
             mac: mac.parse().map_err(|_| bad("mac", &mac))?,
             state,
+            pause_reason,
             session_id: row.get(3).map_err(&sql)?,
             baseline,
             totals,
@@ -426,11 +427,15 @@ struct ClientValues {
 
 impl ClientValues {
     fn new(client: &StoredClient) -> Self {
-        let (state, pause_reason) = match client.state {
-            ClientState::Connected => ("connected", None),
-            ClientState::Disconnected => ("disconnected", None),
-            ClientState::Paused(PauseReason::Operator) => ("paused", Some("operator")),
-            ClientState::Paused(PauseReason::Idle) => ("paused", Some("idle")),
+        // A paused client without a reason was paused by the operator (the engine's
+        // default); a reason beside another state means nothing and is not kept.
+        let (state, pause_reason) = match (client.state, client.pause_reason) {
+            (ClientState::Connected, _) => ("connected", None),
+            (ClientState::Disconnected, _) => ("disconnected", None),
+            (ClientState::Paused, Some(PauseReason::Idle)) => ("paused", Some("idle")),
+            (ClientState::Paused, Some(PauseReason::Operator) | None) => {
+                ("paused", Some("operator"))
+            }
         };
         let usage = &client.baseline;
         let totals = &client.totals;
@@ -756,10 +761,20 @@ mod tests {
     }
 
     fn client(n: u32, state: ClientState, session_id: Option<SessionId>) -> StoredClient {
+        client_paused(n, state, None, session_id)
+    }
+
+    fn client_paused(
+        n: u32,
+        state: ClientState,
+        pause_reason: Option<PauseReason>,
+        session_id: Option<SessionId>,
+    ) -> StoredClient {
         let n64 = u64::from(n);
         StoredClient {
             mac: mac(n),
             state,
+            pause_reason,
             session_id,
             baseline: Usage {
                 up_bytes: u64::MAX - n64,
@@ -878,8 +893,8 @@ mod tests {
         put(&mut db, 2, mac(2), running(2));
         let clients = vec![
             client(1, ClientState::Connected, Some(1)),
-            client(2, ClientState::Paused(PauseReason::Operator), Some(2)),
-            client(3, ClientState::Paused(PauseReason::Idle), None),
+            client_paused(2, ClientState::Paused, Some(PauseReason::Operator), Some(2)),
+            client_paused(3, ClientState::Paused, Some(PauseReason::Idle), None),
             client(4, ClientState::Disconnected, None),
         ];
         let mut changes = sessions(Vec::new());

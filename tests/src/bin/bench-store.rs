@@ -276,6 +276,7 @@ fn batch(kind: Kind, sessions: &[(SessionId, SessionData)], run: usize) -> SaveB
             .map(|(&(id, _), n)| StoredClient {
                 mac: mac(n),
                 state: ClientState::Connected,
+                pause_reason: None,
                 session_id: Some(id),
                 baseline: Usage {
                     up_bytes: 1_000_000 * (run + 1),
