@@ -10,9 +10,8 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use hotspotd_common::{AddressOwner, IpKey};
-use serde::{Deserialize, Serialize};
 
 use crate::{accounting::Clocks, mac::MacAddr, net::ip_of_key};
 
@@ -24,14 +23,8 @@ pub const CONFLICT_FOR: Duration = Duration::from_mins(1);
 /// How long a move is shown among a client's conflicts.
 pub const CONFLICT_SHOWN_FOR: Duration = Duration::from_mins(10);
 
-/// An address that moved from one MAC to another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressMove {
-    pub ip: IpAddr,
-    pub from: MacAddr,
-    pub to: MacAddr,
-    pub at: DateTime<Utc>,
-}
+/// An address that moved from one MAC to another (one of the API's documents).
+pub use crate::views::AddressMove;
 
 /// The owner of an address, as the API answers a portal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +123,7 @@ pub fn owner_of(ip: IpAddr, owner: Option<AddressOwner>, clock: Clocks) -> Owner
 
 #[cfg(test)]
 mod tests {
+    use chrono::DateTime;
     use hotspotd_common::MacKey;
 
     use super::*;

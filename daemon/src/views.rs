@@ -1,7 +1,9 @@
 //! The API's documents: what it answers (views) and what it takes (requests). These names and
 //! fields are the contract with portals and `hotspotctl` (interface.md). Plain data on the
 //! lowest floor of the daemon: the control task builds them, the API serves them, `/metrics`
-//! and `hotspotctl` read them, and none of those needs another to name them. Pure.
+//! and `hotspotctl` read them, and none of those needs another to name them. It names only
+//! other plain data (a MAC, a price, a session's fields and states, the kernel's and the
+//! store's counters), never the parts that do the work. Pure.
 
 use std::net::IpAddr;
 
@@ -9,14 +11,24 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    bpf::KernelStats,
+    bpf::stats::KernelStats,
     mac::MacAddr,
+    price::Price,
     sessions::{
-        SessionData, SessionType,
-        engine::{ClientState, Session, SessionId, SessionState},
+        data::{SessionData, SessionType},
+        engine::model::{ClientState, Session, SessionId, SessionState},
     },
-    store::StoreHealth,
+    store::health::StoreHealth,
 };
+
+/// An address that moved from one MAC to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressMove {
+    pub ip: IpAddr,
+    pub from: MacAddr,
+    pub to: MacAddr,
+    pub at: DateTime<Utc>,
+}
 
 /// Which clients a listing shows (`GET /v1/clients`, `hotspotctl clients`): those whose MAC or
 /// one of whose addresses contains `search` (lower case) and whose state is `state`, in MAC
@@ -81,7 +93,7 @@ pub struct ClientView {
     /// Its addresses that moved to or from another MAC in the last ten minutes. Absent from
     /// an older daemon's answer.
     #[serde(default)]
-    pub address_conflicts: Vec<crate::addresses::AddressMove>,
+    pub address_conflicts: Vec<AddressMove>,
     /// For a device using a voucher's device slot: the device holding the voucher's session,
     /// whose session (and budget) it shares; `state` and `session_id` are that session's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +259,7 @@ pub struct NewSession {
     pub connect: bool,
     /// What it was sold for, in `sales.currency`: `"2.50"` or `2.5`, at most three decimals.
     #[serde(default)]
-    pub price: Option<crate::price::Price>,
+    pub price: Option<Price>,
 }
 
 fn default_provider() -> String {
@@ -332,7 +344,7 @@ pub struct NewVoucherBatch {
     pub valid_until: Option<String>,
     /// What each voucher's session is sold for, in `sales.currency`: `"2.50"` or `2.5`.
     #[serde(default)]
-    pub price: Option<crate::price::Price>,
+    pub price: Option<Price>,
 }
 
 fn one_device() -> u32 {

@@ -12,7 +12,8 @@ use axum::{
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::{ApiError, ClientView, NewSession, SessionView, StatusView};
+use super::error::{ApiError, bad_request, body_too_large, parse_mac, station};
+use crate::views::{ClientView, NewSession, SessionView, StatusView};
 use crate::{
     control::{Command, Commands},
     events::Events,
@@ -409,49 +410,12 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-pub(super) fn parse_mac(text: &str) -> Result<MacAddr, ApiError> {
-    let mac = text.parse().map_err(|error: crate::mac::ParseMacError| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_mac", error.to_string())
-    })?;
-    station(mac)
-}
-
-/// Refuses a MAC no device sends from: a session for it could never be used.
-fn station(mac: MacAddr) -> Result<MacAddr, ApiError> {
-    if mac.is_station() {
-        return Ok(mac);
-    }
-    Err(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "bad_mac",
-        format!(
-            "{mac} is a multicast, broadcast or all-zero address, which no client sends from: \
-             use the client's own MAC"
-        ),
-    ))
-}
-
-pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-}
-
 /// Why a JSON body was refused: too large (`body_too_large`, 413), or not the JSON expected.
 fn json_error(rejection: &JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return body_too_large();
     }
     bad_request(rejection.body_text())
-}
-
-pub(super) fn body_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!(
-            "the request body is larger than {} bytes; a session is a few hundred",
-            super::MAX_BODY_BYTES
-        ),
-    )
 }
 
 /// `GET /v1/garden`: the walled garden's host names with the addresses learned for them.

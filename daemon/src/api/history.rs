@@ -10,10 +10,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{
-    ApiError,
-    handlers::{bad_request, parse_mac},
-};
+use super::error::{ApiError, bad_request, parse_mac};
 use crate::{
     control::{Command, Commands},
     store::usage::{History, Period, SalesQuery, UsageQuery, parse_instant, sales_csv, usage_csv},

@@ -2,6 +2,7 @@
 //! creates the socket file (mode 0660) and its folder, replaces a stale socket left by a dead
 //! daemon, removes the socket on shutdown. Handlers only ask the control task; they hold no state.
 
+pub(crate) mod error;
 pub(crate) mod handlers;
 pub(crate) mod history;
 pub(crate) mod serve;
@@ -15,9 +16,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
-    http::StatusCode,
-    response::{IntoResponse, Response},
+    Router,
     routing::{get, post},
 };
 use tokio::net::{UnixListener, UnixStream};
@@ -27,113 +26,10 @@ pub use crate::views::{
     ClientView, ErrorBody, ErrorDetail, NewSession, SessionView, SetAsideView, StatusView,
 };
 
-use crate::control::{CommandError, Commands, ControlGone, RedeemError, TrialError, VoucherError};
+pub use error::{ApiError, MAX_BODY_BYTES};
+
+use crate::control::Commands;
 use crate::events::Events;
-use crate::sessions::engine::EngineError;
-
-/// An error a handler answers with: HTTP status, stable code, sentence.
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: crate::text::bounded(message.into()),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<ControlGone> for ApiError {
-    fn from(gone: ControlGone) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            gone.to_string(),
-        )
-    }
-}
-
-impl From<RedeemError> for ApiError {
-    fn from(error: RedeemError) -> Self {
-        let status = match error {
-            RedeemError::UnknownCode => StatusCode::NOT_FOUND,
-            RedeemError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            RedeemError::Failed(_) | RedeemError::ServerAway(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RedeemError::Rejected { .. } => StatusCode::FORBIDDEN,
-            RedeemError::Revoked
-            | RedeemError::Expired
-            | RedeemError::UsedUp
-            | RedeemError::OwnSession => StatusCode::CONFLICT,
-        };
-        Self::new(status, error.code(), error.to_string())
-    }
-}
-
-impl From<TrialError> for ApiError {
-    fn from(error: TrialError) -> Self {
-        let status = match error {
-            TrialError::TooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
-            TrialError::Off | TrialError::HasSession => StatusCode::CONFLICT,
-            TrialError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        Self::new(status, error.code(), error.to_string())
-    }
-}
-
-impl From<CommandError> for ApiError {
-    fn from(error: CommandError) -> Self {
-        // The whole chain: the variants name what failed, their sources say why.
-        let message = crate::text::chain_string(&error);
-        let (status, code) = match &error {
-            CommandError::Invalid(_) | CommandError::Engine(EngineError::InvalidSession { .. }) => {
-                (StatusCode::BAD_REQUEST, "invalid_session")
-            }
-            CommandError::Engine(EngineError::UnknownSession { .. }) => {
-                (StatusCode::NOT_FOUND, "unknown_session")
-            }
-            CommandError::Engine(EngineError::DuplicateSession { .. }) => {
-                (StatusCode::CONFLICT, "duplicate_session")
-            }
-            CommandError::Engine(EngineError::NoSessionLeft { .. }) => {
-                (StatusCode::CONFLICT, "no_session_left")
-            }
-            CommandError::Engine(EngineError::NotConnected { .. }) => {
-                (StatusCode::CONFLICT, "not_connected")
-            }
-            CommandError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            CommandError::Voucher(
-                VoucherError::Count(_) | VoucherError::MaxDevices(_) | VoucherError::PastDate(_),
-            ) => (StatusCode::BAD_REQUEST, "invalid_voucher"),
-            CommandError::Voucher(VoucherError::UnknownCode) => {
-                (StatusCode::NOT_FOUND, "unknown_code")
-            }
-            CommandError::Voucher(VoucherError::UnknownVoucher(_)) => {
-                (StatusCode::NOT_FOUND, "unknown_voucher")
-            }
-            CommandError::Voucher(VoucherError::Random(_)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
-        };
-        Self::new(status, code, message)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -234,10 +130,6 @@ impl axum::extract::FromRef<ApiState> for Events {
         state.events.clone()
     }
 }
-
-/// The largest request body read. The largest body any endpoint takes, a new session, is a
-/// few hundred bytes; the cap keeps a client from making the daemon buffer megabytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(commands: Commands, events: Events, shutdown: CancellationToken) -> Router {
     Router::new()

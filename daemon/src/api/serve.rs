@@ -23,7 +23,7 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{ApiError, MAX_BODY_BYTES};
+use super::error::{ApiError, MAX_BODY_BYTES};
 
 /// How long a client may take to send a request's headers, counted from when the
 /// connection is ready for them (also an idle kept-alive connection's limit).
@@ -154,7 +154,7 @@ pub(crate) async fn read_body_in_time(request: Request, next: Next) -> Response 
     let bytes = match read.await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(error)) if too_large(&error) => {
-            return super::handlers::body_too_large().into_response();
+            return super::error::body_too_large().into_response();
         }
         Ok(Err(error)) => {
             return ApiError::new(

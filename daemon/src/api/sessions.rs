@@ -14,10 +14,11 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    ApiError, SessionView,
-    handlers::{TOTAL_COUNT, bad_request, parse_mac},
+    error::{ApiError, bad_request, parse_mac},
+    handlers::TOTAL_COUNT,
     history::{blocking, limit},
 };
+use crate::views::SessionView;
 use crate::{
     control::{Command, Commands},
     sessions::engine::{SessionEnd, SessionState},

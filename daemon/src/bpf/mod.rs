@@ -38,6 +38,7 @@ mod garden;
 mod gate;
 mod local;
 pub mod probe;
+pub mod stats;
 mod usage;
 
 pub use addresses::AddressReader;
@@ -46,6 +47,7 @@ pub use clients::{ClientTable, QUARANTINE, read_grant, read_grants, read_slots, 
 pub use garden::{apply_garden, garden_bytes, garden_learned, set_garden_names};
 pub use gate::set_walled_garden;
 pub use local::{LocalServices, set_local_addrs};
+pub use stats::KernelStats;
 pub use usage::UsageReader;
 
 /// The compiled eBPF object (programs `lan_ingress`, `lan_egress`, `bench_empty`; maps in
@@ -865,23 +867,6 @@ where
 {
     let map = ebpf.map_mut(name).ok_or(BpfError::MissingMap { name })?;
     T::try_from(map).map_err(|source| BpfError::Map { name, source })
-}
-
-/// Counters of `STATS`, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KernelStats {
-    pub malformed_packets: u64,
-    pub untracked_packets: u64,
-    pub non_ip_packets: u64,
-    /// Drops by reason: no running session (outside the walled garden), data budget spent,
-    /// deadline passed.
-    pub dropped_no_session_packets: u64,
-    pub dropped_budget_packets: u64,
-    pub dropped_deadline_packets: u64,
-    /// Gate events the ring could not hold (the next poll catches up).
-    pub events_lost: u64,
-    /// Forwarded packets to a group destination MAC (a neighbour entry poisoned with one).
-    pub dropped_group_destination_packets: u64,
 }
 
 /// A random number from the kernel; the time if that fails (an epoch only needs to differ).

@@ -18,7 +18,7 @@ use axum::{
 
 use super::logins::{self, Logins};
 use crate::api::{
-    ApiError,
+    error::ApiError,
     token::{TokenGuard, bearer, peer, too_many},
 };
 

@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::{DashboardState, logins};
-use crate::{api::ApiError, events::Record};
+use crate::{api::error::ApiError, events::Record};
 
 /// Dashboard event streams open at once, all logins together. Each holds one of the
 /// listener's `MAX_CONNECTIONS` (256) connections for as long as its tab is open: 16 is

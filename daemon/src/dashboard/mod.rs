@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use self::door::Door;
-use crate::{api::ApiError, control::Commands, events::Events};
+use crate::{api::error::ApiError, control::Commands, events::Events};
 
 const INDEX: &str = include_str!("assets/index.html");
 const LOGIN: &str = include_str!("assets/login.html");
@@ -66,7 +66,7 @@ pub fn router(
             crate::api::serve::read_body_in_time,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
-            crate::api::MAX_BODY_BYTES,
+            crate::api::error::MAX_BODY_BYTES,
         ))
         .with_state(DashboardState {
             commands,
@@ -213,14 +213,14 @@ fn chart_days(
     default: u32,
 ) -> Result<u32, ApiError> {
     let Query(query) = query.map_err(|rejection| {
-        crate::api::handlers::bad_request(format!(
+        crate::api::error::bad_request(format!(
             "{}: a chart takes days (1 to {MAX_CHART_DAYS})",
             rejection.body_text()
         ))
     })?;
     match query.days.unwrap_or(default) {
         days @ 1..=MAX_CHART_DAYS => Ok(days),
-        other => Err(crate::api::handlers::bad_request(format!(
+        other => Err(crate::api::error::bad_request(format!(
             "days={other} is out of range: a chart shows 1 to {MAX_CHART_DAYS} days"
         ))),
     }

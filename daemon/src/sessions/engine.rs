@@ -25,7 +25,7 @@
 //! `tick` first handles the sessions whose expiry came by the wall clock (in order of expiry),
 //! then every connected client.
 
-mod model;
+pub mod model;
 mod state;
 #[cfg(test)]
 mod tests;

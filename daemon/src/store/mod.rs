@@ -12,7 +12,7 @@
 mod actor;
 mod backoff;
 pub mod ended;
-mod health;
+pub mod health;
 mod ledger;
 mod schema;
 mod seam;
