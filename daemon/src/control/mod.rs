@@ -1,10 +1,12 @@
 //! The one task that owns the daemon's mutable state — the kernel's maps, the client table, the
-//! session engine — and takes poll ticks, gate events and API commands in turn, so nothing needs
-//! a lock. The data path: kernel counters → deltas (`accounting`) → the engine → its effects on
-//! the kernel (grants), the store (saves) and the log (events). Side effects: reads the eBPF
-//! maps and netlink every `accounting.poll_interval_ms` (the counters and the neighbour table
-//! on the thread of `reader`, so the task answers the API meanwhile), writes grants and the
-//! box's addresses to the kernel, saves sessions.
+//! session engine, and the owners beside them (the speed plan, what is unsaved, the LAN watch,
+//! telemetry; docs/architecture.md, "Who owns what") — and takes poll ticks, gate events and
+//! API commands in turn, so nothing needs a lock. The data path: kernel counters → deltas
+//! (`accounting`) → the engine → its effects on the kernel (grants), the trees (`speed`), the
+//! store (saves) and the log (events). Side effects: reads the eBPF maps and the neighbour
+//! table every `accounting.poll_interval_ms` on the thread of `reader` (so the task answers the
+//! API meanwhile), the box's addresses when netlink says they changed (`links`), writes grants
+//! and those addresses to the kernel, saves sessions.
 
 mod addresses;
 mod apply;
