@@ -302,12 +302,12 @@ pub async fn run_reloadable(
     tracing::info!(socket = %config.api.socket.display(), "hotspotd is serving");
     let notifier = crate::notify::serving(watchdog_commands, shutdown.clone());
 
-    let (kernel, shaper) = control_task.await??;
+    let kernel = control_task.await??;
     // STOPPING=1 went out when shutdown began; this only makes sure it is not lost.
     notifier.await?;
     reload_task.abort();
     api_task.await?;
-    close(&store, kernel, shaper, &lan).await;
+    close(&store, kernel, &lan).await;
     Ok(())
 }
 
@@ -318,7 +318,7 @@ pub async fn run_reloadable(
 /// detaching would let every client through for free until a daemon is back, and forever if
 /// none comes. The next start takes all of it over and bills what passed meanwhile from the
 /// counters, as after a crash. `hotspotd --release` frees the LAN on purpose.
-async fn close(store: &Arc<dyn SessionStore>, kernel: Kernel, shaper: Shaper, lan: &str) {
+async fn close(store: &Arc<dyn SessionStore>, kernel: Kernel, lan: &str) {
     if let Err(error) = store.close().await {
         tracing::error!(
             error = %crate::text::chain(&error),
@@ -326,7 +326,6 @@ async fn close(store: &Arc<dyn SessionStore>, kernel: Kernel, shaper: Shaper, la
         );
     }
     kernel.leave_attached();
-    drop(shaper);
     tracing::info!(
         interface = %lan,
         "stopped; the programs stay attached and enforce the sessions until the next start ('hotspotd --release' detaches them)"

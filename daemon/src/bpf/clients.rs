@@ -236,6 +236,28 @@ impl ClientTable {
         }
     }
 
+    /// Puts `client`'s packets in these HTB classes from now on, keeping its budget: the
+    /// speed classes a grant could not name yet (`control/speed.rs`). Nothing to do for a
+    /// client without a grant; its next grant names its classes.
+    pub fn set_classes(
+        &mut self,
+        ebpf: &mut Ebpf,
+        client: MacKey,
+        class_down: u32,
+        class_up: u32,
+    ) -> Result<(), BpfError> {
+        match self.clients.get(&client) {
+            Some(slots) if slots.budget != NO_BUDGET => {
+                if (slots.class_down, slots.class_up) == (class_down, class_up) {
+                    return Ok(());
+                }
+                let budget = slots.budget;
+                self.point(ebpf, client, budget, class_down, class_up)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The slots the daemon gave `client`, if it keeps room for it.
     #[must_use]
     pub fn slots_of(&self, client: MacKey) -> Option<ClientSlots> {

@@ -492,6 +492,18 @@ impl Kernel {
         self.clients.set_grant(&mut self.ebpf, client, grant)
     }
 
+    /// Puts `client`'s packets in these classes, keeping its budget; see
+    /// [`ClientTable::set_classes`].
+    pub fn set_classes(
+        &mut self,
+        client: MacKey,
+        class_down: u32,
+        class_up: u32,
+    ) -> Result<(), BpfError> {
+        self.clients
+            .set_classes(&mut self.ebpf, client, class_down, class_up)
+    }
+
     /// Lets `member` draw on `holder`'s budget, with its own classes; see
     /// [`ClientTable::share_grant`].
     pub fn share_grant(

@@ -14,12 +14,13 @@ use crate::{
 };
 
 impl Control {
-    /// Carries out `effects` in order. The speed classes of new grants are put in place first,
-    /// so a client's first packet already meets its limit; then the kernel's grants are set,
-    /// so a client is never blocked or let through later than the engine decided; saves happen
-    /// after the batch.
+    /// Carries out `effects` in order. The speed classes of new grants are sent to the
+    /// shaper's worker first (a grant names them once the worker confirms them; until then
+    /// the client runs in the default class, see `speed/confirm.rs`); then the kernel's
+    /// grants are set, so a client is never blocked or let through later than the engine
+    /// decided; saves happen after the batch.
     pub(super) async fn apply(&mut self, effects: Vec<Effect>, now: Now) {
-        self.shape(&effects).await;
+        self.shape(&effects);
         // Holders whose grant changed: their members follow once the grants are in.
         let mut holders = Vec::new();
         for effect in effects {
@@ -86,14 +87,15 @@ impl Control {
             }
         }
         for holder in holders {
-            self.follow_holder(holder).await;
+            self.follow_holder(holder);
         }
     }
 
-    /// Brings the HTB trees in line with the grants and revocations in `effects`. A failure is
-    /// logged: the client is still gated and billed, only its speed is not capped (it falls in
-    /// the default class, under the global cap), and the next change retries.
-    async fn shape(&mut self, effects: &[Effect]) {
+    /// Sends the HTB trees' changes for the grants and revocations in `effects` to the
+    /// shaper's worker, without waiting for them. A failure is reported later: the client is
+    /// still gated and billed, only its speed is not capped (it stays in the default class,
+    /// under the global cap) until the trees are rebuilt.
+    fn shape(&mut self, effects: &[Effect]) {
         // Only the classes of these clients change: the shaper's work is in proportion to
         // them, not to every client (see `Shaper::apply_changed`).
         for effect in effects {
@@ -106,7 +108,7 @@ impl Control {
                 Effect::Save(_) | Effect::Event(_) => {}
             }
         }
-        self.speed.apply().await;
+        self.speed.apply();
     }
 
     /// Takes a connected client's grant away and bills what it passed since the last poll,
@@ -214,7 +216,8 @@ impl Control {
     }
 
     /// The kernel's form of a grant: bytes as a signed budget less `unbilled` (see
-    /// [`Self::unbilled`]), the deadline in jiffies, and the client's HTB classes.
+    /// [`Self::unbilled`]), the deadline in jiffies, and the client's HTB classes once the
+    /// shaper confirmed them (see `speed/confirm.rs`).
     fn kernel_grant(
         &mut self,
         grant: &engine::Grant,
@@ -230,7 +233,7 @@ impl Control {
             }
         };
         let mut kernel_grant = Grant::new(grant.session_id, bytes_left, deadline_jiffies);
-        if let Some(classes) = self.speed.classes_of(grant.mac) {
+        if let Some(classes) = self.speed.named(grant.mac) {
             kernel_grant.class_down = classes.down;
             kernel_grant.class_up = classes.up;
         }

@@ -169,7 +169,7 @@ impl Control {
     /// Brings `holder`'s members in line with it: while its session runs, each draws on its
     /// kernel budget in classes of its own at the session's speed; otherwise each is blocked
     /// and its classes freed.
-    pub(super) async fn follow_holder(&mut self, holder: MacAddr) {
+    pub(super) fn follow_holder(&mut self, holder: MacAddr) {
         let members = self.sharing.members_of(holder);
         if members.is_empty() {
             return;
@@ -182,11 +182,13 @@ impl Control {
             .map(|(down, up)| speed::rates(down, up));
         for member in members {
             if running {
-                let classes = match rates {
-                    Some(rates) => self.speed.run_at(member, rates),
-                    None => self.speed.classes_of(member),
-                };
-                let (class_down, class_up) = classes.map_or((0, 0), |c| (c.down, c.up));
+                if let Some(rates) = rates {
+                    self.speed.run_at(member, rates);
+                } else {
+                    self.speed.classes_of(member);
+                }
+                let (class_down, class_up) =
+                    self.speed.named(member).map_or((0, 0), |c| (c.down, c.up));
                 if let Err(error) =
                     self.kernel
                         .share_grant(member.key(), holder.key(), class_down, class_up)
@@ -197,7 +199,7 @@ impl Control {
                 self.block_member(member);
             }
         }
-        self.speed.apply().await;
+        self.speed.apply();
     }
 
     /// At a start, before the first speed change: the devices on vouchers' slots keep the
@@ -239,7 +241,7 @@ impl Control {
     /// last poll billed to the session it shared.
     pub(super) async fn drop_member(&mut self, member: MacAddr, holder: MacAddr, now: Now) {
         self.block_member(member);
-        self.speed.apply().await;
+        self.speed.apply();
         self.bill_since_poll(member, holder, now).await;
     }
 }

@@ -125,64 +125,58 @@ impl Control {
                 "the LAN interface is back; programs attached"
             );
         }
-        let ifb_gone = nix::net::if_::if_nametoindex(ifb.as_str()).ok()
-            != Some(self.speed.shaper().ifb_ifindex());
+        if lan_recreated {
+            self.rebuild_shaping(&lan, &ifb);
+            return;
+        }
+        // The IFB is gone until a rebuild under way reports.
+        if self.speed.is_rebuilding() {
+            return;
+        }
+        let ifb_gone =
+            nix::net::if_::if_nametoindex(ifb.as_str()).ok() != Some(self.speed.ifb_ifindex());
         if ifb_gone && !self.speed.is_broken() {
             tracing::warn!(
                 ifb = %ifb,
                 "the IFB device was deleted behind hotspotd's back; recreating it"
             );
         }
-        if lan_recreated || ifb_gone || self.speed.is_broken() {
-            self.rebuild_shaping(&lan, &ifb).await;
+        if ifb_gone || self.speed.is_broken() {
+            self.rebuild_shaping(&lan, &ifb);
         }
     }
 
-    /// Without TCX: the filter that hands uploads to the (new) IFB, behind the (new) upload
-    /// program. Failing, uploads pass unshaped (still gated and billed): logged.
-    async fn route_uploads_to_ifb(&mut self, lan: &str) {
-        let program = match self.kernel.upload_filter_program() {
-            Ok(Some(program)) => program,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::error!(error = %crate::text::chain(&error), "cannot find the upload filter's program; uploads are not shaped");
-                return;
-            }
-        };
-        crate::bpf::ensure_clsact(lan);
-        if let Err(error) = self.speed.shaper_mut().route_uploads_to_ifb(program).await {
-            tracing::error!(error = %crate::text::chain(&error), "uploads are not shaped");
-        }
-    }
-
-    /// Sets the trees up again on the current interfaces (taking over whichever tree is
-    /// still there) and brings them to the desired state.
-    async fn rebuild_shaping(&mut self, lan: &str, ifb: &str) {
+    /// Sends the shaper's worker to set the trees up again on the current interfaces (taking
+    /// over whichever tree is still there) at the desired state; without TCX, with the filter
+    /// that hands uploads to the new IFB behind the upload program. Uploads are redirected to
+    /// the new IFB when the worker reports it done (`speed/mod.rs`). The control task goes on
+    /// meanwhile: a rebuild at thousands of classes takes seconds.
+    fn rebuild_shaping(&mut self, lan: &str, ifb: &str) {
         // Until the IFB is back, a redirect would drop every upload.
         if let Err(error) = self.kernel.set_ifb(0) {
             tracing::error!(error = %crate::text::chain(&error), "cannot stop redirecting uploads to the old IFB");
         }
-        let started = Instant::now();
-        let was_broken = self.speed.is_broken();
-        match self.speed.rebuild(lan, ifb, &self.config).await {
-            Ok(()) => {
-                self.route_uploads_to_ifb(lan).await;
-                if let Err(error) = self.kernel.set_ifb(self.speed.shaper().ifb_ifindex()) {
-                    tracing::error!(error = %crate::text::chain(&error), "cannot redirect uploads to the new IFB");
+        let upload_program = match self.kernel.upload_filter_program() {
+            Ok(Some((fd, name))) => {
+                crate::bpf::ensure_clsact(lan);
+                let fd = i32::try_from(fd).unwrap_or(-1);
+                // SAFETY: `fd` is the program's, open for as long as `self.kernel` holds it,
+                // which outlives this borrow; the worker gets a duplicate of its own.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                match fd.try_clone_to_owned() {
+                    Ok(fd) => Some((fd, name)),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot hand the upload filter's program to the shaper; uploads are not shaped");
+                        None
+                    }
                 }
-                tracing::info!(
-                    interface = %lan,
-                    ifb = %ifb,
-                    clients = self.speed.client_count(),
-                    took_ms = started.elapsed().as_millis(),
-                    "speed limits rebuilt"
-                );
             }
+            Ok(None) => None,
             Err(error) => {
-                if !was_broken {
-                    tracing::error!(error = %crate::text::chain(&error), "cannot rebuild the speed limits; clients pass unshaped until it works, retrying every poll");
-                }
+                tracing::error!(error = %crate::text::chain(&error), "cannot find the upload filter's program; uploads are not shaped");
+                None
             }
-        }
+        };
+        self.speed.rebuild(lan, ifb, upload_program);
     }
 }

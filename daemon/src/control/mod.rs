@@ -266,13 +266,13 @@ impl Control {
         &mut self.kernel
     }
 
-    /// Runs until `shutdown`, then takes a last reading, saves everything and hands the
-    /// kernel back.
+    /// Runs until `shutdown`, then takes a last reading, saves everything, lets the shaper's
+    /// worker finish and hands the kernel back.
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
-    ) -> Result<(Kernel, Shaper), ControlError> {
+    ) -> Result<Kernel, ControlError> {
         let ring = self.kernel.take_events()?;
         // SAFETY: the ring owns its map's fd, which stays open and the same for as long as
         // the ring (now inside the AsyncFd) lives.
@@ -283,6 +283,7 @@ impl Control {
         let mut answers = unsafe { AsyncFd::register_with_interest(answers, Interest::READABLE) }
             .map_err(|error| ControlError::Events(error.into_parts().1))?;
         let mut readings = self.readings.take().ok_or(ControlError::Channels)?;
+        let mut shaper_reports = self.speed.take_reports().ok_or(ControlError::Channels)?;
         let mut logins = self.radius.take_answers().ok_or(ControlError::Channels)?;
         let mut coas = self.radius.take_coa().ok_or(ControlError::Channels)?;
         let mut period = self.config.poll_interval();
@@ -295,6 +296,7 @@ impl Control {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some(read) = readings.recv() => self.take_read(read).await,
+                Some(report) = shaper_reports.recv() => self.shaper_reported(report),
                 () = sleep_until(next_deadline) => {
                     self.poll();
                     // A deadline the poll does not replace has been dealt with; a past one left
@@ -312,8 +314,7 @@ impl Control {
                 }
                 tick = ticks.tick() => {
                     self.expire_garden();
-                    self.speed.shaper_mut().tend_spares();
-                    self.reconcile_speeds().await;
+                    self.reconcile_speeds();
                     let late = tick.elapsed();
                     if late > period {
                         tracing::warn!(late_ms = late.as_millis(), "poll ran late; ticks were skipped");
@@ -362,7 +363,8 @@ impl Control {
             }
         }
         self.save_all();
-        Ok((self.kernel, self.speed.into_shaper()))
+        self.speed.finish().await;
+        Ok(self.kernel)
     }
 
     /// Asks the reader for a poll's reading; accounting follows when it arrives. One asked

@@ -128,7 +128,7 @@ impl Control {
             .filter_map(|mac| self.sharing.holder_of((*mac).into()))
             .collect();
         for holder in holders {
-            self.follow_holder(holder).await;
+            self.follow_holder(holder);
         }
         // Before the save below lets go of the sessions that ended while hotspotd was away:
         // their RADIUS Stop is sent from what the engine still holds of them.

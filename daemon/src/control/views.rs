@@ -188,7 +188,7 @@ impl Control {
             alerts: self.alerts.read(),
             trials: self.trial_counts(),
             garden: self.garden_view(),
-            spare_classes: self.speed.shaper().spare_classes(),
+            spare_classes: self.speed.spare_classes(),
             unindexed_clients: self.kernel.unindexed_clients(),
         }
     }

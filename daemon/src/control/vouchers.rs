@@ -411,7 +411,7 @@ impl Control {
                     self.apply(effects, now).await;
                     self.save();
                 }
-                self.follow_holder(holder).await;
+                self.follow_holder(holder);
                 Ok(self.client_view(mac))
             }
             VoucherState::Unused => {

@@ -14,6 +14,8 @@
 //! touching their traffic); [`Shaper::apply`] creates, changes and deletes classes and their
 //! leaf qdiscs; [`Shaper::teardown`] deletes both roots and the IFB if hotspotd created it, and
 //! [`Shaper::release`] does the same for trees a stopped daemon left (`hotspotd --release`).
+//! The daemon runs its shaper on a task of its own ([`ShaperWorker`]), so a slow batch never
+//! holds up the control task.
 
 mod htb;
 mod netlink;
@@ -23,6 +25,7 @@ mod probe;
 mod refill;
 mod setup;
 mod tree;
+mod worker;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -34,6 +37,7 @@ pub use pool::PARKED;
 pub use tree::{
     Change, Desired, DesiredError, Direction, FIRST_CLIENT_MINOR, LAST_CLIENT_MINOR, Rates, diff,
 };
+pub use worker::{Job, Report, ShaperWorker};
 
 use htb::LeafSpec;
 use netlink::{Connection, classid};

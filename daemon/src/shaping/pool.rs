@@ -4,9 +4,9 @@
 //! one a walk of the global list of tc blocks; changing an existing class skips both. So a
 //! class that a client no longer needs is not deleted but *parked* (changed to [`PARKED`])
 //! and kept as a spare, and the next client given that minor (the allocator in
-//! `control/speed.rs` hands out the most recently freed minor first) gets it by a change. Pure:
-//! this module says what to send for a set of minors and what the shaper then knows; the
-//! shaper sends it.
+//! `control/speed/plan.rs` hands out the most recently freed minor first) gets it by a
+//! change. Pure: this module says what to send for a set of minors and what the shaper then
+//! knows; the shaper sends it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,34 +1,21 @@
-//! Speed limits of running sessions: each connected client gets an HTB class minor, its
-//! session's rates go into the desired trees, and its grant names the classes so the eBPF
-//! programs put its packets there (`skb->priority`). A client's minor is the one freed most
-//! recently, whose class the shaper kept parked (`shaping/pool.rs`), so a sale usually
-//! changes an existing class instead of creating one. Side effects: [`SpeedPlan::apply`]
-//! hands the changed classes to the shaper.
+//! The speed plan, pure: which client has which HTB class minor, and what the trees should
+//! hold, with what changed since it was last sent to the shaper.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
-use tokio::time::Instant;
-
-use super::Control;
+use super::desired;
 use crate::{
     config::Config,
     mac::MacAddr,
-    shaping::{
-        Desired, FIRST_CLIENT_MINOR, IFB_HANDLE, LAN_HANDLE, LAST_CLIENT_MINOR, Rates, Shaper,
-        ShapingError,
-    },
+    shaping::{Desired, FIRST_CLIENT_MINOR, IFB_HANDLE, LAN_HANDLE, LAST_CLIENT_MINOR, Rates},
 };
-
-/// kbit/s in one Mbit/s, as tc counts (1 kbit = 1000 bit).
-const KBIT_PER_MBIT: u64 = 1_000;
 
 /// The class minors in use, by client; a freed minor is reused before a new one is taken.
 #[derive(Debug, Default)]
-pub(super) struct Classes {
+pub(in crate::control) struct Classes {
     by_mac: BTreeMap<MacAddr, u16>,
+    /// The same, by minor.
+    by_minor: BTreeMap<u16, MacAddr>,
     freed: Vec<u16>,
     /// The lowest minor never handed out (0 = none yet).
     next: u16,
@@ -36,10 +23,20 @@ pub(super) struct Classes {
 
 /// The HTB classes of one client: download on the LAN interface, upload on the IFB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct ClientClasses {
+pub(in crate::control) struct ClientClasses {
     pub minor: u16,
     pub down: u32,
     pub up: u32,
+}
+
+impl ClientClasses {
+    pub(super) fn of_minor(minor: u16) -> Self {
+        Self {
+            minor,
+            down: u32::from(LAN_HANDLE) << 16 | u32::from(minor),
+            up: u32::from(IFB_HANDLE) << 16 | u32::from(minor),
+        }
+    }
 }
 
 impl Classes {
@@ -51,13 +48,15 @@ impl Classes {
         } else {
             let minor = self.take()?;
             self.by_mac.insert(mac, minor);
+            self.by_minor.insert(minor, mac);
             minor
         };
-        Some(ClientClasses {
-            minor,
-            down: u32::from(LAN_HANDLE) << 16 | u32::from(minor),
-            up: u32::from(IFB_HANDLE) << 16 | u32::from(minor),
-        })
+        Some(ClientClasses::of_minor(minor))
+    }
+
+    /// The client that has `minor`.
+    fn owner_of(&self, minor: u16) -> Option<MacAddr> {
+        self.by_minor.get(&minor).copied()
     }
 
     /// Takes over the classes a previous run gave `mac`, read from its grant in the kernel,
@@ -88,6 +87,7 @@ impl Classes {
             self.freed.retain(|freed| *freed != minor);
         }
         self.by_mac.insert(mac, minor);
+        self.by_minor.insert(minor, mac);
         true
     }
 
@@ -107,6 +107,7 @@ impl Classes {
     /// Frees the client's minor, returning it.
     pub(super) fn release(&mut self, mac: MacAddr) -> Option<u16> {
         let minor = self.by_mac.remove(&mac)?;
+        self.by_minor.remove(&minor);
         self.freed.push(minor);
         Some(minor)
     }
@@ -115,7 +116,7 @@ impl Classes {
 /// What the trees should hold: each client's class pair and rates, and the global caps, with
 /// what changed since the shaper last applied it. Pure.
 #[derive(Debug)]
-pub(super) struct Plan {
+pub(in crate::control) struct Plan {
     desired: Desired,
     classes: Classes,
     /// Minors whose desired rates changed since the last apply.
@@ -125,7 +126,7 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    fn new(config: &Config) -> Self {
+    pub(super) fn new(config: &Config) -> Self {
         Self {
             desired: desired(config),
             classes: Classes::default(),
@@ -136,7 +137,7 @@ impl Plan {
 
     /// `mac` runs at `rates` from now on: its classes (allocated if it has none), or `None`
     /// when every minor is taken (then it runs in the default class, under the global cap).
-    fn run_at(&mut self, mac: MacAddr, rates: Rates) -> Option<ClientClasses> {
+    pub(super) fn run_at(&mut self, mac: MacAddr, rates: Rates) -> Option<ClientClasses> {
         let classes = self.classes.of(mac)?;
         if self.desired.clients.insert(classes.minor, rates) != Some(rates) {
             self.changed.insert(classes.minor);
@@ -144,8 +145,42 @@ impl Plan {
         Some(classes)
     }
 
+    /// What the trees should hold.
+    pub(super) fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// The classes `mac` has, allocating a pair if it has none.
+    pub(super) fn classes_of(&mut self, mac: MacAddr) -> Option<ClientClasses> {
+        self.classes.of(mac)
+    }
+
+    /// The minor `mac` has, if any.
+    pub(super) fn minor_of(&self, mac: MacAddr) -> Option<u16> {
+        self.classes.by_mac.get(&mac).copied()
+    }
+
+    /// The client that has `minor`.
+    pub(super) fn owner_of(&self, minor: u16) -> Option<MacAddr> {
+        self.classes.owner_of(minor)
+    }
+
+    /// Whether the trees should hold a class for `minor` (its client runs at some rates).
+    pub(super) fn wants(&self, minor: u16) -> bool {
+        self.desired.clients.contains_key(&minor)
+    }
+
+    /// The clients the trees should hold a class for, by minor.
+    pub(super) fn owners(&self) -> impl Iterator<Item = (u16, MacAddr)> + '_ {
+        self.classes
+            .by_minor
+            .iter()
+            .filter(|(minor, _)| self.wants(**minor))
+            .map(|(minor, mac)| (*minor, *mac))
+    }
+
     /// `mac` runs no session: its classes are freed (parked by the shaper at the next apply).
-    fn stop(&mut self, mac: MacAddr) {
+    pub(super) fn stop(&mut self, mac: MacAddr) {
         if let Some(minor) = self.classes.release(mac) {
             self.desired.clients.remove(&minor);
             self.changed.insert(minor);
@@ -153,8 +188,10 @@ impl Plan {
     }
 
     /// Takes over the classes a previous run gave `mac` (see [`Classes::adopt`]), at `rates`
-    /// when given; the trees hold them already, so nothing is marked changed.
-    fn adopt(
+    /// when given. The trees hold them already; with rates, the minor is still marked
+    /// changed, so the shaper's worker learns what it should hold (and finds nothing to send
+    /// when the rates are the ones it read back).
+    pub(super) fn adopt(
         &mut self,
         mac: MacAddr,
         (class_down, class_up): (u32, u32),
@@ -165,11 +202,12 @@ impl Plan {
         }
         if let (Some(rates), Some(classes)) = (rates, self.classes.of(mac)) {
             self.desired.clients.insert(classes.minor, rates);
+            self.changed.insert(classes.minor);
         }
         true
     }
 
-    fn set_global(&mut self, global: Rates) {
+    pub(super) fn set_global(&mut self, global: Rates) {
         if self.desired.global != global {
             self.desired.global = global;
             self.global_changed = true;
@@ -178,7 +216,7 @@ impl Plan {
 
     /// The minors changed since the last call, to apply; `None` when nothing changed. After a
     /// change of the global caps, possibly none (the shaper sees that change for itself).
-    fn take_changes(&mut self) -> Option<BTreeSet<u16>> {
+    pub(super) fn take_changes(&mut self) -> Option<BTreeSet<u16>> {
         if self.changed.is_empty() && !self.global_changed {
             return None;
         }
@@ -191,7 +229,7 @@ impl Plan {
     /// the wanted ones. Classes are not handed out here: a client without any runs in the
     /// default class, as its grant says. Returns how many clients were mended, 0 unless a
     /// change was missed on the way.
-    fn reconcile(&mut self, wanted: &BTreeMap<MacAddr, Rates>) -> usize {
+    pub(super) fn reconcile(&mut self, wanted: &BTreeMap<MacAddr, Rates>) -> usize {
         let unwanted: Vec<MacAddr> = self
             .classes
             .by_mac
@@ -215,213 +253,10 @@ impl Plan {
     }
 }
 
-/// The speed plan's one owner: the [`Plan`] and the shaper that makes the kernel's trees so
-/// (desired → diff → apply). The rest of the task says what a client runs at
-/// ([`SpeedPlan::run_at`], [`SpeedPlan::stop`]) and when to apply ([`SpeedPlan::apply`]);
-/// [`Control::reconcile_speeds`] recomputes the plan from the engine's state now and then and
-/// mends any difference.
-pub(super) struct SpeedPlan {
-    plan: Plan,
-    shaper: Shaper,
-    /// The trees are not at the desired state (an apply or a rebuild failed): `links.rs`
-    /// rebuilds them at every interface check until it works.
-    broken: bool,
-    /// When the plan was last recomputed from the engine.
-    reconciled_at: Instant,
-}
-
-impl SpeedPlan {
-    pub(super) fn new(shaper: Shaper, config: &Config) -> Self {
-        Self {
-            plan: Plan::new(config),
-            shaper,
-            broken: false,
-            reconciled_at: Instant::now(),
-        }
-    }
-
-    /// See [`Plan::run_at`].
-    pub(super) fn run_at(&mut self, mac: MacAddr, rates: Rates) -> Option<ClientClasses> {
-        self.plan.run_at(mac, rates)
-    }
-
-    /// See [`Plan::stop`].
-    pub(super) fn stop(&mut self, mac: MacAddr) {
-        self.plan.stop(mac);
-    }
-
-    /// The classes `mac` has, allocating a pair if it has none.
-    pub(super) fn classes_of(&mut self, mac: MacAddr) -> Option<ClientClasses> {
-        self.plan.classes.of(mac)
-    }
-
-    /// See [`Plan::adopt`].
-    pub(super) fn adopt(
-        &mut self,
-        mac: MacAddr,
-        classes: (u32, u32),
-        rates: Option<Rates>,
-    ) -> bool {
-        self.plan.adopt(mac, classes, rates)
-    }
-
-    /// New global caps and spare-class target (a reload); applied with the next apply.
-    pub(super) fn configure(&mut self, config: &Config) {
-        self.plan.set_global(global(config));
-        self.shaper.set_classes_ready(classes_ready(config));
-    }
-
-    /// Brings the classes changed since the last apply to the desired state (every class
-    /// after a change of the global caps, which the shaper sees for itself). On failure (a
-    /// tree changed behind hotspotd's back, say) the trees are rebuilt at the next interface
-    /// check (`links.rs`), which logs once; what did go in stays.
-    pub(super) async fn apply(&mut self) {
-        let Some(changed) = self.plan.take_changes() else {
-            return;
-        };
-        if let Err(error) = self
-            .shaper
-            .apply_changed(&self.plan.desired, &changed)
-            .await
-        {
-            if !self.broken {
-                tracing::error!(error = %crate::text::chain(&error), "speed limits could not all be applied; rebuilding the trees");
-            }
-            self.broken = true;
-        }
-    }
-
-    /// Makes the trees anew on `lan` and `ifb` (taking over whichever tree is still there) at
-    /// the desired state, and keeps the new shaper. On failure the plan stays broken.
-    pub(super) async fn rebuild(
-        &mut self,
-        lan: &str,
-        ifb: &str,
-        config: &Config,
-    ) -> Result<(), ShapingError> {
-        let desired = &self.plan.desired;
-        let rebuilt = match Shaper::setup(lan, ifb, desired.global).await {
-            Ok(mut shaper) => shaper.apply(desired).await.map(|()| shaper),
-            Err(error) => Err(error),
-        };
-        match rebuilt {
-            Ok(shaper) => {
-                self.shaper = shaper;
-                self.shaper.set_classes_ready(classes_ready(config));
-                self.broken = false;
-                Ok(())
-            }
-            Err(error) => {
-                self.broken = true;
-                Err(error)
-            }
-        }
-    }
-
-    /// See [`Plan::reconcile`].
-    fn reconcile(&mut self, wanted: &BTreeMap<MacAddr, Rates>) -> usize {
-        self.reconciled_at = Instant::now();
-        self.plan.reconcile(wanted)
-    }
-
-    /// Whether the plan is due to be recomputed from the engine ([`RECONCILE_EVERY`]).
-    fn reconcile_due(&self) -> bool {
-        self.reconciled_at.elapsed() >= RECONCILE_EVERY
-    }
-
-    pub(super) fn is_broken(&self) -> bool {
-        self.broken
-    }
-
-    /// Clients with classes of their own.
-    pub(super) fn client_count(&self) -> usize {
-        self.plan.desired.clients.len()
-    }
-
-    pub(super) fn shaper(&self) -> &Shaper {
-        &self.shaper
-    }
-
-    pub(super) fn shaper_mut(&mut self) -> &mut Shaper {
-        &mut self.shaper
-    }
-
-    pub(super) fn into_shaper(self) -> Shaper {
-        self.shaper
-    }
-}
-
-/// How often the speed plan is recomputed from the engine's state, to mend what a missed
-/// change would leave (O(clients), so not at every poll).
-const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-
-impl Control {
-    /// Recomputes the speed plan from the engine when it is due, and applies what that
-    /// mended. Every connected client that runs a session is wanted at its session's speed,
-    /// and so is each device sharing a voucher whose holder runs that voucher's session.
-    pub(super) async fn reconcile_speeds(&mut self) {
-        if !self.speed.reconcile_due() {
-            return;
-        }
-        let mut wanted = BTreeMap::new();
-        for (mac, _, running) in self.engine.clients() {
-            if running.is_some()
-                && self.engine.running_session(mac) == running
-                && let Some((down, up)) = self.engine.speed_of(mac)
-            {
-                let rates = rates(down, up);
-                wanted.insert(mac, rates);
-                if self.sharing.session_of(mac) == running {
-                    for member in self.sharing.members_of(mac) {
-                        wanted.insert(member, rates);
-                    }
-                }
-            }
-        }
-        let mended = self.speed.reconcile(&wanted);
-        if mended > 0 {
-            tracing::warn!(
-                clients = mended,
-                "the speed plan differed from the sessions' speeds; mended"
-            );
-        }
-        self.speed.apply().await;
-    }
-}
-
-/// Mbit/s to kbit/s for the trees.
-#[must_use]
-pub(super) fn rates(down_mbits: u32, up_mbits: u32) -> Rates {
-    Rates {
-        down_kbit: u64::from(down_mbits) * KBIT_PER_MBIT,
-        up_kbit: u64::from(up_mbits) * KBIT_PER_MBIT,
-    }
-}
-
-/// The global caps of `config`, as the trees take them.
-#[must_use]
-pub fn global(config: &Config) -> Rates {
-    rates(config.speed.global_down_mbits, config.speed.global_up_mbits)
-}
-
-/// How many spare class pairs `config` wants made ahead of need.
-#[must_use]
-pub fn classes_ready(config: &Config) -> usize {
-    usize::try_from(config.speed.classes_ready).unwrap_or(usize::MAX)
-}
-
-/// An empty desired state at `config`'s global caps.
-#[must_use]
-pub(super) fn desired(config: &Config) -> Desired {
-    Desired {
-        global: global(config),
-        clients: BTreeMap::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::speed::rates;
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -483,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn the_plan_marks_what_changed_and_an_adopted_class_is_not_a_change() {
+    fn the_plan_marks_what_changed_and_an_adopted_class_goes_to_the_worker() {
         let mut plan = Plan::new(&Config::default());
         assert_eq!(plan.take_changes(), None);
         let a = plan.run_at(A, rates(5, 2)).expect("a minor");
@@ -493,9 +328,15 @@ mod tests {
         assert!(plan.adopt(B, (0x0001_0009, 0x0002_0009), Some(rates(1, 1))));
         assert_eq!(
             plan.take_changes(),
-            None,
-            "the trees hold an adopted class already"
+            Some(BTreeSet::from([9])),
+            "the worker learns an adopted class's rates (and sends nothing for it)"
         );
+        assert!(plan.adopt(
+            MacAddr([2, 0, 0, 0, 0, 7]),
+            (0x0001_000a, 0x0002_000a),
+            None
+        ));
+        assert_eq!(plan.take_changes(), None, "no rates, nothing to learn");
         plan.stop(A);
         assert_eq!(plan.take_changes(), Some(BTreeSet::from([a.minor])));
         plan.set_global(rates(1, 1));
@@ -528,16 +369,5 @@ mod tests {
         assert_eq!(plan.desired.clients.get(&a.minor), Some(&rates(10, 2)));
         assert_eq!(plan.desired.clients.get(&b.minor), None);
         assert!(!plan.classes.by_mac.contains_key(&c));
-    }
-
-    #[test]
-    fn megabits_become_kilobits() {
-        assert_eq!(
-            rates(5, 2),
-            Rates {
-                down_kbit: 5_000,
-                up_kbit: 2_000
-            }
-        );
     }
 }
