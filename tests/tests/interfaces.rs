@@ -1,7 +1,7 @@
 //! End to end: the LAN interface goes down and up, is deleted and recreated, and the IFB is
 //! deleted behind the daemon's back. Each time the daemon puts the programs and the speed
-//! limits back within 2 s, says so once in its log, and accounting and the gate carry on.
-//! Needs root.
+//! limits back within 2 s, says so once in its log, and accounting and the gate carry on; a
+//! rebuild of thousands of classes does not hold up the API. Needs root.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -10,8 +10,8 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use hotspotd_tests::{
-    Client, Daemon, GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, UdpSink, UdpStream,
-    http::timed_gets, tc, udp_echoes, wait_for,
+    Client, Crowd, Daemon, GATEWAY_LAN_V4, INTERNET_V4, LAN_IFACE, Lan, UdpEcho, UdpSink,
+    UdpStream, dhcp::mac_bytes, http, http::timed_gets, tc, udp_echoes, wait_for,
 };
 use serde_json::Value;
 
@@ -274,6 +274,127 @@ fn a_tree_removed_behind_the_daemons_back_is_rebuilt_at_the_next_change() -> Res
         occurrences(&daemon.log(), "speed limits could not all be applied") == 1,
         "logged once:\n{}",
         daemon.log()
+    );
+    Ok(())
+}
+
+/// Clients whose classes a rebuild makes again in [`a_slow_rebuild_does_not_hold_up_the_api`]:
+/// enough for a second or more of netlink work (each class created walks the tree), against
+/// the milliseconds of a sale.
+const REBUILT_CLIENTS: usize = 5_000;
+
+/// Sells `mac` an hour at 5 / 2 Mbit/s and connects it, through the API.
+fn sell_over_api(daemon: &Daemon, mac: &str) -> Result<Duration> {
+    let body = serde_json::json!({
+        "mac": mac, "type": "time", "time_secs": 3_600,
+        "down_mbits": 5, "up_mbits": 2, "connect": true,
+    })
+    .to_string();
+    let asked = Instant::now();
+    let answer = http::exchange(
+        daemon.socket(),
+        &http::request(
+            "POST",
+            "/v1/sessions",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        ),
+    )?;
+    let took = asked.elapsed();
+    ensure!(
+        answer.status == 201 || answer.status == 200,
+        "sell {mac}: {answer:?}"
+    );
+    Ok(took)
+}
+
+/// A slow netlink batch does not hold up the API (issue 10): the IFB is deleted behind the
+/// daemon's back while 5,000 clients have classes, so the rebuild makes 5,000 classes and
+/// leaves again (a second or more of netlink under the RTNL lock). Meanwhile a sale and a status
+/// answer at once; the client sold during the rebuild runs in the default class until its
+/// class is in the new tree, then in its own.
+#[test]
+fn a_slow_rebuild_does_not_hold_up_the_api() -> Result<()> {
+    let (lan, _echo) = setup()?;
+    let daemon = Daemon::start(&lan, &[])?;
+    let crowd = Crowd::new(REBUILT_CLIENTS)?;
+    for index in 0..crowd.len() {
+        sell_over_api(&daemon, &crowd.mac_string(index))?;
+    }
+    let classes_made = wait_for(Duration::from_mins(2), || {
+        tc::classes(&lan.gateway, IFB).is_ok_and(|classes| {
+            classes
+                .values()
+                .filter(|class| class.contains("ceil 2Mbit"))
+                .count()
+                == REBUILT_CLIENTS
+        })
+    });
+    ensure!(classes_made, "every client's upload class is made");
+
+    lan.gateway.ip(&["link", "del", IFB])?;
+    ensure!(
+        wait_for(Duration::from_secs(5), || occurrences(
+            &daemon.log(),
+            "the IFB device was deleted"
+        ) == 1),
+        "the daemon sees the IFB gone; log:\n{}",
+        daemon.log()
+    );
+    let newcomer = &lan.clients[0];
+    let sale_took = sell_over_api(&daemon, &newcomer.mac)?;
+    let asked = Instant::now();
+    daemon.status()?;
+    let status_took = asked.elapsed();
+    let slots_during = daemon.client_slots(mac_bytes(&newcomer.mac)?)?;
+    let rebuilt_before_the_answers = occurrences(&daemon.log(), "speed limits rebuilt") > 0;
+    eprintln!("during the rebuild: a sale took {sale_took:?}, a status {status_took:?}");
+    ensure!(
+        !rebuilt_before_the_answers,
+        "the sale and the status were answered only after the rebuild; log:\n{}",
+        daemon.log()
+    );
+    let slots = slots_during.context("the newcomer's entry")?;
+    ensure!(
+        (slots.class_down, slots.class_up) == (0, 0),
+        "until its class is in the new tree the newcomer runs in the default class: {slots:?}"
+    );
+
+    ensure!(
+        wait_for(Duration::from_mins(2), || occurrences(
+            &daemon.log(),
+            "speed limits rebuilt"
+        ) == 1),
+        "the rebuild ends; log:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    eprintln!(
+        "{}",
+        log.lines()
+            .find(|line| line.contains("speed limits rebuilt"))
+            .unwrap_or_default()
+    );
+    let named = wait_for(Duration::from_secs(5), || {
+        daemon
+            .client_slots(mac_bytes(&newcomer.mac).unwrap_or_default())
+            .ok()
+            .flatten()
+            .is_some_and(|slots| slots.class_down != 0 && slots.class_up != 0)
+    });
+    ensure!(
+        named,
+        "the newcomer is put in its own classes once they are made"
+    );
+    let slots = daemon
+        .client_slots(mac_bytes(&newcomer.mac)?)?
+        .context("the newcomer's entry")?;
+    let upload_class = format!("2:{:x}", slots.class_up & 0xffff);
+    let ifb_classes = tc::classes(&lan.gateway, IFB)?;
+    let class = ifb_classes.get(&upload_class);
+    ensure!(
+        class.is_some_and(|class| class.contains("ceil 2Mbit")),
+        "the newcomer's upload class {upload_class} is in the new tree at its limit: {class:?}"
     );
     Ok(())
 }
