@@ -24,6 +24,10 @@ use super::{Desired, Rates, Shaper, ShapingError};
 
 /// How often the worker takes in the spare classes a refill made and starts the next one.
 const TEND_EVERY: Duration = Duration::from_secs(1);
+/// The most jobs taken as one batch: behind a slow batch (a crowd at an empty box, each sale
+/// creating its classes) thousands queue up, and one netlink batch for all of them would
+/// hold megabytes of requests at once for no gain in speed.
+const JOBS_PER_BATCH: usize = 256;
 
 /// What the control task asks of the shaper. Carried out in the order sent.
 #[derive(Debug)]
@@ -124,8 +128,8 @@ impl ShaperWorker {
     }
 }
 
-/// The worker: takes every queued job at once, so the changes that arrived during a slow
-/// batch go to the kernel as one.
+/// The worker: takes the queued jobs together (up to [`JOBS_PER_BATCH`]), so the changes that
+/// arrived during a slow batch go to the kernel as one.
 async fn work(
     mut shaper: Shaper,
     mut desired: Desired,
@@ -138,7 +142,7 @@ async fn work(
     let mut jobs = Vec::new();
     loop {
         tokio::select! {
-            received = queue.recv_many(&mut jobs, usize::MAX) => {
+            received = queue.recv_many(&mut jobs, JOBS_PER_BATCH) => {
                 if received == 0 {
                     break;
                 }
