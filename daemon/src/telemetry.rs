@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub garden: crate::garden::GardenView,
     /// HTB classes made and parked for the next clients (`shaping/pool.rs`).
     pub spare_classes: usize,
+    /// Clients whose classes the shaper has not yet put in the trees at their rates: they run
+    /// in the default class meanwhile (`control/speed/confirm.rs`).
+    pub clients_awaiting_classes: usize,
     /// Clients the programs look up in `CLIENTS` because their window of the client index
     /// is full (`bpf/client_index.rs`).
     pub unindexed_clients: usize,

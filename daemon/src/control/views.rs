@@ -189,6 +189,7 @@ impl Control {
             trials: self.trial_counts(),
             garden: self.garden_view(),
             spare_classes: self.speed.spare_classes(),
+            clients_awaiting_classes: self.speed.awaiting_classes(),
             unindexed_clients: self.kernel.unindexed_clients(),
         }
     }

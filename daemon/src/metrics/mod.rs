@@ -42,6 +42,19 @@ pub fn render(snapshot: &Snapshot) -> String {
         "HTB class pairs made and parked for the next clients: a sale takes one by a class change instead of making one.",
     );
     sample(&mut out, name, &[], as_f64(snapshot.spare_classes as u64));
+    let name = "hotspotd_shaping_clients_awaiting_classes";
+    metric(
+        &mut out,
+        name,
+        "gauge",
+        "Clients whose HTB classes the shaper has not yet put in the trees at their rates: they run in the default class, under the global cap, meanwhile. Stays above 0 only while the shaper works through a backlog (a crowd on an empty box, a rebuild).",
+    );
+    sample(
+        &mut out,
+        name,
+        &[],
+        as_f64(snapshot.clients_awaiting_classes as u64),
+    );
     let name = "hotspotd_unindexed_clients";
     metric(
         &mut out,
@@ -565,6 +578,7 @@ mod tests {
                 ..crate::garden::GardenView::default()
             },
             spare_classes: 64,
+            clients_awaiting_classes: 3,
             unindexed_clients: 2,
         }
     }
@@ -579,6 +593,10 @@ mod tests {
             Some(1_234.0)
         );
         assert_eq!(value("hotspotd_shaping_spare_classes"), Some(64.0));
+        assert_eq!(
+            value("hotspotd_shaping_clients_awaiting_classes"),
+            Some(3.0)
+        );
         assert_eq!(value("hotspotd_unindexed_clients"), Some(2.0));
         assert_eq!(
             value(r#"hotspotd_client_bytes_total{mac="02:00:00:00:00:01",kind="down"}"#),

@@ -141,6 +141,14 @@ impl Confirmations {
         (rebuilding.was_broken, confirmed)
     }
 
+    /// Clients with rates whose classes are not confirmed yet: they run in the default class.
+    /// O(clients), for the metrics.
+    pub(super) fn awaiting(&self, plan: &Plan) -> usize {
+        plan.owners()
+            .filter(|(minor, owner)| self.made_for.get(minor) != Some(owner))
+            .count()
+    }
+
     pub(super) fn is_broken(&self) -> bool {
         self.broken
     }
@@ -192,6 +200,7 @@ mod tests {
         let mut confirmations = Confirmations::new();
         let a = plan.run_at(A, FAST).expect("a minor");
         assert_eq!(confirmations.named(&plan, A), None, "nothing sent yet");
+        assert_eq!(confirmations.awaiting(&plan), 1);
         let seq = send(&mut plan, &mut confirmations);
         assert_eq!(
             confirmations.named(&plan, A),
@@ -203,6 +212,7 @@ mod tests {
             (false, vec![(A, a)])
         );
         assert_eq!(confirmations.named(&plan, A), Some(a));
+        assert_eq!(confirmations.awaiting(&plan), 0);
 
         // A new speed for the same client: its class stays named while it changes.
         plan.run_at(A, rates(20, 5));

@@ -191,6 +191,11 @@ impl SpeedPlan {
         self.ifb_ifindex
     }
 
+    /// See [`Confirmations::awaiting`].
+    pub(super) fn awaiting_classes(&self) -> usize {
+        self.confirmations.awaiting(&self.plan)
+    }
+
     /// Spare classes, as the worker last counted them.
     pub(super) fn spare_classes(&self) -> usize {
         self.worker.spare_classes()
