@@ -235,11 +235,8 @@ fn measure(runtime: &tokio::runtime::Runtime, clients: usize, args: &Args) -> Re
     let (daemon, api) = start_daemon(runtime, &lan, clients, args)?;
     let pid = daemon.pid();
 
-    let sold_at = Instant::now();
-    let selling = runtime.block_on(sell(&api, &crowd))?;
-    let selling_took = sold_at.elapsed();
-    let (turnover, turnover_took) = runtime.block_on(turn_over(&api, &crowd, args.turnover))?;
-    print_sales(clients, &selling, selling_took, &turnover, turnover_took);
+    let (selling, selling_took, turnover, turnover_took) =
+        runtime.block_on(sales(&api, &crowd, args.turnover))?;
     crowd.add_neighbours(&lan.gateway)?;
     let sink = UdpSink::start(&lan.internet, SocketAddr::new(IpAddr::V6(INTERNET_V6), 0))?;
     let SocketAddr::V6(to) = sink.addr() else {
@@ -383,6 +380,36 @@ async fn sell(api: &Arc<ApiClient>, crowd: &Crowd) -> Result<Latencies> {
     .await
 }
 
+/// Sells every member of `crowd` a session ([`sell`]), then turns `turnover` of them over
+/// ([`turn_over`]), waiting after each until every client runs in its own classes; prints
+/// both. Returns the sales' latencies and how long each part took.
+async fn sales(
+    api: &Arc<ApiClient>,
+    crowd: &Crowd,
+    turnover: usize,
+) -> Result<(Latencies, Duration, Latencies, Duration)> {
+    let sold_at = Instant::now();
+    let selling = sell(api, crowd).await?;
+    let selling_took = sold_at.elapsed();
+    let fill_classes = wait_for_classes(api).await?;
+    let (turnover, turnover_took) = turn_over(api, crowd, turnover).await?;
+    let turnover_classes = wait_for_classes(api).await?;
+    print_sales(
+        crowd.len(),
+        &selling,
+        selling_took,
+        &turnover,
+        turnover_took,
+    );
+    eprintln!(
+        "{} clients: every client in its own classes {:.2} s after the last sale of the fill, {:.2} s after the last of the turnover",
+        crowd.len(),
+        fill_classes.as_secs_f64(),
+        turnover_classes.as_secs_f64()
+    );
+    Ok((selling, selling_took, turnover, turnover_took))
+}
+
 /// Prints the sales at once (on stderr): they are what issue 10 measures, and a later step
 /// may fail.
 fn print_sales(
@@ -510,13 +537,7 @@ async fn timed_text(api: &ApiClient, path: &str) -> Result<(String, Duration)> {
 async fn wait_for_spares(api: &ApiClient, count: usize) -> Result<Duration> {
     let started = Instant::now();
     loop {
-        let metrics = api.get_text("/metrics?clients=false").await?;
-        let samples = hotspotd::metrics::parse(&metrics).map_err(anyhow::Error::msg)?;
-        let spares = samples
-            .iter()
-            .find(|(name, _)| name == "hotspotd_shaping_spare_classes")
-            .map(|(_, value)| *value)
-            .context("/metrics has hotspotd_shaping_spare_classes")?;
+        let spares = light_metric(api, "hotspotd_shaping_spare_classes").await?;
         #[expect(clippy::cast_precision_loss, reason = "a count below 2^16")]
         if spares >= count as f64 {
             return Ok(started.elapsed());
@@ -527,6 +548,34 @@ async fn wait_for_spares(api: &ApiClient, count: usize) -> Result<Duration> {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Waits until every client sold a session runs in its own classes (the shaper's backlog is
+/// worked off: `hotspotd_shaping_clients_awaiting_classes` is 0); returns how long that took.
+async fn wait_for_classes(api: &ApiClient) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let awaiting = light_metric(api, "hotspotd_shaping_clients_awaiting_classes").await?;
+        if awaiting == 0.0 {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < SPARES_TIMEOUT,
+            "{awaiting} clients still without their classes after {SPARES_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One sample of `/metrics?clients=false`.
+async fn light_metric(api: &ApiClient, name: &str) -> Result<f64> {
+    let metrics = api.get_text("/metrics?clients=false").await?;
+    let samples = hotspotd::metrics::parse(&metrics).map_err(anyhow::Error::msg)?;
+    samples
+        .iter()
+        .find(|(sample, _)| sample == name)
+        .map(|(_, value)| *value)
+        .with_context(|| format!("/metrics has {name}"))
 }
 
 /// How many polls the daemon has made: `hotspotd_poll_seconds_count`.
