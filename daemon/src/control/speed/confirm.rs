@@ -179,7 +179,11 @@ impl Confirmations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, control::speed::rates, shaping::Rates};
+    use crate::{
+        config::Config,
+        control::speed::{global, rates},
+        shaping::Rates,
+    };
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -196,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_grant_names_a_clients_classes_once_the_worker_confirmed_them() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let mut confirmations = Confirmations::new();
         let a = plan.run_at(A, FAST).expect("a minor");
         assert_eq!(confirmations.named(&plan, A), None, "nothing sent yet");
@@ -224,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_minor_that_changed_hands_is_named_only_for_the_client_it_was_confirmed_for() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let mut confirmations = Confirmations::new();
         let a = plan.run_at(A, FAST).expect("a minor");
         let first = send(&mut plan, &mut confirmations);
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_failed_apply_names_nothing_until_a_rebuild_works() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let mut confirmations = Confirmations::new();
         let a = plan.run_at(A, FAST).expect("a minor");
         let seq = send(&mut plan, &mut confirmations);
@@ -275,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_failed_rebuild_keeps_the_trees_broken() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let mut confirmations = Confirmations::new();
         plan.run_at(A, FAST).expect("a minor");
         send(&mut plan, &mut confirmations);
@@ -291,7 +295,7 @@ mod tests {
 
     #[test]
     fn an_adopted_class_is_named_at_once() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let mut confirmations = Confirmations::new();
         assert!(plan.adopt(A, (0x0001_0005, 0x0002_0005), Some(FAST)));
         confirmations.adopted(5, A);

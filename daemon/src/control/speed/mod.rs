@@ -21,7 +21,7 @@ use super::Control;
 use crate::{
     config::Config,
     mac::MacAddr,
-    shaping::{Desired, Job, Rates, Report, Shaper, ShaperWorker},
+    shaping::{Job, Rates, Report, Shaper, ShaperWorker},
 };
 
 /// kbit/s in one Mbit/s, as tc counts (1 kbit = 1000 bit).
@@ -52,7 +52,7 @@ impl SpeedPlan {
     /// Starts the shaper's worker on `shaper`, whose trees hold no client yet as far as this
     /// run knows (classes a previous run left are adopted, see [`SpeedPlan::adopt`]).
     pub(super) fn new(shaper: Shaper, config: &Config) -> Self {
-        let plan = Plan::new(config);
+        let plan = Plan::new(global(config));
         let ifb_ifindex = shaper.ifb_ifindex();
         let (worker, reports) = ShaperWorker::spawn(shaper, plan.desired().clone());
         Self {
@@ -321,15 +321,6 @@ pub fn global(config: &Config) -> Rates {
 #[must_use]
 pub fn classes_ready(config: &Config) -> usize {
     usize::try_from(config.speed.classes_ready).unwrap_or(usize::MAX)
-}
-
-/// An empty desired state at `config`'s global caps.
-#[must_use]
-pub(super) fn desired(config: &Config) -> Desired {
-    Desired {
-        global: global(config),
-        clients: BTreeMap::new(),
-    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::desired;
 use crate::{
-    config::Config,
     mac::MacAddr,
     shaping::{Desired, FIRST_CLIENT_MINOR, IFB_HANDLE, LAN_HANDLE, LAST_CLIENT_MINOR, Rates},
 };
@@ -126,9 +124,13 @@ pub(in crate::control) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(config: &Config) -> Self {
+    /// A plan with no client, at the `global` caps.
+    pub(super) fn new(global: Rates) -> Self {
         Self {
-            desired: desired(config),
+            desired: Desired {
+                global,
+                clients: BTreeMap::new(),
+            },
             classes: Classes::default(),
             changed: BTreeSet::new(),
             global_changed: false,
@@ -256,7 +258,10 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::speed::rates;
+    use crate::{
+        config::Config,
+        control::speed::{global, rates},
+    };
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -319,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_plan_marks_what_changed_and_an_adopted_class_goes_to_the_worker() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         assert_eq!(plan.take_changes(), None);
         let a = plan.run_at(A, rates(5, 2)).expect("a minor");
         assert_eq!(plan.take_changes(), Some(BTreeSet::from([a.minor])));
@@ -349,7 +354,7 @@ mod tests {
 
     #[test]
     fn the_plan_recomputed_from_the_sessions_mends_what_was_missed() {
-        let mut plan = Plan::new(&Config::default());
+        let mut plan = Plan::new(global(&Config::default()));
         let a = plan.run_at(A, rates(5, 2)).expect("a minor");
         let b = plan.run_at(B, rates(3, 3)).expect("a minor");
         plan.take_changes();
