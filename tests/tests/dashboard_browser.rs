@@ -515,15 +515,10 @@ fn api_changes_show_at_once() -> Result<()> {
              window.setInterval = (f, ms, ...rest) => every(f, ms * {POLLS_SLOWED}, ...rest);"
         ) }),
     )?;
-    log_in(&mut browser)?;
-    ensure!(
-        wait_for(Duration::from_secs(10), || live_state(&mut browser)
-            == "live"),
-        "the header never said live: {}",
-        live_state(&mut browser)
-    );
-
-    // Seen by the daemon (unpaid), not yet on the page: its table was drawn before.
+    // Seen by the daemon (unpaid) before the page is drawn, so the page lists it from the
+    // start: what changes its row from here on can only come by the event stream. (Sending
+    // after the page was drawn raced with the refresh the stream's opening asks for, 100 ms
+    // after the header says live, with polls every 100 ms.)
     let client = &lan.clients[0];
     let mac = client.mac.as_str();
     client.netns.run(|| -> Result<()> {
@@ -535,7 +530,22 @@ fn api_changes_show_at_once() -> Result<()> {
         wait_for(Duration::from_secs(10), || daemon.client(mac).is_ok()),
         "the daemon never saw the client"
     );
-    ensure!(!listed(&mut browser, mac), "listed before any event");
+    log_in(&mut browser)?;
+    ensure!(
+        wait_for(Duration::from_secs(10), || live_state(&mut browser)
+            == "live"),
+        "the header never said live: {}",
+        live_state(&mut browser)
+    );
+    ensure!(
+        wait_for(Duration::from_secs(10), || listed(&mut browser, mac)),
+        "the client the daemon saw is listed"
+    );
+    let unpaid = in_row(&mut browser, mac, "", "data-state");
+    ensure!(
+        unpaid.as_deref() != Some("connected"),
+        "an unpaid client's row: {unpaid:?}"
+    );
 
     let since = Instant::now();
     daemon.connect_for_an_hour(mac)?;
