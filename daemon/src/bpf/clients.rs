@@ -237,8 +237,8 @@ impl ClientTable {
     }
 
     /// Puts `client`'s packets in these HTB classes from now on, keeping its budget: the
-    /// speed classes a grant could not name yet (`control/speed.rs`). Nothing to do for a
-    /// client without a grant; its next grant names its classes.
+    /// speed classes a grant could not name yet (`control/speed/confirm.rs`). Nothing to do
+    /// for a client without a grant; its next grant names its classes.
     pub fn set_classes(
         &mut self,
         ebpf: &mut Ebpf,
