@@ -80,8 +80,9 @@ pub struct ShaperWorker {
 }
 
 impl ShaperWorker {
-    /// Starts the worker on `shaper`, whose trees are at `desired`. Returns it and where its
-    /// reports arrive.
+    /// Starts the worker on `shaper`, whose trees are at `desired`. The worker keeps its own
+    /// copy of the desired state, changed by each job, because the control task's plan moves
+    /// on while a batch is in the kernel. Returns it and where its reports arrive.
     #[must_use]
     pub fn spawn(shaper: Shaper, desired: Desired) -> (Self, mpsc::UnboundedReceiver<Report>) {
         let (jobs, queue) = mpsc::unbounded_channel();

@@ -198,6 +198,15 @@ mod tests {
         confirmations.sent(plan, &changed)
     }
 
+    /// A plan where A runs at [`FAST`] and the job with its classes is sent, not yet reported.
+    fn a_sent() -> (Plan, Confirmations, ClientClasses, u64) {
+        let mut plan = Plan::new(global(&Config::default()));
+        let mut confirmations = Confirmations::new();
+        let a = plan.run_at(A, FAST).expect("a minor");
+        let seq = send(&mut plan, &mut confirmations);
+        (plan, confirmations, a, seq)
+    }
+
     #[test]
     fn a_grant_names_a_clients_classes_once_the_worker_confirmed_them() {
         let mut plan = Plan::new(global(&Config::default()));
@@ -228,10 +237,7 @@ mod tests {
 
     #[test]
     fn a_minor_that_changed_hands_is_named_only_for_the_client_it_was_confirmed_for() {
-        let mut plan = Plan::new(global(&Config::default()));
-        let mut confirmations = Confirmations::new();
-        let a = plan.run_at(A, FAST).expect("a minor");
-        let first = send(&mut plan, &mut confirmations);
+        let (mut plan, mut confirmations, a, first) = a_sent();
         confirmations.applied(&plan, first, true);
 
         // A leaves and B gets its minor before the next job: B's grant must not name the
@@ -254,10 +260,7 @@ mod tests {
 
     #[test]
     fn a_failed_apply_names_nothing_until_a_rebuild_works() {
-        let mut plan = Plan::new(global(&Config::default()));
-        let mut confirmations = Confirmations::new();
-        let a = plan.run_at(A, FAST).expect("a minor");
-        let seq = send(&mut plan, &mut confirmations);
+        let (plan, mut confirmations, a, seq) = a_sent();
         assert_eq!(confirmations.applied(&plan, seq, false), (false, vec![]));
         assert!(confirmations.is_broken());
         assert_eq!(confirmations.named(&plan, A), None);
@@ -279,10 +282,7 @@ mod tests {
 
     #[test]
     fn a_failed_rebuild_keeps_the_trees_broken() {
-        let mut plan = Plan::new(global(&Config::default()));
-        let mut confirmations = Confirmations::new();
-        plan.run_at(A, FAST).expect("a minor");
-        send(&mut plan, &mut confirmations);
+        let (plan, mut confirmations, _, _) = a_sent();
         let rebuild = confirmations.rebuild_sent(&plan).expect("none under way");
         assert_eq!(
             confirmations.rebuilt(&plan, rebuild, false),
